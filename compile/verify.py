@@ -1,0 +1,61 @@
+"""Parity: run ONNX Runtime and the torch module on the same held-out inputs and compare."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from .errors import ParityError
+
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-3
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How far ONNX Runtime's outputs were from torch's, and whether they agree on the argmax."""
+
+    max_abs_diff: float
+    argmax_agreement: float
+    samples: int
+    atol: float
+    rtol: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The report as plain numbers for the manifest."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def check_parity(
+    module: torch.nn.Module,
+    onnx_bytes: bytes,
+    inputs: np.ndarray,
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+) -> ParityReport:
+    """Compare outputs on `inputs`; raise ParityError when any differs beyond atol + rtol·|torch|."""
+    x = np.ascontiguousarray(inputs, dtype=np.float32)
+    with torch.no_grad():
+        expected = module.eval()(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})[:1]
+    if got.shape != expected.shape:
+        raise ParityError(f"ONNX output shape {got.shape} differs from torch's {expected.shape}")
+    diff = np.abs(got - expected)
+    report = ParityReport(
+        max_abs_diff=float(diff.max(initial=0.0)),
+        argmax_agreement=float((got.argmax(-1) == expected.argmax(-1)).mean()) if len(x) else 1.0,
+        samples=len(x),
+        atol=atol,
+        rtol=rtol,
+    )
+    if not np.all(diff <= atol + rtol * np.abs(expected)) or not np.all(np.isfinite(got)):
+        raise ParityError(
+            f"ONNX graph disagrees with the torch model on {len(x)} held-out samples: "
+            f"max |diff| = {report.max_abs_diff:.3g} (atol {atol}, rtol {rtol}); refusing to register it"
+        )
+    return report

@@ -1,0 +1,190 @@
+"""The JetStream bus: publish events, pull jobs, watch the event log. The only module that talks NATS.
+
+Errors::
+
+    BusError
+    ├── BusUnavailable   the server cannot be reached (connect, publish or fetch timed out)
+    └── PublishRejected  the server refused a publish (no stream for the subject, ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from . import streams
+from .schemas import Event
+
+log = logging.getLogger(__name__)
+
+
+class BusError(Exception):
+    """Base of every bus error."""
+
+
+class BusUnavailable(BusError):
+    """The NATS server could not be reached in time."""
+
+
+class PublishRejected(BusError):
+    """The server refused a publish (for example, no stream holds the subject)."""
+
+
+@dataclass
+class Delivery:
+    """One delivery of a job message; its fate (ack, nak, term) is the consumer's decision."""
+
+    subject: str
+    data: bytes
+    num_delivered: int
+    _msg: Msg
+
+    async def ack(self) -> None:
+        """Done: the work queue drops the message (waits for the server's confirmation)."""
+        await self._msg.ack_sync()
+
+    async def nak(self, delay_s: float | None = None) -> None:
+        """Not done: deliver again, after `delay_s`."""
+        await self._msg.nak(delay=delay_s)
+
+    async def in_progress(self) -> None:
+        """Still working: restart the ack-wait clock."""
+        await self._msg.in_progress()
+
+    async def term(self) -> None:
+        """Never deliver again (the caller dead-letters it first)."""
+        await self._msg.term()
+
+
+class JobQueue:
+    """A pull subscription on the shared durable consumer."""
+
+    def __init__(self, sub: nats.js.JetStreamContext.PullSubscription) -> None:
+        self._sub = sub
+
+    async def fetch(self, timeout_s: float = 1.0) -> Delivery | None:
+        """The next job, or None when none arrived within `timeout_s`."""
+        try:
+            msgs = await self._sub.fetch(1, timeout=timeout_s)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return None
+        except nats.errors.ConnectionClosedError as exc:
+            raise BusUnavailable("connection to NATS closed while fetching") from exc
+        msg = msgs[0]
+        return Delivery(msg.subject, msg.data, msg.metadata.num_delivered, msg)
+
+    async def close(self) -> None:
+        """Unsubscribe (before any drain: a timed-out fetch otherwise makes drain wait its timeout)."""
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+
+
+class Bus:
+    """Publishes events with Nats-Msg-Id de-duplication and hands out job queues and event watches."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0) -> Bus:
+        """Connect to NATS at `url`; raises BusUnavailable if it cannot within `timeout_s`."""
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                connect_timeout=timeout_s,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+            )
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            raise BusUnavailable(f"cannot reach NATS at {url}: {exc}") from exc
+        return cls(nc)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up right now."""
+        return self._nc.is_connected
+
+    async def close(self) -> None:
+        """Close the connection (JetStream publishes were already acknowledged, so nothing is pending)."""
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self._nc.close()
+
+    async def provision(self, policy: streams.ConsumerPolicy | None = None) -> None:
+        """Create or update the streams and the trainers' durable consumer (idempotent)."""
+        try:
+            for config in streams.stream_configs():
+                try:
+                    await self._js.add_stream(config)
+                except nats.js.errors.BadRequestError:
+                    await self._js.update_stream(config)
+            await self._js.add_consumer(
+                streams.JOBS_STREAM, streams.trainer_consumer(policy or streams.ConsumerPolicy())
+            )
+        except nats.errors.Error as exc:
+            raise BusError(f"provisioning JetStream failed: {exc}") from exc
+
+    async def publish(self, event: Event, *, subject: str | None = None) -> None:
+        """Publish `event` durably, with Nats-Msg-Id = event id so a re-publish is dropped."""
+        await self.publish_bytes(subject or event.subject, event.to_json(), msg_id=event.id)
+
+    async def publish_bytes(
+        self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish raw bytes to a stream subject (dead letters keep the original bytes)."""
+        all_headers = dict(headers or {})
+        if msg_id:
+            all_headers["Nats-Msg-Id"] = msg_id
+        try:
+            await self._js.publish(subject, data, headers=all_headers or None, timeout=5.0)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise BusUnavailable(f"no JetStream answer publishing to {subject}: {exc!r}") from exc
+        except nats.js.errors.Error as exc:
+            raise PublishRejected(f"JetStream refused a publish to {subject}: {exc}") from exc
+        except nats.errors.Error as exc:
+            raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
+
+    async def job_queue(self, durable: str = streams.TRAINER_DURABLE) -> JobQueue:
+        """Bind a pull subscription to the shared durable consumer."""
+        try:
+            sub = await self._js.pull_subscribe_bind(durable, stream=streams.JOBS_STREAM)
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot bind to consumer {durable!r}: {exc}") from exc
+        return JobQueue(sub)
+
+    async def watch(self, subject: str, *, since: datetime | None = None) -> AsyncIterator[bytes]:
+        """Yield the event log's messages on `subject` (wildcards allowed), from `since` or from now."""
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME if since else DeliverPolicy.NEW,
+            opt_start_time=since.isoformat() if since else None,
+        )
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            await queue.put(msg.data)
+
+        try:
+            sub = await self._js.subscribe(
+                subject, stream=streams.EVENTS_STREAM, ordered_consumer=True, config=config, cb=on_msg
+            )
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot watch {subject}: {exc}") from exc
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()

@@ -1,0 +1,205 @@
+"""Event contracts: past-tense facts, each with an id, type, time, tenant and schema version.
+
+Producers are strict (unknown fields are refused when an event is built in code);
+consumers are tolerant (unknown fields from a newer producer are ignored on parse).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from . import subjects
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+"""Tenant, dataset and model names: lower-case, no slashes, no `..`, at most 63 characters."""
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def new_id() -> str:
+    """A fresh event id (also the JetStream Nats-Msg-Id)."""
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Payload(BaseModel):
+    """Base of every event payload: strict when built, tolerant when parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Event(BaseModel):
+    """The envelope every event shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    subject: ClassVar[str]
+
+    id: str = Field(default_factory=new_id, min_length=1, max_length=64)
+    time: datetime = Field(default_factory=_now)
+    tenant: Name = "default"
+    schema_version: int = 1
+
+    def to_json(self) -> bytes:
+        """The event as bytes for the wire."""
+        return self.model_dump_json().encode()
+
+
+# --- payloads -----------------------------------------------------------------------------------
+
+
+class DatasetRef(Payload):
+    """Where a dataset lives in the object store, and what it is."""
+
+    name: Name
+    sha256: Sha256
+    uri: str
+    format: Literal["npz", "csv"]
+    size: int = Field(ge=0)
+
+
+class Recipe(Payload):
+    """How to train: the architecture and its hyper-parameters."""
+
+    architecture: Name = "mlp"
+    epochs: int = Field(default=20, ge=1, le=1000)
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    batch_size: int = Field(default=64, ge=1, le=65536)
+    label_column: str = Field(default="label", min_length=1, max_length=256)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+
+
+class TrainingRequest(Payload):
+    """What a training job trains, on what, and how."""
+
+    model_name: Name
+    dataset: DatasetRef
+    recipe: Recipe = Recipe()
+
+
+class ProgressReport(Payload):
+    """One epoch of a job done."""
+
+    job_id: str
+    model_name: Name
+    epoch: int
+    epochs: int
+    loss: float
+    metrics: dict[str, float] = {}
+
+
+class TrainingResult(Payload):
+    """A job registered a model version."""
+
+    job_id: str
+    model_name: Name
+    version: int
+    metrics: dict[str, float]
+    duration_s: float
+
+
+class FailureReport(Payload):
+    """A job ended without a model, and why."""
+
+    job_id: str
+    model_name: str
+    reason: str
+    error: str
+    retryable: bool = False
+
+
+class ModelVersionRef(Payload):
+    """A new immutable model version exists in the registry."""
+
+    model_name: Name
+    version: int
+    uri: str
+    sha256: Sha256
+    job_id: str | None = None
+
+
+class AliasMove(Payload):
+    """An alias now points to a version."""
+
+    model_name: Name
+    alias: str
+    version: int
+    previous_version: int | None = None
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+class DatasetUploaded(Event):
+    subject: ClassVar[str] = subjects.DATASETS_UPLOADED
+    type: Literal["datasets.uploaded"] = "datasets.uploaded"
+    data: DatasetRef
+
+
+class TrainingRequested(Event):
+    subject: ClassVar[str] = subjects.TRAINING_REQUESTED
+    type: Literal["training.requested"] = "training.requested"
+    data: TrainingRequest
+
+
+class TrainingProgress(Event):
+    subject: ClassVar[str] = subjects.TRAINING_PROGRESS
+    type: Literal["training.progress"] = "training.progress"
+    data: ProgressReport
+
+
+class TrainingCompleted(Event):
+    subject: ClassVar[str] = subjects.TRAINING_COMPLETED
+    type: Literal["training.completed"] = "training.completed"
+    data: TrainingResult
+
+
+class TrainingFailed(Event):
+    subject: ClassVar[str] = subjects.TRAINING_FAILED
+    type: Literal["training.failed"] = "training.failed"
+    data: FailureReport
+
+
+class ModelPublished(Event):
+    subject: ClassVar[str] = subjects.MODELS_PUBLISHED
+    type: Literal["models.published"] = "models.published"
+    data: ModelVersionRef
+
+
+class ModelPromoted(Event):
+    subject: ClassVar[str] = subjects.MODELS_PROMOTED
+    type: Literal["models.promoted"] = "models.promoted"
+    data: AliasMove
+
+
+AnyEvent = Annotated[
+    DatasetUploaded
+    | TrainingRequested
+    | TrainingProgress
+    | TrainingCompleted
+    | TrainingFailed
+    | ModelPublished
+    | ModelPromoted,
+    Field(discriminator="type"),
+]
+
+E = TypeVar("E", bound=Event)
+_any_event: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+
+
+def parse_event(raw: bytes | str, kind: type[E] | None = None) -> E | Event:
+    """Parse an event from the wire, ignoring fields a newer producer added.
+
+    With `kind`, the event must be of that type. Raises pydantic.ValidationError when malformed.
+    """
+    if kind is not None:
+        return kind.model_validate_json(raw, extra="ignore")
+    return _any_event.validate_json(raw, extra="ignore")

@@ -1,0 +1,73 @@
+"""JetStream streams and the trainer's durable consumer: the one place they are defined."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from . import subjects
+
+JOBS_STREAM = "FERMION_JOBS"
+EVENTS_STREAM = "FERMION_EVENTS"
+TRAINER_DURABLE = "trainers"
+
+
+@dataclass(frozen=True)
+class ConsumerPolicy:
+    """How long a job may go quiet before redelivery, and how often it is tried.
+
+    A running job sends in-progress heartbeats well inside `ack_wait_s`, so only a worker that
+    died (or hung) loses its job to another replica. Retry delays are the worker's `nak(delay)`.
+    """
+
+    ack_wait_s: float = 30.0
+    max_deliver: int = 5
+
+
+def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
+    """The streams Fermion needs: a work queue for jobs and a limits stream for the event log."""
+    return [
+        StreamConfig(
+            name=JOBS_STREAM,
+            subjects=[subjects.TRAINING_REQUESTED],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=duplicate_window_s,
+        ),
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[
+                subjects.DATASETS_UPLOADED,
+                subjects.TRAINING_PROGRESS,
+                subjects.TRAINING_COMPLETED,
+                subjects.TRAINING_FAILED,
+                f"{subjects.PREFIX}.models.>",
+                f"{subjects.DLQ_PREFIX}.>",
+            ],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * 24 * 3600.0,
+            duplicate_window=duplicate_window_s,
+        ),
+    ]
+
+
+def trainer_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
+    """The durable pull consumer every trainer replica shares."""
+    return ConsumerConfig(
+        durable_name=TRAINER_DURABLE,
+        filter_subject=subjects.TRAINING_REQUESTED,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=policy.ack_wait_s,
+        max_deliver=policy.max_deliver,
+        max_ack_pending=1000,
+    )

@@ -1,0 +1,257 @@
+"""The `fermion` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fermion.client import Client, FermionError
+from fermion.infra import Stack, StackSettings, is_up
+from fermion.model_store import RegistryError, StoreSettings, open_registry
+
+app = typer.Typer(
+    help="Fermion: event-driven, serverless ML. Train on events, serve ONNX over HTTP.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _print_endpoints(s: StackSettings) -> None:
+    console.print(f"  home       {s.home}")
+    console.print(f"  nats       {s.nats_url}")
+    console.print(f"  ingest     {s.ingest_url}   (POST /v1/datasets, /v1/trainings)")
+    console.print(f"  inference  {s.inference_url}   (Open Inference Protocol v2: /v2/models/NAME/infer)")
+    console.print(f"  logs       {s.home / 'logs'}")
+
+
+@app.command()
+def up() -> None:
+    """Run nats-server, a trainer, ingest and inference on 127.0.0.1 until Ctrl-C."""
+    settings = StackSettings()
+    if is_up(settings):
+        raise _fail(f"a stack already answers on {settings.ingest_url} and {settings.inference_url}")
+    console.print("[bold]Starting Fermion[/] (ports: FERMION_NATS_PORT, FERMION_INGEST_PORT, FERMION_INFERENCE_PORT)")
+    stack = Stack(settings)
+    try:
+        stack.start()
+    except Exception as exc:
+        raise _fail(str(exc)) from exc
+    _print_endpoints(settings)
+    console.print("[green]up[/] — Ctrl-C to stop")
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            if dead := stack.failed():
+                console.print(f"[red]{', '.join(dead)} exited; see {settings.home / 'logs'}[/]")
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        stack.stop()
+
+
+@app.command()
+def demo(
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 15,
+) -> None:
+    """Upload scikit-learn's digits, train a CNN, serve it, and report the served accuracy."""
+    started = time.perf_counter()
+    settings = StackSettings()
+    stack = None
+    if not is_up(settings):
+        console.print("[bold]Starting a local stack[/] for the demo")
+        try:
+            stack = Stack(settings).start()
+        except Exception as exc:
+            raise _fail(str(exc)) from exc
+        _print_endpoints(settings)
+    try:
+        _run_demo(settings, epochs, started)
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        if stack:
+            stack.stop()
+
+
+def _run_demo(settings: StackSettings, epochs: int, started: float) -> None:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise FermionError("the demo needs scikit-learn: pip install 'fermion[demo]'") from exc
+    digits = load_digits()
+    x, y = digits.data.astype(np.float32), digits.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    held = order[: len(x) // 5]
+    train = order[len(x) // 5 :]
+    path = settings.home / "demo" / "digits.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x[train], y=y[train])
+
+    client = Client.from_settings(settings)
+    ds = client.upload(path, name="digits")
+    console.print(f"uploaded [bold]digits[/] ({len(train)} rows, sha256 {ds['sha256'][:12]}…)")
+    requested = time.perf_counter()
+    job = client.train("digits", "digits", sha256=ds["sha256"], architecture="cnn", epochs=epochs, learning_rate=2e-3)
+    console.print(f"training.requested: job {job}")
+    result = _follow(client, job, epochs)
+    console.print(
+        f"registered [bold]digits[/] version {result.data.version}: "
+        f"held-out accuracy {result.data.metrics['accuracy']:.4f}, "
+        f"macro-F1 {result.data.metrics['macro_f1']:.4f}"
+    )
+    first = time.perf_counter()
+    logits = client.predict("digits", x[held])
+    served = time.perf_counter()
+    accuracy = float(np.mean(logits.argmax(axis=1) == y[held]))
+    meta = client.metadata("digits")
+    console.print(f"served by {settings.inference_url} on {meta['parameters']['providers']}")
+    console.print(f"[bold green]served accuracy on {len(held)} held-out digits: {accuracy:.4f}[/]")
+    console.print(
+        f"timings: training.requested → served answer {served - requested:.1f}s; "
+        f"first inference request (load + verify + run) {served - first:.3f}s; "
+        f"demo wall time {served - started:.1f}s"
+    )
+
+
+def _follow(client: Client, job: str, epochs: int):  # type: ignore[no-untyped-def]
+    columns = (
+        TextColumn("[bold]training[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} epochs"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("train", total=epochs, status="waiting for a trainer")
+
+        def on_progress(event):  # type: ignore[no-untyped-def]
+            d = event.data
+            progress.update(
+                task,
+                completed=d.epoch,
+                total=d.epochs,
+                status=f"loss {d.loss:.4f} acc {d.metrics.get('accuracy', 0):.3f}",
+            )
+
+        result = client.wait(job, on_progress=on_progress)
+        progress.update(task, status="registered")
+    return result
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".npz (x, y) or .csv with a header")],
+    name: Annotated[str | None, typer.Option(help="dataset name (default: the file's stem)")] = None,
+) -> None:
+    """Upload a dataset; prints its stored reference."""
+    try:
+        console.print_json(json.dumps(Client.from_settings().upload(file, name)))
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="model name to register")],
+    dataset: Annotated[str, typer.Option(help="name of an uploaded dataset")],
+    architecture: Annotated[str, typer.Option(help="mlp (tabular) or cnn (square images as flat pixels)")] = "mlp",
+    epochs: int = 20,
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    label_column: str = "label",
+    sha256: Annotated[str | None, typer.Option(help="which upload, if the name has several")] = None,
+    follow: Annotated[bool, typer.Option(help="show progress until the job ends")] = False,
+) -> None:
+    """Publish a training request."""
+    client = Client.from_settings()
+    try:
+        job = client.train(
+            model,
+            dataset,
+            sha256=sha256,
+            architecture=architecture,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            label_column=label_column,
+        )
+        console.print(f"job {job}")
+        if follow:
+            result = _follow(client, job, epochs)
+            console.print(f"{model} version {result.data.version}: {result.data.metrics}")
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List models with their versions and aliases."""
+    settings = StoreSettings()
+    try:
+        registry = open_registry(settings)
+        table = Table("model", "versions", "aliases")
+        for name in registry.models(settings.tenant):
+            info = registry.describe(settings.tenant, name)
+            aliases = ", ".join(f"{a}→{v}" for a, v in sorted(info["aliases"].items()))  # type: ignore[union-attr]
+            table.add_row(name, ", ".join(map(str, info["versions"])), aliases)  # type: ignore[call-overload]
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(table)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="NAME or NAME@ALIAS")],
+    input: Annotated[
+        Path,
+        typer.Option("--input", exists=True, dir_okay=False, help=".npy, .npz (array x) or .csv of float features"),
+    ],
+) -> None:
+    """Send rows of features to the inference endpoint; prints the predicted classes."""
+    if input.suffix == ".npy":
+        x = np.load(input, allow_pickle=False)
+    elif input.suffix == ".npz":
+        with np.load(input, allow_pickle=False) as npz:
+            x = npz["x"]
+    else:
+        x = np.loadtxt(input, delimiter=",", dtype=np.float32, ndmin=2)
+    client = Client.from_settings()
+    try:
+        logits = client.predict(model, np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+        labels = client.metadata(model)["parameters"].get("labels") or []
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    pred = logits.argmax(axis=1)
+    console.print_json(json.dumps([labels[i] if i < len(labels) else int(i) for i in pred]))
+
+
+def main() -> None:
+    """Entry point of the `fermion` script."""
+    app()

@@ -1,0 +1,140 @@
+"""The Python client: upload datasets, request trainings, follow jobs, call inference.
+
+>>> client = Client.from_settings()
+>>> ds = client.upload("digits.npz")
+>>> job = client.train("digits", ds["name"], architecture="cnn")
+>>> result = client.wait(job)                 # or: async for event in client.follow(job): ...
+>>> logits = client.predict("digits", x)      # Open Inference Protocol v2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from fermion.events import (
+    Bus,
+    Event,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    parse_event,
+)
+from fermion.infra import StackSettings
+
+
+class FermionError(Exception):
+    """A request to Fermion failed; the message is the server's explanation."""
+
+
+class JobFailed(FermionError):
+    """A training job ended with `training.failed`."""
+
+
+class Client:
+    """Talks to the ingest and inference functions over HTTP and follows jobs on NATS."""
+
+    def __init__(
+        self, ingest_url: str, inference_url: str, nats_url: str, *, tenant: str = "default", timeout_s: float = 60.0
+    ) -> None:
+        self.ingest_url = ingest_url.rstrip("/")
+        self.inference_url = inference_url.rstrip("/")
+        self.nats_url = nats_url
+        self.tenant = tenant
+        self._http = httpx.Client(timeout=timeout_s)
+
+    @classmethod
+    def from_settings(cls, settings: StackSettings | None = None) -> Client:
+        """A client for the local stack the settings describe."""
+        s = settings or StackSettings()
+        return cls(s.ingest_url, s.inference_url, s.nats_url)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise FermionError(f"{method} {url} failed: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("error", response.text)
+            except ValueError:
+                detail = response.text
+            raise FermionError(f"{method} {url} → {response.status_code}: {detail}")
+        return response.json()
+
+    def upload(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
+        """Upload a dataset file (.npz with x/y, or .csv); returns its stored reference."""
+        p = Path(path)
+        with p.open("rb") as f:
+            form = {"tenant": self.tenant, **({"name": name} if name else {})}
+            return self._call("POST", f"{self.ingest_url}/v1/datasets", files={"file": (p.name, f)}, data=form)
+
+    def train(self, model_name: str, dataset: str, *, sha256: str | None = None, **recipe: Any) -> str:
+        """Request a training; returns the job id."""
+        body = {
+            "model_name": model_name,
+            "tenant": self.tenant,
+            "recipe": recipe,
+            "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
+        }
+        return str(self._call("POST", f"{self.ingest_url}/v1/trainings", json=body)["job_id"])
+
+    async def follow(self, job_id: str, *, since: datetime | None = None) -> AsyncIterator[Event]:
+        """The job's progress events, ending with its `training.completed` or `training.failed`."""
+        bus = await Bus.connect(self.nats_url, name="fermion-client")
+        try:
+            start = since or datetime.now(UTC) - timedelta(minutes=10)
+            async with contextlib.aclosing(bus.watch("fermion.training.>", since=start)) as events:
+                async for raw in events:
+                    event = parse_event(raw)
+                    if getattr(event.data, "job_id", None) != job_id:  # type: ignore[attr-defined]
+                        continue
+                    yield event
+                    if isinstance(event, TrainingCompleted | TrainingFailed):
+                        return
+        finally:
+            await bus.close()
+
+    def wait(
+        self, job_id: str, *, on_progress: Callable[[TrainingProgress], None] | None = None, timeout_s: float = 600.0
+    ) -> TrainingCompleted:
+        """Block until the job ends; raise JobFailed with the reason if it failed."""
+
+        async def run() -> TrainingCompleted:
+            async for event in self.follow(job_id):
+                if isinstance(event, TrainingProgress) and on_progress:
+                    on_progress(event)
+                elif isinstance(event, TrainingFailed):
+                    raise JobFailed(f"job {job_id} failed: {event.data.reason}")
+                elif isinstance(event, TrainingCompleted):
+                    return event
+            raise FermionError(f"job {job_id}: the event stream ended without an outcome")
+
+        try:
+            return asyncio.run(asyncio.wait_for(run(), timeout_s))
+        except TimeoutError as exc:
+            raise FermionError(f"job {job_id} did not finish within {timeout_s:.0f}s") from exc
+
+    def metadata(self, model: str) -> dict[str, Any]:
+        """The model's Open Inference Protocol metadata (inputs, outputs, providers)."""
+        return self._call("GET", f"{self.inference_url}/v2/models/{model}")
+
+    def predict(self, model: str, x: np.ndarray, *, input_name: str = "input") -> np.ndarray:
+        """Run `x` (rows of float32 features) through the served model; returns the first output."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        body = {
+            "inputs": [{"name": input_name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+        }
+        out = self._call("POST", f"{self.inference_url}/v2/models/{model}/infer", json=body)["outputs"][0]
+        return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])

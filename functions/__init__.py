@@ -1,0 +1,1 @@
+"""Deployable units: inference, ingest, trainer."""

@@ -1,0 +1,1 @@
+"""The inference function: Open Inference Protocol v2 over ONNX Runtime."""

@@ -1,0 +1,124 @@
+"""The inference function: Open Inference Protocol v2 over ONNX Runtime. No torch here, ever.
+
+Under Mangum the ASGI lifespan runs on every invocation, so nothing is loaded in a lifespan:
+the runtime comes from a cached getter, and `FERMION_PRELOAD` warms a model at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+
+from fermion.model_store import open_registry
+
+from ..responses import install_error_handlers
+from .errors import PayloadTooLarge
+from .protocol import InferenceResponse, parse_request, to_array, to_output
+from .runtime import LoadedModel, ModelRef, ModelRuntime
+from .settings import InferenceSettings, get_settings
+
+log = logging.getLogger("fermion.inference")
+
+try:
+    SERVER_VERSION = version("fermion")
+except PackageNotFoundError:
+    SERVER_VERSION = "0+unknown"
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> ModelRuntime:
+    """The process's model runtime, built once."""
+    settings = get_settings()
+    return ModelRuntime(open_registry(settings), settings)
+
+
+Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
+Settings = Annotated[InferenceSettings, Depends(get_settings)]
+
+app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
+install_error_handlers(app, log)
+
+
+def _metadata(model: LoadedModel) -> dict[str, Any]:
+    sig = model.manifest.signature
+    return {
+        "name": model.name,
+        "versions": [str(model.version)],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": t.name, "datatype": t.datatype, "shape": t.shape} for t in sig.inputs],
+        "outputs": [{"name": t.name, "datatype": t.datatype, "shape": t.shape} for t in sig.outputs],
+        "parameters": {
+            "providers": model.providers,
+            "gpu_fallback": model.gpu_fallback,
+            "labels": model.manifest.labels,
+            "metrics": model.manifest.metrics,
+            "content_sha256": model.manifest.content_sha256,
+        },
+    }
+
+
+@app.get("/v2/health/live")
+async def live() -> dict[str, bool]:
+    """The process is up."""
+    return {"live": True}
+
+
+@app.get("/v2/health/ready")
+async def ready(runtime: Runtime) -> dict[str, Any]:
+    """Ready to serve; lists the loaded models with the providers their sessions really got."""
+    return {
+        "ready": True,
+        "models": [
+            {"name": m.name, "version": m.version, "providers": m.providers, "gpu_fallback": m.gpu_fallback}
+            for m in runtime.loaded
+        ],
+    }
+
+
+@app.get("/v2")
+async def server_metadata() -> dict[str, Any]:
+    """Server metadata."""
+    return {"name": "fermion", "version": SERVER_VERSION, "extensions": []}
+
+
+@app.get("/v2/models/{name}")
+@app.get("/v2/models/{name}/versions/{model_version}")
+async def model_metadata(name: str, runtime: Runtime, model_version: str | None = None) -> dict[str, Any]:
+    """Inputs, outputs, versions, and the providers the session got."""
+    model = await asyncio.to_thread(runtime.get, ModelRef.parse(name, model_version))
+    return _metadata(model)
+
+
+@app.get("/v2/models/{name}/ready")
+@app.get("/v2/models/{name}/versions/{model_version}/ready")
+async def model_ready(name: str, runtime: Runtime, model_version: str | None = None) -> dict[str, Any]:
+    """Loads the model if needed; ready once its session exists."""
+    model = await asyncio.to_thread(runtime.get, ModelRef.parse(name, model_version))
+    return {"name": model.name, "version": str(model.version), "ready": True}
+
+
+@app.post("/v2/models/{name}/infer", response_model_exclude_none=True)
+@app.post("/v2/models/{name}/versions/{model_version}/infer", response_model_exclude_none=True)
+async def infer(
+    name: str, request: Request, runtime: Runtime, settings: Settings, model_version: str | None = None
+) -> InferenceResponse:
+    """Run the model on JSON tensors."""
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {settings.max_body_bytes}")
+    payload = parse_request(body)
+    model = await asyncio.to_thread(runtime.get, ModelRef.parse(name, model_version))
+    feeds = {t.name: to_array(t) for t in payload.inputs}
+    wanted = [o.name for o in payload.outputs] if payload.outputs else None
+    results = model.run(feeds, wanted)
+    return InferenceResponse(
+        model_name=model.name,
+        model_version=str(model.version),
+        id=payload.id,
+        outputs=[to_output(n, a) for n, a in results.items()],
+    )

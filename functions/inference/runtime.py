@@ -1,0 +1,224 @@
+"""Model sessions: resolve a reference through the registry, verify, load into ONNX Runtime.
+
+The providers a session really got come from `session.get_providers()`; a GPU that was asked
+for and not obtained is logged loudly and flagged, or refused when `require_gpu` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from fermion.model_store import Manifest, Registry
+
+from .errors import BadRequest, ModelUnavailable, translate
+from .settings import GPU_PROVIDERS, InferenceSettings
+
+log = logging.getLogger("fermion.inference")
+
+# Open Inference Protocol datatypes ↔ numpy.
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+_DATATYPE_OF = {v: k for k, v in DATATYPES.items()}
+_REF = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """`name`, `name@alias`, or a name with an explicit version."""
+
+    name: str
+    alias: str | None = None
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str, version: int | str | None = None) -> ModelRef:
+        """Parse `name[@alias]` (and an optional version from the URL)."""
+        m = _REF.match(text)
+        if not m:
+            raise BadRequest(f"invalid model reference {text!r}: use NAME, NAME@ALIAS or NAME/versions/N")
+        if version is not None:
+            if not str(version).isdigit() or int(version) < 1:
+                raise BadRequest(f"invalid model version {version!r}: versions are positive integers")
+            if m["alias"]:
+                raise BadRequest(f"give an alias or a version, not both: {text!r} version {version}")
+            return cls(m["name"], None, int(version))
+        return cls(m["name"], m["alias"])
+
+
+@dataclass
+class LoadedModel:
+    """An ONNX Runtime session for one model version."""
+
+    manifest: Manifest
+    session: ort.InferenceSession
+    providers: list[str]
+    gpu_fallback: bool
+    load_seconds: float
+    inputs: dict[str, tuple[np.dtype, list[int | None]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def check(self, name: str, array: np.ndarray) -> None:
+        """Raise BadRequest unless `array` fits input `name`'s datatype and shape."""
+        if name not in self.inputs:
+            raise BadRequest(f"model {self.name} has no input {name!r}; its inputs are {sorted(self.inputs)}")
+        dtype, shape = self.inputs[name]
+        if array.dtype != dtype:
+            raise BadRequest(
+                f"input {name!r} must be {_DATATYPE_OF.get(dtype, str(dtype))}, "
+                f"got {_DATATYPE_OF.get(array.dtype, str(array.dtype))}"
+            )
+        if len(array.shape) != len(shape) or any(
+            d is not None and d != s for d, s in zip(shape, array.shape, strict=True)
+        ):
+            want = [d if d is not None else -1 for d in shape]
+            raise BadRequest(f"input {name!r} must have shape {want} (-1: any), got {list(array.shape)}")
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise BadRequest(f"input {name!r} contains NaN or infinity")
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the session; `outputs` names which outputs to return (all by default)."""
+        missing = set(self.inputs) - set(feeds)
+        if missing:
+            raise BadRequest(f"model {self.name} needs input(s) {sorted(missing)}; got {sorted(feeds)}")
+        for name, array in feeds.items():
+            self.check(name, array)
+        names = outputs or [o.name for o in self.session.get_outputs()]
+        known = {o.name for o in self.session.get_outputs()}
+        if unknown := [n for n in names if n not in known]:
+            raise BadRequest(f"model {self.name} has no output(s) {unknown}; its outputs are {sorted(known)}")
+        return dict(zip(names, self.session.run(names, feeds), strict=True))
+
+
+def _onnx_dtype(type_name: str) -> np.dtype:
+    # ORT reports 'tensor(float)'; map to numpy.
+    table = {
+        "float": np.float32,
+        "double": np.float64,
+        "float16": np.float16,
+        "int64": np.int64,
+        "int32": np.int32,
+        "int16": np.int16,
+        "int8": np.int8,
+        "uint8": np.uint8,
+        "uint16": np.uint16,
+        "uint32": np.uint32,
+        "uint64": np.uint64,
+        "bool": np.bool_,
+    }
+    return np.dtype(table.get(type_name.removeprefix("tensor(").removesuffix(")"), np.float32))
+
+
+def datatype_of(dtype: np.dtype) -> str:
+    """The Open Inference Protocol name of a numpy dtype."""
+    return _DATATYPE_OF.get(np.dtype(dtype), "BYTES")
+
+
+class ModelRuntime:
+    """Loaded sessions by (tenant, name, version), with aliases re-resolved after a short TTL."""
+
+    def __init__(self, registry: Registry, settings: InferenceSettings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self._models: dict[tuple[str, str, int], LoadedModel] = {}
+        self._aliases: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self._locks: dict[tuple[str, str, int], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def loaded(self) -> list[LoadedModel]:
+        """Every session currently loaded."""
+        return list(self._models.values())
+
+    def get(self, ref: ModelRef, tenant: str | None = None) -> LoadedModel:
+        """The loaded model for `ref`, loading it (once, however many callers wait) if needed."""
+        tenant = tenant or self.settings.tenant
+        try:
+            version = ref.version or self._resolve(tenant, ref.name, ref.alias or self.settings.default_alias)
+            key = (tenant, ref.name, version)
+            if (model := self._models.get(key)) is not None:
+                return model
+            with self._guard:
+                lock = self._locks.setdefault(key, threading.Lock())
+            with lock:  # a request arriving while the model loads waits for that load
+                if (model := self._models.get(key)) is None:
+                    model = self._models[key] = self._load(self.registry.manifest(tenant, ref.name, version))
+            return model
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def _resolve(self, tenant: str, name: str, alias: str) -> int:
+        key = (tenant, name, alias)
+        cached = self._aliases.get(key)
+        now = time.monotonic()
+        if cached and now - cached[1] < self.settings.alias_ttl_s:
+            return cached[0]
+        version = self.registry.resolve(tenant, name, alias)
+        self._aliases[key] = (version, now)
+        return version
+
+    def _load(self, manifest: Manifest) -> LoadedModel:
+        started = time.perf_counter()
+        path = self.registry.fetch(manifest)
+        options = ort.SessionOptions()
+        if self.settings.intra_op_threads:
+            options.intra_op_num_threads = self.settings.intra_op_threads
+        session = ort.InferenceSession(str(path), options, providers=self._providers())
+        got = session.get_providers()
+        wanted_gpu = [p for p in self.settings.providers if p in GPU_PROVIDERS]
+        fallback = bool(wanted_gpu) and not any(p in GPU_PROVIDERS for p in got)
+        if fallback:
+            log.warning(
+                "GPU FALLBACK: %s version %d asked for %s but the session got %s",
+                manifest.name,
+                manifest.version,
+                wanted_gpu,
+                got,
+            )
+        if fallback and self.settings.require_gpu:
+            raise ModelUnavailable(
+                f"{manifest.name} version {manifest.version}: a GPU provider was required "
+                f"({wanted_gpu}) but the session got {got}"
+            )
+        inputs = {
+            i.name: (_onnx_dtype(i.type), [d if isinstance(d, int) else None for d in i.shape])
+            for i in session.get_inputs()
+        }
+        seconds = time.perf_counter() - started
+        log.info("loaded %s version %d on %s in %.3fs", manifest.name, manifest.version, got, seconds)
+        return LoadedModel(manifest, session, got, fallback, seconds, inputs)
+
+    def _providers(self) -> list[str]:
+        available = set(ort.get_available_providers())
+        chosen = [p for p in self.settings.providers if p in available]
+        if not chosen:
+            raise ModelUnavailable(
+                f"none of the providers {self.settings.providers} is built into this "
+                f"onnxruntime; it has {sorted(available)}"
+            )
+        return chosen

@@ -1,0 +1,32 @@
+"""The inference function's settings, from the environment (FERMION_ prefix)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from fermion.model_store import StoreSettings
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class InferenceSettings(StoreSettings):
+    """One inference function: which models, on which execution providers."""
+
+    providers: list[str] = Field(
+        default=["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="Execution providers in order of preference (FERMION_PROVIDERS, a JSON list).",
+    )
+    require_gpu: bool = Field(default=False, description="Refuse to serve a model that fell back to CPU.")
+    default_alias: str = "latest"
+    alias_ttl_s: float = Field(default=5.0, ge=0)
+    preload: str | None = Field(default=None, description="A model reference to load at import.")
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime's default.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> InferenceSettings:
+    """The settings, read once."""
+    return InferenceSettings()

@@ -1,0 +1,1 @@
+"""The ingest function: dataset uploads and training requests, as events."""

@@ -1,0 +1,200 @@
+"""The ingest function: dataset uploads and training requests, turned into events.
+
+A request is accepted only once its event is durably in JetStream; if NATS or the store is
+down the client gets a 503 and nothing half-done is left behind (datasets are content-addressed,
+so a retried upload writes nothing new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import zipfile
+from functools import lru_cache
+from pathlib import PurePath
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from fermion.events import (
+    Bus,
+    BusError,
+    DatasetRef,
+    DatasetUploaded,
+    Recipe,
+    TrainingRequest,
+    TrainingRequested,
+)
+from fermion.events.schemas import NAME_PATTERN
+from fermion.model_store import (
+    AmbiguousDataset,
+    DatasetNotFound,
+    DatasetStore,
+    RegistryError,
+    StoreError,
+    check_name,
+    open_store,
+)
+
+from ..responses import install_error_handlers
+from .errors import BadUpload, NotFound, Unavailable, UploadTooLarge
+from .settings import IngestSettings, get_settings
+
+log = logging.getLogger("fermion.ingest")
+
+app = FastAPI(title="Fermion ingest")
+install_error_handlers(app, log, validation_status=422)
+
+
+@lru_cache(maxsize=1)
+def get_datasets() -> DatasetStore:
+    """The dataset store, opened once."""
+    s = get_settings()
+    return DatasetStore(open_store(s.store_url, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region))
+
+
+class _BusHolder:
+    """One NATS connection per process and event loop, made on first use."""
+
+    bus: Bus | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    lock = asyncio.Lock()
+
+
+async def get_bus() -> Bus:
+    """The process's bus connection (reconnects if the event loop changed, as under Mangum)."""
+    loop = asyncio.get_running_loop()
+    if _BusHolder.bus is None or _BusHolder.loop is not loop or not _BusHolder.bus.connected:
+        try:
+            _BusHolder.bus = await Bus.connect(get_settings().nats_url, name="fermion-ingest")
+        except BusError as exc:
+            raise Unavailable(f"event bus unavailable: {exc}") from exc
+        _BusHolder.loop = loop
+    return _BusHolder.bus
+
+
+Datasets = Annotated[DatasetStore, Depends(get_datasets)]
+Settings = Annotated[IngestSettings, Depends(get_settings)]
+BusDep = Annotated[Bus, Depends(get_bus)]
+
+
+class DatasetSelector(BaseModel):
+    """A stored dataset: its name and, when more than one upload has that name, its sha256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class TrainingSpec(BaseModel):
+    """POST /v1/trainings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(pattern=NAME_PATTERN)
+    dataset: DatasetSelector
+    recipe: Recipe = Recipe()
+    tenant: str = Field(default="default", pattern=NAME_PATTERN)
+
+
+class Accepted(BaseModel):
+    job_id: str
+    model_name: str
+    dataset: DatasetRef
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, bool]:
+    """The process is up."""
+    return {"live": True}
+
+
+@app.post("/v1/datasets", status_code=201)
+async def upload_dataset(
+    datasets: Datasets,
+    settings: Settings,
+    bus: BusDep,
+    file: UploadFile = File(..., description="an .npz with arrays x and y, or a .csv with a header"),
+    name: str | None = Form(default=None, description="dataset name; defaults to the file's stem"),
+    tenant: str = Form(default="default"),
+) -> DatasetRef:
+    """Store a dataset by sha256 and announce it with `datasets.uploaded`."""
+    filename = PurePath(file.filename or "").name
+    fmt = PurePath(filename).suffix.lstrip(".").lower()
+    if fmt not in ("npz", "csv"):
+        raise BadUpload(f"unsupported file {filename!r}: upload an .npz (arrays x, y) or a .csv with a header")
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise UploadTooLarge(f"upload exceeds the limit of {settings.max_upload_bytes} bytes")
+    dataset_name = (name or PurePath(filename).stem).lower()
+    try:
+        check_name("dataset", dataset_name)
+        check_name("tenant", tenant)
+    except RegistryError as exc:
+        raise BadUpload(str(exc)) from exc
+    _validate(data, fmt)
+    try:
+        stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
+    except StoreError as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+    ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)
+    await _publish(bus, DatasetUploaded(id=f"{tenant}.{dataset_name}.{stored.sha256[:32]}", tenant=tenant, data=ref))
+    return ref
+
+
+@app.post("/v1/trainings", status_code=202)
+async def request_training(spec: TrainingSpec, datasets: Datasets, bus: BusDep) -> Accepted:
+    """Publish `training.requested` for a stored dataset; the job id is the event id."""
+    ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
+    event = TrainingRequested(
+        tenant=spec.tenant,
+        data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=spec.recipe),
+    )
+    await _publish(bus, event)
+    return Accepted(job_id=event.id, model_name=spec.model_name, dataset=ref)
+
+
+async def _publish(bus: Bus, event: DatasetUploaded | TrainingRequested) -> None:
+    try:
+        await bus.publish(event)
+    except BusError as exc:
+        raise Unavailable(f"event bus unavailable, nothing was accepted: {exc}") from exc
+
+
+def _find_dataset(datasets: DatasetStore, tenant: str, sel: DatasetSelector) -> DatasetRef:
+    try:
+        stored = datasets.find(tenant, sel.name, sel.sha256)
+    except AmbiguousDataset as exc:
+        raise BadUpload(str(exc)) from exc
+    except DatasetNotFound as exc:
+        raise NotFound(f"{exc}; upload it first (POST /v1/datasets)") from exc
+    except StoreError as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+    return DatasetRef(name=sel.name, sha256=stored.sha256, uri=stored.uri, format=stored.format, size=stored.size)
+
+
+def _validate(data: bytes, fmt: str) -> None:
+    """Refuse files the trainer could never read, before anything is stored."""
+    if fmt == "npz":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                missing = {"x", "y"} - set(npz.files)
+                if missing:
+                    raise BadUpload(f"the .npz lacks array(s) {sorted(missing)}; it has {sorted(npz.files)}")
+                x, y = npz["x"], npz["y"]
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise BadUpload(f"not a readable .npz file: {exc}") from exc
+        if x.dtype.kind not in "fiub" or len(x) != len(y) or len(x) == 0:
+            raise BadUpload(f"x must be numeric with one row per label; got x {x.dtype} {x.shape}, y {y.shape}")
+        return
+    try:
+        header = next(csv.reader(io.StringIO(data[:65536].decode("utf-8"))), None)
+    except UnicodeDecodeError as exc:
+        raise BadUpload(f"the .csv is not UTF-8 text: {exc}") from exc
+    if not header or len(header) < 2:
+        raise BadUpload("the .csv needs a header row naming at least one feature and the label column")

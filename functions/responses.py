@@ -1,0 +1,46 @@
+"""The one place exceptions become HTTP answers, shared by the HTTP functions.
+
+Each function's `errors.py` defines its hierarchy with a `status` per class; this module turns
+those into `{"error": ...}` JSON, request validation into a 4xx naming the fields, and anything
+unexpected into a 500 with a request id and no stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class HTTPError(Exception):
+    """Base of the functions' error hierarchies; subclasses set `status`."""
+
+    status = 500
+
+
+def describe_validation(errors: list[dict]) -> str:  # type: ignore[type-arg]
+    """Pydantic validation errors as one line: 'field.path: message; ...'."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors[:5])
+
+
+def install_error_handlers(app: FastAPI, log: logging.Logger, *, validation_status: int = 400) -> None:
+    """Register the handlers that turn every exception into a JSON answer."""
+
+    @app.exception_handler(HTTPError)
+    async def _known(request: Request, exc: HTTPError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"error": f"invalid request: {describe_validation(list(exc.errors()))}"}, status_code=validation_status
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex[:12]
+        log.error("request %s %s failed (request id %s)", request.method, request.url.path, request_id, exc_info=exc)
+        return JSONResponse({"error": "internal error", "request_id": request_id}, status_code=500)

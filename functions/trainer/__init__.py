@@ -1,0 +1,1 @@
+"""The trainer function: a JetStream worker that trains, compiles and registers models."""

@@ -1,0 +1,81 @@
+"""One training job, start to registered version: fetch → train → export → parity → register."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from fermion.compile import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
+from fermion.events import TrainingRequested
+from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec
+
+from .train import ProgressFn, load_dataset, train
+
+log = logging.getLogger(__name__)
+
+
+def code_version() -> str:
+    """The installed fermion version, recorded in every manifest."""
+    try:
+        return version("fermion")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def find_registered(registry: Registry, event: TrainingRequested) -> Manifest | None:
+    """The version an earlier delivery of this same event already registered, if any."""
+    name = event.data.model_name
+    for v in reversed(registry.versions(event.tenant, name)):
+        manifest = registry.manifest(event.tenant, name, v)
+        if manifest.lineage.training_event_id == event.id:
+            return manifest
+    return None
+
+
+def run_job(
+    event: TrainingRequested,
+    registry: Registry,
+    *,
+    on_epoch: ProgressFn | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> Manifest:
+    """Train, compile, verify and register the model the event asks for."""
+    request = event.data
+    dataset = request.dataset
+    with tempfile.TemporaryDirectory(prefix="fermion-job-") as tmp:
+        path = DatasetStore(registry.store).fetch(
+            event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
+        )
+        ds = load_dataset(path, dataset.format, request.recipe.label_column)
+    trained = train(ds, request.recipe, on_epoch)
+    exported = export_onnx(trained.module, torch.from_numpy(trained.x_test[:2]))
+    parity = check_parity(trained.module, exported.onnx_bytes, trained.x_test, atol=atol, rtol=rtol)
+    n_features = int(trained.x_test.shape[1])
+    draft = Draft(
+        signature=Signature(
+            inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, n_features])],
+            outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, len(trained.labels)])],
+        ),
+        labels=trained.labels,
+        metrics=trained.metrics,
+        lineage=Lineage(
+            training_event_id=event.id,
+            dataset_sha256=dataset.sha256,
+            dataset_uri=dataset.uri,
+            recipe=request.recipe.model_dump(),
+            code_version=code_version(),
+        ),
+        compile_report={
+            "exporter": exported.exporter,
+            "opset": exported.opset,
+            "node_count": exported.node_count,
+            "parity": parity.as_dict(),
+            "train_seconds": round(trained.duration_s, 3),
+        },
+    )
+    return registry.register(event.tenant, request.model_name, {"model.onnx": exported.onnx_bytes}, draft)

@@ -1,0 +1,26 @@
+"""The trainer's settings, from the environment (FERMION_ prefix)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from fermion.events import BusSettings
+from fermion.model_store import StoreSettings
+
+
+class TrainerSettings(StoreSettings, BusSettings):
+    """One trainer replica; every replica shares the same durable consumer."""
+
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    max_deliver: int = Field(default=5, ge=1)
+    retry_delay_s: float = Field(default=5.0, ge=0)
+    parity_atol: float = Field(default=1e-4, gt=0)
+    parity_rtol: float = Field(default=1e-3, ge=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> TrainerSettings:
+    """The settings, read once."""
+    return TrainerSettings()

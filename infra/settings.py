@@ -1,0 +1,42 @@
+"""The local stack's settings, from the environment (FERMION_ prefix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack keeps its state and which loopback ports it listens on."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
+
+    home: Path = Path("~/.fermion")
+    host: str = "127.0.0.1"
+    nats_port: int = Field(default=4222, ge=1, le=65535)
+    ingest_port: int = Field(default=8001, ge=1, le=65535)
+    inference_port: int = Field(default=8000, ge=1, le=65535)
+    trainers: int = Field(default=1, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _resolve_home(self) -> StackSettings:
+        object.__setattr__(self, "home", self.home.expanduser().resolve())
+        return self
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://{self.host}:{self.nats_port}"
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://{self.host}:{self.ingest_port}"
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://{self.host}:{self.inference_port}"
+
+    @property
+    def store_url(self) -> str:
+        return (self.home / "store").as_uri()

@@ -1,0 +1,154 @@
+"""The local stack: nats-server, streams, and the three functions as processes on loopback.
+
+`fermion up` runs it in the foreground; `fermion demo` starts one if none is up. Every piece of
+state lives under FERMION_HOME, so two stacks with different homes and ports never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from fermion.events import Bus
+
+from .nats import NatsServer, ServerError
+from .settings import StackSettings
+
+log = logging.getLogger("fermion.infra")
+
+
+@dataclass
+class Process:
+    """A function running as a child process, with its output in a log file."""
+
+    name: str
+    argv: list[str]
+    health_url: str | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+class Stack:
+    """Starts and stops the local stack; stops only what it started."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.logs = settings.home / "logs"
+        self.nats: NatsServer | None = None
+        self.processes: list[Process] = []
+
+    def env(self) -> dict[str, str]:
+        """The environment every function process gets."""
+        s = self.settings
+        return {
+            **os.environ,
+            "FERMION_HOME": str(s.home),
+            "FERMION_NATS_URL": s.nats_url,
+            "FERMION_STORE_URL": os.environ.get("FERMION_STORE_URL", s.store_url),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self, timeout_s: float = 60.0) -> Stack:
+        """Start nats-server, provision streams, start the functions, wait until all are healthy."""
+        s = self.settings
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            self.nats = NatsServer(
+                s.home / "nats", host=s.host, port=s.nats_port, log_file=self.logs / "nats.log"
+            ).start()
+            asyncio.run(_provision(s.nats_url))
+            python = sys.executable
+            uvicorn = [python, "-m", "uvicorn", "--host", s.host, "--no-access-log", "--log-level", "warning"]
+            self.processes = [
+                Process(
+                    "inference",
+                    [*uvicorn, "--port", str(s.inference_port), "fermion.functions.inference.app:app"],
+                    f"{s.inference_url}/v2/health/live",
+                ),
+                Process(
+                    "ingest",
+                    [*uvicorn, "--port", str(s.ingest_port), "fermion.functions.ingest.app:app"],
+                    f"{s.ingest_url}/healthz",
+                ),
+                *[Process(f"trainer-{i}", [python, "-m", "fermion.functions.trainer"]) for i in range(s.trainers)],
+            ]
+            for p in self.processes:
+                with open(self.logs / f"{p.name}.log", "ab") as out:
+                    p.proc = subprocess.Popen(p.argv, env=self.env(), stdout=out, stderr=subprocess.STDOUT)
+            self._wait_healthy(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for p in self.processes:
+            while p.health_url:
+                if p.proc and p.proc.poll() is not None:
+                    raise ServerError(f"{p.name} exited with {p.proc.returncode}; see {self.logs / p.name}.log")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(p.health_url, timeout=1.0).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise ServerError(f"{p.name} not healthy after {timeout_s:.0f}s; see {self.logs / p.name}.log")
+                time.sleep(0.1)
+
+    def failed(self) -> list[str]:
+        """Names of the processes that have exited."""
+        return [p.name for p in self.processes if p.proc and p.proc.poll() is not None]
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop the functions (SIGTERM, then SIGKILL), then nats-server."""
+        for p in self.processes:
+            if p.proc and p.proc.poll() is None:
+                p.proc.terminate()
+        for p in self.processes:
+            if p.proc:
+                try:
+                    p.proc.wait(grace_s)
+                except subprocess.TimeoutExpired:
+                    p.proc.kill()
+                    p.proc.wait()
+        self.processes = []
+        if self.nats:
+            self.nats.stop()
+            self.nats = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _provision(nats_url: str) -> None:
+    bus = await Bus.connect(nats_url, name="fermion-provision")
+    try:
+        await bus.provision()
+    finally:
+        await bus.close()
+
+
+def is_up(settings: StackSettings) -> bool:
+    """Whether a stack already answers on these ports."""
+    try:
+        return all(
+            httpx.get(url, timeout=1.0).status_code == 200
+            for url in (f"{settings.ingest_url}/healthz", f"{settings.inference_url}/v2/health/live")
+        )
+    except httpx.HTTPError:
+        return False
+
+
+def log_path(settings: StackSettings, name: str) -> Path:
+    """Where a stack process writes its log."""
+    return settings.home / "logs" / f"{name}.log"

@@ -1,0 +1,56 @@
+"""The model registry: immutable versions, manifests and aliases over a local directory or S3."""
+
+from .backends import ObjectStore, open_store
+from .datasets import AmbiguousDataset, DatasetNotFound, DatasetStore, StoredDataset, dataset_key
+from .errors import (
+    AliasConflict,
+    AliasNotFound,
+    IntegrityError,
+    InvalidName,
+    ModelNotFound,
+    NotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    RegistryError,
+    StoreError,
+    StoreUnavailable,
+    VersionNotFound,
+)
+from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
+from .registry import LATEST, Alias, Registry, check_name, open_registry
+from .settings import StoreSettings
+
+__all__ = [
+    "LATEST",
+    "MODEL_FILE",
+    "Alias",
+    "AliasConflict",
+    "AliasNotFound",
+    "AmbiguousDataset",
+    "DatasetNotFound",
+    "DatasetStore",
+    "Draft",
+    "FileEntry",
+    "IntegrityError",
+    "InvalidName",
+    "Lineage",
+    "Manifest",
+    "ModelNotFound",
+    "NotFound",
+    "ObjectNotFound",
+    "ObjectStore",
+    "PreconditionFailed",
+    "Registry",
+    "RegistryError",
+    "Signature",
+    "StoreError",
+    "StoreSettings",
+    "StoreUnavailable",
+    "StoredDataset",
+    "TensorSpec",
+    "VersionNotFound",
+    "check_name",
+    "dataset_key",
+    "open_registry",
+    "open_store",
+]

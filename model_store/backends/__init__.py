@@ -1,0 +1,29 @@
+"""Object-store backends, chosen by URL: `file:///dir` or `s3://bucket[/prefix]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ..errors import StoreUnavailable
+from .base import ObjectStore
+from .local import LocalDirStore
+
+SCHEMES = ("file", "s3")
+
+
+def open_store(url: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> ObjectStore:
+    """The object store at `url`; a plain path is a local directory."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return LocalDirStore(Path(unquote(parsed.path if parsed.scheme else url)).expanduser())
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StoreUnavailable(f"store URL {url!r} names no bucket: use s3://bucket[/prefix]")
+        from .s3 import S3Store
+
+        return S3Store(parsed.netloc, parsed.path, endpoint_url=s3_endpoint_url, region=s3_region)
+    raise StoreUnavailable(f"unsupported store URL {url!r}: the scheme must be one of {', '.join(SCHEMES)}")
+
+
+__all__ = ["LocalDirStore", "ObjectStore", "open_store"]

@@ -1,0 +1,131 @@
+"""A directory as an object store: the embedded default, with the same atomicity as S3.
+
+Create-only writes use `link()` of a finished temporary file, which fails if the target exists;
+compare-and-swap takes a per-key `flock` so concurrent processes serialise on one alias.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import InvalidName, ObjectNotFound, PreconditionFailed, StoreUnavailable
+
+_LOCKS = ".locks"
+
+
+def _etag(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class LocalDirStore:
+    """Objects as files under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.url = self.root.as_uri()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create store directory {self.root}: {exc}") from exc
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") for p in parts):
+            raise InvalidName(f"invalid object key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        try:
+            data = self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise ObjectNotFound(key) from exc
+        return data, _etag(data)
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._write_temp(path.parent, data)
+        try:
+            if if_none_match:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError as exc:
+                    raise PreconditionFailed(f"{key} already exists") from exc
+            elif if_match is not None:
+                with self._lock(key):
+                    try:
+                        current = _etag(path.read_bytes())
+                    except FileNotFoundError as exc:
+                        raise PreconditionFailed(f"{key} no longer exists") from exc
+                    if current != if_match:
+                        raise PreconditionFailed(f"{key} changed (etag {current} != {if_match})")
+                    os.replace(tmp, path)
+            else:
+                os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return _etag(data)
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise ObjectNotFound(key) from exc
+
+    def download(self, key: str, dest: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), dest)
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ObjectNotFound(key) from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.root / prefix if prefix else self.root
+        start = base if base.is_dir() else base.parent
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if d != _LOCKS]
+            for name in filenames:
+                if name.startswith(".tmp-"):
+                    continue
+                key = Path(dirpath, name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key
+
+    def children(self, prefix: str) -> list[str]:
+        try:
+            entries = os.listdir(self._path(prefix.rstrip("/")))
+        except (FileNotFoundError, NotADirectoryError, InvalidName):
+            return []
+        return sorted(e for e in entries if not e.startswith(".tmp-") and e != _LOCKS)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    @staticmethod
+    def _write_temp(directory: Path, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    @contextlib.contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        lock_dir = self.root / _LOCKS
+        lock_dir.mkdir(exist_ok=True)
+        name = hashlib.sha256(key.encode()).hexdigest()
+        with open(lock_dir / name, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)

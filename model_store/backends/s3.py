@@ -1,0 +1,121 @@
+"""Any S3 API (AWS, LocalStack, MinIO) as an object store, through boto3.
+
+Create-only is `If-None-Match: *` and compare-and-swap is `If-Match: <etag>`; both answer
+412 (or 409 for a concurrent conditional write in flight) when another writer got there first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from ..errors import ObjectNotFound, PreconditionFailed, StoreError, StoreUnavailable
+
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3Store:
+    """Objects under `s3://bucket/prefix`."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._s3 = client or boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=30),
+        )
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _fail(self, exc: Exception, key: str) -> StoreError:
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _MISSING_CODES or status == "404":
+                return ObjectNotFound(key)
+            if code in _CONFLICT_CODES or status in ("412", "409"):
+                return PreconditionFailed(f"{key}: conditional write lost ({code})")
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"):
+                return StoreUnavailable(f"{self.url}: {code}: {exc}")
+            return StoreError(f"{self.url}/{key}: {code}: {exc}")
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return StoreUnavailable(f"{self.url}: no AWS credentials found ({exc})")
+        return StoreUnavailable(f"{self.url} unreachable: {exc}")
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        try:
+            obj = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+            return obj["Body"].read(), obj["ETag"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, key) from exc
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        extra: dict[str, str] = {}
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        elif if_match is not None:
+            extra["IfMatch"] = if_match
+        try:
+            out = self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, key) from exc
+        return str(out["ETag"])
+
+    def size(self, key: str) -> int:
+        try:
+            return int(self._s3.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, key) from exc
+
+    def download(self, key: str, dest: Path) -> None:
+        try:
+            self._s3.download_file(self.bucket, self._key(key), str(dest))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, key) from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            ):
+                for item in page.get("Contents", []):
+                    yield item["Key"][len(self.prefix) :]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, prefix) from exc
+
+    def children(self, prefix: str) -> list[str]:
+        names: set[str] = set()
+        full = self._key(prefix)
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, Delimiter="/"
+            ):
+                names.update(p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+                names.update(o["Key"][len(full) :] for o in page.get("Contents", []))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, prefix) from exc
+        return sorted(n for n in names if n)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, key) from exc

@@ -1,0 +1,89 @@
+"""The manifest: what a model version is, where it came from, and the checksums that prove it."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+
+
+class FileEntry(BaseModel):
+    """One file of a version, as it must be when read back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str
+    size: int
+
+
+class TensorSpec(BaseModel):
+    """One input or output: name, Open Inference Protocol datatype, shape (-1 for a dynamic axis)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class Signature(BaseModel):
+    """The model's inputs and outputs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class Lineage(BaseModel):
+    """Where a version came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    training_event_id: str | None = None
+    dataset_sha256: str | None = None
+    dataset_uri: str | None = None
+    recipe: dict[str, Any] = {}
+    code_version: str | None = None
+
+
+class Draft(BaseModel):
+    """What a producer says about a new version; the registry adds name, version, files and time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    signature: Signature
+    labels: list[str] = []
+    metrics: dict[str, float] = {}
+    lineage: Lineage = Lineage()
+    compile_report: dict[str, Any] = {}
+
+
+class Manifest(Draft):
+    """A registered, immutable version."""
+
+    format_version: int = 1
+    tenant: str
+    name: str
+    version: int
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    files: dict[str, FileEntry]
+    content_sha256: str
+
+
+def file_entry(data: bytes) -> FileEntry:
+    """The checksum and size of `data`."""
+    return FileEntry(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def content_sha256(files: dict[str, FileEntry]) -> str:
+    """One digest over every file's name and digest, so two versions compare in one field."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\0{files[name].sha256}\n".encode())
+    return h.hexdigest()

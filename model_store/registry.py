@@ -1,0 +1,234 @@
+"""The model registry over an object store.
+
+Layout (one bucket or one directory)::
+
+    models/{tenant}/{name}/versions/{n}/model.onnx     files first, each create-only
+    models/{tenant}/{name}/versions/{n}/manifest.json  last, create-only: the version now exists
+    models/{tenant}/{name}/aliases/{alias}.json        moved by compare-and-swap
+
+Version numbers are allocated without a lock: a writer claims `n` by creating the first file of
+`versions/{n}/` create-only and, if another writer holds it, takes the next number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from .backends import ObjectStore, open_store
+from .cache import FileCache
+from .errors import (
+    AliasConflict,
+    AliasNotFound,
+    IntegrityError,
+    InvalidName,
+    ModelNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    RegistryError,
+    VersionNotFound,
+)
+from .manifest import MANIFEST, MODEL_FILE, Draft, Manifest, content_sha256, file_entry
+from .settings import StoreSettings
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_MAX_CLAIM_ATTEMPTS = 1000
+_MAX_CAS_ATTEMPTS = 50
+LATEST = "latest"
+
+
+def check_name(kind: str, name: str) -> str:
+    """`name` if it is a safe path segment, else InvalidName saying what is allowed."""
+    if not _NAME.match(name) or ".." in name:
+        raise InvalidName(
+            f"invalid {kind} name {name!r}: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit, without '..'"
+        )
+    return name
+
+
+class Alias(BaseModel):
+    """An alias record: the version it points to and the ones it pointed to before."""
+
+    version: int
+    updated_at: datetime
+    history: list[int] = []
+
+
+class Registry:
+    """Immutable model versions, their manifests, and aliases, over any ObjectStore."""
+
+    def __init__(self, store: ObjectStore, cache_dir: Path) -> None:
+        self.store = store
+        self.cache = FileCache(cache_dir)
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _model_prefix(tenant: str, name: str) -> str:
+        return f"models/{check_name('tenant', tenant)}/{check_name('model', name)}/"
+
+    def _version_prefix(self, tenant: str, name: str, version: int) -> str:
+        return f"{self._model_prefix(tenant, name)}versions/{version}/"
+
+    def _alias_key(self, tenant: str, name: str, alias: str) -> str:
+        return f"{self._model_prefix(tenant, name)}aliases/{check_name('alias', alias)}.json"
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def register(self, tenant: str, name: str, files: Mapping[str, bytes], draft: Draft) -> Manifest:
+        """Store `files` as the next version of `name`, manifest last, and move `latest` to it."""
+        if MODEL_FILE not in files:
+            raise InvalidName(f"a version needs a {MODEL_FILE}; got {sorted(files)}")
+        for filename in files:
+            if filename == MANIFEST or "/" in filename or filename.startswith("."):
+                raise InvalidName(f"invalid file name {filename!r} in a model version")
+        entries = {fn: file_entry(data) for fn, data in files.items()}
+        version = self._claim_version(tenant, name, files[MODEL_FILE])
+        prefix = self._version_prefix(tenant, name, version)
+        for filename, data in files.items():
+            if filename != MODEL_FILE:
+                self.store.put(prefix + filename, data, if_none_match=True)
+        manifest = Manifest(
+            **draft.model_dump(),
+            tenant=tenant,
+            name=name,
+            version=version,
+            files=entries,
+            content_sha256=content_sha256(entries),
+        )
+        self.store.put(prefix + MANIFEST, manifest.model_dump_json(indent=2).encode(), if_none_match=True)
+        log.info("registered %s/%s version %d", tenant, name, version)
+        self._advance_latest(tenant, name, version)
+        return manifest
+
+    def _claim_version(self, tenant: str, name: str, first_file: bytes) -> int:
+        taken = [int(v) for v in self.store.children(f"{self._model_prefix(tenant, name)}versions/") if v.isdigit()]
+        version = max(taken, default=0) + 1
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
+            try:
+                self.store.put(self._version_prefix(tenant, name, version) + MODEL_FILE, first_file, if_none_match=True)
+                return version
+            except PreconditionFailed:
+                version += 1
+        raise RegistryError(f"could not claim a version of {tenant}/{name} in {_MAX_CLAIM_ATTEMPTS} attempts")
+
+    def set_alias(self, tenant: str, name: str, alias: str, version: int) -> int | None:
+        """Point `alias` at `version` by compare-and-swap; returns the version it pointed to before."""
+        self.manifest(tenant, name, version)  # an alias only ever points at a version that exists
+        return self._swap_alias(tenant, name, alias, lambda current: version)
+
+    def _advance_latest(self, tenant: str, name: str, version: int) -> None:
+        # `latest` only moves forward: a slow writer of version 3 never moves it back from 4.
+        self._swap_alias(tenant, name, LATEST, lambda current: max(version, current or 0))
+
+    def _swap_alias(self, tenant: str, name: str, alias: str, choose) -> int | None:  # type: ignore[no-untyped-def]
+        key = self._alias_key(tenant, name, alias)
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            try:
+                raw, etag = self.store.get(key)
+                current: Alias | None = Alias.model_validate_json(raw)
+            except ObjectNotFound:
+                current, etag = None, None
+            previous = current.version if current else None
+            target = choose(previous)
+            if target == previous:
+                return previous
+            history = ([*current.history, current.version] if current else [])[-100:]
+            record = Alias(version=target, updated_at=datetime.now(UTC), history=history)
+            try:
+                if etag is None:
+                    self.store.put(key, record.model_dump_json().encode(), if_none_match=True)
+                else:
+                    self.store.put(key, record.model_dump_json().encode(), if_match=etag)
+            except PreconditionFailed:
+                continue
+            log.info("alias %s/%s@%s: %s -> %d", tenant, name, alias, previous, target)
+            return previous
+        raise AliasConflict(
+            f"alias {alias!r} of {tenant}/{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts"
+        )
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def models(self, tenant: str) -> list[str]:
+        """Names of the models a tenant has."""
+        return self.store.children(f"models/{check_name('tenant', tenant)}/")
+
+    def versions(self, tenant: str, name: str) -> list[int]:
+        """The versions of `name` that exist (have a manifest), ascending."""
+        prefix = f"{self._model_prefix(tenant, name)}versions/"
+        found = {
+            int(parts[0])
+            for key in self.store.list(prefix)
+            if len(parts := key[len(prefix) :].split("/")) == 2 and parts[1] == MANIFEST and parts[0].isdigit()
+        }
+        return sorted(found)
+
+    def alias(self, tenant: str, name: str, alias: str) -> Alias:
+        """The alias record; AliasNotFound (or ModelNotFound) when absent."""
+        try:
+            raw, _ = self.store.get(self._alias_key(tenant, name, alias))
+        except ObjectNotFound:
+            if not self.store.children(self._model_prefix(tenant, name)):
+                raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
+            raise AliasNotFound(f"model {name!r} has no alias {alias!r}") from None
+        return Alias.model_validate_json(raw)
+
+    def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> int:
+        """The version number `ref` (a version, an alias, or None for `latest`) points to."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            return int(ref)
+        return self.alias(tenant, name, ref or LATEST).version
+
+    def manifest(self, tenant: str, name: str, version: int) -> Manifest:
+        """The manifest of a version; VersionNotFound if it does not exist (yet)."""
+        try:
+            raw, _ = self.store.get(self._version_prefix(tenant, name, version) + MANIFEST)
+        except ObjectNotFound:
+            if not self.store.children(self._model_prefix(tenant, name)):
+                raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
+            raise VersionNotFound(f"model {name!r} has no version {version}") from None
+        try:
+            return Manifest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise IntegrityError(f"manifest of {name} version {version} is unreadable: {exc}") from exc
+
+    def fetch(self, manifest: Manifest, filename: str = MODEL_FILE) -> Path:
+        """A local path to a version's file, verified against the manifest's sha256 and size."""
+        entry = manifest.files.get(filename)
+        if entry is None:
+            raise IntegrityError(f"{manifest.name} version {manifest.version} has no file {filename!r}")
+        key = self._version_prefix(manifest.tenant, manifest.name, manifest.version) + filename
+
+        def fill(tmp: Path) -> None:
+            try:
+                self.store.download(key, tmp)
+            except ObjectNotFound as exc:
+                raise IntegrityError(f"{key} is listed in the manifest but missing from the store") from exc
+
+        return self.cache.get(entry, fill, what=key)
+
+    def describe(self, tenant: str, name: str) -> dict[str, object]:
+        """A model's versions and aliases, for listings."""
+        prefix = f"{self._model_prefix(tenant, name)}aliases/"
+        aliases = {}
+        for fn in self.store.children(prefix):
+            if fn.endswith(".json"):
+                raw, _ = self.store.get(prefix + fn)
+                aliases[fn.removesuffix(".json")] = json.loads(raw)["version"]
+        return {"name": name, "versions": self.versions(tenant, name), "aliases": aliases}
+
+
+def open_registry(settings: StoreSettings) -> Registry:
+    """The registry the settings describe."""
+    store = open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
+    return Registry(store, settings.cache_dir or settings.home / "cache")
