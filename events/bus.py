@@ -100,14 +100,24 @@ class Bus:
     @classmethod
     async def connect(cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0) -> Bus:
         """Connect to NATS at `url`; raises BusUnavailable if it cannot within `timeout_s`."""
+
+        async def _disconnected() -> None:
+            log.warning("disconnected from NATS at %s; reconnecting", url)
+
         try:
-            nc = await nats.connect(
-                url,
-                name=name,
-                connect_timeout=timeout_s,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+            # Once connected, reconnect forever (a NATS restart mid-job must not kill a worker);
+            # the first connection, though, is bounded so a wrong URL fails fast instead of hanging.
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    url,
+                    name=name,
+                    connect_timeout=min(timeout_s, 2.0),
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    disconnected_cb=_disconnected,
+                ),
+                timeout_s,
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"cannot reach NATS at {url}: {exc}") from exc
@@ -137,25 +147,26 @@ class Bus:
         except nats.errors.Error as exc:
             raise BusError(f"provisioning JetStream failed: {exc}") from exc
 
-    async def publish(self, event: Event, *, subject: str | None = None) -> None:
-        """Publish `event` durably, with Nats-Msg-Id = event id so a re-publish is dropped."""
-        await self.publish_bytes(subject or event.subject, event.to_json(), msg_id=event.id)
+    async def publish(self, event: Event, *, subject: str | None = None) -> bool:
+        """Publish `event` durably, with Nats-Msg-Id = event id; False if JetStream already had it."""
+        return await self.publish_bytes(subject or event.subject, event.to_json(), msg_id=event.id)
 
     async def publish_bytes(
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        """Publish raw bytes to a stream subject (dead letters keep the original bytes)."""
+    ) -> bool:
+        """Publish raw bytes to a stream subject; False when de-duplicated by `msg_id`."""
         all_headers = dict(headers or {})
         if msg_id:
             all_headers["Nats-Msg-Id"] = msg_id
         try:
-            await self._js.publish(subject, data, headers=all_headers or None, timeout=5.0)
+            ack = await self._js.publish(subject, data, headers=all_headers or None, timeout=5.0)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
             raise BusUnavailable(f"no JetStream answer publishing to {subject}: {exc!r}") from exc
         except nats.js.errors.Error as exc:
             raise PublishRejected(f"JetStream refused a publish to {subject}: {exc}") from exc
         except nats.errors.Error as exc:
             raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
+        return not ack.duplicate
 
     async def job_queue(self, durable: str = streams.TRAINER_DURABLE) -> JobQueue:
         """Bind a pull subscription to the shared durable consumer."""

@@ -114,9 +114,22 @@ def _run_demo(settings: StackSettings, epochs: int, started: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, x=x[train], y=y[train])
 
-    client = Client.from_settings(settings)
+    with Client.from_settings(settings) as client:
+        _demo_flow(client, settings, x, y, held, path, epochs, started)
+
+
+def _demo_flow(
+    client: Client,
+    settings: StackSettings,
+    x: np.ndarray,
+    y: np.ndarray,
+    held: np.ndarray,
+    path: Path,
+    epochs: int,
+    started: float,
+) -> None:
     ds = client.upload(path, name="digits")
-    console.print(f"uploaded [bold]digits[/] ({len(train)} rows, sha256 {ds['sha256'][:12]}…)")
+    console.print(f"uploaded [bold]digits[/] ({len(x) - len(held)} rows, sha256 {ds['sha256'][:12]}…)")
     requested = time.perf_counter()
     job = client.train("digits", "digits", sha256=ds["sha256"], architecture="cnn", epochs=epochs, learning_rate=2e-3)
     console.print(f"training.requested: job {job}")

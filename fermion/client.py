@@ -60,6 +60,12 @@ class Client:
         """Close the HTTP connection pool."""
         self._http.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, url, **kwargs)
@@ -112,13 +118,14 @@ class Client:
         """Block until the job ends; raise JobFailed with the reason if it failed."""
 
         async def run() -> TrainingCompleted:
-            async for event in self.follow(job_id):
-                if isinstance(event, TrainingProgress) and on_progress:
-                    on_progress(event)
-                elif isinstance(event, TrainingFailed):
-                    raise JobFailed(f"job {job_id} failed: {event.data.reason}")
-                elif isinstance(event, TrainingCompleted):
-                    return event
+            async with contextlib.aclosing(self.follow(job_id)) as events:
+                async for event in events:
+                    if isinstance(event, TrainingProgress) and on_progress:
+                        on_progress(event)
+                    elif isinstance(event, TrainingFailed):
+                        raise JobFailed(f"job {job_id} failed: {event.data.reason}")
+                    elif isinstance(event, TrainingCompleted):
+                        return event
             raise FermionError(f"job {job_id}: the event stream ended without an outcome")
 
         try:

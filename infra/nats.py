@@ -41,6 +41,7 @@ class NatsServer:
         self.port = port
         self.log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pump_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -73,7 +74,8 @@ class NatsServer:
             if m := _LISTENING.search(line):
                 self.port = int(m.group(1))
             if _READY in line:
-                threading.Thread(target=self._pump, daemon=True).start()
+                self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+                self._pump_thread.start()
                 return self
         self.stop()
         raise ServerError("nats-server did not become ready:\n" + b"".join(seen[-20:]).decode(errors="replace"))
@@ -102,6 +104,10 @@ class NatsServer:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._pump_thread:
+            self._pump_thread.join(timeout=2)  # it ends at the pipe's EOF, now that the server exited
+        if self._proc.stdout:
+            self._proc.stdout.close()
         self._proc = None
 
     def __enter__(self) -> NatsServer:

@@ -1,6 +1,6 @@
 """The model registry: immutable versions, manifests and aliases over a local directory or S3."""
 
-from .backends import ObjectStore, open_store
+from .backends import LocalDirStore, ObjectStore, open_store
 from .datasets import AmbiguousDataset, DatasetNotFound, DatasetStore, StoredDataset, dataset_key
 from .errors import (
     AliasConflict,
@@ -34,6 +34,7 @@ __all__ = [
     "IntegrityError",
     "InvalidName",
     "Lineage",
+    "LocalDirStore",
     "Manifest",
     "ModelNotFound",
     "NotFound",

@@ -103,11 +103,10 @@ class LoadedModel:
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the session; `outputs` names which outputs to return (all by default)."""
-        missing = set(self.inputs) - set(feeds)
-        if missing:
-            raise BadRequest(f"model {self.name} needs input(s) {sorted(missing)}; got {sorted(feeds)}")
         for name, array in feeds.items():
             self.check(name, array)
+        if missing := set(self.inputs) - set(feeds):
+            raise BadRequest(f"model {self.name} needs input(s) {sorted(missing)}; got {sorted(feeds)}")
         names = outputs or [o.name for o in self.session.get_outputs()]
         known = {o.name for o in self.session.get_outputs()}
         if unknown := [n for n in names if n not in known]:

@@ -65,12 +65,12 @@ class _BusHolder:
     lock = asyncio.Lock()
 
 
-async def get_bus() -> Bus:
+async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) -> Bus:
     """The process's bus connection (reconnects if the event loop changed, as under Mangum)."""
     loop = asyncio.get_running_loop()
     if _BusHolder.bus is None or _BusHolder.loop is not loop or not _BusHolder.bus.connected:
         try:
-            _BusHolder.bus = await Bus.connect(get_settings().nats_url, name="fermion-ingest")
+            _BusHolder.bus = await Bus.connect(settings.nats_url, name="fermion-ingest", timeout_s=3.0)
         except BusError as exc:
             raise Unavailable(f"event bus unavailable: {exc}") from exc
         _BusHolder.loop = loop

@@ -1,0 +1,134 @@
+"""Shared fixtures: a real nats-server per session, real stores, real ONNX models."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from fermion.events import Bus, ConsumerPolicy
+from fermion.infra import NatsServer
+from fermion.model_store import Draft, Lineage, LocalDirStore, Registry, Signature, TensorSpec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A real nats-server with JetStream on an ephemeral port and a temporary store directory."""
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
+    """A connected bus with the streams and the trainers' consumer provisioned."""
+    b = await Bus.connect(nats_server.url)
+    await b.provision(ConsumerPolicy(ack_wait_s=10, max_deliver=3))
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    """A registry over a fresh local directory."""
+    return Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache")
+
+
+def linear_onnx(n_in: int = 4, n_out: int = 3, seed: int = 0) -> bytes:
+    """A real ONNX model (y = x·W + b, dynamic batch) built without torch."""
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.normal(size=(n_in, n_out)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.normal(size=(n_out,)).astype(np.float32), "B")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "W"], ["xw"]), helper.make_node("Add", ["xw", "B"], ["logits"])],
+        "linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_out])],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    buf = io.BytesIO()
+    onnx.save(model, buf)
+    return buf.getvalue()
+
+
+def linear_draft(n_in: int = 4, n_out: int = 3, lineage: Lineage | None = None) -> Draft:
+    """A manifest draft matching `linear_onnx`."""
+    return Draft(
+        signature=Signature(
+            inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, n_in])],
+            outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, n_out])],
+        ),
+        labels=[str(i) for i in range(n_out)],
+        metrics={"accuracy": 0.5},
+        lineage=lineage or Lineage(),
+    )
+
+
+class Trainer:
+    """A trainer worker running as its own process, as in production."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Trainer:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fermion.functions.trainer"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def stack_env(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of the session's functions: one NATS, one local store, one home."""
+    home = tmp_path_factory.mktemp("home")
+    return {
+        **os.environ,
+        "FERMION_HOME": str(home),
+        "FERMION_NATS_URL": nats_server.url,
+        "FERMION_STORE_URL": (home / "store").as_uri(),
+        "FERMION_ACK_WAIT_S": "10",
+        "FERMION_MAX_DELIVER": "3",
+        "FERMION_RETRY_DELAY_S": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def trainer(stack_env: dict[str, str]) -> Iterator[Trainer]:
+    """One trainer process on the session's NATS and store."""
+    t = Trainer(stack_env, Path(stack_env["FERMION_HOME"]) / "trainer.log").start()
+    time.sleep(0.5)
+    yield t
+    t.stop()

@@ -1,0 +1,100 @@
+"""The whole flow across real processes: upload → train → ONNX → registry → infer."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from fermion.client import Client, FermionError, JobFailed
+from fermion.infra import Stack, StackSettings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _settings(home: Path) -> StackSettings:
+    return StackSettings(home=home, nats_port=free_port(), ingest_port=free_port(), inference_port=free_port())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`fermion up`'s stack, on ephemeral loopback ports with its own FERMION_HOME."""
+    with Stack(_settings(tmp_path_factory.mktemp("fermion-home"))) as s:
+        yield s
+
+
+def test_upload_train_serve_digits(stack: Stack, tmp_path: Path) -> None:
+    digits = load_digits()
+    x, y = digits.data.astype(np.float32), digits.target
+    order = np.random.default_rng(1).permutation(len(x))
+    held, train = order[:300], order[300:]
+    np.savez(tmp_path / "digits.npz", x=x[train], y=y[train])
+
+    with Client.from_settings(stack.settings) as client:
+        _digits_flow(client, x, y, held, tmp_path)
+
+
+def _digits_flow(client: Client, x: np.ndarray, y: np.ndarray, held: np.ndarray, tmp_path: Path) -> None:
+    ds = client.upload(tmp_path / "digits.npz", name="digits")
+    job = client.train("digits", "digits", architecture="cnn", epochs=12, learning_rate=2e-3)
+    epochs: list[int] = []
+    done = client.wait(job, on_progress=lambda e: epochs.append(e.data.epoch), timeout_s=120)
+    assert epochs == list(range(1, 13))
+    assert done.data.metrics["accuracy"] >= 0.9
+
+    logits = client.predict("digits", x[held])  # raw pixels in: preprocessing is in the graph
+    assert logits.shape == (300, 10)
+    assert np.mean(logits.argmax(1) == y[held]) >= 0.9
+    meta = client.metadata("digits")
+    assert meta["versions"] == [str(done.data.version)]
+    assert meta["parameters"]["providers"][-1] == "CPUExecutionProvider"
+    assert meta["parameters"]["content_sha256"]
+    assert ds["sha256"] and len(ds["sha256"]) == 64
+
+
+def test_bad_requests_across_the_stack(stack: Stack, tmp_path: Path) -> None:
+    with Client.from_settings(stack.settings) as client:
+        _bad_requests(client, tmp_path)
+    assert stack.failed() == []  # bad input crashed nothing
+
+
+def _bad_requests(client: Client, tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "1,2,x\n3,4,y\n" * 10)
+    client.upload(tmp_path / "t.csv", name="tab")
+    with pytest.raises(JobFailed, match="unknown architecture 'resnet9000'"):
+        client.wait(client.train("tab", "tab", architecture="resnet9000", epochs=1), timeout_s=60)
+    with pytest.raises(JobFailed, match="no label column 'kind'"):
+        client.wait(client.train("tab", "tab", label_column="kind", epochs=1), timeout_s=60)
+    with pytest.raises(FermionError, match=r"404.*no model 'tab'"):
+        client.predict("tab", np.zeros((1, 2), np.float32))
+    with pytest.raises(FermionError, match=r"400.*unsupported file"):
+        (tmp_path / "x.json").write_text("{}")
+        client.upload(tmp_path / "x.json")
+
+
+def test_fermion_demo_prints_a_served_accuracy(tmp_path: Path) -> None:
+    """The README's first command, end to end: it starts its own stack and stops it."""
+    s = _settings(tmp_path / "home")
+    env = {
+        **os.environ,
+        "FERMION_HOME": str(s.home),
+        "FERMION_NATS_PORT": str(s.nats_port),
+        "FERMION_INGEST_PORT": str(s.ingest_port),
+        "FERMION_INFERENCE_PORT": str(s.inference_port),
+        "COLUMNS": "200",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "fermion", "demo"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    m = re.search(r"served accuracy on \d+ held-out digits: ([0-9.]+)", out.stdout)
+    assert m, out.stdout[-3000:]
+    assert float(m.group(1)) >= 0.9

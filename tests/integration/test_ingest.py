@@ -1,0 +1,112 @@
+"""The ingest function against a real nats-server and a real local store."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from fermion.events import Bus, DatasetRef, DatasetUploaded, parse_event
+from fermion.functions.ingest.app import app, get_bus, get_datasets
+from fermion.functions.ingest.settings import IngestSettings, get_settings
+from fermion.infra import NatsServer
+from fermion.model_store import DatasetStore, LocalDirStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def ingest(nats_server: NatsServer, bus: Bus, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = IngestSettings(home=tmp_path, nats_url=nats_server.url, max_upload_bytes=200_000)
+    datasets = DatasetStore(LocalDirStore(tmp_path / "store"))
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[get_datasets] = lambda: datasets
+    app.dependency_overrides[get_bus] = lambda: bus
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        yield client
+    app.dependency_overrides.clear()
+
+
+def _npz(n: int = 20) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, x=np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32), y=np.arange(n) % 2)
+    return buf.getvalue()
+
+
+async def _next_event(bus: Bus, subject: str, since) -> bytes:  # type: ignore[no-untyped-def]
+    events = bus.watch(subject, since=since)
+    try:
+        return await asyncio.wait_for(anext(events), 5)
+    finally:
+        await events.aclose()
+
+
+async def test_upload_stores_by_sha256_and_announces_it(ingest: httpx.AsyncClient, bus: Bus, tmp_path: Path) -> None:
+    since = datetime.now(UTC)
+    r = await ingest.post("/v1/datasets", files={"file": ("Toy.npz", _npz())}, data={"name": "toy"})
+    assert r.status_code == 201, r.text
+    ref = r.json()
+    assert (ref["name"], ref["format"], ref["size"]) == ("toy", "npz", len(_npz()))
+    stored = tmp_path / "store" / "datasets" / "default" / "toy" / f"{ref['sha256']}.npz"
+    assert stored.read_bytes() == _npz()
+    event = parse_event(await _next_event(bus, "fermion.datasets.uploaded", since), DatasetUploaded)
+    assert event.data.sha256 == ref["sha256"]
+
+    r = await ingest.post(
+        "/v1/trainings",
+        json={"model_name": "toy", "dataset": {"name": "toy"}, "recipe": {"architecture": "mlp", "epochs": 2}},
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["dataset"]["sha256"] == ref["sha256"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "message"),
+    [
+        ("data.txt", b"abc", "unsupported file 'data.txt'"),
+        ("data.npz", b"not a zip", "not a readable .npz"),
+        ("data.csv", b"\xff\xfe\x00", "not UTF-8"),
+        ("data.csv", b"onlyonecolumn\n1\n", "header row"),
+    ],
+)
+async def test_malformed_uploads_are_a_400_naming_the_problem(
+    ingest: httpx.AsyncClient, filename: str, content: bytes, message: str
+) -> None:
+    r = await ingest.post("/v1/datasets", files={"file": (filename, content)})
+    assert r.status_code == 400, r.text
+    assert message in r.json()["error"]
+
+
+async def test_npz_without_labels_and_oversized_uploads_are_refused(ingest: httpx.AsyncClient) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, x=np.zeros((3, 2)))
+    r = await ingest.post("/v1/datasets", files={"file": ("d.npz", buf.getvalue())})
+    assert r.status_code == 400 and "lacks array(s) ['y']" in r.json()["error"]
+    r = await ingest.post("/v1/datasets", files={"file": ("d.npz", b"0" * 300_000)})
+    assert r.status_code == 413
+    r = await ingest.post("/v1/datasets", files={"file": ("d.npz", _npz())}, data={"name": "../escape"})
+    assert r.status_code == 400 and "invalid dataset name" in r.json()["error"]
+
+
+async def test_training_requests_are_validated(ingest: httpx.AsyncClient) -> None:
+    r = await ingest.post("/v1/trainings", json={"model_name": "m", "dataset": {"name": "never-uploaded"}})
+    assert r.status_code == 404 and "upload it first" in r.json()["error"]
+    r = await ingest.post("/v1/trainings", json={"model_name": "m", "dataset": {"name": "d"}, "recipe": {"epochs": 0}})
+    assert r.status_code == 422 and "recipe.epochs" in r.json()["error"]
+    r = await ingest.post("/v1/trainings", json={"model_name": "m", "dataset": {"name": "d"}, "colour": "red"})
+    assert r.status_code == 422 and "colour" in r.json()["error"]
+
+
+async def test_the_same_event_published_twice_is_stored_once(bus: Bus) -> None:
+    ref = DatasetRef(name="d", sha256="c" * 64, uri="file:///d", format="npz", size=1)
+    event = DatasetUploaded(data=ref)
+    stored = [await bus.publish(event) for _ in range(5)]
+    assert stored == [True, False, False, False, False]
+    assert await bus.publish(DatasetUploaded(data=ref)) is True  # a new id is a new event

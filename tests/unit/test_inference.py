@@ -1,0 +1,217 @@
+"""The inference function over a real registry and real ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+
+from fermion.functions.inference.app import app, get_runtime
+from fermion.functions.inference.runtime import ModelRuntime
+from fermion.functions.inference.settings import InferenceSettings, get_settings
+from fermion.model_store import Registry
+from tests.conftest import linear_draft, linear_onnx
+
+
+@pytest.fixture
+def served(registry: Registry, tmp_path: Path) -> Iterator[tuple[TestClient, Registry]]:
+    registry.register("default", "lin", {"model.onnx": linear_onnx(seed=1)}, linear_draft())
+    registry.register("default", "lin", {"model.onnx": linear_onnx(seed=2)}, linear_draft())
+    settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], max_body_bytes=20_000)
+    runtime = ModelRuntime(registry, settings)
+    app.dependency_overrides[get_runtime] = lambda: runtime
+    app.dependency_overrides[get_settings] = lambda: settings
+    try:
+        yield TestClient(app), registry
+    finally:
+        app.dependency_overrides.clear()
+
+
+def _body(x: np.ndarray, datatype: str = "FP32", name: str = "input") -> dict:
+    return {
+        "id": "r1",
+        "inputs": [{"name": name, "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}],
+    }
+
+
+def _reference(seed: int, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(linear_onnx(seed=seed), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def test_infer_serves_latest_and_matches_onnx_runtime(served) -> None:
+    client, _ = served
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    r = client.post("/v2/models/lin/infer", json=_body(x))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["model_name"], out["model_version"], out["id"]) == ("lin", "2", "r1")
+    (tensor,) = out["outputs"]
+    assert (tensor["name"], tensor["shape"], tensor["datatype"]) == ("logits", [5, 3], "FP32")
+    np.testing.assert_allclose(np.reshape(tensor["data"], (5, 3)), _reference(2, x), rtol=1e-5)
+
+
+def test_infer_by_version_and_by_alias(served) -> None:
+    client, registry = served
+    registry.set_alias("default", "lin", "production", 1)
+    x = np.ones((1, 4), np.float32)
+    for url in ("/v2/models/lin/versions/1/infer", "/v2/models/lin@production/infer"):
+        r = client.post(url, json=_body(x))
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == "1"
+        np.testing.assert_allclose(r.json()["outputs"][0]["data"], _reference(1, x).ravel(), rtol=1e-5)
+
+
+def test_metadata_reports_the_providers_the_session_really_got(served) -> None:
+    client, _ = served
+    meta = client.get("/v2/models/lin").json()
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+    assert meta["versions"] == ["2"]
+    assert meta["parameters"]["providers"] == ["CPUExecutionProvider"]
+    assert meta["parameters"]["gpu_fallback"] is False
+    ready = client.get("/v2/health/ready").json()
+    assert ready["models"] == [
+        {"name": "lin", "version": 2, "providers": ["CPUExecutionProvider"], "gpu_fallback": False}
+    ]
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/models/lin/ready").json()["ready"] is True
+
+
+def test_a_gpu_request_that_lands_on_cpu_is_flagged_or_refused(registry: Registry, tmp_path: Path) -> None:
+    registry.register("default", "lin", {"model.onnx": linear_onnx()}, linear_draft())
+    gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no CUDA provider")
+    from fermion.functions.inference.runtime import ModelRef
+
+    runtime = ModelRuntime(registry, InferenceSettings(home=tmp_path, providers=gpu))
+    model = runtime.get(ModelRef("lin"))
+    got_gpu = "CUDAExecutionProvider" in model.providers
+    assert model.gpu_fallback is (not got_gpu)
+    if not got_gpu:
+        strict = ModelRuntime(registry, InferenceSettings(home=tmp_path, providers=gpu, require_gpu=True))
+        with pytest.raises(Exception, match="GPU provider was required"):
+            strict.get(ModelRef("lin"))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (_body(np.ones((2, 5), np.float32)), 400, r"must have shape \[-1, 4\]"),
+        (_body(np.ones((2, 4), np.int64), "INT64"), 400, "must be FP32, got INT64"),
+        (_body(np.ones((2, 4), np.float32), name="pixels"), 400, "no input 'pixels'"),
+        (
+            {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [1.0] * 7}]},
+            400,
+            "needs 8 elements, data has 7",
+        ),
+        (
+            {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ["a", 1, 2, 3]}]},
+            400,
+            "data is not all FP32",
+        ),
+        (
+            {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP99", "data": [1, 2, 3, 4]}]},
+            400,
+            "unsupported datatype 'FP99'",
+        ),
+        ({"inputs": []}, 400, "inputs"),
+        ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, "NaN", 3, 4]}]}, 400, "NaN"),
+        (_body(np.ones((3000, 4), np.float32)), 413, "limit is 20000"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(served, body: dict, status: int, message: str) -> None:
+    client, _ = served
+    r = client.post("/v2/models/lin/infer", json=body)
+    assert r.status_code == status, r.text[:300]
+    assert re.search(message, r.json()["error"]), r.json()
+
+
+def test_malformed_json_is_a_400(served) -> None:
+    client, _ = served
+    r = client.post("/v2/models/lin/infer", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "invalid inference request" in r.json()["error"]
+
+
+def test_unknown_models_versions_and_aliases_are_404(served) -> None:
+    client, _ = served
+    x = _body(np.ones((1, 4), np.float32))
+    for url, message in [
+        ("/v2/models/nope/infer", "no model 'nope'"),
+        ("/v2/models/lin/versions/9/infer", "no version 9"),
+        ("/v2/models/lin@staging/infer", "no alias 'staging'"),
+    ]:
+        r = client.post(url, json=x)
+        assert r.status_code == 404, r.text
+        assert message in r.json()["error"]
+    assert client.post("/v2/models/lin/versions/0/infer", json=x).status_code == 400
+
+
+def test_a_tampered_model_file_is_refused_not_loaded(served) -> None:
+    client, registry = served
+    registry.store.put("models/default/lin/versions/2/model.onnx", linear_onnx(seed=7))
+    r = client.post("/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32)))
+    assert r.status_code == 503
+    assert "expected sha256" in r.json()["error"]
+
+
+def _api_gateway_v2(method: str, path: str, body: dict | None = None) -> dict:
+    raw = json.dumps(body).encode() if body is not None else b""
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc.execute-api.us-east-1.amazonaws.com"},
+        "requestContext": {
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "1.2.3.4",
+                "userAgent": "test",
+            },
+            "stage": "$default",
+            "requestId": "id",
+            "routeKey": f"{method} {path}",
+            "accountId": "123",
+            "apiId": "abc",
+            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc",
+            "time": "22/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 0,
+        },
+        "body": base64.b64encode(raw).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+@pytest.fixture
+def lambda_loop() -> Iterator[None]:
+    # Lambda's main thread has an event loop for Mangum; pytest-asyncio's tests leave none set.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def test_mangum_handler_answers_an_http_api_event(served, lambda_loop) -> None:
+    from fermion.functions.inference.handler import handler  # Mangum binds the current loop at import
+
+    x = np.ones((2, 4), np.float32)
+    out = handler(_api_gateway_v2("POST", "/v2/models/lin/infer", _body(x)), None)
+    assert out["statusCode"] == 200, out
+    body = json.loads(out["body"])
+    np.testing.assert_allclose(body["outputs"][0]["data"], _reference(2, x).ravel(), rtol=1e-5)
+    bad = handler(_api_gateway_v2("POST", "/v2/models/lin/infer", _body(np.ones((2, 3), np.float32))), None)
+    assert bad["statusCode"] == 400

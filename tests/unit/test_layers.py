@@ -1,0 +1,68 @@
+"""The layering promises of ARCHITECTURE.md, checked on the code and on a fresh interpreter."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# What each layer may import of ours (fermion.<layer>); imports point down, never up or sideways.
+ALLOWED = {
+    "events": set(),
+    "model_store": set(),
+    "compile": set(),
+    "infra": {"events", "model_store"},
+    "functions/inference": {"model_store", "events", "functions"},
+    "functions/ingest": {"model_store", "events", "functions"},
+    "functions/trainer": {"model_store", "events", "compile", "functions"},
+}
+
+
+def _fermion_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "fermion" and len(parts) > 1:
+                found.add(parts[1] if parts[1] != "functions" or len(parts) < 3 else "functions")
+            elif parts[0] == "fermion":
+                found.add("fermion")
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_imports_point_down_the_layers(layer: str) -> None:
+    for path in (REPO / layer).rglob("*.py"):
+        bad = _fermion_imports(path) - ALLOWED[layer]
+        assert not bad, f"{path.relative_to(REPO)} imports fermion.{sorted(bad)}, which {layer} may not"
+
+
+def test_functions_do_not_import_each_other() -> None:
+    for fn in ("inference", "ingest", "trainer"):
+        for path in (REPO / "functions" / fn).rglob("*.py"):
+            text = path.read_text()
+            for other in {"inference", "ingest", "trainer"} - {fn}:
+                assert f"functions.{other}" not in text and f"from ..{other}" not in text, (
+                    f"{path.relative_to(REPO)} reaches into functions/{other}"
+                )
+
+
+def test_the_inference_function_never_imports_torch() -> None:
+    code = (
+        "import sys\n"
+        "import fermion.functions.inference.app, fermion.functions.inference.handler\n"
+        "import fermion.functions.inference.runtime\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'onnxscript'))\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
