@@ -93,16 +93,20 @@ class JobQueue:
 class Bus:
     """Publishes events with Nats-Msg-Id de-duplication and hands out job queues and event watches."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, closing: asyncio.Event | None = None) -> None:
         self._nc = nc
         self._js = nc.jetstream()
+        self._closing = closing or asyncio.Event()
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0) -> Bus:
         """Connect to NATS at `url`; raises BusUnavailable if it cannot within `timeout_s`."""
 
+        closing = asyncio.Event()
+
         async def _disconnected() -> None:
-            log.warning("disconnected from NATS at %s; reconnecting", url)
+            if not closing.is_set():
+                log.warning("disconnected from NATS at %s; reconnecting", url)
 
         try:
             # Once connected, reconnect forever (a NATS restart mid-job must not kill a worker);
@@ -121,7 +125,7 @@ class Bus:
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"cannot reach NATS at {url}: {exc}") from exc
-        return cls(nc)
+        return cls(nc, closing)
 
     @property
     def connected(self) -> bool:
@@ -130,6 +134,7 @@ class Bus:
 
     async def close(self) -> None:
         """Close the connection (JetStream publishes were already acknowledged, so nothing is pending)."""
+        self._closing.set()
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await self._nc.close()
 
