@@ -239,6 +239,79 @@ def models_list() -> None:
     console.print(table)
 
 
+@models_app.command("versions")
+def models_versions(name: Annotated[str, typer.Argument(help="model name")]) -> None:
+    """A model's versions with their metrics and lineage."""
+    settings = StoreSettings()
+    try:
+        registry = open_registry(settings)
+        table = Table("version", "created", "accuracy", "macro-F1", "training event", "content sha256")
+        for v in registry.versions(settings.tenant, name):
+            m = registry.manifest(settings.tenant, name, v)
+            table.add_row(
+                str(v),
+                m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{m.metrics.get('accuracy', float('nan')):.4f}",
+                f"{m.metrics.get('macro_f1', float('nan')):.4f}",
+                m.lineage.training_event_id or "-",
+                m.content_sha256[:16],
+            )
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(table)
+
+
+@models_app.command("describe")
+def models_describe(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS")]) -> None:
+    """Print a version's manifest: files, signature, metrics, lineage, compile report."""
+    settings = StoreSettings()
+    try:
+        console.print_json(open_registry(settings).lookup(settings.tenant, ref).model_dump_json())
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[int, typer.Argument(help="version to point the alias at")],
+    alias: Annotated[str, typer.Option(help="alias to move")] = "production",
+    expected: Annotated[int | None, typer.Option(help="only if the alias still points at this version")] = None,
+) -> None:
+    """Point an alias at a version (compare-and-swap; publishes models.promoted)."""
+    try:
+        out = Client.from_settings().promote(name, version, alias=alias, expected_version=expected)
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"{name}@{alias}: {out['previous_version']} → {out['version']}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="model name")],
+    alias: Annotated[str, typer.Option(help="alias to roll back")] = "production",
+) -> None:
+    """Point an alias back at the version it held before its last move."""
+    try:
+        out = Client.from_settings().rollback(name, alias=alias)
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"{name}@{alias}: {out['previous_version']} → {out['version']}")
+
+
+@models_app.command("unalias")
+def models_unalias(
+    name: Annotated[str, typer.Argument(help="model name")],
+    alias: Annotated[str, typer.Argument(help="alias to delete")],
+) -> None:
+    """Delete an alias."""
+    try:
+        Client.from_settings().delete_alias(name, alias)
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"{name}@{alias} deleted")
+
+
 @app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="NAME or NAME@ALIAS")],

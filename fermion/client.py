@@ -133,6 +133,37 @@ class Client:
         except TimeoutError as exc:
             raise FermionError(f"job {job_id} did not finish within {timeout_s:.0f}s") from exc
 
+    def promote(
+        self, model: str, version: int, *, alias: str = "production", expected_version: int | None = None
+    ) -> dict[str, Any]:
+        """Point `alias` at `version` (only if it still points at `expected_version`, when given)."""
+        body: dict[str, Any] = {"version": version}
+        if expected_version is not None:
+            body["expected_version"] = expected_version
+        return self._call(
+            "PUT", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", json=body, params={"tenant": self.tenant}
+        )
+
+    def rollback(self, model: str, *, alias: str = "production") -> dict[str, Any]:
+        """Point `alias` back at the version it held before its last move."""
+        return self._call(
+            "POST", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback", params={"tenant": self.tenant}
+        )
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        """Remove an alias."""
+        try:
+            response = self._http.delete(
+                f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", params={"tenant": self.tenant}
+            )
+        except httpx.HTTPError as exc:
+            raise FermionError(f"DELETE alias {alias} of {model} failed: {exc}") from exc
+        if response.status_code >= 400:
+            raise FermionError(
+                f"DELETE alias {alias} of {model} → {response.status_code}: "
+                f"{response.json().get('error', response.text)}"
+            )
+
     def metadata(self, model: str) -> dict[str, Any]:
         """The model's Open Inference Protocol metadata (inputs, outputs, providers)."""
         return self._call("GET", f"{self.inference_url}/v2/models/{model}")

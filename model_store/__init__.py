@@ -1,6 +1,7 @@
 """The model registry: immutable versions, manifests and aliases over a local directory or S3."""
 
 from .backends import LocalDirStore, ObjectStore, open_store
+from .conformance import StoreNotConformant, check_conditional_writes
 from .datasets import AmbiguousDataset, DatasetNotFound, DatasetStore, StoredDataset, dataset_key
 from .errors import (
     AliasConflict,
@@ -45,11 +46,13 @@ __all__ = [
     "RegistryError",
     "Signature",
     "StoreError",
+    "StoreNotConformant",
     "StoreSettings",
     "StoreUnavailable",
     "StoredDataset",
     "TensorSpec",
     "VersionNotFound",
+    "check_conditional_writes",
     "check_name",
     "dataset_key",
     "open_registry",

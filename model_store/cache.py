@@ -29,17 +29,20 @@ def sha256_file(path: Path) -> str:
 
 
 class FileCache:
-    """Verified files under `root/sha256/<digest>`."""
+    """Verified files under `root/sha256/<digest>`, least recently used evicted past `max_bytes`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_bytes: int = 2 << 30) -> None:
         self.root = root / "sha256"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
 
     def get(self, entry: FileEntry, fill: Callable[[Path], None], *, what: str) -> Path:
         """The verified local path of `entry`, calling `fill(tmp_path)` to fetch it on a miss."""
         path = self.root / entry.sha256
         if path.exists():
             if path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(path)  # mtime is our recency: a hit keeps the entry
                 return path
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -58,4 +61,21 @@ class FileCache:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        self._evict(keep=path)
         return path
+
+    def _evict(self, keep: Path) -> None:
+        entries = []
+        for p in self.root.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if not p.name.startswith(".tmp-"):
+                    st = p.stat()
+                    entries.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in entries)
+        for _, size, p in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if p != keep:  # another process may hold it open; unlinking is still safe on POSIX
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                total -= size

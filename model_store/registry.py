@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from .backends import ObjectStore, open_store
 from .cache import FileCache
+from .conformance import check_conditional_writes
 from .errors import (
     AliasConflict,
     AliasNotFound,
@@ -63,12 +64,32 @@ class Alias(BaseModel):
     history: list[int] = []
 
 
+class Unset:
+    """The type of UNSET: no expectation given."""
+
+
+UNSET = Unset()
+_HISTORY = 100
+
+
+def _moved(current: Alias | None, version: int) -> Alias:
+    history = [*current.history, current.version][-_HISTORY:] if current else []
+    return Alias(version=version, updated_at=datetime.now(UTC), history=history)
+
+
 class Registry:
     """Immutable model versions, their manifests, and aliases, over any ObjectStore."""
 
-    def __init__(self, store: ObjectStore, cache_dir: Path) -> None:
+    def __init__(self, store: ObjectStore, cache_dir: Path, *, cache_max_bytes: int = 2 << 30) -> None:
         self.store = store
-        self.cache = FileCache(cache_dir)
+        self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
+        self._conformant = False
+
+    def _writable(self) -> None:
+        # Probed once per registry, before its first write: never write to a store that would corrupt it.
+        if not self._conformant:
+            check_conditional_writes(self.store)
+            self._conformant = True
 
     # --- keys -----------------------------------------------------------------------------------
 
@@ -92,6 +113,7 @@ class Registry:
             if filename == MANIFEST or "/" in filename or filename.startswith("."):
                 raise InvalidName(f"invalid file name {filename!r} in a model version")
         entries = {fn: file_entry(data) for fn, data in files.items()}
+        self._writable()
         version = self._claim_version(tenant, name, files[MODEL_FILE])
         prefix = self._version_prefix(tenant, name, version)
         for filename, data in files.items():
@@ -121,16 +143,64 @@ class Registry:
                 version += 1
         raise RegistryError(f"could not claim a version of {tenant}/{name} in {_MAX_CLAIM_ATTEMPTS} attempts")
 
-    def set_alias(self, tenant: str, name: str, alias: str, version: int) -> int | None:
-        """Point `alias` at `version` by compare-and-swap; returns the version it pointed to before."""
+    def set_alias(
+        self, tenant: str, name: str, alias: str, version: int, *, expected: int | Unset | None = UNSET
+    ) -> int | None:
+        """Point `alias` at `version`; returns the version it pointed to before.
+
+        With `expected`, the move happens only if the alias still points there (None: does not
+        exist yet); otherwise AliasConflict says who moved it. Without, concurrent moves are
+        serialised by compare-and-swap and none is lost.
+        """
         self.manifest(tenant, name, version)  # an alias only ever points at a version that exists
-        return self._swap_alias(tenant, name, alias, lambda current: version)
+        self._writable()
+
+        def move(current: Alias | None) -> Alias | None:
+            previous = current.version if current else None
+            if not isinstance(expected, Unset) and previous != expected:
+                raise AliasConflict(
+                    f"alias {alias!r} of {name} points to version {previous}, not {expected}: "
+                    "someone moved it since you read it"
+                )
+            if previous == version:
+                return None
+            return _moved(current, version)
+
+        return self._swap_alias(tenant, name, alias, move)
+
+    def rollback(self, tenant: str, name: str, alias: str) -> tuple[int, int]:
+        """Point `alias` back at the version it held before its last move; returns (from, to)."""
+        self._writable()
+        moved: list[tuple[int, int]] = []
+
+        def back(current: Alias | None) -> Alias:
+            if current is None:
+                raise AliasNotFound(f"model {name!r} has no alias {alias!r}")
+            if not current.history:
+                raise AliasConflict(f"alias {alias!r} of {name} has no earlier version to roll back to")
+            moved[:] = [(current.version, current.history[-1])]
+            return Alias(version=current.history[-1], updated_at=datetime.now(UTC), history=current.history[:-1])
+
+        self._swap_alias(tenant, name, alias, back)
+        return moved[0]
+
+    def delete_alias(self, tenant: str, name: str, alias: str) -> None:
+        """Remove an alias (`latest` is the registry's own and cannot be removed)."""
+        if alias == LATEST:
+            raise InvalidName("the 'latest' alias is maintained by the registry and cannot be deleted")
+        self.alias(tenant, name, alias)
+        self.store.delete(self._alias_key(tenant, name, alias))
 
     def _advance_latest(self, tenant: str, name: str, version: int) -> None:
         # `latest` only moves forward: a slow writer of version 3 never moves it back from 4.
-        self._swap_alias(tenant, name, LATEST, lambda current: max(version, current or 0))
+        self._swap_alias(
+            tenant, name, LATEST, lambda cur: _moved(cur, version) if cur is None or cur.version < version else None
+        )
 
-    def _swap_alias(self, tenant: str, name: str, alias: str, choose) -> int | None:  # type: ignore[no-untyped-def]
+    def _swap_alias(
+        self, tenant: str, name: str, alias: str, move: Callable[[Alias | None], Alias | None]
+    ) -> int | None:
+        """Apply `move` to the alias record by compare-and-swap, retrying when another writer won."""
         key = self._alias_key(tenant, name, alias)
         for _ in range(_MAX_CAS_ATTEMPTS):
             try:
@@ -139,19 +209,18 @@ class Registry:
             except ObjectNotFound:
                 current, etag = None, None
             previous = current.version if current else None
-            target = choose(previous)
-            if target == previous:
+            record = move(current)
+            if record is None:
                 return previous
-            history = ([*current.history, current.version] if current else [])[-100:]
-            record = Alias(version=target, updated_at=datetime.now(UTC), history=history)
             try:
+                body = record.model_dump_json().encode()
                 if etag is None:
-                    self.store.put(key, record.model_dump_json().encode(), if_none_match=True)
+                    self.store.put(key, body, if_none_match=True)
                 else:
-                    self.store.put(key, record.model_dump_json().encode(), if_match=etag)
+                    self.store.put(key, body, if_match=etag)
             except PreconditionFailed:
                 continue
-            log.info("alias %s/%s@%s: %s -> %d", tenant, name, alias, previous, target)
+            log.info("alias %s/%s@%s: %s -> %d", tenant, name, alias, previous, record.version)
             return previous
         raise AliasConflict(
             f"alias {alias!r} of {tenant}/{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts"
@@ -188,6 +257,16 @@ class Registry:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             return int(ref)
         return self.alias(tenant, name, ref or LATEST).version
+
+    def lookup(self, tenant: str, ref: str) -> Manifest:
+        """The manifest `ref` names: `name` (latest), `name:version` or `name@alias`."""
+        name, _, version = ref.partition(":")
+        name, _, alias = name.partition("@")
+        if version and alias:
+            raise InvalidName(f"invalid model reference {ref!r}: use NAME, NAME:VERSION or NAME@ALIAS")
+        if version and not version.isdigit():
+            raise InvalidName(f"invalid version {version!r} in {ref!r}: versions are positive integers")
+        return self.manifest(tenant, name, int(version) if version else self.resolve(tenant, name, alias or None))
 
     def manifest(self, tenant: str, name: str, version: int) -> Manifest:
         """The manifest of a version; VersionNotFound if it does not exist (yet)."""
@@ -231,4 +310,4 @@ class Registry:
 def open_registry(settings: StoreSettings) -> Registry:
     """The registry the settings describe."""
     store = open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
-    return Registry(store, settings.cache_dir or settings.home / "cache")
+    return Registry(store, settings.cache_dir or settings.home / "cache", cache_max_bytes=settings.cache_max_bytes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,7 @@ class StoreSettings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     cache_dir: Path | None = None
+    cache_max_bytes: int = Field(default=2 << 30, gt=0)
     tenant: str = "default"
 
     @model_validator(mode="after")

@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import numpy as np
 import onnx
 import pytest
@@ -18,7 +21,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fermion.events import Bus, ConsumerPolicy
 from fermion.infra import NatsServer
+from fermion.infra.localstack import LocalStack
+from fermion.infra.localstack import installed as localstack_installed
 from fermion.model_store import Draft, Lineage, LocalDirStore, Registry, Signature, TensorSpec
+from fermion.model_store.backends.s3 import S3Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,10 +52,37 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
     await b.close()
 
 
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """LocalStack in host mode on an ephemeral loopback port: a real S3 API."""
+    if not localstack_installed():
+        pytest.fail("LocalStack is not installed: run ./scripts/setup (python -m fermion.infra.localstack install)")
+    with LocalStack(tmp_path_factory.mktemp("localstack"), port=free_port()) as ls:
+        yield ls
+
+
+def s3_client(endpoint_url: str) -> Any:
+    """A boto3 S3 client for LocalStack (which accepts any credentials)."""
+    return boto3.client(
+        "s3", endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+
+
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    """A registry over a fresh local directory."""
-    return Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache")
+def s3_store(localstack: LocalStack) -> S3Store:
+    """A fresh bucket on LocalStack, under a prefix."""
+    client = s3_client(localstack.endpoint_url)
+    bucket = f"fermion-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return S3Store(bucket, "reg", client=client)
+
+
+@pytest.fixture(params=["local", "s3"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    """The same registry contract over a local directory and over S3 (LocalStack)."""
+    if request.param == "local":
+        return Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache")
+    return Registry(request.getfixturevalue("s3_store"), tmp_path / "cache")
 
 
 def linear_onnx(n_in: int = 4, n_out: int = 3, seed: int = 0) -> bytes:

@@ -12,12 +12,10 @@ import csv
 import io
 import logging
 import zipfile
-from functools import lru_cache
 from pathlib import PurePath
-from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import (
@@ -37,49 +35,18 @@ from fermion.model_store import (
     RegistryError,
     StoreError,
     check_name,
-    open_store,
 )
 
 from ..responses import install_error_handlers
+from .deps import BusDep, Datasets, Settings
 from .errors import BadUpload, NotFound, Unavailable, UploadTooLarge
-from .settings import IngestSettings, get_settings
+from .registry_api import router as registry_router
 
 log = logging.getLogger("fermion.ingest")
 
 app = FastAPI(title="Fermion ingest")
 install_error_handlers(app, log, validation_status=422)
-
-
-@lru_cache(maxsize=1)
-def get_datasets() -> DatasetStore:
-    """The dataset store, opened once."""
-    s = get_settings()
-    return DatasetStore(open_store(s.store_url, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region))
-
-
-class _BusHolder:
-    """One NATS connection per process and event loop, made on first use."""
-
-    bus: Bus | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-    lock = asyncio.Lock()
-
-
-async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) -> Bus:
-    """The process's bus connection (reconnects if the event loop changed, as under Mangum)."""
-    loop = asyncio.get_running_loop()
-    if _BusHolder.bus is None or _BusHolder.loop is not loop or not _BusHolder.bus.connected:
-        try:
-            _BusHolder.bus = await Bus.connect(settings.nats_url, name="fermion-ingest", timeout_s=3.0)
-        except BusError as exc:
-            raise Unavailable(f"event bus unavailable: {exc}") from exc
-        _BusHolder.loop = loop
-    return _BusHolder.bus
-
-
-Datasets = Annotated[DatasetStore, Depends(get_datasets)]
-Settings = Annotated[IngestSettings, Depends(get_settings)]
-BusDep = Annotated[Bus, Depends(get_bus)]
+app.include_router(registry_router)
 
 
 class DatasetSelector(BaseModel):

@@ -5,11 +5,15 @@
     IngestError (500)
     ├── BadUpload (400)         the file is not a dataset we can read
     ├── UploadTooLarge (413)
-    ├── NotFound (404)          a training request names a dataset that is not stored
+    ├── NotFound (404)          no such dataset, model, version or alias
+    ├── Conflict (409)          an alias moved under a conditional update
     └── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted
 """
 
 from __future__ import annotations
+
+from fermion.model_store import AliasConflict, InvalidName, StoreError
+from fermion.model_store import NotFound as RegistryNotFound
 
 from ..responses import HTTPError
 
@@ -40,3 +44,24 @@ class Unavailable(IngestError):
     """503: NATS or the object store is unreachable; the request was not accepted."""
 
     status = 503
+
+
+class Conflict(IngestError):
+    """409: an alias moved under a conditional update, or there is nothing to roll back to."""
+
+    status = 409
+
+
+def translate(exc: Exception) -> IngestError:
+    """Registry errors as the ingest error a client should see."""
+    if isinstance(exc, IngestError):
+        return exc
+    if isinstance(exc, InvalidName):
+        return BadUpload(str(exc))
+    if isinstance(exc, RegistryNotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, AliasConflict):
+        return Conflict(str(exc))
+    if isinstance(exc, StoreError):
+        return Unavailable(f"object store unavailable: {exc}")
+    return IngestError(f"registry error: {exc}")

@@ -49,12 +49,12 @@ class S3Store:
         if isinstance(exc, botocore.exceptions.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "403"):
+                return StoreUnavailable(f"{self.url}: {code}: {exc}")
             if code in _MISSING_CODES or status == "404":
                 return ObjectNotFound(key)
             if code in _CONFLICT_CODES or status in ("412", "409"):
                 return PreconditionFailed(f"{key}: conditional write lost ({code})")
-            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"):
-                return StoreUnavailable(f"{self.url}: {code}: {exc}")
             return StoreError(f"{self.url}/{key}: {code}: {exc}")
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return StoreUnavailable(f"{self.url}: no AWS credentials found ({exc})")

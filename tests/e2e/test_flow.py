@@ -98,3 +98,29 @@ def test_fermion_demo_prints_a_served_accuracy(tmp_path: Path) -> None:
     m = re.search(r"served accuracy on \d+ held-out digits: ([0-9.]+)", out.stdout)
     assert m, out.stdout[-3000:]
     assert float(m.group(1)) >= 0.9
+
+
+def test_registry_commands_of_the_cli(stack: Stack) -> None:
+    """`fermion models ...` against the running stack (runs after the digits flow registered a version)."""
+    s = stack.settings
+    env = {**os.environ, "FERMION_HOME": str(s.home), "FERMION_NATS_PORT": str(s.nats_port),
+           "FERMION_INGEST_PORT": str(s.ingest_port), "FERMION_INFERENCE_PORT": str(s.inference_port),
+           "COLUMNS": "200"}
+
+    def fermion(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fermion", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    listing = fermion("models", "list")
+    assert listing.returncode == 0 and "digits" in listing.stdout and "latest→1" in listing.stdout
+    assert "training event" in fermion("models", "versions", "digits").stdout
+    described = fermion("models", "describe", "digits:1")
+    assert described.returncode == 0 and '"content_sha256"' in described.stdout
+    promoted = fermion("models", "promote", "digits", "1", "--alias", "production")
+    assert promoted.returncode == 0 and "digits@production: None → 1" in promoted.stdout
+    with Client.from_settings(s) as client:
+        assert client.predict("digits@production", np.zeros((1, 64), np.float32)).shape == (1, 10)
+    refused = fermion("models", "rollback", "digits", "--alias", "production")
+    assert refused.returncode == 1 and "no earlier version" in refused.stdout
+    bad = fermion("models", "describe", "../etc")
+    assert bad.returncode == 1 and "invalid model name" in bad.stdout

@@ -13,21 +13,26 @@ import numpy as np
 import pytest
 
 from fermion.events import Bus, DatasetRef, DatasetUploaded, parse_event
-from fermion.functions.ingest.app import app, get_bus, get_datasets
+from fermion.functions.ingest.app import app
+from fermion.functions.ingest.deps import get_bus, get_datasets, get_registry
 from fermion.functions.ingest.settings import IngestSettings, get_settings
 from fermion.infra import NatsServer
-from fermion.model_store import DatasetStore, LocalDirStore
+from fermion.model_store import DatasetStore, Registry
+from tests.conftest import linear_draft, linear_onnx
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def ingest(nats_server: NatsServer, bus: Bus, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def ingest(
+    nats_server: NatsServer, bus: Bus, registry: Registry, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
     settings = IngestSettings(home=tmp_path, nats_url=nats_server.url, max_upload_bytes=200_000)
-    datasets = DatasetStore(LocalDirStore(tmp_path / "store"))
+    datasets = DatasetStore(registry.store)
     app.dependency_overrides[get_settings] = lambda: settings
     app.dependency_overrides[get_datasets] = lambda: datasets
     app.dependency_overrides[get_bus] = lambda: bus
+    app.dependency_overrides[get_registry] = lambda: registry
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
         yield client
@@ -48,14 +53,17 @@ async def _next_event(bus: Bus, subject: str, since) -> bytes:  # type: ignore[n
         await events.aclose()
 
 
-async def test_upload_stores_by_sha256_and_announces_it(ingest: httpx.AsyncClient, bus: Bus, tmp_path: Path) -> None:
+async def test_upload_stores_by_sha256_and_announces_it(
+    ingest: httpx.AsyncClient, bus: Bus, registry: Registry
+) -> None:
     since = datetime.now(UTC)
-    r = await ingest.post("/v1/datasets", files={"file": ("Toy.npz", _npz())}, data={"name": "toy"})
+    data = _npz(n=20 + int(datetime.now(UTC).timestamp() * 1000) % 1000)  # unique: its event id is its content
+    r = await ingest.post("/v1/datasets", files={"file": ("Toy.npz", data)}, data={"name": "toy"})
     assert r.status_code == 201, r.text
     ref = r.json()
-    assert (ref["name"], ref["format"], ref["size"]) == ("toy", "npz", len(_npz()))
-    stored = tmp_path / "store" / "datasets" / "default" / "toy" / f"{ref['sha256']}.npz"
-    assert stored.read_bytes() == _npz()
+    assert (ref["name"], ref["format"], ref["size"]) == ("toy", "npz", len(data))
+    stored, _ = registry.store.get(f"datasets/default/toy/{ref['sha256']}.npz")
+    assert stored == data
     event = parse_event(await _next_event(bus, "fermion.datasets.uploaded", since), DatasetUploaded)
     assert event.data.sha256 == ref["sha256"]
 
@@ -110,3 +118,32 @@ async def test_the_same_event_published_twice_is_stored_once(bus: Bus) -> None:
     stored = [await bus.publish(event) for _ in range(5)]
     assert stored == [True, False, False, False, False]
     assert await bus.publish(DatasetUploaded(data=ref)) is True  # a new id is a new event
+
+
+async def test_the_registry_over_http(ingest: httpx.AsyncClient, registry: Registry, bus: Bus) -> None:
+    for i in range(3):
+        registry.register("default", "m", {"model.onnx": linear_onnx(seed=i)}, linear_draft())
+    listing = (await ingest.get("/v1/models")).json()
+    assert listing == [{"name": "m", "versions": [1, 2, 3], "aliases": {"latest": 3}}]
+    versions = (await ingest.get("/v1/models/m")).json()["versions"]
+    assert [v["version"] for v in versions] == [1, 2, 3] and versions[0]["metrics"] == {"accuracy": 0.5}
+    manifest = (await ingest.get("/v1/models/m/versions/2")).json()
+    assert manifest["files"]["model.onnx"]["size"] == len(linear_onnx(seed=1))
+
+    since = datetime.now(UTC)
+    r = await ingest.put("/v1/models/m/aliases/production", json={"version": 1, "create_only": True})
+    assert r.status_code == 200 and r.json()["previous_version"] is None and r.json()["announced"] is True
+    event = parse_event(await _next_event(bus, "fermion.models.promoted", since))
+    assert (event.data.alias, event.data.version) == ("production", 1)  # type: ignore[attr-defined]
+
+    r = await ingest.put("/v1/models/m/aliases/production", json={"version": 2, "expected_version": 1})
+    assert r.status_code == 200
+    r = await ingest.put("/v1/models/m/aliases/production", json={"version": 3, "expected_version": 1})
+    assert r.status_code == 409 and "points to version 2, not 1" in r.json()["error"]
+    r = await ingest.post("/v1/models/m/aliases/production/rollback")
+    assert r.json()["version"] == 1 and registry.resolve("default", "m", "production") == 1
+    assert (await ingest.delete("/v1/models/m/aliases/production")).status_code == 204
+    assert (await ingest.delete("/v1/models/m/aliases/production")).status_code == 404
+    assert (await ingest.put("/v1/models/m/aliases/production", json={"version": 9})).status_code == 404
+    assert (await ingest.get("/v1/models/nope")).status_code == 404
+    assert (await ingest.get("/v1/models/m", params={"tenant": "../x"})).status_code == 400

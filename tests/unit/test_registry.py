@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fermion.infra.localstack import LocalStack
 from fermion.model_store import (
+    AliasConflict,
     AliasNotFound,
     IntegrityError,
     InvalidName,
@@ -17,9 +19,12 @@ from fermion.model_store import (
     ModelNotFound,
     PreconditionFailed,
     Registry,
+    StoreNotConformant,
+    StoreUnavailable,
     VersionNotFound,
 )
-from tests.conftest import linear_draft, linear_onnx
+from fermion.model_store.backends.s3 import S3Store
+from tests.conftest import free_port, linear_draft, linear_onnx, s3_client
 
 
 def test_versions_are_consecutive_immutable_and_latest_follows(registry: Registry) -> None:
@@ -134,3 +139,90 @@ def test_lookups_name_what_is_missing(registry: Registry) -> None:
 def test_names_cannot_escape_their_prefix(registry: Registry, name: str) -> None:
     with pytest.raises(InvalidName):
         registry.register("default", name, {"model.onnx": linear_onnx()}, linear_draft())
+
+
+def test_two_promoters_racing_end_with_one_winner_and_one_clear_conflict(registry: Registry) -> None:
+    for i in range(3):
+        registry.register("default", "m", {"model.onnx": linear_onnx(seed=i)}, linear_draft())
+    registry.set_alias("default", "m", "production", 1)
+    # Both read "production → 1", then both try to move it.
+    assert registry.set_alias("default", "m", "production", 2, expected=1) == 1
+    with pytest.raises(AliasConflict, match="points to version 2, not 1"):
+        registry.set_alias("default", "m", "production", 3, expected=1)
+    assert registry.resolve("default", "m", "production") == 2
+
+
+def test_rollback_and_delete_an_alias(registry: Registry) -> None:
+    for i in range(3):
+        registry.register("default", "m", {"model.onnx": linear_onnx(seed=i)}, linear_draft())
+    for v in (1, 3, 2):
+        registry.set_alias("default", "m", "production", v)
+    assert registry.rollback("default", "m", "production") == (2, 3)
+    assert registry.rollback("default", "m", "production") == (3, 1)
+    with pytest.raises(AliasConflict, match="no earlier version"):
+        registry.rollback("default", "m", "production")
+    registry.delete_alias("default", "m", "production")
+    with pytest.raises(AliasNotFound):
+        registry.resolve("default", "m", "production")
+    with pytest.raises(InvalidName, match="latest"):
+        registry.delete_alias("default", "m", "latest")
+
+
+def test_references_by_name_version_and_alias(registry: Registry) -> None:
+    for i in range(2):
+        registry.register("default", "m", {"model.onnx": linear_onnx(seed=i)}, linear_draft())
+    registry.set_alias("default", "m", "staging", 1)
+    assert registry.lookup("default", "m").version == 2
+    assert registry.lookup("default", "m:1").version == 1
+    assert registry.lookup("default", "m@staging").version == 1
+    with pytest.raises(InvalidName):
+        registry.lookup("default", "m@staging:1")
+
+
+class _IgnoresConditions:
+    """A store that accepts conditional writes and ignores the conditions (some S3 look-alikes do)."""
+
+    def __init__(self, inner: LocalDirStore) -> None:
+        self.inner, self.url = inner, inner.url
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        return self.inner.put(key, data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused(tmp_path: Path) -> None:
+    registry = Registry(_IgnoresConditions(LocalDirStore(tmp_path / "s")), tmp_path / "c")  # type: ignore[arg-type]
+    with pytest.raises(StoreNotConformant, match="ignores If-None-Match"):
+        registry.register("default", "m", {"model.onnx": linear_onnx()}, linear_draft())
+    assert list(registry.store.list("models/")) == []  # nothing was written
+
+
+def test_s3_faults_are_named_errors(localstack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    unreachable = S3Store("b", client=s3_client(f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        unreachable.get("k")
+    missing_bucket = S3Store("no-such-bucket", client=s3_client(localstack.endpoint_url))
+    with pytest.raises(StoreUnavailable, match="NoSuchBucket"):
+        missing_bucket.put("k", b"x")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    no_credentials = S3Store("b", endpoint_url=localstack.endpoint_url, region="us-east-1")
+    with pytest.raises(StoreUnavailable, match="no AWS credentials"):
+        no_credentials.get("k")
+
+
+def test_the_cache_is_bounded(tmp_path: Path) -> None:
+    registry = Registry(LocalDirStore(tmp_path / "s"), tmp_path / "c", cache_max_bytes=2 * len(linear_onnx()) + 10)
+    manifests = [
+        registry.register("default", "m", {"model.onnx": linear_onnx(seed=i)}, linear_draft()) for i in range(4)
+    ]
+    for m in manifests:
+        registry.fetch(m)
+    cached = list(registry.cache.root.iterdir())
+    assert len(cached) == 2
+    assert registry.fetch(manifests[0]).read_bytes() == linear_onnx(seed=0)  # evicted entries are refetched

@@ -1,0 +1,56 @@
+"""The ingest function's dependencies: settings, the bus, the dataset store, the registry.
+
+Each is built once per process by a cached getter and injected with `Depends`, so tests swap
+them with `app.dependency_overrides`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends
+
+from fermion.events import Bus, BusError
+from fermion.model_store import DatasetStore, Registry, open_registry
+
+from .errors import Unavailable
+from .settings import IngestSettings, get_settings
+
+
+@lru_cache(maxsize=1)
+def get_datasets() -> DatasetStore:
+    """The dataset store, opened once (on the registry's object store)."""
+    return DatasetStore(get_registry().store)
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The registry, opened once."""
+    return open_registry(get_settings())
+
+
+class _BusHolder:
+    """One NATS connection per process and event loop, made on first use."""
+
+    bus: Bus | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) -> Bus:
+    """The process's bus connection (reconnects if the event loop changed, as under Mangum)."""
+    loop = asyncio.get_running_loop()
+    if _BusHolder.bus is None or _BusHolder.loop is not loop or not _BusHolder.bus.connected:
+        try:
+            _BusHolder.bus = await Bus.connect(settings.nats_url, name="fermion-ingest", timeout_s=3.0)
+        except BusError as exc:
+            raise Unavailable(f"event bus unavailable: {exc}") from exc
+        _BusHolder.loop = loop
+    return _BusHolder.bus
+
+
+Settings = Annotated[IngestSettings, Depends(get_settings)]
+BusDep = Annotated[Bus, Depends(get_bus)]
+Datasets = Annotated[DatasetStore, Depends(get_datasets)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]

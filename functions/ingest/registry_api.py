@@ -1,0 +1,125 @@
+"""The registry's control plane over HTTP: list, describe, promote, roll back, delete aliases."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from fermion.events import AliasMove, Bus, BusError, ModelPromoted
+from fermion.model_store import Manifest, ModelNotFound
+
+from .deps import BusDep, RegistryDep
+from .errors import translate
+
+log = logging.getLogger("fermion.ingest")
+router = APIRouter(prefix="/v1/models", tags=["registry"])
+
+
+Tenant = Annotated[str, Query(max_length=63)]
+
+
+async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except Exception as exc:
+        raise translate(exc) from exc
+
+
+class AliasUpdate(BaseModel):
+    """PUT /v1/models/{name}/aliases/{alias}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    expected_version: int | None = Field(
+        default=None, description="move only if the alias still points here (optimistic concurrency)"
+    )
+    create_only: bool = Field(default=False, description="move only if the alias does not exist yet")
+
+
+@router.get("")
+async def list_models(registry: RegistryDep, tenant: Tenant = "default") -> list[dict[str, Any]]:
+    """Every model with its versions and aliases."""
+    names = await _call(registry.models, tenant)
+    return [await _call(registry.describe, tenant, n) for n in names]
+
+
+@router.get("/{name}")
+async def model_versions(name: str, registry: RegistryDep, tenant: Tenant = "default") -> dict[str, Any]:
+    """A model's versions with their metrics, and its aliases."""
+    info = await _call(registry.describe, tenant, name)
+    if not info["versions"]:
+        raise translate(ModelNotFound(f"no model {name!r} for tenant {tenant!r}"))
+    versions = []
+    for v in info["versions"]:
+        m: Manifest = await _call(registry.manifest, tenant, name, v)
+        versions.append(
+            {
+                "version": v,
+                "created_at": m.created_at,
+                "metrics": m.metrics,
+                "training_event_id": m.lineage.training_event_id,
+                "content_sha256": m.content_sha256,
+            }
+        )
+    return {"name": name, "aliases": info["aliases"], "versions": versions}
+
+
+@router.get("/{name}/versions/{version}")
+async def describe_version(name: str, version: int, registry: RegistryDep, tenant: Tenant = "default") -> Manifest:
+    """A version's manifest: files and checksums, signature, metrics, lineage, compile report."""
+    return await _call(registry.manifest, tenant, name, version)
+
+
+@router.put("/{name}/aliases/{alias}")
+async def set_alias(
+    name: str, alias: str, update: AliasUpdate, registry: RegistryDep, bus: BusDep, tenant: Tenant = "default"
+) -> dict[str, Any]:
+    """Point an alias at a version (compare-and-swap); publishes `models.promoted`."""
+    kwargs: dict[str, Any] = {}
+    if update.create_only:
+        kwargs["expected"] = None
+    elif update.expected_version is not None:
+        kwargs["expected"] = update.expected_version
+    previous = await _call(registry.set_alias, tenant, name, alias, update.version, **kwargs)
+    announced = await _announce(bus, tenant, name, alias, update.version, previous)
+    return {
+        "name": name,
+        "alias": alias,
+        "version": update.version,
+        "previous_version": previous,
+        "announced": announced,
+    }
+
+
+@router.post("/{name}/aliases/{alias}/rollback")
+async def rollback(
+    name: str, alias: str, registry: RegistryDep, bus: BusDep, tenant: Tenant = "default"
+) -> dict[str, Any]:
+    """Point an alias back at the version it held before its last move."""
+    was, now = await _call(registry.rollback, tenant, name, alias)
+    announced = await _announce(bus, tenant, name, alias, now, was)
+    return {"name": name, "alias": alias, "version": now, "previous_version": was, "announced": announced}
+
+
+@router.delete("/{name}/aliases/{alias}", status_code=204)
+async def delete_alias(name: str, alias: str, registry: RegistryDep, tenant: Tenant = "default") -> None:
+    """Remove an alias."""
+    await _call(registry.delete_alias, tenant, name, alias)
+
+
+async def _announce(bus: Bus, tenant: str, name: str, alias: str, version: int, previous: int | None) -> bool:
+    """Publish `models.promoted`; the alias already moved, so a bus outage is logged, not an error."""
+    event = ModelPromoted(
+        tenant=tenant, data=AliasMove(model_name=name, alias=alias, version=version, previous_version=previous)
+    )
+    try:
+        await bus.publish(event)
+    except BusError as exc:
+        log.warning("alias %s@%s moved to %d but models.promoted was not published: %s", name, alias, version, exc)
+        return False
+    return True
