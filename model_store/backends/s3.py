@@ -16,6 +16,7 @@ from botocore.config import Config
 
 from ..errors import ObjectNotFound, PreconditionFailed, StoreError, StoreUnavailable
 
+_CHUNK = 1 << 20
 _CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
@@ -86,8 +87,13 @@ class S3Store:
             raise self._fail(exc, key) from exc
 
     def download(self, key: str, dest: Path) -> None:
+        # One streamed GET: s3transfer's download_file adds a HEAD and a thread pool, which costs
+        # more than it saves below ~100 MB (bench/registry_fetch.py).
         try:
-            self._s3.download_file(self.bucket, self._key(key), str(dest))
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            with open(dest, "wb") as f:
+                for chunk in body.iter_chunks(_CHUNK):
+                    f.write(chunk)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._fail(exc, key) from exc
 
