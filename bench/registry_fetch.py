@@ -43,12 +43,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    sig = Signature(inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
-                    outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])])
-    with tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp, \
-            LocalStack(Path(tmp) / "ls", port=free_port()) as ls:
-        client = boto3.client("s3", endpoint_url=ls.endpoint_url, region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test")
+    sig = Signature(
+        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
+        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])],
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp,
+        LocalStack(Path(tmp) / "ls", port=free_port()) as ls,
+    ):
+        client = boto3.client(
+            "s3",
+            endpoint_url=ls.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
         client.create_bucket(Bucket="bench")
         cache = Path(tmp) / "cache"
         registry = Registry(S3Store("bench", client=client), cache)

@@ -24,6 +24,18 @@ def _settings(home: Path) -> StackSettings:
     return StackSettings(home=home, nats_port=free_port(), ingest_port=free_port(), inference_port=free_port())
 
 
+def _cli_env(s: StackSettings) -> dict[str, str]:
+    """The environment that points the `fermion` CLI at a stack."""
+    return {
+        **os.environ,
+        "FERMION_HOME": str(s.home),
+        "FERMION_NATS_PORT": str(s.nats_port),
+        "FERMION_INGEST_PORT": str(s.ingest_port),
+        "FERMION_INFERENCE_PORT": str(s.inference_port),
+        "COLUMNS": "200",
+    }
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`fermion up`'s stack, on ephemeral loopback ports with its own FERMION_HOME."""
@@ -103,13 +115,12 @@ def test_fermion_demo_prints_a_served_accuracy(tmp_path: Path) -> None:
 def test_registry_commands_of_the_cli(stack: Stack) -> None:
     """`fermion models ...` against the running stack (runs after the digits flow registered a version)."""
     s = stack.settings
-    env = {**os.environ, "FERMION_HOME": str(s.home), "FERMION_NATS_PORT": str(s.nats_port),
-           "FERMION_INGEST_PORT": str(s.ingest_port), "FERMION_INFERENCE_PORT": str(s.inference_port),
-           "COLUMNS": "200"}
+    env = _cli_env(s)
 
     def fermion(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "fermion", *args], env=env, capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "fermion", *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     listing = fermion("models", "list")
     assert listing.returncode == 0 and "digits" in listing.stdout and "latest→1" in listing.stdout
