@@ -59,6 +59,8 @@ class Draft(BaseModel):
 
     signature: Signature
     labels: list[str] = []
+    variants: dict[str, str] = {}
+    """Compiled variants by name ("fp32", "int8", "fp16") → file; empty means just model.onnx."""
     metrics: dict[str, float] = {}
     lineage: Lineage = Lineage()
     compile_report: dict[str, Any] = {}

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fermion.model_store import open_registry
 
 from ..responses import install_error_handlers
-from .errors import PayloadTooLarge
+from .errors import BadRequest, PayloadTooLarge
 from .protocol import InferenceResponse, parse_request, to_array, to_output
 from .runtime import LoadedModel, ModelRef, ModelRuntime
 from .settings import InferenceSettings, get_settings
@@ -55,6 +55,8 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
         "parameters": {
             "providers": model.providers,
             "gpu_fallback": model.gpu_fallback,
+            "variant": model.variant,
+            "variants": sorted(model.manifest.variants or {"fp32": "model.onnx"}),
             "labels": model.manifest.labels,
             "metrics": model.manifest.metrics,
             "content_sha256": model.manifest.content_sha256,
@@ -112,7 +114,10 @@ async def infer(
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {settings.max_body_bytes}")
     payload = parse_request(body)
-    model = await asyncio.to_thread(runtime.get, ModelRef.parse(name, model_version))
+    variant = (payload.parameters or {}).get("variant")
+    if variant is not None and variant not in ("auto", "fp32", "int8", "fp16"):
+        raise BadRequest(f"parameters.variant must be auto, fp32, int8 or fp16; got {variant!r}")
+    model = await asyncio.to_thread(runtime.get, ModelRef.parse(name, model_version), None, variant)
     feeds = {t.name: to_array(t) for t in payload.inputs}
     wanted = [o.name for o in payload.outputs] if payload.outputs else None
     results = model.run(feeds, wanted)
@@ -121,4 +126,5 @@ async def infer(
         model_version=str(model.version),
         id=payload.id,
         outputs=[to_output(n, a) for n, a in results.items()],
+        parameters={"variant": model.variant},
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from fermion.model_store import Manifest, Registry
+from fermion.model_store import MODEL_FILE, Manifest, Registry
 
 from .errors import BadRequest, ModelUnavailable, translate
 from .settings import GPU_PROVIDERS, InferenceSettings
@@ -73,6 +73,7 @@ class LoadedModel:
     providers: list[str]
     gpu_fallback: bool
     load_seconds: float
+    variant: str
     inputs: dict[str, tuple[np.dtype, list[int | None]]] = field(default_factory=dict)
 
     @property
@@ -154,22 +155,49 @@ class ModelRuntime:
         """Every session currently loaded."""
         return list(self._models.values())
 
-    def get(self, ref: ModelRef, tenant: str | None = None) -> LoadedModel:
-        """The loaded model for `ref`, loading it (once, however many callers wait) if needed."""
+    def get(self, ref: ModelRef, tenant: str | None = None, variant: str | None = None) -> LoadedModel:
+        """The loaded model for `ref`, loading it (once, however many callers wait) if needed.
+
+        `variant` ("fp32", "int8", "fp16") overrides the setting; "auto" picks by provider.
+        """
         tenant = tenant or self.settings.tenant
+        wanted = variant or self.settings.variant
         try:
             version = ref.version or self._resolve(tenant, ref.name, ref.alias or self.settings.default_alias)
-            key = (tenant, ref.name, version)
+            key = (tenant, ref.name, version, wanted)
             if (model := self._models.get(key)) is not None:
                 return model
             with self._guard:
                 lock = self._locks.setdefault(key, threading.Lock())
             with lock:  # a request arriving while the model loads waits for that load
                 if (model := self._models.get(key)) is None:
-                    model = self._models[key] = self._load(self.registry.manifest(tenant, ref.name, version))
+                    manifest = self.registry.manifest(tenant, ref.name, version)
+                    model = self._models[key] = self._load_variant(manifest, wanted)
             return model
         except Exception as exc:
             raise translate(exc) from exc
+
+    def _load_variant(self, manifest: Manifest, wanted: str) -> LoadedModel:
+        """Load the asked-for variant; "auto" is fp16 where a GPU provider is in play, else the CPU choice."""
+        available = manifest.variants or {"fp32": MODEL_FILE}
+        if wanted != "auto":
+            if wanted not in available:
+                raise BadRequest(
+                    f"{manifest.name} version {manifest.version} has no {wanted!r} variant; it has {sorted(available)}"
+                )
+            return self._load(manifest, wanted, available[wanted])
+        cpu_choice = self.settings.cpu_variant if self.settings.cpu_variant in available else "fp32"
+        gpu = any(p in GPU_PROVIDERS for p in self._providers())
+        if gpu and "fp16" in available:
+            model = self._load(manifest, "fp16", available["fp16"])
+            if not model.gpu_fallback:
+                return model
+            log.warning(
+                "%s: fp16 chosen for a GPU but the session fell back to CPU; loading %s instead",
+                manifest.name,
+                cpu_choice,
+            )
+        return self._load(manifest, cpu_choice, available.get(cpu_choice, MODEL_FILE))
 
     def _resolve(self, tenant: str, name: str, alias: str) -> int:
         key = (tenant, name, alias)
@@ -181,9 +209,9 @@ class ModelRuntime:
         self._aliases[key] = (version, now)
         return version
 
-    def _load(self, manifest: Manifest) -> LoadedModel:
+    def _load(self, manifest: Manifest, variant: str, filename: str) -> LoadedModel:
         started = time.perf_counter()
-        path = self.registry.fetch(manifest)
+        path = self.registry.fetch(manifest, filename)
         options = ort.SessionOptions()
         if self.settings.intra_op_threads:
             options.intra_op_num_threads = self.settings.intra_op_threads
@@ -210,7 +238,7 @@ class ModelRuntime:
         }
         seconds = time.perf_counter() - started
         log.info("loaded %s version %d on %s in %.3fs", manifest.name, manifest.version, got, seconds)
-        return LoadedModel(manifest, session, got, fallback, seconds, inputs)
+        return LoadedModel(manifest, session, got, fallback, seconds, variant, inputs)
 
     def _providers(self) -> list[str]:
         available = set(ort.get_available_providers())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,6 +20,10 @@ class InferenceSettings(StoreSettings):
         description="Execution providers in order of preference (FERMION_PROVIDERS, a JSON list).",
     )
     require_gpu: bool = Field(default=False, description="Refuse to serve a model that fell back to CPU.")
+    variant: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        default="auto", description="auto: fp16 on CUDA/TensorRT, `cpu_variant` on CPU"
+    )
+    cpu_variant: Literal["fp32", "int8"] = "fp32"
     default_alias: str = "latest"
     alias_ttl_s: float = Field(default=5.0, ge=0)
     preload: str | None = Field(default=None, description="A model reference to load at import.")

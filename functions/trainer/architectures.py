@@ -47,12 +47,12 @@ def mlp(x_train: np.ndarray, n_classes: int) -> nn.Module:
     n_features = x_train.shape[1]
     return nn.Sequential(
         Standardize(x_train),
-        nn.Linear(n_features, 128),
+        nn.Linear(n_features, 256),
         nn.ReLU(),
         nn.Dropout(0.1),
-        nn.Linear(128, 64),
+        nn.Linear(256, 128),
         nn.ReLU(),
-        nn.Linear(64, n_classes),
+        nn.Linear(128, n_classes),
     )
 
 

@@ -7,9 +7,7 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
-
-from fermion.compile import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
+from fermion.compile import INPUT_NAME, OUTPUT_NAME, compile_variants
 from fermion.events import TrainingRequested
 from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec
 
@@ -43,6 +41,7 @@ def run_job(
     on_epoch: ProgressFn | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-3,
+    accuracy_budget: float = 0.01,
 ) -> Manifest:
     """Train, compile, verify and register the model the event asks for."""
     request = event.data
@@ -53,8 +52,15 @@ def run_job(
         )
         ds = load_dataset(path, dataset.format, request.recipe.label_column)
     trained = train(ds, request.recipe, on_epoch)
-    exported = export_onnx(trained.module, torch.from_numpy(trained.x_test[:2]))
-    parity = check_parity(trained.module, exported.onnx_bytes, trained.x_test, atol=atol, rtol=rtol)
+    compiled = compile_variants(
+        trained.module,
+        trained.x_test,
+        trained.y_test,
+        calibration=trained.x_calibration,
+        budget=accuracy_budget,
+        atol=atol,
+        rtol=rtol,
+    )
     n_features = int(trained.x_test.shape[1])
     draft = Draft(
         signature=Signature(
@@ -62,6 +68,7 @@ def run_job(
             outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, len(trained.labels)])],
         ),
         labels=trained.labels,
+        variants={name: v["file"] for name, v in compiled.variants.items()},
         metrics=trained.metrics,
         lineage=Lineage(
             training_event_id=event.id,
@@ -70,12 +77,6 @@ def run_job(
             recipe=request.recipe.model_dump(),
             code_version=code_version(),
         ),
-        compile_report={
-            "exporter": exported.exporter,
-            "opset": exported.opset,
-            "node_count": exported.node_count,
-            "parity": parity.as_dict(),
-            "train_seconds": round(trained.duration_s, 3),
-        },
+        compile_report={**compiled.report, "train_seconds": round(trained.duration_s, 3)},
     )
-    return registry.register(event.tenant, request.model_name, {"model.onnx": exported.onnx_bytes}, draft)
+    return registry.register(event.tenant, request.model_name, compiled.files, draft)

@@ -18,6 +18,7 @@ class TrainerSettings(StoreSettings, BusSettings):
     retry_delay_s: float = Field(default=5.0, ge=0)
     parity_atol: float = Field(default=1e-4, gt=0)
     parity_rtol: float = Field(default=1e-3, ge=0)
+    accuracy_budget: float = Field(default=0.01, ge=0, le=1, description="max accuracy drop of a variant")
 
 
 @lru_cache(maxsize=1)

@@ -38,6 +38,8 @@ class Trained:
     module: nn.Module
     metrics: dict[str, float]
     x_test: np.ndarray
+    y_test: np.ndarray
+    x_calibration: np.ndarray
     labels: list[str]
     duration_s: float
 
@@ -161,7 +163,8 @@ def train(ds: Dataset, recipe: Recipe, on_epoch: ProgressFn | None = None) -> Tr
         if on_epoch:
             on_epoch(epoch, recipe.epochs, total / len(xt), metrics)
     module.eval()
-    return Trained(module, metrics, x_test, ds.labels, time.perf_counter() - started)
+    calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
+    return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started)
 
 
 def _eval(module: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:

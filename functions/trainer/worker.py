@@ -125,8 +125,14 @@ class Worker:
             except (BusError, TimeoutError) as exc:  # progress is best-effort; the job goes on
                 log.warning("job %s: progress event not published: %s", event.id, exc)
 
+        s = self.settings
         return run_job(
-            event, self.registry, on_epoch=on_epoch, atol=self.settings.parity_atol, rtol=self.settings.parity_rtol
+            event,
+            self.registry,
+            on_epoch=on_epoch,
+            atol=s.parity_atol,
+            rtol=s.parity_rtol,
+            accuracy_budget=s.accuracy_budget,
         )
 
     async def _heartbeat(self, delivery: Delivery) -> None:
