@@ -16,7 +16,15 @@ from rich.table import Table
 
 from fermion.client import Client, FermionError
 from fermion.infra import Stack, StackSettings, is_up
-from fermion.model_store import RegistryError, StoreSettings, open_registry
+from fermion.model_store import (
+    Draft,
+    Lineage,
+    RegistryError,
+    Signature,
+    StoreSettings,
+    TensorSpec,
+    open_registry,
+)
 
 app = typer.Typer(
     help="Fermion: event-driven, serverless ML. Train on events, serve ONNX over HTTP.",
@@ -269,6 +277,38 @@ def models_describe(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION 
         console.print_json(open_registry(settings).lookup(settings.tenant, ref).model_dump_json())
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
+
+
+@models_app.command("push")
+def models_push(
+    name: Annotated[str, typer.Argument(help="model name to register")],
+    file: Annotated[Path, typer.Argument(help="an .onnx file (external data files beside it)")],
+    labels: Annotated[str | None, typer.Option(help="comma-separated class names, in output order")] = None,
+) -> None:
+    """Validate your own ONNX file and register it as the next version of NAME."""
+    from fermion.compile import InvalidModel, validate_onnx
+
+    settings = StoreSettings()
+    try:
+        model = validate_onnx(file)
+        draft = Draft(
+            signature=Signature(
+                inputs=[TensorSpec(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.inputs],
+                outputs=[TensorSpec(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.outputs],
+            ),
+            labels=labels.split(",") if labels else [],
+            lineage=Lineage(recipe={"source": "push", "file": file.name}),
+            compile_report={"source": "push", "opset": model.opset, "node_count": model.node_count},
+        )
+        manifest = open_registry(settings).register(settings.tenant, name, model.files, draft)
+    except InvalidModel as exc:
+        raise _fail(f"refused {file}: {exc}") from exc
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(
+        f"registered {name} version {manifest.version} "
+        f"({', '.join(f'{f} {e.size} B' for f, e in manifest.files.items())})"
+    )
 
 
 @models_app.command("promote")

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -295,6 +298,25 @@ class Registry:
                 raise IntegrityError(f"{key} is listed in the manifest but missing from the store") from exc
 
         return self.cache.get(entry, fill, what=key)
+
+    def fetch_all(self, manifest: Manifest) -> Path:
+        """A directory with every file of a version under its own name (an ONNX model with external data).
+
+        Files are hard links to verified cache entries; the directory appears whole or not at all.
+        """
+        target = self.cache.root.parent / "versions" / manifest.content_sha256
+        if target.is_dir():
+            return target
+        paths = {name: self.fetch(manifest, name) for name in manifest.files}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        for name, path in paths.items():
+            os.link(path, staging / name)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process made it first: same content, keep theirs
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
 
     def describe(self, tenant: str, name: str) -> dict[str, object]:
         """A model's versions and aliases, for listings."""

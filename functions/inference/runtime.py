@@ -211,7 +211,10 @@ class ModelRuntime:
 
     def _load(self, manifest: Manifest, variant: str, filename: str) -> LoadedModel:
         started = time.perf_counter()
-        path = self.registry.fetch(manifest, filename)
+        if set(manifest.files) - {filename, *manifest.variants.values()}:
+            path = self.registry.fetch_all(manifest) / filename  # external data must sit beside the model
+        else:
+            path = self.registry.fetch(manifest, filename)
         options = ort.SessionOptions()
         if self.settings.intra_op_threads:
             options.intra_op_num_threads = self.settings.intra_op_threads

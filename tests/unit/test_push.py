@@ -1,0 +1,117 @@
+"""Bring your own ONNX: `fermion models push` validates, refuses with a reason, registers and serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from fermion.compile import InvalidModel, validate_onnx
+from fermion.functions.inference.runtime import ModelRef, ModelRuntime
+from fermion.functions.inference.settings import InferenceSettings
+from fermion.model_store import LocalDirStore, Registry
+from tests.conftest import linear_onnx
+
+
+def _with_external_data(directory: Path, location: str = "weights.bin") -> Path:
+    model = onnx.load_from_string(linear_onnx(n_in=64, n_out=8))
+    path = directory / "model.onnx"
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    if location != "weights.bin":  # rewrite the reference, as a hostile or careless file would
+        proto = onnx.load(str(path), load_external_data=False)
+        for tensor in proto.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        onnx.save(proto, str(path))
+    return path
+
+
+def _push(home: Path, name: str, file: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FERMION_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "fermion", "models", "push", name, str(file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_push_registers_a_valid_model_that_then_serves(tmp_path: Path) -> None:
+    (tmp_path / "lin.onnx").write_bytes(linear_onnx())
+    out = _push(tmp_path / "home", "lin", tmp_path / "lin.onnx")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "registered lin version 1" in out.stdout
+    registry = Registry(LocalDirStore(tmp_path / "home" / "store"), tmp_path / "cache")
+    manifest = registry.manifest("default", "lin", 1)
+    assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [("input", "FP32", [-1, 4])]
+
+
+def test_a_model_with_external_data_beside_it_is_accepted_and_served(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    model = validate_onnx(_with_external_data(tmp_path / "m"))
+    assert sorted(model.files) == ["model.onnx", "weights.bin"]
+    registry = Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache")
+    from fermion.model_store import Draft, Signature, TensorSpec
+
+    sig = Signature(
+        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
+        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 8])],
+    )
+    registry.register("default", "ext", model.files, Draft(signature=sig))
+    runtime = ModelRuntime(registry, InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"]))
+    out = runtime.get(ModelRef("ext")).run({"input": np.ones((2, 64), np.float32)})
+    assert out["logits"].shape == (2, 8)
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("../weights.bin", "leaves the model's directory"),
+        ("/etc/passwd", "is absolute"),
+        ("sub/weights.bin", "leaves the model's directory"),
+        ("missing.bin", "is missing"),
+    ],
+)
+def test_hostile_external_data_references_are_refused(tmp_path: Path, location: str, reason: str) -> None:
+    path = _with_external_data(tmp_path, location)
+    with pytest.raises(InvalidModel, match=reason):
+        validate_onnx(path)
+    out = _push(tmp_path / "home", "evil", path)
+    assert out.returncode == 1 and reason in out.stdout and "refused" in out.stdout
+    assert not (tmp_path / "home" / "store" / "models").exists()  # nothing was written
+
+
+def test_symlinks_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "real.onnx").write_bytes(linear_onnx())
+    (tmp_path / "link.onnx").symlink_to(tmp_path / "real.onnx")
+    with pytest.raises(InvalidModel, match="symbolic link"):
+        validate_onnx(tmp_path / "link.onnx")
+    (tmp_path / "m").mkdir()
+    path = _with_external_data(tmp_path / "m")
+    (tmp_path / "m" / "weights.bin").rename(tmp_path / "elsewhere.bin")
+    (tmp_path / "m" / "weights.bin").symlink_to(tmp_path / "elsewhere.bin")
+    with pytest.raises(InvalidModel, match=r"external data file 'weights\.bin' is a symbolic link"):
+        validate_onnx(path)
+
+
+def test_files_that_are_not_models_or_too_big_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(InvalidModel, match=r"not an ONNX model|checker"):
+        validate_onnx(tmp_path / "junk.onnx")
+    (tmp_path / "lin.onnx").write_bytes(linear_onnx())
+    with pytest.raises(InvalidModel, match="the limit is 100"):
+        validate_onnx(tmp_path / "lin.onnx", max_bytes=100)
