@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -42,13 +43,26 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, *, opset: int = 
         try:
             data = _export(module, example, opset, dynamo=exporter == "dynamo")
             model = onnx.load_from_string(data)
-            onnx.checker.check_model(model, full_check=True)
+            onnx.checker.check_model(model, full_check=True)  # full_check includes strict shape inference
         except Exception as exc:  # every exporter error type differs; we report them all below
-            failures.append(f"{exporter}: {type(exc).__name__}: {exc}")
-            log.warning("ONNX export with %s failed: %s", exporter, exc)
+            failures.append(f"{exporter}: {type(exc).__name__}: {_first_line(exc)}")
+            log.warning("ONNX export with %s failed: %s", exporter, _first_line(exc))
             continue
         return Exported(data, exporter, opset, len(model.graph.node))
-    raise ExportError("could not export the module to ONNX:\n  " + "\n  ".join(failures))
+    operators = sorted(set(_OPERATOR.findall("\n".join(failures))))
+    lead = f"unsupported operator(s) {', '.join(operators)}; " if operators else ""
+    raise ExportError(f"could not export the module to ONNX: {lead}every exporter failed:\n  " + "\n  ".join(failures))
+
+
+_OPERATOR = re.compile(r"aten(?:::|\.)\w+")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(exc: Exception) -> str:
+    text = _ANSI.sub("", str(exc)).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    found = next((ln for ln in lines if _OPERATOR.search(ln)), lines[0] if lines else "")
+    return found[:400]
 
 
 def _export(module: torch.nn.Module, example: torch.Tensor, opset: int, *, dynamo: bool) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from importlib import metadata
 
 import numpy as np
 import torch
@@ -58,13 +59,7 @@ def mlp(x_train: np.ndarray, n_classes: int) -> nn.Module:
 
 def cnn(x_train: np.ndarray, n_classes: int) -> nn.Module:
     """A small convolutional net for square single-channel images given as flat pixels."""
-    n_features = x_train.shape[1]
-    side = math.isqrt(n_features)
-    if side * side != n_features or side < 4:
-        raise DatasetError(
-            f"architecture 'cnn' needs square single-channel images as flat pixels (side*side features, "
-            f"side >= 4); this dataset has {n_features} features"
-        )
+    side = _square_side(x_train.shape[1], "cnn")
     pooled = side // 2
     return nn.Sequential(
         Standardize(x_train),
@@ -82,15 +77,104 @@ def cnn(x_train: np.ndarray, n_classes: int) -> nn.Module:
     )
 
 
-ARCHITECTURES: dict[str, Callable[[np.ndarray, int], nn.Module]] = {"mlp": mlp, "cnn": cnn}
+class ResidualBlock(nn.Module):
+    """conv-bn-relu-conv-bn plus the identity, then relu."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
+
+
+def rescnn(x_train: np.ndarray, n_classes: int) -> nn.Module:
+    """A small residual CNN for square single-channel images given as flat pixels."""
+    side = _square_side(x_train.shape[1], "rescnn")
+    return nn.Sequential(
+        Standardize(x_train),
+        ToImage(side),
+        nn.Conv2d(1, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        ResidualBlock(32),
+        ResidualBlock(32),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4, n_classes),
+    )
+
+
+class TokenBag(nn.Module):
+    """Mean of token embeddings (an embedding bag), ignoring padding id 0; unseen ids share one slot.
+
+    Token ids arrive as float32 like every other dataset's features, and are cast inside the graph.
+    """
+
+    def __init__(self, vocab: int, dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.embedding = nn.Embedding(vocab + 1, dim, padding_idx=0)  # the extra slot: ids never seen
+        self.head = nn.Sequential(nn.Linear(dim, 64), nn.ReLU(), nn.Linear(64, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = x.long().clamp(0, self.vocab)
+        mask = (ids != 0).unsqueeze(-1).to(torch.float32)
+        summed = (self.embedding(ids) * mask).sum(dim=1)
+        return self.head(summed / mask.sum(dim=1).clamp(min=1.0))
+
+
+def textbag(x_train: np.ndarray, n_classes: int) -> nn.Module:
+    """A text classifier over tokenised text: rows of token ids, 0 for padding."""
+    if np.any(x_train < 0) or np.any(x_train != np.round(x_train)):
+        raise DatasetError("architecture 'textbag' needs non-negative integer token ids (0 = padding)")
+    return TokenBag(int(x_train.max()) + 1, 64, n_classes)
+
+
+def _square_side(n_features: int, name: str) -> int:
+    side = math.isqrt(n_features)
+    if side * side != n_features or side < 4:
+        raise DatasetError(
+            f"architecture {name!r} needs square single-channel images as flat pixels (side*side features, "
+            f"side >= 4); this dataset has {n_features} features"
+        )
+    return side
+
+
+Factory = Callable[[np.ndarray, int], nn.Module]
+ARCHITECTURES: dict[str, Factory] = {"mlp": mlp, "cnn": cnn, "rescnn": rescnn, "textbag": textbag}
+ENTRY_POINT_GROUP = "fermion.recipes"
+
+
+def available() -> dict[str, Factory | metadata.EntryPoint]:
+    """Built-in architectures and those installed packages register under `fermion.recipes`."""
+    found: dict[str, Factory | metadata.EntryPoint] = {
+        ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)
+    }
+    found.update(ARCHITECTURES)  # a package cannot shadow a built-in
+    return found
 
 
 def build(name: str, x_train: np.ndarray, n_classes: int) -> nn.Module:
     """The named architecture, sized for the data."""
-    try:
-        factory = ARCHITECTURES[name]
-    except KeyError:
-        raise UnknownArchitecture(
-            f"unknown architecture {name!r}; available: {', '.join(sorted(ARCHITECTURES))}"
-        ) from None
-    return factory(x_train, n_classes)
+    choices = available()
+    factory = choices.get(name)
+    if factory is None:
+        raise UnknownArchitecture(f"unknown architecture {name!r}; available: {', '.join(sorted(choices))}")
+    if isinstance(factory, metadata.EntryPoint):
+        try:
+            factory = factory.load()
+        except Exception as exc:  # a user's package can fail to import in any way
+            raise UnknownArchitecture(
+                f"recipe {name!r} ({factory.value}) failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+    module = factory(x_train, n_classes)
+    if not isinstance(module, nn.Module):
+        raise UnknownArchitecture(f"recipe {name!r} returned {type(module).__name__}, not a torch.nn.Module")
+    return module

@@ -69,6 +69,8 @@ def _digits_flow(client: Client, x: np.ndarray, y: np.ndarray, held: np.ndarray,
     assert meta["versions"] == [str(done.data.version)]
     assert meta["parameters"]["providers"][-1] == "CPUExecutionProvider"
     assert meta["parameters"]["content_sha256"]
+    assert meta["parameters"]["variants"] == ["fp16", "fp32", "int8"]  # each proven against torch at compile
+    assert meta["parameters"]["variant"] == "fp32"  # the CPU default
     assert ds["sha256"] and len(ds["sha256"]) == 64
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from fermion.compile import ParityError, check_parity, export_onnx
+from fermion.compile import ExportError, ParityError, check_parity, export_onnx
 
 
 def _mlp() -> torch.nn.Module:
@@ -41,3 +41,14 @@ def test_parity_check_refuses_a_broken_export() -> None:
     init.CopyFrom(numpy_helper.from_array(broken, init.name))
     with pytest.raises(ParityError, match="disagrees with the torch model"):
         check_parity(module, model.SerializeToString(), np.random.default_rng(0).normal(size=(50, 8)))
+
+
+class _SVD(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.svd(x.reshape(-1, 2, 2)).S.reshape(x.shape[0], -1)
+
+
+def test_an_export_both_exporters_refuse_names_the_operator() -> None:
+    with pytest.raises(ExportError, match=r"unsupported operator\(s\) .*linalg_svd") as info:
+        export_onnx(_SVD(), torch.randn(2, 4))
+    assert "torchscript:" in str(info.value) and "dynamo:" in str(info.value)

@@ -215,3 +215,29 @@ def test_mangum_handler_answers_an_http_api_event(served, lambda_loop) -> None:
     np.testing.assert_allclose(body["outputs"][0]["data"], _reference(2, x).ravel(), rtol=1e-5)
     bad = handler(_api_gateway_v2("POST", "/v2/models/lin/infer", _body(np.ones((2, 3), np.float32))), None)
     assert bad["statusCode"] == 400
+
+
+def test_the_variant_is_chosen_by_setting_or_per_request(registry: Registry, tmp_path: Path) -> None:
+    from fermion.compile import quantize_int8
+
+    fp32 = linear_onnx(n_in=64, n_out=8)
+    int8, _ = quantize_int8(fp32)
+    draft = linear_draft(64, 8).model_copy(update={"variants": {"fp32": "model.onnx", "int8": "model.int8.onnx"}})
+    registry.register("default", "q", {"model.onnx": fp32, "model.int8.onnx": int8}, draft)
+    settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], cpu_variant="int8")
+    app.dependency_overrides[get_runtime] = lambda: ModelRuntime(registry, settings)
+    app.dependency_overrides[get_settings] = lambda: settings
+    try:
+        client = TestClient(app)
+        x = np.ones((1, 64), np.float32)
+        assert client.post("/v2/models/q/infer", json=_body(x)).json()["parameters"] == {"variant": "int8"}
+        asked = {**_body(x), "parameters": {"variant": "fp32"}}
+        assert client.post("/v2/models/q/infer", json=asked).json()["parameters"] == {"variant": "fp32"}
+        meta = client.get("/v2/models/q").json()["parameters"]
+        assert meta["variants"] == ["fp32", "int8"] and meta["variant"] == "int8"
+        r = client.post("/v2/models/q/infer", json={**_body(x), "parameters": {"variant": "fp16"}})
+        assert r.status_code == 400 and "has no 'fp16' variant" in r.json()["error"]
+        r = client.post("/v2/models/q/infer", json={**_body(x), "parameters": {"variant": "int4"}})
+        assert r.status_code == 400 and "parameters.variant" in r.json()["error"]
+    finally:
+        app.dependency_overrides.clear()

@@ -56,7 +56,7 @@ def test_a_file_that_is_not_npz_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_architecture_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownArchitecture, match="'transformer'; available: cnn, mlp"):
+    with pytest.raises(UnknownArchitecture, match="'transformer'; available: cnn, mlp, rescnn, textbag"):
         build("transformer", np.zeros((10, 4), np.float32), 2)
 
 
@@ -87,3 +87,51 @@ def test_evaluate_macro_f1() -> None:
     metrics = evaluate(logits, np.array([0, 1, 1, 2]), 3)
     assert metrics["accuracy"] == 0.75
     assert metrics["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+
+
+def _tokenised_text(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Documents of token ids (0 = padding): each class has its own topic words among common ones."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = np.zeros((n, 24), np.float32)
+    for i, c in enumerate(y):
+        length = rng.integers(8, 24)
+        common = rng.integers(40, 200, length)
+        topic = rng.integers(10 + 10 * c, 20 + 10 * c, 3)
+        doc = np.concatenate([common[: length - 3], topic])
+        x[i, :length] = rng.permutation(doc)
+    return x, y
+
+
+@pytest.mark.parametrize(
+    ("architecture", "data", "epochs", "lr", "bar"),
+    [("rescnn", "digits", 10, 3e-3, 0.95), ("textbag", "text", 25, 1e-2, 0.9)],
+)
+def test_the_other_built_ins_train_to_their_stated_accuracy(
+    architecture: str, data: str, epochs: int, lr: float, bar: float
+) -> None:
+    if data == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        ds = Dataset(d.data.astype(np.float32), d.target, [str(i) for i in range(10)])
+    else:
+        x, y = _tokenised_text()
+        ds = Dataset(x, y, ["a", "b", "c"])
+    result = train(ds, Recipe(architecture=architecture, epochs=epochs, learning_rate=lr))
+    assert result.metrics["accuracy"] >= bar, result.metrics
+    from fermion.compile import compile_variants
+
+    compiled = compile_variants(result.module, result.x_test, result.y_test, calibration=result.x_calibration)
+    assert "fp32" in compiled.variants  # exports, and the ONNX graph matches torch
+    if data == "text":  # unseen token ids (beyond the vocabulary) are served, not an out-of-range crash
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(compiled.files["model.onnx"], providers=["CPUExecutionProvider"])
+        (out,) = session.run(None, {"input": np.full((1, 24), 10_000, np.float32)})
+        assert out.shape == (1, 3) and np.all(np.isfinite(out))
+
+
+def test_textbag_refuses_features_that_are_not_token_ids() -> None:
+    with pytest.raises(DatasetError, match="token ids"):
+        build("textbag", np.array([[0.5, 1.0]] * 10, np.float32), 2)
