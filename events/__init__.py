@@ -1,9 +1,10 @@
 """Event contracts, subjects, streams and the JetStream bus."""
 
-from . import subjects
-from .bus import Bus, BusError, BusUnavailable, Delivery, JobQueue, PublishRejected
+from . import streams, subjects
+from .bus import Bus, BusError, BusUnavailable, Delivery, JobQueue, PublishRejected, StoredMessage
 from .schemas import (
     AliasMove,
+    CancelRequest,
     DatasetRef,
     DatasetUploaded,
     Event,
@@ -13,6 +14,7 @@ from .schemas import (
     ModelVersionRef,
     ProgressReport,
     Recipe,
+    TrainingCancel,
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
@@ -31,6 +33,7 @@ __all__ = [
     "BusError",
     "BusSettings",
     "BusUnavailable",
+    "CancelRequest",
     "ConsumerPolicy",
     "DatasetRef",
     "DatasetUploaded",
@@ -44,6 +47,8 @@ __all__ = [
     "ProgressReport",
     "PublishRejected",
     "Recipe",
+    "StoredMessage",
+    "TrainingCancel",
     "TrainingCompleted",
     "TrainingFailed",
     "TrainingProgress",
@@ -52,5 +57,6 @@ __all__ = [
     "TrainingResult",
     "new_id",
     "parse_event",
+    "streams",
     "subjects",
 ]

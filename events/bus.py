@@ -48,6 +48,7 @@ class Delivery:
     subject: str
     data: bytes
     num_delivered: int
+    seq: int
     _msg: Msg
 
     async def ack(self) -> None:
@@ -67,6 +68,16 @@ class Delivery:
         await self._msg.term()
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as a stream holds it."""
+
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
 class JobQueue:
     """A pull subscription on the shared durable consumer."""
 
@@ -82,7 +93,8 @@ class JobQueue:
         except nats.errors.ConnectionClosedError as exc:
             raise BusUnavailable("connection to NATS closed while fetching") from exc
         msg = msgs[0]
-        return Delivery(msg.subject, msg.data, msg.metadata.num_delivered, msg)
+        meta = msg.metadata
+        return Delivery(msg.subject, msg.data, meta.num_delivered, meta.sequence.stream, msg)
 
     async def close(self) -> None:
         """Unsubscribe (before any drain: a timed-out fetch otherwise makes drain wait its timeout)."""
@@ -172,6 +184,68 @@ class Bus:
         except nats.errors.Error as exc:
             raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
         return not ack.duplicate
+
+    async def listen(self, subject: str, *, queue: str = "") -> AsyncIterator[bytes]:
+        """Core NATS messages on `subject` (advisories, live cancels); `queue` shares them among replicas."""
+        inbox: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            await inbox.put(msg.data)
+
+        try:
+            sub = await self._nc.subscribe(subject, queue=queue, cb=on_msg)
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot subscribe to {subject}: {exc}") from exc
+        try:
+            while True:
+                yield await inbox.get()
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def take_job(self, seq: int) -> StoredMessage | None:
+        """Remove a job message from the work queue by sequence and return it (None if already gone)."""
+        try:
+            raw = await self._js.get_msg(streams.JOBS_STREAM, seq)
+            await self._js.delete_msg(streams.JOBS_STREAM, seq)
+        except nats.js.errors.NotFoundError:
+            return None
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot take job message {seq}: {exc}") from exc
+        return StoredMessage(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
+
+    async def last(self, subject: str) -> StoredMessage | None:
+        """The event log's last message on exactly `subject`, or None."""
+        try:
+            raw = await self._js.get_last_msg(streams.EVENTS_STREAM, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read the last message on {subject}: {exc}") from exc
+        return StoredMessage(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
+
+    async def history(self, subject: str, *, stream: str = streams.EVENTS_STREAM) -> list[StoredMessage]:
+        """Every stored message on `subject` (wildcards allowed), oldest first, read to the end."""
+        out: list[StoredMessage] = []
+        try:
+            sub = await self._js.subscribe(
+                subject, stream=stream, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            )
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read {subject}: {exc}") from exc
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    break
+                out.append(StoredMessage(msg.metadata.sequence.stream, msg.subject, msg.data, dict(msg.headers or {})))
+                if msg.metadata.num_pending == 0:
+                    break
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        return out
 
     async def job_queue(self, durable: str = streams.TRAINER_DURABLE) -> JobQueue:
         """Bind a pull subscription to the shared durable consumer."""

@@ -116,6 +116,13 @@ class FailureReport(Payload):
     retryable: bool = False
 
 
+class CancelRequest(Payload):
+    """Stop a job: before it starts, or at its next epoch."""
+
+    job_id: str
+    reason: str = "cancelled by request"
+
+
 class ModelVersionRef(Payload):
     """A new immutable model version exists in the registry."""
 
@@ -168,6 +175,15 @@ class TrainingFailed(Event):
     data: FailureReport
 
 
+class TrainingCancel(Event):
+    type: Literal["training.cancel"] = "training.cancel"
+    data: CancelRequest
+
+    @property
+    def subject(self) -> str:  # type: ignore[override]
+        return subjects.cancel(self.data.job_id)
+
+
 class ModelPublished(Event):
     subject: ClassVar[str] = subjects.MODELS_PUBLISHED
     type: Literal["models.published"] = "models.published"
@@ -186,6 +202,7 @@ AnyEvent = Annotated[
     | TrainingProgress
     | TrainingCompleted
     | TrainingFailed
+    | TrainingCancel
     | ModelPublished
     | ModelPromoted,
     Field(discriminator="type"),

@@ -49,6 +49,7 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
                 subjects.TRAINING_PROGRESS,
                 subjects.TRAINING_COMPLETED,
                 subjects.TRAINING_FAILED,
+                f"{subjects.TRAINING_CANCEL}.>",
                 f"{subjects.PREFIX}.models.>",
                 f"{subjects.DLQ_PREFIX}.>",
             ],

@@ -7,6 +7,7 @@ TRAINING_REQUESTED = f"{PREFIX}.training.requested"
 TRAINING_PROGRESS = f"{PREFIX}.training.progress"
 TRAINING_COMPLETED = f"{PREFIX}.training.completed"
 TRAINING_FAILED = f"{PREFIX}.training.failed"
+TRAINING_CANCEL = f"{PREFIX}.training.cancel"  # .{job_id}: one subject per job, so its last message is a lookup
 MODELS_PUBLISHED = f"{PREFIX}.models.published"
 MODELS_PROMOTED = f"{PREFIX}.models.promoted"
 DLQ_PREFIX = f"{PREFIX}.dlq"
@@ -15,3 +16,13 @@ DLQ_PREFIX = f"{PREFIX}.dlq"
 def dead_letter(subject: str) -> str:
     """The dead-letter subject for events that arrived on `subject`."""
     return f"{DLQ_PREFIX}.{subject.removeprefix(PREFIX + '.')}"
+
+
+def cancel(job_id: str) -> str:
+    """The subject that cancels one job."""
+    return f"{TRAINING_CANCEL}.{job_id}"
+
+
+def max_deliveries_advisory(stream: str, consumer: str) -> str:
+    """JetStream's advisory when a message ran out of deliveries on a consumer."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"

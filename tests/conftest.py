@@ -165,3 +165,25 @@ def trainer(stack_env: dict[str, str]) -> Iterator[Trainer]:
     time.sleep(0.5)
     yield t
     t.stop()
+
+
+@pytest.fixture(scope="session")
+def recipe_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fixtures/recipe_pkg pip-installed into a directory: a user's package with `fermion.recipes`."""
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(REPO / "tests" / "fixtures" / "recipe_pkg"),
+        ],
+        check=True,
+    )
+    return site

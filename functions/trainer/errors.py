@@ -26,3 +26,7 @@ class UnknownArchitecture(PermanentJobError):
 
 class RetryableJobError(JobError):
     """A transient fault; the job may succeed on redelivery."""
+
+
+class JobCancelled(PermanentJobError):
+    """The job was cancelled by a `training.cancel` event."""

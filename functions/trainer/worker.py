@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
+import threading
 import time
 
 from pydantic import ValidationError
@@ -37,11 +39,12 @@ from fermion.events import (
     TrainingRequested,
     TrainingResult,
     parse_event,
+    streams,
     subjects,
 )
 from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Registry, open_registry
 
-from .errors import PermanentJobError
+from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
 from .settings import TrainerSettings, get_settings
 
@@ -61,6 +64,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
         queue = await self.bus.job_queue()
+        reaper = asyncio.create_task(self._reap())
         log.info("trainer consuming %s", subjects.TRAINING_REQUESTED)
         try:
             while not stop.is_set():
@@ -73,6 +77,9 @@ class Worker:
                 if delivery is not None:
                     await self.handle(delivery)
         finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
             await queue.close()
 
     async def handle(self, delivery: Delivery) -> None:
@@ -85,9 +92,16 @@ class Worker:
             return
         assert isinstance(event, TrainingRequested)
         started = time.perf_counter()
+        cancelled = threading.Event()
+        if await self.bus.last(subjects.cancel(event.id)) is not None:
+            cancelled.set()
         heartbeat = asyncio.create_task(self._heartbeat(delivery))
+        watcher = asyncio.create_task(self._watch_cancel(event.id, cancelled))
         try:
-            manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop())
+            manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
+        except JobCancelled as exc:
+            await self._fail(delivery, event, exc, retryable=False, dead_letter=False)
+            return
         except PERMANENT as exc:
             await self._fail(delivery, event, exc, retryable=False)
             return
@@ -96,18 +110,23 @@ class Worker:
             await self._fail(delivery, event, exc, retryable=True)
             return
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._complete(delivery, event, manifest, time.perf_counter() - started)
 
-    def _run(self, event: TrainingRequested, loop: asyncio.AbstractEventLoop) -> Manifest:
+    def _run(self, event: TrainingRequested, loop: asyncio.AbstractEventLoop, cancelled: threading.Event) -> Manifest:
         """The blocking part of a job, in a worker thread; progress goes out through `loop`."""
+        if cancelled.is_set():
+            raise JobCancelled(f"job {event.id} was cancelled before it started")
         if (done := find_registered(self.registry, event)) is not None:
             log.info("job %s already registered as version %d; not training again", event.id, done.version)
             return done
 
         def on_epoch(epoch: int, epochs: int, loss: float, metrics: dict[str, float]) -> None:
+            if cancelled.is_set():
+                raise JobCancelled(f"job {event.id} was cancelled after epoch {epoch} of {epochs}")
             progress = TrainingProgress(
                 tenant=event.tenant,
                 data=ProgressReport(
@@ -177,7 +196,9 @@ class Worker:
         await delivery.ack()
         log.info("job %s: %s version %d registered in %.1fs %s", event.id, name, version, duration_s, manifest.metrics)
 
-    async def _fail(self, delivery: Delivery, event: TrainingRequested, exc: Exception, *, retryable: bool) -> None:
+    async def _fail(
+        self, delivery: Delivery, event: TrainingRequested, exc: Exception, *, retryable: bool, dead_letter: bool = True
+    ) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         last = delivery.num_delivered >= self.settings.max_deliver
         if retryable and not last:
@@ -203,15 +224,69 @@ class Worker:
                 ),
             )
         )
-        await self._dead_letter(delivery, reason)
+        if dead_letter:
+            await self._dead_letter(delivery, reason)
         await delivery.term()
         log.error("job %s failed: %s", event.id, reason)
+
+    async def _watch_cancel(self, job_id: str, cancelled: threading.Event) -> None:
+        async for _ in self.bus.listen(subjects.cancel(job_id)):
+            log.info("job %s: cancel requested", job_id)
+            cancelled.set()
+            return
+
+    async def _reap(self) -> None:
+        """Dead-letter messages that ran out of deliveries without a worker seeing their last one.
+
+        A job whose worker dies (SIGKILL, OOM) on every delivery never reaches `_fail`; JetStream then
+        leaves it in the stream and says so in an advisory. One replica (a queue group) takes it out,
+        publishes `training.failed` and dead-letters it with the reason.
+        """
+        advisory = subjects.max_deliveries_advisory(streams.JOBS_STREAM, streams.TRAINER_DURABLE)
+        async for raw in self.bus.listen(advisory, queue="fermion-reapers"):
+            try:
+                info = json.loads(raw)
+                taken = await self.bus.take_job(int(info["stream_seq"]))
+            except (ValueError, KeyError, BusError) as exc:
+                log.warning("could not handle a max-deliveries advisory: %s", exc)
+                continue
+            if taken is None:
+                continue
+            deliveries = int(info.get("deliveries", self.settings.max_deliver))
+            reason = (
+                f"ran out of deliveries ({deliveries}): the worker handling it died or hung every time "
+                f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
+            )
+            with contextlib.suppress(ValidationError):
+                event = parse_event(taken.data, TrainingRequested)
+                assert isinstance(event, TrainingRequested)
+                await self.bus.publish(
+                    TrainingFailed(
+                        id=f"{event.id}.failed",
+                        tenant=event.tenant,
+                        data=FailureReport(
+                            job_id=event.id,
+                            model_name=event.data.model_name,
+                            reason=reason,
+                            error="MaxDeliveriesExceeded",
+                            retryable=True,
+                        ),
+                    )
+                )
+            await self.bus.publish_bytes(
+                subjects.dead_letter(taken.subject),
+                taken.data,
+                msg_id=f"dlq.jobs.{taken.seq}",
+                headers={"Fermion-Reason": reason, "Fermion-Deliveries": str(deliveries)},
+            )
+            log.error("dead-lettered job message %d: %s", taken.seq, reason)
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Keep the original bytes, with the reason and delivery count, on the dead-letter subject."""
         await self.bus.publish_bytes(
             subjects.dead_letter(delivery.subject),
             delivery.data,
+            msg_id=f"dlq.jobs.{delivery.seq}",  # one dead letter per job message, however often we get here
             headers={
                 "Fermion-Reason": reason[:2000].replace("\n", " "),
                 "Fermion-Deliveries": str(delivery.num_delivered),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,28 +14,13 @@ import pytest
 from fermion.events import Bus, DatasetRef, Recipe, TrainingCompleted, TrainingRequest, TrainingRequested, parse_event
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, StoreSettings, open_registry
-from tests.conftest import REPO, Trainer
+from tests.conftest import Trainer
 
 pytestmark = pytest.mark.integration
 
 
-def test_an_installed_recipe_trains_from_a_training_requested_event(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(REPO / "tests" / "fixtures" / "recipe_pkg"),
-        ],
-        check=True,
-    )
+def test_an_installed_recipe_trains_from_a_training_requested_event(tmp_path: Path, recipe_site: Path) -> None:
+    site = recipe_site
     home = tmp_path / "home"
     with NatsServer(tmp_path / "nats") as nats_server:
         env = {
