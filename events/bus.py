@@ -224,6 +224,19 @@ class Bus:
             raise BusError(f"cannot read the last message on {subject}: {exc}") from exc
         return StoredMessage(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
 
+    async def queued_jobs(self, limit: int = 1000) -> list[StoredMessage]:
+        """Job messages still in the work queue (not yet acked), oldest first, at most `limit`."""
+        try:
+            state = (await self._js.stream_info(streams.JOBS_STREAM)).state
+            out = []
+            for seq in range(max(state.first_seq, state.last_seq - limit + 1), state.last_seq + 1):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    raw = await self._js.get_msg(streams.JOBS_STREAM, seq)
+                    out.append(StoredMessage(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {})))
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read the job queue: {exc}") from exc
+        return out
+
     async def history(self, subject: str, *, stream: str = streams.EVENTS_STREAM) -> list[StoredMessage]:
         """Every stored message on `subject` (wildcards allowed), oldest first, read to the end."""
         out: list[StoredMessage] = []

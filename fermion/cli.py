@@ -33,6 +33,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+jobs_app = typer.Typer(help="Training jobs, from the event log.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-lettered jobs.", no_args_is_help=True)
+jobs_app.add_typer(dlq_app, name="dlq")
+app.add_typer(jobs_app, name="jobs")
 console = Console()
 
 
@@ -350,6 +354,72 @@ def models_unalias(
     except FermionError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"{name}@{alias} deleted")
+
+
+@jobs_app.command("list")
+def jobs_list(limit: Annotated[int, typer.Option(help="newest N")] = 20) -> None:
+    """Jobs with their state, progress and outcome."""
+    try:
+        jobs = list(Client.from_settings().jobs().values())[-limit:]
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    table = Table("job", "model", "state", "epoch", "accuracy", "version", "reason")
+    for j in jobs:
+        table.add_row(
+            j.job_id,
+            j.model_name,
+            j.state,
+            f"{j.epoch}/{j.epochs}" if j.epochs else "-",
+            f"{j.metrics['accuracy']:.4f}" if "accuracy" in j.metrics else "-",
+            str(j.version or "-"),
+            (j.reason or "")[:60],
+        )
+    console.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: Annotated[str, typer.Argument(help="the job id (the training.requested event id)")]) -> None:
+    """One job in full."""
+    try:
+        job = Client.from_settings().jobs().get(job_id)
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    if job is None:
+        raise _fail(f"no job {job_id} in the event log")
+    console.print_json(json.dumps(job.__dict__, default=str))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: Annotated[str, typer.Argument(help="the job id")]) -> None:
+    """Cancel a job: before it starts, or at its next epoch."""
+    try:
+        Client.from_settings().cancel(job_id)
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"cancel requested for {job_id}")
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """Dead-lettered jobs with the reason and delivery count."""
+    try:
+        letters = Client.from_settings().dead_letters()
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    table = Table("seq", "job", "model", "deliveries", "reason")
+    for d in letters:
+        table.add_row(str(d.seq), d.job_id, d.model_name, d.deliveries, d.reason[:100])
+    console.print(table)
+
+
+@dlq_app.command("retry")
+def dlq_retry(job_id: Annotated[str, typer.Argument(help="the dead-lettered job's id")]) -> None:
+    """Publish a dead-lettered job again."""
+    try:
+        Client.from_settings().retry(job_id)
+    except FermionError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"job {job_id} published again")
 
 
 @app.command()

@@ -21,13 +21,18 @@ import numpy as np
 
 from fermion.events import (
     Bus,
+    BusError,
+    CancelRequest,
     Event,
+    TrainingCancel,
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
     parse_event,
+    subjects,
 )
 from fermion.infra import StackSettings
+from fermion.jobs import DeadLetter, JobStatus, dead_letters, job_statuses
 
 
 class FermionError(Exception):
@@ -163,6 +168,56 @@ class Client:
                 f"DELETE alias {alias} of {model} → {response.status_code}: "
                 f"{response.json().get('error', response.text)}"
             )
+
+    def _with_bus(self, work: Callable[[Bus], Any]) -> Any:
+        async def run() -> Any:
+            bus = await Bus.connect(self.nats_url, name="fermion-client")
+            try:
+                return await work(bus)
+            finally:
+                await bus.close()
+
+        try:
+            return asyncio.run(run())
+        except BusError as exc:
+            raise FermionError(str(exc)) from exc
+
+    def jobs(self) -> dict[str, JobStatus]:
+        """Every job the event log knows, with where it stands."""
+
+        async def work(bus: Bus) -> dict[str, JobStatus]:
+            return job_statuses(await bus.queued_jobs(), await bus.history("fermion.training.>"))
+
+        return self._with_bus(work)
+
+    def cancel(self, job_id: str, reason: str = "cancelled by request") -> None:
+        """Ask for a job to stop (before it starts, or at its next epoch)."""
+        event = TrainingCancel(tenant=self.tenant, data=CancelRequest(job_id=job_id, reason=reason))
+        self._with_bus(lambda bus: bus.publish(event))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead-lettered job messages, with their reasons."""
+
+        async def work(bus: Bus) -> list[DeadLetter]:
+            return dead_letters(await bus.history(f"{subjects.DLQ_PREFIX}.training.>"))
+
+        return self._with_bus(work)
+
+    def retry(self, job_id: str) -> None:
+        """Publish a dead-lettered job's original event again (same job id, a fresh delivery)."""
+        letters = [d for d in self.dead_letters() if d.job_id == job_id]
+        if not letters:
+            raise FermionError(f"no dead-lettered job {job_id}")
+        letter = letters[-1]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        self._with_bus(
+            lambda bus: bus.publish_bytes(
+                subjects.TRAINING_REQUESTED,
+                letter.data,
+                msg_id=f"{job_id}.retry.{stamp}",
+                headers={"Fermion-Retry-Of": str(letter.seq)},
+            )
+        )
 
     def metadata(self, model: str) -> dict[str, Any]:
         """The model's Open Inference Protocol metadata (inputs, outputs, providers)."""

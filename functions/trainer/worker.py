@@ -169,7 +169,7 @@ class Worker:
         name, version = manifest.name, manifest.version
         await self.bus.publish(
             ModelPublished(
-                id=f"{event.id}.published",
+                id=f"{event.id}.published.{delivery.seq}",
                 tenant=event.tenant,
                 data=ModelVersionRef(
                     model_name=name,
@@ -182,7 +182,7 @@ class Worker:
         )
         await self.bus.publish(
             TrainingCompleted(
-                id=f"{event.id}.completed",
+                id=f"{event.id}.completed.{delivery.seq}",
                 tenant=event.tenant,
                 data=TrainingResult(
                     job_id=event.id,
@@ -213,7 +213,7 @@ class Worker:
             return
         await self.bus.publish(
             TrainingFailed(
-                id=f"{event.id}.failed",
+                id=f"{event.id}.failed.{delivery.seq}",
                 tenant=event.tenant,
                 data=FailureReport(
                     job_id=event.id,
@@ -262,7 +262,7 @@ class Worker:
                 assert isinstance(event, TrainingRequested)
                 await self.bus.publish(
                     TrainingFailed(
-                        id=f"{event.id}.failed",
+                        id=f"{event.id}.failed.{taken.seq}",
                         tenant=event.tenant,
                         data=FailureReport(
                             job_id=event.id,

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,13 @@ def _cli_env(s: StackSettings) -> dict[str, str]:
         "FERMION_INFERENCE_PORT": str(s.inference_port),
         "COLUMNS": "200",
     }
+
+
+def _fermion(s: StackSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `fermion` CLI against a stack."""
+    return subprocess.run(
+        [sys.executable, "-m", "fermion", *args], env=_cli_env(s), capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +125,9 @@ def test_fermion_demo_prints_a_served_accuracy(tmp_path: Path) -> None:
 def test_registry_commands_of_the_cli(stack: Stack) -> None:
     """`fermion models ...` against the running stack (runs after the digits flow registered a version)."""
     s = stack.settings
-    env = _cli_env(s)
 
     def fermion(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "fermion", *args], env=env, capture_output=True, text=True, timeout=60
-        )
+        return _fermion(s, *args)
 
     listing = fermion("models", "list")
     assert listing.returncode == 0 and "digits" in listing.stdout and "latest→1" in listing.stdout
@@ -137,3 +142,30 @@ def test_registry_commands_of_the_cli(stack: Stack) -> None:
     assert refused.returncode == 1 and "no earlier version" in refused.stdout
     bad = fermion("models", "describe", "../etc")
     assert bad.returncode == 1 and "invalid model name" in bad.stdout
+
+
+def test_job_views_and_dead_letters_from_the_cli(stack: Stack) -> None:
+    """Runs after the flows above: one completed digits job, two failed bad ones."""
+    s = stack.settings
+    listing = _fermion(s, "jobs", "list")
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert "completed" in listing.stdout and "failed" in listing.stdout
+    with Client.from_settings(s) as client:
+        jobs = client.jobs()
+        letters = client.dead_letters()
+    (digits_job,) = [j for j in jobs.values() if j.model_name == "digits"]
+    assert digits_job.state == "completed" and digits_job.version == 1 and digits_job.epoch == digits_job.epochs
+    shown = _fermion(s, "jobs", "show", digits_job.job_id)
+    assert shown.returncode == 0 and '"state": "completed"' in shown.stdout
+    (bad,) = [d for d in letters if "resnet9000" in d.reason]
+    assert bad.deliveries == "1" and jobs[bad.job_id].state == "failed"
+    assert "resnet9000" in _fermion(s, "jobs", "dlq", "list").stdout
+    retried = _fermion(s, "jobs", "dlq", "retry", bad.job_id)
+    assert retried.returncode == 0, retried.stdout
+    with Client.from_settings(s) as client:
+        for _ in range(100):  # the retry fails the same way and is dead-lettered a second time
+            if len([d for d in client.dead_letters() if d.job_id == bad.job_id]) == 2:
+                break
+            time.sleep(0.1)
+        assert len([d for d in client.dead_letters() if d.job_id == bad.job_id]) == 2
+    assert _fermion(s, "jobs", "dlq", "retry", "no-such-job").returncode == 1

@@ -161,8 +161,10 @@ async def test_thirty_jobs_survive_random_sigkills_of_two_trainers(fleet: Fleet,
     assert all(len(vs) == 1 for vs in per_event.values()), f"an event got two versions: {per_event}"
     completed = {j for j, ends in outcomes.items() if any(isinstance(e, TrainingCompleted) for e in ends)}
     assert completed <= set(per_event), "a job completed without its version in the registry"
-    print(f"\nfault injection: {kills} SIGKILLs, {len(completed)} completed, {len(letters)} dead-lettered, "
-          f"{sum(len(v) for v in per_event.values())} versions")
+    print(
+        f"\nfault injection: {kills} SIGKILLs, {len(completed)} completed, {len(letters)} dead-lettered, "
+        f"{sum(len(v) for v in per_event.values())} versions"
+    )
     assert len(completed) + len(letters) >= 30
 
 
