@@ -161,6 +161,8 @@ class Bus:
             await self._js.add_consumer(
                 streams.JOBS_STREAM, streams.trainer_consumer(policy or streams.ConsumerPolicy())
             )
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # exists: its start point must not move
+                await self._js.add_consumer(streams.EVENTS_STREAM, streams.pipeline_consumer())
         except nats.errors.Error as exc:
             raise BusError(f"provisioning JetStream failed: {exc}") from exc
 
@@ -260,10 +262,10 @@ class Bus:
                 await sub.unsubscribe()
         return out
 
-    async def job_queue(self, durable: str = streams.TRAINER_DURABLE) -> JobQueue:
-        """Bind a pull subscription to the shared durable consumer."""
+    async def job_queue(self, durable: str = streams.TRAINER_DURABLE, stream: str = streams.JOBS_STREAM) -> JobQueue:
+        """Bind a pull subscription to a shared durable consumer (the trainers', or the pipelines')."""
         try:
-            sub = await self._js.pull_subscribe_bind(durable, stream=streams.JOBS_STREAM)
+            sub = await self._js.pull_subscribe_bind(durable, stream=stream)
         except nats.errors.Error as exc:
             raise BusError(f"cannot bind to consumer {durable!r}: {exc}") from exc
         return JobQueue(sub)

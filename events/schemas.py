@@ -77,12 +77,23 @@ class Recipe(Payload):
     seed: int = 0
 
 
+class Gate(Payload):
+    """When a freshly registered version is promoted: a metric floor, and optionally no regression."""
+
+    alias: Name = "production"
+    metric: str = Field(default="macro_f1", min_length=1, max_length=64)
+    minimum: float = 0.0
+    not_worse_than_current: bool = True
+
+
 class TrainingRequest(Payload):
-    """What a training job trains, on what, and how."""
+    """What a training job trains, on what, and how; `gate` promotes the result when it passes."""
 
     model_name: Name
     dataset: DatasetRef
     recipe: Recipe = Recipe()
+    gate: Gate | None = None
+    pipeline: str | None = None
 
 
 class ProgressReport(Payload):

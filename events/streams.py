@@ -18,6 +18,7 @@ from . import subjects
 JOBS_STREAM = "FERMION_JOBS"
 EVENTS_STREAM = "FERMION_EVENTS"
 TRAINER_DURABLE = "trainers"
+PIPELINE_DURABLE = "pipelines"
 
 
 @dataclass(frozen=True)
@@ -71,4 +72,16 @@ def trainer_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
         ack_wait=policy.ack_wait_s,
         max_deliver=policy.max_deliver,
         max_ack_pending=1000,
+    )
+
+
+def pipeline_consumer() -> ConsumerConfig:
+    """The durable pull consumer that turns dataset uploads into training requests by rule."""
+    return ConsumerConfig(
+        durable_name=PIPELINE_DURABLE,
+        filter_subject=subjects.DATASETS_UPLOADED,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.NEW,
+        ack_wait=30.0,
+        max_deliver=5,
     )

@@ -18,6 +18,7 @@ from .errors import (
     VersionNotFound,
 )
 from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
+from .pipelines import PipelineNotFound, PipelineRule, Pipelines
 from .registry import LATEST, Alias, Registry, check_name, open_registry
 from .settings import StoreSettings
 
@@ -41,6 +42,9 @@ __all__ = [
     "NotFound",
     "ObjectNotFound",
     "ObjectStore",
+    "PipelineNotFound",
+    "PipelineRule",
+    "Pipelines",
     "PreconditionFailed",
     "Registry",
     "RegistryError",

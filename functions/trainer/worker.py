@@ -25,11 +25,13 @@ from pydantic import ValidationError
 
 from fermion.compile import CompileError
 from fermion.events import (
+    AliasMove,
     Bus,
     BusError,
     ConsumerPolicy,
     Delivery,
     FailureReport,
+    ModelPromoted,
     ModelPublished,
     ModelVersionRef,
     ProgressReport,
@@ -42,10 +44,12 @@ from fermion.events import (
     streams,
     subjects,
 )
-from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Registry, open_registry
+from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Pipelines, Registry, open_registry
 
 from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
+from .pipeline import PipelineRunner
+from .promote import apply_gate
 from .settings import TrainerSettings, get_settings
 
 log = logging.getLogger("fermion.trainer")
@@ -74,8 +78,14 @@ class Worker:
                     log.warning("fetch failed (%s); retrying", exc)
                     await asyncio.sleep(1.0)
                     continue
-                if delivery is not None:
+                if delivery is None:
+                    continue
+                try:
                     await self.handle(delivery)
+                except Exception:  # never die on one message: it is retried, then dead-lettered
+                    log.exception("job message %d: unexpected error; it will be redelivered", delivery.seq)
+                    with contextlib.suppress(Exception):
+                        await delivery.nak(self.settings.retry_delay_s)
         finally:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -193,8 +203,29 @@ class Worker:
                 ),
             )
         )
+        if event.data.gate is not None:
+            await self._promote(event, manifest)
         await delivery.ack()
         log.info("job %s: %s version %d registered in %.1fs %s", event.id, name, version, duration_s, manifest.metrics)
+
+    async def _promote(self, event: TrainingRequested, manifest: Manifest) -> None:
+        """Apply the request's gate; a promotion is announced with `models.promoted`."""
+        assert event.data.gate is not None
+        decision = await asyncio.to_thread(apply_gate, self.registry, manifest, event.data.gate)
+        log.info("job %s: gate %s: %s", event.id, "passed" if decision.promoted else "held", decision.reason)
+        if decision.promoted:
+            await self.bus.publish(
+                ModelPromoted(
+                    id=f"{event.id}.promoted",
+                    tenant=event.tenant,
+                    data=AliasMove(
+                        model_name=manifest.name,
+                        alias=event.data.gate.alias,
+                        version=manifest.version,
+                        previous_version=decision.previous,
+                    ),
+                )
+            )
 
     async def _fail(
         self, delivery: Delivery, event: TrainingRequested, exc: Exception, *, retryable: bool, dead_letter: bool = True
@@ -310,7 +341,10 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
     bus = await Bus.connect(settings.nats_url, name="fermion-trainer")
     try:
         await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))
-        await Worker(bus, open_registry(settings), settings).run(stop)
+        registry = open_registry(settings)
+        async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
+            group.create_task(Worker(bus, registry, settings).run(stop))
+            group.create_task(PipelineRunner(bus, Pipelines(registry.store)).run(stop))
     finally:
         await bus.close()
 

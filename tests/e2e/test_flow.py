@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -169,3 +170,45 @@ def test_job_views_and_dead_letters_from_the_cli(stack: Stack) -> None:
             time.sleep(0.1)
         assert len([d for d in client.dead_letters() if d.job_id == bad.job_id]) == 2
     assert _fermion(s, "jobs", "dlq", "retry", "no-such-job").returncode == 1
+
+
+def test_a_pipeline_rule_trains_and_promotes_an_uploaded_dataset(stack: Stack, tmp_path: Path) -> None:
+    s = stack.settings
+    added = _fermion(
+        s,
+        "pipelines",
+        "add",
+        "blobs-prod",
+        "--dataset",
+        "blobs",
+        "--model",
+        "blobs",
+        "--epochs",
+        "10",
+        "--learning-rate",
+        "0.01",
+        "--minimum",
+        "0.9",
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "blobs-prod" in _fermion(s, "pipelines", "list").stdout
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    x = (rng.normal(size=(300, 5)) + y[:, None] * 3).astype(np.float32)
+    np.savez(tmp_path / "blobs-v1.npz", x=x, y=y)
+    with Client.from_settings(s) as client:
+        client.upload(tmp_path / "blobs-v1.npz")  # nothing else: the rule does the rest
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FermionError):
+                meta = client.metadata("blobs@production")
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("blobs@production never appeared")
+        assert meta["versions"] == ["1"]
+        assert np.mean(client.predict("blobs@production", x).argmax(1) == y) >= 0.9
+        (job,) = [j for j in client.jobs().values() if j.model_name == "blobs"]
+        assert job.job_id.startswith("blobs-prod.") and job.state == "completed"
+    assert _fermion(s, "pipelines", "remove", "blobs-prod").returncode == 0
+    assert _fermion(s, "pipelines", "remove", "blobs-prod").returncode == 1

@@ -1,0 +1,51 @@
+"""The promotion gate: move an alias to a new version only if it clears the bar and beats the incumbent."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from fermion.events import Gate
+from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry
+
+log = logging.getLogger("fermion.trainer")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided, and why."""
+
+    promoted: bool
+    reason: str
+    previous: int | None = None
+
+
+def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: int = 3) -> Decision:
+    """Promote `manifest` to `gate.alias` if it passes; the alias moves by compare-and-swap."""
+    tenant, name, version = manifest.tenant, manifest.name, manifest.version
+    score = manifest.metrics.get(gate.metric)
+    if score is None:
+        return Decision(False, f"the version has no metric {gate.metric!r}; it has {sorted(manifest.metrics)}")
+    if score < gate.minimum:
+        return Decision(False, f"{gate.metric} {score:.4f} is below the gate's minimum {gate.minimum}")
+    for _ in range(attempts):
+        try:
+            current = registry.resolve(tenant, name, gate.alias)
+        except AliasNotFound:
+            current = None
+        if current == version:
+            return Decision(True, f"{gate.alias} already points at version {version}", current)
+        if current is not None and gate.not_worse_than_current:
+            incumbent = registry.manifest(tenant, name, current).metrics.get(gate.metric, float("-inf"))
+            if score < incumbent:
+                return Decision(
+                    False,
+                    f"{gate.metric} {score:.4f} is worse than {gate.alias} version {current}'s {incumbent:.4f}",
+                    current,
+                )
+        try:
+            registry.set_alias(tenant, name, gate.alias, version, expected=current)
+        except AliasConflict:
+            continue  # someone moved it while we compared: judge against the new incumbent
+        return Decision(True, f"{gate.metric} {score:.4f} ≥ {gate.minimum}", current)
+    return Decision(False, f"{gate.alias} kept moving under us; left it alone")
