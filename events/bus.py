@@ -243,6 +243,9 @@ class Bus:
         """Every stored message on `subject` (wildcards allowed), oldest first, read to the end."""
         out: list[StoredMessage] = []
         try:
+            info = await self._js.stream_info(stream, subjects_filter=subject)
+            if not info.state.subjects:  # nothing stored on it: do not wait out a fetch timeout
+                return out
             sub = await self._js.subscribe(
                 subject, stream=stream, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
             )

@@ -19,6 +19,8 @@ class StackSettings(BaseSettings):
     ingest_port: int = Field(default=8001, ge=1, le=65535)
     inference_port: int = Field(default=8000, ge=1, le=65535)
     trainers: int = Field(default=1, ge=1, le=32)
+    drop_queue_url: str | None = Field(default=None, description="SQS queue of S3 drops to bridge (LocalStack)")
+    s3_endpoint_url: str | None = None
 
     @model_validator(mode="after")
     def _resolve_home(self) -> StackSettings:

@@ -80,6 +80,11 @@ class Stack:
                 ),
                 *[Process(f"trainer-{i}", [python, "-m", "fermion.functions.trainer"]) for i in range(s.trainers)],
             ]
+            if s.drop_queue_url:
+                bridge = [python, "-m", "fermion.functions.ingest.s3_events", "--queue-url", s.drop_queue_url]
+                if s.s3_endpoint_url:
+                    bridge += ["--endpoint-url", s.s3_endpoint_url]
+                self.processes.append(Process("s3-bridge", bridge))
             for p in self.processes:
                 with open(self.logs / f"{p.name}.log", "ab") as out:
                     p.proc = subprocess.Popen(p.argv, env=self.env(), stdout=out, stderr=subprocess.STDOUT)

@@ -8,13 +8,9 @@ so a retried upload writes nothing new).
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
-import zipfile
 from pathlib import PurePath
 
-import numpy as np
 from fastapi import FastAPI, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +34,7 @@ from fermion.model_store import (
 )
 
 from ..responses import install_error_handlers
+from .datasets import validate_dataset
 from .deps import BusDep, Datasets, Settings
 from .errors import BadUpload, NotFound, Unavailable, UploadTooLarge
 from .registry_api import router as registry_router
@@ -104,7 +101,7 @@ async def upload_dataset(
         check_name("tenant", tenant)
     except RegistryError as exc:
         raise BadUpload(str(exc)) from exc
-    _validate(data, fmt)
+    validate_dataset(data, fmt)
     try:
         stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     except StoreError as exc:
@@ -143,25 +140,3 @@ def _find_dataset(datasets: DatasetStore, tenant: str, sel: DatasetSelector) -> 
     except StoreError as exc:
         raise Unavailable(f"object store unavailable: {exc}") from exc
     return DatasetRef(name=sel.name, sha256=stored.sha256, uri=stored.uri, format=stored.format, size=stored.size)
-
-
-def _validate(data: bytes, fmt: str) -> None:
-    """Refuse files the trainer could never read, before anything is stored."""
-    if fmt == "npz":
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                missing = {"x", "y"} - set(npz.files)
-                if missing:
-                    raise BadUpload(f"the .npz lacks array(s) {sorted(missing)}; it has {sorted(npz.files)}")
-                x, y = npz["x"], npz["y"]
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise BadUpload(f"not a readable .npz file: {exc}") from exc
-        if x.dtype.kind not in "fiub" or len(x) != len(y) or len(x) == 0:
-            raise BadUpload(f"x must be numeric with one row per label; got x {x.dtype} {x.shape}, y {y.shape}")
-        return
-    try:
-        header = next(csv.reader(io.StringIO(data[:65536].decode("utf-8"))), None)
-    except UnicodeDecodeError as exc:
-        raise BadUpload(f"the .csv is not UTF-8 text: {exc}") from exc
-    if not header or len(header) < 2:
-        raise BadUpload("the .csv needs a header row naming at least one feature and the label column")

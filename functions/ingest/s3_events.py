@@ -1,0 +1,156 @@
+"""S3 `ObjectCreated` notifications → `datasets.uploaded`: drop a file into the bucket, a pipeline runs.
+
+Files dropped under `incoming/` (`incoming/{name}.{ext}`, or `incoming/{tenant}/{name}.{ext}`) are
+validated, stored content-addressed under `datasets/…` like an HTTP upload, and announced. Two ways in:
+
+- on AWS, `handler` is a Lambda subscribed to the bucket's notifications (or to an SQS queue of them);
+- locally, `python -m fermion.functions.ingest.s3_events --queue-url URL` drains the SQS queue that
+  LocalStack's bucket notifications fill, through the same code.
+
+A file that is not a dataset is dead-lettered on `fermion.dlq.datasets.uploaded` with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+
+from fermion.events import Bus, DatasetRef, DatasetUploaded, subjects
+from fermion.model_store import DatasetStore, RegistryError, StoreError, check_name, open_registry
+
+from .datasets import FORMATS, validate_dataset
+from .errors import BadUpload
+from .settings import IngestSettings, get_settings
+
+log = logging.getLogger("fermion.ingest.s3")
+
+INCOMING = "incoming/"
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A file dropped into the bucket, and what it claims to be."""
+
+    key: str
+    tenant: str
+    name: str
+    format: str
+
+
+def parse_key(key: str) -> Drop:
+    """`incoming/[tenant/]name.ext` → a Drop; BadUpload naming what is wrong otherwise."""
+    parts = PurePosixPath(key.removeprefix(INCOMING)).parts
+    if not key.startswith(INCOMING) or len(parts) not in (1, 2):
+        raise BadUpload(f"{key!r} is not a dataset drop: use {INCOMING}NAME.EXT or {INCOMING}TENANT/NAME.EXT")
+    tenant = parts[0] if len(parts) == 2 else "default"
+    stem, _, ext = parts[-1].rpartition(".")
+    if ext.lower() not in FORMATS:
+        raise BadUpload(f"{key!r}: unsupported extension {ext!r}; use one of {', '.join(FORMATS)}")
+    try:
+        return Drop(key, check_name("tenant", tenant), check_name("dataset", stem.lower()), ext.lower())
+    except RegistryError as exc:
+        raise BadUpload(f"{key!r}: {exc}") from exc
+
+
+def s3_records(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """S3 notification records from an S3 event, or from an SQS event whose bodies are S3 events."""
+    records = []
+    for record in event.get("Records", []):
+        if record.get("eventSource") == "aws:sqs" or "body" in record:
+            records.extend(s3_records(json.loads(record["body"])))
+        elif record.get("eventSource") == "aws:s3" and str(record.get("eventName", "")).startswith("ObjectCreated"):
+            records.append(record)
+    return records
+
+
+async def ingest_records(records: list[dict[str, Any]], datasets: DatasetStore, bus: Bus) -> list[str]:
+    """Store and announce each dropped dataset; returns the outcome per record."""
+    outcomes = []
+    for record in records:
+        key = unquote_plus(record["s3"]["object"]["key"])
+        try:
+            drop = parse_key(key)
+            data, _ = await asyncio.to_thread(datasets.store.get, key)
+            validate_dataset(data, drop.format)
+        except BadUpload as exc:
+            await bus.publish_bytes(
+                subjects.dead_letter(subjects.DATASETS_UPLOADED),
+                json.dumps(record).encode(),
+                headers={"Fermion-Reason": str(exc), "Fermion-Deliveries": "1"},
+            )
+            log.error("dead-lettered a dropped file: %s", exc)
+            outcomes.append(f"refused {key}: {exc}")
+            continue
+        stored = await asyncio.to_thread(datasets.put, drop.tenant, drop.name, data, drop.format)
+        ref = DatasetRef(name=drop.name, sha256=stored.sha256, uri=stored.uri, format=drop.format, size=stored.size)
+        await bus.publish(
+            DatasetUploaded(id=f"{drop.tenant}.{drop.name}.{stored.sha256[:32]}", tenant=drop.tenant, data=ref)
+        )
+        log.info("dataset %s from s3 %s (%s)", drop.name, key, stored.sha256[:12])
+        outcomes.append(f"stored {key} as {stored.key}")
+    return outcomes
+
+
+async def _ingest_event(event: dict[str, Any], settings: IngestSettings) -> list[str]:
+    bus = await Bus.connect(settings.nats_url, name="fermion-s3-ingest")
+    try:
+        return await ingest_records(s3_records(event), DatasetStore(open_registry(settings).store), bus)
+    finally:
+        await bus.close()
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    """AWS Lambda entry point for S3 (or SQS-wrapped S3) notifications."""
+    return {"outcomes": asyncio.run(_ingest_event(event, get_settings()))}
+
+
+async def bridge(queue_url: str, settings: IngestSettings, stop: asyncio.Event, *, endpoint_url: str | None) -> None:
+    """Drain an SQS queue of S3 notifications into `ingest_records` until `stop` is set."""
+    sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=settings.s3_region or "us-east-1")
+    datasets = DatasetStore(open_registry(settings).store)
+    bus = await Bus.connect(settings.nats_url, name="fermion-s3-bridge")
+    log.info("draining %s", queue_url)
+    try:
+        while not stop.is_set():
+            reply = await asyncio.to_thread(
+                sqs.receive_message, QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            for message in reply.get("Messages", []):
+                try:
+                    await ingest_records(s3_records(json.loads(message["Body"])), datasets, bus)
+                except (StoreError, ValueError, KeyError) as exc:
+                    log.warning("notification left for redelivery: %s", exc)
+                    continue
+                await asyncio.to_thread(sqs.delete_message, QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    finally:
+        await bus.close()
+
+
+def main() -> None:
+    """`python -m fermion.functions.ingest.s3_events --queue-url URL [--endpoint-url URL]`."""
+    parser = argparse.ArgumentParser(description="Drain S3 notifications from SQS into datasets.uploaded")
+    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--endpoint-url", default=None, help="SQS endpoint (LocalStack)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await bridge(args.queue_url, get_settings(), stop, endpoint_url=args.endpoint_url)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""`aws s3 cp` of a dataset into the bucket ends in a promoted, served model, with no other command.
+
+LocalStack S3 holds the registry; its bucket notifications fill an SQS queue that the ingest
+function's bridge drains into `datasets.uploaded`; a pipeline rule trains and promotes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fermion.client import Client, FermionError
+from fermion.events import Bus, StoredMessage
+from fermion.infra import Stack, StackSettings
+from fermion.infra.localstack import LocalStack
+from fermion.infra.provision import s3_drop_queue
+from fermion.model_store import PipelineRule, Pipelines
+from fermion.model_store.backends.s3 import S3Store
+from tests.conftest import free_port, s3_client
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def s3_stack(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
+    bucket = f"drops-{uuid.uuid4().hex[:10]}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "FERMION_STORE_URL": f"s3://{bucket}",
+        "FERMION_S3_ENDPOINT_URL": localstack.endpoint_url,
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        queue = s3_drop_queue(bucket, endpoint_url=localstack.endpoint_url)
+        settings = StackSettings(
+            home=tmp_path_factory.mktemp("s3-home"),
+            nats_port=free_port(),
+            ingest_port=free_port(),
+            inference_port=free_port(),
+            drop_queue_url=queue,
+            s3_endpoint_url=localstack.endpoint_url,
+        )
+        with Stack(settings) as stack:
+            yield stack, bucket
+
+
+async def _history(nats_url: str, subject: str) -> list[StoredMessage]:
+    bus = await Bus.connect(nats_url)
+    try:
+        return await bus.history(subject)
+    finally:
+        await bus.close()
+
+
+def _drop(localstack: LocalStack, path: Path, bucket: str, key: str) -> None:
+    if shutil.which("aws"):  # the real AWS CLI, as a user would type it
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        subprocess.run(
+            ["aws", "--endpoint-url", localstack.endpoint_url, "s3", "cp", str(path), f"s3://{bucket}/{key}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    else:
+        s3_client(localstack.endpoint_url).upload_file(str(path), bucket, key)
+
+
+def test_aws_s3_cp_of_a_dataset_ends_in_a_promoted_served_model(
+    s3_stack: tuple[Stack, str], localstack: LocalStack, tmp_path: Path
+) -> None:
+    stack, bucket = s3_stack
+    Pipelines(S3Store(bucket, client=s3_client(localstack.endpoint_url))).put(
+        "default",
+        PipelineRule(
+            name="iris-like",
+            dataset_prefix="flowers",
+            model_name="flowers",
+            recipe={"architecture": "mlp", "epochs": 10, "learning_rate": 0.01},
+            gate={"alias": "production", "metric": "accuracy", "minimum": 0.9},
+        ),
+    )
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 300)
+    x = (rng.normal(size=(300, 4)) + y[:, None] * 3).astype(np.float32)
+    np.savez(tmp_path / "flowers.npz", x=x, y=y)
+    _drop(localstack, tmp_path / "flowers.npz", bucket, "incoming/flowers.npz")
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    _drop(localstack, tmp_path / "notes.txt", bucket, "incoming/notes.txt")
+
+    with Client.from_settings(stack.settings) as client:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FermionError):
+                meta = client.metadata("flowers@production")
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"flowers@production never appeared; logs in {stack.logs}")
+        assert np.mean(client.predict("flowers@production", x).argmax(1) == y) >= 0.9
+        assert meta["parameters"]["metrics"]["accuracy"] >= 0.9
+    refused = asyncio.run(_history(stack.settings.nats_url, "fermion.dlq.datasets.uploaded"))
+    assert any("unsupported extension 'txt'" in m.headers["Fermion-Reason"] for m in refused)
+    keys = {o["Key"] for o in s3_client(localstack.endpoint_url).list_objects_v2(Bucket=bucket)["Contents"]}
+    assert any(k.startswith("datasets/default/flowers/") for k in keys)
+    assert "models/default/flowers/aliases/production.json" in keys
+    assert stack.failed() == []
