@@ -94,6 +94,17 @@ class TrainingRequest(Payload):
     recipe: Recipe = Recipe()
     gate: Gate | None = None
     pipeline: str | None = None
+    sweep: str | None = None
+
+
+class SweepRequest(Payload):
+    """Train `trials` variations of one recipe; promote the best by `metric` through `gate`."""
+
+    model_name: Name
+    dataset: DatasetRef
+    trials: list[Recipe] = Field(min_length=1, max_length=64)
+    metric: str = Field(default="macro_f1", min_length=1, max_length=64)
+    gate: Gate = Gate()
 
 
 class ProgressReport(Payload):
@@ -168,6 +179,12 @@ class TrainingRequested(Event):
     data: TrainingRequest
 
 
+class TrainingSweep(Event):
+    subject: ClassVar[str] = subjects.TRAINING_SWEEP
+    type: Literal["training.sweep"] = "training.sweep"
+    data: SweepRequest
+
+
 class TrainingProgress(Event):
     subject: ClassVar[str] = subjects.TRAINING_PROGRESS
     type: Literal["training.progress"] = "training.progress"
@@ -210,6 +227,7 @@ class ModelPromoted(Event):
 AnyEvent = Annotated[
     DatasetUploaded
     | TrainingRequested
+    | TrainingSweep
     | TrainingProgress
     | TrainingCompleted
     | TrainingFailed

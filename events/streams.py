@@ -19,6 +19,7 @@ JOBS_STREAM = "FERMION_JOBS"
 EVENTS_STREAM = "FERMION_EVENTS"
 TRAINER_DURABLE = "trainers"
 PIPELINE_DURABLE = "pipelines"
+SWEEP_DURABLE = "sweeps"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=JOBS_STREAM,
-            subjects=[subjects.TRAINING_REQUESTED],
+            subjects=[subjects.TRAINING_REQUESTED, subjects.TRAINING_SWEEP],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
@@ -84,4 +85,16 @@ def pipeline_consumer() -> ConsumerConfig:
         deliver_policy=DeliverPolicy.NEW,
         ack_wait=30.0,
         max_deliver=5,
+    )
+
+
+def sweep_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
+    """The durable pull consumer for sweeps: a sweep waits for its trials, heartbeating meanwhile."""
+    return ConsumerConfig(
+        durable_name=SWEEP_DURABLE,
+        filter_subject=subjects.TRAINING_SWEEP,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=policy.ack_wait_s,
+        max_deliver=policy.max_deliver,
     )

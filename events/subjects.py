@@ -4,6 +4,7 @@ PREFIX = "fermion"
 
 DATASETS_UPLOADED = f"{PREFIX}.datasets.uploaded"
 TRAINING_REQUESTED = f"{PREFIX}.training.requested"
+TRAINING_SWEEP = f"{PREFIX}.training.sweep"
 TRAINING_PROGRESS = f"{PREFIX}.training.progress"
 TRAINING_COMPLETED = f"{PREFIX}.training.completed"
 TRAINING_FAILED = f"{PREFIX}.training.failed"

@@ -239,6 +239,33 @@ def train(
         raise _fail(str(exc)) from exc
 
 
+@app.command()
+def sweep(
+    model: Annotated[str, typer.Argument(help="model name to register the trials under")],
+    dataset: Annotated[str, typer.Option(help="name of an uploaded dataset")],
+    architecture: str = "mlp",
+    epochs: Annotated[str, typer.Option(help="comma-separated values to try")] = "20",
+    learning_rates: Annotated[str, typer.Option(help="comma-separated values to try")] = "0.001,0.01",
+    label_column: str = "label",
+    metric: str = "macro_f1",
+    alias: str = "production",
+    minimum: float = 0.0,
+) -> None:
+    """Train every combination of the given epochs and learning rates; promote the best through the gate."""
+    trials = [
+        {"architecture": architecture, "epochs": int(e), "learning_rate": float(lr), "label_column": label_column}
+        for e in epochs.split(",")
+        for lr in learning_rates.split(",")
+    ]
+    try:
+        out = Client.from_settings().sweep(
+            model, dataset, trials, metric=metric, gate={"alias": alias, "metric": metric, "minimum": minimum}
+        )
+    except (FermionError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"sweep {out['sweep_id']}: {len(trials)} trials; the best by {metric} goes to {alias} if ≥ {minimum}")
+
+
 @models_app.command("list")
 def models_list() -> None:
     """List models with their versions and aliases."""

@@ -101,6 +101,27 @@ class Client:
         }
         return str(self._call("POST", f"{self.ingest_url}/v1/trainings", json=body)["job_id"])
 
+    def sweep(
+        self,
+        model_name: str,
+        dataset: str,
+        trials: list[dict[str, Any]],
+        *,
+        metric: str = "macro_f1",
+        gate: dict[str, Any] | None = None,
+        sha256: str | None = None,
+    ) -> dict[str, Any]:
+        """Request a sweep; returns the sweep id and its trials' job ids."""
+        body = {
+            "model_name": model_name,
+            "tenant": self.tenant,
+            "trials": trials,
+            "metric": metric,
+            "gate": gate or {},
+            "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
+        }
+        return self._call("POST", f"{self.ingest_url}/v1/sweeps", json=body)
+
     async def follow(self, job_id: str, *, since: datetime | None = None) -> AsyncIterator[Event]:
         """The job's progress events, ending with its `training.completed` or `training.failed`."""
         bus = await Bus.connect(self.nats_url, name="fermion-client")

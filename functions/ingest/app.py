@@ -19,9 +19,12 @@ from fermion.events import (
     BusError,
     DatasetRef,
     DatasetUploaded,
+    Gate,
     Recipe,
+    SweepRequest,
     TrainingRequest,
     TrainingRequested,
+    TrainingSweep,
 )
 from fermion.events.schemas import NAME_PATTERN
 from fermion.model_store import (
@@ -123,7 +126,34 @@ async def request_training(spec: TrainingSpec, datasets: Datasets, bus: BusDep) 
     return Accepted(job_id=event.id, model_name=spec.model_name, dataset=ref)
 
 
-async def _publish(bus: Bus, event: DatasetUploaded | TrainingRequested) -> None:
+class SweepSpec(BaseModel):
+    """POST /v1/sweeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(pattern=NAME_PATTERN)
+    dataset: DatasetSelector
+    trials: list[Recipe] = Field(min_length=1, max_length=64)
+    metric: str = Field(default="macro_f1", min_length=1, max_length=64)
+    gate: Gate = Gate()
+    tenant: str = Field(default="default", pattern=NAME_PATTERN)
+
+
+@app.post("/v1/sweeps", status_code=202)
+async def request_sweep(spec: SweepSpec, datasets: Datasets, bus: BusDep) -> dict[str, object]:
+    """Publish `training.sweep`: the trials fan out across the trainers; the best is promoted by the gate."""
+    ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
+    event = TrainingSweep(
+        tenant=spec.tenant,
+        data=SweepRequest(
+            model_name=spec.model_name, dataset=ref, trials=spec.trials, metric=spec.metric, gate=spec.gate
+        ),
+    )
+    await _publish(bus, event)
+    return {"sweep_id": event.id, "trial_job_ids": [f"{event.id}.{i}" for i in range(len(spec.trials))]}
+
+
+async def _publish(bus: Bus, event: DatasetUploaded | TrainingRequested | TrainingSweep) -> None:
     try:
         await bus.publish(event)
     except BusError as exc:

@@ -212,3 +212,33 @@ def test_a_pipeline_rule_trains_and_promotes_an_uploaded_dataset(stack: Stack, t
         assert job.job_id.startswith("blobs-prod.") and job.state == "completed"
     assert _fermion(s, "pipelines", "remove", "blobs-prod").returncode == 0
     assert _fermion(s, "pipelines", "remove", "blobs-prod").returncode == 1
+
+
+def test_a_sweep_fans_out_and_promotes_the_best_trial(stack: Stack, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 3, 240)
+    x = (rng.normal(size=(240, 5)) + y[:, None] * 1.5).astype(np.float32)
+    np.savez(tmp_path / "sweepdata.npz", x=x, y=y)
+    trials = [{"architecture": "mlp", "epochs": 1, "learning_rate": 1e-5},  # barely trains: must not win
+              {"architecture": "mlp", "epochs": 10, "learning_rate": 1e-2},
+              {"architecture": "mlp", "epochs": 10, "learning_rate": 3e-3}]
+    with Client.from_settings(stack.settings) as client:
+        client.upload(tmp_path / "sweepdata.npz")
+        out = client.sweep("swept", "sweepdata", trials, metric="accuracy",
+                           gate={"alias": "champion", "metric": "accuracy", "minimum": 0.5})
+        assert len(out["trial_job_ids"]) == 3
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FermionError):
+                champion = client.metadata("swept@champion")
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("swept@champion never appeared")
+        jobs = client.jobs()
+    trial_jobs = [jobs[j] for j in out["trial_job_ids"]]
+    assert all(j.state == "completed" for j in trial_jobs)
+    best_score = max(j.metrics["accuracy"] for j in trial_jobs)
+    (winner,) = [j for j in trial_jobs if str(j.version) == champion["versions"][0]]
+    assert winner.metrics["accuracy"] == best_score  # ties go to the newer version
+    assert winner.job_id != out["trial_job_ids"][0]

@@ -1,0 +1,163 @@
+"""Hyper-parameter sweeps: one `training.sweep` fans out trials across the trainer fleet, then the
+best trial by the sweep's metric is promoted through its gate.
+
+Stateless like everything else: the sweep message stays unacked (heartbeating) while its trials
+run; if this replica dies, another gets the sweep again, re-publishes the trials (their ids are
+derived from the sweep's, so JetStream drops the duplicates) and reads their outcomes from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from fermion.events import (
+    AliasMove,
+    Bus,
+    BusError,
+    Delivery,
+    ModelPromoted,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingRequest,
+    TrainingRequested,
+    TrainingSweep,
+    parse_event,
+    streams,
+    subjects,
+)
+from fermion.model_store import Registry
+
+from .promote import apply_gate
+
+log = logging.getLogger("fermion.sweeps")
+Outcome = TrainingCompleted | TrainingFailed
+
+
+class SweepRunner:
+    """Runs sweeps from the shared `sweeps` consumer."""
+
+    def __init__(self, bus: Bus, registry: Registry, *, heartbeat_s: float) -> None:
+        self.bus = bus
+        self.registry = registry
+        self.heartbeat_s = heartbeat_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume sweeps until `stop` is set."""
+        queue = await self.bus.job_queue(streams.SWEEP_DURABLE, streams.JOBS_STREAM)
+        try:
+            while not stop.is_set():
+                try:
+                    delivery = await queue.fetch(timeout_s=1.0)
+                except BusError as exc:
+                    log.warning("fetch failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if delivery is not None:
+                    await self.handle(delivery)
+        finally:
+            await queue.close()
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Fan out, wait for every trial, promote the best; then ack."""
+        try:
+            sweep = parse_event(delivery.data, TrainingSweep)
+        except ValidationError as exc:
+            await self.bus.publish_bytes(
+                subjects.dead_letter(delivery.subject),
+                delivery.data,
+                msg_id=f"dlq.jobs.{delivery.seq}",
+                headers={
+                    "Fermion-Reason": f"malformed training.sweep: {exc}"[:2000],
+                    "Fermion-Deliveries": str(delivery.num_delivered),
+                },
+            )
+            await delivery.term()
+            return
+        assert isinstance(sweep, TrainingSweep)
+        since = sweep.time - timedelta(seconds=1)
+        trials = [
+            TrainingRequested(
+                id=f"{sweep.id}.{i}",
+                tenant=sweep.tenant,
+                data=TrainingRequest(
+                    model_name=sweep.data.model_name, dataset=sweep.data.dataset, recipe=recipe, sweep=sweep.id
+                ),
+            )
+            for i, recipe in enumerate(sweep.data.trials)
+        ]
+        for trial in trials:
+            await self.bus.publish(trial)
+        log.info("sweep %s: %d trials of %s published", sweep.id, len(trials), sweep.data.model_name)
+        heartbeat = asyncio.create_task(self._heartbeat(delivery))
+        try:
+            outcomes = await self._outcomes({t.id for t in trials}, since)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await self._promote_best(sweep, outcomes)
+        await delivery.ack()
+
+    async def _outcomes(self, ids: set[str], since: datetime) -> dict[str, Outcome]:
+        done: dict[str, Outcome] = {}
+        events = self.bus.watch("fermion.training.>", since=since)
+        try:
+            async for raw in events:
+                with contextlib.suppress(ValidationError):
+                    event = parse_event(raw)
+                    if isinstance(event, TrainingCompleted | TrainingFailed) and event.data.job_id in ids:
+                        done[event.data.job_id] = event
+                        if len(done) == len(ids):
+                            return done
+        finally:
+            await events.aclose()
+        return done
+
+    async def _promote_best(
+        self, sweep: TrainingSweep, outcomes: dict[str, TrainingCompleted | TrainingFailed]
+    ) -> None:
+        metric = sweep.data.metric
+        scored = [
+            (e.data.metrics.get(metric, float("-inf")), e.data.version)
+            for e in outcomes.values()
+            if isinstance(e, TrainingCompleted)
+        ]
+        if not scored:
+            log.error("sweep %s: every trial failed; nothing to promote", sweep.id)
+            return
+        score, version = max(scored)
+        manifest = await asyncio.to_thread(self.registry.manifest, sweep.tenant, sweep.data.model_name, version)
+        decision = await asyncio.to_thread(apply_gate, self.registry, manifest, sweep.data.gate)
+        log.info(
+            "sweep %s: best is version %d (%s %.4f); gate %s: %s",
+            sweep.id,
+            version,
+            metric,
+            score,
+            "passed" if decision.promoted else "held",
+            decision.reason,
+        )
+        if decision.promoted:
+            await self.bus.publish(
+                ModelPromoted(
+                    id=f"{sweep.id}.promoted",
+                    tenant=sweep.tenant,
+                    data=AliasMove(
+                        model_name=manifest.name,
+                        alias=sweep.data.gate.alias,
+                        version=version,
+                        previous_version=decision.previous,
+                    ),
+                )
+            )
+
+    async def _heartbeat(self, delivery: Delivery) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(Exception):  # a missed heartbeat only risks a redelivery, which is idempotent
+                await delivery.in_progress()
