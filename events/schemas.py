@@ -114,7 +114,8 @@ class ProgressReport(Payload):
     model_name: Name
     epoch: int
     epochs: int
-    loss: float
+    loss: float | None = None
+    """None at epoch 0, the "started" report a worker sends when it takes the job."""
     metrics: dict[str, float] = {}
 
 

@@ -182,11 +182,12 @@ def _follow(client: Client, job: str, epochs: int):  # type: ignore[no-untyped-d
 
         def on_progress(event):  # type: ignore[no-untyped-def]
             d = event.data
+            status = "started" if d.loss is None else f"loss {d.loss:.4f} acc {d.metrics.get('accuracy', 0):.3f}"
             progress.update(
                 task,
                 completed=d.epoch,
                 total=d.epochs,
-                status=f"loss {d.loss:.4f} acc {d.metrics.get('accuracy', 0):.3f}",
+                status=status,
             )
 
         result = client.wait(job, on_progress=on_progress)

@@ -106,6 +106,16 @@ class Worker:
         cancelled = threading.Event()
         if await self.bus.last(subjects.cancel(event.id)) is not None:
             cancelled.set()
+        with contextlib.suppress(BusError):  # "started": best-effort, like every progress report
+            await self.bus.publish(
+                TrainingProgress(
+                    id=f"{event.id}.started.{delivery.seq}",
+                    tenant=event.tenant,
+                    data=ProgressReport(
+                        job_id=event.id, model_name=event.data.model_name, epoch=0, epochs=event.data.recipe.epochs
+                    ),
+                )
+            )
         heartbeat = asyncio.create_task(self._heartbeat(delivery))
         watcher = asyncio.create_task(self._watch_cancel(event.id, cancelled))
         try:

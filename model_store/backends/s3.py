@@ -36,7 +36,8 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._s3 = client or boto3.client(
+        # A session of its own: boto3's default session is shared, caches credentials, and is not thread-safe.
+        self._s3 = client or boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,

@@ -22,6 +22,7 @@ import pytest
 from fermion.events import (
     Bus,
     CancelRequest,
+    ConsumerPolicy,
     DatasetRef,
     Recipe,
     TrainingCancel,
@@ -78,13 +79,12 @@ def fleet(tmp_path: Path, recipe_site: Path) -> Iterator[Fleet]:
         finally:
             for t in f.trainers:
                 t.stop()
+            f.nats.stop()  # a test may have restarted the server: stop the one running now
 
 
 @pytest.fixture
 async def fleet_bus(fleet: Fleet) -> AsyncIterator[Bus]:
     bus = await Bus.connect(fleet.nats.url)
-    from fermion.events import ConsumerPolicy
-
     await bus.provision(ConsumerPolicy(ack_wait_s=3, max_deliver=3))
     yield bus
     await bus.close()
@@ -223,3 +223,34 @@ async def test_cancel_before_start_and_while_training(fleet: Fleet, fleet_bus: B
     assert isinstance(ended, TrainingFailed) and "cancelled after epoch" in ended.data.reason
     assert fleet.registry.versions("default", "toy") == []
     assert long.id not in await _dead_letters(fleet_bus)  # a cancel is not a failure to investigate
+
+
+async def test_a_nats_restart_mid_job_is_survived(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.spawn()
+    ref = _dataset(fleet.registry)
+    job = _job(ref, epochs=400)  # a few seconds of training
+    bus = await Bus.connect(fleet.nats.url)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    try:
+        await bus.provision(ConsumerPolicy(ack_wait_s=3, max_deliver=3))
+        await bus.publish(job)
+        events = bus.watch("fermion.training.progress", since=since)
+        async with asyncio.timeout(60):
+            async for raw in events:
+                if parse_event(raw).data.job_id == job.id:  # type: ignore[attr-defined]
+                    break
+        await events.aclose()
+    finally:
+        await bus.close()
+    port = fleet.nats.port
+    fleet.nats.stop()  # mid-job: the trainer loses its connection
+    await asyncio.sleep(1.0)
+    fleet.nats = NatsServer(fleet.nats.store_dir, port=port).start()  # same store, same port
+    bus = await Bus.connect(fleet.nats.url)
+    try:
+        (ended,) = (await _outcomes(bus, {job.id}, since, timeout_s=90))[job.id]
+    finally:
+        await bus.close()
+    assert isinstance(ended, TrainingCompleted), ended
+    assert fleet.registry.versions("default", "toy") == [ended.data.version]
+    assert fleet.alive(), "the trainer died instead of reconnecting"

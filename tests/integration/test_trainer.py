@@ -104,7 +104,7 @@ async def test_a_job_trains_registers_and_reports(bus: Bus, trainer: Trainer, st
     await bus.publish(event)
     events = await _outcome(bus, event.id, since)
     progress = [e for e in events if isinstance(e, TrainingProgress)]
-    assert [p.data.epoch for p in progress] == [1, 2, 3, 4, 5]
+    assert [p.data.epoch for p in progress] == [0, 1, 2, 3, 4, 5]  # 0: "started"
     done = events[-1]
     assert isinstance(done, TrainingCompleted), events[-1]
     assert done.data.metrics["accuracy"] >= 0.9
