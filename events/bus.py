@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -205,6 +206,27 @@ class Bus:
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+    async def flag_on(self, subject: str, flag: threading.Event) -> Callable[[], Awaitable[None]]:
+        """Set `flag` when anything arrives on `subject`; the subscription is live when this returns.
+
+        Returns the coroutine function that unsubscribes.
+        """
+
+        async def on_msg(msg: Msg) -> None:
+            flag.set()
+
+        try:
+            sub = await self._nc.subscribe(subject, cb=on_msg)
+            await self._nc.flush(timeout=5)  # the server has the interest before we go on
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BusError(f"cannot subscribe to {subject}: {exc}") from exc
+
+        async def close() -> None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+        return close
 
     async def take_job(self, seq: int) -> StoredMessage | None:
         """Remove a job message from the work queue by sequence and return it (None if already gone)."""

@@ -12,17 +12,18 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 
 from fermion.model_store import open_registry
 
 from ..responses import install_error_handlers
 from .errors import BadRequest, PayloadTooLarge
-from .protocol import InferenceResponse, parse_request, to_array, to_output
+from .protocol import InferenceResponse, encode_response, parse_request, to_array
 from .runtime import LoadedModel, ModelRef, ModelRuntime
 from .settings import InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
+INLINE_ELEMENTS = 65_536  # tensors up to this many elements run on the event loop
 
 try:
     SERVER_VERSION = version("fermion")
@@ -31,14 +32,26 @@ except PackageNotFoundError:
 
 
 @lru_cache(maxsize=1)
-def get_runtime() -> ModelRuntime:
+def runtime() -> ModelRuntime:
     """The process's model runtime, built once."""
     settings = get_settings()
     return ModelRuntime(open_registry(settings), settings)
 
 
+# Dependencies are coroutines on purpose: FastAPI runs a plain `def` dependency in its thread pool,
+# a hop per request that costs more than the model run on the warm path.
+async def get_runtime() -> ModelRuntime:
+    """Dependency: the model runtime."""
+    return runtime()
+
+
+async def current_settings() -> InferenceSettings:
+    """Dependency: the settings."""
+    return get_settings()
+
+
 Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
-Settings = Annotated[InferenceSettings, Depends(get_settings)]
+Settings = Annotated[InferenceSettings, Depends(current_settings)]
 
 app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
 install_error_handlers(app, log)
@@ -104,11 +117,15 @@ async def model_ready(name: str, runtime: Runtime, model_version: str | None = N
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
-@app.post("/v2/models/{name}/infer", response_model_exclude_none=True)
-@app.post("/v2/models/{name}/versions/{model_version}/infer", response_model_exclude_none=True)
+@app.post("/v2/models/{name}/infer", response_model=InferenceResponse, response_model_exclude_none=True)
+@app.post(
+    "/v2/models/{name}/versions/{model_version}/infer",
+    response_model=InferenceResponse,
+    response_model_exclude_none=True,
+)
 async def infer(
     name: str, request: Request, runtime: Runtime, settings: Settings, model_version: str | None = None
-) -> InferenceResponse:
+) -> Response:
     """Run the model on JSON tensors."""
     body = await request.body()
     if len(body) > settings.max_body_bytes:
@@ -117,14 +134,15 @@ async def infer(
     variant = (payload.parameters or {}).get("variant")
     if variant is not None and variant not in ("auto", "fp32", "int8", "fp16"):
         raise BadRequest(f"parameters.variant must be auto, fp32, int8 or fp16; got {variant!r}")
-    model = await asyncio.to_thread(runtime.get, ModelRef.parse(name, model_version), None, variant)
+    ref = ModelRef.parse(name, model_version)
+    # The warm path does no I/O and hops no thread; a load (fetch, verify, session) runs off the loop.
+    model = runtime.cached(ref, variant) or await asyncio.to_thread(runtime.get, ref, None, variant)
     feeds = {t.name: to_array(t) for t in payload.inputs}
     wanted = [o.name for o in payload.outputs] if payload.outputs else None
-    results = model.run(feeds, wanted)
-    return InferenceResponse(
-        model_name=model.name,
-        model_version=str(model.version),
-        id=payload.id,
-        outputs=[to_output(n, a) for n, a in results.items()],
-        parameters={"variant": model.variant},
+    if sum(a.size for a in feeds.values()) <= INLINE_ELEMENTS:
+        results = model.run(feeds, wanted)  # small: a thread hop would cost more than the run
+    else:
+        results = await asyncio.to_thread(model.run, feeds, wanted)
+    return Response(
+        encode_response(model.name, model.version, payload.id, results, model.variant), media_type="application/json"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -79,13 +80,6 @@ def to_array(tensor: RequestInput) -> np.ndarray:
     return array.reshape(tensor.shape)
 
 
-def to_output(name: str, array: np.ndarray) -> ResponseOutput:
-    """A numpy result as a response tensor (flat data, row-major)."""
-    return ResponseOutput(
-        name=name, shape=list(array.shape), datatype=datatype_of(array.dtype), data=array.ravel().tolist()
-    )
-
-
 def parse_request(body: bytes) -> InferenceRequest:
     """The request body as an InferenceRequest; BadRequest naming what is wrong otherwise."""
     try:
@@ -93,3 +87,18 @@ def parse_request(body: bytes) -> InferenceRequest:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         raise BadRequest(f"invalid inference request: {problems}") from exc
+
+
+def encode_response(
+    model_name: str, version: int, request_id: str | None, results: dict[str, np.ndarray], variant: str
+) -> bytes:
+    """The inference response as JSON bytes, built directly: the hot path skips model validation."""
+    body: dict[str, Any] = {"model_name": model_name, "model_version": str(version)}
+    if request_id is not None:
+        body["id"] = request_id
+    body["parameters"] = {"variant": variant}
+    body["outputs"] = [
+        {"name": n, "shape": list(a.shape), "datatype": datatype_of(a.dtype), "data": a.ravel().tolist()}
+        for n, a in results.items()
+    ]
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()

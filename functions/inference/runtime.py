@@ -6,11 +6,16 @@ for and not obtained is logged loudly and flagged, or refused when `require_gpu`
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -74,6 +79,7 @@ class LoadedModel:
     gpu_fallback: bool
     load_seconds: float
     variant: str
+    size: int
     inputs: dict[str, tuple[np.dtype, list[int | None]]] = field(default_factory=dict)
 
     @property
@@ -134,6 +140,22 @@ def _onnx_dtype(type_name: str) -> np.dtype:
     return np.dtype(table.get(type_name.removeprefix("tensor(").removesuffix(")"), np.float32))
 
 
+def cpu_quota() -> int:
+    """CPUs this process may use: the cgroup quota (containers, Lambda, Knative), not the host's cores."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]  # cgroup v2
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # cgroup v1
+            quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            if quota_us > 0:
+                cpus = min(cpus, max(1, math.ceil(quota_us / period_us)))
+    return max(1, cpus)
+
+
 def datatype_of(dtype: np.dtype) -> str:
     """The Open Inference Protocol name of a numpy dtype."""
     return _DATATYPE_OF.get(np.dtype(dtype), "BYTES")
@@ -145,7 +167,7 @@ class ModelRuntime:
     def __init__(self, registry: Registry, settings: InferenceSettings) -> None:
         self.registry = registry
         self.settings = settings
-        self._models: dict[tuple[str, str, int], LoadedModel] = {}
+        self._models: OrderedDict[tuple[str, str, int, str], LoadedModel] = OrderedDict()
         self._aliases: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._locks: dict[tuple[str, str, int], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -166,6 +188,8 @@ class ModelRuntime:
             version = ref.version or self._resolve(tenant, ref.name, ref.alias or self.settings.default_alias)
             key = (tenant, ref.name, version, wanted)
             if (model := self._models.get(key)) is not None:
+                with contextlib.suppress(KeyError):
+                    self._models.move_to_end(key)
                 return model
             with self._guard:
                 lock = self._locks.setdefault(key, threading.Lock())
@@ -173,6 +197,7 @@ class ModelRuntime:
                 if (model := self._models.get(key)) is None:
                     manifest = self.registry.manifest(tenant, ref.name, version)
                     model = self._models[key] = self._load_variant(manifest, wanted)
+                    self._evict()
             return model
         except Exception as exc:
             raise translate(exc) from exc
@@ -199,6 +224,27 @@ class ModelRuntime:
             )
         return self._load(manifest, cpu_choice, available.get(cpu_choice, MODEL_FILE))
 
+    def cached(self, ref: ModelRef, variant: str | None = None) -> LoadedModel | None:
+        """The loaded model for `ref` if answering needs no I/O (loaded, alias fresh); else None."""
+        tenant, wanted = self.settings.tenant, variant or self.settings.variant
+        version = ref.version
+        if version is None:
+            hit = self._aliases.get((tenant, ref.name, ref.alias or self.settings.default_alias))
+            if hit is None or time.monotonic() - hit[1] >= self.settings.alias_ttl_s:
+                return None
+            version = hit[0]
+        return self._models.get((tenant, ref.name, version, wanted))
+
+    def _evict(self) -> None:
+        """Drop least recently used sessions past `max_models` or `max_model_bytes` (never the newest)."""
+        with self._guard:
+            while len(self._models) > 1 and (
+                len(self._models) > self.settings.max_models
+                or sum(m.size for m in self._models.values()) > self.settings.max_model_bytes
+            ):
+                _, model = self._models.popitem(last=False)
+                log.info("unloaded %s version %d (least recently used)", model.name, model.version)
+
     def _resolve(self, tenant: str, name: str, alias: str) -> int:
         key = (tenant, name, alias)
         cached = self._aliases.get(key)
@@ -216,9 +262,10 @@ class ModelRuntime:
         else:
             path = self.registry.fetch(manifest, filename)
         options = ort.SessionOptions()
-        if self.settings.intra_op_threads:
-            options.intra_op_num_threads = self.settings.intra_op_threads
-        session = ort.InferenceSession(str(path), options, providers=self._providers())
+        options.intra_op_num_threads = self.settings.intra_op_threads or cpu_quota()
+        session = ort.InferenceSession(
+            str(path), options, providers=self._providers(), provider_options=self._provider_options()
+        )
         got = session.get_providers()
         wanted_gpu = [p for p in self.settings.providers if p in GPU_PROVIDERS]
         fallback = bool(wanted_gpu) and not any(p in GPU_PROVIDERS for p in got)
@@ -241,7 +288,19 @@ class ModelRuntime:
         }
         seconds = time.perf_counter() - started
         log.info("loaded %s version %d on %s in %.3fs", manifest.name, manifest.version, got, seconds)
-        return LoadedModel(manifest, session, got, fallback, seconds, variant, inputs)
+        size = sum(e.size for e in manifest.files.values())
+        return LoadedModel(manifest, session, got, fallback, seconds, variant, size, inputs)
+
+    def _provider_options(self) -> list[dict[str, str]]:
+        cache = self.settings.trt_cache_dir or str(self.settings.home / "trt-cache")
+        options = {
+            "TensorrtExecutionProvider": {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": cache,
+                "trt_timing_cache_enable": "True",
+            }
+        }
+        return [options.get(p, {}) for p in self._providers()]
 
     def _providers(self) -> list[str]:
         available = set(ort.get_available_providers())

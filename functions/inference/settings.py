@@ -28,7 +28,10 @@ class InferenceSettings(StoreSettings):
     alias_ttl_s: float = Field(default=5.0, ge=0)
     preload: str | None = Field(default=None, description="A model reference to load at import.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
-    intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime's default.")
+    intra_op_threads: int = Field(default=0, ge=0, description="0: the container's CPU quota (cgroup).")
+    max_models: int = Field(default=8, ge=1, description="loaded sessions kept, least recently used evicted")
+    max_model_bytes: int = Field(default=4 << 30, gt=0, description="total model file bytes kept loaded")
+    trt_cache_dir: str | None = Field(default=None, description="TensorRT engine cache (default: HOME/trt-cache)")
 
 
 @lru_cache(maxsize=1)

@@ -104,6 +104,8 @@ class Worker:
         assert isinstance(event, TrainingRequested)
         started = time.perf_counter()
         cancelled = threading.Event()
+        # Listen for a cancel first, then look for one sent earlier: none can slip between the two.
+        stop_listening = await self.bus.flag_on(subjects.cancel(event.id), cancelled)
         if await self.bus.last(subjects.cancel(event.id)) is not None:
             cancelled.set()
         with contextlib.suppress(BusError):  # "started": best-effort, like every progress report
@@ -117,7 +119,6 @@ class Worker:
                 )
             )
         heartbeat = asyncio.create_task(self._heartbeat(delivery))
-        watcher = asyncio.create_task(self._watch_cancel(event.id, cancelled))
         try:
             manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
         except JobCancelled as exc:
@@ -131,10 +132,10 @@ class Worker:
             await self._fail(delivery, event, exc, retryable=True)
             return
         finally:
-            for task in (heartbeat, watcher):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await stop_listening()
         await self._complete(delivery, event, manifest, time.perf_counter() - started)
 
     def _run(self, event: TrainingRequested, loop: asyncio.AbstractEventLoop, cancelled: threading.Event) -> Manifest:
@@ -270,12 +271,6 @@ class Worker:
             await self._dead_letter(delivery, reason)
         await delivery.term()
         log.error("job %s failed: %s", event.id, reason)
-
-    async def _watch_cancel(self, job_id: str, cancelled: threading.Event) -> None:
-        async for _ in self.bus.listen(subjects.cancel(job_id)):
-            log.info("job %s: cancel requested", job_id)
-            cancelled.set()
-            return
 
     async def _reap(self) -> None:
         """Dead-letter messages that ran out of deliveries without a worker seeing their last one.

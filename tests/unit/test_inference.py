@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
-from fermion.functions.inference.app import app, get_runtime
+from fermion.functions.inference.app import app, current_settings, get_runtime
 from fermion.functions.inference.runtime import ModelRuntime
-from fermion.functions.inference.settings import InferenceSettings, get_settings
+from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Registry
 from tests.conftest import linear_draft, linear_onnx
 
@@ -28,7 +28,7 @@ def served(registry: Registry, tmp_path: Path) -> Iterator[tuple[TestClient, Reg
     settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], max_body_bytes=20_000)
     runtime = ModelRuntime(registry, settings)
     app.dependency_overrides[get_runtime] = lambda: runtime
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[current_settings] = lambda: settings
     try:
         yield TestClient(app), registry
     finally:
@@ -226,7 +226,7 @@ def test_the_variant_is_chosen_by_setting_or_per_request(registry: Registry, tmp
     registry.register("default", "q", {"model.onnx": fp32, "model.int8.onnx": int8}, draft)
     settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], cpu_variant="int8")
     app.dependency_overrides[get_runtime] = lambda: ModelRuntime(registry, settings)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[current_settings] = lambda: settings
     try:
         client = TestClient(app)
         x = np.ones((1, 64), np.float32)
