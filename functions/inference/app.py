@@ -12,13 +12,14 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
 
 from fermion.model_store import open_registry
 
 from ..responses import install_error_handlers
 from .errors import BadRequest, PayloadTooLarge
-from .protocol import InferenceResponse, encode_response, parse_request, to_array
+from .protocol import HEADER_LENGTH, InferenceRequest, InferenceResponse, encode_response, parse_request, to_array
 from .runtime import LoadedModel, ModelRef, ModelRuntime
 from .settings import InferenceSettings, get_settings
 
@@ -130,19 +131,31 @@ async def infer(
     body = await request.body()
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {settings.max_body_bytes}")
-    payload = parse_request(body)
+    payload, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
     variant = (payload.parameters or {}).get("variant")
     if variant is not None and variant not in ("auto", "fp32", "int8", "fp16"):
         raise BadRequest(f"parameters.variant must be auto, fp32, int8 or fp16; got {variant!r}")
     ref = ModelRef.parse(name, model_version)
     # The warm path does no I/O and hops no thread; a load (fetch, verify, session) runs off the loop.
     model = runtime.cached(ref, variant) or await asyncio.to_thread(runtime.get, ref, None, variant)
-    feeds = {t.name: to_array(t) for t in payload.inputs}
+    feeds = {t.name: to_array(t, binary) for t in payload.inputs}
     wanted = [o.name for o in payload.outputs] if payload.outputs else None
     if sum(a.size for a in feeds.values()) <= INLINE_ELEMENTS:
         results = model.run(feeds, wanted)  # small: a thread hop would cost more than the run
     else:
         results = await asyncio.to_thread(model.run, feeds, wanted)
-    return Response(
-        encode_response(model.name, model.version, payload.id, results, model.variant), media_type="application/json"
+    content, header_length = encode_response(
+        model.name, model.version, payload.id, results, model.variant, _binary_outputs(payload, results)
     )
+    if header_length is None:
+        return Response(content, media_type="application/json")
+    return Response(
+        content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
+    )
+
+
+def _binary_outputs(payload: InferenceRequest, results: dict[str, np.ndarray]) -> set[str]:
+    """Outputs the client asked to receive as raw bytes (per output, or all by request parameter)."""
+    if payload.outputs:
+        return {o.name for o in payload.outputs if (o.parameters or {}).get("binary_data")}
+    return set(results) if (payload.parameters or {}).get("binary_data_output") else set()

@@ -20,7 +20,7 @@ class RequestInput(BaseModel):
     name: str
     shape: list[int] = Field(max_length=16)
     datatype: str
-    data: list[Any]
+    data: list[Any] = []
     parameters: dict[str, Any] | None = None
 
 
@@ -59,8 +59,10 @@ class InferenceResponse(BaseModel):
     outputs: list[ResponseOutput]
 
 
-def to_array(tensor: RequestInput) -> np.ndarray:
+def to_array(tensor: RequestInput, binary: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The request tensor as a numpy array of its declared datatype and shape."""
+    if binary and tensor.name in binary:
+        return binary[tensor.name]
     dtype = DATATYPES.get(tensor.datatype)
     if dtype is None:
         raise BadRequest(
@@ -80,8 +82,51 @@ def to_array(tensor: RequestInput) -> np.ndarray:
     return array.reshape(tensor.shape)
 
 
-def parse_request(body: bytes) -> InferenceRequest:
-    """The request body as an InferenceRequest; BadRequest naming what is wrong otherwise."""
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def parse_request(body: bytes, header_length: str | None = None) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
+    """The request and its binary tensors (binary tensor extension); BadRequest naming what is wrong.
+
+    With `header_length` (the Inference-Header-Content-Length header) the body is that many bytes of
+    JSON followed by the raw little-endian data of every input whose `binary_data_size` is set, in order.
+    """
+    if header_length is None:
+        return _parse_json(body), {}
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise BadRequest(f"Inference-Header-Content-Length must be an integer; got {header_length!r}") from None
+    if not 0 < n <= len(body):
+        raise BadRequest(f"Inference-Header-Content-Length {n} does not fit a body of {len(body)} bytes")
+    request = _parse_json(body[:n])
+    binary: dict[str, np.ndarray] = {}
+    offset = n
+    for tensor in request.inputs:
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is None:
+            continue
+        dtype = DATATYPES.get(tensor.datatype)
+        if dtype is None:
+            raise BadRequest(f"input {tensor.name!r}: binary data of datatype {tensor.datatype!r} is not supported")
+        if not isinstance(size, int) or size < 0 or offset + size > len(body):
+            raise BadRequest(f"input {tensor.name!r}: binary_data_size {size!r} runs past the end of the body")
+        expected = int(np.prod(tensor.shape, dtype=np.int64)) * dtype.itemsize
+        if size != expected:
+            raise BadRequest(
+                f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {expected} "
+                f"bytes, binary_data_size is {size}"
+            )
+        binary[tensor.name] = np.frombuffer(
+            body, dtype=dtype.newbyteorder("<"), count=expected // dtype.itemsize, offset=offset
+        ).reshape(tensor.shape)
+        offset += size
+    if offset != len(body):
+        raise BadRequest(f"{len(body) - offset} bytes after the last binary input are unaccounted for")
+    return request, binary
+
+
+def _parse_json(body: bytes) -> InferenceRequest:
     try:
         return InferenceRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -90,15 +135,34 @@ def parse_request(body: bytes) -> InferenceRequest:
 
 
 def encode_response(
-    model_name: str, version: int, request_id: str | None, results: dict[str, np.ndarray], variant: str
-) -> bytes:
-    """The inference response as JSON bytes, built directly: the hot path skips model validation."""
+    model_name: str,
+    version: int,
+    request_id: str | None,
+    results: dict[str, np.ndarray],
+    variant: str,
+    binary: set[str] = frozenset(),
+) -> tuple[bytes, int | None]:  # type: ignore[assignment]
+    """The response as bytes, built directly (the hot path skips model validation).
+
+    Outputs named in `binary` go after the JSON as raw bytes (binary tensor extension); the second
+    value is then the JSON header's length, for the Inference-Header-Content-Length header.
+    """
     body: dict[str, Any] = {"model_name": model_name, "model_version": str(version)}
     if request_id is not None:
         body["id"] = request_id
     body["parameters"] = {"variant": variant}
-    body["outputs"] = [
-        {"name": n, "shape": list(a.shape), "datatype": datatype_of(a.dtype), "data": a.ravel().tolist()}
-        for n, a in results.items()
-    ]
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    outputs, blobs = [], []
+    for n, a in results.items():
+        entry: dict[str, Any] = {"name": n, "shape": list(a.shape), "datatype": datatype_of(a.dtype)}
+        if n in binary:
+            blob = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = a.ravel().tolist()
+        outputs.append(entry)
+    body["outputs"] = outputs
+    header = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)

@@ -205,16 +205,71 @@ def lambda_loop() -> Iterator[None]:
     loop.close()
 
 
-def test_mangum_handler_answers_an_http_api_event(served, lambda_loop) -> None:
+def _api_gateway_v1(method: str, path: str, body: dict | None = None) -> dict:
+    raw = json.dumps(body).encode() if body is not None else b""
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json", "Host": "abc.execute-api.us-east-1.amazonaws.com"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "stage": "prod",
+            "requestId": "id",
+            "accountId": "123",
+            "apiId": "abc",
+            "identity": {"sourceIp": "1.2.3.4", "userAgent": "test"},
+        },
+        "body": base64.b64encode(raw).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def _function_url(method: str, path: str, body: dict | None = None) -> dict:
+    event = _api_gateway_v2(method, path, body)
+    event["routeKey"] = "$default"
+    event["requestContext"]["domainName"] = "abcdefg.lambda-url.us-east-1.on.aws"
+    event["requestContext"]["routeKey"] = "$default"
+    event["headers"]["host"] = "abcdefg.lambda-url.us-east-1.on.aws"
+    return event
+
+
+def _alb(method: str, path: str, body: dict | None = None) -> dict:
+    raw = json.dumps(body).encode() if body is not None else b""
+    return {
+        "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/f/1"}},
+        "httpMethod": method,
+        "path": path,
+        "queryStringParameters": {},
+        "headers": {"content-type": "application/json", "host": "fermion.example", "x-forwarded-for": "1.2.3.4"},
+        "body": base64.b64encode(raw).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [_api_gateway_v1, _api_gateway_v2, _function_url, _alb],
+    ids=["api-gateway-v1", "http-api-v2", "function-url", "alb"],
+)
+def test_mangum_handler_answers_every_event_shape(served, lambda_loop, shape) -> None:  # type: ignore[no-untyped-def]
     from fermion.functions.inference.handler import handler  # Mangum binds the current loop at import
 
     x = np.ones((2, 4), np.float32)
-    out = handler(_api_gateway_v2("POST", "/v2/models/lin/infer", _body(x)), None)
+    out = handler(shape("POST", "/v2/models/lin/infer", _body(x)), None)
     assert out["statusCode"] == 200, out
-    body = json.loads(out["body"])
+    body = json.loads(base64.b64decode(out["body"]) if out.get("isBase64Encoded") else out["body"])
     np.testing.assert_allclose(body["outputs"][0]["data"], _reference(2, x).ravel(), rtol=1e-5)
-    bad = handler(_api_gateway_v2("POST", "/v2/models/lin/infer", _body(np.ones((2, 3), np.float32))), None)
+    bad = handler(shape("POST", "/v2/models/lin/infer", _body(np.ones((2, 3), np.float32))), None)
     assert bad["statusCode"] == 400
+    assert handler(shape("GET", "/v2/health/live"), None)["statusCode"] == 200
 
 
 def test_the_variant_is_chosen_by_setting_or_per_request(registry: Registry, tmp_path: Path) -> None:

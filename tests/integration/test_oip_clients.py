@@ -1,0 +1,91 @@
+"""Existing Open Inference Protocol clients work unchanged: tritonclient[http] against a running function."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as triton
+
+from fermion.model_store import LocalDirStore, Registry
+from tests.conftest import free_port, linear_draft, linear_onnx
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The inference function under uvicorn on loopback, over a registry with model `lin`."""
+    home = tmp_path_factory.mktemp("oip-home")
+    Registry(LocalDirStore(home / "store"), home / "cache").register(
+        "default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft()
+    )
+    port = free_port()
+    env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "fermion.functions.inference.app:app",
+        ],
+        env=env,
+    )
+    url = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{url}/v2/health/live").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _reference(x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(linear_onnx(n_in=4, n_out=3, seed=1), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary-tensors", "json-tensors"])
+def test_tritonclient_infers_unchanged(server: str, binary: bool) -> None:
+    client = triton.InferenceServerClient(url=server)
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready("lin")
+        meta = client.get_model_metadata("lin")
+        assert meta["inputs"][0]["name"] == "input" and meta["outputs"][0]["datatype"] == "FP32"
+        x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+        tensor = triton.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary)
+        outputs = None if binary else [triton.InferRequestedOutput("logits", binary_data=False)]
+        result = client.infer("lin", [tensor], outputs=outputs, request_id="r-1")
+        np.testing.assert_allclose(result.as_numpy("logits"), _reference(x), rtol=1e-5)
+        assert result.get_response()["id"] == "r-1"
+    finally:
+        client.close()
+
+
+def test_a_binary_body_that_lies_about_its_size_is_a_400(server: str) -> None:
+    header = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}]}'
+    r = httpx.post(
+        f"http://{server}/v2/models/lin/infer",
+        content=header + b"\x00" * 8,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert r.status_code == 400 and "runs past the end of the body" in r.json()["error"]
