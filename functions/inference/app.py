@@ -6,21 +6,22 @@ the runtime comes from a cached getter, and `FERMION_PRELOAD` warms a model at i
 
 from __future__ import annotations
 
+from . import preload
+
+_preloading = preload.start()  # before the heavy imports below, so the model loads beside them
+
 import asyncio
 import logging
-from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
 
-from fermion.model_store import open_registry
-
 from ..responses import install_error_handlers
 from .errors import BadRequest, PayloadTooLarge
 from .protocol import HEADER_LENGTH, InferenceRequest, InferenceResponse, encode_response, parse_request, to_array
-from .runtime import LoadedModel, ModelRef, ModelRuntime
+from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
 from .settings import InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
@@ -32,18 +33,11 @@ except PackageNotFoundError:
     SERVER_VERSION = "0+unknown"
 
 
-@lru_cache(maxsize=1)
-def runtime() -> ModelRuntime:
-    """The process's model runtime, built once."""
-    settings = get_settings()
-    return ModelRuntime(open_registry(settings), settings)
-
-
 # Dependencies are coroutines on purpose: FastAPI runs a plain `def` dependency in its thread pool,
 # a hop per request that costs more than the model run on the warm path.
 async def get_runtime() -> ModelRuntime:
     """Dependency: the model runtime."""
-    return runtime()
+    return default_runtime()
 
 
 async def current_settings() -> InferenceSettings:

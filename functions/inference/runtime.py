@@ -15,15 +15,16 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from fermion.model_store import MODEL_FILE, Manifest, Registry
+from fermion.model_store import MODEL_FILE, Manifest, Registry, open_registry
 
 from .errors import BadRequest, ModelUnavailable, translate
-from .settings import GPU_PROVIDERS, InferenceSettings
+from .settings import GPU_PROVIDERS, InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
 
@@ -311,3 +312,10 @@ class ModelRuntime:
                 f"onnxruntime; it has {sorted(available)}"
             )
         return chosen
+
+
+@lru_cache(maxsize=1)
+def default_runtime() -> ModelRuntime:
+    """The process's model runtime, built once from the settings."""
+    settings = get_settings()
+    return ModelRuntime(open_registry(settings), settings)
