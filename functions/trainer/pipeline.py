@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from fermion.events import (
     Bus,
-    BusError,
     DatasetUploaded,
     Delivery,
     Gate,
@@ -26,6 +25,8 @@ from fermion.events import (
     subjects,
 )
 from fermion.model_store import Pipelines, RegistryError
+
+from .consumer import consume
 
 log = logging.getLogger("fermion.pipelines")
 
@@ -39,19 +40,7 @@ class PipelineRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume uploads until `stop` is set."""
-        queue = await self.bus.job_queue(streams.PIPELINE_DURABLE, streams.EVENTS_STREAM)
-        try:
-            while not stop.is_set():
-                try:
-                    delivery = await queue.fetch(timeout_s=1.0)
-                except BusError as exc:
-                    log.warning("fetch failed (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if delivery is not None:
-                    await self.handle(delivery)
-        finally:
-            await queue.close()
+        await consume(self.bus, streams.PIPELINE_DURABLE, streams.EVENTS_STREAM, self.handle, stop)
 
     async def handle(self, delivery: Delivery) -> None:
         """Request the trainings an upload triggers, then ack it."""

@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from fermion.events import (
     AliasMove,
     Bus,
-    BusError,
     Delivery,
     ModelPromoted,
     TrainingCompleted,
@@ -32,6 +31,7 @@ from fermion.events import (
 )
 from fermion.model_store import Registry
 
+from .consumer import consume
 from .promote import apply_gate
 
 log = logging.getLogger("fermion.sweeps")
@@ -48,19 +48,7 @@ class SweepRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume sweeps until `stop` is set."""
-        queue = await self.bus.job_queue(streams.SWEEP_DURABLE, streams.JOBS_STREAM)
-        try:
-            while not stop.is_set():
-                try:
-                    delivery = await queue.fetch(timeout_s=1.0)
-                except BusError as exc:
-                    log.warning("fetch failed (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if delivery is not None:
-                    await self.handle(delivery)
-        finally:
-            await queue.close()
+        await consume(self.bus, streams.SWEEP_DURABLE, streams.JOBS_STREAM, self.handle, stop)
 
     async def handle(self, delivery: Delivery) -> None:
         """Fan out, wait for every trial, promote the best; then ack."""

@@ -46,6 +46,7 @@ from fermion.events import (
 )
 from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Pipelines, Registry, open_registry
 
+from .consumer import consume
 from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
 from .pipeline import PipelineRunner
@@ -68,30 +69,21 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
-        queue = await self.bus.job_queue()
         reaper = asyncio.create_task(self._reap())
         log.info("trainer consuming %s", subjects.TRAINING_REQUESTED)
         try:
-            while not stop.is_set():
-                try:
-                    delivery = await queue.fetch(timeout_s=1.0)
-                except BusError as exc:
-                    log.warning("fetch failed (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if delivery is None:
-                    continue
-                try:
-                    await self.handle(delivery)
-                except Exception:  # never die on one message: it is retried, then dead-lettered
-                    log.exception("job message %d: unexpected error; it will be redelivered", delivery.seq)
-                    with contextlib.suppress(Exception):
-                        await delivery.nak(self.settings.retry_delay_s)
+            await consume(
+                self.bus,
+                streams.TRAINER_DURABLE,
+                streams.JOBS_STREAM,
+                self.handle,
+                stop,
+                retry_delay_s=self.settings.retry_delay_s,
+            )
         finally:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
-            await queue.close()
 
     async def handle(self, delivery: Delivery) -> None:
         """Decide one delivery's fate."""
@@ -245,28 +237,13 @@ class Worker:
         reason = f"{type(exc).__name__}: {exc}"
         last = delivery.num_delivered >= self.settings.max_deliver
         if retryable and not last:
+            delay = min(self.settings.retry_delay_s * 2 ** (delivery.num_delivered - 1), 300.0)
             log.warning(
-                "job %s: delivery %d failed (%s); retrying in %.0fs",
-                event.id,
-                delivery.num_delivered,
-                reason,
-                self.settings.retry_delay_s,
+                "job %s: delivery %d failed (%s); retrying in %.1fs", event.id, delivery.num_delivered, reason, delay
             )
-            await delivery.nak(self.settings.retry_delay_s)
+            await delivery.nak(delay)
             return
-        await self.bus.publish(
-            TrainingFailed(
-                id=f"{event.id}.failed.{delivery.seq}",
-                tenant=event.tenant,
-                data=FailureReport(
-                    job_id=event.id,
-                    model_name=event.data.model_name,
-                    reason=str(exc),
-                    error=type(exc).__name__,
-                    retryable=retryable,
-                ),
-            )
-        )
+        await self._publish_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
         if dead_letter:
             await self._dead_letter(delivery, reason)
         await delivery.term()
@@ -297,19 +274,7 @@ class Worker:
             with contextlib.suppress(ValidationError):
                 event = parse_event(taken.data, TrainingRequested)
                 assert isinstance(event, TrainingRequested)
-                await self.bus.publish(
-                    TrainingFailed(
-                        id=f"{event.id}.failed.{taken.seq}",
-                        tenant=event.tenant,
-                        data=FailureReport(
-                            job_id=event.id,
-                            model_name=event.data.model_name,
-                            reason=reason,
-                            error="MaxDeliveriesExceeded",
-                            retryable=True,
-                        ),
-                    )
-                )
+                await self._publish_failed(event, taken.seq, reason, "MaxDeliveriesExceeded", retryable=True)
             await self.bus.publish_bytes(
                 subjects.dead_letter(taken.subject),
                 taken.data,
@@ -317,6 +282,20 @@ class Worker:
                 headers={"Fermion-Reason": reason, "Fermion-Deliveries": str(deliveries)},
             )
             log.error("dead-lettered job message %d: %s", taken.seq, reason)
+
+    async def _publish_failed(
+        self, event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool
+    ) -> None:
+        """`training.failed`, with an id per job message so a re-run of the same delivery is de-duplicated."""
+        await self.bus.publish(
+            TrainingFailed(
+                id=f"{event.id}.failed.{seq}",
+                tenant=event.tenant,
+                data=FailureReport(
+                    job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
+                ),
+            )
+        )
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Keep the original bytes, with the reason and delivery count, on the dead-letter subject."""

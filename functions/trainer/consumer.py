@@ -1,0 +1,47 @@
+"""The pull loop every consumer in the trainer process shares: jobs, pipeline uploads, sweeps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from fermion.events import Bus, BusError, Delivery
+
+log = logging.getLogger("fermion.trainer")
+
+
+async def consume(
+    bus: Bus,
+    durable: str,
+    stream: str,
+    handle: Callable[[Delivery], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    retry_delay_s: float = 5.0,
+) -> None:
+    """Fetch from a shared durable consumer and hand each delivery to `handle` until `stop` is set.
+
+    `handle` decides each message's fate; if it raises instead, the message is nak'ed for a later
+    delivery (and, past max_deliver, dead-lettered): the process never dies on one message.
+    """
+    queue = await bus.job_queue(durable, stream)
+    try:
+        while not stop.is_set():
+            try:
+                delivery = await queue.fetch(timeout_s=1.0)
+            except BusError as exc:
+                log.warning("%s: fetch failed (%s); retrying", durable, exc)
+                await asyncio.sleep(1.0)
+                continue
+            if delivery is None:
+                continue
+            try:
+                await handle(delivery)
+            except Exception:  # never die on one message: it is retried, then dead-lettered
+                log.exception("%s: message %d: unexpected error; it will be redelivered", durable, delivery.seq)
+                with contextlib.suppress(Exception):
+                    await delivery.nak(retry_delay_s)
+    finally:
+        await queue.close()
