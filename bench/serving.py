@@ -42,11 +42,15 @@ HAND_WRITTEN = textwrap.dedent("""
 """)
 
 
-def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+def wrk(url: str, body: str, connections: int, seconds: int, *, raw_script: bool = False) -> dict[str, float]:
+    """Run wrk against `url` posting `body` (with `raw_script`, `body` is the whole Lua script)."""
+    lua = (
+        body
+        if raw_script
+        else (f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
-        )
+        script.write(lua)
     out = subprocess.run(
         [
             "wrk",

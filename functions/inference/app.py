@@ -19,13 +19,16 @@ import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
 
 from ..responses import install_error_handlers
+from .batching import Batcher
 from .errors import BadRequest, PayloadTooLarge
 from .protocol import HEADER_LENGTH, InferenceRequest, InferenceResponse, encode_response, parse_request, to_array
 from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
 from .settings import InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
-INLINE_ELEMENTS = 65_536  # tensors up to this many elements run on the event loop
+INLINE_ELEMENTS = 65_536  # tensors up to this many elements may run on the event loop...
+INLINE_RUN_MS = 0.5  # ...when the model's recent runs took less than this
+BATCHING = {"enabled": True}
 
 try:
     SERVER_VERSION = version("fermion")
@@ -134,10 +137,7 @@ async def infer(
     model = runtime.cached(ref, variant) or await asyncio.to_thread(runtime.get, ref, None, variant)
     feeds = {t.name: to_array(t, binary) for t in payload.inputs}
     wanted = [o.name for o in payload.outputs] if payload.outputs else None
-    if sum(a.size for a in feeds.values()) <= INLINE_ELEMENTS:
-        results = model.run(feeds, wanted)  # small: a thread hop would cost more than the run
-    else:
-        results = await asyncio.to_thread(model.run, feeds, wanted)
+    results = await _run(model, feeds, wanted, settings)
     content, header_length = encode_response(
         model.name, model.version, payload.id, results, model.variant, _binary_outputs(payload, results)
     )
@@ -146,6 +146,35 @@ async def infer(
     return Response(
         content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
     )
+
+
+async def _run(
+    model: LoadedModel, feeds: dict[str, np.ndarray], wanted: list[str] | None, settings: InferenceSettings
+) -> dict[str, np.ndarray]:
+    """Route a run: inline when cheap and nothing is queued, batched under load, else a worker thread."""
+    batcher: Batcher | None = model.batcher
+    idle = batcher is None or batcher.idle
+    if idle and model.run_ms < INLINE_RUN_MS and sum(a.size for a in feeds.values()) <= INLINE_ELEMENTS:
+        return model.run(feeds, wanted)  # a thread hop would cost more than the run itself
+    options = {
+        "batching": float(settings.batching and BATCHING["enabled"]),
+        "max_batch_size": settings.max_batch_size,
+        "max_delay_ms": settings.max_delay_ms,
+        **settings.batch_overrides.get(model.name, {}),
+    }
+    if options["batching"]:
+        if batcher is None:
+            batcher = model.batcher = Batcher(
+                model, max_batch_size=int(options["max_batch_size"]), max_delay_ms=float(options["max_delay_ms"])
+            )
+        if batcher.batchable(feeds):
+            return await batcher.run(feeds, wanted)
+    return await asyncio.to_thread(model.run, feeds, wanted)
+
+
+def disable_batching() -> None:
+    """One request per invocation (Mangum on Lambda): nothing to merge."""
+    BATCHING["enabled"] = False
 
 
 def _binary_outputs(payload: InferenceRequest, results: dict[str, np.ndarray]) -> set[str]:

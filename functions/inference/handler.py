@@ -2,6 +2,7 @@
 
 from mangum import Mangum
 
-from .app import app
+from .app import app, disable_batching
 
+disable_batching()  # one request per invocation: nothing to merge
 handler = Mangum(app, lifespan="off")

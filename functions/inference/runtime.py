@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -81,6 +82,8 @@ class LoadedModel:
     load_seconds: float
     variant: str
     size: int
+    run_ms: float = 0.0
+    batcher: Any = None  # the inference app's Batcher for this session, made on first use
     inputs: dict[str, tuple[np.dtype, list[int | None]]] = field(default_factory=dict)
 
     @property
@@ -119,7 +122,10 @@ class LoadedModel:
         known = {o.name for o in self.session.get_outputs()}
         if unknown := [n for n in names if n not in known]:
             raise BadRequest(f"model {self.name} has no output(s) {unknown}; its outputs are {sorted(known)}")
-        return dict(zip(names, self.session.run(names, feeds), strict=True))
+        started = time.perf_counter()
+        out = self.session.run(names, feeds)
+        self.run_ms = 0.8 * self.run_ms + 0.2 * (time.perf_counter() - started) * 1000  # recent cost, for routing
+        return dict(zip(names, out, strict=True))
 
 
 def _onnx_dtype(type_name: str) -> np.dtype:
@@ -264,6 +270,8 @@ class ModelRuntime:
             path = self.registry.fetch(manifest, filename)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.settings.intra_op_threads or cpu_quota()
+        # ORT's pool spin-waits between runs by default, which starves the event loop that feeds it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(
             str(path), options, providers=self._providers(), provider_options=self._provider_options()
         )
@@ -290,7 +298,7 @@ class ModelRuntime:
         seconds = time.perf_counter() - started
         log.info("loaded %s version %d on %s in %.3fs", manifest.name, manifest.version, got, seconds)
         size = sum(e.size for e in manifest.files.values())
-        return LoadedModel(manifest, session, got, fallback, seconds, variant, size, inputs)
+        return LoadedModel(manifest, session, got, fallback, seconds, variant, size, inputs=inputs)
 
     def _provider_options(self) -> list[dict[str, str]]:
         cache = self.settings.trt_cache_dir or str(self.settings.home / "trt-cache")

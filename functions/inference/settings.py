@@ -29,6 +29,12 @@ class InferenceSettings(StoreSettings):
     preload: str | None = Field(default=None, description="A model reference to load at import.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     intra_op_threads: int = Field(default=0, ge=0, description="0: the container's CPU quota (cgroup).")
+    batching: bool = Field(default=True, description="merge concurrent requests to one model (off under Mangum)")
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_delay_ms: float = Field(default=0.0, ge=0, le=1000, description="extra wait for a batch to fill")
+    batch_overrides: dict[str, dict[str, float]] = Field(
+        default={}, description='per model: {"name": {"max_batch_size": 8, "max_delay_ms": 2, "batching": 0}}'
+    )
     max_models: int = Field(default=8, ge=1, description="loaded sessions kept, least recently used evicted")
     max_model_bytes: int = Field(default=4 << 30, gt=0, description="total model file bytes kept loaded")
     trt_cache_dir: str | None = Field(default=None, description="TensorRT engine cache (default: HOME/trt-cache)")
