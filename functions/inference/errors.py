@@ -44,7 +44,7 @@ class ModelUnavailable(InferenceError):
     status = 503
 
 
-def translate(exc: Exception) -> InferenceError:
+def translate(exc: Exception) -> Exception:
     """Registry errors as the inference error a client should see."""
     if isinstance(exc, InferenceError):
         return exc
@@ -56,4 +56,4 @@ def translate(exc: Exception) -> InferenceError:
         return ModelUnavailable(f"model refused: {exc}")
     if isinstance(exc, StoreError):
         return ModelUnavailable(f"model store unavailable: {exc}")
-    return InferenceError("internal error")
+    return exc  # not ours to explain: the catch-all answers 500 with a request id and logs it

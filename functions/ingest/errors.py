@@ -52,7 +52,7 @@ class Conflict(IngestError):
     status = 409
 
 
-def translate(exc: Exception) -> IngestError:
+def translate(exc: Exception) -> Exception:
     """Registry errors as the ingest error a client should see."""
     if isinstance(exc, IngestError):
         return exc
@@ -64,4 +64,4 @@ def translate(exc: Exception) -> IngestError:
         return Conflict(str(exc))
     if isinstance(exc, StoreError):
         return Unavailable(f"object store unavailable: {exc}")
-    return IngestError(f"registry error: {exc}")
+    return exc  # not ours to explain: the catch-all answers 500 with a request id and logs it

@@ -296,3 +296,22 @@ def test_the_variant_is_chosen_by_setting_or_per_request(registry: Registry, tmp
         assert r.status_code == 400 and "parameters.variant" in r.json()["error"]
     finally:
         app.dependency_overrides.clear()
+
+
+def test_an_internal_error_is_a_500_with_a_request_id_and_no_details() -> None:
+    class Broken:
+        def cached(self, *args: object) -> None:
+            raise RuntimeError("secret internals at /srv/x.py line 3")
+
+        get = cached
+
+    app.dependency_overrides[get_runtime] = lambda: Broken()
+    try:
+        r = TestClient(app, raise_server_exceptions=False).post(
+            "/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32))
+        )
+    finally:
+        app.dependency_overrides.clear()
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal error" and len(r.json()["request_id"]) == 12
+    assert "secret" not in r.text and "Traceback" not in r.text
