@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..responses import install_error_handlers
 from .batching import Batcher
@@ -146,6 +147,38 @@ async def infer(
     return Response(
         content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
     )
+
+
+class PredictRequest(BaseModel):
+    """POST /v1/models/{name}:predict: rows of features, the KServe v1 convenience form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[list[float]] = Field(min_length=1)
+
+
+@app.post("/v1/models/{name}:predict")
+async def predict(name: str, body: PredictRequest, runtime: Runtime, settings: Settings) -> dict[str, Any]:
+    """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
+    ref = ModelRef.parse(name)
+    model = runtime.cached(ref) or await asyncio.to_thread(runtime.get, ref)
+    (input_name,) = model.inputs if len(model.inputs) == 1 else (None,)
+    if input_name is None:
+        raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
+    try:
+        x = np.asarray(body.instances, dtype=model.inputs[input_name][0])
+    except ValueError as exc:
+        raise BadRequest(f"instances must be rows of equal length: {exc}") from exc
+    (out,) = (await _run(model, {input_name: x}, None, settings)).values()
+    labels = model.manifest.labels
+    answer: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": str(model.version),
+        "predictions": out.tolist(),
+    }
+    if labels and out.ndim == 2 and out.shape[1] == len(labels):
+        answer["labels"] = [labels[i] for i in out.argmax(axis=1)]
+    return answer
 
 
 async def _run(

@@ -315,3 +315,14 @@ def test_an_internal_error_is_a_500_with_a_request_id_and_no_details() -> None:
     assert r.status_code == 500
     assert r.json()["error"] == "internal error" and len(r.json()["request_id"]) == 12
     assert "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_the_v1_predict_convenience_route(served) -> None:
+    client, _ = served
+    x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    r = client.post("/v1/models/lin:predict", json={"instances": x.tolist()})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["predictions"], _reference(2, x), rtol=1e-5)
+    assert r.json()["labels"] == [str(i) for i in _reference(2, x).argmax(1)]
+    assert client.post("/v1/models/lin:predict", json={"instances": [[1.0, 2.0]]}).status_code == 400
+    assert client.post("/v1/models/lin:predict", json={"instances": []}).status_code == 400
