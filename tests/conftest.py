@@ -187,3 +187,16 @@ def recipe_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return site
+
+
+def wait_for_model(client: Any, ref: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """The served model's metadata once `ref` (say `name@production`) resolves; fails the test on timeout."""
+    from fermion.client import FermionError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return dict(client.metadata(ref))
+        except FermionError:
+            time.sleep(0.3)
+    pytest.fail(f"{ref} was never served within {timeout_s:.0f}s")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
-from fermion.events import Gate
+from fermion.events import AliasMove, Bus, Gate, ModelPromoted
 from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry
 
 log = logging.getLogger("fermion.trainer")
@@ -49,3 +50,24 @@ def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: 
             continue  # someone moved it while we compared: judge against the new incumbent
         return Decision(True, f"{gate.metric} {score:.4f} ≥ {gate.minimum}", current)
     return Decision(False, f"{gate.alias} kept moving under us; left it alone")
+
+
+async def promote_and_announce(
+    bus: Bus, registry: Registry, manifest: Manifest, gate: Gate, *, event_id: str, tenant: str
+) -> Decision:
+    """Apply the gate off the event loop; a promotion goes out as `models.promoted` (id `{event_id}.promoted`)."""
+    decision = await asyncio.to_thread(apply_gate, registry, manifest, gate)
+    if decision.promoted:
+        await bus.publish(
+            ModelPromoted(
+                id=f"{event_id}.promoted",
+                tenant=tenant,
+                data=AliasMove(
+                    model_name=manifest.name,
+                    alias=gate.alias,
+                    version=manifest.version,
+                    previous_version=decision.previous,
+                ),
+            )
+        )
+    return decision

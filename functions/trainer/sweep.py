@@ -16,10 +16,8 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from fermion.events import (
-    AliasMove,
     Bus,
     Delivery,
-    ModelPromoted,
     TrainingCompleted,
     TrainingFailed,
     TrainingRequest,
@@ -32,7 +30,7 @@ from fermion.events import (
 from fermion.model_store import Registry
 
 from .consumer import consume
-from .promote import apply_gate
+from .promote import promote_and_announce
 
 log = logging.getLogger("fermion.sweeps")
 Outcome = TrainingCompleted | TrainingFailed
@@ -120,7 +118,9 @@ class SweepRunner:
             return
         score, version = max(scored)
         manifest = await asyncio.to_thread(self.registry.manifest, sweep.tenant, sweep.data.model_name, version)
-        decision = await asyncio.to_thread(apply_gate, self.registry, manifest, sweep.data.gate)
+        decision = await promote_and_announce(
+            self.bus, self.registry, manifest, sweep.data.gate, event_id=sweep.id, tenant=sweep.tenant
+        )
         log.info(
             "sweep %s: best is version %d (%s %.4f); gate %s: %s",
             sweep.id,
@@ -130,19 +130,6 @@ class SweepRunner:
             "passed" if decision.promoted else "held",
             decision.reason,
         )
-        if decision.promoted:
-            await self.bus.publish(
-                ModelPromoted(
-                    id=f"{sweep.id}.promoted",
-                    tenant=sweep.tenant,
-                    data=AliasMove(
-                        model_name=manifest.name,
-                        alias=sweep.data.gate.alias,
-                        version=version,
-                        previous_version=decision.previous,
-                    ),
-                )
-            )
 
     async def _heartbeat(self, delivery: Delivery) -> None:
         while True:

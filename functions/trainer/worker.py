@@ -25,13 +25,11 @@ from pydantic import ValidationError
 
 from fermion.compile import CompileError
 from fermion.events import (
-    AliasMove,
     Bus,
     BusError,
     ConsumerPolicy,
     Delivery,
     FailureReport,
-    ModelPromoted,
     ModelPublished,
     ModelVersionRef,
     ProgressReport,
@@ -50,7 +48,7 @@ from .consumer import consume
 from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
 from .pipeline import PipelineRunner
-from .promote import apply_gate
+from .promote import promote_and_announce
 from .settings import TrainerSettings, get_settings
 from .sweep import SweepRunner
 
@@ -215,21 +213,10 @@ class Worker:
     async def _promote(self, event: TrainingRequested, manifest: Manifest) -> None:
         """Apply the request's gate; a promotion is announced with `models.promoted`."""
         assert event.data.gate is not None
-        decision = await asyncio.to_thread(apply_gate, self.registry, manifest, event.data.gate)
+        decision = await promote_and_announce(
+            self.bus, self.registry, manifest, event.data.gate, event_id=event.id, tenant=event.tenant
+        )
         log.info("job %s: gate %s: %s", event.id, "passed" if decision.promoted else "held", decision.reason)
-        if decision.promoted:
-            await self.bus.publish(
-                ModelPromoted(
-                    id=f"{event.id}.promoted",
-                    tenant=event.tenant,
-                    data=AliasMove(
-                        model_name=manifest.name,
-                        alias=event.data.gate.alias,
-                        version=manifest.version,
-                        previous_version=decision.previous,
-                    ),
-                )
-            )
 
     async def _fail(
         self, delivery: Delivery, event: TrainingRequested, exc: Exception, *, retryable: bool, dead_letter: bool = True

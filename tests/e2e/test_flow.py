@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
@@ -17,7 +16,7 @@ from sklearn.datasets import load_digits
 
 from fermion.client import Client, FermionError, JobFailed
 from fermion.infra import Stack, StackSettings
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_model
 
 pytestmark = pytest.mark.e2e
 
@@ -198,14 +197,7 @@ def test_a_pipeline_rule_trains_and_promotes_an_uploaded_dataset(stack: Stack, t
     np.savez(tmp_path / "blobs-v1.npz", x=x, y=y)
     with Client.from_settings(s) as client:
         client.upload(tmp_path / "blobs-v1.npz")  # nothing else: the rule does the rest
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with contextlib.suppress(FermionError):
-                meta = client.metadata("blobs@production")
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail("blobs@production never appeared")
+        meta = wait_for_model(client, "blobs@production")
         assert meta["versions"] == ["1"]
         assert np.mean(client.predict("blobs@production", x).argmax(1) == y) >= 0.9
         (job,) = [j for j in client.jobs().values() if j.model_name == "blobs"]
@@ -234,14 +226,7 @@ def test_a_sweep_fans_out_and_promotes_the_best_trial(stack: Stack, tmp_path: Pa
             gate={"alias": "champion", "metric": "accuracy", "minimum": 0.5},
         )
         assert len(out["trial_job_ids"]) == 3
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(FermionError):
-                champion = client.metadata("swept@champion")
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail("swept@champion never appeared")
+        champion = wait_for_model(client, "swept@champion")
         jobs = client.jobs()
     trial_jobs = [jobs[j] for j in out["trial_job_ids"]]
     assert all(j.state == "completed" for j in trial_jobs)

@@ -7,11 +7,9 @@ function's bridge drains into `datasets.uploaded`; a pipeline rule trains and pr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fermion.client import Client, FermionError
+from fermion.client import Client
 from fermion.events import Bus, StoredMessage
 from fermion.infra import Stack, StackSettings
 from fermion.infra.localstack import LocalStack
 from fermion.infra.provision import s3_drop_queue
 from fermion.model_store import PipelineRule, Pipelines
 from fermion.model_store.backends.s3 import S3Store
-from tests.conftest import free_port, s3_client
+from tests.conftest import free_port, s3_client, wait_for_model
 
 pytestmark = pytest.mark.e2e
 
@@ -107,14 +105,7 @@ def test_aws_s3_cp_of_a_dataset_ends_in_a_promoted_served_model(
     _drop(localstack, tmp_path / "notes.txt", bucket, "incoming/notes.txt")
 
     with Client.from_settings(stack.settings) as client:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(FermionError):
-                meta = client.metadata("flowers@production")
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"flowers@production never appeared; logs in {stack.logs}")
+        meta = wait_for_model(client, "flowers@production")
         assert np.mean(client.predict("flowers@production", x).argmax(1) == y) >= 0.9
         assert meta["parameters"]["metrics"]["accuracy"] >= 0.9
     refused = asyncio.run(_history(stack.settings.nats_url, "fermion.dlq.datasets.uploaded"))
