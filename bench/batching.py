@@ -14,13 +14,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -28,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cold_start import free_port
-from serving import wrk
+from serving import serve, wrk
 
 from fermion.compile import export_onnx
 from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
@@ -115,34 +113,22 @@ def main() -> None:
                 "FERMION_PROVIDERS": '["CPUExecutionProvider"]',
                 "FERMION_BATCHING": batching,
             }
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                    "fermion.functions.inference.app:app",
-                ],
-                env=env,
-            )
+            argv = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "fermion.functions.inference.app:app",
+            ]
             url = f"http://127.0.0.1:{port}/v2/models/resnet/infer"
+            proc = serve(argv, env, url, body, {"Inference-Header-Content-Length": str(header_length)})
             try:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    try:
-                        r = httpx.post(
-                            url, content=body, headers={"Inference-Header-Content-Length": str(header_length)}
-                        )
-                        if r.status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
                 results[batching] = {c: wrk(url, script, c, args.seconds, raw_script=True) for c in (1, 32)}
             finally:
                 proc.terminate()

@@ -82,12 +82,16 @@ def wrk(url: str, body: str, connections: int, seconds: int, *, raw_script: bool
     return {"p50": ms("50"), "p99": ms("99"), "rps": rps}
 
 
-def serve(argv: list[str], env: dict[str, str], url: str, body: str) -> subprocess.Popen[bytes]:
+def serve(
+    argv: list[str], env: dict[str, str], url: str, body: str | bytes, headers: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server and return once `body` posted to `url` is answered 200."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    headers = headers or {"content-type": "application/json"}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.post(url, content=body, headers={"content-type": "application/json"}).status_code == 200:
+            if httpx.post(url, content=body, headers=headers).status_code == 200:
                 return proc
         except httpx.TransportError:
             time.sleep(0.05)

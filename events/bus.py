@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import nats
 import nats.errors
@@ -77,6 +78,11 @@ class StoredMessage:
     subject: str
     data: bytes
     headers: dict[str, str]
+
+    @classmethod
+    def of(cls, raw: Any) -> StoredMessage:
+        """From nats-py's RawStreamMsg."""
+        return cls(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
 
 
 class JobQueue:
@@ -189,23 +195,9 @@ class Bus:
             raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
         return not ack.duplicate
 
-    async def listen(self, subject: str, *, queue: str = "") -> AsyncIterator[bytes]:
-        """Core NATS messages on `subject` (advisories, live cancels); `queue` shares them among replicas."""
-        inbox: asyncio.Queue[bytes] = asyncio.Queue()
-
-        async def on_msg(msg: Msg) -> None:
-            await inbox.put(msg.data)
-
-        try:
-            sub = await self._nc.subscribe(subject, queue=queue, cb=on_msg)
-        except nats.errors.Error as exc:
-            raise BusError(f"cannot subscribe to {subject}: {exc}") from exc
-        try:
-            while True:
-                yield await inbox.get()
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+    def listen(self, subject: str, *, queue: str = "") -> AsyncIterator[bytes]:
+        """Core NATS messages on `subject` (advisories); `queue` shares them among replicas."""
+        return self._pump(lambda cb: self._nc.subscribe(subject, queue=queue, cb=cb), f"subscribe to {subject}")
 
     async def flag_on(self, subject: str, flag: threading.Event) -> Callable[[], Awaitable[None]]:
         """Set `flag` when anything arrives on `subject`; the subscription is live when this returns.
@@ -237,7 +229,7 @@ class Bus:
             return None
         except nats.errors.Error as exc:
             raise BusError(f"cannot take job message {seq}: {exc}") from exc
-        return StoredMessage(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
+        return StoredMessage.of(raw)
 
     async def last(self, subject: str) -> StoredMessage | None:
         """The event log's last message on exactly `subject`, or None."""
@@ -247,7 +239,7 @@ class Bus:
             return None
         except nats.errors.Error as exc:
             raise BusError(f"cannot read the last message on {subject}: {exc}") from exc
-        return StoredMessage(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
+        return StoredMessage.of(raw)
 
     async def queued_jobs(self, limit: int = 1000) -> list[StoredMessage]:
         """Job messages still in the work queue (not yet acked), oldest first, at most `limit`."""
@@ -257,7 +249,7 @@ class Bus:
             for seq in range(max(state.first_seq, state.last_seq - limit + 1), state.last_seq + 1):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     raw = await self._js.get_msg(streams.JOBS_STREAM, seq)
-                    out.append(StoredMessage(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {})))
+                    out.append(StoredMessage.of(raw))
         except nats.errors.Error as exc:
             raise BusError(f"cannot read the job queue: {exc}") from exc
         return out
@@ -296,26 +288,36 @@ class Bus:
             raise BusError(f"cannot bind to consumer {durable!r}: {exc}") from exc
         return JobQueue(sub)
 
-    async def watch(self, subject: str, *, since: datetime | None = None) -> AsyncIterator[bytes]:
+    def watch(self, subject: str, *, since: datetime | None = None) -> AsyncIterator[bytes]:
         """Yield the event log's messages on `subject` (wildcards allowed), from `since` or from now."""
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_TIME if since else DeliverPolicy.NEW,
             opt_start_time=since.isoformat() if since else None,
         )
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        return self._pump(
+            lambda cb: self._js.subscribe(
+                subject, stream=streams.EVENTS_STREAM, ordered_consumer=True, config=config, cb=cb
+            ),
+            f"watch {subject}",
+        )
+
+    @staticmethod
+    async def _pump(
+        subscribe: Callable[[Callable[[Msg], Awaitable[None]]], Awaitable[Any]], what: str
+    ) -> AsyncIterator[bytes]:
+        """Subscribe with a callback that queues, and yield what arrives until the caller closes us."""
+        inbox: asyncio.Queue[bytes] = asyncio.Queue()
 
         async def on_msg(msg: Msg) -> None:
-            await queue.put(msg.data)
+            await inbox.put(msg.data)
 
         try:
-            sub = await self._js.subscribe(
-                subject, stream=streams.EVENTS_STREAM, ordered_consumer=True, config=config, cb=on_msg
-            )
+            sub = await subscribe(on_msg)
         except nats.errors.Error as exc:
-            raise BusError(f"cannot watch {subject}: {exc}") from exc
+            raise BusError(f"cannot {what}: {exc}") from exc
         try:
             while True:
-                yield await queue.get()
+                yield await inbox.get()
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()

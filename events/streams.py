@@ -63,38 +63,28 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
     ]
 
 
-def trainer_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
-    """The durable pull consumer every trainer replica shares."""
+def _durable(name: str, subject: str, policy: ConsumerPolicy, deliver: DeliverPolicy) -> ConsumerConfig:
+    """A durable pull consumer with explicit acks, shared by every replica that binds to it."""
     return ConsumerConfig(
-        durable_name=TRAINER_DURABLE,
-        filter_subject=subjects.TRAINING_REQUESTED,
+        durable_name=name,
+        filter_subject=subject,
         ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=deliver,
         ack_wait=policy.ack_wait_s,
         max_deliver=policy.max_deliver,
-        max_ack_pending=1000,
     )
 
 
-def pipeline_consumer() -> ConsumerConfig:
-    """The durable pull consumer that turns dataset uploads into training requests by rule."""
-    return ConsumerConfig(
-        durable_name=PIPELINE_DURABLE,
-        filter_subject=subjects.DATASETS_UPLOADED,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.NEW,
-        ack_wait=30.0,
-        max_deliver=5,
-    )
+def trainer_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
+    """The durable pull consumer every trainer replica shares."""
+    return _durable(TRAINER_DURABLE, subjects.TRAINING_REQUESTED, policy, DeliverPolicy.ALL)
 
 
 def sweep_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
     """The durable pull consumer for sweeps: a sweep waits for its trials, heartbeating meanwhile."""
-    return ConsumerConfig(
-        durable_name=SWEEP_DURABLE,
-        filter_subject=subjects.TRAINING_SWEEP,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=policy.ack_wait_s,
-        max_deliver=policy.max_deliver,
-    )
+    return _durable(SWEEP_DURABLE, subjects.TRAINING_SWEEP, policy, DeliverPolicy.ALL)
+
+
+def pipeline_consumer() -> ConsumerConfig:
+    """The durable pull consumer that turns dataset uploads into training requests by rule (new ones only)."""
+    return _durable(PIPELINE_DURABLE, subjects.DATASETS_UPLOADED, ConsumerPolicy(), DeliverPolicy.NEW)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from . import processes
 from .nats import ServerError
 
 REQUIREMENTS = Path(__file__).with_name("localstack-requirements.txt")
@@ -104,12 +105,7 @@ class LocalStack:
         """Stop it: SIGTERM, then SIGKILL (it may ignore SIGTERM)."""
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        processes.stop(self._proc, grace_s)
         self._proc = None
 
     def __enter__(self) -> LocalStack:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -12,6 +11,8 @@ import sysconfig
 import threading
 import time
 from pathlib import Path
+
+from . import processes
 
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]+:(\d+)")
 _READY = b"Server is ready"
@@ -97,13 +98,7 @@ class NatsServer:
         """Stop the server (SIGTERM, then SIGKILL after `grace_s`)."""
         if self._proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            self._proc.terminate()
-        try:
-            self._proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        processes.stop(self._proc, grace_s)
         if self._pump_thread:
             self._pump_thread.join(timeout=2)  # it ends at the pipe's EOF, now that the server exited
         if self._proc.stdout:

@@ -14,12 +14,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
 from fermion.events import Bus
 
+from . import processes
 from .nats import NatsServer, ServerError
 from .settings import StackSettings
 
@@ -116,13 +116,9 @@ class Stack:
         for p in self.processes:
             if p.proc and p.proc.poll() is None:
                 p.proc.terminate()
-        for p in self.processes:
+        for p in self.processes:  # all were told at once; now wait for each
             if p.proc:
-                try:
-                    p.proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    p.proc.kill()
-                    p.proc.wait()
+                processes.reap(p.proc, grace_s)
         self.processes = []
         if self.nats:
             self.nats.stop()
@@ -152,8 +148,3 @@ def is_up(settings: StackSettings) -> bool:
         )
     except httpx.HTTPError:
         return False
-
-
-def log_path(settings: StackSettings, name: str) -> Path:
-    """Where a stack process writes its log."""
-    return settings.home / "logs" / f"{name}.log"

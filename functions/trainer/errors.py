@@ -1,10 +1,13 @@
-"""Why a job failed, and whether trying again could help::
+"""Why a job failed::
 
-JobError
-├── PermanentJobError       the request itself is wrong: fail it, never retry
-│   ├── DatasetError        the dataset does not parse, lacks its label column, ...
-│   └── UnknownArchitecture no recipe of that name
-└── RetryableJobError       the world was briefly wrong (store unreachable): nak with a delay
+    JobError
+    └── PermanentJobError       the request itself is wrong: fail it, never retry
+        ├── DatasetError        the dataset does not parse, lacks its label column, ...
+        ├── UnknownArchitecture no recipe of that name
+        └── JobCancelled        a training.cancel event asked for it to stop
+
+Anything else a job raises is taken as transient: the worker naks it with back-off, and the last
+allowed delivery fails it (functions/trainer/worker.py).
 """
 
 
@@ -22,10 +25,6 @@ class DatasetError(PermanentJobError):
 
 class UnknownArchitecture(PermanentJobError):
     """The recipe names an architecture the trainer does not have."""
-
-
-class RetryableJobError(JobError):
-    """A transient fault; the job may succeed on redelivery."""
 
 
 class JobCancelled(PermanentJobError):
