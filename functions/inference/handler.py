@@ -1,8 +1,14 @@
 """AWS Lambda entry point: Mangum around the app, lifespan off (it would run per invocation)."""
 
+from fastapi import FastAPI
 from mangum import Mangum
 
-from .app import app, disable_batching
+from .app import create_app
 
-disable_batching()  # one request per invocation: nothing to merge
-handler = Mangum(app, lifespan="off")
+
+def make_handler(app: FastAPI | None = None) -> Mangum:
+    """Mangum around `app` (default: the process's, batching off: one request per invocation)."""
+    return Mangum(app or create_app(batching=False), lifespan="off")
+
+
+handler = make_handler()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 from .errors import BadRequest
 from .runtime import DATATYPES, datatype_of
@@ -74,7 +75,7 @@ def to_array(tensor: RequestInput, binary: dict[str, np.ndarray] | None = None) 
         array = np.asarray(tensor.data, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequest(f"input {tensor.name!r}: data is not all {tensor.datatype} ({exc})") from exc
-    expected = int(np.prod(tensor.shape, dtype=np.int64))
+    expected = math.prod(tensor.shape)
     if array.size != expected:
         raise BadRequest(
             f"input {tensor.name!r}: shape {tensor.shape} needs {expected} elements, data has {array.size}"
@@ -111,7 +112,7 @@ def parse_request(body: bytes, header_length: str | None = None) -> tuple[Infere
             raise BadRequest(f"input {tensor.name!r}: binary data of datatype {tensor.datatype!r} is not supported")
         if not isinstance(size, int) or size < 0 or offset + size > len(body):
             raise BadRequest(f"input {tensor.name!r}: binary_data_size {size!r} runs past the end of the body")
-        expected = int(np.prod(tensor.shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(tensor.shape) * dtype.itemsize
         if size != expected:
             raise BadRequest(
                 f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {expected} "
@@ -162,7 +163,8 @@ def encode_response(
             entry["data"] = a.ravel().tolist()
         outputs.append(entry)
     body["outputs"] = outputs
-    header = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    # NaN and infinity go out as the literals NaN/Infinity, as Triton writes them (JSON has no spelling).
+    header = to_json(body, inf_nan_mode="constants")
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)

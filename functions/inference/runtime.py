@@ -109,7 +109,7 @@ class LoadedModel:
         ):
             want = [d if d is not None else -1 for d in shape]
             raise BadRequest(f"input {name!r} must have shape {want} (-1: any), got {list(array.shape)}")
-        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise BadRequest(f"input {name!r} contains NaN or infinity")
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:

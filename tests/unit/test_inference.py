@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
-from fermion.functions.inference.app import app, current_settings, get_runtime
+from fermion.functions.inference.app import create_app
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Registry
@@ -27,12 +27,7 @@ def served(registry: Registry, tmp_path: Path) -> Iterator[tuple[TestClient, Reg
     registry.register("default", "lin", {"model.onnx": linear_onnx(seed=2)}, linear_draft())
     settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], max_body_bytes=20_000)
     runtime = ModelRuntime(registry, settings)
-    app.dependency_overrides[get_runtime] = lambda: runtime
-    app.dependency_overrides[current_settings] = lambda: settings
-    try:
-        yield TestClient(app), registry
-    finally:
-        app.dependency_overrides.clear()
+    yield TestClient(create_app(lambda: runtime, lambda: settings)), registry
 
 
 def _body(x: np.ndarray, datatype: str = "FP32", name: str = "input") -> dict:
@@ -260,7 +255,10 @@ def _alb(method: str, path: str, body: dict | None = None) -> dict:
     ids=["api-gateway-v1", "http-api-v2", "function-url", "alb"],
 )
 def test_mangum_handler_answers_every_event_shape(served, lambda_loop, shape) -> None:  # type: ignore[no-untyped-def]
-    from fermion.functions.inference.handler import handler  # Mangum binds the current loop at import
+    from fermion.functions.inference.handler import make_handler  # Mangum binds the current loop
+
+    client, _ = served
+    handler = make_handler(create_app(client.app.state.runtime, client.app.state.settings, batching=False))
 
     x = np.ones((2, 4), np.float32)
     out = handler(shape("POST", "/v2/models/lin/infer", _body(x)), None)
@@ -280,22 +278,18 @@ def test_the_variant_is_chosen_by_setting_or_per_request(registry: Registry, tmp
     draft = linear_draft(64, 8).model_copy(update={"variants": {"fp32": "model.onnx", "int8": "model.int8.onnx"}})
     registry.register("default", "q", {"model.onnx": fp32, "model.int8.onnx": int8}, draft)
     settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], cpu_variant="int8")
-    app.dependency_overrides[get_runtime] = lambda: ModelRuntime(registry, settings)
-    app.dependency_overrides[current_settings] = lambda: settings
-    try:
-        client = TestClient(app)
-        x = np.ones((1, 64), np.float32)
-        assert client.post("/v2/models/q/infer", json=_body(x)).json()["parameters"] == {"variant": "int8"}
-        asked = {**_body(x), "parameters": {"variant": "fp32"}}
-        assert client.post("/v2/models/q/infer", json=asked).json()["parameters"] == {"variant": "fp32"}
-        meta = client.get("/v2/models/q").json()["parameters"]
-        assert meta["variants"] == ["fp32", "int8"] and meta["variant"] == "int8"
-        r = client.post("/v2/models/q/infer", json={**_body(x), "parameters": {"variant": "fp16"}})
-        assert r.status_code == 400 and "has no 'fp16' variant" in r.json()["error"]
-        r = client.post("/v2/models/q/infer", json={**_body(x), "parameters": {"variant": "int4"}})
-        assert r.status_code == 400 and "parameters.variant" in r.json()["error"]
-    finally:
-        app.dependency_overrides.clear()
+    runtime = ModelRuntime(registry, settings)
+    client = TestClient(create_app(lambda: runtime, lambda: settings))
+    x = np.ones((1, 64), np.float32)
+    assert client.post("/v2/models/q/infer", json=_body(x)).json()["parameters"] == {"variant": "int8"}
+    asked = {**_body(x), "parameters": {"variant": "fp32"}}
+    assert client.post("/v2/models/q/infer", json=asked).json()["parameters"] == {"variant": "fp32"}
+    meta = client.get("/v2/models/q").json()["parameters"]
+    assert meta["variants"] == ["fp32", "int8"] and meta["variant"] == "int8"
+    r = client.post("/v2/models/q/infer", json={**_body(x), "parameters": {"variant": "fp16"}})
+    assert r.status_code == 400 and "has no 'fp16' variant" in r.json()["error"]
+    r = client.post("/v2/models/q/infer", json={**_body(x), "parameters": {"variant": "int4"}})
+    assert r.status_code == 400 and "parameters.variant" in r.json()["error"]
 
 
 def test_an_internal_error_is_a_500_with_a_request_id_and_no_details() -> None:
@@ -305,13 +299,10 @@ def test_an_internal_error_is_a_500_with_a_request_id_and_no_details() -> None:
 
         get = cached
 
-    app.dependency_overrides[get_runtime] = lambda: Broken()
-    try:
-        r = TestClient(app, raise_server_exceptions=False).post(
-            "/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32))
-        )
-    finally:
-        app.dependency_overrides.clear()
+    app = create_app(lambda: Broken())  # type: ignore[arg-type,return-value]
+    r = TestClient(app, raise_server_exceptions=False).post(
+        "/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32))
+    )
     assert r.status_code == 500
     assert r.json()["error"] == "internal error" and len(r.json()["request_id"]) == 12
     assert "secret" not in r.text and "Traceback" not in r.text
@@ -326,3 +317,14 @@ def test_the_v1_predict_convenience_route(served) -> None:
     assert r.json()["labels"] == [str(i) for i in _reference(2, x).argmax(1)]
     assert client.post("/v1/models/lin:predict", json={"instances": [[1.0, 2.0]]}).status_code == 400
     assert client.post("/v1/models/lin:predict", json={"instances": []}).status_code == 400
+
+
+def test_the_openapi_document_describes_the_infer_routes(served) -> None:
+    client, _ = served
+    doc = client.get("/openapi.json").json()
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{model_version}/infer"):
+        op = doc["paths"][path]["post"]
+        assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferenceRequest")
+        assert {p["name"] for p in op["parameters"]} <= {"name", "model_version"}
+    assert "RequestInput" in doc["components"]["schemas"]
+    assert "/v2/models/{name}/ready" in doc["paths"]
