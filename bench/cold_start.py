@@ -1,19 +1,21 @@
-"""Cold start of a fresh inference process, beside the bare ONNX Runtime floor, in one run.
+"""Cold start of a fresh inference process beside its references, interleaved in one run.
 
-Trains the digits CNN once (in this process, no NATS), registers it in a temporary local
-registry, then N times: spawns `uvicorn fermion.functions.inference.app:app` on a loopback port
-and times spawn → first correct answer to an Open Inference Protocol v2 request (model fetched
-from the registry and sha256-verified on that first request). The floor is a bare script that
-imports onnxruntime, creates the session from the same file and runs once.
+Trains the digits CNN once (in this process, no NATS) and registers it in a temporary local
+registry. Then, N times each, times spawn → first correct answer to one OIP v2 JSON request:
+- Fermion's inference function from its entry point (`python -m fermion.functions.inference`), the
+  model fetched from the registry and sha256-verified on that first request (an empty cache);
+- the same with FERMION_PRELOAD (the load runs beside the imports);
+- the same app under the plain uvicorn command line;
+- the references in `common.py`: the bare-ORT floor, a hand-written FastAPI server loading the file
+  from local disk, and KServe's model server (its own venv, installed on first use).
 
-    .venv/bin/python bench/cold_start.py [--runs 5]
+    .venv/bin/python bench/cold_start.py [--runs 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,94 +25,42 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from sklearn.datasets import load_digits
 
-from fermion.compile import check_parity, export_onnx
-from fermion.events import Recipe
-from fermion.functions.trainer.train import Dataset, train
-from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
-
-
-def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
-    import torch
-
-    d = load_digits()
-    ds = Dataset(d.data.astype(np.float32), d.target.astype(np.int64), [str(i) for i in range(10)])
-    trained = train(ds, Recipe(architecture="cnn", epochs=8, learning_rate=2e-3))
-    exported = export_onnx(trained.module, torch.from_numpy(trained.x_test[:2]))
-    check_parity(trained.module, exported.onnx_bytes, trained.x_test)
-    registry = Registry(LocalDirStore(home / "store"), home / "prep-cache")
-    sig = Signature(
-        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
-        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])],
-    )
-    manifest = registry.register("default", "digits", {"model.onnx": exported.onnx_bytes}, Draft(signature=sig))
-    sample = trained.x_test[:1]
-    with torch.no_grad():
-        expected = int(trained.module(torch.from_numpy(sample)).argmax())
-    return registry.fetch(manifest), sample, expected
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    HAND_WRITTEN,
+    compile_bytecode,
+    fermion_argv,
+    free_port,
+    kserve_argv,
+    oip_body,
+    register_digits,
+    stop,
+    uvicorn_argv,
+)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-HAND_WRITTEN = """
-import numpy as np, onnxruntime as ort
-from fastapi import FastAPI, Request
-session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
-app = FastAPI()
-
-@app.post("/v2/models/digits/infer")
-async def infer(request: Request):
-    t = (await request.json())["inputs"][0]
-    (out,) = session.run(None, {"input": np.asarray(t["data"], dtype=np.float32).reshape(t["shape"])})
-    return {"model_name": "digits", "outputs": [{"name": "logits", "shape": list(out.shape), "datatype": "FP32",
-            "data": out.ravel().tolist()}]}
-"""
-
-
-def fermion_cold_start(
-    home: Path,
-    sample: np.ndarray,
-    expected: int,
-    *,
-    preload: bool = False,
-    app: str = "fermion.functions.inference.app:app",
-) -> float:
-    """Spawn a server, time it to its first correct answer (the model fetched and verified on that request)."""
-    port = free_port()
-    cache = tempfile.mkdtemp(prefix="cache-", dir=home)  # an empty cache: a real fetch + verify
-    env = {
-        **os.environ,
-        "FERMION_HOME": str(home),
-        "FERMION_CACHE_DIR": cache,
-        "FERMION_PROVIDERS": '["CPUExecutionProvider"]',
-        "PYTHONPATH": str(home),
-    }
-    if preload:
-        env["FERMION_PRELOAD"] = "digits"
-    body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": sample.ravel().tolist()}]}
+def first_answer(argv: list[str], env: dict[str, str], port: int, body: str, expected: int) -> float:
+    """Spawn `argv`, time it to its first correct answer."""
+    client = httpx.Client(timeout=30)  # made before the clock starts
+    url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
+    headers = {"content-type": "application/json"}
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", app],
-        env=env,
-    )
+    proc = subprocess.Popen(argv, env=env)
     try:
-        deadline = started + 60
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < started + 120:
             try:
-                r = httpx.post(f"http://127.0.0.1:{port}/v2/models/digits/infer", json=body, timeout=10)
+                r = client.post(url, content=body, headers=headers)
                 if r.status_code == 200 and int(np.argmax(r.json()["outputs"][0]["data"])) == expected:
                     return time.perf_counter() - started
             except httpx.TransportError:
                 time.sleep(0.005)
-        raise RuntimeError("no correct answer within 60 s")
+            if proc.poll() is not None:
+                break
+        raise RuntimeError(f"{argv}: no correct answer")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        client.close()
+        stop(proc)
 
 
 FLOOR = """
@@ -128,31 +78,51 @@ def floor(model: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp:
         home = Path(tmp)
         model, sample, expected = register_digits(home)
         (home / "hand.py").write_text(HAND_WRITTEN.replace("MODEL", repr(str(model))))
-        runs: dict[str, list[float]] = {
-            "bare ORT floor (import + session + run)": [],
-            "hand-written FastAPI, model from local disk": [],
-            "fermion, registry fetch + sha256 on 1st request": [],
-            "fermion, FERMION_PRELOAD (load beside imports)": [],
+        compile_bytecode(home / "hand.py")
+        body = oip_body(sample)
+        base = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
+
+        def fermion(port: int, **extra: str) -> tuple[list[str], dict[str, str]]:
+            cache = tempfile.mkdtemp(prefix="cache-", dir=home)  # an empty cache: a real fetch + verify
+            return fermion_argv(port), {**base, "FERMION_CACHE_DIR": cache, **extra}
+
+        def under_uvicorn(port: int) -> tuple[list[str], dict[str, str]]:
+            _, env = fermion(port)
+            return uvicorn_argv("fermion.functions.inference.app:app", port), env
+
+        servers = {
+            "fermion (registry fetch + sha256 on 1st request)": fermion,
+            "fermion, FERMION_PRELOAD": lambda port: fermion(port, FERMION_PRELOAD="digits"),
+            "fermion app under the uvicorn CLI": under_uvicorn,
+            "hand-written FastAPI (file from local disk)": lambda port: (
+                uvicorn_argv("hand:app", port),
+                {**base, "PYTHONPATH": str(home)},
+            ),
+            "KServe 0.21 ModelServer": lambda port: (kserve_argv("digits", model, port), base),
         }
+        runs: dict[str, list[float]] = {"bare ORT floor (import, session, run)": [], **{k: [] for k in servers}}
+        kserve_argv("digits", model, 0)  # installs KServe's venv now, outside the timings
         for _ in range(args.runs):  # interleaved, so drift on a noisy machine hits all alike
-            a, b, c, d = runs.values()
-            a.append(floor(model))
-            b.append(fermion_cold_start(home, sample, expected, app="hand:app"))
-            c.append(fermion_cold_start(home, sample, expected))
-            d.append(fermion_cold_start(home, sample, expected, preload=True))
+            runs["bare ORT floor (import, session, run)"].append(floor(model))
+            for title, make in servers.items():
+                port = free_port()
+                argv, env = make(port)
+                runs[title].append(first_answer(argv, env, port, body, expected))
+    medians = {k: statistics.median(v) for k, v in runs.items()}
+    hand = medians["hand-written FastAPI (file from local disk)"]
+    kserve = medians["KServe 0.21 ModelServer"]
     print(f"digits CNN, spawn -> first correct answer, {args.runs} interleaved runs, medians (min..max):")
-    hand = statistics.median(runs["hand-written FastAPI, model from local disk"])
     for title, xs in runs.items():
-        m = statistics.median(xs)
+        m = medians[title]
         print(
             f"  {title:50s} {m * 1000:6.0f} ms ({min(xs) * 1000:.0f}..{max(xs) * 1000:.0f})  "
-            f"{m / hand:.2f}x hand-written"
+            f"{m / hand:.2f}x hand-written  {m / kserve:.2f}x KServe"
         )
 
 

@@ -1,0 +1,188 @@
+"""What the inference benchmarks share: the digits CNN, the reference servers, starting servers, wrk.
+
+The references, each measured in the same run as Fermion:
+- a bare script (import onnxruntime, create the session, run once): the floor;
+- a plain hand-written FastAPI + uvicorn server that loads the ONNX file from local disk;
+- KServe's Python model server with a custom `kserve.Model` around ONNX Runtime, installed in a
+  virtual environment of its own (`kserve_python`), so its dependencies never touch Fermion's.
+"""
+
+from __future__ import annotations
+
+import compileall
+import importlib.util
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+KSERVE_VERSION = "0.21.0"
+KSERVE_VENV = Path(os.environ.get("FERMION_KSERVE_VENV", Path.home() / ".cache/fermion/kserve-venv"))
+
+HAND_WRITTEN = """
+import numpy as np, onnxruntime as ort
+from fastapi import FastAPI, Request
+session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+app = FastAPI()
+
+@app.post("/v2/models/digits/infer")
+async def infer(request: Request):
+    t = (await request.json())["inputs"][0]
+    (out,) = session.run(None, {"input": np.asarray(t["data"], dtype=np.float32).reshape(t["shape"])})
+    return {"model_name": "digits", "outputs": [{"name": "logits", "shape": list(out.shape), "datatype": "FP32",
+            "data": out.ravel().tolist()}]}
+"""
+
+
+def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
+    """Train the digits CNN, register it in a local registry under `home`; the file, a row, its class."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    from fermion.compile import check_parity, export_onnx
+    from fermion.events import Recipe
+    from fermion.functions.trainer.train import Dataset, train
+    from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
+
+    d = load_digits()
+    ds = Dataset(d.data.astype(np.float32), d.target.astype(np.int64), [str(i) for i in range(10)])
+    trained = train(ds, Recipe(architecture="cnn", epochs=8, learning_rate=2e-3))
+    exported = export_onnx(trained.module, torch.from_numpy(trained.x_test[:2]))
+    check_parity(trained.module, exported.onnx_bytes, trained.x_test)
+    registry = Registry(LocalDirStore(home / "store"), home / "prep-cache")
+    sig = Signature(
+        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
+        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])],
+    )
+    manifest = registry.register("default", "digits", {"model.onnx": exported.onnx_bytes}, Draft(signature=sig))
+    sample = trained.x_test[:1]
+    with torch.no_grad():
+        expected = int(trained.module(torch.from_numpy(sample)).argmax())
+    return registry.fetch(manifest), sample, expected
+
+
+def oip_body(sample: np.ndarray) -> str:
+    """One OIP v2 JSON request for the digits model."""
+    row = {"name": "input", "shape": list(sample.shape), "datatype": "FP32", "data": sample.ravel().tolist()}
+    return json.dumps({"inputs": [row]})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def compile_bytecode(*extra: Path) -> None:
+    """Write .pyc files as a container image build does (`pip install` of a wheel compiles them).
+
+    An editable checkout under PYTHONDONTWRITEBYTECODE would recompile every module from source on
+    every start, which is a property of the checkout, not of the server being measured.
+    """
+    for package in ("fermion", "fermion.events", "fermion.functions", "fermion.model_store", "fermion.compile"):
+        spec = importlib.util.find_spec(package)
+        assert spec and spec.submodule_search_locations
+        compileall.compile_dir(spec.submodule_search_locations[0], quiet=1)
+    for path in extra:
+        compileall.compile_file(path, quiet=1)
+
+
+def fermion_argv(port: int) -> list[str]:
+    """The inference function's own entry point, as its container runs it."""
+    return [sys.executable, "-m", "fermion.functions.inference", "--port", str(port)]
+
+
+def uvicorn_argv(app: str, port: int) -> list[str]:
+    """A server started the plain way: the uvicorn command line."""
+    return [
+        sys.executable,
+        *("-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
+        *("--log-level", "warning", "--no-access-log", app),
+    ]
+
+
+def kserve_python() -> Path:
+    """The interpreter of KServe's own virtual environment, created on first use (a minute or two)."""
+    python = KSERVE_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"installing kserve {KSERVE_VERSION} into {KSERVE_VENV} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
+        ort = f"onnxruntime=={version('onnxruntime-gpu')}"  # the same ONNX Runtime as Fermion's, CPU build
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"kserve=={KSERVE_VERSION}", ort, "numpy"], check=True
+        )
+    return python
+
+
+def kserve_argv(name: str, model: Path, port: int) -> list[str]:
+    """KServe's model server around `model`, on loopback."""
+    return [str(kserve_python()), str(BENCH / "kserve_model.py"), name, str(model), str(port)]
+
+
+def serve(
+    argv: list[str],
+    env: dict[str, str],
+    url: str,
+    body: str | bytes,
+    headers: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a server and return once `body` posted to `url` is answered 200."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    headers = headers or {"content-type": "application/json"}
+    deadline = time.monotonic() + 120
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.post(url, content=body, headers=headers).status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                time.sleep(0.05)
+            if proc.poll() is not None:
+                break
+    proc.kill()
+    raise RuntimeError(f"{argv} did not serve {url}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a server this benchmark started."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wrk(url: str, body: str, connections: int, seconds: int, *, raw_script: bool = False) -> dict[str, float]:
+    """Run wrk against `url` posting `body` (with `raw_script`, `body` is the whole Lua script)."""
+    lua = (
+        body
+        if raw_script
+        else (f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    threads = str(min(connections, 2))
+    argv = ["wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", script.name, url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        assert m, out
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert not errors, out
+    return {"p50": ms("50"), "p99": ms("99"), "rps": rps}
