@@ -70,7 +70,7 @@ class Stack:
             self.processes = [
                 Process(
                     "inference",
-                    [*uvicorn, "--port", str(s.inference_port), "fermion.functions.inference.app:app"],
+                    [python, "-m", "fermion.functions.inference", "--host", s.host, "--port", str(s.inference_port)],
                     f"{s.inference_url}/v2/health/live",
                 ),
                 Process(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,28 +25,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The inference function under uvicorn on loopback, over a registry with model `lin`."""
+    """The inference function from its entry point, on loopback, over a registry with model `lin`."""
     home = tmp_path_factory.mktemp("oip-home")
     Registry(LocalDirStore(home / "store"), home / "cache").register(
         "default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft()
     )
     port = free_port()
     env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "fermion.functions.inference.app:app",
-        ],
-        env=env,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "fermion.functions.inference", "--port", str(port)], env=env)
     url = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -89,3 +78,41 @@ def test_a_binary_body_that_lies_about_its_size_is_a_400(server: str) -> None:
         headers={"Inference-Header-Content-Length": str(len(header))},
     )
     assert r.status_code == 400 and "runs past the end of the body" in r.json()["error"]
+
+
+def test_a_request_sent_during_start_up_waits_and_is_answered(tmp_path: Path) -> None:
+    """The entry point listens before it imports anything, so an early request queues instead of being refused."""
+    Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache").register(
+        "default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft()
+    )
+    port = free_port()
+    env = {**os.environ, "FERMION_HOME": str(tmp_path), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
+    proc = subprocess.Popen([sys.executable, "-m", "fermion.functions.inference", "--port", str(port)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the entry point never listened"
+                time.sleep(0.002)
+        # Connected: the server has not even loaded ONNX Runtime yet, so nothing could answer now.
+        assert "onnxruntime" not in Path(f"/proc/{proc.pid}/maps").read_text()
+        with sock:
+            row = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+            body = json.dumps({"inputs": [row]})
+            sock.sendall(
+                b"POST /v2/models/lin/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
+            )
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), answer
+        out = json.loads(payload)["outputs"][0]
+        np.testing.assert_allclose(out["data"], _reference(np.array([[1, 2, 3, 4]], np.float32)).ravel(), rtol=1e-5)
+    finally:
+        proc.terminate()
+        proc.wait(10)
