@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
-from ..responses import install_error_handlers
+from ..responses import describe_validation, install_error_handlers
 from .batching import Batcher
 from .errors import BadRequest, PayloadTooLarge
 from .protocol import HEADER_LENGTH, InferenceRequest, InferenceResponse, encode_response, parse_request, to_array
@@ -79,8 +79,7 @@ def create_app(
         variant = (payload.parameters or {}).get("variant")
         if variant is not None and variant not in VARIANTS:
             raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-        params = request.path_params
-        ref = ModelRef.parse(params["name"], params.get("model_version"))
+        ref = _ref(request)
         # The warm path does no I/O and hops no thread; a load (fetch, verify, session) runs off the loop.
         model = models.cached(ref, variant) or await asyncio.to_thread(models.get, ref, None, variant)
         feeds = {t.name: to_array(t, binary) for t in payload.inputs}
@@ -100,12 +99,17 @@ def create_app(
     # First in the table (before FastAPI's /docs routes): the route most requests take is matched first.
     app.router.routes[:0] = [Route(path, infer, methods=["POST"], name="infer") for path in INFER_PATHS]
 
-    @app.get("/v2/health/live")
+    # The routes below take the request itself and return plain dicts (`response_model=None`): a typed
+    # parameter or return makes FastAPI build validators per route and import pydantic.v1 to check
+    # it is not a v1 model, tens of milliseconds of cold start before the first answer. Their
+    # parameters and bodies are described for OpenAPI by hand (`_doc`).
+
+    @app.get("/v2/health/live", response_model=None)
     async def live() -> dict[str, bool]:
         """The process is up."""
         return {"live": True}
 
-    @app.get("/v2/health/ready")
+    @app.get("/v2/health/ready", response_model=None)
     async def ready() -> dict[str, Any]:
         """Ready to serve; lists the loaded models with the providers their sessions really got."""
         return {
@@ -116,29 +120,33 @@ def create_app(
             ],
         }
 
-    @app.get("/v2")
+    @app.get("/v2", response_model=None)
     async def server_metadata() -> dict[str, Any]:
         """Server metadata."""
         return {"name": "fermion", "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
 
-    @app.get("/v2/models/{name}")
-    @app.get("/v2/models/{name}/versions/{model_version}")
-    async def model_metadata(name: str, model_version: str | None = None) -> dict[str, Any]:
+    async def model_metadata(request: Request) -> dict[str, Any]:
         """Inputs, outputs, versions, and the providers the session got."""
-        model = await asyncio.to_thread(runtime().get, ModelRef.parse(name, model_version))
+        model = await asyncio.to_thread(runtime().get, _ref(request))
         return _metadata(model)
 
-    @app.get("/v2/models/{name}/ready")
-    @app.get("/v2/models/{name}/versions/{model_version}/ready")
-    async def model_ready(name: str, model_version: str | None = None) -> dict[str, Any]:
+    async def model_ready(request: Request) -> dict[str, Any]:
         """Loads the model if needed; ready once its session exists."""
-        model = await asyncio.to_thread(runtime().get, ModelRef.parse(name, model_version))
+        model = await asyncio.to_thread(runtime().get, _ref(request))
         return {"name": model.name, "version": str(model.version), "ready": True}
 
-    @app.post("/v1/models/{name}:predict")
-    async def predict(name: str, body: PredictRequest) -> dict[str, Any]:
+    for path in ("/v2/models/{name}", "/v2/models/{name}/versions/{model_version}"):
+        app.add_api_route(path, model_metadata, response_model=None, openapi_extra=_doc(path))
+        app.add_api_route(path + "/ready", model_ready, response_model=None, openapi_extra=_doc(path))
+
+    @app.post("/v1/models/{name}:predict", response_model=None, openapi_extra=_doc("{name}", PredictRequest))
+    async def predict(request: Request) -> dict[str, Any]:
         """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
-        ref, models = ModelRef.parse(name), runtime()
+        try:
+            body = PredictRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
+        ref, models = ModelRef.parse(request.path_params["name"]), runtime()
         model = models.cached(ref) or await asyncio.to_thread(models.get, ref)
         (input_name,) = model.inputs if len(model.inputs) == 1 else (None,)
         if input_name is None:
@@ -163,7 +171,7 @@ def create_app(
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
             doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in (InferenceRequest, InferenceResponse):
+            for model in (InferenceRequest, InferenceResponse, PredictRequest):
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 doc["components"]["schemas"].update(schema.pop("$defs", {}))
                 doc["components"]["schemas"][model.__name__] = schema
@@ -176,18 +184,30 @@ def create_app(
     return app
 
 
+def _doc(path: str, body: type[BaseModel] | None = None) -> dict[str, Any]:
+    """OpenAPI for a route that reads its own path parameters (and JSON body)."""
+    names = [n for n in ("name", "model_version") if "{" + n + "}" in path]
+    doc: dict[str, Any] = {
+        "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    }
+    if body is not None:
+        schema = {"$ref": f"#/components/schemas/{body.__name__}"}
+        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    return doc
+
+
+def _ref(request: Request) -> ModelRef:
+    params = request.path_params
+    return ModelRef.parse(params["name"], params.get("model_version"))
+
+
 def _infer_operation(path: str) -> dict[str, Any]:
-    params = [n for n in ("name", "model_version") if "{" + n + "}" in path]
     ref = "#/components/schemas/"
     return {
         "summary": "Infer",
         "description": "Run the model on OIP v2 tensors; `name` may be NAME or NAME@ALIAS.",
-        "operationId": "infer" + ("_version" if "model_version" in params else ""),
-        "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in params],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": ref + "InferenceRequest"}}},
-        },
+        "operationId": "infer" + ("_version" if "model_version" in path else ""),
+        **_doc(path, InferenceRequest),
         "responses": {
             "200": {"content": {"application/json": {"schema": {"$ref": ref + "InferenceResponse"}}}},
             "400": {"description": "the request does not fit the model or the protocol"},

@@ -327,4 +327,7 @@ def test_the_openapi_document_describes_the_infer_routes(served) -> None:
         assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferenceRequest")
         assert {p["name"] for p in op["parameters"]} <= {"name", "model_version"}
     assert "RequestInput" in doc["components"]["schemas"]
-    assert "/v2/models/{name}/ready" in doc["paths"]
+    assert [p["name"] for p in doc["paths"]["/v2/models/{name}/ready"]["get"]["parameters"]] == ["name"]
+    predict = doc["paths"]["/v1/models/{name}:predict"]["post"]
+    assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
+    assert "PredictRequest" in doc["components"]["schemas"]
