@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
     sock.listen(2048)
 
+    import logging
+
     import uvicorn
 
+    # Fermion's own log lines (model loads, GPU FALLBACK) beside uvicorn's, at the same level.
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import app
 
     config = uvicorn.Config(

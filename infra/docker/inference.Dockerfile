@@ -13,10 +13,10 @@ COPY model_store model_store
 COPY compile compile
 COPY functions functions
 COPY infra infra
-# No torch. onnxruntime-gpu's [cuda,cudnn] extra brings the CUDA 12 and cuDNN libraries as wheels;
-# tensorrt-cu12-libs the TensorRT ones. `pip install .` (not editable) also writes the .pyc files,
+# No torch. onnxruntime-gpu's [cuda,cudnn] extras bring the CUDA 13 and cuDNN 9 libraries it is built
+# against as wheels; tensorrt-cu13-libs the TensorRT ones. `pip install .` (not editable) also writes the .pyc files,
 # so no module is compiled at start-up.
-RUN pip install --no-cache-dir . "onnxruntime-gpu[cuda,cudnn]" tensorrt-cu12-libs \
+RUN pip install --no-cache-dir . "onnxruntime-gpu[cuda,cudnn]" tensorrt-cu13-libs \
     && rm -rf /srv/fermion/*
 ENV FERMION_HOME=/var/lib/fermion \
     FERMION_TRT_CACHE_DIR=/var/lib/fermion/trt-cache \
