@@ -72,9 +72,7 @@ def create_app(
     async def infer(request: Request) -> Response:
         """Run the model on OIP v2 tensors (JSON, or the binary tensor extension)."""
         config, models = settings(), runtime()
-        body = await request.body()
-        if len(body) > config.max_body_bytes:
-            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {config.max_body_bytes}")
+        body = await _read_body(request, config.max_body_bytes)
         payload, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
         variant = (payload.parameters or {}).get("variant")
         if variant is not None and variant not in VARIANTS:
@@ -143,7 +141,7 @@ def create_app(
     async def predict(request: Request) -> dict[str, Any]:
         """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
         try:
-            body = PredictRequest.model_validate_json(await request.body())
+            body = PredictRequest.model_validate_json(await _read_body(request, settings().max_body_bytes))
         except ValidationError as exc:
             raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
         ref, models = ModelRef.parse(request.path_params["name"]), runtime()
@@ -194,6 +192,22 @@ def _doc(path: str, body: type[BaseModel] | None = None) -> dict[str, Any]:
         schema = {"$ref": f"#/components/schemas/{body.__name__}"}
         doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     return doc
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with a 413 as soon as it is known to be over `limit` (never buffered whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    if declared is not None:
+        return await request.body()  # at most `limit` bytes, as declared
+    chunks, size = [], 0
+    async for chunk in request.stream():  # chunked: count as it arrives
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes ({size} received so far)")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _ref(request: Request) -> ModelRef:

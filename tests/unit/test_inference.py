@@ -331,3 +331,14 @@ def test_the_openapi_document_describes_the_infer_routes(served) -> None:
     predict = doc["paths"]["/v1/models/{name}:predict"]["post"]
     assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
     assert "PredictRequest" in doc["components"]["schemas"]
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(served) -> None:
+    client, _ = served
+    r = client.post("/v2/models/lin/infer", content=b"{}", headers={"content-length": "999999999"})
+    assert r.status_code == 413 and "999999999 bytes; the limit is 20000" in r.json()["error"]
+    chunks = (b" " * 4096 for _ in range(10))  # no Content-Length: sent chunked, counted as it arrives
+    r = client.post("/v2/models/lin/infer", content=chunks)
+    assert r.status_code == 413 and "over the limit of 20000 bytes" in r.json()["error"]
+    small = (part for part in [json.dumps(_body(np.ones((1, 4), np.float32))).encode()])
+    assert client.post("/v2/models/lin/infer", content=small).status_code == 200
