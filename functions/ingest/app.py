@@ -41,6 +41,7 @@ from .datasets import validate_dataset
 from .deps import BusDep, Datasets, Settings
 from .errors import BadUpload, NotFound, Unavailable, UploadTooLarge
 from .registry_api import router as registry_router
+from .settings import get_settings
 
 log = logging.getLogger("fermion.ingest")
 
@@ -81,7 +82,14 @@ async def healthz() -> dict[str, bool]:
     return {"live": True}
 
 
-@app.post("/v1/datasets", status_code=201)
+# Bytes a multipart upload may carry beyond the file itself: framing and the small form fields.
+FORM_OVERHEAD = 1 << 20
+
+
+# The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
+# chunked body) instead of after it has been spooled to disk; the handler then holds the file
+# itself to `max_upload_bytes`.
+@app.post("/v1/datasets", status_code=201, max_body_size=get_settings().max_upload_bytes + FORM_OVERHEAD)
 async def upload_dataset(
     datasets: Datasets,
     settings: Settings,

@@ -147,3 +147,12 @@ async def test_the_registry_over_http(ingest: httpx.AsyncClient, registry: Regis
     assert (await ingest.put("/v1/models/m/aliases/production", json={"version": 9})).status_code == 404
     assert (await ingest.get("/v1/models/nope")).status_code == 404
     assert (await ingest.get("/v1/models/m", params={"tenant": "../x"})).status_code == 400
+
+
+async def test_an_upload_over_the_route_limit_is_refused_before_it_is_read(ingest: httpx.AsyncClient) -> None:
+    declared = str(10 << 30)  # 10 GiB announced; nothing like it is sent or spooled
+    headers = {"content-type": "multipart/form-data; boundary=b", "content-length": declared}
+    r = await ingest.post("/v1/datasets", content=b"--b--\r\n", headers=headers)
+    assert r.status_code == 413 and "Too Large" in r.text
+    r = await ingest.get("/v1/no-such-route")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found"}
