@@ -86,7 +86,7 @@ def _export(module: torch.nn.Module, example: torch.Tensor, opset: int, *, dynam
         torch.onnx.export(
             module,
             (example,),
-            buf,
+            buf,  # type: ignore[arg-type]  # torch's annotation omits the file objects the exporter writes to
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},

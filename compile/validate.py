@@ -19,7 +19,7 @@ from .errors import CompileError
 MAX_BYTES = 2 << 30  # protobuf's own ceiling for one file
 
 # ONNX element types ↔ Open Inference Protocol datatypes.
-_DATATYPES = {
+_DATATYPES: dict[int, str] = {  # ONNX element type -> Open Inference Protocol datatype
     TensorProto.FLOAT: "FP32",
     TensorProto.DOUBLE: "FP64",
     TensorProto.FLOAT16: "FP16",

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -195,7 +195,7 @@ class Bus:
             raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
         return not ack.duplicate
 
-    def listen(self, subject: str, *, queue: str = "") -> AsyncIterator[bytes]:
+    def listen(self, subject: str, *, queue: str = "") -> AsyncGenerator[bytes, None]:
         """Core NATS messages on `subject` (advisories); `queue` shares them among replicas."""
         return self._pump(lambda cb: self._nc.subscribe(subject, queue=queue, cb=cb), f"subscribe to {subject}")
 
@@ -288,11 +288,11 @@ class Bus:
             raise BusError(f"cannot bind to consumer {durable!r}: {exc}") from exc
         return JobQueue(sub)
 
-    def watch(self, subject: str, *, since: datetime | None = None) -> AsyncIterator[bytes]:
+    def watch(self, subject: str, *, since: datetime | None = None) -> AsyncGenerator[bytes, None]:
         """Yield the event log's messages on `subject` (wildcards allowed), from `since` or from now."""
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_TIME if since else DeliverPolicy.NEW,
-            opt_start_time=since.isoformat() if since else None,
+            opt_start_time=since,
         )
         return self._pump(
             lambda cb: self._js.subscribe(
@@ -304,7 +304,7 @@ class Bus:
     @staticmethod
     async def _pump(
         subscribe: Callable[[Callable[[Msg], Awaitable[None]]], Awaitable[Any]], what: str
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Subscribe with a callback that queues, and yield what arrives until the caller closes us."""
         inbox: asyncio.Queue[bytes] = asyncio.Queue()
 

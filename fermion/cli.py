@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fermion.client import Client, FermionError
+from fermion.events import TrainingCompleted, TrainingProgress
 from fermion.infra import Stack, StackSettings, is_up
 from fermion.model_store import (
     Draft,
@@ -169,7 +170,7 @@ def _demo_flow(
     )
 
 
-def _follow(client: Client, job: str, epochs: int):  # type: ignore[no-untyped-def]
+def _follow(client: Client, job: str, epochs: int) -> TrainingCompleted:
     columns = (
         TextColumn("[bold]training[/]"),
         BarColumn(),
@@ -180,7 +181,7 @@ def _follow(client: Client, job: str, epochs: int):  # type: ignore[no-untyped-d
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("train", total=epochs, status="waiting for a trainer")
 
-        def on_progress(event):  # type: ignore[no-untyped-def]
+        def on_progress(event: TrainingProgress) -> None:
             d = event.data
             status = "started" if d.loss is None else f"loss {d.loss:.4f} acc {d.metrics.get('accuracy', 0):.3f}"
             progress.update(
@@ -276,8 +277,8 @@ def models_list() -> None:
         table = Table("model", "versions", "aliases")
         for name in registry.models(settings.tenant):
             info = registry.describe(settings.tenant, name)
-            aliases = ", ".join(f"{a}→{v}" for a, v in sorted(info["aliases"].items()))  # type: ignore[union-attr]
-            table.add_row(name, ", ".join(map(str, info["versions"])), aliases)  # type: ignore[call-overload]
+            aliases = ", ".join(f"{a}→{v}" for a, v in sorted(info["aliases"].items()))
+            table.add_row(name, ", ".join(map(str, info["versions"])), aliases)
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
     console.print(table)

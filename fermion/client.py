@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ class Client:
         }
         return self._call("POST", f"{self.ingest_url}/v1/sweeps", json=body)
 
-    async def follow(self, job_id: str, *, since: datetime | None = None) -> AsyncIterator[Event]:
+    async def follow(self, job_id: str, *, since: datetime | None = None) -> AsyncGenerator[Event, None]:
         """The job's progress events, ending with its `training.completed` or `training.failed`."""
         bus = await Bus.connect(self.nats_url, name="fermion-client")
         try:
@@ -130,7 +130,7 @@ class Client:
             async with contextlib.aclosing(bus.watch("fermion.training.>", since=start)) as events:
                 async for raw in events:
                     event = parse_event(raw)
-                    if getattr(event.data, "job_id", None) != job_id:  # type: ignore[attr-defined]
+                    if getattr(getattr(event, "data", None), "job_id", None) != job_id:
                         continue
                     yield event
                     if isinstance(event, TrainingCompleted | TrainingFailed):

@@ -57,10 +57,11 @@ def job_statuses(queued: list[StoredMessage], log: list[StoredMessage]) -> dict[
     for m in log:
         with contextlib.suppress(ValidationError):  # malformed ones are in the dead-letter log
             event = parse_event(m.data)
-            job_id = getattr(event.data, "job_id", None)
+            data = getattr(event, "data", None)  # every training.* event carries its job's id in data
+            job_id = getattr(data, "job_id", None)
             if job_id is None:
                 continue
-            job = jobs.setdefault(job_id, JobStatus(job_id, getattr(event.data, "model_name", "?")))
+            job = jobs.setdefault(job_id, JobStatus(job_id, getattr(data, "model_name", "?")))
             job.updated = event.time
             if isinstance(event, TrainingProgress) and job.state in ("queued", "running"):
                 d = event.data

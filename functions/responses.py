@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +24,7 @@ class HTTPError(Exception):
     status = 500
 
 
-def describe_validation(errors: list[dict]) -> str:  # type: ignore[type-arg]
+def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
     """Pydantic validation errors as one line: 'field.path: message; ...'."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors[:5])
 

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .backends import LocalDirStore, ObjectStore, open_store
     from .conformance import StoreNotConformant, check_conditional_writes
-    from .datasets import AmbiguousDataset, DatasetNotFound, DatasetStore, StoredDataset, dataset_key
+    from .datasets import (
+        AmbiguousDataset,
+        DatasetFormat,
+        DatasetNotFound,
+        DatasetStore,
+        StoredDataset,
+        dataset_format,
+        dataset_key,
+    )
     from .errors import (
         AliasConflict,
         AliasNotFound,
@@ -37,6 +45,7 @@ _EXPORTS = {
     "AliasConflict": "errors",
     "AliasNotFound": "errors",
     "AmbiguousDataset": "datasets",
+    "DatasetFormat": "datasets",
     "DatasetNotFound": "datasets",
     "DatasetStore": "datasets",
     "Draft": "manifest",
@@ -68,6 +77,7 @@ _EXPORTS = {
     "VersionNotFound": "errors",
     "check_conditional_writes": "conformance",
     "check_name": "registry",
+    "dataset_format": "datasets",
     "dataset_key": "datasets",
     "open_registry": "registry",
     "open_store": "backends",
@@ -80,6 +90,7 @@ __all__ = [
     "AliasConflict",
     "AliasNotFound",
     "AmbiguousDataset",
+    "DatasetFormat",
     "DatasetNotFound",
     "DatasetStore",
     "Draft",
@@ -109,6 +120,7 @@ __all__ = [
     "VersionNotFound",
     "check_conditional_writes",
     "check_name",
+    "dataset_format",
     "dataset_key",
     "open_registry",
     "open_store",

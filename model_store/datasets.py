@@ -6,13 +6,21 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .backends import ObjectStore
 from .cache import sha256_file
 from .errors import IntegrityError, NotFound, ObjectNotFound, PreconditionFailed
 from .registry import check_name
 
-FORMATS = ("npz", "csv")
+DatasetFormat = Literal["npz", "csv"]
+FORMATS: tuple[DatasetFormat, ...] = ("npz", "csv")
+
+
+def dataset_format(ext: str) -> DatasetFormat | None:
+    """The format a file extension names (any case, with or without the dot), or None."""
+    ext = ext.lower().removeprefix(".")
+    return next((f for f in FORMATS if f == ext), None)
 
 
 class DatasetNotFound(NotFound):
@@ -31,10 +39,10 @@ class StoredDataset:
     uri: str
     sha256: str
     size: int
-    format: str
+    format: DatasetFormat
 
 
-def dataset_key(tenant: str, name: str, sha256: str, fmt: str) -> str:
+def dataset_key(tenant: str, name: str, sha256: str, fmt: DatasetFormat) -> str:
     """The object key of a dataset."""
     if fmt not in FORMATS:
         raise ValueError(f"unsupported dataset format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -47,7 +55,7 @@ class DatasetStore:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    def put(self, tenant: str, name: str, data: bytes, fmt: str) -> StoredDataset:
+    def put(self, tenant: str, name: str, data: bytes, fmt: DatasetFormat) -> StoredDataset:
         """Store `data` create-only under its sha256 (already there is success: same bytes)."""
         sha = hashlib.sha256(data).hexdigest()
         key = dataset_key(tenant, name, sha, fmt)
@@ -66,14 +74,16 @@ class DatasetStore:
         if len(candidates) > 1:
             shas = ", ".join(c.split(".")[0] for c in candidates)
             raise AmbiguousDataset(f"dataset {name!r} has {len(candidates)} uploads; name one by sha256: {shas}")
-        sha, fmt = candidates[0].split(".", 1)
+        sha, ext = candidates[0].split(".", 1)
+        if (fmt := dataset_format(ext)) is None:
+            raise DatasetNotFound(f"dataset {name!r} is stored as {candidates[0]!r}, not a format the trainer reads")
         key = prefix + candidates[0]
         return StoredDataset(key, self._uri(key), sha, self.store.size(key), fmt)
 
     def _uri(self, key: str) -> str:
         return f"{self.store.url.rstrip('/')}/{key}"
 
-    def fetch(self, tenant: str, name: str, sha256: str, fmt: str, dest: Path) -> Path:
+    def fetch(self, tenant: str, name: str, sha256: str, fmt: DatasetFormat, dest: Path) -> Path:
         """Download a dataset to `dest`, verified against its sha256."""
         key = dataset_key(tenant, name, sha256, fmt)
         try:

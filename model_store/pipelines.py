@@ -7,6 +7,7 @@ them where they become a `training.requested` event.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -76,6 +77,6 @@ class Pipelines:
         ]
         return [self.get(tenant, n) for n in names]
 
-    def matching(self, tenant: str, dataset_name: str) -> list[PipelineRule]:
+    def matching(self, tenant: str, dataset_name: str) -> builtins.list[PipelineRule]:  # `list` is a method here
         """The rules an upload of `dataset_name` triggers."""
         return [r for r in self.list(tenant) if r.matches(dataset_name)]

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 from pydantic import BaseModel, ValidationError
 
@@ -78,6 +79,14 @@ _HISTORY = 100
 def _moved(current: Alias | None, version: int) -> Alias:
     history = [*current.history, current.version][-_HISTORY:] if current else []
     return Alias(version=version, updated_at=datetime.now(UTC), history=history)
+
+
+class ModelSummary(TypedDict):
+    """A model's versions and where its aliases point, for listings."""
+
+    name: str
+    versions: list[int]
+    aliases: dict[str, int]
 
 
 class Registry:
@@ -318,15 +327,15 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def describe(self, tenant: str, name: str) -> dict[str, object]:
+    def describe(self, tenant: str, name: str) -> ModelSummary:
         """A model's versions and aliases, for listings."""
         prefix = f"{self._model_prefix(tenant, name)}aliases/"
-        aliases = {}
+        aliases: dict[str, int] = {}
         for fn in self.store.children(prefix):
             if fn.endswith(".json"):
                 raw, _ = self.store.get(prefix + fn)
                 aliases[fn.removesuffix(".json")] = json.loads(raw)["version"]
-        return {"name": name, "versions": self.versions(tenant, name), "aliases": aliases}
+        return ModelSummary(name=name, versions=self.versions(tenant, name), aliases=aliases)
 
 
 def open_registry(settings: StoreSettings) -> Registry:

@@ -79,7 +79,9 @@ def create_app(
             raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
         ref = _ref(request)
         # The warm path does no I/O and hops no thread; a load (fetch, verify, session) runs off the loop.
-        model = models.cached(ref, variant) or await asyncio.to_thread(models.get, ref, None, variant)
+        model = models.cached(ref, variant)
+        if model is None:
+            model = await asyncio.to_thread(models.get, ref, None, variant)
         feeds = {t.name: to_array(t, binary) for t in payload.inputs}
         wanted = [o.name for o in payload.outputs] if payload.outputs else None
         results = await _run(model, feeds, wanted, config, batching)
@@ -143,9 +145,11 @@ def create_app(
         try:
             body = PredictRequest.model_validate_json(await _read_body(request, settings().max_body_bytes))
         except ValidationError as exc:
-            raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
+            raise BadRequest(f"invalid request: {describe_validation(list(exc.errors()))}") from exc
         ref, models = ModelRef.parse(request.path_params["name"]), runtime()
-        model = models.cached(ref) or await asyncio.to_thread(models.get, ref)
+        model = models.cached(ref)
+        if model is None:
+            model = await asyncio.to_thread(models.get, ref)
         (input_name,) = model.inputs if len(model.inputs) == 1 else (None,)
         if input_name is None:
             raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")

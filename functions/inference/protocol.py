@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -141,8 +142,8 @@ def encode_response(
     request_id: str | None,
     results: dict[str, np.ndarray],
     variant: str,
-    binary: set[str] = frozenset(),
-) -> tuple[bytes, int | None]:  # type: ignore[assignment]
+    binary: AbstractSet[str] = frozenset(),
+) -> tuple[bytes, int | None]:
     """The response as bytes, built directly (the hot path skips model validation).
 
     Outputs named in `binary` go after the JSON as raw bytes (binary tensor extension); the second

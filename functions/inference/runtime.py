@@ -176,7 +176,7 @@ class ModelRuntime:
         self.settings = settings
         self._models: OrderedDict[tuple[str, str, int, str], LoadedModel] = OrderedDict()
         self._aliases: dict[tuple[str, str, str], tuple[int, float]] = {}
-        self._locks: dict[tuple[str, str, int], threading.Lock] = {}
+        self._locks: dict[tuple[str, str, int, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
     @property

@@ -34,6 +34,7 @@ from fermion.model_store import (
     RegistryError,
     StoreError,
     check_name,
+    dataset_format,
 )
 
 from ..responses import install_error_handlers
@@ -100,8 +101,8 @@ async def upload_dataset(
 ) -> DatasetRef:
     """Store a dataset by sha256 and announce it with `datasets.uploaded`."""
     filename = PurePath(file.filename or "").name
-    fmt = PurePath(filename).suffix.lstrip(".").lower()
-    if fmt not in ("npz", "csv"):
+    fmt = dataset_format(PurePath(filename).suffix)
+    if fmt is None:
         raise BadUpload(f"unsupported file {filename!r}: upload an .npz (arrays x, y) or a .csv with a header")
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:

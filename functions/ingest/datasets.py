@@ -8,12 +8,12 @@ import zipfile
 
 import numpy as np
 
+from fermion.model_store import DatasetFormat
+
 from .errors import BadUpload
 
-FORMATS = ("npz", "csv")
 
-
-def validate_dataset(data: bytes, fmt: str) -> None:
+def validate_dataset(data: bytes, fmt: DatasetFormat) -> None:
     """Refuse files the trainer could never read, before anything is stored."""
     if fmt == "npz":
         try:

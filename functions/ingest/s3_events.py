@@ -25,9 +25,18 @@ from urllib.parse import unquote_plus
 import boto3
 
 from fermion.events import Bus, DatasetRef, DatasetUploaded, subjects
-from fermion.model_store import DatasetStore, RegistryError, StoreError, check_name, open_registry
+from fermion.model_store import (
+    DatasetFormat,
+    DatasetStore,
+    RegistryError,
+    StoreError,
+    check_name,
+    dataset_format,
+    open_registry,
+)
+from fermion.model_store.datasets import FORMATS
 
-from .datasets import FORMATS, validate_dataset
+from .datasets import validate_dataset
 from .errors import BadUpload
 from .settings import IngestSettings, get_settings
 
@@ -43,7 +52,7 @@ class Drop:
     key: str
     tenant: str
     name: str
-    format: str
+    format: DatasetFormat
 
 
 def parse_key(key: str) -> Drop:
@@ -53,10 +62,10 @@ def parse_key(key: str) -> Drop:
         raise BadUpload(f"{key!r} is not a dataset drop: use {INCOMING}NAME.EXT or {INCOMING}TENANT/NAME.EXT")
     tenant = parts[0] if len(parts) == 2 else "default"
     stem, _, ext = parts[-1].rpartition(".")
-    if ext.lower() not in FORMATS:
+    if (fmt := dataset_format(ext)) is None:
         raise BadUpload(f"{key!r}: unsupported extension {ext!r}; use one of {', '.join(FORMATS)}")
     try:
-        return Drop(key, check_name("tenant", tenant), check_name("dataset", stem.lower()), ext.lower())
+        return Drop(key, check_name("tenant", tenant), check_name("dataset", stem.lower()), fmt)
     except RegistryError as exc:
         raise BadUpload(f"{key!r}: {exc}") from exc
 

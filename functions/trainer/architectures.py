@@ -20,6 +20,9 @@ from .errors import DatasetError, UnknownArchitecture
 class Standardize(nn.Module):
     """(x - mean) / std with constants fitted on the training split."""
 
+    mean: torch.Tensor  # buffers: saved with the module and exported into the graph
+    std: torch.Tensor
+
     def __init__(self, x_train: np.ndarray) -> None:
         super().__init__()
         mean = x_train.mean(axis=0)

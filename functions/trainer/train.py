@@ -112,7 +112,8 @@ def _load_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
 def split(ds: Dataset, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified train/test row indices, deterministic for a seed."""
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
     for cls in range(len(ds.labels)):
         idx = rng.permutation(np.flatnonzero(ds.y == cls))
         n_test = round(len(idx) * test_fraction) if len(idx) > 1 else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +37,7 @@ class ObjectStore(Protocol):
         """Every key under `prefix`, in no promised order."""
         ...
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> builtins.list[str]:  # `list` is a method here
         """The names directly under `prefix` (which ends with '/'): objects and 'folders' alike."""
         ...
 

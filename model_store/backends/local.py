@@ -6,6 +6,7 @@ compare-and-swap takes a per-key `flock` so concurrent processes serialise on on
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -98,7 +99,7 @@ class LocalDirStore:
                 if key.startswith(prefix):
                     yield key
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> builtins.list[str]:  # `list` is a method here
         try:
             entries = os.listdir(self._path(prefix.rstrip("/")))
         except (FileNotFoundError, NotADirectoryError, InvalidName):

@@ -6,6 +6,7 @@ Create-only is `If-None-Match: *` and compare-and-swap is `If-Match: <etag>`; bo
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ class S3Store:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._fail(exc, prefix) from exc
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> builtins.list[str]:  # `list` is a method here
         names: set[str] = set()
         full = self._key(prefix)
         try:
