@@ -45,7 +45,7 @@ def install_error_handlers(app: FastAPI, log: logging.Logger, *, validation_stat
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
-            {"error": f"invalid request: {describe_validation(list(exc.errors()))}"}, status_code=validation_status
+            {"error": f"invalid request: {describe_validation(exc.errors())}"}, status_code=validation_status
         )
 
     @app.exception_handler(Exception)

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from ..responses import describe_validation, install_error_handlers
 from .batching import Batcher
-from .errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest, ModelNotFound, ModelUnavailable, PayloadTooLarge
 from .protocol import HEADER_LENGTH, InferenceRequest, InferenceResponse, encode_response, parse_request, to_array
 from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
 from .settings import InferenceSettings, get_settings
@@ -145,7 +145,7 @@ def create_app(
         try:
             body = PredictRequest.model_validate_json(await _read_body(request, settings().max_body_bytes))
         except ValidationError as exc:
-            raise BadRequest(f"invalid request: {describe_validation(list(exc.errors()))}") from exc
+            raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
         ref, models = ModelRef.parse(request.path_params["name"]), runtime()
         model = models.cached(ref)
         if model is None:
@@ -228,9 +228,10 @@ def _infer_operation(path: str) -> dict[str, Any]:
         **_doc(path, InferenceRequest),
         "responses": {
             "200": {"content": {"application/json": {"schema": {"$ref": ref + "InferenceResponse"}}}},
-            "400": {"description": "the request does not fit the model or the protocol"},
-            "404": {"description": "no such model, version or alias"},
-            "413": {"description": "the body is over the configured limit"},
+            **{
+                str(error.status): {"description": (error.__doc__ or "").partition(": ")[2]}
+                for error in (BadRequest, ModelNotFound, PayloadTooLarge, ModelUnavailable)
+            },
         },
     }
 

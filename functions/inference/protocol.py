@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
+from ..responses import describe_validation
 from .errors import BadRequest
 from .runtime import DATATYPES, datatype_of
 
@@ -132,8 +133,7 @@ def _parse_json(body: bytes) -> InferenceRequest:
     try:
         return InferenceRequest.model_validate_json(body)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise BadRequest(f"invalid inference request: {problems}") from exc
+        raise BadRequest(f"invalid inference request: {describe_validation(exc.errors())}") from exc
 
 
 def encode_response(
