@@ -28,6 +28,7 @@ from fermion.events import (
     TrainingCancel,
     TrainingCompleted,
     TrainingFailed,
+    TrainingProgress,
     TrainingRequest,
     TrainingRequested,
     parse_event,
@@ -214,8 +215,9 @@ async def test_cancel_before_start_and_while_training(fleet: Fleet, fleet_bus: B
     await fleet_bus.publish(long)
     events = fleet_bus.watch("fermion.training.progress", since=since)
     async with asyncio.timeout(60):
-        async for raw in events:
-            if parse_event(raw).data.job_id == long.id:  # type: ignore[attr-defined]
+        async for raw in events:  # a trained epoch, not the epoch-0 "started" report sent before training
+            progress = parse_event(raw, TrainingProgress)
+            if progress.data.job_id == long.id and progress.data.epoch >= 1:  # type: ignore[attr-defined]
                 break
     await events.aclose()
     await fleet_bus.publish(TrainingCancel(data=CancelRequest(job_id=long.id)))
