@@ -1,9 +1,17 @@
-"""AWS Lambda entry point: Mangum around the app, lifespan off (it would run per invocation)."""
+"""AWS Lambda entry point: Mangum around the app, lifespan off (it would run per invocation).
 
-from fastapi import FastAPI
-from mangum import Mangum
+Lambda's init phase is this module's import, so, as the container entry point does, the imports
+run with the cyclic garbage collector off and what they made is frozen out of later collections.
+"""
 
-from .app import create_app
+import gc
+
+gc.disable()
+
+from fastapi import FastAPI  # noqa: E402
+from mangum import Mangum  # noqa: E402
+
+from .app import create_app  # noqa: E402
 
 
 def make_handler(app: FastAPI | None = None) -> Mangum:
@@ -12,3 +20,5 @@ def make_handler(app: FastAPI | None = None) -> Mangum:
 
 
 handler = make_handler()
+gc.freeze()
+gc.enable()
