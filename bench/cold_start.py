@@ -6,6 +6,8 @@ registry. Then, N times each, times spawn → first correct answer to one OIP v2
   model fetched from the registry and sha256-verified on that first request (an empty cache);
 - the same with FERMION_PRELOAD (the load runs beside the imports);
 - the same app under the plain uvicorn command line;
+- the Lambda handler: a fresh interpreter importing it (Lambda's init) and invoking it once with a
+  Function URL event (no HTTP server, so it is not comparable with the servers above);
 - the references in `common.py`: the bare-ORT floor, a hand-written FastAPI server loading the file
   from local disk, and KServe's model server (its own venv, installed on first use).
 
@@ -70,6 +72,31 @@ s.run(None, {"input": np.zeros((1, 64), np.float32)})
 """
 
 
+LAMBDA = """
+import asyncio, json, sys
+asyncio.set_event_loop(asyncio.new_event_loop())  # Lambda's runtime has one on its main thread
+from fermion.functions.inference.handler import handler  # the init phase
+body, expected = sys.argv[1], int(sys.argv[2])
+http = {"method": "POST", "path": "/v2/models/digits/infer", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"}
+context = {"http": http,
+           "stage": "$default", "requestId": "r", "routeKey": "$default", "accountId": "1", "apiId": "a",
+           "domainName": "a.lambda-url.us-east-1.on.aws", "domainPrefix": "a", "time": "", "timeEpoch": 0}
+event = {"version": "2.0", "routeKey": "$default", "rawPath": "/v2/models/digits/infer", "rawQueryString": "",
+         "headers": {"content-type": "application/json"}, "requestContext": context, "body": body,
+         "isBase64Encoded": False}
+out = handler(event, None)  # the first invocation: fetch, verify, session, run
+logits = json.loads(out["body"])["outputs"][0]["data"]
+assert out["statusCode"] == 200 and logits.index(max(logits)) == expected, out
+"""
+
+
+def lambda_cold(env: dict[str, str], body: str, expected: int) -> float:
+    """A fresh interpreter through Lambda's init (importing the handler) and first invocation."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", LAMBDA, body, str(expected)], env=env, check=True)
+    return time.perf_counter() - started
+
+
 def floor(model: Path) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", FLOOR, str(model)], check=True)
@@ -106,7 +133,12 @@ def main() -> None:
             ),
             "KServe 0.21 ModelServer": lambda port: (kserve_argv("digits", model, port), base),
         }
-        runs: dict[str, list[float]] = {"bare ORT floor (import, session, run)": [], **{k: [] for k in servers}}
+        lambda_title = "Lambda handler: init + first invocation (no HTTP)"
+        runs: dict[str, list[float]] = {
+            "bare ORT floor (import, session, run)": [],
+            **{k: [] for k in servers},
+            lambda_title: [],
+        }
         kserve_argv("digits", model, 0)  # installs KServe's venv now, outside the timings
         for _ in range(args.runs):  # interleaved, so drift on a noisy machine hits all alike
             runs["bare ORT floor (import, session, run)"].append(floor(model))
@@ -114,6 +146,7 @@ def main() -> None:
                 port = free_port()
                 argv, env = make(port)
                 runs[title].append(first_answer(argv, env, port, body, expected))
+            runs[lambda_title].append(lambda_cold(fermion(0)[1], body, expected))
     medians = {k: statistics.median(v) for k, v in runs.items()}
     hand = medians["hand-written FastAPI (file from local disk)"]
     kserve = medians["KServe 0.21 ModelServer"]
