@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     gc.disable()
     parser = ArgumentParser(prog="python -m fermion.functions.inference", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs per request)")
     args = parser.parse_args(argv)
 
