@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import httpx
@@ -111,13 +111,23 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
     ]
 
 
+def ort_version() -> str:
+    """The version of the ONNX Runtime this environment has (the GPU or the CPU package)."""
+    for dist in ("onnxruntime-gpu", "onnxruntime"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    raise RuntimeError("no onnxruntime package is installed")
+
+
 def kserve_python() -> Path:
     """The interpreter of KServe's own virtual environment, created on first use (a minute or two)."""
     python = KSERVE_VENV / "bin" / "python"
     if not python.exists():
         print(f"installing kserve {KSERVE_VERSION} into {KSERVE_VENV} (once)", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
-        ort = f"onnxruntime=={version('onnxruntime-gpu')}"  # the same ONNX Runtime as Fermion's, CPU build
+        ort = f"onnxruntime=={ort_version()}"  # the same ONNX Runtime as Fermion's, CPU build
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", f"kserve=={KSERVE_VERSION}", ort, "numpy"], check=True
         )
