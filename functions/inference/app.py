@@ -32,12 +32,12 @@ from ..responses import describe_validation, install_error_handlers
 from .batching import Batcher
 from .errors import BadRequest, ModelNotFound, ModelUnavailable, PayloadTooLarge
 from .protocol import HEADER_LENGTH, InferenceRequest, InferenceResponse, encode_response, parse_request, to_array
-from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
+from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime, rows_of
 from .settings import InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
 INLINE_ELEMENTS = 65_536  # tensors up to this many elements may run on the event loop...
-INLINE_RUN_MS = 0.5  # ...when the model's recent runs took less than this
+INLINE_RUN_MS = 0.5  # ...when the model's recent cost per row, times the request's rows, is below this
 VARIANTS = ("auto", "fp32", "int8", "fp16")
 INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{model_version}/infer")
 
@@ -263,11 +263,15 @@ async def _run(
     settings: InferenceSettings,
     batching: bool,
 ) -> dict[str, np.ndarray]:
-    """Route a run: inline when cheap and nothing is queued, batched under load, else a worker thread."""
-    batcher: Batcher | None = model.batcher
-    idle = batcher is None or batcher.idle
-    if idle and model.run_ms < INLINE_RUN_MS and sum(a.size for a in feeds.values()) <= INLINE_ELEMENTS:
+    """Route a run: inline when cheap, else batched with concurrent requests, else a worker thread.
+
+    Cheap is the model's recent cost per row when run alone, times this request's rows: a model
+    whose rows take microseconds is never batched (a batch would only add a thread hop and a
+    wait), and a batched model's merged runs, cheaper per row, never make it look cheap.
+    """
+    if model.row_ms * rows_of(feeds) < INLINE_RUN_MS and sum(a.size for a in feeds.values()) <= INLINE_ELEMENTS:
         return model.run(feeds, wanted)  # a thread hop would cost more than the run itself
+    batcher: Batcher | None = model.batcher
     options = {
         "batching": float(settings.batching and batching),
         "max_batch_size": settings.max_batch_size,

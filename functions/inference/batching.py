@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from .runtime import LoadedModel
 
 log = logging.getLogger("fermion.inference")
+FILL_WAIT_S = 0.005  # the longest a batch waits to fill up to the previous batch's size
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.requests = 0
+        self._last_rows = 1  # rows in the previous batch: how many requests arrive together now
+        self._last_run_s = 0.0  # how long that batch's run took
 
     @property
     def idle(self) -> bool:
@@ -69,15 +73,23 @@ class Batcher:
         return await pending.future
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._queue.empty():
             batch = [self._queue.get_nowait()]
             rows = batch[0].rows
-            deadline = asyncio.get_running_loop().time() + self.max_delay_s
+            started = loop.time()
+            # Under load, requests answered together come back together, a little spread out; a batch
+            # formed from the first of them would run nearly alone and split the rest off into the
+            # next. So, while it is smaller than the previous batch, a batch waits for them: at most a
+            # quarter of the previous run (and FILL_WAIT_S), never when one request at a time arrives.
+            fill = min(self._last_rows, self.max_batch_size)
+            fill_wait = min(FILL_WAIT_S, self._last_run_s / 4)
             while rows < self.max_batch_size:
                 try:
                     nxt = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    remaining = deadline - asyncio.get_running_loop().time()
+                    wait = max(self.max_delay_s, fill_wait if rows < fill else 0.0)
+                    remaining = started + wait - loop.time()
                     if remaining <= 0:
                         break
                     try:
@@ -100,7 +112,10 @@ class Batcher:
                 merged = first.feeds
             else:
                 merged = {n: np.concatenate([p.feeds[n] for p in batch]) for n in first.feeds}
-            results = await asyncio.to_thread(self.model.run, merged, first.outputs)
+            run_started = time.perf_counter()
+            results = await asyncio.to_thread(self.model.run, merged, first.outputs, merged=len(batch) > 1)
+            self._last_run_s = time.perf_counter() - run_started
+            self._last_rows = sum(p.rows for p in batch)
         except Exception as exc:  # the run's error belongs to every request in it
             for p in batch:
                 if not p.future.done():

@@ -82,7 +82,7 @@ class LoadedModel:
     load_seconds: float
     variant: str
     size: int
-    run_ms: float = 0.0
+    row_ms: float = 0.0  # recent cost per row of a request run alone, for routing runs
     batcher: Any = None  # the inference app's Batcher for this session, made on first use
     inputs: dict[str, tuple[np.dtype, list[int | None]]] = field(default_factory=dict)
 
@@ -112,8 +112,14 @@ class LoadedModel:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise BadRequest(f"input {name!r} contains NaN or infinity")
 
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run the session; `outputs` names which outputs to return (all by default)."""
+    def run(
+        self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, *, merged: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Run the session; `outputs` names which outputs to return (all by default).
+
+        A run of one request alone (not `merged` from several) updates `row_ms`, the cost per row
+        that decides whether the next request may run inline.
+        """
         for name, array in feeds.items():
             self.check(name, array)
         if missing := set(self.inputs) - set(feeds):
@@ -124,7 +130,9 @@ class LoadedModel:
             raise BadRequest(f"model {self.name} has no output(s) {unknown}; its outputs are {sorted(known)}")
         started = time.perf_counter()
         out = self.session.run(names, feeds)
-        self.run_ms = 0.8 * self.run_ms + 0.2 * (time.perf_counter() - started) * 1000  # recent cost, for routing
+        if not merged:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            self.row_ms = 0.8 * self.row_ms + 0.2 * elapsed_ms / rows_of(feeds)
         return dict(zip(names, out, strict=True))
 
 
@@ -161,6 +169,12 @@ def cpu_quota() -> int:
             if quota_us > 0:
                 cpus = min(cpus, max(1, math.ceil(quota_us / period_us)))
     return max(1, cpus)
+
+
+def rows_of(feeds: dict[str, np.ndarray]) -> int:
+    """Rows in a request: its first input's first axis (1 for a scalar)."""
+    first = next(iter(feeds.values()), None)
+    return max(int(first.shape[0]), 1) if first is not None and first.ndim else 1
 
 
 def datatype_of(dtype: np.dtype) -> str:

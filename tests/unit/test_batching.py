@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fermion.functions.inference import batching
 from fermion.functions.inference.batching import Batcher
 from fermion.functions.inference.errors import BadRequest
 from fermion.functions.inference.runtime import LoadedModel, ModelRef, ModelRuntime
@@ -52,3 +53,24 @@ async def test_a_bad_request_fails_alone(model: LoadedModel) -> None:
     with pytest.raises(BadRequest, match="must have shape"):
         await batcher.run({"input": np.ones((1, 5), np.float32)}, None)
     assert (await good)["logits"].shape == (1, 3)
+
+
+async def test_under_load_a_batch_waits_to_fill_to_the_previous_size(
+    model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def staggered(batcher: Batcher, n: int, gap_s: float) -> None:
+        async def one(i: int) -> None:
+            await asyncio.sleep(gap_s * i)
+            await batcher.run({"input": np.ones((1, 4), np.float32)}, None)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    monkeypatch.setattr(batching, "FILL_WAIT_S", 0.5)  # a wide window, so the test does not race the clock
+    alone = Batcher(model, max_batch_size=32, max_delay_ms=0)
+    await staggered(alone, 6, 0.02)
+    assert alone.batches == 6  # one at a time: nothing to wait for, each runs at once
+
+    loaded = Batcher(model, max_batch_size=32, max_delay_ms=0)
+    loaded._last_rows, loaded._last_run_s = 6, 1.0  # the previous batch had six requests and took a second
+    await staggered(loaded, 6, 0.002)  # answered together, they come back a little spread out
+    assert loaded.batches == 1  # the first waited for the other five

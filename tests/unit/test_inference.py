@@ -342,3 +342,28 @@ def test_an_oversized_body_is_refused_before_it_is_read(served) -> None:
     assert r.status_code == 413 and "over the limit of 20000 bytes" in r.json()["error"]
     small = (part for part in [json.dumps(_body(np.ones((1, 4), np.float32))).encode()])
     assert client.post("/v2/models/lin/infer", content=small).status_code == 200
+
+
+async def test_runs_are_routed_by_cost_per_row(registry: Registry, tmp_path: Path) -> None:
+    import httpx
+
+    registry.register("default", "lin", {"model.onnx": linear_onnx(seed=2)}, linear_draft())
+    settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"])
+    runtime = ModelRuntime(registry, settings)
+    rows = [np.random.default_rng(i).normal(size=(1, 4)).astype(np.float32) for i in range(24)]
+    for batching, expect_batches in ((True, True), (False, False)):
+        app = create_app(lambda: runtime, lambda: settings, batching=batching)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            assert (await client.post("/v2/models/lin/infer", json=_body(rows[0]))).status_code == 200
+            (model,) = runtime.loaded
+            assert model.batcher is None  # microseconds per row: every run inline, nothing batched
+            model.row_ms = 5.0  # as if each row cost 5 ms: concurrent requests now share runs
+            answers = await asyncio.gather(*(client.post("/v2/models/lin/infer", json=_body(x)) for x in rows))
+        for x, r in zip(rows, answers, strict=True):
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(r.json()["outputs"][0]["data"], _reference(2, x).ravel(), rtol=1e-5)
+        if expect_batches:
+            assert model.batcher is not None and model.batcher.batches < len(rows)
+        else:
+            assert model.batcher is None  # one request per invocation (Mangum): a worker thread, never a batch
+        model.batcher = None
