@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fermion_argv, free_port, serve, stop, wrk
+from common import fermion_argv, free_port, run_ms, serve, stop, wrk
 
 from fermion.compile import export_onnx
 from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
@@ -94,18 +92,6 @@ def lua_body(x: np.ndarray) -> tuple[str, bytes, int]:
         body,
         len(header),
     )
-
-
-def run_ms(session: ort.InferenceSession, x: np.ndarray, n: int) -> float:
-    """Median `session.run` time in ms."""
-    for _ in range(3):
-        session.run(None, {"input": x})
-    runs = []
-    for _ in range(n):
-        t = time.perf_counter()
-        session.run(None, {"input": x})
-        runs.append(time.perf_counter() - t)
-    return statistics.median(runs) * 1000
 
 
 class SequenceClassifier(nn.Module):

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 
 BENCH = Path(__file__).resolve().parent
 KSERVE_VERSION = "0.21.0"
@@ -69,6 +71,19 @@ def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
     with torch.no_grad():
         expected = int(trained.module(torch.from_numpy(sample)).argmax())
     return registry.fetch(manifest), sample, expected
+
+
+def run_ms(session: ort.InferenceSession, x: np.ndarray, n: int) -> float:
+    """Median `session.run` time of `x` on the session's (first) input, in ms, after a warm-up."""
+    feeds = {session.get_inputs()[0].name: x}
+    for _ in range(5):
+        session.run(None, feeds)
+    runs = []
+    for _ in range(n):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        runs.append(time.perf_counter() - t)
+    return statistics.median(runs) * 1000
 
 
 def oip_body(sample: np.ndarray) -> str:

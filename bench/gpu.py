@@ -15,10 +15,8 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batching import MODELS, lua_body
-from common import fermion_argv, free_port, serve, stop, wrk
+from common import fermion_argv, free_port, run_ms, serve, stop, wrk
 
 from fermion.compile import convert_fp16, export_onnx
 from fermion.functions.trainer.architectures import build
@@ -49,18 +47,6 @@ def session(model: bytes, kind: str, cache: Path) -> ort.InferenceSession | None
     options = [trt if p.startswith("Tensorrt") else {} for p in wanted]
     s = ort.InferenceSession(model, providers=wanted, provider_options=options)
     return s if s.get_providers()[0] == wanted[0] else None
-
-
-def run_ms(s: ort.InferenceSession, x: np.ndarray, n: int) -> float:
-    name = s.get_inputs()[0].name
-    for _ in range(5):
-        s.run(None, {name: x})
-    runs = []
-    for _ in range(n):
-        t = time.perf_counter()
-        s.run(None, {name: x})
-        runs.append(time.perf_counter() - t)
-    return statistics.median(runs) * 1000
 
 
 def models() -> dict[str, tuple[bytes, np.ndarray]]:
