@@ -23,16 +23,20 @@ from tests.conftest import free_port, linear_draft, linear_onnx
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The inference function from its entry point, on loopback, over a registry with model `lin`."""
-    home = tmp_path_factory.mktemp("oip-home")
+def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """Register model `lin` under `home` and start the inference entry point over it on `port`."""
     Registry(LocalDirStore(home / "store"), home / "cache").register(
         "default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft()
     )
-    port = free_port()
     env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
-    proc = subprocess.Popen([sys.executable, "-m", "fermion.functions.inference", "--port", str(port)], env=env)
+    return subprocess.Popen([sys.executable, "-m", "fermion.functions.inference", "--port", str(port)], env=env)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The inference function from its entry point, on loopback, over a registry with model `lin`."""
+    port = free_port()
+    proc = _start(tmp_path_factory.mktemp("oip-home"), port)
     url = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -82,12 +86,8 @@ def test_a_binary_body_that_lies_about_its_size_is_a_400(server: str) -> None:
 
 def test_a_request_sent_during_start_up_waits_and_is_answered(tmp_path: Path) -> None:
     """The entry point listens before it imports anything, so an early request queues instead of being refused."""
-    Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache").register(
-        "default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft()
-    )
     port = free_port()
-    env = {**os.environ, "FERMION_HOME": str(tmp_path), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
-    proc = subprocess.Popen([sys.executable, "-m", "fermion.functions.inference", "--port", str(port)], env=env)
+    proc = _start(tmp_path, port)
     try:
         deadline = time.monotonic() + 30
         while True:
