@@ -1,7 +1,7 @@
 """Event contracts, subjects, streams and the JetStream bus."""
 
 from . import streams, subjects
-from .bus import Bus, BusError, BusUnavailable, Delivery, JobQueue, PublishRejected, StoredMessage
+from .bus import Bus, BusError, BusUnavailable, ConsumerState, Delivery, JobQueue, PublishRejected, StoredMessage
 from .schemas import (
     AliasMove,
     CancelRequest,
@@ -38,6 +38,7 @@ __all__ = [
     "BusUnavailable",
     "CancelRequest",
     "ConsumerPolicy",
+    "ConsumerState",
     "DatasetRef",
     "DatasetUploaded",
     "Delivery",

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from . import streams
+from . import streams, subjects
 from .schemas import Event
 
 log = logging.getLogger(__name__)
@@ -55,19 +55,34 @@ class Delivery:
 
     async def ack(self) -> None:
         """Done: the work queue drops the message (waits for the server's confirmation)."""
-        await self._msg.ack_sync()
+        async with _translated("ack", self.seq):
+            await self._msg.ack_sync()
 
     async def nak(self, delay_s: float | None = None) -> None:
         """Not done: deliver again, after `delay_s`."""
-        await self._msg.nak(delay=delay_s)
+        async with _translated("nak", self.seq):
+            await self._msg.nak(delay=delay_s)
 
     async def in_progress(self) -> None:
         """Still working: restart the ack-wait clock."""
-        await self._msg.in_progress()
+        async with _translated("heartbeat", self.seq):
+            await self._msg.in_progress()
 
     async def term(self) -> None:
         """Never deliver again (the caller dead-letters it first)."""
-        await self._msg.term()
+        async with _translated("term", self.seq):
+            await self._msg.term()
+
+
+@contextlib.asynccontextmanager
+async def _translated(what: str, seq: int) -> AsyncIterator[None]:
+    """nats-py's errors on a message acknowledgement as the bus's own."""
+    try:
+        yield
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as exc:
+        raise BusUnavailable(f"cannot {what} message {seq}: {exc!r}") from exc
+    except nats.errors.Error as exc:
+        raise BusError(f"cannot {what} message {seq}: {exc!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,21 @@ class StoredMessage:
     def of(cls, raw: Any) -> StoredMessage:
         """From nats-py's RawStreamMsg."""
         return cls(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    """A durable consumer's backlog."""
+
+    pending: int
+    """Messages not delivered yet."""
+    unacked: int
+    """Delivered, not acknowledged yet (being worked on, or waiting for redelivery)."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to deliver and nothing in hand."""
+        return self.pending == 0 and self.unacked == 0
 
 
 class JobQueue:
@@ -195,6 +225,11 @@ class Bus:
             raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
         return not ack.duplicate
 
+    async def dead_letter(self, subject: str, data: bytes, reason: str, *, deliveries: int, msg_id: str) -> None:
+        """Keep a message's original bytes on `fermion.dlq.<subject>`, with the reason and delivery count."""
+        headers = {"Fermion-Reason": reason[:2000].replace("\n", " "), "Fermion-Deliveries": str(deliveries)}
+        await self.publish_bytes(subjects.dead_letter(subject), data, msg_id=msg_id, headers=headers)
+
     def listen(self, subject: str, *, queue: str = "") -> AsyncGenerator[bytes, None]:
         """Core NATS messages on `subject` (advisories); `queue` shares them among replicas."""
         return self._pump(lambda cb: self._nc.subscribe(subject, queue=queue, cb=cb), f"subscribe to {subject}")
@@ -220,16 +255,32 @@ class Bus:
 
         return close
 
-    async def take_job(self, seq: int) -> StoredMessage | None:
-        """Remove a job message from the work queue by sequence and return it (None if already gone)."""
+    async def job(self, seq: int) -> StoredMessage | None:
+        """A job message still in the work queue, by stream sequence (None if it is gone)."""
         try:
             raw = await self._js.get_msg(streams.JOBS_STREAM, seq)
-            await self._js.delete_msg(streams.JOBS_STREAM, seq)
         except nats.js.errors.NotFoundError:
             return None
         except nats.errors.Error as exc:
-            raise BusError(f"cannot take job message {seq}: {exc}") from exc
+            raise BusError(f"cannot read job message {seq}: {exc}") from exc
         return StoredMessage.of(raw)
+
+    async def drop_job(self, seq: int) -> None:
+        """Remove a job message from the work queue (gone already is fine)."""
+        try:
+            await self._js.delete_msg(streams.JOBS_STREAM, seq)
+        except nats.js.errors.NotFoundError:
+            return
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot remove job message {seq}: {exc}") from exc
+
+    async def consumer_state(self, durable: str, stream: str = streams.JOBS_STREAM) -> ConsumerState:
+        """How much work a shared durable consumer has: not yet delivered, delivered and unacked."""
+        try:
+            info = await self._js.consumer_info(stream, durable)
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read consumer {durable!r}: {exc}") from exc
+        return ConsumerState(pending=info.num_pending or 0, unacked=info.num_ack_pending or 0)
 
     async def last(self, subject: str) -> StoredMessage | None:
         """The event log's last message on exactly `subject`, or None."""

@@ -14,10 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from . import subjects
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-"""Tenant, dataset and model names: lower-case, no slashes, no `..`, at most 63 characters."""
+NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]|\.[a-z0-9_-])*\.?$"
+"""Tenant, dataset and model names: lower-case, no slashes, no `..` (every dot is followed by another
+character or ends the name), at most 63 characters. The registry holds paths to the same rule
+(`fermion.model_store.check_name`); a test keeps the two in step."""
 
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 

@@ -112,6 +112,10 @@ class Registry:
     def _version_prefix(self, tenant: str, name: str, version: int) -> str:
         return f"{self._model_prefix(tenant, name)}versions/{version}/"
 
+    def version_uri(self, tenant: str, name: str, version: int) -> str:
+        """Where a version's files live, as a URI of the store (for events and logs)."""
+        return f"{self.store.url}/{self._version_prefix(tenant, name, version).rstrip('/')}"
+
     def _alias_key(self, tenant: str, name: str, alias: str) -> str:
         return f"{self._model_prefix(tenant, name)}aliases/{check_name('alias', alias)}.json"
 

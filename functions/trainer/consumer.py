@@ -23,10 +23,12 @@ async def consume(
 ) -> None:
     """Fetch from a shared durable consumer and hand each delivery to `handle` until `stop` is set.
 
-    `handle` decides each message's fate; if it raises instead, the message is nak'ed for a later
-    delivery (and, past max_deliver, dead-lettered): the process never dies on one message.
+    `handle` decides each message's fate. Only the bus can stop it deciding (its publish, ack or
+    term failed); the message is then nak'ed for a later delivery, or redelivered after ack_wait
+    if the nak fails too.
     """
     queue = await bus.job_queue(durable, stream)
+    log.info("%s: consuming", durable)
     try:
         while not stop.is_set():
             try:
@@ -39,9 +41,9 @@ async def consume(
                 continue
             try:
                 await handle(delivery)
-            except Exception:  # never die on one message: it is retried, then dead-lettered
-                log.exception("%s: message %d: unexpected error; it will be redelivered", durable, delivery.seq)
-                with contextlib.suppress(Exception):
+            except BusError as exc:
+                log.warning("%s: message %d: %s; it will be redelivered", durable, delivery.seq, exc)
+                with contextlib.suppress(BusError):
                     await delivery.nak(retry_delay_s)
     finally:
         await queue.close()

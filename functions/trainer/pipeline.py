@@ -22,7 +22,6 @@ from fermion.events import (
     TrainingRequested,
     parse_event,
     streams,
-    subjects,
 )
 from fermion.model_store import Pipelines, RegistryError
 
@@ -69,14 +68,12 @@ class PipelineRunner:
         await delivery.ack()
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        await self.bus.publish_bytes(
-            subjects.dead_letter(delivery.subject),
+        await self.bus.dead_letter(
+            delivery.subject,
             delivery.data,
+            reason,
+            deliveries=delivery.num_delivered,
             msg_id=f"dlq.events.{delivery.seq}",
-            headers={
-                "Fermion-Reason": reason[:2000].replace("\n", " "),
-                "Fermion-Deliveries": str(delivery.num_delivered),
-            },
         )
         await delivery.term()
         log.error("dead-lettered an upload event: %s", reason)

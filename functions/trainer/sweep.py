@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from fermion.events import (
     Bus,
+    BusError,
     Delivery,
     TrainingCompleted,
     TrainingFailed,
@@ -25,15 +26,15 @@ from fermion.events import (
     TrainingSweep,
     parse_event,
     streams,
-    subjects,
 )
-from fermion.model_store import Registry
+from fermion.model_store import Registry, RegistryError
 
 from .consumer import consume
 from .promote import promote_and_announce
 
 log = logging.getLogger("fermion.sweeps")
 Outcome = TrainingCompleted | TrainingFailed
+RETRY_DELAY_S = 5.0
 
 
 class SweepRunner:
@@ -53,18 +54,26 @@ class SweepRunner:
         try:
             sweep = parse_event(delivery.data, TrainingSweep)
         except ValidationError as exc:
-            await self.bus.publish_bytes(
-                subjects.dead_letter(delivery.subject),
+            await self.bus.dead_letter(
+                delivery.subject,
                 delivery.data,
+                f"malformed training.sweep: {exc}",
+                deliveries=delivery.num_delivered,
                 msg_id=f"dlq.jobs.{delivery.seq}",
-                headers={
-                    "Fermion-Reason": f"malformed training.sweep: {exc}"[:2000],
-                    "Fermion-Deliveries": str(delivery.num_delivered),
-                },
             )
             await delivery.term()
             return
         assert isinstance(sweep, TrainingSweep)
+        try:
+            await self._run(delivery, sweep)
+        except RegistryError as exc:  # the store failed under the promotion: run the sweep again later
+            log.warning("sweep %s: %s; retrying in %.0fs", sweep.id, exc, RETRY_DELAY_S)
+            await delivery.nak(RETRY_DELAY_S)
+            return
+        await delivery.ack()
+
+    async def _run(self, delivery: Delivery, sweep: TrainingSweep) -> None:
+        """Publish the trials (again, on a redelivery: JetStream drops the duplicates), await them, promote."""
         since = sweep.time - timedelta(seconds=1)
         trials = [
             TrainingRequested(
@@ -87,7 +96,6 @@ class SweepRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         await self._promote_best(sweep, outcomes)
-        await delivery.ack()
 
     async def _outcomes(self, ids: set[str], since: datetime) -> dict[str, Outcome]:
         done: dict[str, Outcome] = {}
@@ -134,5 +142,5 @@ class SweepRunner:
     async def _heartbeat(self, delivery: Delivery) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
-            with contextlib.suppress(Exception):  # a missed heartbeat only risks a redelivery, which is idempotent
+            with contextlib.suppress(BusError):  # a missed heartbeat only risks a redelivery, which is idempotent
                 await delivery.in_progress()

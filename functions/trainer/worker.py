@@ -68,7 +68,6 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
         reaper = asyncio.create_task(self._reap())
-        log.info("trainer consuming %s", subjects.TRAINING_REQUESTED)
         try:
             await consume(
                 self.bus,
@@ -84,7 +83,7 @@ class Worker:
                 await reaper
 
     async def handle(self, delivery: Delivery) -> None:
-        """Decide one delivery's fate."""
+        """Decide one delivery's fate: every outcome of an attempt, publishing included, ends here."""
         try:
             event = parse_event(delivery.data, TrainingRequested)
         except ValidationError as exc:
@@ -92,41 +91,51 @@ class Worker:
             await delivery.term()
             return
         assert isinstance(event, TrainingRequested)
+        try:
+            await self._attempt(delivery, event)
+        except JobCancelled as exc:
+            await self._fail(delivery, event, exc, retryable=False, dead_letter=False)
+        except PERMANENT as exc:
+            await self._fail(delivery, event, exc, retryable=False)
+        except BusError as exc:  # the bus failed under a publish or an ack: the world is briefly wrong
+            log.warning("job %s: bus error on delivery %d: %s", event.id, delivery.num_delivered, exc)
+            await self._fail(delivery, event, exc, retryable=True)
+        except Exception as exc:  # last resort: a recipe's or a library's unknown fault is retried, then failed
+            log.exception("job %s: unexpected error on delivery %d", event.id, delivery.num_delivered)
+            await self._fail(delivery, event, exc, retryable=True)
+
+    async def _attempt(self, delivery: Delivery, event: TrainingRequested) -> None:
+        """Train (or find the earlier delivery's version), announce, promote and ack; raises on any fault."""
         started = time.perf_counter()
         cancelled = threading.Event()
         # Listen for a cancel first, then look for one sent earlier: none can slip between the two.
         stop_listening = await self.bus.flag_on(subjects.cancel(event.id), cancelled)
-        if await self.bus.last(subjects.cancel(event.id)) is not None:
-            cancelled.set()
-        with contextlib.suppress(BusError):  # "started": best-effort, like every progress report
-            await self.bus.publish(
-                TrainingProgress(
-                    id=f"{event.id}.started.{delivery.seq}",
-                    tenant=event.tenant,
-                    data=ProgressReport(
-                        job_id=event.id, model_name=event.data.model_name, epoch=0, epochs=event.data.recipe.epochs
-                    ),
-                )
-            )
-        heartbeat = asyncio.create_task(self._heartbeat(delivery))
         try:
-            manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
-        except JobCancelled as exc:
-            await self._fail(delivery, event, exc, retryable=False, dead_letter=False)
-            return
-        except PERMANENT as exc:
-            await self._fail(delivery, event, exc, retryable=False)
-            return
-        except Exception as exc:  # unknown faults are retried; the last delivery fails the job
-            log.exception("job %s: unexpected error on delivery %d", event.id, delivery.num_delivered)
-            await self._fail(delivery, event, exc, retryable=True)
-            return
+            if await self.bus.last(subjects.cancel(event.id)) is not None:
+                cancelled.set()
+            await self._report_started(delivery, event)
+            heartbeat = asyncio.create_task(self._heartbeat(delivery))
+            try:
+                manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
+                await self._complete(delivery, event, manifest, time.perf_counter() - started)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
             await stop_listening()
-        await self._complete(delivery, event, manifest, time.perf_counter() - started)
+
+    async def _report_started(self, delivery: Delivery, event: TrainingRequested) -> None:
+        """The epoch-0 report: best-effort, like every progress report."""
+        report = ProgressReport(
+            job_id=event.id, model_name=event.data.model_name, epoch=0, epochs=event.data.recipe.epochs
+        )
+        try:
+            await self.bus.publish(
+                TrainingProgress(id=f"{event.id}.started.{delivery.seq}", tenant=event.tenant, data=report)
+            )
+        except BusError as exc:
+            log.warning("job %s: started report not published: %s", event.id, exc)
 
     def _run(self, event: TrainingRequested, loop: asyncio.AbstractEventLoop, cancelled: threading.Event) -> Manifest:
         """The blocking part of a job, in a worker thread; progress goes out through `loop`."""
@@ -172,7 +181,7 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 await delivery.in_progress()
-            except Exception as exc:  # a missed heartbeat only risks a redelivery, which is idempotent
+            except BusError as exc:  # a missed heartbeat only risks a redelivery, which is idempotent
                 log.warning("heartbeat failed: %s", exc)
 
     async def _complete(
@@ -187,7 +196,7 @@ class Worker:
                     model_name=name,
                     version=version,
                     sha256=manifest.files["model.onnx"].sha256,
-                    uri=f"{self.registry.store.url}/models/{event.tenant}/{name}/versions/{version}",
+                    uri=self.registry.version_uri(event.tenant, name, version),
                     job_id=event.id,
                 ),
             )
@@ -247,28 +256,26 @@ class Worker:
         async for raw in self.bus.listen(advisory, queue="fermion-reapers"):
             try:
                 info = json.loads(raw)
-                taken = await self.bus.take_job(int(info["stream_seq"]))
+                await self._reap_one(int(info["stream_seq"]), int(info.get("deliveries", self.settings.max_deliver)))
             except (ValueError, KeyError, BusError) as exc:
                 log.warning("could not handle a max-deliveries advisory: %s", exc)
-                continue
-            if taken is None:
-                continue
-            deliveries = int(info.get("deliveries", self.settings.max_deliver))
-            reason = (
-                f"ran out of deliveries ({deliveries}): the worker handling it died or hung every time "
-                f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
-            )
-            with contextlib.suppress(ValidationError):
-                event = parse_event(taken.data, TrainingRequested)
-                assert isinstance(event, TrainingRequested)
-                await self._publish_failed(event, taken.seq, reason, "MaxDeliveriesExceeded", retryable=True)
-            await self.bus.publish_bytes(
-                subjects.dead_letter(taken.subject),
-                taken.data,
-                msg_id=f"dlq.jobs.{taken.seq}",
-                headers={"Fermion-Reason": reason, "Fermion-Deliveries": str(deliveries)},
-            )
-            log.error("dead-lettered job message %d: %s", taken.seq, reason)
+
+    async def _reap_one(self, seq: int, deliveries: int) -> None:
+        """Dead-letter and report one exhausted job message, then remove it (in that order: nothing is lost)."""
+        taken = await self.bus.job(seq)
+        if taken is None:
+            return
+        reason = (
+            f"ran out of deliveries ({deliveries}): the worker handling it died or hung every time "
+            f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
+        )
+        await self.bus.dead_letter(taken.subject, taken.data, reason, deliveries=deliveries, msg_id=f"dlq.jobs.{seq}")
+        with contextlib.suppress(ValidationError):
+            event = parse_event(taken.data, TrainingRequested)
+            assert isinstance(event, TrainingRequested)
+            await self._publish_failed(event, taken.seq, reason, "MaxDeliveriesExceeded", retryable=True)
+        await self.bus.drop_job(taken.seq)
+        log.error("dead-lettered job message %d: %s", taken.seq, reason)
 
     async def _publish_failed(
         self, event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool
@@ -286,14 +293,12 @@ class Worker:
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Keep the original bytes, with the reason and delivery count, on the dead-letter subject."""
-        await self.bus.publish_bytes(
-            subjects.dead_letter(delivery.subject),
+        await self.bus.dead_letter(
+            delivery.subject,
             delivery.data,
+            reason,
+            deliveries=delivery.num_delivered,
             msg_id=f"dlq.jobs.{delivery.seq}",  # one dead letter per job message, however often we get here
-            headers={
-                "Fermion-Reason": reason[:2000].replace("\n", " "),
-                "Fermion-Deliveries": str(delivery.num_delivered),
-            },
         )
         log.error("dead-lettered a %s message: %s", delivery.subject, reason)
 
