@@ -1,8 +1,9 @@
 """The one place exceptions become HTTP answers, shared by the HTTP functions.
 
-Each function's `errors.py` defines its hierarchy with a `status` per class; this module turns
-those into `{"error": ...}` JSON, request validation into a 4xx naming the fields, and anything
-unexpected into a 500 with a request id and no stack trace.
+Each function's `errors.py` defines its hierarchy with a `status` per class, and one table saying
+which of the layers' errors (the registry's, the bus's) is which of its own. This module turns
+ours into `{"error": ...}` JSON, theirs into ours through that table, request validation into a
+4xx naming the fields, and anything unexpected into a 500 with a request id and no stack trace.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,17 +25,41 @@ class HTTPError(Exception):
     status = 500
 
 
+class Translation(NamedTuple):
+    """A lower layer's error, the function's own error it becomes, and the message ('{exc}' is theirs)."""
+
+    theirs: type[Exception]
+    ours: type[HTTPError]
+    message: str = "{exc}"
+
+
+def translate(exc: Exception, table: Sequence[Translation]) -> HTTPError:
+    """The first translation in `table` that `exc` is an instance of (order subclasses first)."""
+    for row in table:
+        if isinstance(exc, row.theirs):
+            return row.ours(row.message.format(exc=exc))
+    raise LookupError(f"no translation for {type(exc).__name__}") from exc
+
+
 def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
     """Pydantic validation errors as one line: 'field.path: message; ...'."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors[:5])
 
 
-def install_error_handlers(app: FastAPI, log: logging.Logger, *, validation_status: int = 400) -> None:
-    """Register the handlers that turn every exception into a JSON answer."""
+def install_error_handlers(
+    app: FastAPI, log: logging.Logger, table: Sequence[Translation], *, validation_status: int = 400
+) -> None:
+    """Register the handlers that turn every exception into a JSON answer; `table` maps other layers' errors."""
 
     @app.exception_handler(HTTPError)
     async def _known(request: Request, exc: HTTPError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    async def _translated(request: Request, exc: Exception) -> JSONResponse:
+        return await _known(request, translate(exc, table))
+
+    for row in table:
+        app.add_exception_handler(row.theirs, _translated)
 
     @app.exception_handler(HTTPException)
     async def _framework(request: Request, exc: HTTPException) -> JSONResponse:

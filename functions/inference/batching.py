@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,8 +41,16 @@ class _Pending:
 class Batcher:
     """One per loaded model; runs at most one batch at a time, in a thread."""
 
-    def __init__(self, model: LoadedModel, *, max_batch_size: int, max_delay_ms: float) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        max_batch_size: int,
+        max_delay_ms: float,
+        on_alone: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.model = model
+        self._on_alone = on_alone  # told (rows, seconds) of each run of one request alone
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_ms / 1000.0
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -113,9 +122,11 @@ class Batcher:
             else:
                 merged = {n: np.concatenate([p.feeds[n] for p in batch]) for n in first.feeds}
             run_started = time.perf_counter()
-            results = await asyncio.to_thread(self.model.run, merged, first.outputs, merged=len(batch) > 1)
+            results = await asyncio.to_thread(self.model.run, merged, first.outputs)
             self._last_run_s = time.perf_counter() - run_started
             self._last_rows = sum(p.rows for p in batch)
+            if len(batch) == 1 and self._on_alone is not None:
+                self._on_alone(self._last_rows, self._last_run_s)
         except Exception as exc:  # the run's error belongs to every request in it
             for p in batch:
                 if not p.future.done():

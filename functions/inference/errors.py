@@ -7,13 +7,15 @@
     ├── PayloadTooLarge (413)     the body is over the configured limit
     ├── ModelNotFound (404)       no such model, version or alias
     └── ModelUnavailable (503)    the model exists but cannot serve: failed integrity check, no GPU
+
+`TRANSLATIONS` says which registry error a client sees as which of these.
 """
 
 from __future__ import annotations
 
-from fermion.model_store import IntegrityError, InvalidName, NotFound, StoreError
+from fermion.model_store import IntegrityError, InvalidName, NotFound, RegistryError, StoreError
 
-from ..responses import HTTPError
+from ..responses import HTTPError, Translation
 
 
 class InferenceError(HTTPError):
@@ -44,16 +46,10 @@ class ModelUnavailable(InferenceError):
     status = 503
 
 
-def translate(exc: Exception) -> Exception:
-    """Registry errors as the inference error a client should see."""
-    if isinstance(exc, InferenceError):
-        return exc
-    if isinstance(exc, InvalidName):
-        return BadRequest(str(exc))
-    if isinstance(exc, NotFound):
-        return ModelNotFound(str(exc))
-    if isinstance(exc, IntegrityError):
-        return ModelUnavailable(f"model refused: {exc}")
-    if isinstance(exc, StoreError):
-        return ModelUnavailable(f"model store unavailable: {exc}")
-    return exc  # not ours to explain: the catch-all answers 500 with a request id and logs it
+TRANSLATIONS = (
+    Translation(InvalidName, BadRequest),
+    Translation(NotFound, ModelNotFound),
+    Translation(IntegrityError, ModelUnavailable, "model refused: {exc}"),
+    Translation(StoreError, ModelUnavailable, "model store unavailable: {exc}"),
+    Translation(RegistryError, ModelUnavailable, "model registry error: {exc}"),
+)

@@ -26,11 +26,14 @@ def start() -> threading.Thread | None:
 
 
 def _load(ref: str) -> None:
+    from fermion.model_store import RegistryError
+
+    from .errors import InferenceError
     from .runtime import ModelRef, default_runtime
 
     try:
         model = default_runtime().get(ModelRef.parse(ref))
-    except Exception as exc:  # a failed pre-warm is not fatal: the first request reports the cause
+    except (RegistryError, InferenceError) as exc:  # not fatal: the first request reports the cause
         log.warning("preloading %s failed (%s); it will load on first request", ref, exc)
         return
     log.info("preloaded %s version %d in %.3fs", model.name, model.version, model.load_seconds)

@@ -7,12 +7,38 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import to_json
 
 from ..responses import describe_validation
 from .errors import BadRequest
-from .runtime import DATATYPES, datatype_of
+
+# Open Inference Protocol datatypes ↔ numpy.
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+_DATATYPE_OF = {v: k for k, v in DATATYPES.items()}
+
+
+def datatype_of(dtype: np.dtype) -> str:
+    """The Open Inference Protocol name of a numpy dtype (BYTES for anything else)."""
+    return _DATATYPE_OF.get(np.dtype(dtype), "BYTES")
+
+
+def datatype_name(dtype: np.dtype) -> str:
+    """The protocol's name for `dtype` where it has one, else numpy's (for error messages)."""
+    return _DATATYPE_OF.get(np.dtype(dtype), str(dtype))
 
 
 class RequestInput(BaseModel):
@@ -46,6 +72,14 @@ class InferenceRequest(BaseModel):
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
 
+    @model_validator(mode="after")
+    def _unique_names(self) -> InferenceRequest:
+        for kind, tensors in (("input", self.inputs), ("output", self.outputs or [])):
+            names = [t.name for t in tensors]
+            if duplicates := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"{kind} names must be unique; {duplicates} appear more than once")
+        return self
+
 
 class ResponseOutput(BaseModel):
     name: str
@@ -66,13 +100,7 @@ def to_array(tensor: RequestInput, binary: dict[str, np.ndarray] | None = None) 
     """The request tensor as a numpy array of its declared datatype and shape."""
     if binary and tensor.name in binary:
         return binary[tensor.name]
-    dtype = DATATYPES.get(tensor.datatype)
-    if dtype is None:
-        raise BadRequest(
-            f"input {tensor.name!r}: unsupported datatype {tensor.datatype!r}; use one of {', '.join(DATATYPES)}"
-        )
-    if any(d < 0 for d in tensor.shape):
-        raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative dimension")
+    dtype = _dtype(tensor)
     try:
         array = np.asarray(tensor.data, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -83,6 +111,18 @@ def to_array(tensor: RequestInput, binary: dict[str, np.ndarray] | None = None) 
             f"input {tensor.name!r}: shape {tensor.shape} needs {expected} elements, data has {array.size}"
         )
     return array.reshape(tensor.shape)
+
+
+def _dtype(tensor: RequestInput) -> np.dtype:
+    """The tensor's numpy dtype, once its datatype and shape are known to be valid."""
+    dtype = DATATYPES.get(tensor.datatype)
+    if dtype is None:
+        raise BadRequest(
+            f"input {tensor.name!r}: unsupported datatype {tensor.datatype!r}; use one of {', '.join(DATATYPES)}"
+        )
+    if any(d < 0 for d in tensor.shape):
+        raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative dimension")
+    return dtype
 
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -109,9 +149,7 @@ def parse_request(body: bytes, header_length: str | None = None) -> tuple[Infere
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is None:
             continue
-        dtype = DATATYPES.get(tensor.datatype)
-        if dtype is None:
-            raise BadRequest(f"input {tensor.name!r}: binary data of datatype {tensor.datatype!r} is not supported")
+        dtype = _dtype(tensor)
         if not isinstance(size, int) or size < 0 or offset + size > len(body):
             raise BadRequest(f"input {tensor.name!r}: binary_data_size {size!r} runs past the end of the body")
         expected = math.prod(tensor.shape) * dtype.itemsize

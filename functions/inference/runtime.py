@@ -17,34 +17,23 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from fermion.model_store import MODEL_FILE, Manifest, Registry, open_registry
 
-from .errors import BadRequest, ModelUnavailable, translate
+from .errors import BadRequest, ModelUnavailable
+from .protocol import datatype_name
 from .settings import GPU_PROVIDERS, InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
+# What ONNX Runtime raises (its errors derive from Exception directly, one class per status code).
+ORT_ERRORS: tuple[type[Exception], ...] = tuple(
+    e for e in vars(ort_state).values() if isinstance(e, type) and issubclass(e, Exception)
+)
 
-# Open Inference Protocol datatypes ↔ numpy.
-DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-}
-_DATATYPE_OF = {v: k for k, v in DATATYPES.items()}
 _REF = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+))?$")
 
 
@@ -63,7 +52,9 @@ class ModelRef:
         if not m:
             raise BadRequest(f"invalid model reference {text!r}: use NAME, NAME@ALIAS or NAME/versions/N")
         if version is not None:
-            if not str(version).isdigit() or int(version) < 1:
+            text_version = str(version)
+            # ASCII digits only: str.isdigit() also takes '²' (which int() refuses) and '٣' (which it reads as 3).
+            if not (text_version.isascii() and text_version.isdigit()) or int(text_version) < 1:
                 raise BadRequest(f"invalid model version {version!r}: versions are positive integers")
             if m["alias"]:
                 raise BadRequest(f"give an alias or a version, not both: {text!r} version {version}")
@@ -71,7 +62,7 @@ class ModelRef:
         return cls(m["name"], m["alias"])
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
     """An ONNX Runtime session for one model version."""
 
@@ -82,8 +73,6 @@ class LoadedModel:
     load_seconds: float
     variant: str
     size: int
-    row_ms: float = 0.0  # recent cost per row of a request run alone, for routing runs
-    batcher: Any = None  # the inference app's Batcher for this session, made on first use
     inputs: dict[str, tuple[np.dtype, list[int | None]]] = field(default_factory=dict)
 
     @property
@@ -100,10 +89,7 @@ class LoadedModel:
             raise BadRequest(f"model {self.name} has no input {name!r}; its inputs are {sorted(self.inputs)}")
         dtype, shape = self.inputs[name]
         if array.dtype != dtype:
-            raise BadRequest(
-                f"input {name!r} must be {_DATATYPE_OF.get(dtype, str(dtype))}, "
-                f"got {_DATATYPE_OF.get(array.dtype, str(array.dtype))}"
-            )
+            raise BadRequest(f"input {name!r} must be {datatype_name(dtype)}, got {datatype_name(array.dtype)}")
         if len(array.shape) != len(shape) or any(
             d is not None and d != s for d, s in zip(shape, array.shape, strict=True)
         ):
@@ -112,14 +98,8 @@ class LoadedModel:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise BadRequest(f"input {name!r} contains NaN or infinity")
 
-    def run(
-        self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, *, merged: bool = False
-    ) -> dict[str, np.ndarray]:
-        """Run the session; `outputs` names which outputs to return (all by default).
-
-        A run of one request alone (not `merged` from several) updates `row_ms`, the cost per row
-        that decides whether the next request may run inline.
-        """
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the session; `outputs` names which outputs to return (all by default)."""
         for name, array in feeds.items():
             self.check(name, array)
         if missing := set(self.inputs) - set(feeds):
@@ -128,11 +108,12 @@ class LoadedModel:
         known = {o.name for o in self.session.get_outputs()}
         if unknown := [n for n in names if n not in known]:
             raise BadRequest(f"model {self.name} has no output(s) {unknown}; its outputs are {sorted(known)}")
-        started = time.perf_counter()
-        out = self.session.run(names, feeds)
-        if not merged:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            self.row_ms = 0.8 * self.row_ms + 0.2 * elapsed_ms / rows_of(feeds)
+        try:
+            out = self.session.run(names, feeds)
+        except ort_state.InvalidArgument as exc:
+            raise BadRequest(f"model {self.name} refused the inputs: {exc}") from exc
+        except ORT_ERRORS as exc:
+            raise ModelUnavailable(f"model {self.name} version {self.version} failed to run: {exc}") from exc
         return dict(zip(names, out, strict=True))
 
 
@@ -177,11 +158,6 @@ def rows_of(feeds: dict[str, np.ndarray]) -> int:
     return max(int(first.shape[0]), 1) if first is not None and first.ndim else 1
 
 
-def datatype_of(dtype: np.dtype) -> str:
-    """The Open Inference Protocol name of a numpy dtype."""
-    return _DATATYPE_OF.get(np.dtype(dtype), "BYTES")
-
-
 class ModelRuntime:
     """Loaded sessions by (tenant, name, version), with aliases re-resolved after a short TTL."""
 
@@ -205,23 +181,20 @@ class ModelRuntime:
         """
         tenant = tenant or self.settings.tenant
         wanted = variant or self.settings.variant
-        try:
-            version = ref.version or self._resolve(tenant, ref.name, ref.alias or self.settings.default_alias)
-            key = (tenant, ref.name, version, wanted)
-            if (model := self._models.get(key)) is not None:
-                with contextlib.suppress(KeyError):
-                    self._models.move_to_end(key)
-                return model
-            with self._guard:
-                lock = self._locks.setdefault(key, threading.Lock())
-            with lock:  # a request arriving while the model loads waits for that load
-                if (model := self._models.get(key)) is None:
-                    manifest = self.registry.manifest(tenant, ref.name, version)
-                    model = self._models[key] = self._load_variant(manifest, wanted)
-                    self._evict()
+        version = ref.version or self._resolve(tenant, ref.name, ref.alias or self.settings.default_alias)
+        key = (tenant, ref.name, version, wanted)
+        if (model := self._models.get(key)) is not None:
+            with contextlib.suppress(KeyError):
+                self._models.move_to_end(key)
             return model
-        except Exception as exc:
-            raise translate(exc) from exc
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # a request arriving while the model loads waits for that load
+            if (model := self._models.get(key)) is None:
+                manifest = self.registry.manifest(tenant, ref.name, version)
+                model = self._models[key] = self._load_variant(manifest, wanted)
+                self._evict()
+        return model
 
     def _load_variant(self, manifest: Manifest, wanted: str) -> LoadedModel:
         """Load the asked-for variant; "auto" is fp16 where a GPU provider is in play, else the CPU choice."""
@@ -286,9 +259,14 @@ class ModelRuntime:
         options.intra_op_num_threads = self.settings.intra_op_threads or cpu_quota()
         # ORT's pool spin-waits between runs by default, which starves the event loop that feeds it.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(
-            str(path), options, providers=self._providers(), provider_options=self._provider_options()
-        )
+        try:
+            session = ort.InferenceSession(
+                str(path), options, providers=self._providers(), provider_options=self._provider_options()
+            )
+        except ORT_ERRORS as exc:
+            raise ModelUnavailable(
+                f"{manifest.name} version {manifest.version}: ONNX Runtime cannot load its {variant} file: {exc}"
+            ) from exc
         got = session.get_providers()
         wanted_gpu = [p for p in self.settings.providers if p in GPU_PROVIDERS]
         fallback = bool(wanted_gpu) and not any(p in GPU_PROVIDERS for p in got)

@@ -3,20 +3,23 @@
 A request is accepted only once its event is durably in JetStream; if NATS or the store is
 down the client gets a 503 and nothing half-done is left behind (datasets are content-addressed,
 so a retried upload writes nothing new).
+
+`create_app` builds it; `app` (built on first use) is the process's, for uvicorn and the Lambda
+handler. Nothing reads settings at import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import PurePath
+from typing import Any
 
 from fastapi import FastAPI, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import (
-    Bus,
-    BusError,
     DatasetRef,
     DatasetUploaded,
     Gate,
@@ -26,29 +29,19 @@ from fermion.events import (
     TrainingRequested,
     TrainingSweep,
 )
-from fermion.events.schemas import NAME_PATTERN
-from fermion.model_store import (
-    AmbiguousDataset,
-    DatasetNotFound,
-    DatasetStore,
-    RegistryError,
-    StoreError,
-    check_name,
-    dataset_format,
-)
+from fermion.events.schemas import Name
+from fermion.model_store import DatasetStore, InvalidName, check_name, dataset_format
 
 from ..responses import install_error_handlers
 from .datasets import validate_dataset
 from .deps import BusDep, Datasets, Settings
-from .errors import BadUpload, NotFound, Unavailable, UploadTooLarge
+from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
 from .registry_api import router as registry_router
-from .settings import get_settings
+from .settings import IngestSettings, get_settings
 
 log = logging.getLogger("fermion.ingest")
-
-app = FastAPI(title="Fermion ingest")
-install_error_handlers(app, log, validation_status=422)
-app.include_router(registry_router)
+# Bytes a multipart upload may carry beyond the file itself: framing and the small form fields.
+FORM_OVERHEAD = 1 << 20
 
 
 class DatasetSelector(BaseModel):
@@ -56,7 +49,7 @@ class DatasetSelector(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
@@ -65,10 +58,10 @@ class TrainingSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str = Field(pattern=NAME_PATTERN)
+    model_name: Name
     dataset: DatasetSelector
     recipe: Recipe = Recipe()
-    tenant: str = Field(default="default", pattern=NAME_PATTERN)
+    tenant: Name = "default"
 
 
 class Accepted(BaseModel):
@@ -77,20 +70,29 @@ class Accepted(BaseModel):
     dataset: DatasetRef
 
 
-@app.get("/healthz")
+def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI:
+    """The ingest app over `settings()` (read here once, for the upload route's body limit)."""
+    app = FastAPI(title="Fermion ingest")
+    if settings is not get_settings:
+        app.dependency_overrides[get_settings] = settings
+    install_error_handlers(app, log, TRANSLATIONS, validation_status=422)
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    # The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
+    # chunked body) instead of after it has been spooled to disk; the handler then holds the file
+    # itself to `max_upload_bytes`.
+    limit = settings().max_upload_bytes + FORM_OVERHEAD
+    app.add_api_route("/v1/datasets", upload_dataset, methods=["POST"], status_code=201, max_body_size=limit)
+    app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202)
+    app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
+    app.include_router(registry_router)
+    return app
+
+
 async def healthz() -> dict[str, bool]:
     """The process is up."""
     return {"live": True}
 
 
-# Bytes a multipart upload may carry beyond the file itself: framing and the small form fields.
-FORM_OVERHEAD = 1 << 20
-
-
-# The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
-# chunked body) instead of after it has been spooled to disk; the handler then holds the file
-# itself to `max_upload_bytes`.
-@app.post("/v1/datasets", status_code=201, max_body_size=get_settings().max_upload_bytes + FORM_OVERHEAD)
 async def upload_dataset(
     datasets: Datasets,
     settings: Settings,
@@ -111,19 +113,15 @@ async def upload_dataset(
     try:
         check_name("dataset", dataset_name)
         check_name("tenant", tenant)
-    except RegistryError as exc:
+    except InvalidName as exc:
         raise BadUpload(str(exc)) from exc
     validate_dataset(data, fmt)
-    try:
-        stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
-    except StoreError as exc:
-        raise Unavailable(f"object store unavailable: {exc}") from exc
+    stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)
-    await _publish(bus, DatasetUploaded(id=f"{tenant}.{dataset_name}.{stored.sha256[:32]}", tenant=tenant, data=ref))
+    await bus.publish(DatasetUploaded(id=f"{tenant}.{dataset_name}.{stored.sha256[:32]}", tenant=tenant, data=ref))
     return ref
 
 
-@app.post("/v1/trainings", status_code=202)
 async def request_training(spec: TrainingSpec, datasets: Datasets, bus: BusDep) -> Accepted:
     """Publish `training.requested` for a stored dataset; the job id is the event id."""
     ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
@@ -131,7 +129,7 @@ async def request_training(spec: TrainingSpec, datasets: Datasets, bus: BusDep) 
         tenant=spec.tenant,
         data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=spec.recipe),
     )
-    await _publish(bus, event)
+    await bus.publish(event)
     return Accepted(job_id=event.id, model_name=spec.model_name, dataset=ref)
 
 
@@ -140,15 +138,14 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str = Field(pattern=NAME_PATTERN)
+    model_name: Name
     dataset: DatasetSelector
     trials: list[Recipe] = Field(min_length=1, max_length=64)
     metric: str = Field(default="macro_f1", min_length=1, max_length=64)
     gate: Gate = Gate()
-    tenant: str = Field(default="default", pattern=NAME_PATTERN)
+    tenant: Name = "default"
 
 
-@app.post("/v1/sweeps", status_code=202)
 async def request_sweep(spec: SweepSpec, datasets: Datasets, bus: BusDep) -> dict[str, object]:
     """Publish `training.sweep`: the trials fan out across the trainers; the best is promoted by the gate."""
     ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
@@ -158,24 +155,18 @@ async def request_sweep(spec: SweepSpec, datasets: Datasets, bus: BusDep) -> dic
             model_name=spec.model_name, dataset=ref, trials=spec.trials, metric=spec.metric, gate=spec.gate
         ),
     )
-    await _publish(bus, event)
+    await bus.publish(event)
     return {"sweep_id": event.id, "trial_job_ids": [f"{event.id}.{i}" for i in range(len(spec.trials))]}
 
 
-async def _publish(bus: Bus, event: DatasetUploaded | TrainingRequested | TrainingSweep) -> None:
-    try:
-        await bus.publish(event)
-    except BusError as exc:
-        raise Unavailable(f"event bus unavailable, nothing was accepted: {exc}") from exc
-
-
 def _find_dataset(datasets: DatasetStore, tenant: str, sel: DatasetSelector) -> DatasetRef:
-    try:
-        stored = datasets.find(tenant, sel.name, sel.sha256)
-    except AmbiguousDataset as exc:
-        raise BadUpload(str(exc)) from exc
-    except DatasetNotFound as exc:
-        raise NotFound(f"{exc}; upload it first (POST /v1/datasets)") from exc
-    except StoreError as exc:
-        raise Unavailable(f"object store unavailable: {exc}") from exc
+    stored = datasets.find(tenant, sel.name, sel.sha256)
     return DatasetRef(name=sel.name, sha256=stored.sha256, uri=stored.uri, format=stored.format, size=stored.size)
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built on first use (uvicorn's `fermion.functions.ingest.app:app`, the Lambda handler).
+    if name == "app":
+        app = globals()["app"] = create_app()
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,29 +3,44 @@
 ::
 
     IngestError (500)
-    ├── BadUpload (400)         the file is not a dataset we can read
+    ├── BadRequest (400)        a request that names something invalid or ambiguous
+    │   └── BadUpload (400)     the file is not a dataset we can read
     ├── UploadTooLarge (413)
     ├── NotFound (404)          no such dataset, model, version or alias
     ├── Conflict (409)          an alias moved under a conditional update
     └── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted
+
+`TRANSLATIONS` says which registry or bus error a client sees as which of these.
 """
 
 from __future__ import annotations
 
-from fermion.model_store import AliasConflict, InvalidName, StoreError
+from fermion.events import BusError
+from fermion.model_store import (
+    AliasConflict,
+    AmbiguousDataset,
+    DatasetNotFound,
+    InvalidName,
+    RegistryError,
+    StoreError,
+)
 from fermion.model_store import NotFound as RegistryNotFound
 
-from ..responses import HTTPError
+from ..responses import HTTPError, Translation
 
 
 class IngestError(HTTPError):
     """Base of every ingest error."""
 
 
-class BadUpload(IngestError):
-    """400: the upload is not a dataset we can read."""
+class BadRequest(IngestError):
+    """400: the request names something invalid or ambiguous."""
 
     status = 400
+
+
+class BadUpload(BadRequest):
+    """400: the upload is not a dataset we can read."""
 
 
 class UploadTooLarge(IngestError):
@@ -35,7 +50,7 @@ class UploadTooLarge(IngestError):
 
 
 class NotFound(IngestError):
-    """404: the dataset a training request names is not stored."""
+    """404: no such dataset, model, version or alias."""
 
     status = 404
 
@@ -52,16 +67,13 @@ class Conflict(IngestError):
     status = 409
 
 
-def translate(exc: Exception) -> Exception:
-    """Registry errors as the ingest error a client should see."""
-    if isinstance(exc, IngestError):
-        return exc
-    if isinstance(exc, InvalidName):
-        return BadUpload(str(exc))
-    if isinstance(exc, RegistryNotFound):
-        return NotFound(str(exc))
-    if isinstance(exc, AliasConflict):
-        return Conflict(str(exc))
-    if isinstance(exc, StoreError):
-        return Unavailable(f"object store unavailable: {exc}")
-    return exc  # not ours to explain: the catch-all answers 500 with a request id and logs it
+TRANSLATIONS = (
+    Translation(InvalidName, BadRequest),
+    Translation(AmbiguousDataset, BadRequest),
+    Translation(DatasetNotFound, NotFound, "{exc}; upload it first (POST /v1/datasets)"),
+    Translation(RegistryNotFound, NotFound),
+    Translation(AliasConflict, Conflict),
+    Translation(StoreError, Unavailable, "object store unavailable: {exc}"),
+    Translation(RegistryError, Unavailable, "model registry error: {exc}"),
+    Translation(BusError, Unavailable, "event bus unavailable, nothing was accepted: {exc}"),
+)

@@ -6,27 +6,26 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import AliasMove, Bus, BusError, ModelPromoted
-from fermion.model_store import Manifest, ModelNotFound
+from fermion.model_store import Manifest
 
 from .deps import BusDep, RegistryDep
-from .errors import translate
+from .errors import NotFound
 
 log = logging.getLogger("fermion.ingest")
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
 
 Tenant = Annotated[str, Query(max_length=63)]
+Version = Annotated[int, Path(ge=1, description="a version number, 1 or more")]
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    except Exception as exc:
-        raise translate(exc) from exc
+    """A blocking registry call off the event loop (its errors are translated by the app's handlers)."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 class AliasUpdate(BaseModel):
@@ -53,7 +52,7 @@ async def model_versions(name: str, registry: RegistryDep, tenant: Tenant = "def
     """A model's versions with their metrics, and its aliases."""
     info = await _call(registry.describe, tenant, name)
     if not info["versions"]:
-        raise translate(ModelNotFound(f"no model {name!r} for tenant {tenant!r}"))
+        raise NotFound(f"no model {name!r} for tenant {tenant!r}")
     versions = []
     for v in info["versions"]:
         m: Manifest = await _call(registry.manifest, tenant, name, v)
@@ -70,7 +69,7 @@ async def model_versions(name: str, registry: RegistryDep, tenant: Tenant = "def
 
 
 @router.get("/{name}/versions/{version}")
-async def describe_version(name: str, version: int, registry: RegistryDep, tenant: Tenant = "default") -> Manifest:
+async def describe_version(name: str, version: Version, registry: RegistryDep, tenant: Tenant = "default") -> Manifest:
     """A version's manifest: files and checksums, signature, metrics, lineage, compile report."""
     return await _call(registry.manifest, tenant, name, version)
 
