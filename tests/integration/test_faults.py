@@ -32,10 +32,11 @@ from fermion.events import (
     TrainingRequest,
     TrainingRequested,
     parse_event,
+    streams,
 )
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
-from tests.conftest import Trainer
+from tests.conftest import Trainer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +127,13 @@ async def _outcomes(bus: Bus, jobs: set[str], since: datetime, timeout_s: float)
     return seen
 
 
+async def _drained(bus: Bus, timeout_s: float = 30.0) -> None:
+    """Wait until the trainers' consumer has nothing left to deliver and nothing unacknowledged."""
+    async with asyncio.timeout(timeout_s):
+        while not (await bus.consumer_state(streams.TRAINER_DURABLE)).idle:
+            await asyncio.sleep(0.05)
+
+
 async def _dead_letters(bus: Bus) -> dict[str, dict[str, str]]:
     return {parse_event(m.data, TrainingRequested).id: m.headers for m in await bus.history("fermion.dlq.>")}
 
@@ -176,7 +184,7 @@ async def test_the_same_event_published_100_times_trains_once(fleet: Fleet, flee
     stored = [await fleet_bus.publish(job) for _ in range(100)]
     assert stored.count(True) == 1
     outcomes = await _outcomes(fleet_bus, {job.id}, since, timeout_s=60)
-    await asyncio.sleep(1.0)  # room for a (wrong) second run to show up
+    await _drained(fleet_bus)  # whatever could have trained a second time has been delivered and settled
     again = await _outcomes(fleet_bus, {job.id}, since, timeout_s=2)
     assert len(outcomes[job.id]) == 1 and len(again[job.id]) == 1
     assert fleet.registry.versions("default", "toy") == [1]
@@ -246,7 +254,10 @@ async def test_a_nats_restart_mid_job_is_survived(fleet: Fleet, tmp_path: Path) 
         await bus.close()
     port = fleet.nats.port
     fleet.nats.stop()  # mid-job: the trainer loses its connection
-    await asyncio.sleep(1.0)
+    (trainer,) = fleet.trainers
+    await asyncio.to_thread(
+        wait_until, lambda: "disconnected from NATS" in trainer.log.read_text(errors="replace"), 30, "the disconnect"
+    )
     fleet.nats = NatsServer(fleet.nats.store_dir, port=port).start()  # same store, same port
     bus = await Bus.connect(fleet.nats.url)
     try:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from fermion.events import Bus, DatasetRef, DatasetUploaded, parse_event
-from fermion.functions.ingest.app import app
+from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.deps import get_bus, get_datasets, get_registry
-from fermion.functions.ingest.settings import IngestSettings, get_settings
+from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, Registry
 from tests.conftest import linear_draft, linear_onnx
@@ -29,14 +29,13 @@ async def ingest(
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = IngestSettings(home=tmp_path, nats_url=nats_server.url, max_upload_bytes=200_000)
     datasets = DatasetStore(registry.store)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app = create_app(lambda: settings)
     app.dependency_overrides[get_datasets] = lambda: datasets
     app.dependency_overrides[get_bus] = lambda: bus
     app.dependency_overrides[get_registry] = lambda: registry
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
         yield client
-    app.dependency_overrides.clear()
 
 
 def _npz(n: int = 20) -> bytes:
@@ -112,6 +111,23 @@ async def test_training_requests_are_validated(ingest: httpx.AsyncClient) -> Non
     assert r.status_code == 422 and "colour" in r.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model_name": "m", "dataset": {"name": "a..b"}},
+        {"model_name": "a..b", "dataset": {"name": "d"}},
+        {"model_name": "m", "dataset": {"name": "d"}, "tenant": "a..b"},
+    ],
+)
+@pytest.mark.parametrize("route", ["/v1/trainings", "/v1/sweeps"])
+async def test_names_with_two_dots_are_refused_at_the_door(ingest: httpx.AsyncClient, route: str, body: dict) -> None:
+    if route == "/v1/sweeps":
+        body = {**body, "trials": [{"epochs": 1}]}
+    r = await ingest.post(route, json=body)
+    assert r.status_code == 422, r.text
+    assert "should match pattern" in r.json()["error"]
+
+
 async def test_the_same_event_published_twice_is_stored_once(bus: Bus) -> None:
     ref = DatasetRef(name="d", sha256="c" * 64, uri="file:///d", format="npz", size=1)
     event = DatasetUploaded(data=ref)
@@ -147,6 +163,9 @@ async def test_the_registry_over_http(ingest: httpx.AsyncClient, registry: Regis
     assert (await ingest.put("/v1/models/m/aliases/production", json={"version": 9})).status_code == 404
     assert (await ingest.get("/v1/models/nope")).status_code == 404
     assert (await ingest.get("/v1/models/m", params={"tenant": "../x"})).status_code == 400
+    for version in ("0", "²", "٣", "x"):  # versions are ASCII numbers from 1
+        r = await ingest.get(f"/v1/models/m/versions/{version}")
+        assert r.status_code == 422 and "version" in r.json()["error"], (version, r.text)
 
 
 async def test_an_upload_over_the_route_limit_is_refused_before_it_is_read(ingest: httpx.AsyncClient) -> None:

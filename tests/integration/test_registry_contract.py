@@ -1,4 +1,5 @@
-"""The local-directory registry: immutable versions, manifests last, atomic aliases, verified reads."""
+"""The registry contract, on a local directory and on S3 (LocalStack): immutable versions, manifests
+last, atomic aliases, verified reads. The one suite parametrised over both backends."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ from fermion.model_store import (
 )
 from fermion.model_store.backends.s3 import S3Store
 from tests.conftest import free_port, linear_draft, linear_onnx, s3_client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["local", "s3"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    """The same registry contract over a local directory and over S3 (LocalStack)."""
+    if request.param == "local":
+        return Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache")
+    return Registry(request.getfixturevalue("s3_store"), tmp_path / "cache")
 
 
 def test_versions_are_consecutive_immutable_and_latest_follows(registry: Registry) -> None:

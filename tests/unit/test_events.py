@@ -40,3 +40,27 @@ def test_names_that_could_escape_a_prefix_are_refused(name: str) -> None:
 
 def test_dead_letter_subjects_mirror_the_original() -> None:
     assert subjects.dead_letter(subjects.TRAINING_REQUESTED) == "fermion.dlq.training.requested"
+
+
+NAMES = ["a", "digits", "a.b", "a.b.c", "a-b_c", "v1.", "9", "a" * 63]
+NOT_NAMES = ["", "a..b", "..", "a..", ".a", "-a", "A", "a/b", "a b", "a" * 64, "é"]
+
+
+@pytest.mark.parametrize("name", NAMES + NOT_NAMES)
+def test_events_and_the_registry_hold_names_to_one_rule(name: str) -> None:
+    from pydantic import TypeAdapter
+
+    from fermion.events.schemas import Name
+    from fermion.model_store import InvalidName, check_name
+
+    try:
+        TypeAdapter(Name).validate_python(name)
+        at_the_door = True
+    except ValidationError:
+        at_the_door = False
+    try:
+        check_name("model", name)
+        in_the_store = True
+    except InvalidName:
+        in_the_store = False
+    assert at_the_door == in_the_store == (name in NAMES)

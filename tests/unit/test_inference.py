@@ -130,6 +130,26 @@ def test_bad_requests_get_a_4xx_naming_the_problem(served, body: dict, status: i
     assert re.search(message, r.json()["error"]), r.json()
 
 
+def test_named_protocol_defects_are_400s(served) -> None:
+    client, _ = served
+    header = json.dumps(
+        {"inputs": [{"name": "input", "shape": [-2, -32], "datatype": "FP32", "parameters": {"binary_data_size": 256}}]}
+    ).encode()
+    r = client.post(
+        "/v2/models/lin/infer",
+        content=header + bytes(256),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert r.status_code == 400 and "negative dimension" in r.json()["error"]
+    for version in ("²", "٣", "0"):  # str.isdigit() takes the first two; only ASCII versions from 1 are versions
+        r = client.post(f"/v2/models/lin/versions/{version}/infer", json=_body(np.ones((1, 4), np.float32)))
+        assert r.status_code == 400 and "invalid model version" in r.json()["error"], version
+    twice = _body(np.ones((1, 4), np.float32))
+    twice["inputs"] = twice["inputs"] * 2
+    r = client.post("/v2/models/lin/infer", json=twice)
+    assert r.status_code == 400 and "input names must be unique; ['input']" in r.json()["error"]
+
+
 def test_malformed_json_is_a_400(served) -> None:
     client, _ = served
     r = client.post("/v2/models/lin/infer", content=b"{not json", headers={"content-type": "application/json"})
@@ -258,7 +278,9 @@ def test_mangum_handler_answers_every_event_shape(served, lambda_loop, shape) ->
     from fermion.functions.inference.handler import make_handler  # Mangum binds the current loop
 
     client, _ = served
-    handler = make_handler(create_app(client.app.state.runtime, client.app.state.settings, batching=False))
+    handler = make_handler(
+        create_app(client.app.state.services.runtime, client.app.state.services.settings, batching=False)
+    )
 
     x = np.ones((2, 4), np.float32)
     out = handler(shape("POST", "/v2/models/lin/infer", _body(x)), None)
@@ -356,14 +378,14 @@ async def test_runs_are_routed_by_cost_per_row(registry: Registry, tmp_path: Pat
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             assert (await client.post("/v2/models/lin/infer", json=_body(rows[0]))).status_code == 200
             (model,) = runtime.loaded
-            assert model.batcher is None  # microseconds per row: every run inline, nothing batched
-            model.row_ms = 5.0  # as if each row cost 5 ms: concurrent requests now share runs
+            lane = app.state.services.scheduler.lane(model)
+            assert lane.batcher is None  # microseconds per row: every run inline, nothing batched
+            lane.row_ms = 5.0  # as if each row cost 5 ms: concurrent requests now share runs
             answers = await asyncio.gather(*(client.post("/v2/models/lin/infer", json=_body(x)) for x in rows))
         for x, r in zip(rows, answers, strict=True):
             assert r.status_code == 200, r.text
             np.testing.assert_allclose(r.json()["outputs"][0]["data"], _reference(2, x).ravel(), rtol=1e-5)
         if expect_batches:
-            assert model.batcher is not None and model.batcher.batches < len(rows)
+            assert lane.batcher is not None and lane.batcher.batches < len(rows)
         else:
-            assert model.batcher is None  # one request per invocation (Mangum): a worker thread, never a batch
-        model.batcher = None
+            assert lane.batcher is None  # one request per invocation (Mangum): a worker thread, never a batch
