@@ -1,0 +1,100 @@
+"""Data in, training out, predictions back: upload, train, sweep, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from fermion.client import Client, FermionError
+
+from .console import console
+from .follow import follow_job
+
+
+def upload(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".npz (x, y) or .csv with a header")],
+    name: Annotated[str | None, typer.Option(help="dataset name (default: the file's stem)")] = None,
+) -> None:
+    """Upload a dataset; prints its stored reference."""
+    console.print_json(json.dumps(Client.from_settings().upload(file, name)))
+
+
+def train(
+    model: Annotated[str, typer.Argument(help="model name to register")],
+    dataset: Annotated[str, typer.Option(help="name of an uploaded dataset")],
+    architecture: Annotated[str, typer.Option(help="mlp (tabular) or cnn (square images as flat pixels)")] = "mlp",
+    epochs: int = 20,
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    label_column: str = "label",
+    sha256: Annotated[str | None, typer.Option(help="which upload, if the name has several")] = None,
+    follow: Annotated[bool, typer.Option(help="show progress until the job ends")] = False,
+) -> None:
+    """Publish a training request."""
+    client = Client.from_settings()
+    job = client.train(
+        model,
+        dataset,
+        sha256=sha256,
+        architecture=architecture,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        label_column=label_column,
+    )
+    console.print(f"job {job}")
+    if follow:
+        result = follow_job(client, job, epochs)
+        console.print(f"{model} version {result.data.version}: {result.data.metrics}")
+
+
+def sweep(
+    model: Annotated[str, typer.Argument(help="model name to register the trials under")],
+    dataset: Annotated[str, typer.Option(help="name of an uploaded dataset")],
+    architecture: str = "mlp",
+    epochs: Annotated[str, typer.Option(help="comma-separated values to try")] = "20",
+    learning_rates: Annotated[str, typer.Option(help="comma-separated values to try")] = "0.001,0.01",
+    label_column: str = "label",
+    metric: str = "macro_f1",
+    alias: str = "production",
+    minimum: float = 0.0,
+) -> None:
+    """Train every combination of the given epochs and learning rates; promote the best through the gate."""
+    try:
+        trials = [
+            {"architecture": architecture, "epochs": int(e), "learning_rate": float(lr), "label_column": label_column}
+            for e in epochs.split(",")
+            for lr in learning_rates.split(",")
+        ]
+    except ValueError as exc:
+        raise FermionError(f"--epochs and --learning-rates take comma-separated numbers: {exc}") from exc
+    out = Client.from_settings().sweep(
+        model, dataset, trials, metric=metric, gate={"alias": alias, "metric": metric, "minimum": minimum}
+    )
+    console.print(f"sweep {out['sweep_id']}: {len(trials)} trials; the best by {metric} goes to {alias} if ≥ {minimum}")
+
+
+def predict(
+    model: Annotated[str, typer.Argument(help="NAME or NAME@ALIAS")],
+    input: Annotated[
+        Path,
+        typer.Option("--input", exists=True, dir_okay=False, help=".npy, .npz (array x) or .csv of float features"),
+    ],
+) -> None:
+    """Send rows of features to the inference endpoint; prints the predicted classes."""
+    if input.suffix == ".npy":
+        x = np.load(input, allow_pickle=False)
+    elif input.suffix == ".npz":
+        with np.load(input, allow_pickle=False) as npz:
+            x = npz["x"]
+    else:
+        x = np.loadtxt(input, delimiter=",", dtype=np.float32, ndmin=2)
+    client = Client.from_settings()
+    logits = client.predict(model, np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+    labels = client.metadata(model)["parameters"].get("labels") or []
+    pred = logits.argmax(axis=1)
+    console.print_json(json.dumps([labels[i] if i < len(labels) else int(i) for i in pred]))
