@@ -139,9 +139,9 @@ def test_registry_commands_of_the_cli(stack: Stack) -> None:
     with Client.from_settings(s) as client:
         assert client.predict("digits@production", np.zeros((1, 64), np.float32)).shape == (1, 10)
     refused = fermion("models", "rollback", "digits", "--alias", "production")
-    assert refused.returncode == 1 and "no earlier version" in refused.stdout
+    assert refused.returncode == 1 and "no earlier version" in refused.stderr  # errors go to stderr, one line
     bad = fermion("models", "describe", "../etc")
-    assert bad.returncode == 1 and "invalid model name" in bad.stdout
+    assert bad.returncode == 1 and "invalid model name" in bad.stderr
 
 
 def test_job_views_and_dead_letters_from_the_cli(stack: Stack) -> None:
