@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fermion_argv, free_port, run_ms, serve, stop, wrk
+from common import bench_key, bench_registry, fermion_argv, free_port, run_ms, serve, stop, wrk
 
 from fermion.compile import export_onnx
-from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
+from fermion.model_store import Draft, Signature, TensorSpec
 
 
 class BasicBlock(nn.Module):
@@ -132,10 +132,9 @@ def measure(name: str, seconds: int) -> dict[str, dict[int, dict[str, float]]]:
             inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, *shape])],
             outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, out])],
         )
-        Registry(LocalDirStore(home / "store"), home / "cache").register(
-            "default", name, {"model.onnx": onnx_bytes}, Draft(signature=sig)
-        )
+        bench_registry(home).register("default", name, {"model.onnx": onnx_bytes}, Draft(signature=sig))
         script, body, header_length = lua_body(x)
+        auth = bench_key(home)
         results = {}
         for batching in ("on", "off"):
             port = free_port()
@@ -146,10 +145,12 @@ def measure(name: str, seconds: int) -> dict[str, dict[int, dict[str, float]]]:
                 "FERMION_BATCHING": str(batching == "on").lower(),
             }
             url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
-            proc = serve(fermion_argv(port), env, url, body, {"Inference-Header-Content-Length": str(header_length)})
+            proc = serve(
+                fermion_argv(port), env, url, body, {"Inference-Header-Content-Length": str(header_length), **auth}
+            )
             try:
-                wrk(url, script, 32, 1, raw_script=True)  # warm-up
-                results[batching] = {c: wrk(url, script, c, seconds, raw_script=True) for c in (1, 32)}
+                wrk(url, script, 32, 1, raw_script=True, headers=auth)  # warm-up
+                results[batching] = {c: wrk(url, script, c, seconds, raw_script=True, headers=auth) for c in (1, 32)}
             finally:
                 stop(proc)
     return results

@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     HAND_WRITTEN,
+    bench_key,
     compile_bytecode,
     fermion_argv,
     free_port,
@@ -42,11 +43,13 @@ from common import (
 )
 
 
-def first_answer(argv: list[str], env: dict[str, str], port: int, body: str, expected: int) -> float:
-    """Spawn `argv`, time it to its first correct answer."""
+def first_answer(
+    argv: list[str], env: dict[str, str], port: int, body: str, expected: int, auth: dict[str, str]
+) -> float:
+    """Spawn `argv`, time it to its first correct answer (sending `auth`; the references ignore it)."""
     client = httpx.Client(timeout=30)  # made before the clock starts
     url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **auth}
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env)
     try:
@@ -76,13 +79,14 @@ LAMBDA = """
 import asyncio, json, sys
 asyncio.set_event_loop(asyncio.new_event_loop())  # Lambda's runtime has one on its main thread
 from fermion.functions.inference.handler import handler  # the init phase
-body, expected = sys.argv[1], int(sys.argv[2])
+body, expected, authorization = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 http = {"method": "POST", "path": "/v2/models/digits/infer", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"}
 context = {"http": http,
            "stage": "$default", "requestId": "r", "routeKey": "$default", "accountId": "1", "apiId": "a",
            "domainName": "a.lambda-url.us-east-1.on.aws", "domainPrefix": "a", "time": "", "timeEpoch": 0}
 event = {"version": "2.0", "routeKey": "$default", "rawPath": "/v2/models/digits/infer", "rawQueryString": "",
-         "headers": {"content-type": "application/json"}, "requestContext": context, "body": body,
+         "headers": {"content-type": "application/json", "authorization": authorization},
+         "requestContext": context, "body": body,
          "isBase64Encoded": False}
 out = handler(event, None)  # the first invocation: fetch, verify, session, run
 logits = json.loads(out["body"])["outputs"][0]["data"]
@@ -90,10 +94,10 @@ assert out["statusCode"] == 200 and logits.index(max(logits)) == expected, out
 """
 
 
-def lambda_cold(env: dict[str, str], body: str, expected: int) -> float:
+def lambda_cold(env: dict[str, str], body: str, expected: int, auth: dict[str, str]) -> float:
     """A fresh interpreter through Lambda's init (importing the handler) and first invocation."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", LAMBDA, body, str(expected)], env=env, check=True)
+    subprocess.run([sys.executable, "-c", LAMBDA, body, str(expected), auth["Authorization"]], env=env, check=True)
     return time.perf_counter() - started
 
 
@@ -110,6 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp:
         home = Path(tmp)
         model, sample, expected = register_digits(home)
+        auth = bench_key(home)  # authentication and signature verification on, as deployed
         (home / "hand.py").write_text(HAND_WRITTEN.replace("MODEL", repr(str(model))))
         compile_bytecode(home / "hand.py")
         body = oip_body(sample)
@@ -145,8 +150,8 @@ def main() -> None:
             for title, make in servers.items():
                 port = free_port()
                 argv, env = make(port)
-                runs[title].append(first_answer(argv, env, port, body, expected))
-            runs[lambda_title].append(lambda_cold(fermion(0)[1], body, expected))
+                runs[title].append(first_answer(argv, env, port, body, expected, auth))
+            runs[lambda_title].append(lambda_cold(fermion(0)[1], body, expected, auth))
     medians = {k: statistics.median(v) for k, v in runs.items()}
     hand = medians["hand-written FastAPI (file from local disk)"]
     kserve = medians["KServe 0.21 ModelServer"]

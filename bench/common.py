@@ -22,6 +22,7 @@ import tempfile
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -54,14 +55,14 @@ def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
     from fermion.compile import check_parity, export_onnx
     from fermion.events import Recipe
     from fermion.functions.trainer.train import Dataset, train
-    from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
+    from fermion.model_store import Draft, Signature, TensorSpec
 
     d = load_digits()
     ds = Dataset(d.data.astype(np.float32), d.target.astype(np.int64), [str(i) for i in range(10)])
     trained = train(ds, Recipe(architecture="cnn", epochs=8, learning_rate=2e-3))
     exported = export_onnx(trained.module, torch.from_numpy(trained.x_test[:2]))
     check_parity(trained.module, exported.onnx_bytes, trained.x_test)
-    registry = Registry(LocalDirStore(home / "store"), home / "prep-cache")
+    registry = bench_registry(home)
     sig = Signature(
         inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
         outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])],
@@ -71,6 +72,22 @@ def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
     with torch.no_grad():
         expected = int(trained.module(torch.from_numpy(sample)).argmax())
     return registry.fetch(manifest), sample, expected
+
+
+def bench_registry(home: Path) -> Any:
+    """A registry under `home` that signs what it registers, as trainers do (the served function verifies)."""
+    from fermion.model_store import LocalDirStore, Registry, Signer, generate_key_pair
+
+    private, _ = generate_key_pair(home / "keys")
+    return Registry(LocalDirStore(home / "store"), home / "prep-cache", signer=Signer.from_file(private))
+
+
+def bench_key(home: Path) -> dict[str, str]:
+    """The Authorization header of a fresh `infer` key in the registry under `home` (authentication is on)."""
+    from fermion.model_store import KeyStore, LocalDirStore
+
+    _, key = KeyStore(LocalDirStore(home / "store")).create("default", ["infer"], name="bench")
+    return {"Authorization": f"Bearer {key}"}
 
 
 def run_ms(session: ort.InferenceSession, x: np.ndarray, n: int) -> float:
@@ -188,13 +205,22 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def wrk(url: str, body: str, connections: int, seconds: int, *, raw_script: bool = False) -> dict[str, float]:
-    """Run wrk against `url` posting `body` (with `raw_script`, `body` is the whole Lua script)."""
+def wrk(
+    url: str,
+    body: str,
+    connections: int,
+    seconds: int,
+    *,
+    raw_script: bool = False,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Run wrk against `url` posting `body` (with `raw_script`, `body` is the whole Lua script) with `headers`."""
     lua = (
         body
         if raw_script
         else (f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
     )
+    lua += "".join(f"\nwrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()) + "\n"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
     threads = str(min(connections, 2))

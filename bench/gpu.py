@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batching import MODELS, lua_body
-from common import fermion_argv, free_port, run_ms, serve, stop, wrk
+from common import bench_key, bench_registry, fermion_argv, free_port, run_ms, serve, stop, wrk
 
 from fermion.compile import convert_fp16, export_onnx
 from fermion.functions.trainer.architectures import build
-from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
+from fermion.model_store import Draft, Signature, TensorSpec
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -90,21 +90,22 @@ def main() -> None:
             inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, *x.shape[1:]])],
             outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 4])],
         )
-        Registry(LocalDirStore(home / "store"), home / "cache").register(
-            "default", "lstm", {"model.onnx": onnx_bytes}, Draft(signature=sig)
-        )
+        bench_registry(home).register("default", "lstm", {"model.onnx": onnx_bytes}, Draft(signature=sig))
         script, body, header_length = lua_body(x)
+        auth = bench_key(home)
         best = next((k for k in ("tensorrt", "cuda") if k in usable), None)
         print(f"\nLSTM served, one input per request (OIP binary tensor), batching on, wrk {args.seconds}s per point")
         for kind in ("cpu", best) if best else ("cpu",):
             port = free_port()
             env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": json.dumps(PROVIDERS[kind])}
             url = f"http://127.0.0.1:{port}/v2/models/lstm/infer"
-            proc = serve(fermion_argv(port), env, url, body, {"Inference-Header-Content-Length": str(header_length)})
+            proc = serve(
+                fermion_argv(port), env, url, body, {"Inference-Header-Content-Length": str(header_length), **auth}
+            )
             try:
-                wrk(url, script, 32, 1, raw_script=True)  # warm-up (and TensorRT's engine build)
+                wrk(url, script, 32, 1, raw_script=True, headers=auth)  # warm-up (and TensorRT's engine build)
                 for c in (1, 32):
-                    r = wrk(url, script, c, args.seconds, raw_script=True)
+                    r = wrk(url, script, c, args.seconds, raw_script=True, headers=auth)
                     print(
                         f"  {kind:9} {c:3d} conns: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  {r['rps']:.0f} req/s"
                     )

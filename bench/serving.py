@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     HAND_WRITTEN,
+    bench_key,
     compile_bytecode,
     fermion_argv,
     free_port,
@@ -43,12 +44,15 @@ def main() -> None:
         home = Path(tmp)
         model, sample, _ = register_digits(home)
         body = oip_body(sample)
+        auth = bench_key(home)  # fermion runs as deployed: every request authenticated
         (home / "hand.py").write_text(HAND_WRITTEN.replace("MODEL", repr(str(model))))
         compile_bytecode(home / "hand.py")
         env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
         servers = {
             "fermion, batching on": lambda port: (fermion_argv(port), env),
             "fermion, batching off": lambda port: (fermion_argv(port), {**env, "FERMION_BATCHING": "false"}),
+            # The cost of identity on the warm path: the same server with authentication off.
+            "fermion, auth off": lambda port: (fermion_argv(port), {**env, "FERMION_AUTH": "off"}),
             "hand-written FastAPI": lambda port: (uvicorn_argv("hand:app", port), {**env, "PYTHONPATH": str(home)}),
             "KServe 0.21": lambda port: (kserve_argv("digits", model, port), env),
         }
@@ -57,10 +61,11 @@ def main() -> None:
             port = free_port()
             argv, server_env = make(port)
             url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
-            proc = serve(argv, server_env, url, body)
+            headers = auth if name.startswith("fermion") else {}
+            proc = serve(argv, server_env, url, body, {"content-type": "application/json", **headers})
             try:
-                wrk(url, body, 8, 1)  # warm-up: allocators, caches, the batcher's first batches
-                results[name] = {c: wrk(url, body, c, args.seconds) for c in CONNECTIONS}
+                wrk(url, body, 8, 1, headers=headers)  # warm-up: allocators, caches, the batcher's first batches
+                results[name] = {c: wrk(url, body, c, args.seconds, headers=headers) for c in CONNECTIONS}
             finally:
                 stop(proc)
     print(f"digits CNN, one OIP v2 JSON row per request, wrk {args.seconds}s per point")
@@ -69,6 +74,11 @@ def main() -> None:
         for c, r in by_conns.items():
             print(f"{name:22} {c:5d} {r['p50']:8.3f} {r['p99']:8.3f} {r['rps']:8.0f}")
     kserve = results["KServe 0.21"]
+    on, off = results["fermion, batching on"], results["fermion, auth off"]
+    print(
+        f"authentication's cost at 1 conn: p50 {on[1]['p50']:.3f} vs {off[1]['p50']:.3f} ms "
+        f"({on[1]['p50'] / off[1]['p50']:.2f}x), req/s at 32 conns {on[32]['rps'] / off[32]['rps']:.2f}x"
+    )
     for name in ("fermion, batching on", "fermion, batching off", "hand-written FastAPI"):
         ratios = ", ".join(
             f"{c} conns {results[name][c]['rps'] / kserve[c]['rps']:.2f}x req/s, "

@@ -1,9 +1,21 @@
 """Event contracts, subjects, streams and the JetStream bus."""
 
 from . import streams, subjects
-from .bus import Bus, BusError, BusUnavailable, ConsumerState, Delivery, JobQueue, PublishRejected, StoredMessage
+from .bus import (
+    TENANT_HEADER,
+    Bus,
+    BusError,
+    BusUnavailable,
+    ConsumerState,
+    Delivery,
+    JobQueue,
+    PublishRejected,
+    StoredMessage,
+)
 from .schemas import (
     AliasMove,
+    AuditEvent,
+    AuditRecord,
     CancelRequest,
     DatasetRef,
     DatasetUploaded,
@@ -31,7 +43,10 @@ from .settings import BusSettings
 from .streams import ConsumerPolicy
 
 __all__ = [
+    "TENANT_HEADER",
     "AliasMove",
+    "AuditEvent",
+    "AuditRecord",
     "Bus",
     "BusError",
     "BusSettings",

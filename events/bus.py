@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -27,8 +29,29 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from . import streams, subjects
 from .schemas import Event
+from .settings import BusSettings
 
 log = logging.getLogger(__name__)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced: `nats://user:***@host:4222`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redact_text(text: str, urls: list[str]) -> str:
+    """`text` with every URL in `urls` redacted (nats-py puts URLs in its messages)."""
+    for url in urls:
+        text = text.replace(url, redact_url(url))
+    return text
+
+
+TENANT_HEADER = "Fermion-Tenant"
 
 
 class BusError(Exception):
@@ -148,32 +171,64 @@ class Bus:
         self._closing = closing or asyncio.Event()
 
     @classmethod
-    async def connect(cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0) -> Bus:
-        """Connect to NATS at `url`; raises BusUnavailable if it cannot within `timeout_s`."""
+    async def from_settings(cls, settings: BusSettings, *, name: str, timeout_s: float = 5.0) -> Bus:
+        """Connect as the identity (credentials file, nkey, or user and password) and TLS the settings give."""
+        options: dict[str, Any] = {}
+        if settings.nats_creds:
+            options["user_credentials"] = str(settings.nats_creds)
+        if settings.nats_nkey_seed:
+            options["nkeys_seed"] = str(settings.nats_nkey_seed)
+        if settings.nats_user:
+            options["user"] = settings.nats_user
+            options["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        if settings.nats_tls_ca or settings.nats_tls_cert:
+            tls = ssl.create_default_context(cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None)
+            if settings.nats_tls_cert:
+                tls.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key or settings.nats_tls_cert))
+            options["tls"] = tls
+        return await cls.connect(settings.nats_url, name=name, timeout_s=timeout_s, **options)
 
+    @classmethod
+    async def connect(cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0, **options: Any) -> Bus:
+        """Connect to NATS at `url` (several: comma-separated); BusUnavailable if it cannot within `timeout_s`.
+
+        `options` go to nats-py (identity, TLS); nothing secret ever appears in an error or log line.
+        """
         closing = asyncio.Event()
+        servers = [u.strip() for u in url.split(",") if u.strip()]
+        shown = ", ".join(redact_url(u) for u in servers)
 
         async def _disconnected() -> None:
             if not closing.is_set():
-                log.warning("disconnected from NATS at %s; reconnecting", url)
+                log.warning("disconnected from NATS at %s; reconnecting", shown)
+
+        seen: list[str] = []
+
+        async def _error(exc: Exception) -> None:
+            seen.append(redact_text(str(exc) or type(exc).__name__, servers))
+            if not closing.is_set():
+                log.warning("NATS error: %s", seen[-1])
 
         try:
             # Once connected, reconnect forever (a NATS restart mid-job must not kill a worker);
             # the first connection, though, is bounded so a wrong URL fails fast instead of hanging.
             nc = await asyncio.wait_for(
                 nats.connect(
-                    url,
+                    servers,
                     name=name,
                     connect_timeout=min(timeout_s, 2.0),
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     disconnected_cb=_disconnected,
+                    error_cb=_error,
+                    **options,
                 ),
                 timeout_s,
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
-            raise BusUnavailable(f"cannot reach NATS at {url}: {exc}") from exc
+            why = redact_text(str(exc), servers) or (seen[-1] if seen else type(exc).__name__)
+            raise BusUnavailable(f"cannot reach NATS at {shown}: {why}") from exc
         return cls(nc, closing)
 
     @property
@@ -205,8 +260,13 @@ class Bus:
             raise BusError(f"provisioning JetStream failed: {exc}") from exc
 
     async def publish(self, event: Event, *, subject: str | None = None) -> bool:
-        """Publish `event` durably, with Nats-Msg-Id = event id; False if JetStream already had it."""
-        return await self.publish_bytes(subject or event.subject, event.to_json(), msg_id=event.id)
+        """Publish `event` durably, with Nats-Msg-Id = event id; False if JetStream already had it.
+
+        The tenant travels in a header too, so a queue can be counted per tenant without parsing bodies.
+        """
+        return await self.publish_bytes(
+            subject or event.subject, event.to_json(), msg_id=event.id, headers={TENANT_HEADER: event.tenant}
+        )
 
     async def publish_bytes(
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
@@ -296,8 +356,10 @@ class Bus:
         """Job messages still in the work queue (not yet acked), oldest first, at most `limit`."""
         try:
             state = (await self._js.stream_info(streams.JOBS_STREAM)).state
-            out = []
-            for seq in range(max(state.first_seq, state.last_seq - limit + 1), state.last_seq + 1):
+            out: list[StoredMessage] = []
+            if not state.messages:  # empty: its sequence numbers are not messages
+                return out
+            for seq in range(max(state.first_seq, state.last_seq - limit + 1, 1), state.last_seq + 1):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     raw = await self._js.get_msg(streams.JOBS_STREAM, seq)
                     out.append(StoredMessage.of(raw))

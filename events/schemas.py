@@ -100,13 +100,13 @@ class TrainingRequest(Payload):
 
 
 class SweepRequest(Payload):
-    """Train `trials` variations of one recipe; promote the best by `metric` through `gate`."""
+    """Train `trials` variations of one recipe; with a `gate`, promote the best by `metric` through it."""
 
     model_name: Name
     dataset: DatasetRef
     trials: list[Recipe] = Field(min_length=1, max_length=64)
     metric: str = Field(default="macro_f1", min_length=1, max_length=64)
-    gate: Gate = Gate()
+    gate: Gate | None = None
 
 
 class ProgressReport(Payload):
@@ -165,6 +165,20 @@ class AliasMove(Payload):
     alias: str
     version: int
     previous_version: int | None = None
+
+
+class AuditRecord(Payload):
+    """Who did (or was refused) what: alias moves, key creation and revocation, refused requests."""
+
+    action: Literal["alias.moved", "alias.deleted", "key.created", "key.revoked", "request.refused"]
+    principal: str
+    """The acting key's id (never the key), or "local" where authentication is off."""
+    principal_tenant: str
+    target: str
+    """What it acted on: `model@alias`, a key id, a route."""
+    outcome: Literal["done", "refused"] = "done"
+    reason: str = ""
+    details: dict[str, str | int | None] = {}
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -227,6 +241,15 @@ class ModelPromoted(Event):
     data: AliasMove
 
 
+class AuditEvent(Event):
+    type: Literal["audit"] = "audit"
+    data: AuditRecord
+
+    @property
+    def subject(self) -> str:  # type: ignore[override]
+        return subjects.audit(self.data.action)
+
+
 AnyEvent = Annotated[
     DatasetUploaded
     | TrainingRequested
@@ -236,7 +259,8 @@ AnyEvent = Annotated[
     | TrainingFailed
     | TrainingCancel
     | ModelPublished
-    | ModelPromoted,
+    | ModelPromoted
+    | AuditEvent,
     Field(discriminator="type"),
 ]
 

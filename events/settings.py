@@ -1,11 +1,27 @@
-"""Where the bus is, read from the environment (FERMION_ prefix)."""
+"""Where the bus is and who we are on it, read from the environment (FERMION_ prefix)."""
 
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class BusSettings(BaseSettings):
-    """Settings shared by every unit that talks to NATS."""
+    """Settings shared by every unit that talks to NATS.
+
+    Identity: a credentials file (`FERMION_NATS_CREDS`, NATS's .creds with JWT and nkey seed), an
+    nkey seed file (`FERMION_NATS_NKEY_SEED`), or user and password (`FERMION_NATS_USER`,
+    `FERMION_NATS_PASSWORD`). TLS: `FERMION_NATS_TLS_CA` to verify the server, plus
+    `FERMION_NATS_TLS_CERT` and `FERMION_NATS_TLS_KEY` for a client certificate.
+    """
 
     model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
 
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="one URL, or several separated by commas")
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_creds: Path | None = None
+    nats_nkey_seed: Path | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None

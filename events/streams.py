@@ -54,6 +54,7 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
                 f"{subjects.TRAINING_CANCEL}.>",
                 f"{subjects.PREFIX}.models.>",
                 f"{subjects.DLQ_PREFIX}.>",
+                f"{subjects.AUDIT_PREFIX}.>",
             ],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,

@@ -12,6 +12,12 @@ TRAINING_CANCEL = f"{PREFIX}.training.cancel"  # .{job_id}: one subject per job,
 MODELS_PUBLISHED = f"{PREFIX}.models.published"
 MODELS_PROMOTED = f"{PREFIX}.models.promoted"
 DLQ_PREFIX = f"{PREFIX}.dlq"
+AUDIT_PREFIX = f"{PREFIX}.audit"  # .{action}: alias moves, key creation and revocation, refused requests
+
+
+def audit(action: str) -> str:
+    """The subject an audit record of `action` goes to."""
+    return f"{AUDIT_PREFIX}.{action}"
 
 
 def dead_letter(subject: str) -> str:

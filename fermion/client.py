@@ -22,6 +22,7 @@ import numpy as np
 from fermion.events import (
     Bus,
     BusError,
+    BusSettings,
     CancelRequest,
     Event,
     TrainingCancel,
@@ -32,6 +33,7 @@ from fermion.events import (
     subjects,
 )
 from fermion.infra import StackSettings
+from fermion.infra.identity import LocalIdentity
 from fermion.jobs import DeadLetter, JobStatus, dead_letters, job_statuses
 
 
@@ -47,19 +49,36 @@ class Client:
     """Talks to the ingest and inference functions over HTTP and follows jobs on NATS."""
 
     def __init__(
-        self, ingest_url: str, inference_url: str, nats_url: str, *, tenant: str = "default", timeout_s: float = 60.0
+        self,
+        ingest_url: str,
+        inference_url: str,
+        nats: str | BusSettings,
+        *,
+        api_key: str | None = None,
+        tenant: str | None = None,
+        timeout_s: float = 60.0,
     ) -> None:
         self.ingest_url = ingest_url.rstrip("/")
         self.inference_url = inference_url.rstrip("/")
-        self.nats_url = nats_url
-        self.tenant = tenant
-        self._http = httpx.Client(timeout=timeout_s)
+        self.bus_settings = nats if isinstance(nats, BusSettings) else BusSettings(nats_url=nats)
+        self.tenant = tenant  # None: the key's own tenant (naming another needs an admin key)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(timeout=timeout_s, headers=headers)
 
     @classmethod
     def from_settings(cls, settings: StackSettings | None = None) -> Client:
-        """A client for the local stack the settings describe."""
+        """A client for the stack the settings describe, with FERMION_API_KEY or this machine's admin key."""
         s = settings or StackSettings()
-        return cls(s.ingest_url, s.inference_url, s.nats_url)
+        identity = LocalIdentity(s.home)
+        bus = BusSettings(nats_url=s.nats_url)
+        if bus.nats_user is None and identity.nats_config.exists():
+            bus = identity.bus_settings("admin", s.nats_url)
+        api_key = s.api_key.get_secret_value() if s.api_key else identity.admin_key()
+        return cls(s.ingest_url, s.inference_url, bus, api_key=api_key)
+
+    @property
+    def _tenant(self) -> dict[str, str]:
+        return {"tenant": self.tenant} if self.tenant else {}
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -84,18 +103,33 @@ class Client:
             raise FermionError(f"{method} {url} → {response.status_code}: {detail}")
         return response.json()
 
+    def create_key(
+        self, tenant: str, scopes: list[str], *, name: str = "", expires_in_s: float | None = None
+    ) -> dict[str, Any]:
+        """A new API key (admin only); the answer's `key` is shown this once."""
+        body = {"tenant": tenant, "scopes": scopes, "name": name, "expires_in_s": expires_in_s}
+        return dict(self._call("POST", f"{self.ingest_url}/v1/keys", json=body))
+
+    def keys(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Every API key (of a tenant), masked (admin only)."""
+        return list(self._call("GET", f"{self.ingest_url}/v1/keys", params={"tenant": tenant} if tenant else {}))
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke a key by id (admin only)."""
+        return dict(self._call("DELETE", f"{self.ingest_url}/v1/keys/{key_id}"))
+
     def upload(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
         """Upload a dataset file (.npz with x/y, or .csv); returns its stored reference."""
         p = Path(path)
         with p.open("rb") as f:
-            form = {"tenant": self.tenant, **({"name": name} if name else {})}
+            form = {**self._tenant, **({"name": name} if name else {})}
             return self._call("POST", f"{self.ingest_url}/v1/datasets", files={"file": (p.name, f)}, data=form)
 
     def train(self, model_name: str, dataset: str, *, sha256: str | None = None, **recipe: Any) -> str:
         """Request a training; returns the job id."""
         body = {
             "model_name": model_name,
-            "tenant": self.tenant,
+            **self._tenant,
             "recipe": recipe,
             "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
         }
@@ -114,17 +148,17 @@ class Client:
         """Request a sweep; returns the sweep id and its trials' job ids."""
         body = {
             "model_name": model_name,
-            "tenant": self.tenant,
+            **self._tenant,
             "trials": trials,
             "metric": metric,
-            "gate": gate or {},
+            "gate": gate,
             "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
         }
         return self._call("POST", f"{self.ingest_url}/v1/sweeps", json=body)
 
     async def follow(self, job_id: str, *, since: datetime | None = None) -> AsyncGenerator[Event, None]:
         """The job's progress events, ending with its `training.completed` or `training.failed`."""
-        bus = await Bus.connect(self.nats_url, name="fermion-client")
+        bus = await Bus.from_settings(self.bus_settings, name="fermion-client")
         try:
             start = since or datetime.now(UTC) - timedelta(minutes=10)
             async with contextlib.aclosing(bus.watch("fermion.training.>", since=start)) as events:
@@ -166,22 +200,16 @@ class Client:
         body: dict[str, Any] = {"version": version}
         if expected_version is not None:
             body["expected_version"] = expected_version
-        return self._call(
-            "PUT", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", json=body, params={"tenant": self.tenant}
-        )
+        return self._call("PUT", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", json=body, params=self._tenant)
 
     def rollback(self, model: str, *, alias: str = "production") -> dict[str, Any]:
         """Point `alias` back at the version it held before its last move."""
-        return self._call(
-            "POST", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback", params={"tenant": self.tenant}
-        )
+        return self._call("POST", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback", params=self._tenant)
 
     def delete_alias(self, model: str, alias: str) -> None:
         """Remove an alias."""
         try:
-            response = self._http.delete(
-                f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", params={"tenant": self.tenant}
-            )
+            response = self._http.delete(f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", params=self._tenant)
         except httpx.HTTPError as exc:
             raise FermionError(f"DELETE alias {alias} of {model} failed: {exc}") from exc
         if response.status_code >= 400:
@@ -192,7 +220,7 @@ class Client:
 
     def _with_bus(self, work: Callable[[Bus], Any]) -> Any:
         async def run() -> Any:
-            bus = await Bus.connect(self.nats_url, name="fermion-client")
+            bus = await Bus.from_settings(self.bus_settings, name="fermion-client")
             try:
                 return await work(bus)
             finally:
@@ -213,7 +241,7 @@ class Client:
 
     def cancel(self, job_id: str, reason: str = "cancelled by request") -> None:
         """Ask for a job to stop (before it starts, or at its next epoch)."""
-        event = TrainingCancel(tenant=self.tenant, data=CancelRequest(job_id=job_id, reason=reason))
+        event = TrainingCancel(tenant=self.tenant or "default", data=CancelRequest(job_id=job_id, reason=reason))
         self._with_bus(lambda bus: bus.publish(event))
 
     def dead_letters(self) -> list[DeadLetter]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,9 +20,10 @@ from starlette.exceptions import HTTPException
 
 
 class HTTPError(Exception):
-    """Base of the functions' error hierarchies; subclasses set `status`."""
+    """Base of the functions' error hierarchies; subclasses set `status` (and `headers`, if any)."""
 
     status = 500
+    headers: ClassVar[dict[str, str]] = {}
 
 
 class Translation(NamedTuple):
@@ -53,7 +54,7 @@ def install_error_handlers(
 
     @app.exception_handler(HTTPError)
     async def _known(request: Request, exc: HTTPError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers or None)
 
     async def _translated(request: Request, exc: Exception) -> JSONResponse:
         return await _known(request, translate(exc, table))

@@ -36,8 +36,17 @@ def nats_server_binary() -> Path:
 class NatsServer:
     """One nats-server process; port 0 picks a free ephemeral port."""
 
-    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None):
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_file: Path | None = None,
+        config: Path | None = None,
+    ):
         self.store_dir = store_dir
+        self.config = config  # users and permissions (infra/identity.py); None: anonymous, for tests
         self.host = host
         self.port = port
         self.log_file = log_file
@@ -62,6 +71,7 @@ class NatsServer:
             str(self.store_dir),
             "--http_port",
             "0",
+            *(["-c", str(self.config)] if self.config else []),
         ]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self._proc.stdout is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,7 @@ class StackSettings(BaseSettings):
     trainers: int = Field(default=1, ge=1, le=32)
     drop_queue_url: str | None = Field(default=None, description="SQS queue of S3 drops to bridge (LocalStack)")
     s3_endpoint_url: str | None = None
+    api_key: SecretStr | None = Field(default=None, description="FERMION_API_KEY: the key the CLI and client send")
 
     @model_validator(mode="after")
     def _resolve_home(self) -> StackSettings:

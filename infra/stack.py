@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from fermion.events import Bus
+from fermion.events import Bus, BusSettings
+from fermion.model_store import open_store
 
 from . import processes
+from .identity import LocalIdentity
 from .nats import NatsServer, ServerError
 from .settings import StackSettings
 
@@ -31,6 +33,8 @@ class Process:
     """A function running as a child process, with its output in a log file."""
 
     name: str
+    role: str
+    """Its NATS identity (infra/identity.py)."""
     argv: list[str]
     health_url: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -44,50 +48,67 @@ class Stack:
         self.logs = settings.home / "logs"
         self.nats: NatsServer | None = None
         self.processes: list[Process] = []
+        self.identity = LocalIdentity(settings.home)
 
-    def env(self) -> dict[str, str]:
-        """The environment every function process gets."""
+    def env(self, role: str = "admin") -> dict[str, str]:
+        """The environment a function of `role` gets: where things are, and its own NATS identity."""
         s = self.settings
         return {
             **os.environ,
             "FERMION_HOME": str(s.home),
             "FERMION_NATS_URL": s.nats_url,
-            "FERMION_STORE_URL": os.environ.get("FERMION_STORE_URL", s.store_url),
+            "FERMION_STORE_URL": self.store_url,
             "PYTHONUNBUFFERED": "1",
+            **self.identity.env(role),
         }
+
+    @property
+    def store_url(self) -> str:
+        return os.environ.get("FERMION_STORE_URL", self.settings.store_url)
 
     def start(self, timeout_s: float = 60.0) -> Stack:
         """Start nats-server, provision streams, start the functions, wait until all are healthy."""
         s = self.settings
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
+            # Signing keys, NATS users and the local admin API key, made once under FERMION_HOME.
+            self.identity.ensure(open_store(self.store_url, s3_endpoint_url=s.s3_endpoint_url))
             self.nats = NatsServer(
-                s.home / "nats", host=s.host, port=s.nats_port, log_file=self.logs / "nats.log"
+                s.home / "nats",
+                host=s.host,
+                port=s.nats_port,
+                log_file=self.logs / "nats.log",
+                config=self.identity.nats_config,
             ).start()
-            asyncio.run(_provision(s.nats_url))
+            asyncio.run(_provision(self.identity.bus_settings("admin", s.nats_url)))
             python = sys.executable
             uvicorn = [python, "-m", "uvicorn", "--host", s.host, "--no-access-log", "--log-level", "warning"]
             self.processes = [
                 Process(
+                    "inference",
                     "inference",
                     [python, "-m", "fermion.functions.inference", "--host", s.host, "--port", str(s.inference_port)],
                     f"{s.inference_url}/v2/health/live",
                 ),
                 Process(
                     "ingest",
+                    "ingest",
                     [*uvicorn, "--port", str(s.ingest_port), "fermion.functions.ingest.app:app"],
                     f"{s.ingest_url}/healthz",
                 ),
-                *[Process(f"trainer-{i}", [python, "-m", "fermion.functions.trainer"]) for i in range(s.trainers)],
+                *[
+                    Process(f"trainer-{i}", "trainer", [python, "-m", "fermion.functions.trainer"])
+                    for i in range(s.trainers)
+                ],
             ]
             if s.drop_queue_url:
                 bridge = [python, "-m", "fermion.functions.ingest.s3_events", "--queue-url", s.drop_queue_url]
                 if s.s3_endpoint_url:
                     bridge += ["--endpoint-url", s.s3_endpoint_url]
-                self.processes.append(Process("s3-bridge", bridge))
+                self.processes.append(Process("s3-bridge", "ingest", bridge))
             for p in self.processes:
                 with open(self.logs / f"{p.name}.log", "ab") as out:
-                    p.proc = subprocess.Popen(p.argv, env=self.env(), stdout=out, stderr=subprocess.STDOUT)
+                    p.proc = subprocess.Popen(p.argv, env=self.env(p.role), stdout=out, stderr=subprocess.STDOUT)
             self._wait_healthy(timeout_s)
         except BaseException:
             self.stop()
@@ -131,8 +152,8 @@ class Stack:
         self.stop()
 
 
-async def _provision(nats_url: str) -> None:
-    bus = await Bus.connect(nats_url, name="fermion-provision")
+async def _provision(settings: BusSettings) -> None:
+    bus = await Bus.from_settings(settings, name="fermion-provision")
     try:
         await bus.provision()
     finally:

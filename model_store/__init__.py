@@ -35,12 +35,29 @@ if TYPE_CHECKING:
         StoreUnavailable,
         VersionNotFound,
     )
+    from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
-    from .registry import LATEST, Alias, Registry, check_name, open_registry
+    from .registry import LATEST, SERVED, Alias, Registry, check_name, open_registry
     from .settings import StoreSettings
+    from .signing import SignatureError, Signer, Verifier, generate_key_pair
+    from .usage import Usage, UsageLimitReached
 
 _EXPORTS = {
+    "SERVED": "registry",
+    "UsageLimitReached": "usage",
+    "Usage": "usage",
+    "SCOPES": "keys",
+    "KeyNotFound": "keys",
+    "KeyRecord": "keys",
+    "KeyStore": "keys",
+    "MalformedKey": "keys",
+    "Scope": "keys",
+    "key_id_of": "keys",
+    "SignatureError": "signing",
+    "Signer": "signing",
+    "Verifier": "signing",
+    "generate_key_pair": "signing",
     "Alias": "registry",
     "AliasConflict": "errors",
     "AliasNotFound": "errors",
@@ -86,6 +103,8 @@ _EXPORTS = {
 __all__ = [
     "LATEST",
     "MODEL_FILE",
+    "SCOPES",
+    "SERVED",
     "Alias",
     "AliasConflict",
     "AliasNotFound",
@@ -97,8 +116,12 @@ __all__ = [
     "FileEntry",
     "IntegrityError",
     "InvalidName",
+    "KeyNotFound",
+    "KeyRecord",
+    "KeyStore",
     "Lineage",
     "LocalDirStore",
+    "MalformedKey",
     "Manifest",
     "ModelNotFound",
     "NotFound",
@@ -110,18 +133,26 @@ __all__ = [
     "PreconditionFailed",
     "Registry",
     "RegistryError",
+    "Scope",
     "Signature",
+    "SignatureError",
+    "Signer",
     "StoreError",
     "StoreNotConformant",
     "StoreSettings",
     "StoreUnavailable",
     "StoredDataset",
     "TensorSpec",
+    "Usage",
+    "UsageLimitReached",
+    "Verifier",
     "VersionNotFound",
     "check_conditional_writes",
     "check_name",
     "dataset_format",
     "dataset_key",
+    "generate_key_pair",
+    "key_id_of",
     "open_registry",
     "open_store",
 ]

@@ -41,6 +41,7 @@ from .errors import (
 )
 from .manifest import MANIFEST, MODEL_FILE, Draft, Manifest, content_sha256, file_entry
 from .settings import StoreSettings
+from .signing import SIGNATURE_FILE, Signer, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _MAX_CLAIM_ATTEMPTS = 1000
 _MAX_CAS_ATTEMPTS = 50
 LATEST = "latest"
+SERVED = "production"  # the alias a bare model name serves
 
 
 def check_name(kind: str, name: str) -> str:
@@ -92,9 +94,19 @@ class ModelSummary(TypedDict):
 class Registry:
     """Immutable model versions, their manifests, and aliases, over any ObjectStore."""
 
-    def __init__(self, store: ObjectStore, cache_dir: Path, *, cache_max_bytes: int = 2 << 30) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        cache_dir: Path,
+        *,
+        cache_max_bytes: int = 2 << 30,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
         self.store = store
         self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
+        self.signer = signer  # signs each manifest it registers
+        self.verifier = verifier  # refuses a manifest no trusted key signed
         self._conformant = False
 
     def _writable(self) -> None:
@@ -143,9 +155,13 @@ class Registry:
             files=entries,
             content_sha256=content_sha256(entries),
         )
-        self.store.put(prefix + MANIFEST, manifest.model_dump_json(indent=2).encode(), if_none_match=True)
+        manifest_bytes = manifest.model_dump_json(indent=2).encode()
+        if self.signer is not None:  # before the manifest: a version that exists is signed
+            self.store.put(prefix + SIGNATURE_FILE, self.signer.sign(manifest_bytes), if_none_match=True)
+        self.store.put(prefix + MANIFEST, manifest_bytes, if_none_match=True)
         log.info("registered %s/%s version %d", tenant, name, version)
         self._advance_latest(tenant, name, version)
+        self._bootstrap_served(tenant, name, version)
         return manifest
 
     def _claim_version(self, tenant: str, name: str, first_file: bytes) -> int:
@@ -212,6 +228,12 @@ class Registry:
         self._swap_alias(
             tenant, name, LATEST, lambda cur: _moved(cur, version) if cur is None or cur.version < version else None
         )
+
+    def _bootstrap_served(self, tenant: str, name: str, version: int) -> None:
+        # A new model's first version becomes what its bare name serves; after that only a gate or
+        # a principal with `promote` moves SERVED (a later training never changes what clients get).
+        if self.versions(tenant, name) == [version]:
+            self._swap_alias(tenant, name, SERVED, lambda cur: _moved(cur, version) if cur is None else None)
 
     def _swap_alias(
         self, tenant: str, name: str, alias: str, move: Callable[[Alias | None], Alias | None]
@@ -285,13 +307,23 @@ class Registry:
         return self.manifest(tenant, name, int(version) if version else self.resolve(tenant, name, alias or None))
 
     def manifest(self, tenant: str, name: str, version: int) -> Manifest:
-        """The manifest of a version; VersionNotFound if it does not exist (yet)."""
+        """The manifest of a version; VersionNotFound if it does not exist (yet).
+
+        With a verifier, SignatureError unless a trusted key signed exactly these bytes.
+        """
+        prefix = self._version_prefix(tenant, name, version)
         try:
-            raw, _ = self.store.get(self._version_prefix(tenant, name, version) + MANIFEST)
+            raw, _ = self.store.get(prefix + MANIFEST)
         except ObjectNotFound:
             if not self.store.children(self._model_prefix(tenant, name)):
                 raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
             raise VersionNotFound(f"model {name!r} has no version {version}") from None
+        if self.verifier is not None:
+            try:
+                seal: bytes | None = self.store.get(prefix + SIGNATURE_FILE)[0]
+            except ObjectNotFound:
+                seal = None
+            self.verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
         try:
             return Manifest.model_validate_json(raw)
         except ValidationError as exc:
@@ -344,5 +376,20 @@ class Registry:
 
 def open_registry(settings: StoreSettings) -> Registry:
     """The registry the settings describe."""
-    store = open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
-    return Registry(store, settings.cache_dir or settings.home / "cache", cache_max_bytes=settings.cache_max_bytes)
+    store = open_store(
+        settings.store_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_sse=settings.s3_sse,
+        s3_kms_key_id=settings.s3_kms_key_id,
+    )
+    key_file = settings.signing_key_file
+    signer = Signer.from_file(key_file) if key_file is not None and key_file.exists() else None
+    verifier = Verifier.from_texts(settings.trusted_public_keys()) if settings.verify_signatures else None
+    return Registry(
+        store,
+        settings.cache_dir or settings.home / "cache",
+        cache_max_bytes=settings.cache_max_bytes,
+        signer=signer,
+        verifier=verifier,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,17 @@ class StoreSettings(BaseSettings):
     cache_dir: Path | None = None
     cache_max_bytes: int = Field(default=2 << 30, gt=0)
     tenant: str = "default"
+    s3_sse: Literal["AES256", "aws:kms", "none"] = Field(
+        default="AES256", description="server-side encryption of every object written to S3 (aws:kms: s3_kms_key_id)"
+    )
+    s3_kms_key_id: str | None = None
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 PEM key that signs registered versions (default: HOME/keys/signing.key)"
+    )
+    trusted_keys: list[str] = Field(
+        default=[], description="base64 Ed25519 public keys whose signatures are trusted (with HOME/keys/*.pub)"
+    )
+    verify_signatures: bool = Field(default=False, description="refuse versions no trusted key signed")
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> StoreSettings:
@@ -30,4 +42,11 @@ class StoreSettings(BaseSettings):
             object.__setattr__(self, "store_url", (home / "store").as_uri())
         if self.cache_dir is None:
             object.__setattr__(self, "cache_dir", home / "cache")
+        if self.signing_key_file is None:
+            object.__setattr__(self, "signing_key_file", home / "keys" / "signing.key")
         return self
+
+    def trusted_public_keys(self) -> list[str]:
+        """The configured public keys and those in HOME/keys/*.pub (the local stack's own)."""
+        local = sorted((self.home / "keys").glob("*.pub")) if (self.home / "keys").is_dir() else []
+        return [*self.trusted_keys, *(p.read_text().strip() for p in local)]

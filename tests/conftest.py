@@ -83,6 +83,19 @@ def registry(tmp_path: Path) -> Registry:
     return Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache")
 
 
+def api_key(registry: Registry, *scopes: str, tenant: str = "default") -> str:
+    """A fresh API key in the registry's store (the store every function reads keys from)."""
+    from fermion.model_store import KeyStore
+
+    _, key = KeyStore(registry.store).create(tenant, list(scopes) or ["infer"])  # type: ignore[arg-type]
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The header that carries `key`."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 def linear_onnx(n_in: int = 4, n_out: int = 3, seed: int = 0) -> bytes:
     """A real ONNX model (y = x·W + b, dynamic batch) built without torch."""
     rng = np.random.default_rng(seed)

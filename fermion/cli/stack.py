@@ -23,6 +23,7 @@ def _print_endpoints(s: StackSettings) -> None:
     console.print(f"  ingest     {s.ingest_url}   (POST /v1/datasets, /v1/trainings)")
     console.print(f"  inference  {s.inference_url}   (Open Inference Protocol v2: /v2/models/NAME/infer)")
     console.print(f"  logs       {s.home / 'logs'}")
+    console.print(f"  api key    {s.home / 'admin.key'}   (admin; the CLI uses it unless FERMION_API_KEY is set)")
 
 
 def up() -> None:

@@ -31,7 +31,12 @@ from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
 from starlette.routing import Route
 
+from fermion.events import Bus
+from fermion.model_store import KeyStore
+
 from ..responses import describe_validation, install_error_handlers
+from ..security import Auditor, Authenticator, Principal, Unauthorized
+from ..security.http import SecurityState, authorize
 from .errors import TRANSLATIONS, BadRequest, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import HEADER_LENGTH, InferenceRequest, encode_response, parse_request, to_array
@@ -64,6 +69,10 @@ def create_app(
     """
     app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
     app.state.services = Services(runtime, settings, Scheduler(settings, lambda: runtime().loaded, batching=batching))
+    app.state.security = SecurityState(
+        Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
+        Auditor(_AuditBus(settings).get),
+    )
     install_error_handlers(app, log, TRANSLATIONS)
     # First in the table (before FastAPI's /docs routes): the route most requests take is matched first.
     app.router.routes[:0] = [Route(path, infer, methods=["POST"], name="infer") for path in INFER_PATHS]
@@ -75,13 +84,14 @@ def create_app(
 
 async def infer(request: Request) -> Response:
     """Run the model on OIP v2 tensors (JSON, or the binary tensor extension)."""
+    caller = await authorize(request, "infer")
     services: Services = request.app.state.services
     body = await _read_body(request, services.settings().max_body_bytes)
     payload, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
     variant = (payload.parameters or {}).get("variant")
     if variant is not None and variant not in VARIANTS:
         raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    model = await _model(services, _ref(request), variant)
+    model = await _model(services, caller, _ref(request), variant)
     feeds = {t.name: to_array(t, binary) for t in payload.inputs}
     wanted = [o.name for o in payload.outputs] if payload.outputs else None
     results = await services.scheduler.run(model, feeds, wanted)
@@ -101,41 +111,50 @@ async def live() -> dict[str, bool]:
 
 
 async def ready(request: Request) -> dict[str, Any]:
-    """Ready to serve; lists the loaded models with the providers their sessions really got."""
+    """Ready to serve (a probe: no key needed); with a key, lists its tenant's loaded models and their providers."""
+    try:
+        tenant: str | None = (await authorize(request, "infer")).tenant
+    except Unauthorized:
+        tenant = None  # a probe: say nothing about what is loaded
     loaded = request.app.state.services.runtime().loaded
     return {
         "ready": True,
         "models": [
             {"name": m.name, "version": m.version, "providers": m.providers, "gpu_fallback": m.gpu_fallback}
             for m in loaded
+            if m.manifest.tenant == tenant
         ],
     }
 
 
-async def server_metadata() -> dict[str, Any]:
+async def server_metadata(request: Request) -> dict[str, Any]:
     """Server metadata."""
+    await authorize(request, "infer")
     return {"name": "fermion", "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
 
 
 async def model_metadata(request: Request) -> dict[str, Any]:
     """Inputs, outputs, versions, and the providers the session got."""
-    return _metadata(await _model(request.app.state.services, _ref(request)))
+    caller = await authorize(request, "infer")
+    return _metadata(await _model(request.app.state.services, caller, _ref(request)))
 
 
 async def model_ready(request: Request) -> dict[str, Any]:
     """Loads the model if needed; ready once its session exists."""
-    model = await _model(request.app.state.services, _ref(request))
+    caller = await authorize(request, "infer")
+    model = await _model(request.app.state.services, caller, _ref(request))
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
 async def predict(request: Request) -> dict[str, Any]:
     """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
+    caller = await authorize(request, "infer")
     services: Services = request.app.state.services
     try:
         body = PredictRequest.model_validate_json(await _read_body(request, services.settings().max_body_bytes))
     except ValidationError as exc:
         raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
-    model = await _model(services, ModelRef.parse(request.path_params["name"]))
+    model = await _model(services, caller, ModelRef.parse(request.path_params["name"]))
     if len(model.inputs) != 1:
         raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
     ((input_name, (dtype, _)),) = model.inputs.items()
@@ -167,13 +186,26 @@ CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]]
 ]
 
 
-async def _model(services: Services, ref: ModelRef, variant: str | None = None) -> LoadedModel:
-    """The loaded model: the warm path does no I/O and hops no thread; a load runs off the loop."""
+async def _model(services: Services, caller: Principal, ref: ModelRef, variant: str | None = None) -> LoadedModel:
+    """The caller's tenant's model: the warm path does no I/O and hops no thread; a load runs off the loop."""
     models = services.runtime()
-    model = models.cached(ref, variant)
+    model = models.cached(ref, variant, caller.tenant)
     if model is None:
-        model = await asyncio.to_thread(models.get, ref, None, variant)
+        model = await asyncio.to_thread(models.get, ref, caller.tenant, variant)
     return model
+
+
+class _AuditBus:
+    """A NATS connection for audit records, made on first need (never on the request path's warm part)."""
+
+    def __init__(self, settings: Callable[[], InferenceSettings]) -> None:
+        self._settings = settings
+        self._bus: Bus | None = None
+
+    async def get(self) -> Bus:
+        if self._bus is None or not self._bus.connected:
+            self._bus = await Bus.from_settings(self._settings(), name="fermion-inference", timeout_s=3.0)
+        return self._bus
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -218,9 +218,9 @@ class ModelRuntime:
             )
         return self._load(manifest, cpu_choice, available.get(cpu_choice, MODEL_FILE))
 
-    def cached(self, ref: ModelRef, variant: str | None = None) -> LoadedModel | None:
+    def cached(self, ref: ModelRef, variant: str | None = None, tenant: str | None = None) -> LoadedModel | None:
         """The loaded model for `ref` if answering needs no I/O (loaded, alias fresh); else None."""
-        tenant, wanted = self.settings.tenant, variant or self.settings.variant
+        tenant, wanted = tenant or self.settings.tenant, variant or self.settings.variant
         version = ref.version
         if version is None:
             hit = self._aliases.get((tenant, ref.name, ref.alias or self.settings.default_alias))

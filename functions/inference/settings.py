@@ -7,13 +7,20 @@ from typing import Literal
 
 from pydantic import Field
 
+from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
+
+from ..security import SecuritySettings
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-class InferenceSettings(StoreSettings):
-    """One inference function: which models, on which execution providers."""
+class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
+    """One inference function: which models, on which execution providers.
+
+    It serves only versions a trusted key signed (`verify_signatures`, on by default here), and a
+    bare model name serves the `production` alias. NATS is used only for audit records.
+    """
 
     providers: list[str] = Field(
         default=["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -24,7 +31,8 @@ class InferenceSettings(StoreSettings):
         default="auto", description="auto: fp16 on CUDA/TensorRT, `cpu_variant` on CPU"
     )
     cpu_variant: Literal["fp32", "int8"] = "fp32"
-    default_alias: str = "latest"
+    default_alias: str = Field(default="production", description="the alias a bare model name serves")
+    verify_signatures: bool = Field(default=True, description="refuse versions no trusted key signed")
     alias_ttl_s: float = Field(default=5.0, ge=0)
     preload: str | None = Field(default=None, description="A model reference to load at import.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
 
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import (
+    Bus,
     DatasetRef,
     DatasetUploaded,
     Gate,
@@ -30,12 +31,16 @@ from fermion.events import (
     TrainingSweep,
 )
 from fermion.events.schemas import Name
-from fermion.model_store import DatasetStore, InvalidName, check_name, dataset_format
+from fermion.model_store import DatasetStore, InvalidName, KeyStore, check_name, dataset_format
 
 from ..responses import install_error_handlers
+from ..security import Auditor, Authenticator, Principal
+from ..security.http import SecurityState, also_needs, needs, tenant_of
 from .datasets import validate_dataset
-from .deps import BusDep, Datasets, Settings
+from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
+from .keys_api import router as keys_router
+from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .settings import IngestSettings, get_settings
 
@@ -61,7 +66,7 @@ class TrainingSpec(BaseModel):
     model_name: Name
     dataset: DatasetSelector
     recipe: Recipe = Recipe()
-    tenant: Name = "default"
+    tenant: Name | None = Field(default=None, description="default: the key's tenant (another needs an admin key)")
 
 
 class Accepted(BaseModel):
@@ -75,6 +80,15 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app = FastAPI(title="Fermion ingest")
     if settings is not get_settings:
         app.dependency_overrides[get_settings] = settings
+
+    async def audit_bus() -> Bus:
+        override = app.dependency_overrides.get(get_bus)  # tests hand in a connected bus
+        return override() if override is not None else await get_bus(settings())
+
+    def keys() -> KeyStore:
+        return app.dependency_overrides.get(get_keys, get_keys)()
+
+    app.state.security = SecurityState(Authenticator(keys, settings(), tenant=settings().tenant), Auditor(audit_bus))
     install_error_handlers(app, log, TRANSLATIONS, validation_status=422)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     # The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
@@ -85,6 +99,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202)
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
     app.include_router(registry_router)
+    app.include_router(keys_router)
     return app
 
 
@@ -94,14 +109,17 @@ async def healthz() -> dict[str, bool]:
 
 
 async def upload_dataset(
+    request: Request,
     datasets: Datasets,
     settings: Settings,
     bus: BusDep,
     file: UploadFile = File(..., description="an .npz with arrays x and y, or a .csv with a header"),
     name: str | None = Form(default=None, description="dataset name; defaults to the file's stem"),
-    tenant: str = Form(default="default"),
+    tenant: str | None = Form(default=None, description="default: the key's tenant (another needs an admin key)"),
+    caller: Principal = needs("upload"),
 ) -> DatasetRef:
     """Store a dataset by sha256 and announce it with `datasets.uploaded`."""
+    tenant = tenant_of(request, caller, tenant)
     filename = PurePath(file.filename or "").name
     fmt = dataset_format(PurePath(filename).suffix)
     if fmt is None:
@@ -116,17 +134,32 @@ async def upload_dataset(
     except InvalidName as exc:
         raise BadUpload(str(exc)) from exc
     validate_dataset(data, fmt)
+    await asyncio.to_thread(charge_upload, datasets.store, tenant, len(data), settings)
     stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)
     await bus.publish(DatasetUploaded(id=f"{tenant}.{dataset_name}.{stored.sha256[:32]}", tenant=tenant, data=ref))
     return ref
 
 
-async def request_training(spec: TrainingSpec, datasets: Datasets, bus: BusDep) -> Accepted:
-    """Publish `training.requested` for a stored dataset; the job id is the event id."""
-    ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
+async def request_training(
+    request: Request,
+    spec: TrainingSpec,
+    datasets: Datasets,
+    registry: RegistryDep,
+    settings: Settings,
+    bus: BusDep,
+    caller: Principal = needs("train"),
+) -> Accepted:
+    """Publish `training.requested` for a stored dataset; the job id is the event id.
+
+    A training registers a new immutable version; it never moves what a bare model name serves.
+    """
+    tenant = tenant_of(request, caller, spec.tenant)
+    ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
+    await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
+    await check_queued_jobs(bus, tenant, settings)
     event = TrainingRequested(
-        tenant=spec.tenant,
+        tenant=tenant,
         data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=spec.recipe),
     )
     await bus.publish(event)
@@ -142,15 +175,28 @@ class SweepSpec(BaseModel):
     dataset: DatasetSelector
     trials: list[Recipe] = Field(min_length=1, max_length=64)
     metric: str = Field(default="macro_f1", min_length=1, max_length=64)
-    gate: Gate = Gate()
-    tenant: Name = "default"
+    gate: Gate | None = Field(default=None, description="promote the best trial through this gate (needs `promote`)")
+    tenant: Name | None = Field(default=None, description="default: the key's tenant (another needs an admin key)")
 
 
-async def request_sweep(spec: SweepSpec, datasets: Datasets, bus: BusDep) -> dict[str, object]:
-    """Publish `training.sweep`: the trials fan out across the trainers; the best is promoted by the gate."""
-    ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
+async def request_sweep(
+    request: Request,
+    spec: SweepSpec,
+    datasets: Datasets,
+    registry: RegistryDep,
+    settings: Settings,
+    bus: BusDep,
+    caller: Principal = needs("train"),
+) -> dict[str, object]:
+    """Publish `training.sweep`: the trials fan out across the trainers; with a gate, the best is promoted."""
+    tenant = tenant_of(request, caller, spec.tenant)
+    if spec.gate is not None:
+        also_needs(request, caller, "promote")  # a gate moves an alias
+    ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
+    await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
+    await check_queued_jobs(bus, tenant, settings)
     event = TrainingSweep(
-        tenant=spec.tenant,
+        tenant=tenant,
         data=SweepRequest(
             model_name=spec.model_name, dataset=ref, trials=spec.trials, metric=spec.metric, gate=spec.gate
         ),

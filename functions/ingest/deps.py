@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from fermion.events import Bus, BusError
-from fermion.model_store import DatasetStore, Registry, open_registry
+from fermion.model_store import DatasetStore, KeyStore, Registry, open_registry
 
 from .errors import Unavailable
 from .settings import IngestSettings, get_settings
@@ -23,6 +23,12 @@ from .settings import IngestSettings, get_settings
 def get_datasets() -> DatasetStore:
     """The dataset store, opened once (on the registry's object store)."""
     return DatasetStore(get_registry().store)
+
+
+@lru_cache(maxsize=1)
+def get_keys() -> KeyStore:
+    """The API keys, on the registry's object store."""
+    return KeyStore(get_registry().store)
 
 
 @lru_cache(maxsize=1)
@@ -43,7 +49,7 @@ async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) ->
     loop = asyncio.get_running_loop()
     if _BusHolder.bus is None or _BusHolder.loop is not loop or not _BusHolder.bus.connected:
         try:
-            _BusHolder.bus = await Bus.connect(settings.nats_url, name="fermion-ingest", timeout_s=3.0)
+            _BusHolder.bus = await Bus.from_settings(settings, name="fermion-ingest", timeout_s=3.0)
         except BusError as exc:
             raise Unavailable(f"event bus unavailable: {exc}") from exc
         _BusHolder.loop = loop
@@ -54,3 +60,4 @@ Settings = Annotated[IngestSettings, Depends(get_settings)]
 BusDep = Annotated[Bus, Depends(get_bus)]
 Datasets = Annotated[DatasetStore, Depends(get_datasets)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+Keys = Annotated[KeyStore, Depends(get_keys)]

@@ -23,10 +23,12 @@ from fermion.model_store import (
     InvalidName,
     RegistryError,
     StoreError,
+    UsageLimitReached,
 )
 from fermion.model_store import NotFound as RegistryNotFound
 
 from ..responses import HTTPError, Translation
+from ..security import QuotaExceeded
 
 
 class IngestError(HTTPError):
@@ -68,6 +70,7 @@ class Conflict(IngestError):
 
 
 TRANSLATIONS = (
+    Translation(UsageLimitReached, QuotaExceeded),
     Translation(InvalidName, BadRequest),
     Translation(AmbiguousDataset, BadRequest),
     Translation(DatasetNotFound, NotFound, "{exc}; upload it first (POST /v1/datasets)"),

@@ -6,20 +6,22 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import AliasMove, Bus, BusError, ModelPromoted
-from fermion.model_store import Manifest
+from fermion.model_store import LATEST, Manifest
 
+from ..security import Principal
+from ..security.http import needs, tenant_of
 from .deps import BusDep, RegistryDep
-from .errors import NotFound
+from .errors import BadRequest, NotFound
 
 log = logging.getLogger("fermion.ingest")
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
 
-Tenant = Annotated[str, Query(max_length=63)]
+Tenant = Annotated[str | None, Query(max_length=63, description="default: the key's tenant (admin keys only)")]
 Version = Annotated[int, Path(ge=1, description="a version number, 1 or more")]
 
 
@@ -41,15 +43,21 @@ class AliasUpdate(BaseModel):
 
 
 @router.get("")
-async def list_models(registry: RegistryDep, tenant: Tenant = "default") -> list[dict[str, Any]]:
-    """Every model with its versions and aliases."""
+async def list_models(
+    request: Request, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
+) -> list[dict[str, Any]]:
+    """Every model of the tenant with its versions and aliases."""
+    tenant = tenant_of(request, caller, tenant)
     names = await _call(registry.models, tenant)
     return [await _call(registry.describe, tenant, n) for n in names]
 
 
 @router.get("/{name}")
-async def model_versions(name: str, registry: RegistryDep, tenant: Tenant = "default") -> dict[str, Any]:
+async def model_versions(
+    request: Request, name: str, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
+) -> dict[str, Any]:
     """A model's versions with their metrics, and its aliases."""
+    tenant = tenant_of(request, caller, tenant)
     info = await _call(registry.describe, tenant, name)
     if not info["versions"]:
         raise NotFound(f"no model {name!r} for tenant {tenant!r}")
@@ -69,22 +77,40 @@ async def model_versions(name: str, registry: RegistryDep, tenant: Tenant = "def
 
 
 @router.get("/{name}/versions/{version}")
-async def describe_version(name: str, version: Version, registry: RegistryDep, tenant: Tenant = "default") -> Manifest:
+async def describe_version(
+    request: Request,
+    name: str,
+    version: Version,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> Manifest:
     """A version's manifest: files and checksums, signature, metrics, lineage, compile report."""
+    tenant = tenant_of(request, caller, tenant)
     return await _call(registry.manifest, tenant, name, version)
 
 
 @router.put("/{name}/aliases/{alias}")
 async def set_alias(
-    name: str, alias: str, update: AliasUpdate, registry: RegistryDep, bus: BusDep, tenant: Tenant = "default"
+    request: Request,
+    name: str,
+    alias: str,
+    update: AliasUpdate,
+    registry: RegistryDep,
+    bus: BusDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
 ) -> dict[str, Any]:
     """Point an alias at a version (compare-and-swap); publishes `models.promoted`."""
+    tenant = tenant_of(request, caller, tenant)
+    _movable(alias)
     kwargs: dict[str, Any] = {}
     if update.create_only:
         kwargs["expected"] = None
     elif update.expected_version is not None:
         kwargs["expected"] = update.expected_version
     previous = await _call(registry.set_alias, tenant, name, alias, update.version, **kwargs)
+    _audit(request, caller, "alias.moved", tenant, name, alias, update.version, previous)
     announced = await _announce(bus, tenant, name, alias, update.version, previous)
     return {
         "name": name,
@@ -97,18 +123,56 @@ async def set_alias(
 
 @router.post("/{name}/aliases/{alias}/rollback")
 async def rollback(
-    name: str, alias: str, registry: RegistryDep, bus: BusDep, tenant: Tenant = "default"
+    request: Request,
+    name: str,
+    alias: str,
+    registry: RegistryDep,
+    bus: BusDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
 ) -> dict[str, Any]:
     """Point an alias back at the version it held before its last move."""
+    tenant = tenant_of(request, caller, tenant)
+    _movable(alias)
     was, now = await _call(registry.rollback, tenant, name, alias)
+    _audit(request, caller, "alias.moved", tenant, name, alias, now, was)
     announced = await _announce(bus, tenant, name, alias, now, was)
     return {"name": name, "alias": alias, "version": now, "previous_version": was, "announced": announced}
 
 
 @router.delete("/{name}/aliases/{alias}", status_code=204)
-async def delete_alias(name: str, alias: str, registry: RegistryDep, tenant: Tenant = "default") -> None:
+async def delete_alias(
+    request: Request,
+    name: str,
+    alias: str,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
+) -> None:
     """Remove an alias."""
+    tenant = tenant_of(request, caller, tenant)
+    _movable(alias)
     await _call(registry.delete_alias, tenant, name, alias)
+    _audit(request, caller, "alias.deleted", tenant, name, alias, None, None)
+
+
+def _movable(alias: str) -> None:
+    if alias == LATEST:
+        raise BadRequest(f"{LATEST!r} always points at the newest version; it cannot be moved by hand")
+
+
+def _audit(
+    request: Request,
+    caller: Principal,
+    action: str,
+    tenant: str,
+    name: str,
+    alias: str,
+    version: int | None,
+    previous: int | None,
+) -> None:
+    details = {"tenant": tenant, "version": version, "previous_version": previous}
+    request.app.state.security.auditor.record(caller, action, f"{name}@{alias}", details=details)
 
 
 async def _announce(bus: Bus, tenant: str, name: str, alias: str, version: int, previous: int | None) -> bool:

@@ -110,7 +110,7 @@ async def ingest_records(records: list[dict[str, Any]], datasets: DatasetStore, 
 
 
 async def _ingest_event(event: dict[str, Any], settings: IngestSettings) -> list[str]:
-    bus = await Bus.connect(settings.nats_url, name="fermion-s3-ingest")
+    bus = await Bus.from_settings(settings, name="fermion-s3-ingest")
     try:
         return await ingest_records(s3_records(event), DatasetStore(open_registry(settings).store), bus)
     finally:
@@ -126,7 +126,7 @@ async def bridge(queue_url: str, settings: IngestSettings, stop: asyncio.Event, 
     """Drain an SQS queue of S3 notifications into `ingest_records` until `stop` is set."""
     sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=settings.s3_region or "us-east-1")
     datasets = DatasetStore(open_registry(settings).store)
-    bus = await Bus.connect(settings.nats_url, name="fermion-s3-bridge")
+    bus = await Bus.from_settings(settings, name="fermion-s3-bridge")
     log.info("draining %s", queue_url)
     try:
         while not stop.is_set():

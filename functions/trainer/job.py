@@ -12,6 +12,7 @@ from fermion.compile import INPUT_NAME, OUTPUT_NAME, compile_variants
 from fermion.events import TrainingRequested
 from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec
 
+from .errors import DatasetError
 from .train import ProgressFn, load_dataset, train
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ def run_job(
     """Train, compile, verify and register the model the event asks for."""
     request = event.data
     dataset = request.dataset
+    if f"datasets/{event.tenant}/" not in dataset.uri:  # the event names another tenant's data
+        raise DatasetError(f"dataset {dataset.uri} lies outside tenant {event.tenant!r}; a job reads only its own")
     with tempfile.TemporaryDirectory(prefix="fermion-job-") as tmp:
         path = DatasetStore(registry.store).fetch(
             event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"

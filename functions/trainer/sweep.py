@@ -125,6 +125,11 @@ class SweepRunner:
             log.error("sweep %s: every trial failed; nothing to promote", sweep.id)
             return
         score, version = max(scored)
+        if sweep.data.gate is None:
+            log.info(
+                "sweep %s: best is version %d (%s %.4f); no gate, nothing promoted", sweep.id, version, metric, score
+            )
+            return
         manifest = await asyncio.to_thread(self.registry.manifest, sweep.tenant, sweep.data.model_name, version)
         decision = await promote_and_announce(
             self.bus, self.registry, manifest, sweep.data.gate, event_id=sweep.id, tenant=sweep.tenant

@@ -315,7 +315,7 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    bus = await Bus.connect(settings.nats_url, name="fermion-trainer")
+    bus = await Bus.from_settings(settings, name="fermion-trainer")
     try:
         await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))
         registry = open_registry(settings)

@@ -12,7 +12,14 @@ from .local import LocalDirStore
 SCHEMES = ("file", "s3")
 
 
-def open_store(url: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> ObjectStore:
+def open_store(
+    url: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    s3_region: str | None = None,
+    s3_sse: str = "AES256",
+    s3_kms_key_id: str | None = None,
+) -> ObjectStore:
     """The object store at `url`; a plain path is a local directory."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
@@ -22,7 +29,14 @@ def open_store(url: str, *, s3_endpoint_url: str | None = None, s3_region: str |
             raise StoreUnavailable(f"store URL {url!r} names no bucket: use s3://bucket[/prefix]")
         from .s3 import S3Store
 
-        return S3Store(parsed.netloc, parsed.path, endpoint_url=s3_endpoint_url, region=s3_region)
+        return S3Store(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=s3_endpoint_url,
+            region=s3_region,
+            sse=s3_sse,
+            kms_key_id=s3_kms_key_id,
+        )
     raise StoreUnavailable(f"unsupported store URL {url!r}: the scheme must be one of {', '.join(SCHEMES)}")
 
 

@@ -33,8 +33,16 @@ class S3Store:
         endpoint_url: str | None = None,
         region: str | None = None,
         client: Any = None,
+        sse: str = "AES256",
+        kms_key_id: str | None = None,
     ) -> None:
         self.bucket = bucket
+        # Server-side encryption of every object we write: SSE-S3 by default, SSE-KMS by key id.
+        self._sse: dict[str, str] = {}
+        if sse != "none":
+            self._sse["ServerSideEncryption"] = sse
+        if sse == "aws:kms" and kms_key_id:
+            self._sse["SSEKMSKeyId"] = kms_key_id
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         # A session of its own: boto3's default session is shared, caches credentials, and is not thread-safe.
@@ -71,7 +79,7 @@ class S3Store:
             raise self._fail(exc, key) from exc
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
-        extra: dict[str, str] = {}
+        extra: dict[str, str] = dict(self._sse)
         if if_none_match:
             extra["IfNoneMatch"] = "*"
         elif if_match is not None:

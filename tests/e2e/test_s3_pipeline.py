@@ -55,8 +55,8 @@ def s3_stack(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -
             yield stack, bucket
 
 
-async def _history(nats_url: str, subject: str) -> list[StoredMessage]:
-    bus = await Bus.connect(nats_url)
+async def _history(stack: Stack, subject: str) -> list[StoredMessage]:
+    bus = await Bus.from_settings(stack.identity.bus_settings("admin", stack.settings.nats_url), name="test")
     try:
         return await bus.history(subject)
     finally:
@@ -108,9 +108,12 @@ def test_aws_s3_cp_of_a_dataset_ends_in_a_promoted_served_model(
         meta = wait_for_model(client, "flowers@production")
         assert np.mean(client.predict("flowers@production", x).argmax(1) == y) >= 0.9
         assert meta["parameters"]["metrics"]["accuracy"] >= 0.9
-    refused = asyncio.run(_history(stack.settings.nats_url, "fermion.dlq.datasets.uploaded"))
+    refused = asyncio.run(_history(stack, "fermion.dlq.datasets.uploaded"))
     assert any("unsupported extension 'txt'" in m.headers["Fermion-Reason"] for m in refused)
     keys = {o["Key"] for o in s3_client(localstack.endpoint_url).list_objects_v2(Bucket=bucket)["Contents"]}
     assert any(k.startswith("datasets/default/flowers/") for k in keys)
     assert "models/default/flowers/aliases/production.json" in keys
+    s3 = s3_client(localstack.endpoint_url)
+    for key in ("models/default/flowers/versions/1/manifest.json", "models/default/flowers/versions/1/signature.json"):
+        assert s3.head_object(Bucket=bucket, Key=key).get("ServerSideEncryption") == "AES256", key  # SSE-S3
     assert stack.failed() == []

@@ -14,11 +14,11 @@ import pytest
 
 from fermion.events import Bus, DatasetRef, DatasetUploaded, parse_event
 from fermion.functions.ingest.app import create_app
-from fermion.functions.ingest.deps import get_bus, get_datasets, get_registry
+from fermion.functions.ingest.deps import get_bus, get_datasets, get_keys, get_registry
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra import NatsServer
-from fermion.model_store import DatasetStore, Registry
-from tests.conftest import linear_draft, linear_onnx
+from fermion.model_store import DatasetStore, KeyStore, Registry
+from tests.conftest import api_key, bearer, linear_draft, linear_onnx
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,10 @@ async def ingest(
     app.dependency_overrides[get_datasets] = lambda: datasets
     app.dependency_overrides[get_bus] = lambda: bus
     app.dependency_overrides[get_registry] = lambda: registry
+    app.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+    headers = bearer(api_key(registry, "admin"))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest", headers=headers) as client:
         yield client
 
 
@@ -140,27 +142,29 @@ async def test_the_registry_over_http(ingest: httpx.AsyncClient, registry: Regis
     for i in range(3):
         registry.register("default", "m", {"model.onnx": linear_onnx(seed=i)}, linear_draft())
     listing = (await ingest.get("/v1/models")).json()
-    assert listing == [{"name": "m", "versions": [1, 2, 3], "aliases": {"latest": 3}}]
+    assert listing == [
+        {"name": "m", "versions": [1, 2, 3], "aliases": {"latest": 3, "production": 1}}
+    ]  # the first version bootstraps production
     versions = (await ingest.get("/v1/models/m")).json()["versions"]
     assert [v["version"] for v in versions] == [1, 2, 3] and versions[0]["metrics"] == {"accuracy": 0.5}
     manifest = (await ingest.get("/v1/models/m/versions/2")).json()
     assert manifest["files"]["model.onnx"]["size"] == len(linear_onnx(seed=1))
 
     since = datetime.now(UTC)
-    r = await ingest.put("/v1/models/m/aliases/production", json={"version": 1, "create_only": True})
+    r = await ingest.put("/v1/models/m/aliases/staging", json={"version": 1, "create_only": True})
     assert r.status_code == 200 and r.json()["previous_version"] is None and r.json()["announced"] is True
     event = parse_event(await _next_event(bus, "fermion.models.promoted", since))
-    assert (event.data.alias, event.data.version) == ("production", 1)  # type: ignore[attr-defined]
+    assert (event.data.alias, event.data.version) == ("staging", 1)  # type: ignore[attr-defined]
 
-    r = await ingest.put("/v1/models/m/aliases/production", json={"version": 2, "expected_version": 1})
+    r = await ingest.put("/v1/models/m/aliases/staging", json={"version": 2, "expected_version": 1})
     assert r.status_code == 200
-    r = await ingest.put("/v1/models/m/aliases/production", json={"version": 3, "expected_version": 1})
+    r = await ingest.put("/v1/models/m/aliases/staging", json={"version": 3, "expected_version": 1})
     assert r.status_code == 409 and "points to version 2, not 1" in r.json()["error"]
-    r = await ingest.post("/v1/models/m/aliases/production/rollback")
-    assert r.json()["version"] == 1 and registry.resolve("default", "m", "production") == 1
-    assert (await ingest.delete("/v1/models/m/aliases/production")).status_code == 204
-    assert (await ingest.delete("/v1/models/m/aliases/production")).status_code == 404
-    assert (await ingest.put("/v1/models/m/aliases/production", json={"version": 9})).status_code == 404
+    r = await ingest.post("/v1/models/m/aliases/staging/rollback")
+    assert r.json()["version"] == 1 and registry.resolve("default", "m", "staging") == 1
+    assert (await ingest.delete("/v1/models/m/aliases/staging")).status_code == 204
+    assert (await ingest.delete("/v1/models/m/aliases/staging")).status_code == 404
+    assert (await ingest.put("/v1/models/m/aliases/staging", json={"version": 9})).status_code == 404
     assert (await ingest.get("/v1/models/nope")).status_code == 404
     assert (await ingest.get("/v1/models/m", params={"tenant": "../x"})).status_code == 400
     for version in ("0", "²", "٣", "x"):  # versions are ASCII numbers from 1
@@ -175,3 +179,38 @@ async def test_an_upload_over_the_route_limit_is_refused_before_it_is_read(inges
     assert r.status_code == 413 and "Too Large" in r.text
     r = await ingest.get("/v1/no-such-route")
     assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+
+
+async def test_quotas_are_429s_naming_the_limit(registry: Registry, tmp_path: Path) -> None:
+    with NatsServer(tmp_path / "nats") as server:  # its own server: no trainer drains this queue
+        bus = await Bus.connect(server.url)
+        await bus.provision()
+        limits = {"max_queued_jobs": 2, "max_upload_bytes_per_day": 3 * len(_npz()) // 2, "max_models_per_tenant": 3}
+        settings = IngestSettings(home=tmp_path, nats_url=server.url, **limits)
+        app = create_app(lambda: settings)
+        app.dependency_overrides[get_datasets] = lambda: DatasetStore(registry.store)
+        app.dependency_overrides[get_bus] = lambda: bus
+        app.dependency_overrides[get_registry] = lambda: registry
+        app.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
+        headers = bearer(api_key(registry, "upload", "train", tenant="quota"))
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://ingest", headers=headers
+            ) as client:
+                assert (await client.post("/v1/datasets", files={"file": ("d.npz", _npz())})).status_code == 201
+                r = await client.post("/v1/datasets", files={"file": ("e.npz", _npz(n=21))})
+                assert r.status_code == 429 and "FERMION_MAX_UPLOAD_BYTES_PER_DAY" in r.json()["error"]
+                for name in ("a", "b"):
+                    registry.register("quota", name, {"model.onnx": linear_onnx()}, linear_draft())
+                job = {"model_name": "a", "dataset": {"name": "d"}}
+                assert (await client.post("/v1/trainings", json=job)).status_code == 202
+                r = await client.post("/v1/trainings", json={**job, "model_name": "c"})  # a third model: allowed
+                assert r.status_code == 202
+                r = await client.post("/v1/trainings", json=job)
+                assert r.status_code == 429 and "2 jobs queued" in r.json()["error"]
+                assert "FERMION_MAX_QUEUED_JOBS" in r.json()["error"]
+                registry.register("quota", "c", {"model.onnx": linear_onnx()}, linear_draft())
+                r = await client.post("/v1/trainings", json={**job, "model_name": "d"})
+                assert r.status_code == 429 and "FERMION_MAX_MODELS_PER_TENANT" in r.json()["error"]
+        finally:
+            await bus.close()

@@ -17,26 +17,27 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 
-from fermion.model_store import LocalDirStore, Registry
-from tests.conftest import free_port, linear_draft, linear_onnx
+from fermion.model_store import StoreSettings, generate_key_pair, open_registry
+from tests.conftest import api_key, bearer, free_port, linear_draft, linear_onnx
 
 pytestmark = pytest.mark.integration
 
 
-def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
-    """Register model `lin` under `home` and start the inference entry point over it on `port`."""
-    Registry(LocalDirStore(home / "store"), home / "cache").register(
-        "default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft()
-    )
+def _start(home: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Register model `lin` (signed) under `home`, start the inference entry point over it; the process and a key."""
+    generate_key_pair(home / "keys")  # the function trusts HOME/keys/*.pub; the registry signs with signing.key
+    registry = open_registry(StoreSettings(home=home))
+    registry.register("default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft())
     env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
-    return subprocess.Popen([sys.executable, "-m", "fermion.functions.inference", "--port", str(port)], env=env)
+    argv = [sys.executable, "-m", "fermion.functions.inference", "--port", str(port)]
+    return subprocess.Popen(argv, env=env), api_key(registry, "infer")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The inference function from its entry point, on loopback, over a registry with model `lin`."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The inference function from its entry point, on loopback, over a registry with model `lin`; and a key."""
     port = free_port()
-    proc = _start(tmp_path_factory.mktemp("oip-home"), port)
+    proc, key = _start(tmp_path_factory.mktemp("oip-home"), port)
     url = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -45,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 break
         except httpx.TransportError:
             time.sleep(0.05)
-    yield url
+    yield url, key
     proc.terminate()
     proc.wait(10)
 
@@ -56,30 +57,35 @@ def _reference(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary-tensors", "json-tensors"])
-def test_tritonclient_infers_unchanged(server: str, binary: bool) -> None:
+def test_tritonclient_infers_unchanged(served: tuple[str, str], binary: bool) -> None:
+    server, key = served
+    auth = bearer(key)  # tritonclient passes headers through unchanged
     client = triton.InferenceServerClient(url=server)
     try:
         assert client.is_server_live() and client.is_server_ready()
-        assert client.is_model_ready("lin")
-        meta = client.get_model_metadata("lin")
+        assert client.is_model_ready("lin", headers=auth)
+        meta = client.get_model_metadata("lin", headers=auth)
         assert meta["inputs"][0]["name"] == "input" and meta["outputs"][0]["datatype"] == "FP32"
         x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
         tensor = triton.InferInput("input", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=binary)
         outputs = None if binary else [triton.InferRequestedOutput("logits", binary_data=False)]
-        result = client.infer("lin", [tensor], outputs=outputs, request_id="r-1")
+        result = client.infer("lin", [tensor], outputs=outputs, request_id="r-1", headers=auth)
         np.testing.assert_allclose(result.as_numpy("logits"), _reference(x), rtol=1e-5)
         assert result.get_response()["id"] == "r-1"
+        with pytest.raises(triton.InferenceServerException, match="no API key"):
+            client.infer("lin", [tensor], outputs=outputs)
     finally:
         client.close()
 
 
-def test_a_binary_body_that_lies_about_its_size_is_a_400(server: str) -> None:
+def test_a_binary_body_that_lies_about_its_size_is_a_400(served: tuple[str, str]) -> None:
+    server, key = served
     header = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}]}'
     r = httpx.post(
         f"http://{server}/v2/models/lin/infer",
         content=header + b"\x00" * 8,
-        headers={"Inference-Header-Content-Length": str(len(header))},
+        headers={"Inference-Header-Content-Length": str(len(header)), **bearer(key)},
     )
     assert r.status_code == 400 and "runs past the end of the body" in r.json()["error"]
 
@@ -87,7 +93,7 @@ def test_a_binary_body_that_lies_about_its_size_is_a_400(server: str) -> None:
 def test_a_request_sent_during_start_up_waits_and_is_answered(tmp_path: Path) -> None:
     """The entry point listens before it imports anything, so an early request queues instead of being refused."""
     port = free_port()
-    proc = _start(tmp_path, port)
+    proc, key = _start(tmp_path, port)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -104,6 +110,7 @@ def test_a_request_sent_during_start_up_waits_and_is_answered(tmp_path: Path) ->
             body = json.dumps({"inputs": [row]})
             sock.sendall(
                 b"POST /v2/models/lin/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {key}\r\n".encode()
                 + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
             )
             answer = b""

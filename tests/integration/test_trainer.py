@@ -169,3 +169,16 @@ async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(
     (headers,) = [h for d, h in letters if d.startswith(b'{"type": "training.requested", "data": 42}')]
     assert "malformed training.requested event" in headers["Fermion-Reason"]
     assert trainer.proc is not None and trainer.proc.poll() is None
+
+
+async def test_a_job_naming_another_tenants_dataset_is_refused(
+    bus: Bus, trainer: Trainer, stack_env: dict[str, str]
+) -> None:
+    registry = _store(stack_env)
+    theirs = _upload(registry, "private", _blobs_npz(), "npz")  # tenant default's data
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    event = TrainingRequested(tenant="mallory", data=TrainingRequest(model_name="stolen", dataset=theirs))
+    await bus.publish(event)
+    failed = (await _outcome(bus, event.id, since))[-1]
+    assert isinstance(failed, TrainingFailed) and "lies outside tenant 'mallory'" in failed.data.reason
+    assert registry.models("mallory") == []

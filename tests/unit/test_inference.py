@@ -18,7 +18,7 @@ from fermion.functions.inference.app import create_app
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Registry
-from tests.conftest import linear_draft, linear_onnx
+from tests.conftest import api_key, bearer, linear_draft, linear_onnx
 
 
 @pytest.fixture
@@ -27,7 +27,8 @@ def served(registry: Registry, tmp_path: Path) -> Iterator[tuple[TestClient, Reg
     registry.register("default", "lin", {"model.onnx": linear_onnx(seed=2)}, linear_draft())
     settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], max_body_bytes=20_000)
     runtime = ModelRuntime(registry, settings)
-    yield TestClient(create_app(lambda: runtime, lambda: settings)), registry
+    headers = bearer(api_key(registry, "infer"))
+    yield TestClient(create_app(lambda: runtime, lambda: settings), headers=headers), registry
 
 
 def _body(x: np.ndarray, datatype: str = "FP32", name: str = "input") -> dict:
@@ -45,10 +46,12 @@ def _reference(seed: int, x: np.ndarray) -> np.ndarray:
 def test_infer_serves_latest_and_matches_onnx_runtime(served) -> None:
     client, _ = served
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    r = client.post("/v2/models/lin/infer", json=_body(x))
+    r = client.post("/v2/models/lin@latest/infer", json=_body(x))
     assert r.status_code == 200, r.text
     out = r.json()
     assert (out["model_name"], out["model_version"], out["id"]) == ("lin", "2", "r1")
+    # A bare name serves `production`, which the model's first version bootstrapped; training v2 did not move it.
+    assert client.post("/v2/models/lin/infer", json=_body(x)).json()["model_version"] == "1"
     (tensor,) = out["outputs"]
     assert (tensor["name"], tensor["shape"], tensor["datatype"]) == ("logits", [5, 3], "FP32")
     np.testing.assert_allclose(np.reshape(tensor["data"], (5, 3)), _reference(2, x), rtol=1e-5)
@@ -67,7 +70,7 @@ def test_infer_by_version_and_by_alias(served) -> None:
 
 def test_metadata_reports_the_providers_the_session_really_got(served) -> None:
     client, _ = served
-    meta = client.get("/v2/models/lin").json()
+    meta = client.get("/v2/models/lin@latest").json()
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
     assert meta["versions"] == ["2"]
     assert meta["parameters"]["providers"] == ["CPUExecutionProvider"]
@@ -77,6 +80,8 @@ def test_metadata_reports_the_providers_the_session_really_got(served) -> None:
         {"name": "lin", "version": 2, "providers": ["CPUExecutionProvider"], "gpu_fallback": False}
     ]
     assert client.get("/v2/health/live").json() == {"live": True}
+    anonymous = client.get("/v2/health/ready", headers={"Authorization": ""}).json()
+    assert anonymous == {"ready": True, "models": []}  # a probe learns nothing about what is loaded
     assert client.get("/v2/models/lin/ready").json()["ready"] is True
 
 
@@ -174,7 +179,7 @@ def test_unknown_models_versions_and_aliases_are_404(served) -> None:
 def test_a_tampered_model_file_is_refused_not_loaded(served) -> None:
     client, registry = served
     registry.store.put("models/default/lin/versions/2/model.onnx", linear_onnx(seed=7))
-    r = client.post("/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32)))
+    r = client.post("/v2/models/lin@latest/infer", json=_body(np.ones((1, 4), np.float32)))
     assert r.status_code == 503
     assert "expected sha256" in r.json()["error"]
 
@@ -282,13 +287,20 @@ def test_mangum_handler_answers_every_event_shape(served, lambda_loop, shape) ->
         create_app(client.app.state.services.runtime, client.app.state.services.settings, batching=False)
     )
 
+    def signed(event: dict) -> dict:  # the caller's API key, as each event shape carries headers
+        event["headers"]["authorization"] = client.headers["authorization"]
+        if "multiValueHeaders" in event:
+            event["multiValueHeaders"]["authorization"] = [client.headers["authorization"]]
+        return event
+
     x = np.ones((2, 4), np.float32)
-    out = handler(shape("POST", "/v2/models/lin/infer", _body(x)), None)
+    out = handler(signed(shape("POST", "/v2/models/lin@latest/infer", _body(x))), None)
     assert out["statusCode"] == 200, out
     body = json.loads(base64.b64decode(out["body"]) if out.get("isBase64Encoded") else out["body"])
     np.testing.assert_allclose(body["outputs"][0]["data"], _reference(2, x).ravel(), rtol=1e-5)
-    bad = handler(shape("POST", "/v2/models/lin/infer", _body(np.ones((2, 3), np.float32))), None)
+    bad = handler(signed(shape("POST", "/v2/models/lin/infer", _body(np.ones((2, 3), np.float32)))), None)
     assert bad["statusCode"] == 400
+    assert handler(shape("POST", "/v2/models/lin/infer", _body(x)), None)["statusCode"] == 401
     assert handler(shape("GET", "/v2/health/live"), None)["statusCode"] == 200
 
 
@@ -301,7 +313,7 @@ def test_the_variant_is_chosen_by_setting_or_per_request(registry: Registry, tmp
     registry.register("default", "q", {"model.onnx": fp32, "model.int8.onnx": int8}, draft)
     settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], cpu_variant="int8")
     runtime = ModelRuntime(registry, settings)
-    client = TestClient(create_app(lambda: runtime, lambda: settings))
+    client = TestClient(create_app(lambda: runtime, lambda: settings), headers=bearer(api_key(registry, "infer")))
     x = np.ones((1, 64), np.float32)
     assert client.post("/v2/models/q/infer", json=_body(x)).json()["parameters"] == {"variant": "int8"}
     asked = {**_body(x), "parameters": {"variant": "fp32"}}
@@ -314,14 +326,15 @@ def test_the_variant_is_chosen_by_setting_or_per_request(registry: Registry, tmp
     assert r.status_code == 400 and "parameters.variant" in r.json()["error"]
 
 
-def test_an_internal_error_is_a_500_with_a_request_id_and_no_details() -> None:
+def test_an_internal_error_is_a_500_with_a_request_id_and_no_details(tmp_path: Path) -> None:
     class Broken:
         def cached(self, *args: object) -> None:
             raise RuntimeError("secret internals at /srv/x.py line 3")
 
         get = cached
 
-    app = create_app(lambda: Broken())  # type: ignore[arg-type,return-value]
+    trusted = InferenceSettings(home=tmp_path, auth="off")  # the request must reach the broken runtime
+    app = create_app(lambda: Broken(), lambda: trusted)  # type: ignore[arg-type,return-value]
     r = TestClient(app, raise_server_exceptions=False).post(
         "/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32))
     )
@@ -333,7 +346,7 @@ def test_an_internal_error_is_a_500_with_a_request_id_and_no_details() -> None:
 def test_the_v1_predict_convenience_route(served) -> None:
     client, _ = served
     x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
-    r = client.post("/v1/models/lin:predict", json={"instances": x.tolist()})
+    r = client.post("/v1/models/lin@latest:predict", json={"instances": x.tolist()})
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(r.json()["predictions"], _reference(2, x), rtol=1e-5)
     assert r.json()["labels"] == [str(i) for i in _reference(2, x).argmax(1)]
@@ -372,10 +385,12 @@ async def test_runs_are_routed_by_cost_per_row(registry: Registry, tmp_path: Pat
     registry.register("default", "lin", {"model.onnx": linear_onnx(seed=2)}, linear_draft())
     settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"])
     runtime = ModelRuntime(registry, settings)
+    headers = bearer(api_key(registry, "infer"))
     rows = [np.random.default_rng(i).normal(size=(1, 4)).astype(np.float32) for i in range(24)]
     for batching, expect_batches in ((True, True), (False, False)):
         app = create_app(lambda: runtime, lambda: settings, batching=batching)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as client:
             assert (await client.post("/v2/models/lin/infer", json=_body(rows[0]))).status_code == 200
             (model,) = runtime.loaded
             lane = app.state.services.scheduler.lane(model)

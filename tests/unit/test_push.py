@@ -91,7 +91,7 @@ def test_hostile_external_data_references_are_refused(tmp_path: Path, location: 
     with pytest.raises(InvalidModel, match=reason):
         validate_onnx(path)
     out = _push(tmp_path / "home", "evil", path)
-    assert out.returncode == 1 and reason in out.stdout and "refused" in out.stdout
+    assert out.returncode == 1 and reason in out.stderr and "refused" in out.stderr
     assert not (tmp_path / "home" / "store" / "models").exists()  # nothing was written
 
 

@@ -1,0 +1,70 @@
+"""`fermion keys ...`: API keys (an admin key is needed; `fermion up` made one for this machine)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fermion.client import Client, FermionError
+
+from .console import console
+
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(text: str) -> float:
+    """'30d', '12h', '90m' or '45s' in seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise FermionError(f"--expires takes a number and a unit (s, m, h, d), like 30d; got {text!r}")
+    return float(m[1]) * _SECONDS[m[2]]
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for")],
+    scopes: Annotated[str, typer.Option(help="comma-separated: upload,train,promote,infer,read,admin")],
+    expires: Annotated[str | None, typer.Option(help="lifetime, like 30d or 12h (default: never)")] = None,
+    name: Annotated[str, typer.Option(help="what the key is for")] = "",
+) -> None:
+    """Create a key; it is printed once, as the last line."""
+    out = Client.from_settings().create_key(
+        tenant,
+        [s.strip() for s in scopes.split(",") if s.strip()],
+        name=name,
+        expires_in_s=seconds(expires) if expires else None,
+    )
+    console.print(f"key {out['key_id']} for tenant {out['tenant']} ({', '.join(out['scopes'])})", highlight=False)
+    if out.get("expires_at"):
+        console.print(f"expires {out['expires_at']}", highlight=False)
+    print(out["key"])  # plain, last: scripts take the last line
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None) -> None:
+    """Keys, masked, with their scopes and state."""
+    table = Table("key", "tenant", "name", "scopes", "created", "expires", "state")
+    for k in Client.from_settings().keys(tenant):
+        state = "revoked" if k["revoked_at"] else "active"
+        table.add_row(
+            k["masked"],
+            k["tenant"],
+            k["name"],
+            ",".join(k["scopes"]),
+            k["created_at"][:19],
+            k["expires_at"] or "-",
+            state,
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id (the part after fmn_)")]) -> None:
+    """Revoke a key; warm functions refuse it within seconds."""
+    out = Client.from_settings().revoke_key(key_id.removeprefix("fmn_").split("_")[0])
+    console.print(f"revoked {out['masked']} (tenant {out['tenant']})", highlight=False)

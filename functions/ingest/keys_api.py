@@ -1,0 +1,69 @@
+"""API keys over HTTP (admin only): create (the key is shown once), list, revoke."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from fermion.events.schemas import Name
+from fermion.model_store import KeyRecord, Scope
+
+from ..security import Principal
+from ..security.http import needs
+from .deps import Keys
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+class KeySpec(BaseModel):
+    """POST /v1/keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: Name
+    scopes: list[Scope] = Field(min_length=1)
+    name: str = Field(default="", max_length=100)
+    expires_in_s: float | None = Field(default=None, gt=0, description="seconds until it expires; none: never")
+
+
+def _shown(record: KeyRecord) -> dict[str, Any]:
+    return {
+        "key_id": record.key_id,
+        "masked": record.masked,
+        "tenant": record.tenant,
+        "name": record.name,
+        "scopes": record.scopes,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "revoked_at": record.revoked_at,
+    }
+
+
+@router.post("", status_code=201)
+async def create_key(request: Request, spec: KeySpec, keys: Keys, caller: Principal = needs("admin")) -> dict[str, Any]:
+    """A new key for a tenant; the answer holds the key itself, which is never shown again."""
+    expires = timedelta(seconds=spec.expires_in_s) if spec.expires_in_s else None
+    record, key = await asyncio.to_thread(keys.create, spec.tenant, spec.scopes, name=spec.name, expires_in=expires)
+    request.app.state.security.auditor.record(
+        caller, "key.created", record.key_id, details={"tenant": record.tenant, "scopes": ",".join(record.scopes)}
+    )
+    return {**_shown(record), "key": key}
+
+
+@router.get("")
+async def list_keys(keys: Keys, tenant: str | None = None, caller: Principal = needs("admin")) -> list[dict[str, Any]]:
+    """Every key (of a tenant), masked."""
+    return [_shown(r) for r in await asyncio.to_thread(keys.list, tenant)]
+
+
+@router.delete("/{key_id}")
+async def revoke_key(request: Request, key_id: str, keys: Keys, caller: Principal = needs("admin")) -> dict[str, Any]:
+    """Revoke a key; warm functions stop accepting it within their key TTL (5 s by default)."""
+    record = await asyncio.to_thread(keys.revoke, key_id)
+    request.app.state.security.auditor.record(caller, "key.revoked", key_id, details={"tenant": record.tenant})
+    revoked: datetime | None = record.revoked_at
+    return {**_shown(record), "revoked_at": revoked}

@@ -1,0 +1,20 @@
+"""Who is calling, and what they may do: API keys with scopes, the tenant taken from the key.
+
+Shared by the HTTP functions (ingest and inference); domain code below never sees a header.
+"""
+
+from .audit import Auditor
+from .authenticator import LOCAL, Authenticator, Principal
+from .errors import Forbidden, QuotaExceeded, Unauthorized
+from .settings import SecuritySettings
+
+__all__ = [
+    "LOCAL",
+    "Auditor",
+    "Authenticator",
+    "Forbidden",
+    "Principal",
+    "QuotaExceeded",
+    "SecuritySettings",
+    "Unauthorized",
+]
