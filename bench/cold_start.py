@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    BARE_ASGI,
     HAND_WRITTEN,
     bench_key,
     compile_bytecode,
@@ -116,7 +117,8 @@ def main() -> None:
         model, sample, expected = register_digits(home)
         auth = bench_key(home)  # authentication and signature verification on, as deployed
         (home / "hand.py").write_text(HAND_WRITTEN.replace("MODEL", repr(str(model))))
-        compile_bytecode(home / "hand.py")
+        (home / "bare.py").write_text(BARE_ASGI.replace("MODEL", repr(str(model))))
+        compile_bytecode(home / "hand.py", home / "bare.py")
         body = oip_body(sample)
         base = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
 
@@ -137,6 +139,10 @@ def main() -> None:
                 {**base, "PYTHONPATH": str(home)},
             ),
             "KServe 0.21 ModelServer": lambda port: (kserve_argv("digits", model, port), base),
+            "bare ASGI (no framework, file from local disk)": lambda port: (
+                uvicorn_argv("bare:app", port),
+                {**base, "PYTHONPATH": str(home)},
+            ),
         }
         lambda_title = "Lambda handler: init + first invocation (no HTTP)"
         runs: dict[str, list[float]] = {
@@ -155,12 +161,13 @@ def main() -> None:
     medians = {k: statistics.median(v) for k, v in runs.items()}
     hand = medians["hand-written FastAPI (file from local disk)"]
     kserve = medians["KServe 0.21 ModelServer"]
+    bare = medians["bare ASGI (no framework, file from local disk)"]
     print(f"digits CNN, spawn -> first correct answer, {args.runs} interleaved runs, medians (min..max):")
     for title, xs in runs.items():
         m = medians[title]
         print(
             f"  {title:50s} {m * 1000:6.0f} ms ({min(xs) * 1000:.0f}..{max(xs) * 1000:.0f})  "
-            f"{m / hand:.2f}x hand-written  {m / kserve:.2f}x KServe"
+            f"{m / hand:.2f}x hand-written  {m / kserve:.2f}x KServe  {m / bare:.2f}x bare ASGI"
         )
 
 

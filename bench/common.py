@@ -46,6 +46,30 @@ async def infer(request: Request):
             "data": out.ravel().tolist()}]}
 """
 
+# What Python can do with this model at all: no framework, the body parsed with pydantic_core, one
+# session.run, the response bytes built by hand; run under uvicorn with uvloop and httptools.
+BARE_ASGI = """
+import numpy as np, onnxruntime as ort
+from pydantic_core import from_json, to_json
+session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+HEADERS = [(b"content-type", b"application/json")]
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    t = from_json(body)["inputs"][0]
+    (out,) = session.run(None, {"input": np.asarray(t["data"], dtype=np.float32).reshape(t["shape"])})
+    answer = to_json({"model_name": "digits", "outputs": [{"name": "logits", "shape": list(out.shape),
+                      "datatype": "FP32", "data": out.ravel().tolist()}]})
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": answer})
+"""
+
 
 def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
     """Train the digits CNN, register it in a local registry under `home`; the file, a row, its class."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    BARE_ASGI,
     HAND_WRITTEN,
     bench_key,
     compile_bytecode,
@@ -46,7 +47,8 @@ def main() -> None:
         body = oip_body(sample)
         auth = bench_key(home)  # fermion runs as deployed: every request authenticated
         (home / "hand.py").write_text(HAND_WRITTEN.replace("MODEL", repr(str(model))))
-        compile_bytecode(home / "hand.py")
+        (home / "bare.py").write_text(BARE_ASGI.replace("MODEL", repr(str(model))))
+        compile_bytecode(home / "hand.py", home / "bare.py")
         env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
         servers = {
             "fermion, batching on": lambda port: (fermion_argv(port), env),
@@ -54,6 +56,7 @@ def main() -> None:
             # The cost of identity on the warm path: the same server with authentication off.
             "fermion, auth off": lambda port: (fermion_argv(port), {**env, "FERMION_AUTH": "off"}),
             "hand-written FastAPI": lambda port: (uvicorn_argv("hand:app", port), {**env, "PYTHONPATH": str(home)}),
+            "bare ASGI": lambda port: (uvicorn_argv("bare:app", port), {**env, "PYTHONPATH": str(home)}),
             "KServe 0.21": lambda port: (kserve_argv("digits", model, port), env),
         }
         results: dict[str, dict[int, dict[str, float]]] = {}
@@ -79,6 +82,13 @@ def main() -> None:
         f"authentication's cost at 1 conn: p50 {on[1]['p50']:.3f} vs {off[1]['p50']:.3f} ms "
         f"({on[1]['p50'] / off[1]['p50']:.2f}x), req/s at 32 conns {on[32]['rps'] / off[32]['rps']:.2f}x"
     )
+    bare = results["bare ASGI"]
+    for name in ("fermion, batching on", "fermion, auth off"):
+        f = results[name]
+        print(
+            f"{name} vs bare ASGI: p50 @1 {f[1]['p50'] / bare[1]['p50']:.2f}x, "
+            f"req/s @32 {f[32]['rps'] / bare[32]['rps']:.2f}x, p99 @32 {f[32]['p99'] / bare[32]['p99']:.2f}x"
+        )
     for name in ("fermion, batching on", "fermion, batching off", "hand-written FastAPI"):
         ratios = ", ".join(
             f"{c} conns {results[name][c]['rps'] / kserve[c]['rps']:.2f}x req/s, "
