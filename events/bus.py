@@ -25,7 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from . import streams
+from . import cloudevent, streams
 from .schemas import Event
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ class Bus:
 
     async def publish(self, event: Event, *, subject: str | None = None) -> bool:
         """Publish `event` durably, with Nats-Msg-Id = event id; False if JetStream already had it."""
-        return await self.publish_bytes(subject or event.subject, event.to_json(), msg_id=event.id)
+        # CloudEvents 1.0 on the wire (events/cloudevent.py); consumers accept both envelopes.
+        return await self.publish_bytes(subject or event.subject, cloudevent.encode(event), msg_id=event.id)
 
     async def publish_bytes(
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
