@@ -153,7 +153,9 @@ def resolve(image: Image, target: Path, *, python: str = sys.executable) -> Reso
 
     house = wheelhouse(image)
     if not (house / ".fermion-complete").exists():
-        raise FileNotFoundError(f"no wheelhouse for {image.name} at {house}: run `python -m fermion.infra.images download`")
+        raise FileNotFoundError(
+            f"no wheelhouse for {image.name} at {house}: run `python -m fermion.infra.images download`"
+        )
     report = target / "report.json"
     cmd = [python, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--no-index"]
     cmd += ["--find-links", str(house), "--target", str(target / "site"), "--report", str(report)]

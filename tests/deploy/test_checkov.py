@@ -23,7 +23,9 @@ def test_checkov_finds_nothing_unsuppressed() -> None:
     for skipped in ("node_modules", ".venv", "tests", "bench", "build"):
         cmd += ["--skip-path", skipped]
     # --skip-download: no guideline fetch (tests run offline).
-    out = subprocess.run([*cmd, "--quiet", "--skip-download", "--output", "json"], capture_output=True, text=True, timeout=230)
+    out = subprocess.run(
+        [*cmd, "--quiet", "--skip-download", "--output", "json"], capture_output=True, text=True, timeout=230
+    )
     reports = json.loads(out.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     scanned = {r["check_type"]: r["summary"] for r in reports}

@@ -105,7 +105,9 @@ def test_portable_install_picks_an_onnxruntime_with_wheels_everywhere() -> None:
         ("linux", "x86_64", ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]),
     ],
 )
-def test_base_install_resolves_on_each_platform_online(platform: str, machine: str, tags: list[str], tmp_path: Path) -> None:
+def test_base_install_resolves_on_each_platform_online(
+    platform: str, machine: str, tags: list[str], tmp_path: Path
+) -> None:
     """`pip install fermion`'s base dependencies have wheels for each platform (pip cannot apply
     another platform's markers, so they are evaluated here first)."""
     env = _environment(platform, machine)

@@ -61,7 +61,7 @@ def _app_routes() -> dict[str, set[tuple[str, str]]]:
         routes = {(m.upper(), p) for p, ops in app.openapi()["paths"].items() for m in ops}
         for r in app.routes:  # plain Starlette routes (the infer routes) are not in OpenAPI
             path, methods = getattr(r, "path", ""), getattr(r, "methods", None) or set()
-            if path.startswith("/v") and not path.startswith("/v1/models") or path.endswith("/infer"):
+            if (path.startswith("/v") and not path.startswith("/v1/models")) or path.endswith("/infer"):
                 routes |= {(m, path) for m in methods if m != "HEAD"}
         out[name] = routes
     return out
@@ -100,7 +100,9 @@ def _segment_rank(route: str, path: str) -> tuple[int, ...] | None:
 
 def _route_for(gateway: dict[tuple[str, str], str], method: str, path: str) -> str | None:
     concrete = re.sub(r"\{[^}]+\}", "x", path)  # {name}:predict -> x:predict
-    ranked = [(rank, fn) for (m, route), fn in gateway.items() if m == method and (rank := _segment_rank(route, concrete))]
+    ranked = [
+        (rank, fn) for (m, route), fn in gateway.items() if m == method and (rank := _segment_rank(route, concrete))
+    ]
     return max(ranked)[1] if ranked else None
 
 
@@ -158,7 +160,8 @@ ANYWHERE = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments"
 def test_each_function_has_its_own_role_with_only_what_it_uses(template: dict[str, Any]) -> None:
     res = template["Resources"]
     roles = {
-        fn: res[f"{fn}LambdaFunction"]["Properties"]["Role"]["Fn::GetAtt"][0] for fn in ("Inference", "Ingest", "S3drop")
+        fn: res[f"{fn}LambdaFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
+        for fn in ("Inference", "Ingest", "S3drop")
     }
     assert len(set(roles.values())) == 3, roles
     for role, needed in NEEDED.items():
@@ -192,7 +195,7 @@ def _offline_config(dest: Path, port: int, lambda_port: int) -> None:
         pass
 
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    real = yaml.load((REPO / "serverless.yml").read_text(), Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    real = yaml.load((REPO / "serverless.yml").read_text(), Loader=Loader)
     inference = real["functions"]["inference"]
     handler = inference["image"]["command"][0].replace(".", "/").rsplit("/", 1)
     config = {
