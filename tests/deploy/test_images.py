@@ -4,6 +4,7 @@ and every Dockerfile passes hadolint. No Docker here: the images are proven by t
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -57,28 +58,61 @@ def test_image_resolves_offline_for_its_platform(image: images.Image, tmp_path: 
     assert resolution.installed_bytes > 0
 
 
-@pytest.mark.parametrize("name", ["inference-cpu", "ingest"])
+def _interpreter(version: str) -> str | None:
+    """The real executable of Python `version` here (pyenv shims resolved), or None."""
+    found = shutil.which(f"python{version}")
+    pyenv = sorted((Path.home() / ".pyenv" / "versions").glob(f"{version}.*/bin/python{version}"))
+    if pyenv:  # a pyenv shim refuses a version that is not selected
+        found = str(pyenv[-1])
+    if found is None:
+        return None
+    out = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _install_image_site(image: images.Image, site: Path) -> None:
+    """The image's packages (and Fermion, as `pip install --no-deps .` puts it) into `site`."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--target", str(site)]
+    house = str(images.wheelhouse(image))
+    reqs = ["-r", str(image.requirements_path), *image.extra]
+    done = subprocess.run(
+        [*pip, *image.pip_target_args(), "--find-links", house, *reqs], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run(
+        [*pip, "--no-deps", "--no-build-isolation", str(REPO)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+IMPORTS = {
+    "lambda": [
+        "fermion.functions.inference.handler",
+        "fermion.functions.ingest.handler",
+        "fermion.functions.ingest.s3_events",
+    ],
+    "inference-cpu": ["fermion.functions.inference.app", "onnxruntime"],
+    "ingest": ["fermion.functions.ingest.app", "fermion.functions.ingest.s3_events"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMPORTS))
 def test_image_requirements_import_the_function(name: str, tmp_path: Path) -> None:
-    """The image's own package set (nothing else on sys.path) imports its function's entry points."""
+    """The image's own package set, on the image's Python, with nothing else on sys.path, imports
+    its functions' entry points (the Lambda handlers are built at import, as in Lambda's init)."""
     image = images.by_name(name)
     _needs_wheelhouse(image)
+    python = _interpreter(image.python)
+    if python is None:
+        pytest.skip(f"no python{image.python} here to import {name}'s packages with")
     site = tmp_path / "site"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--target", str(site)]
-    subprocess.run(
-        [*pip, "--find-links", str(images.wheelhouse(image)), "-r", str(image.requirements_path)],
-        check=True,
-        capture_output=True,
-        timeout=240,
-    )
-    subprocess.run([*pip, "--no-deps", "--no-build-isolation", str(REPO)], check=True, capture_output=True, timeout=120)
-    modules = {
-        "inference-cpu": ["fermion.functions.inference.app", "onnxruntime"],
-        "ingest": ["fermion.functions.ingest.app", "fermion.functions.ingest.s3_events"],
-    }[name]
-    code = f"import sys; sys.path.insert(0, {str(site)!r}); " + "; ".join(f"import {m}" for m in modules)
+    _install_image_site(image, site)
+    code = f"import sys; sys.path.insert(0, {str(site)!r}); " + "; ".join(f"import {m}" for m in IMPORTS[name])
+    env = {"FERMION_HOME": str(tmp_path / "home"), "FERMION_STORE_URL": (tmp_path / "store").as_uri()}
     # -S: no site-packages at all, so only what the image would install is importable.
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60, env={})
+    out = subprocess.run([python, "-S", "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "Failed to load library" not in out.stderr, out.stderr[-3000:]
 
 
 def test_portable_install_picks_an_onnxruntime_with_wheels_everywhere() -> None:
