@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from .settings import ToolSettings
 
 REQUIREMENTS = Path(__file__).with_name("checkov-requirements.txt")
 
 
 def venv_dir() -> Path:
     """Where checkov's virtual environment lives (outside the repository)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fermion" / "checkov"
-    return Path(os.environ.get("FERMION_CHECKOV_VENV", default))
+    return ToolSettings().tools_dir / "checkov"
 
 
 def executable() -> Path:

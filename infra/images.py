@@ -10,11 +10,12 @@ image offline (`tests/deploy/test_images.py`).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from .settings import ToolSettings
 
 DOCKER_DIR = Path(__file__).with_name("docker")
 REQUIREMENTS_DIR = DOCKER_DIR / "requirements"
@@ -118,8 +119,7 @@ def by_name(name: str) -> Image:
 
 def wheelhouse_root() -> Path:
     """Where the downloaded wheels live (outside the repository, shared by worktrees)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fermion" / "wheelhouse"
-    return Path(os.environ.get("FERMION_WHEELHOUSE", default))
+    return ToolSettings().tools_dir / "wheelhouse"
 
 
 def wheelhouse(image: Image) -> Path:
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["download"])
     parser.add_argument("images", nargs="*")
     args = parser.parse_args(argv)
-    everything = os.environ.get("FERMION_IMAGE_WHEELS", "") == "all"
+    everything = ToolSettings().image_wheels == "all"
     chosen = [by_name(n) for n in args.images] or [i for i in IMAGES if everything or not i.large]
     for image in chosen:
         print(f"wheelhouse {image.name}: {download(image)}")
