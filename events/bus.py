@@ -177,7 +177,8 @@ class Bus:
     async def publish(self, event: Event, *, subject: str | None = None) -> bool:
         """Publish `event` durably, with Nats-Msg-Id = event id; False if JetStream already had it."""
         # CloudEvents 1.0 on the wire (events/cloudevent.py); consumers accept both envelopes.
-        return await self.publish_bytes(subject or event.subject, cloudevent.encode(event), msg_id=event.id)
+        data, headers = cloudevent.encode(event), cloudevent.HEADERS
+        return await self.publish_bytes(subject or event.subject, data, msg_id=event.id, headers=headers)
 
     async def publish_bytes(
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None

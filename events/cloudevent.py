@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 SOURCE = "/fermion"
 TYPE_PREFIX = "fermion."
 CONTENT_TYPE = "application/cloudevents+json"
+HEADERS = {"Content-Type": CONTENT_TYPE}
+"""NATS headers of a published event: structured content mode (the CloudEvents NATS binding)."""
 
 
 class CloudEvent(BaseModel):

@@ -83,7 +83,7 @@ def test_inference_is_a_knative_service_that_scales_to_zero(rendered: tuple[str,
 
 
 def test_trainers_scale_from_zero_on_the_trainers_consumer(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    _, objects = rendered
+    variant, objects = rendered
     scaled = _one(objects, "ScaledObject", "trainers")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "trainers"
     assert scaled["spec"]["minReplicaCount"] == 0
@@ -94,7 +94,9 @@ def test_trainers_scale_from_zero_on_the_trainers_consumer(rendered: tuple[str, 
     auth = _one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     secret = _one(objects, "Secret", auth["spec"]["secretTargetRef"][0]["name"])
     assert secret["stringData"]["endpoint"].endswith(":8222")
-    _one(objects, "Deployment", "trainers")
+    [trainer] = _one(objects, "Deployment", "trainers")["spec"]["template"]["spec"]["containers"]
+    assert (trainer["resources"]["limits"].get("nvidia.com/gpu") == "1") == (variant == "gpu")
+    assert trainer["image"].endswith("-cuda") == (variant == "gpu")
     _one(objects, "Job", "provision-streams")  # the consumer exists before anything can be pending
     # KEDA never targets what Knative scales.
     assert not any(o["kind"] == "Deployment" and o["metadata"]["name"] == "inference" for o in objects)
