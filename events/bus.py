@@ -27,7 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from . import streams, subjects
+from . import cloudevent, streams, subjects
 from .schemas import Event
 from .settings import BusSettings
 
@@ -262,11 +262,11 @@ class Bus:
     async def publish(self, event: Event, *, subject: str | None = None) -> bool:
         """Publish `event` durably, with Nats-Msg-Id = event id; False if JetStream already had it.
 
-        The tenant travels in a header too, so a queue can be counted per tenant without parsing bodies.
+        CloudEvents 1.0 on the wire (events/cloudevent.py; consumers accept both envelopes). The tenant
+        travels in a header too, so a queue can be counted per tenant without parsing bodies.
         """
-        return await self.publish_bytes(
-            subject or event.subject, event.to_json(), msg_id=event.id, headers={TENANT_HEADER: event.tenant}
-        )
+        data, headers = cloudevent.encode(event), {TENANT_HEADER: event.tenant, **cloudevent.HEADERS}
+        return await self.publish_bytes(subject or event.subject, data, msg_id=event.id, headers=headers)
 
     async def publish_bytes(
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from . import subjects
+from . import cloudevent, subjects
 
 NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]|\.[a-z0-9_-])*\.?$"
 """Tenant, dataset and model names: lower-case, no slashes, no `..` (every dot is followed by another
@@ -272,7 +272,9 @@ def parse_event(raw: bytes | str, kind: type[E] | None = None) -> E | Event:
     """Parse an event from the wire, ignoring fields a newer producer added.
 
     With `kind`, the event must be of that type. Raises pydantic.ValidationError when malformed.
+    Accepts the CloudEvents 1.0 envelope (events/cloudevent.py) and the previous one.
     """
+    raw = cloudevent.unwrap(raw)
     if kind is not None:
         return kind.model_validate_json(raw, extra="ignore")
     return _any_event.validate_json(raw, extra="ignore")

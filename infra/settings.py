@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,3 +44,17 @@ class StackSettings(BaseSettings):
     @property
     def store_url(self) -> str:
         return (self.home / "store").as_uri()
+
+
+class ToolSettings(BaseSettings):
+    """Where the deployment checks keep their tools and wheels (outside the repository)."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
+
+    tools_dir: Path = Path("~/.cache/fermion")
+    image_wheels: Literal["", "all"] = Field(default="", description="'all' also downloads the GPU image's wheels")
+
+    @model_validator(mode="after")
+    def _resolve_dir(self) -> ToolSettings:
+        object.__setattr__(self, "tools_dir", self.tools_dir.expanduser())
+        return self

