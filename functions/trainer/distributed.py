@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -55,7 +54,7 @@ def launch_command(workers: int, max_restarts: int, workdir: Path, run_id: str, 
         "--rdzv-conf=store_type=file",
         "--local-addr=127.0.0.1",
         "--monitor-interval=0.2",
-        f"--run-id={run_id}",
+        f"--rdzv-id={run_id}",
         "-m",
         "fermion.functions.trainer.rank",
         str(spec_path),
@@ -88,7 +87,7 @@ def train_distributed(
         store_url=store.url,
         s3_endpoint_url=s3_endpoint_url,
         s3_region=s3_region,
-        policy=asdict(policy),
+        policy=policy,
         workdir=str(workdir),
     )
     spec_path = workdir / "spec.json"

@@ -45,7 +45,7 @@ class RankSpec(BaseModel):
     store_url: str
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
-    policy: dict[str, float] = {}
+    policy: CheckpointPolicy = CheckpointPolicy()
     workdir: str | None = None
     """The launching trainer's directory for progress lines and the result; None on a cluster."""
     single_host: bool = True
@@ -100,11 +100,11 @@ def run(spec: RankSpec, env: RankEnv) -> None:
             )
             ds = load_dataset(path, ds_ref.format, spec.recipe.label_column)
         lead = env.rank == 0
-        policy = CheckpointPolicy(**spec.policy)  # type: ignore[arg-type]
-        checkpointer = Checkpointer.open(store, spec.tenant, spec.job_id, policy, writer=lead)
+        checkpointer = Checkpointer.open(store, spec.tenant, spec.job_id, spec.policy, writer=lead)
         progress = ProgressLines(Path(spec.workdir) / "progress.jsonl") if lead and spec.workdir else None
         ranks = Ranks(env.rank, env.world_size, env.torchelastic_restart_count)
         train(ds, spec.recipe, progress, checkpointer, ranks)
+        dist.barrier()  # rank 0 may still be writing the last checkpoint: leave together
     finally:
         dist.destroy_process_group()
 

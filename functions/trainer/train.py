@@ -202,7 +202,8 @@ def train(
         history, first = restored.history, restored.epoch + 1
         if on_epoch and history:
             last = history[-1]
-            on_epoch(restored.epoch, recipe.epochs, last["loss"], last["metrics"], resumed_at=restored.epoch)
+            extra = {**ranks.report([]), "resumed_at": restored.epoch}
+            on_epoch(restored.epoch, recipe.epochs, last["loss"], last["metrics"], **extra)
     net = ranks.wrap(module)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     sampler: DistributedSampler[int] = DistributedSampler(
