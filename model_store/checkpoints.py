@@ -71,7 +71,8 @@ class CheckpointStore:
         started = time.perf_counter()
         prefix = self._prefix(tenant, job_id)
         key = f"{prefix}epoch-{epoch:06d}.ckpt"
-        header = {"epoch": epoch, "sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "meta": meta or {}}
+        digest = hashlib.sha256(body).hexdigest()
+        header = {"epoch": epoch, "sha256": digest, "size": len(body), "meta": meta or {}}
         data = MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + body
         try:
             self.store.put(key, data, if_none_match=True)
@@ -80,7 +81,7 @@ class CheckpointStore:
             if self._read(key) is None:
                 self.store.delete(key)
                 self.store.put(key, data, if_none_match=True)
-        moved = self._advance(prefix, epoch, key, header["sha256"])
+        moved = self._advance(prefix, epoch, key, digest)
         return Saved(epoch, key, len(data), time.perf_counter() - started, moved)
 
     def _advance(self, prefix: str, epoch: int, key: str, sha256: str) -> bool:

@@ -62,7 +62,7 @@ def _join_group(spec: RankSpec, env: RankEnv) -> None:
     if not spec.single_host or spec.workdir is None:
         dist.init_process_group(backend)  # env://, from the launcher (MASTER_ADDR, RANK, WORLD_SIZE)
         return
-    options = dist.ProcessGroupGloo._Options()
+    options = dist.ProcessGroupGloo._Options()  # type: ignore[attr-defined]  # the stubs lack it
     options._devices = [dist.ProcessGroupGloo.create_device(hostname="127.0.0.1")]
     store = dist.FileStore(str(Path(spec.workdir) / f"group-{env.torchelastic_restart_count}"), env.world_size)
     dist.init_process_group("gloo", store=store, rank=env.rank, world_size=env.world_size, pg_options=options)

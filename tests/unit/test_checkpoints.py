@@ -4,12 +4,14 @@ and a training resumed from its checkpoint that ends exactly where an uninterrup
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from fermion.events import Recipe
+from fermion.events import ProgressReport, Recipe, StoredMessage, TrainingProgress
+from fermion.jobs import job_statuses
 from fermion.functions.trainer.checkpointing import Checkpointer, CheckpointPolicy
 from fermion.functions.trainer.train import Dataset, train
 from fermion.model_store import LocalDirStore, Registry
@@ -105,3 +107,17 @@ def test_a_training_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
     assert resumed.metrics == whole.metrics
     for name, value in whole.module.state_dict().items():
         torch.testing.assert_close(resumed.module.state_dict()[name], value, msg=name)
+
+
+def test_the_job_record_shows_workers_restarts_resumes_and_per_rank_throughput() -> None:
+    def progress(epoch: int, **extra: Any) -> StoredMessage:
+        report = ProgressReport(job_id="j", model_name="m", epoch=epoch, epochs=6, loss=0.5, **extra)
+        return StoredMessage(epoch, "fermion.training.progress", TrainingProgress(data=report).to_json(), {})
+
+    log = [
+        progress(1, workers=2, restarts=0, samples_per_s=[900.0, 880.0]),
+        progress(2, workers=2, restarts=1, resumed_at=2),
+        progress(3, workers=2, restarts=1, samples_per_s=[910.0, 905.5]),
+    ]
+    (job,) = job_statuses([], log).values()
+    assert (job.workers, job.restarts, job.resumed_at, job.samples_per_s) == (2, 1, [2], [910.0, 905.5])
