@@ -57,15 +57,23 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _join_group(spec: RankSpec, env: RankEnv) -> None:
-    backend = "nccl" if torch.cuda.is_available() and not spec.single_host else "gloo"
+def _join_group(spec: RankSpec, env: RankEnv) -> str:
+    """Join the job's process group: NCCL when every rank has a GPU, else gloo; the rank's device."""
+    gpu = torch.cuda.is_available() and torch.cuda.device_count() > env.local_rank
+    device = f"cuda:{env.local_rank}" if gpu else "cpu"
+    if gpu:
+        torch.cuda.set_device(env.local_rank)
     if not spec.single_host or spec.workdir is None:
-        dist.init_process_group(backend)  # env://, from the launcher (MASTER_ADDR, RANK, WORLD_SIZE)
-        return
+        dist.init_process_group("nccl" if gpu else "gloo")  # env:// from the launcher (MASTER_ADDR, ...)
+        return device
+    store = dist.FileStore(str(Path(spec.workdir) / f"group-{env.torchelastic_restart_count}"), env.world_size)
+    if gpu:
+        dist.init_process_group("nccl", store=store, rank=env.rank, world_size=env.world_size)
+        return device
     options = dist.ProcessGroupGloo._Options()  # type: ignore[attr-defined]  # the stubs lack it
     options._devices = [dist.ProcessGroupGloo.create_device(hostname="127.0.0.1")]
-    store = dist.FileStore(str(Path(spec.workdir) / f"group-{env.torchelastic_restart_count}"), env.world_size)
     dist.init_process_group("gloo", store=store, rank=env.rank, world_size=env.world_size, pg_options=options)
+    return device
 
 
 class ProgressLines:
@@ -85,7 +93,7 @@ class ProgressLines:
 
 def run(spec: RankSpec, env: RankEnv) -> None:
     """Train this rank's part of the job."""
-    _join_group(spec, env)
+    device = _join_group(spec, env)
     try:
         local = StoreSettings()  # the endpoint and region of this host, unless the spec names them
         store = open_store(
@@ -102,7 +110,7 @@ def run(spec: RankSpec, env: RankEnv) -> None:
         lead = env.rank == 0
         checkpointer = Checkpointer.open(store, spec.tenant, spec.job_id, spec.policy, writer=lead)
         progress = ProgressLines(Path(spec.workdir) / "progress.jsonl") if lead and spec.workdir else None
-        ranks = Ranks(env.rank, env.world_size, env.torchelastic_restart_count)
+        ranks = Ranks(env.rank, env.world_size, env.torchelastic_restart_count, device)
         train(ds, spec.recipe, progress, checkpointer, ranks)
         dist.barrier()  # rank 0 may still be writing the last checkpoint: leave together
     finally:

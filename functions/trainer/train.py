@@ -61,18 +61,23 @@ class Ranks:
     rank: int = 0
     world: int = 1
     restarts: int = 0
+    device: str = "cpu"
+    """"cuda:<local rank>" for a rank of an NCCL group; "cpu" (gloo, or no group) otherwise."""
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """The module as this rank trains it: wrapped by DDP, which averages gradients, in a world > 1."""
-        return DistributedDataParallel(module) if self.world > 1 else module
+        module.to(self.device)
+        if self.world == 1:
+            return module
+        return DistributedDataParallel(module, device_ids=[self.device] if self.device != "cpu" else None)
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         """Element-wise sum over every rank."""
         if self.world == 1:
             return values
-        tensor = torch.from_numpy(values.astype(np.float64))
+        tensor = torch.from_numpy(values.astype(np.float64)).to(self.device)
         dist.all_reduce(tensor)
-        return tensor.numpy()
+        return tensor.cpu().numpy()
 
     def report(self, rates: list[float]) -> dict[str, Any]:
         """What a progress event says about the ranks."""
@@ -205,7 +210,7 @@ def train(
             extra = {**ranks.report([]), "resumed_at": restored.epoch}
             on_epoch(restored.epoch, recipe.epochs, last["loss"], last["metrics"], **extra)
     net = ranks.wrap(module)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    xt, yt = torch.from_numpy(x_train).to(ranks.device), torch.from_numpy(y_train).to(ranks.device)
     sampler: DistributedSampler[int] = DistributedSampler(
         TensorDataset(xt), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
     )
@@ -215,7 +220,7 @@ def train(
     for epoch in range(first, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))
         sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long)
+        order = torch.tensor(list(sampler), dtype=torch.long, device=ranks.device)
         net.train()
         total, tick = 0.0, time.perf_counter()
         for start in range(0, len(order), per_rank_batch):
@@ -232,7 +237,7 @@ def train(
             checkpointer.save(epoch, module, optimiser, history)
         if on_epoch:
             on_epoch(epoch, recipe.epochs, mean_loss, metrics, **ranks.report(rates))
-    module.eval()
+    module.eval().to("cpu")  # exported and checked on the CPU
     calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
     return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started)
 
@@ -255,7 +260,7 @@ def _reduce(
     mine = slice(ranks.rank, None, ranks.world)
     module.eval()
     with torch.no_grad():
-        logits = module(torch.from_numpy(x[mine])).numpy()
+        logits = module(torch.from_numpy(x[mine]).to(ranks.device)).cpu().numpy()
     cm = confusion(logits, y[mine], n_classes)
     rates = np.zeros(ranks.world)
     rates[ranks.rank] = rate
