@@ -81,11 +81,11 @@ class CheckpointStore:
             if self._read(key) is None:
                 self.store.delete(key)
                 self.store.put(key, data, if_none_match=True)
-        moved = self._advance(prefix, epoch, key, digest)
+        moved = self._advance(prefix, epoch, key, digest, meta or {})
         return Saved(epoch, key, len(data), time.perf_counter() - started, moved)
 
-    def _advance(self, prefix: str, epoch: int, key: str, sha256: str) -> bool:
-        pointer = {"epoch": epoch, "key": key, "sha256": sha256, "updated_at": time.time()}
+    def _advance(self, prefix: str, epoch: int, key: str, sha256: str, meta: dict[str, Any]) -> bool:
+        pointer = {"epoch": epoch, "key": key, "sha256": sha256, "updated_at": time.time(), "meta": meta}
         raw = json.dumps(pointer).encode()
         for _ in range(_CAS_TRIES):
             try:
@@ -104,6 +104,14 @@ class CheckpointStore:
             except PreconditionFailed:
                 continue
         return False
+
+    def pointer(self, tenant: str, job_id: str) -> dict[str, Any] | None:
+        """The pointer as it is (epoch, key, the writer's meta), without reading the checkpoint."""
+        try:
+            found = json.loads(self.store.get(self._prefix(tenant, job_id) + POINTER)[0])
+        except (ObjectNotFound, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
 
     def latest(self, tenant: str, job_id: str) -> Checkpoint | None:
         """The newest checkpoint that verifies: the pointer's, else the newest sound one by epoch."""

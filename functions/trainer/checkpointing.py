@@ -111,7 +111,12 @@ class Checkpointer:
         )
 
     def save(
-        self, epoch: int, module: nn.Module, optimiser: torch.optim.Optimizer, history: list[dict[str, Any]]
+        self,
+        epoch: int,
+        module: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        history: list[dict[str, Any]],
+        epochs: int = 0,
     ) -> Saved | None:
         """Write the state after `epoch`; a store failure is logged and training goes on."""
         buf = io.BytesIO()
@@ -124,7 +129,9 @@ class Checkpointer:
         }
         torch.save(state, buf)
         try:
-            saved = self.store.save(self.tenant, self.job_id, epoch, buf.getvalue(), {"format": FORMAT})
+            # The last epoch's loss and metrics ride in the pointer: a watcher follows a job from it alone.
+            meta = {"format": FORMAT, "epochs_total": epochs, **(history[-1] if history else {})}
+            saved = self.store.save(self.tenant, self.job_id, epoch, buf.getvalue(), meta)
             self.store.prune(self.tenant, self.job_id, self.policy.keep_last)
         except StoreError as exc:
             log.warning("job %s: checkpoint of epoch %d not written: %s", self.job_id, epoch, exc)

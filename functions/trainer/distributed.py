@@ -18,7 +18,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -29,6 +31,7 @@ from .architectures import build
 from .checkpointing import Checkpointer, CheckpointPolicy
 from .errors import JobError
 from .rank import RankSpec, die_with_parent
+from .settings import TrainerSettings
 from .train import Dataset, ProgressFn, Trained, split
 
 log = logging.getLogger(__name__)
@@ -36,8 +39,30 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.2  # how often the waiting trainer relays new progress lines
 
 
+@dataclass(frozen=True)
+class DistributedOptions:
+    """How a trainer runs the ranks of a distributed job."""
+
+    max_restarts: int = 3
+    launcher: Literal["local", "kubernetes"] = "local"
+    rank_job_template: Path | None = None
+    namespace: str = "fermion"
+
+    @classmethod
+    def from_settings(cls, s: TrainerSettings) -> DistributedOptions:
+        """The options a trainer's settings give."""
+        return cls(s.elastic_max_restarts, s.distributed_launcher, s.rank_job_template, s.k8s_namespace)
+
+
 class DistributedJobFailed(JobError):
     """The rank group failed more often than the elastic launcher may restart it (a transient fault)."""
+
+
+def check_buildable(event: TrainingRequested, ds: Dataset) -> None:
+    """Build the model once here, so a bad dataset or architecture fails the job before any rank starts."""
+    recipe = event.data.recipe
+    train_idx, _ = split(ds, recipe.test_fraction, recipe.seed)
+    build(recipe.architecture, ds.x[train_idx[:1024]], len(ds.labels))
 
 
 def launch_command(workers: int, max_restarts: int, workdir: Path, run_id: str, spec_path: Path) -> list[str]:
@@ -76,9 +101,7 @@ def train_distributed(
     """Train the event's recipe with `recipe.workers` ranks; return the trained module as rank 0 left it."""
     started = time.perf_counter()
     recipe = event.data.recipe
-    # Built here first, so a bad dataset or architecture fails the job before any rank starts.
-    train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
-    module = build(recipe.architecture, ds.x[train_idx], len(ds.labels))
+    check_buildable(event, ds)
     spec = RankSpec(
         job_id=event.id,
         tenant=event.tenant,
@@ -120,6 +143,17 @@ def train_distributed(
     if code != 0:
         tail = agent_log.read_text(errors="replace")[-1500:]
         raise DistributedJobFailed(f"the {recipe.workers}-rank group failed (launcher exit {code}): {tail}")
+    return final_model(event, ds, store, policy, time.perf_counter() - started)
+
+
+def final_model(
+    event: TrainingRequested, ds: Dataset, store: ObjectStore, policy: CheckpointPolicy, took_s: float
+) -> Trained:
+    """The trained module, from the checkpoint rank 0 wrote after the last epoch."""
+    recipe = event.data.recipe
+    train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
+    x_train = ds.x[train_idx]
+    module = build(recipe.architecture, x_train, len(ds.labels))
     restored = Checkpointer.open(store, event.tenant, event.id, policy, writer=False).restore(
         module, torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     )
@@ -127,7 +161,6 @@ def train_distributed(
         got = "none" if restored is None else f"epoch {restored.epoch}"
         raise DistributedJobFailed(f"the group ended without a final checkpoint (found {got} of {recipe.epochs})")
     module.eval()
-    x_train = ds.x[train_idx]
     return Trained(
         module,
         dict(restored.history[-1]["metrics"]),
@@ -135,7 +168,7 @@ def train_distributed(
         ds.y[test_idx],
         x_train[: min(len(x_train), 512)],
         ds.labels,
-        time.perf_counter() - started,
+        took_s,
     )
 
 

@@ -13,7 +13,7 @@ from fermion.events import TrainingRequested
 from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec
 
 from .checkpointing import Checkpointer, CheckpointPolicy
-from .distributed import train_distributed
+from .distributed import DistributedOptions, train_distributed
 from .train import ProgressFn, load_dataset, train
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def run_job(
     rtol: float = 1e-3,
     accuracy_budget: float = 0.01,
     checkpoints: CheckpointPolicy | None = None,
-    max_restarts: int = 3,
+    distributed: DistributedOptions | None = None,
 ) -> Manifest:
     """Train, compile, verify and register the model the event asks for.
 
@@ -75,9 +75,20 @@ def run_job(
             event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
         )
         ds = load_dataset(path, dataset.format, request.recipe.label_column)
-        if request.recipe.workers > 1:
+        options = distributed or DistributedOptions()
+        if request.recipe.workers > 1 and options.launcher == "kubernetes":
+            from .kubernetes import train_on_cluster  # only a trainer on a cluster needs the client
+
+            trained = train_on_cluster(event, ds, registry.store, policy=policy, options=options, on_epoch=on_epoch)
+        elif request.recipe.workers > 1:
             trained = train_distributed(
-                event, ds, registry.store, Path(tmp), policy=policy, max_restarts=max_restarts, on_epoch=on_epoch
+                event,
+                ds,
+                registry.store,
+                Path(tmp),
+                policy=policy,
+                max_restarts=options.max_restarts,
+                on_epoch=on_epoch,
             )
         else:
             trained = train(ds, request.recipe, on_epoch, checkpointer)

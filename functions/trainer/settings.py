@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,8 +28,12 @@ class TrainerSettings(StoreSettings, BusSettings):
     checkpoint_keep_last: int = Field(default=2, ge=1, description="checkpoints kept per running job")
     checkpoint_finished_ttl_s: float = Field(default=3600.0, ge=0, description="kept after the job registered")
     checkpoint_abandoned_ttl_s: float = Field(default=7 * 86400.0, ge=0, description="kept after the last write")
-    # Distributed jobs (recipe `workers` > 1): group restarts torch's elastic agent may make.
+    # Distributed jobs (recipe `workers` > 1): group restarts torch's elastic agent may make, and where
+    # the ranks run: processes on this host, or an indexed Job (infra/k8s/components/distributed-training).
     elastic_max_restarts: int = Field(default=3, ge=0)
+    distributed_launcher: Literal["local", "kubernetes"] = "local"
+    rank_job_template: Path | None = None
+    k8s_namespace: str = "fermion"
 
 
 class RankEnv(BaseSettings):

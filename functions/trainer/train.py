@@ -234,7 +234,7 @@ def train(
         mean_loss, metrics, rates = _reduce(module, x_test, y_test, len(ds.labels), ranks, total, len(order), rate)
         history.append({"loss": mean_loss, "metrics": metrics})
         if checkpointer and checkpointer.due(epoch, recipe.epochs):
-            checkpointer.save(epoch, module, optimiser, history)
+            checkpointer.save(epoch, module, optimiser, history, recipe.epochs)
         if on_epoch:
             on_epoch(epoch, recipe.epochs, mean_loss, metrics, **ranks.report(rates))
     module.eval().to("cpu")  # exported and checked on the CPU

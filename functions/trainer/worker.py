@@ -47,6 +47,7 @@ from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound,
 
 from .checkpointing import CheckpointPolicy
 from .consumer import consume
+from .distributed import DistributedOptions
 from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
 from .pipeline import PipelineRunner
@@ -168,7 +169,7 @@ class Worker:
             rtol=s.parity_rtol,
             accuracy_budget=s.accuracy_budget,
             checkpoints=CheckpointPolicy.from_settings(s),
-            max_restarts=s.elastic_max_restarts,
+            distributed=DistributedOptions.from_settings(s),
         )
 
     async def _heartbeat(self, delivery: Delivery) -> None:
