@@ -184,6 +184,10 @@ def _follow(client: Client, job: str, epochs: int) -> TrainingCompleted:
         def on_progress(event: TrainingProgress) -> None:
             d = event.data
             status = "started" if d.loss is None else f"loss {d.loss:.4f} acc {d.metrics.get('accuracy', 0):.3f}"
+            if d.resumed_at is not None:
+                status = f"resumed at epoch {d.resumed_at} from its checkpoint"
+            elif d.workers and d.workers > 1:
+                status += f", {d.workers} workers, {sum(d.samples_per_s):.0f} samples/s, {d.restarts or 0} restarts"
             progress.update(
                 task,
                 completed=d.epoch,
@@ -219,6 +223,7 @@ def train(
     label_column: str = "label",
     sha256: Annotated[str | None, typer.Option(help="which upload, if the name has several")] = None,
     follow: Annotated[bool, typer.Option(help="show progress until the job ends")] = False,
+    workers: Annotated[int, typer.Option(help="data-parallel ranks for this one job (torch.distributed)")] = 1,
 ) -> None:
     """Publish a training request."""
     client = Client.from_settings()
@@ -232,6 +237,7 @@ def train(
             learning_rate=learning_rate,
             batch_size=batch_size,
             label_column=label_column,
+            workers=workers,
         )
         console.print(f"job {job}")
         if follow:
