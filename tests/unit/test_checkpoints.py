@@ -105,6 +105,8 @@ def test_a_training_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
     assert seen[0][0] == 4 and seen[0][1]["resumed_at"] == 4  # the report that says where it resumed
     assert [e for e, _ in seen[1:]] == [5, 6]  # epochs 1-4 are not trained again
     assert resumed.metrics == whole.metrics
+    pointer = CheckpointStore(store).pointer("default", "job")  # what a watcher on a cluster follows
+    assert pointer is not None and pointer["epoch"] == 6 and pointer["meta"]["metrics"] == whole.metrics
     for name, value in whole.module.state_dict().items():
         torch.testing.assert_close(resumed.module.state_dict()[name], value, msg=name)
 
