@@ -225,23 +225,31 @@ async def test_two_workers_learn_what_one_does_and_the_record_shows_them(
     assert all(p.restarts == 0 for p in epochs)
 
 
-@pytest.mark.timeout(240)  # two launches of a 2-rank group on a shared 2-core machine
-async def test_a_killed_rank_restarts_the_group_from_the_checkpoint(site: Site, site_bus: Bus, digits: Dataset) -> None:
-    job = _job(_upload(site.registry, digits), "digits-rank-killed", workers=2, epochs=10)
+@pytest.mark.timeout(240)  # three launches of a 2-rank group on a shared 2-core machine
+async def test_a_killed_rank_restarts_the_group_and_a_killed_trainer_leaves_no_rank_behind(
+    site: Site, site_bus: Bus, digits: Dataset
+) -> None:
+    job = _job(_upload(site.registry, digits), "digits-rank-killed", workers=2, epochs=8)
     events = Events(site_bus, {job.id}, datetime.now(UTC) - timedelta(seconds=1))
-    site.spawn()
+    first = site.spawn()
     await site_bus.publish(job)
-    await events.until(job.id, 4)
+    await events.until(job.id, 2)
     ranks = _ranks_of(job.id)
     assert set(ranks) == {0, 1}, ranks
-    os.kill(ranks[1], signal.SIGKILL)
+    os.kill(ranks[1], signal.SIGKILL)  # the elastic agent restarts the group from the checkpoint
+    await events.until(job.id, 5)
+    _kill(first)  # the trainer that launched the group: its launcher and ranks die with it
+    async with asyncio.timeout(30):
+        while _ranks_of(job.id):
+            await asyncio.sleep(0.1)
+    site.spawn()  # the redelivered job resumes from the checkpoint
     done = await events.until(job.id, TrainingCompleted)
     await events.close()
 
     assert isinstance(done, TrainingCompleted)
     progress = [p.data for p in events.progress(job.id)]
     resumed = [p.resumed_at for p in progress if p.resumed_at is not None]
-    assert resumed and resumed[0] >= 4, progress
+    assert len(resumed) >= 2 and resumed[-1] >= 4, progress  # after the restart, then after the redelivery
     assert max(p.restarts or 0 for p in progress) >= 1
     assert site.registry.versions("default", "digits-rank-killed") == [done.data.version]
     assert done.data.metrics["accuracy"] >= 0.95, done.data.metrics
