@@ -77,6 +77,8 @@ class Recipe(Payload):
     label_column: str = Field(default="label", min_length=1, max_length=256)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
+    workers: int = Field(default=1, ge=1, le=64)
+    """Data-parallel ranks (torch.distributed); `batch_size` is the global batch, split across them."""
 
 
 class Gate(Payload):
@@ -119,6 +121,13 @@ class ProgressReport(Payload):
     loss: float | None = None
     """None at epoch 0, the "started" report a worker sends when it takes the job."""
     metrics: dict[str, float] = {}
+    resumed_at: int | None = None
+    """Set on the report that says the job resumed from its checkpoint of this epoch."""
+    workers: int | None = None
+    restarts: int | None = None
+    """Elastic restarts of a distributed job's group so far."""
+    samples_per_s: list[float] = []
+    """Training throughput of each rank in the epoch, rank 0 first."""
 
 
 class TrainingResult(Payload):

@@ -9,6 +9,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from fermion.events import (
+    ProgressReport,
     StoredMessage,
     TrainingCompleted,
     TrainingFailed,
@@ -32,6 +33,13 @@ class JobStatus:
     version: int | None = None
     reason: str | None = None
     updated: datetime | None = None
+    workers: int = 1
+    restarts: int = 0
+    """Elastic restarts of a distributed job's rank group."""
+    resumed_at: list[int] = field(default_factory=list)
+    """The checkpoint epoch of every resume (after a redelivery or a restart), in order."""
+    samples_per_s: list[float] = field(default_factory=list)
+    """Each rank's training throughput in the latest epoch."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ def job_statuses(queued: list[StoredMessage], log: list[StoredMessage]) -> dict[
                     d.loss,
                     d.metrics,
                 )
+                _note_ranks(job, d)
             elif isinstance(event, TrainingCompleted):
                 job.state, job.version, job.metrics, job.reason = (
                     "completed",
@@ -82,6 +91,18 @@ def job_statuses(queued: list[StoredMessage], log: list[StoredMessage]) -> dict[
             elif isinstance(event, TrainingFailed):
                 job.state, job.reason = "failed", event.data.reason
     return jobs
+
+
+def _note_ranks(job: JobStatus, d: ProgressReport) -> None:
+    """Workers, restarts, resumes and per-rank throughput, from one progress report."""
+    if d.workers is not None:
+        job.workers = d.workers
+    if d.restarts is not None:
+        job.restarts = max(job.restarts, d.restarts)
+    if d.resumed_at is not None:
+        job.resumed_at.append(d.resumed_at)
+    if d.samples_per_s:
+        job.samples_per_s = list(d.samples_per_s)
 
 
 def dead_letters(log: list[StoredMessage]) -> list[DeadLetter]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backends import LocalDirStore, ObjectStore, open_store
+    from .checkpoints import Checkpoint, CheckpointStore
     from .conformance import StoreNotConformant, check_conditional_writes
     from .datasets import (
         AmbiguousDataset,
@@ -62,6 +63,8 @@ _EXPORTS = {
     "AliasConflict": "errors",
     "AliasNotFound": "errors",
     "AmbiguousDataset": "datasets",
+    "Checkpoint": "checkpoints",
+    "CheckpointStore": "checkpoints",
     "DatasetFormat": "datasets",
     "DatasetNotFound": "datasets",
     "DatasetStore": "datasets",
@@ -109,6 +112,8 @@ __all__ = [
     "AliasConflict",
     "AliasNotFound",
     "AmbiguousDataset",
+    "Checkpoint",
+    "CheckpointStore",
     "DatasetFormat",
     "DatasetNotFound",
     "DatasetStore",

@@ -24,6 +24,10 @@ def follow_job(client: Client, job: str, epochs: int) -> TrainingCompleted:
         def on_progress(event: TrainingProgress) -> None:
             d = event.data
             status = "started" if d.loss is None else f"loss {d.loss:.4f} acc {d.metrics.get('accuracy', 0):.3f}"
+            if d.resumed_at is not None:
+                status = f"resumed at epoch {d.resumed_at} from its checkpoint"
+            elif d.workers and d.workers > 1:
+                status += f", {d.workers} workers, {sum(d.samples_per_s):.0f} samples/s, {d.restarts or 0} restarts"
             progress.update(
                 task,
                 completed=d.epoch,

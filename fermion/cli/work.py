@@ -33,6 +33,7 @@ def train(
     label_column: str = "label",
     sha256: Annotated[str | None, typer.Option(help="which upload, if the name has several")] = None,
     follow: Annotated[bool, typer.Option(help="show progress until the job ends")] = False,
+    workers: Annotated[int, typer.Option(help="data-parallel ranks for this one job (torch.distributed)")] = 1,
 ) -> None:
     """Publish a training request."""
     client = Client.from_settings()
@@ -45,6 +46,7 @@ def train(
         learning_rate=learning_rate,
         batch_size=batch_size,
         label_column=label_column,
+        workers=workers,
     )
     console.print(f"job {job}")
     if follow:

@@ -12,6 +12,8 @@ from fermion.compile import INPUT_NAME, OUTPUT_NAME, compile_variants
 from fermion.events import TrainingRequested
 from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec
 
+from .checkpointing import Checkpointer, CheckpointPolicy
+from .distributed import DistributedOptions, train_distributed
 from .errors import DatasetError
 from .train import ProgressFn, load_dataset, train
 
@@ -57,18 +59,42 @@ def run_job(
     atol: float = 1e-4,
     rtol: float = 1e-3,
     accuracy_budget: float = 0.01,
+    checkpoints: CheckpointPolicy | None = None,
+    distributed: DistributedOptions | None = None,
 ) -> Manifest:
-    """Train, compile, verify and register the model the event asks for."""
+    """Train, compile, verify and register the model the event asks for.
+
+    The training resumes from the job's newest checkpoint, if an earlier delivery left one; a
+    recipe with `workers` > 1 trains with that many data-parallel ranks (functions/trainer/distributed.py).
+    """
     request = event.data
     dataset = request.dataset
     if f"datasets/{event.tenant}/" not in dataset.uri:  # the event names another tenant's data
         raise DatasetError(f"dataset {dataset.uri} lies outside tenant {event.tenant!r}; a job reads only its own")
+    policy = checkpoints or CheckpointPolicy()
+    checkpointer = Checkpointer.open(registry.store, event.tenant, event.id, policy)
     with tempfile.TemporaryDirectory(prefix="fermion-job-") as tmp:
         path = DatasetStore(registry.store).fetch(
             event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
         )
         ds = load_dataset(path, dataset.format, request.recipe.label_column)
-    trained = train(ds, request.recipe, on_epoch)
+        options = distributed or DistributedOptions()
+        if request.recipe.workers > 1 and options.launcher == "kubernetes":
+            from .kubernetes import train_on_cluster  # only a trainer on a cluster needs the client
+
+            trained = train_on_cluster(event, ds, registry.store, policy=policy, options=options, on_epoch=on_epoch)
+        elif request.recipe.workers > 1:
+            trained = train_distributed(
+                event,
+                ds,
+                registry.store,
+                Path(tmp),
+                policy=policy,
+                max_restarts=options.max_restarts,
+                on_epoch=on_epoch,
+            )
+        else:
+            trained = train(ds, request.recipe, on_epoch, checkpointer)
     compiled = compile_variants(
         trained.module,
         trained.x_test,
@@ -96,4 +122,6 @@ def run_job(
         ),
         compile_report={**compiled.report, "train_seconds": round(trained.duration_s, 3)},
     )
-    return registry.register(event.tenant, request.model_name, compiled.files, draft)
+    manifest = registry.register(event.tenant, request.model_name, compiled.files, draft)
+    checkpointer.finish()
+    return manifest

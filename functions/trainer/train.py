@@ -6,17 +6,21 @@ import csv
 import io
 import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from fermion.events import Recipe
 
 from .architectures import build
+from .checkpointing import Checkpointer, epoch_seed
 from .errors import DatasetError
 
 MAX_ROWS = 5_000_000
@@ -44,7 +48,40 @@ class Trained:
     duration_s: float
 
 
-ProgressFn = Callable[[int, int, float, dict[str, float]], None]
+class ProgressFn(Protocol):
+    """Told after every epoch; extra keywords are ProgressReport fields (resumed_at, workers, ...)."""
+
+    def __call__(self, epoch: int, epochs: int, loss: float, metrics: dict[str, float], **extra: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a data-parallel job; the default is a job of one process."""
+
+    rank: int = 0
+    world: int = 1
+    restarts: int = 0
+    device: str = "cpu"
+    """"cuda:<local rank>" for a rank of an NCCL group; "cpu" (gloo, or no group) otherwise."""
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """The module as this rank trains it: wrapped by DDP, which averages gradients, in a world > 1."""
+        module.to(self.device)
+        if self.world == 1:
+            return module
+        return DistributedDataParallel(module, device_ids=[self.device] if self.device != "cpu" else None)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Element-wise sum over every rank."""
+        if self.world == 1:
+            return values
+        tensor = torch.from_numpy(values.astype(np.float64)).to(self.device)
+        dist.all_reduce(tensor)
+        return tensor.cpu().numpy()
+
+    def report(self, rates: list[float]) -> dict[str, Any]:
+        """What a progress event says about the ranks."""
+        return {"workers": self.world, "restarts": self.restarts, "samples_per_s": rates}
 
 
 def load_dataset(path: Path, fmt: str, label_column: str) -> Dataset:
@@ -124,52 +161,112 @@ def split(ds: Dataset, test_fraction: float, seed: int) -> tuple[np.ndarray, np.
     return rng.permutation(np.asarray(train)), np.asarray(test)
 
 
+def confusion(logits: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class): sums across ranks into the whole held-out split's."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y, logits.argmax(axis=1)), 1)
+    return cm
+
+
+def scores(cm: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 from a confusion matrix."""
+    tp = np.diag(cm).astype(np.float64)
+    fp, fn = cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=tp > 0)
+    return {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1.mean())}
+
+
 def evaluate(logits: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
     """Accuracy and macro-F1 of arg-max predictions."""
-    pred = logits.argmax(axis=1)
-    f1s = []
-    for c in range(n_classes):
-        tp = float(np.sum((pred == c) & (y == c)))
-        fp = float(np.sum((pred == c) & (y != c)))
-        fn = float(np.sum((pred != c) & (y == c)))
-        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(np.mean(f1s))}
+    return scores(confusion(logits, y, n_classes))
 
 
-def train(ds: Dataset, recipe: Recipe, on_epoch: ProgressFn | None = None) -> Trained:
-    """Train the recipe's architecture and evaluate it on the held-out split."""
+def train(
+    ds: Dataset,
+    recipe: Recipe,
+    on_epoch: ProgressFn | None = None,
+    checkpointer: Checkpointer | None = None,
+    ranks: Ranks = Ranks(),
+) -> Trained:
+    """Train the recipe's architecture and evaluate it on the held-out split.
+
+    With a checkpointer the job resumes from its newest checkpoint and saves as it goes; with `ranks`
+    of a world larger than one (an initialised torch.distributed group) it is one rank of a
+    data-parallel job: rows are sharded per rank, gradients averaged, metrics reduced across ranks.
+    """
     started = time.perf_counter()
-    torch.manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
     x_train, y_train = ds.x[train_idx], ds.y[train_idx]
     x_test, y_test = ds.x[test_idx], ds.y[test_idx]
     module = build(recipe.architecture, x_train, len(ds.labels))
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
+    history: list[dict[str, Any]] = []
+    first = 1
+    if checkpointer and (restored := checkpointer.restore(module, optimiser)) is not None:
+        history, first = restored.history, restored.epoch + 1
+        if on_epoch and history:
+            last = history[-1]
+            extra = {**ranks.report([]), "resumed_at": restored.epoch}
+            on_epoch(restored.epoch, recipe.epochs, last["loss"], last["metrics"], **extra)
+    net = ranks.wrap(module)
+    xt, yt = torch.from_numpy(x_train).to(ranks.device), torch.from_numpy(y_train).to(ranks.device)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        TensorDataset(xt), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
+    )
+    per_rank_batch = max(1, -(-recipe.batch_size // ranks.world))  # the recipe's batch is the global one
     loss_fn = nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    metrics: dict[str, float] = {}
-    for epoch in range(1, recipe.epochs + 1):
-        module.train()
-        order = torch.randperm(len(xt), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), recipe.batch_size):
-            batch = order[start : start + recipe.batch_size]
+    metrics: dict[str, float] = dict(history[-1]["metrics"]) if history else {}
+    for epoch in range(first, recipe.epochs + 1):
+        torch.manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.long, device=ranks.device)
+        net.train()
+        total, tick = 0.0, time.perf_counter()
+        for start in range(0, len(order), per_rank_batch):
+            batch = order[start : start + per_rank_batch]
             optimiser.zero_grad()
-            loss = loss_fn(module(xt[batch]), yt[batch])
+            loss = loss_fn(net(xt[batch]), yt[batch])
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)
-        metrics = _eval(module, x_test, y_test, len(ds.labels))
+        rate = len(order) / max(time.perf_counter() - tick, 1e-9)
+        mean_loss, metrics, rates = _reduce(module, x_test, y_test, len(ds.labels), ranks, total, len(order), rate)
+        history.append({"loss": mean_loss, "metrics": metrics})
+        if checkpointer and checkpointer.due(epoch, recipe.epochs):
+            checkpointer.save(epoch, module, optimiser, history, recipe.epochs)
         if on_epoch:
-            on_epoch(epoch, recipe.epochs, total / len(xt), metrics)
-    module.eval()
+            on_epoch(epoch, recipe.epochs, mean_loss, metrics, **ranks.report(rates))
+    module.eval().to("cpu")  # exported and checked on the CPU
     calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
     return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started)
 
 
-def _eval(module: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
+def _reduce(
+    module: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    ranks: Ranks,
+    loss_sum: float,
+    rows: int,
+    rate: float,
+) -> tuple[float, dict[str, float], list[float]]:
+    """The epoch's mean loss, held-out metrics and per-rank samples/s, over every rank.
+
+    Each rank evaluates its share of the held-out rows; one all-reduce sums the losses, the row
+    counts, the confusion matrices and the per-rank throughputs.
+    """
+    mine = slice(ranks.rank, None, ranks.world)
     module.eval()
     with torch.no_grad():
-        logits = module(torch.from_numpy(x)).numpy()
-    return evaluate(logits, y, n_classes)
+        logits = module(torch.from_numpy(x[mine]).to(ranks.device)).cpu().numpy()
+    cm = confusion(logits, y[mine], n_classes)
+    rates = np.zeros(ranks.world)
+    rates[ranks.rank] = rate
+    flat = np.concatenate([[loss_sum, rows], rates, cm.ravel()])
+    flat = ranks.sum(flat)
+    loss = float(flat[0] / max(flat[1], 1))
+    rates = flat[2 : 2 + ranks.world]
+    cm = flat[2 + ranks.world :].reshape(n_classes, n_classes)
+    return loss, scores(cm), [round(float(r), 1) for r in rates]

@@ -20,6 +20,7 @@ import logging
 import signal
 import threading
 import time
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -44,7 +45,9 @@ from fermion.events import (
 )
 from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Pipelines, Registry, open_registry
 
+from .checkpointing import CheckpointPolicy
 from .consumer import consume
+from .distributed import DistributedOptions
 from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
 from .pipeline import PipelineRunner
@@ -145,7 +148,7 @@ class Worker:
             log.info("job %s already registered as version %d; not training again", event.id, done.version)
             return done
 
-        def on_epoch(epoch: int, epochs: int, loss: float, metrics: dict[str, float]) -> None:
+        def on_epoch(epoch: int, epochs: int, loss: float, metrics: dict[str, float], **extra: Any) -> None:
             if cancelled.is_set():
                 raise JobCancelled(f"job {event.id} was cancelled after epoch {epoch} of {epochs}")
             progress = TrainingProgress(
@@ -157,6 +160,7 @@ class Worker:
                     epochs=epochs,
                     loss=loss,
                     metrics=metrics,
+                    **extra,  # resumed_at, workers, restarts, samples_per_s (functions/trainer/train.py)
                 ),
             )
             future = asyncio.run_coroutine_threadsafe(self.bus.publish(progress), loop)
@@ -173,6 +177,8 @@ class Worker:
             atol=s.parity_atol,
             rtol=s.parity_rtol,
             accuracy_budget=s.accuracy_budget,
+            checkpoints=CheckpointPolicy.from_settings(s),
+            distributed=DistributedOptions.from_settings(s),
         )
 
     async def _heartbeat(self, delivery: Delivery) -> None:

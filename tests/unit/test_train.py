@@ -71,7 +71,7 @@ def test_mlp_learns_and_carries_its_preprocessing() -> None:
     result = train(
         Dataset(x, y, ["a", "b", "c"]),
         Recipe(architecture="mlp", epochs=15, learning_rate=3e-3),
-        lambda epoch, total, loss, metrics: epochs.append(epoch),
+        lambda epoch, total, loss, metrics, **_: epochs.append(epoch),
     )
     assert epochs == list(range(1, 16))
     assert result.metrics["accuracy"] >= 0.95
