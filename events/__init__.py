@@ -2,6 +2,7 @@
 
 from . import streams, subjects
 from .bus import Bus, BusError, BusUnavailable, ConsumerState, Delivery, JobQueue, PublishRejected, StoredMessage
+from .monitoring import DriftDetected, DriftReport, LabelBatch, LabelEntry, LabelsSubmitted, ModelRollout, RolloutChange
 from .schemas import (
     AliasMove,
     CancelRequest,
@@ -42,16 +43,23 @@ __all__ = [
     "DatasetRef",
     "DatasetUploaded",
     "Delivery",
+    "DriftDetected",
+    "DriftReport",
     "Event",
     "FailureReport",
     "Gate",
     "JobQueue",
+    "LabelBatch",
+    "LabelEntry",
+    "LabelsSubmitted",
     "ModelPromoted",
     "ModelPublished",
+    "ModelRollout",
     "ModelVersionRef",
     "ProgressReport",
     "PublishRejected",
     "Recipe",
+    "RolloutChange",
     "StoredMessage",
     "SweepRequest",
     "TrainingCancel",

@@ -230,6 +230,13 @@ class Bus:
         headers = {"Fermion-Reason": reason[:2000].replace("\n", " "), "Fermion-Deliveries": str(deliveries)}
         await self.publish_bytes(subjects.dead_letter(subject), data, msg_id=msg_id, headers=headers)
 
+    async def send(self, subject: str, data: bytes) -> None:
+        """Publish on core NATS, unstored and unacknowledged: telemetry that may be lost, never a fact."""
+        try:
+            await self._nc.publish(subject, data)
+        except nats.errors.Error as exc:
+            raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
+
     def listen(self, subject: str, *, queue: str = "") -> AsyncGenerator[bytes, None]:
         """Core NATS messages on `subject` (advisories); `queue` shares them among replicas."""
         return self._pump(lambda cb: self._nc.subscribe(subject, queue=queue, cb=cb), f"subscribe to {subject}")

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .aliases import Alias, Bounds, Rollout
     from .backends import LocalDirStore, ObjectStore, open_store
     from .conformance import StoreNotConformant, check_conditional_writes
     from .datasets import (
@@ -37,11 +38,14 @@ if TYPE_CHECKING:
     )
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
-    from .registry import LATEST, Alias, Registry, check_name, open_registry
+    from .registry import LATEST, Registry, check_name, open_registry
+    from .rollouts import Rollouts
     from .settings import StoreSettings
 
 _EXPORTS = {
-    "Alias": "registry",
+    "Alias": "aliases",
+    "Bounds": "aliases",
+    "Rollout": "aliases",
     "AliasConflict": "errors",
     "AliasNotFound": "errors",
     "AmbiguousDataset": "datasets",
@@ -66,6 +70,7 @@ _EXPORTS = {
     "Pipelines": "pipelines",
     "PreconditionFailed": "errors",
     "Registry": "registry",
+    "Rollouts": "rollouts",
     "RegistryError": "errors",
     "Signature": "manifest",
     "StoreError": "errors",
@@ -90,6 +95,7 @@ __all__ = [
     "AliasConflict",
     "AliasNotFound",
     "AmbiguousDataset",
+    "Bounds",
     "DatasetFormat",
     "DatasetNotFound",
     "DatasetStore",
@@ -110,6 +116,8 @@ __all__ = [
     "PreconditionFailed",
     "Registry",
     "RegistryError",
+    "Rollout",
+    "Rollouts",
     "Signature",
     "StoreError",
     "StoreNotConformant",

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.routing import Route
 
@@ -35,6 +36,7 @@ from ..responses import describe_validation, install_error_handlers
 from .errors import TRANSLATIONS, BadRequest, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import HEADER_LENGTH, InferenceRequest, encode_response, parse_request, to_array
+from .routing import Traffic
 from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
 from .scheduler import Scheduler
 from .settings import InferenceSettings, get_settings
@@ -50,6 +52,7 @@ class Services:
     runtime: Callable[[], ModelRuntime]
     settings: Callable[[], InferenceSettings]
     scheduler: Scheduler
+    traffic: Traffic  # issue 17: weighted aliases, per-version telemetry, shadow
 
 
 def create_app(
@@ -63,7 +66,8 @@ def create_app(
     `batching=False` is for one request per invocation (Mangum on Lambda): nothing to merge.
     """
     app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
-    app.state.services = Services(runtime, settings, Scheduler(settings, lambda: runtime().loaded, batching=batching))
+    scheduler = Scheduler(settings, lambda: runtime().loaded, batching=batching)
+    app.state.services = Services(runtime, settings, scheduler, Traffic(runtime, settings))
     install_error_handlers(app, log, TRANSLATIONS)
     # First in the table (before FastAPI's /docs routes): the route most requests take is matched first.
     app.router.routes[:0] = [Route(path, infer, methods=["POST"], name="infer") for path in INFER_PATHS]
@@ -81,18 +85,20 @@ async def infer(request: Request) -> Response:
     variant = (payload.parameters or {}).get("variant")
     if variant is not None and variant not in VARIANTS:
         raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    model = await _model(services, _ref(request), variant)
-    feeds = {t.name: to_array(t, binary) for t in payload.inputs}
-    wanted = [o.name for o in payload.outputs] if payload.outputs else None
-    results = await services.scheduler.run(model, feeds, wanted)
+    route = await services.traffic.route(_ref(request), request.headers)  # issue 17: the version that answers
+    with route.observed():
+        model = await _model(services, route.ref, variant)
+        feeds = {t.name: to_array(t, binary) for t in payload.inputs}
+        wanted = [o.name for o in payload.outputs] if payload.outputs else None
+        results = await services.scheduler.run(model, feeds, wanted)
+    headers = route.answered(model, feeds, results, payload.id)
     content, header_length = encode_response(
         model.name, model.version, payload.id, results, model.variant, _binary_outputs(payload, results)
     )
     if header_length is None:
-        return Response(content, media_type="application/json")
-    return Response(
-        content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
-    )
+        return Response(content, media_type="application/json", headers=headers)
+    headers["Inference-Header-Content-Length"] = str(header_length)
+    return Response(content, media_type="application/octet-stream", headers=headers)
 
 
 async def live() -> dict[str, bool]:
@@ -128,22 +134,26 @@ async def model_ready(request: Request) -> dict[str, Any]:
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
-async def predict(request: Request) -> dict[str, Any]:
+async def predict(request: Request) -> Response:
     """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
     services: Services = request.app.state.services
     try:
         body = PredictRequest.model_validate_json(await _read_body(request, services.settings().max_body_bytes))
     except ValidationError as exc:
         raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
-    model = await _model(services, ModelRef.parse(request.path_params["name"]))
-    if len(model.inputs) != 1:
-        raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
-    ((input_name, (dtype, _)),) = model.inputs.items()
-    try:
-        x = np.asarray(body.instances, dtype=dtype)
-    except ValueError as exc:
-        raise BadRequest(f"instances must be rows of equal length: {exc}") from exc
-    (out,) = (await services.scheduler.run(model, {input_name: x}, None)).values()
+    route = await services.traffic.route(ModelRef.parse(request.path_params["name"]), request.headers)
+    with route.observed():
+        model = await _model(services, route.ref)
+        if len(model.inputs) != 1:
+            raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
+        ((input_name, (dtype, _)),) = model.inputs.items()
+        try:
+            x = np.asarray(body.instances, dtype=dtype)
+        except ValueError as exc:
+            raise BadRequest(f"instances must be rows of equal length: {exc}") from exc
+        results = await services.scheduler.run(model, {input_name: x}, None)
+    headers = route.answered(model, {input_name: x}, results, request.headers.get("fermion-request-id"))
+    (out,) = results.values()
     labels = model.manifest.labels
     answer: dict[str, Any] = {
         "model_name": model.name,
@@ -152,7 +162,7 @@ async def predict(request: Request) -> dict[str, Any]:
     }
     if labels and out.ndim == 2 and out.shape[1] == len(labels):
         answer["labels"] = [labels[i] for i in out.argmax(axis=1)]
-    return answer
+    return JSONResponse(answer, headers=headers)
 
 
 CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]] = [
