@@ -36,6 +36,7 @@ from ..responses import install_error_handlers
 from .datasets import validate_dataset
 from .deps import BusDep, Datasets, Settings
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
+from .labels import router as labels_router
 from .registry_api import router as registry_router
 from .settings import IngestSettings, get_settings
 
@@ -85,6 +86,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202)
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
     app.include_router(registry_router)
+    app.include_router(labels_router)  # issue 17: ground truth for online accuracy
     return app
 
 

@@ -12,6 +12,7 @@ from fermion.compile import INPUT_NAME, OUTPUT_NAME, compile_variants
 from fermion.events import TrainingRequested
 from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec
 
+from .profile import reference_profile
 from .train import ProgressFn, load_dataset, train
 
 log = logging.getLogger(__name__)
@@ -92,5 +93,6 @@ def run_job(
             code_version=code_version(),
         ),
         compile_report={**compiled.report, "train_seconds": round(trained.duration_s, 3)},
+        profile=reference_profile(ds, trained).model_dump(),  # issue 17: the drift monitor's reference
     )
     return registry.register(event.tenant, request.model_name, compiled.files, draft)
