@@ -8,6 +8,9 @@ comparisons.
 
 from __future__ import annotations
 
+import base64
+
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 
@@ -34,8 +37,24 @@ class Sample(_Part):
     tenant: str
     name: str
     version: int
-    rows: list[list[float]]
+    features: int
+    rows_f32: str
+    """The rows, row-major little-endian float32, base64 (a fifth of the size of JSON numbers)."""
     predictions: list[int]
+
+    @classmethod
+    def of(cls, tenant: str, name: str, version: int, rows: np.ndarray, predictions: list[int]) -> Sample:
+        """From a rows-by-features array."""
+        rows = np.ascontiguousarray(rows.reshape(len(rows), -1), dtype="<f4")
+        data = base64.b64encode(rows.tobytes()).decode()
+        return cls(
+            tenant=tenant, name=name, version=version, features=rows.shape[1], rows_f32=data, predictions=predictions
+        )
+
+    def rows(self) -> np.ndarray:
+        """The rows as a rows-by-features float64 array (ValueError if the payload is inconsistent)."""
+        flat = np.frombuffer(base64.b64decode(self.rows_f32, validate=True), dtype="<f4")
+        return flat.reshape(-1, self.features).astype(np.float64)
 
 
 class Prediction(_Part):

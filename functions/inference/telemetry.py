@@ -25,11 +25,14 @@ from .settings import InferenceSettings
 
 if TYPE_CHECKING:
     from fermion.events import Bus
+    from fermion.events.telemetry import TelemetryBatch
 
     from .routing import Route
     from .runtime import LoadedModel
 
 log = logging.getLogger("fermion.inference")
+MAX_MESSAGE = 512 * 1024  # bytes per telemetry message (NATS refuses over 1 MiB by default)
+SAMPLE_MAX_ELEMENTS = 65_536  # larger requests are never sampled (one would outgrow a message)
 LATENCY_CAP = 1024  # latencies kept per version per interval (a uniform reservoir beyond)
 
 
@@ -110,8 +113,12 @@ class Telemetry:
         if request_id:
             self._predictions.append((m.tenant, m.name, m.version, request_id, output))
         settings = self._settings()
-        if self._sampled_rows < settings.sample_max_rows and random.random() < settings.sample_rate:
-            x = next(iter(feeds.values()))
+        x = next(iter(feeds.values()))
+        if (
+            self._sampled_rows < settings.sample_max_rows
+            and x.size <= SAMPLE_MAX_ELEMENTS
+            and random.random() < settings.sample_rate
+        ):
             self._sampled_rows += len(x)
             self._samples.append((m.tenant, m.name, m.version, x, output))
 
@@ -143,8 +150,8 @@ class Telemetry:
             self._predictions.clear()
             if not (stats or shadows or samples or predictions):
                 continue
-            data = await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions)
-            await self._send(settings, data)
+            for data in await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions):
+                await self._send(settings, data)
 
     async def _send(self, settings: InferenceSettings, data: bytes) -> None:
         from fermion.events import Bus, BusError, subjects  # here, not at import: nats-py stays off cold start
@@ -165,7 +172,7 @@ def _encode(
     shadows: dict[tuple[str, str, str, int, int], ShadowCounter],
     samples: deque[tuple[str, str, int, np.ndarray, np.ndarray]],
     predictions: list[tuple[str, str, int, str, np.ndarray]],
-) -> bytes:
+) -> list[bytes]:
     """The batch as JSON (a worker thread: numpy to lists, arg-max of predictions)."""
     from fermion.events.telemetry import Prediction, Sample, ShadowStats, TelemetryBatch, VersionStats
 
@@ -184,14 +191,24 @@ def _encode(
             ShadowStats(tenant=t, name=n, alias=a, primary=p, shadow=s, **vars(c))
             for (t, n, a, p, s), c in shadows.items()
         ],
-        samples=[
-            Sample(tenant=t, name=n, version=v, rows=x.reshape(len(x), -1).tolist(), predictions=classes(out))
-            for t, n, v, x, out in samples
-        ],
+        samples=[Sample.of(t, n, v, x, classes(out)) for t, n, v, x, out in samples],
         predictions=[
             Prediction(tenant=t, name=n, version=v, request_id=rid if len(out) == 1 else f"{rid}/{i}", predicted=p)
             for t, n, v, rid, out in predictions
             for i, p in enumerate(classes(out))
         ],
     )
-    return batch.model_dump_json().encode()
+    return _chunks(batch)
+
+
+def _chunks(batch: TelemetryBatch) -> list[bytes]:
+    """The batch as messages under NATS's payload limit: samples split across as many as needed."""
+    from fermion.events.telemetry import TelemetryBatch
+
+    whole = batch.model_dump_json().encode()
+    if len(whole) <= MAX_MESSAGE or len(batch.samples) < 2:
+        return [whole]
+    half = len(batch.samples) // 2
+    first = batch.model_copy(update={"samples": batch.samples[:half]})
+    rest = TelemetryBatch(source=batch.source, samples=batch.samples[half:])
+    return _chunks(first) + _chunks(rest)

@@ -102,11 +102,15 @@ class Monitor:
 
     async def _sampled(self, sample: Sample) -> None:
         manifest = await self._manifest(sample.tenant, sample.name, sample.version)
-        if manifest is None or manifest.profile is None or not sample.rows:
+        if manifest is None or manifest.profile is None or not sample.predictions:
             return
         profile = Profile.model_validate(manifest.profile)
-        x = np.asarray(sample.rows, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != len(profile.features):
+        try:
+            x = sample.rows()
+        except ValueError as exc:
+            log.warning("dropped an unreadable sample of %s: %s", sample.name, exc)
+            return
+        if x.shape[1] != len(profile.features) or len(x) != len(sample.predictions):
             return
         key = (sample.tenant, sample.name, sample.version)
         window = self.windows.setdefault(key, Window(self.settings.window_rows))
