@@ -110,14 +110,13 @@ class Route:
     @contextlib.contextmanager
     def observed(self) -> Iterator[None]:
         """Count the request for its version, as an error if what it wraps raises."""
+        answered = False
         try:
             yield
-        except BaseException:
+            answered = True
+        finally:
             if self.version is not None:
-                self.traffic.telemetry.observe(self, time.perf_counter() - self.started, error=True)
-            raise
-        if self.version is not None:
-            self.traffic.telemetry.observe(self, time.perf_counter() - self.started, error=False)
+                self.traffic.telemetry.observe(self, time.perf_counter() - self.started, error=not answered)
 
     def answered(
         self, model: LoadedModel, feeds: dict[str, np.ndarray], results: dict[str, np.ndarray], request_id: str | None

@@ -74,11 +74,17 @@ class Mirror:
             self.done += 1
 
     async def _compare(
-        self, key: tuple[str, str, str, int, int], variant: str, feeds: dict[str, np.ndarray], primary: dict
+        self,
+        key: tuple[str, str, str, int, int],
+        variant: str,
+        feeds: dict[str, np.ndarray],
+        primary: dict[str, np.ndarray],
     ) -> tuple[float, bool]:
         tenant, name, _, _, version = key
         runtime, ref = self._runtime(), ModelRef(name, None, version)
-        model = runtime.cached(ref, variant) or await asyncio.to_thread(runtime.get, ref, tenant, variant)
+        model = runtime.cached(ref, variant)
+        if model is None:
+            model = await asyncio.to_thread(runtime.get, ref, tenant, variant)
         started = time.perf_counter()
         out = await asyncio.to_thread(model.run, feeds, list(primary))
         seconds = time.perf_counter() - started

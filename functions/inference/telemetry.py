@@ -150,7 +150,12 @@ class Telemetry:
             self._predictions.clear()
             if not (stats or shadows or samples or predictions):
                 continue
-            for data in await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions):
+            try:
+                messages = await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions)
+            except ValueError as exc:  # a batch that cannot be encoded is dropped, never the task
+                log.warning("telemetry batch dropped: %s", exc)
+                continue
+            for data in messages:
                 await self._send(settings, data)
 
     async def _send(self, settings: InferenceSettings, data: bytes) -> None:
