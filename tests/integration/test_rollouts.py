@@ -180,7 +180,7 @@ def _versions(registry: Registry, name: str, *models: bytes) -> None:
     registry.set_alias(TENANT, name, "production", 1)
 
 
-FAST = Bounds(min_requests=20, min_labels=20)
+FAST = Bounds(min_requests=20, min_labels=20, p99_slack_ms=50)  # sub-ms models on a shared machine: judge errors
 
 
 async def test_a_canary_that_errors_is_rolled_back_with_the_reason(inference, bus, registry) -> None:
