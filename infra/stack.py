@@ -79,6 +79,7 @@ class Stack:
                     f"{s.ingest_url}/healthz",
                 ),
                 *[Process(f"trainer-{i}", [python, "-m", "fermion.functions.trainer"]) for i in range(s.trainers)],
+                Process("monitor", [python, "-m", "fermion.functions.monitor"]),  # drift and rollouts (issue 17)
             ]
             if s.drop_queue_url:
                 bridge = [python, "-m", "fermion.functions.ingest.s3_events", "--queue-url", s.drop_queue_url]
