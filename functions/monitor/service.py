@@ -79,6 +79,18 @@ class Monitor:
         for s in batch.shadows:
             tally = self.shadows.setdefault((s.tenant, s.name, s.primary, s.shadow), [0, 0, 0])
             tally[0], tally[1], tally[2] = tally[0] + s.compared, tally[1] + s.agreed, tally[2] + s.errors
+            log.info(
+                "shadow v%d of %s beside v%d: %d compared in total, agreement %.3f, %d errors, "
+                "p50 %.3f ms (primary %.3f ms)",
+                s.shadow,
+                s.name,
+                s.primary,
+                tally[0],
+                tally[1] / max(tally[0] - tally[2], 1),
+                tally[2],
+                float(np.median(s.shadow_ms)) if s.shadow_ms else float("nan"),
+                float(np.median(s.primary_ms)) if s.primary_ms else float("nan"),
+            )
         for sample in batch.samples:
             await self._sampled(sample)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import subprocess
 import sys
 import time
@@ -360,3 +361,26 @@ def _has_alias(registry: Registry, name: str) -> bool:
     except RegistryError:
         return False
     return True
+
+
+async def test_a_shadow_is_compared_and_never_answers(inference, monitor, registry) -> None:
+    _versions(registry, "shad", linear_onnx(seed=1), linear_onnx(seed=1))
+    Rollouts(registry).set_shadow(TENANT, "shad", "production", 2)
+    x = np.full((1, 4), 0.5, np.float32)
+
+    def compared() -> int:
+        found = re.findall(r"shadow v2 of shad beside v1: (\d+) compared in total, agreement ([0-9.]+)", monitor.text())
+        return int(found[-1][0]) if found else 0
+
+    deadline = time.monotonic() + 30
+    while compared() < 50:
+        r = _infer(inference, "shad", x, key="k")
+        assert r.status_code == 200 and r.headers["Fermion-Model-Version"] == "1" == r.json()["model_version"]
+        assert time.monotonic() < deadline, f"only {compared()} shadow comparisons reported"
+    assert monitor.text().count("shadow v2 of shad beside v1") >= 1
+    assert (
+        re.findall(
+            r"shadow v2 of shad beside v1: \d+ compared in total, agreement ([0-9.]+), 0 errors", monitor.text()
+        )[-1]
+        == "1.000"
+    )
