@@ -31,7 +31,7 @@ from common import compile_bytecode, fermion_argv, free_port, register_digits, s
 from fermion.infra import NatsServer
 from fermion.model_store import Draft, LocalDirStore, Registry, Rollouts, Signature, TensorSpec
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def main() -> None:

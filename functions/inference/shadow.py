@@ -1,15 +1,21 @@
 """Shadow traffic: a mirrored copy of an alias's requests answered by another version, never returned.
 
-The request path only offers the request to a bounded queue (`put_nowait`; full: the copy is
-dropped and counted). One task per app takes copies off the queue after the primary's response
-has gone, runs the shadow version in a worker thread, and records agreement (same arg-max class
-per row, or the same values within a tolerance for non-class outputs) and both latencies.
+The request path only offers the request to a bounded queue (a thread-safe `put`, no event-loop
+wake-up; full: the copy is dropped and counted). One thread per app, at the lowest CPU priority
+(`nice` 19, inherited by the ONNX Runtime threads of a shadow session it loads), takes copies off
+the queue, runs the shadow version and records agreement (same arg-max class per row, or the same
+values within a tolerance for non-class outputs) and both latencies. It never touches the event
+loop, so a primary request is never queued behind a shadow's completion; on a busy machine the
+scheduler gives the primary the CPU first.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
+import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,18 +33,21 @@ if TYPE_CHECKING:
     from .runtime import LoadedModel
 
 log = logging.getLogger("fermion.inference")
-Copy = tuple[tuple[str, str, str, int, int], str, dict[str, np.ndarray], dict[str, np.ndarray], float]
+Key = tuple[str, str, str, int, int]  # tenant, model, alias, primary version, shadow version
+Copy = tuple[Key, str, dict[str, np.ndarray], dict[str, np.ndarray], float]
+SHADOW_NICE = 19
 
 
 class Mirror:
-    """Runs shadow copies off the request path, one at a time."""
+    """Runs shadow copies off the request path, one at a time, in a low-priority thread."""
 
     def __init__(self, runtime: Callable[[], ModelRuntime], telemetry: Telemetry, capacity: int = 64) -> None:
         self._runtime = runtime
         self._telemetry = telemetry
         self._capacity = capacity
-        self._queue: asyncio.Queue[Copy] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[Copy] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
         self.dropped = 0
         self.done = 0
 
@@ -51,42 +60,41 @@ class Mirror:
         primary_s: float,
     ) -> None:
         """Offer a copy of an answered request to the shadow (dropped, and counted, when the queue is full)."""
-        if self._queue is None:
-            self._queue = asyncio.Queue(self._capacity)
-            self._task = asyncio.get_running_loop().create_task(self._work())
+        if self._thread is None:
+            with self._guard:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._work, name="fermion-shadow", daemon=True)
+                    self._thread.start()
+        if self._queue.qsize() >= self._capacity:
+            self.dropped += 1
+            return
         assert route.alias is not None and route.shadow is not None
         key = (route.tenant, model.name, route.alias, model.version, route.shadow)
-        try:
-            self._queue.put_nowait((key, model.variant, feeds, results, primary_s))
-        except asyncio.QueueFull:
-            self.dropped += 1
+        self._queue.put((key, model.variant, feeds, results, primary_s))
 
-    async def _work(self) -> None:
-        assert self._queue is not None
+    def _work(self) -> None:
+        with contextlib.suppress(
+            OSError, AttributeError
+        ):  # per-thread nice: Linux; elsewhere it runs at normal priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
         while True:
-            key, variant, feeds, results, primary_s = await self._queue.get()
+            key, variant, feeds, results, primary_s = self._queue.get()
             try:
-                shadow_s, agreed = await self._compare(key, variant, feeds, results)
+                shadow_s, agreed = self._compare(key, variant, feeds, results)
             except (InferenceError, RegistryError) as exc:
                 log.warning("shadow version %d of %s failed: %s", key[4], key[1], exc)
                 shadow_s, agreed = None, False
             self._telemetry.shadowed(key, primary_s, shadow_s, agreed)
             self.done += 1
 
-    async def _compare(
-        self,
-        key: tuple[str, str, str, int, int],
-        variant: str,
-        feeds: dict[str, np.ndarray],
-        primary: dict[str, np.ndarray],
+    def _compare(
+        self, key: Key, variant: str, feeds: dict[str, np.ndarray], primary: dict[str, np.ndarray]
     ) -> tuple[float, bool]:
         tenant, name, _, _, version = key
         runtime, ref = self._runtime(), ModelRef(name, None, version)
-        model = runtime.cached(ref, variant)
-        if model is None:
-            model = await asyncio.to_thread(runtime.get, ref, tenant, variant)
+        model = runtime.cached(ref, variant) or runtime.get(ref, tenant, variant)
         started = time.perf_counter()
-        out = await asyncio.to_thread(model.run, feeds, list(primary))
+        out = model.run(feeds, list(primary))
         seconds = time.perf_counter() - started
         return seconds, all(_agree(primary[k], out[k]) for k in primary)
 

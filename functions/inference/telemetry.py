@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class Telemetry:
         self._settings = settings
         self._stats: dict[tuple[str, str, str | None, int], Counter] = {}
         self._shadows: dict[tuple[str, str, str, int, int], ShadowCounter] = {}
+        self._shadow_lock = threading.Lock()
         self._samples: deque[tuple[str, str, int, np.ndarray, np.ndarray]] = deque()
         self._sampled_rows = 0
         self._predictions: deque[tuple[str, str, int, str, np.ndarray]] = deque(maxlen=10_000)
@@ -125,18 +127,19 @@ class Telemetry:
     def shadowed(
         self, key: tuple[str, str, str, int, int], primary_s: float, shadow_s: float | None, agreed: bool
     ) -> None:
-        """Record one shadow comparison (`shadow_s` None: the shadow failed)."""
-        counter = self._shadows.get(key)
-        if counter is None:
-            counter = self._shadows[key] = ShadowCounter()
-        counter.compared += 1
-        if shadow_s is None:
-            counter.errors += 1
-            return
-        counter.agreed += agreed
-        if len(counter.primary_ms) < LATENCY_CAP:
-            counter.primary_ms.append(primary_s * 1000)
-            counter.shadow_ms.append(shadow_s * 1000)
+        """Record one shadow comparison (`shadow_s` None: the shadow failed); called from the shadow thread."""
+        with self._shadow_lock:
+            counter = self._shadows.get(key)
+            if counter is None:
+                counter = self._shadows[key] = ShadowCounter()
+            counter.compared += 1
+            if shadow_s is None:
+                counter.errors += 1
+                return
+            counter.agreed += agreed
+            if len(counter.primary_ms) < LATENCY_CAP:
+                counter.primary_ms.append(primary_s * 1000)
+                counter.shadow_ms.append(shadow_s * 1000)
 
     async def _run(self, settings: InferenceSettings) -> None:
         """Every interval: swap the buffers out, build the batch in a thread, send it."""
@@ -144,7 +147,8 @@ class Telemetry:
         while True:
             await asyncio.sleep(settings.telemetry_interval_s)
             stats, self._stats = self._stats, {}
-            shadows, self._shadows = self._shadows, {}
+            with self._shadow_lock:
+                shadows, self._shadows = self._shadows, {}
             samples, self._samples, self._sampled_rows = self._samples, deque(), 0
             predictions = list(self._predictions)
             self._predictions.clear()
