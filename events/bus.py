@@ -256,6 +256,8 @@ class Bus:
             await self._js.add_consumer(streams.JOBS_STREAM, streams.sweep_consumer(policy or streams.ConsumerPolicy()))
             with contextlib.suppress(nats.js.errors.BadRequestError):  # exists: its start point must not move
                 await self._js.add_consumer(streams.EVENTS_STREAM, streams.pipeline_consumer())
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # issue 17: drift → retraining
+                await self._js.add_consumer(streams.EVENTS_STREAM, streams.retrain_consumer())
         except nats.errors.Error as exc:
             raise BusError(f"provisioning JetStream failed: {exc}") from exc
 
@@ -289,6 +291,36 @@ class Bus:
         """Keep a message's original bytes on `fermion.dlq.<subject>`, with the reason and delivery count."""
         headers = {"Fermion-Reason": reason[:2000].replace("\n", " "), "Fermion-Deliveries": str(deliveries)}
         await self.publish_bytes(subjects.dead_letter(subject), data, msg_id=msg_id, headers=headers)
+
+    async def send(self, subject: str, data: bytes) -> None:
+        """Publish on core NATS, unstored and unacknowledged: telemetry that may be lost, never a fact."""
+        try:
+            await self._nc.publish(subject, data)
+        except nats.errors.Error as exc:
+            raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
+
+    async def on(
+        self, subject: str, handler: Callable[[bytes], Awaitable[None]], *, queue: str = ""
+    ) -> Callable[[], Awaitable[None]]:
+        """Call `handler` with each core NATS message on `subject`; live when this returns.
+
+        Returns the coroutine function that unsubscribes.
+        """
+
+        async def on_msg(msg: Msg) -> None:
+            await handler(msg.data)
+
+        try:
+            sub = await self._nc.subscribe(subject, queue=queue, cb=on_msg)
+            await self._nc.flush(timeout=5)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BusError(f"cannot subscribe to {subject}: {exc}") from exc
+
+        async def close() -> None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+        return close
 
     def listen(self, subject: str, *, queue: str = "") -> AsyncGenerator[bytes, None]:
         """Core NATS messages on `subject` (advisories); `queue` shares them among replicas."""

@@ -88,6 +88,9 @@ class Gate(Payload):
     metric: str = Field(default="macro_f1", min_length=1, max_length=64)
     minimum: float = 0.0
     not_worse_than_current: bool = True
+    canary: list[int] = Field(default=[], max_length=10)
+    """Weight steps (say [10, 50, 100]): a passing version is canaried against the incumbent, not swapped in."""
+    bake_s: float = Field(default=300.0, ge=0, le=7 * 24 * 3600)
 
 
 class TrainingRequest(Payload):

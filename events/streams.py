@@ -20,6 +20,7 @@ EVENTS_STREAM = "FERMION_EVENTS"
 TRAINER_DURABLE = "trainers"
 PIPELINE_DURABLE = "pipelines"
 SWEEP_DURABLE = "sweeps"
+RETRAIN_DURABLE = "retrains"
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,8 @@ def sweep_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
 def pipeline_consumer() -> ConsumerConfig:
     """The durable pull consumer that turns dataset uploads into training requests by rule (new ones only)."""
     return _durable(PIPELINE_DURABLE, subjects.DATASETS_UPLOADED, ConsumerPolicy(), DeliverPolicy.NEW)
+
+
+def retrain_consumer() -> ConsumerConfig:
+    """The durable pull consumer that turns drift alarms into retraining by rule (new ones only)."""
+    return _durable(RETRAIN_DURABLE, subjects.MODELS_DRIFT_DETECTED, ConsumerPolicy(), DeliverPolicy.NEW)

@@ -11,6 +11,10 @@ TRAINING_FAILED = f"{PREFIX}.training.failed"
 TRAINING_CANCEL = f"{PREFIX}.training.cancel"  # .{job_id}: one subject per job, so its last message is a lookup
 MODELS_PUBLISHED = f"{PREFIX}.models.published"
 MODELS_PROMOTED = f"{PREFIX}.models.promoted"
+MODELS_ROLLOUT = f"{PREFIX}.models.rollout"  # .{action}: started, stepped, promoted, rolled_back, waiting
+MODELS_DRIFT_DETECTED = f"{PREFIX}.models.drift_detected"
+MODELS_LABELS = f"{PREFIX}.models.labels"
+TELEMETRY = f"{PREFIX}.telemetry"  # core NATS, not stored: per-version stats, input samples, predictions
 DLQ_PREFIX = f"{PREFIX}.dlq"
 AUDIT_PREFIX = f"{PREFIX}.audit"  # .{action}: alias moves, key creation and revocation, refused requests
 

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from fermion.events import BusSettings, streams, subjects
 from fermion.model_store import KeyStore, ObjectStore, generate_key_pair
 
-ROLES = ("admin", "ingest", "trainer", "inference")
+ROLES = ("admin", "ingest", "trainer", "inference", "monitor")
 _JS = "$JS.API"
 
 # What each role may publish and subscribe to. JetStream's API is itself subjects: a role gets the
@@ -46,6 +46,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.TRAINING_SWEEP,
             f"{subjects.TRAINING_CANCEL}.>",
             subjects.MODELS_PROMOTED,
+            subjects.MODELS_LABELS,
             f"{subjects.AUDIT_PREFIX}.>",
             subjects.dead_letter(subjects.DATASETS_UPLOADED),  # drops refused by the S3 handler
             f"{_JS}.INFO",
@@ -72,6 +73,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{_JS}.CONSUMER.INFO.*.*",
             f"{_JS}.CONSUMER.MSG.NEXT.{_JOBS}.*",
             f"{_JS}.CONSUMER.MSG.NEXT.{_EVENTS}.{streams.PIPELINE_DURABLE}",
+            f"{_JS}.CONSUMER.MSG.NEXT.{_EVENTS}.{streams.RETRAIN_DURABLE}",
             f"{_JS}.STREAM.MSG.GET.*",
             f"{_JS}.STREAM.MSG.DELETE.{_JOBS}",
             f"{_JS}.CONSUMER.DELETE.{_EVENTS}.>",
@@ -85,8 +87,12 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "inference": {
-        "publish": [f"{subjects.AUDIT_PREFIX}.>", f"{_JS}.INFO"],
+        "publish": [f"{subjects.AUDIT_PREFIX}.>", subjects.TELEMETRY, f"{_JS}.INFO"],
         "subscribe": ["_INBOX.>"],
+    },
+    "monitor": {  # drift windows and the rollout controller
+        "publish": [f"{subjects.PREFIX}.models.>", f"{_JS}.INFO", *_READ_EVENT_LOG],
+        "subscribe": ["_INBOX.>", subjects.TELEMETRY],
     },
 }
 

@@ -100,6 +100,7 @@ class Stack:
                     Process(f"trainer-{i}", "trainer", [python, "-m", "fermion.functions.trainer"])
                     for i in range(s.trainers)
                 ],
+                Process("monitor", "monitor", [python, "-m", "fermion.functions.monitor"]),  # drift and rollouts
             ]
             if s.drop_queue_url:
                 bridge = [python, "-m", "fermion.functions.ingest.s3_events", "--queue-url", s.drop_queue_url]

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .aliases import Alias, Bounds, Rollout
     from .backends import LocalDirStore, ObjectStore, open_store
     from .checkpoints import Checkpoint, CheckpointStore
     from .conformance import StoreNotConformant, check_conditional_writes
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
     from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
-    from .registry import LATEST, SERVED, Alias, Registry, check_name, open_registry
+    from .registry import LATEST, SERVED, Registry, check_name, open_registry
+    from .rollouts import Rollouts
     from .settings import StoreSettings
     from .signing import SignatureError, Signer, Verifier, generate_key_pair
     from .usage import Usage, UsageLimitReached
@@ -59,7 +61,9 @@ _EXPORTS = {
     "Signer": "signing",
     "Verifier": "signing",
     "generate_key_pair": "signing",
-    "Alias": "registry",
+    "Alias": "aliases",
+    "Bounds": "aliases",
+    "Rollout": "aliases",
     "AliasConflict": "errors",
     "AliasNotFound": "errors",
     "AmbiguousDataset": "datasets",
@@ -86,6 +90,7 @@ _EXPORTS = {
     "Pipelines": "pipelines",
     "PreconditionFailed": "errors",
     "Registry": "registry",
+    "Rollouts": "rollouts",
     "RegistryError": "errors",
     "Signature": "manifest",
     "StoreError": "errors",
@@ -112,6 +117,7 @@ __all__ = [
     "AliasConflict",
     "AliasNotFound",
     "AmbiguousDataset",
+    "Bounds",
     "Checkpoint",
     "CheckpointStore",
     "DatasetFormat",
@@ -138,6 +144,8 @@ __all__ = [
     "PreconditionFailed",
     "Registry",
     "RegistryError",
+    "Rollout",
+    "Rollouts",
     "Scope",
     "Signature",
     "SignatureError",

@@ -64,6 +64,8 @@ class Draft(BaseModel):
     metrics: dict[str, float] = {}
     lineage: Lineage = Lineage()
     compile_report: dict[str, Any] = {}
+    profile: dict[str, Any] | None = None
+    """The training data's reference profile (`profiles.Profile`), for drift checks; None: not recorded."""
 
 
 class Manifest(Draft):

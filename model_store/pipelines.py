@@ -8,7 +8,7 @@ them where they become a `training.requested` event.
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,10 +31,22 @@ class PipelineRule(BaseModel):
     model_name: str
     recipe: dict[str, Any] = {}
     gate: dict[str, Any] | None = None
+    on: Literal["upload", "drift"] = "upload"
+    """What triggers the rule: an upload matching the prefix, or `models.drift_detected` for the model
+    (which retrains on `dataset`, or on the newest upload matching the prefix)."""
+    dataset: str | None = None
 
     def matches(self, dataset_name: str) -> bool:
         """Whether an uploaded dataset of this name triggers the rule."""
+        return self.on == "upload" and dataset_name.startswith(self.dataset_prefix)
+
+    def matches_prefix(self, dataset_name: str) -> bool:
+        """Whether a dataset's name has the rule's prefix, whatever triggers the rule."""
         return dataset_name.startswith(self.dataset_prefix)
+
+    def retrains(self, model_name: str) -> bool:
+        """Whether drift of `model_name` triggers the rule."""
+        return self.on == "drift" and model_name == self.model_name
 
 
 class Pipelines:

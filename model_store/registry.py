@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypedDict
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from .aliases import Alias, moved
 from .backends import ObjectStore, open_store
 from .cache import FileCache
 from .conformance import check_conditional_writes
@@ -62,25 +63,11 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-class Alias(BaseModel):
-    """An alias record: the version it points to and the ones it pointed to before."""
-
-    version: int
-    updated_at: datetime
-    history: list[int] = []
-
-
 class Unset:
     """The type of UNSET: no expectation given."""
 
 
 UNSET = Unset()
-_HISTORY = 100
-
-
-def _moved(current: Alias | None, version: int) -> Alias:
-    history = [*current.history, current.version][-_HISTORY:] if current else []
-    return Alias(version=version, updated_at=datetime.now(UTC), history=history)
 
 
 class ModelSummary(TypedDict):
@@ -194,27 +181,30 @@ class Registry:
                     f"alias {alias!r} of {name} points to version {previous}, not {expected}: "
                     "someone moved it since you read it"
                 )
-            if previous == version:
+            if previous == version and not (current and current.weights):
                 return None
-            return _moved(current, version)
+            return moved(current, version)
 
         return self._swap_alias(tenant, name, alias, move)
 
     def rollback(self, tenant: str, name: str, alias: str) -> tuple[int, int]:
         """Point `alias` back at the version it held before its last move; returns (from, to)."""
         self._writable()
-        moved: list[tuple[int, int]] = []
+        undone: list[tuple[int, int]] = []
 
         def back(current: Alias | None) -> Alias:
             if current is None:
                 raise AliasNotFound(f"model {name!r} has no alias {alias!r}")
+            if current.weights:  # a split in progress: back to the incumbent alone (rollouts.py)
+                undone[:] = [(max(current.weights, key=lambda v: (v != current.version, v)), current.version)]
+                return current.with_split({current.version: 100}, "rolled back", None)
             if not current.history:
                 raise AliasConflict(f"alias {alias!r} of {name} has no earlier version to roll back to")
-            moved[:] = [(current.version, current.history[-1])]
+            undone[:] = [(current.version, current.history[-1])]
             return Alias(version=current.history[-1], updated_at=datetime.now(UTC), history=current.history[:-1])
 
         self._swap_alias(tenant, name, alias, back)
-        return moved[0]
+        return undone[0]
 
     def delete_alias(self, tenant: str, name: str, alias: str) -> None:
         """Remove an alias (`latest` is the registry's own and cannot be removed)."""
@@ -226,14 +216,21 @@ class Registry:
     def _advance_latest(self, tenant: str, name: str, version: int) -> None:
         # `latest` only moves forward: a slow writer of version 3 never moves it back from 4.
         self._swap_alias(
-            tenant, name, LATEST, lambda cur: _moved(cur, version) if cur is None or cur.version < version else None
+            tenant, name, LATEST, lambda cur: moved(cur, version) if cur is None or cur.version < version else None
         )
 
     def _bootstrap_served(self, tenant: str, name: str, version: int) -> None:
         # A new model's first version becomes what its bare name serves; after that only a gate or
         # a principal with `promote` moves SERVED (a later training never changes what clients get).
         if self.versions(tenant, name) == [version]:
-            self._swap_alias(tenant, name, SERVED, lambda cur: _moved(cur, version) if cur is None else None)
+            self._swap_alias(tenant, name, SERVED, lambda cur: moved(cur, version) if cur is None else None)
+
+    def update_alias(
+        self, tenant: str, name: str, alias: str, move: Callable[[Alias | None], Alias | None]
+    ) -> int | None:
+        """Apply `move` to the alias record by compare-and-swap (weighted splits: `rollouts.py`)."""
+        self._writable()
+        return self._swap_alias(tenant, name, alias, move)
 
     def _swap_alias(
         self, tenant: str, name: str, alias: str, move: Callable[[Alias | None], Alias | None]

@@ -23,7 +23,7 @@ from fermion.events import Bus, ConsumerPolicy
 from fermion.infra import NatsServer
 from fermion.infra.localstack import LocalStack
 from fermion.infra.localstack import installed as localstack_installed
-from fermion.model_store import Draft, Lineage, LocalDirStore, Registry, Signature, TensorSpec
+from fermion.model_store import Draft, Lineage, LocalDirStore, Registry, Signature, TensorSpec, generate_key_pair
 from fermion.model_store.backends.s3 import S3Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,6 +162,7 @@ class Trainer:
 def stack_env(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of the session's functions: one NATS, one local store, one home."""
     home = tmp_path_factory.mktemp("home")
+    generate_key_pair(home / "keys")  # trainers sign with it; inference processes trust HOME/keys/*.pub
     return {
         **os.environ,
         "FERMION_HOME": str(home),

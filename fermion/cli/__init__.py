@@ -8,6 +8,7 @@ from fermion.client import FermionError
 from fermion.infra import ServerError
 from fermion.model_store import RegistryError
 
+from .canary import canary_app
 from .console import fail
 from .jobs import jobs_app
 from .keys import keys_app
@@ -27,6 +28,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(keys_app, name="keys")
+app.add_typer(canary_app, name="canary")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.
 USER_ERRORS = (FermionError, RegistryError, ServerError)

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.routing import Route
 
-from fermion.events import Bus
+from fermion.events import Bus, BusUnavailable
 from fermion.model_store import KeyStore
 
 from ..responses import describe_validation, install_error_handlers
@@ -40,6 +41,7 @@ from ..security.http import SecurityState, authorize
 from .errors import TRANSLATIONS, BadRequest, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import HEADER_LENGTH, InferenceRequest, encode_response, parse_request, to_array
+from .routing import Traffic
 from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
 from .scheduler import Scheduler
 from .settings import InferenceSettings, get_settings
@@ -55,6 +57,7 @@ class Services:
     runtime: Callable[[], ModelRuntime]
     settings: Callable[[], InferenceSettings]
     scheduler: Scheduler
+    traffic: Traffic  # issue 17: weighted aliases, per-version telemetry, shadow
 
 
 def create_app(
@@ -68,7 +71,8 @@ def create_app(
     `batching=False` is for one request per invocation (Mangum on Lambda): nothing to merge.
     """
     app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
-    app.state.services = Services(runtime, settings, Scheduler(settings, lambda: runtime().loaded, batching=batching))
+    scheduler = Scheduler(settings, lambda: runtime().loaded, batching=batching)
+    app.state.services = Services(runtime, settings, scheduler, Traffic(runtime, settings))
     app.state.security = SecurityState(
         Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
         Auditor(_AuditBus(settings).get),
@@ -91,18 +95,22 @@ async def infer(request: Request) -> Response:
     variant = (payload.parameters or {}).get("variant")
     if variant is not None and variant not in VARIANTS:
         raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    model = await _model(services, caller, _ref(request), variant)
-    feeds = {t.name: to_array(t, binary) for t in payload.inputs}
-    wanted = [o.name for o in payload.outputs] if payload.outputs else None
-    results = await services.scheduler.run(model, feeds, wanted)
+    route = await services.traffic.route(
+        _ref(request), request.headers, caller.tenant
+    )  # issue 17: the version that answers
+    with route.observed():
+        model = await _model(services, caller, route.ref, variant)
+        feeds = {t.name: to_array(t, binary) for t in payload.inputs}
+        wanted = [o.name for o in payload.outputs] if payload.outputs else None
+        results = await services.scheduler.run(model, feeds, wanted)
+    headers = route.answered(model, feeds, results, payload.id)
     content, header_length = encode_response(
         model.name, model.version, payload.id, results, model.variant, _binary_outputs(payload, results)
     )
     if header_length is None:
-        return Response(content, media_type="application/json")
-    return Response(
-        content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
-    )
+        return Response(content, media_type="application/json", headers=headers)
+    headers["Inference-Header-Content-Length"] = str(header_length)
+    return Response(content, media_type="application/octet-stream", headers=headers)
 
 
 async def live() -> dict[str, bool]:
@@ -146,7 +154,7 @@ async def model_ready(request: Request) -> dict[str, Any]:
     return {"name": model.name, "version": str(model.version), "ready": True}
 
 
-async def predict(request: Request) -> dict[str, Any]:
+async def predict(request: Request) -> Response:
     """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
     caller = await authorize(request, "infer")
     services: Services = request.app.state.services
@@ -154,15 +162,19 @@ async def predict(request: Request) -> dict[str, Any]:
         body = PredictRequest.model_validate_json(await _read_body(request, services.settings().max_body_bytes))
     except ValidationError as exc:
         raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
-    model = await _model(services, caller, ModelRef.parse(request.path_params["name"]))
-    if len(model.inputs) != 1:
-        raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
-    ((input_name, (dtype, _)),) = model.inputs.items()
-    try:
-        x = np.asarray(body.instances, dtype=dtype)
-    except ValueError as exc:
-        raise BadRequest(f"instances must be rows of equal length: {exc}") from exc
-    (out,) = (await services.scheduler.run(model, {input_name: x}, None)).values()
+    route = await services.traffic.route(ModelRef.parse(request.path_params["name"]), request.headers, caller.tenant)
+    with route.observed():
+        model = await _model(services, caller, route.ref)
+        if len(model.inputs) != 1:
+            raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
+        ((input_name, (dtype, _)),) = model.inputs.items()
+        try:
+            x = np.asarray(body.instances, dtype=dtype)
+        except ValueError as exc:
+            raise BadRequest(f"instances must be rows of equal length: {exc}") from exc
+        results = await services.scheduler.run(model, {input_name: x}, None)
+    headers = route.answered(model, {input_name: x}, results, request.headers.get("fermion-request-id"))
+    (out,) = results.values()
     labels = model.manifest.labels
     answer: dict[str, Any] = {
         "model_name": model.name,
@@ -171,7 +183,7 @@ async def predict(request: Request) -> dict[str, Any]:
     }
     if labels and out.ndim == 2 and out.shape[1] == len(labels):
         answer["labels"] = [labels[i] for i in out.argmax(axis=1)]
-    return answer
+    return JSONResponse(answer, headers=headers)
 
 
 CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]] = [
@@ -203,8 +215,11 @@ class _AuditBus:
         self._bus: Bus | None = None
 
     async def get(self) -> Bus:
+        settings = self._settings()
+        if settings.nats_url is None:
+            raise BusUnavailable("no FERMION_NATS_URL: audit records of this function are only logged")
         if self._bus is None or not self._bus.connected:
-            self._bus = await Bus.from_settings(self._settings(), name="fermion-inference", timeout_s=3.0)
+            self._bus = await Bus.from_settings(settings, name="fermion-inference", timeout_s=3.0)
         return self._bus
 
 

@@ -45,6 +45,13 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
     )
     max_models: int = Field(default=8, ge=1, description="loaded sessions kept, least recently used evicted")
     max_model_bytes: int = Field(default=4 << 30, gt=0, description="total model file bytes kept loaded")
+    # NATS is optional here: audit records and telemetry go out only where a URL is set.
+    nats_url: str | None = Field(  # type: ignore[assignment]
+        default=None, description="where audit records and telemetry go (unset: neither is sent)"
+    )
+    sample_rate: float = Field(default=0.01, ge=0, le=1, description="fraction of requests whose inputs are sampled")
+    sample_max_rows: int = Field(default=2000, ge=0, description="sampled rows kept per telemetry interval")
+    telemetry_interval_s: float = Field(default=5.0, gt=0, le=300)
     trt_cache_dir: str | None = Field(default=None, description="TensorRT engine cache (default: HOME/trt-cache)")
 
 

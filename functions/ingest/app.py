@@ -40,6 +40,7 @@ from .datasets import validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
 from .keys_api import router as keys_router
+from .labels import router as labels_router
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .settings import IngestSettings, get_settings
@@ -100,6 +101,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
     app.include_router(registry_router)
     app.include_router(keys_router)
+    app.include_router(labels_router)  # issue 17: ground truth for online accuracy
     return app
 
 

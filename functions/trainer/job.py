@@ -15,6 +15,7 @@ from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry
 from .checkpointing import Checkpointer, CheckpointPolicy
 from .distributed import DistributedOptions, train_distributed
 from .errors import DatasetError
+from .profile import reference_profile
 from .train import ProgressFn, load_dataset, train
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def run_job(
             code_version=code_version(),
         ),
         compile_report={**compiled.report, "train_seconds": round(trained.duration_s, 3)},
+        profile=reference_profile(ds, trained).model_dump(),  # issue 17: the drift monitor's reference
     )
     manifest = registry.register(event.tenant, request.model_name, compiled.files, draft)
     checkpointer.finish()

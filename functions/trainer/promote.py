@@ -6,8 +6,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from fermion.events import AliasMove, Bus, Gate, ModelPromoted
-from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry
+from fermion.events import AliasMove, Bus, Gate, ModelPromoted, ModelRollout, RolloutChange
+from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry, Rollouts
 
 log = logging.getLogger("fermion.trainer")
 
@@ -19,6 +19,8 @@ class Decision:
     promoted: bool
     reason: str
     previous: int | None = None
+    canary: dict[int, int] | None = None
+    """The split a passing version was canaried at (the gate asked for a canary and there was an incumbent)."""
 
 
 def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: int = 3) -> Decision:
@@ -44,6 +46,8 @@ def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: 
                     f"{gate.metric} {score:.4f} is worse than {gate.alias} version {current}'s {incumbent:.4f}",
                     current,
                 )
+        if gate.canary and current is not None:  # issue 17: a canary the rollout controller steps
+            return _canary(registry, manifest, gate, current)
         try:
             registry.set_alias(tenant, name, gate.alias, version, expected=current)
         except AliasConflict:
@@ -52,12 +56,35 @@ def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: 
     return Decision(False, f"{gate.alias} kept moving under us; left it alone")
 
 
+def _canary(registry: Registry, manifest: Manifest, gate: Gate, incumbent: int) -> Decision:
+    """Start a rollout of `manifest` against `incumbent` on the gate's alias."""
+    try:
+        record = Rollouts(registry).start(
+            manifest.tenant, manifest.name, gate.alias, manifest.version, steps=gate.canary, bake_s=gate.bake_s
+        )
+    except AliasConflict as exc:
+        return Decision(False, f"not canaried: {exc}", incumbent)
+    split = record.split()
+    return Decision(True, f"canary at {split.get(manifest.version, 0)}% beside version {incumbent}", incumbent, split)
+
+
 async def promote_and_announce(
     bus: Bus, registry: Registry, manifest: Manifest, gate: Gate, *, event_id: str, tenant: str
 ) -> Decision:
     """Apply the gate off the event loop; a promotion goes out as `models.promoted` (id `{event_id}.promoted`)."""
     decision = await asyncio.to_thread(apply_gate, registry, manifest, gate)
-    if decision.promoted:
+    if decision.canary is not None:
+        change = RolloutChange(
+            model_name=manifest.name,
+            alias=gate.alias,
+            canary=manifest.version,
+            incumbent=decision.previous or 0,
+            action="started",
+            weights=decision.canary,
+            reason=f"gate passed: {decision.reason}",
+        )
+        await bus.publish(ModelRollout(id=f"{event_id}.canary", tenant=tenant, data=change))
+    elif decision.promoted:
         await bus.publish(
             ModelPromoted(
                 id=f"{event_id}.promoted",

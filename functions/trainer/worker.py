@@ -52,6 +52,7 @@ from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
 from .pipeline import PipelineRunner
 from .promote import promote_and_announce
+from .retrain import RetrainRunner
 from .settings import TrainerSettings, get_settings
 from .sweep import SweepRunner
 
@@ -328,6 +329,7 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
         async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
             group.create_task(Worker(bus, registry, settings).run(stop))
             group.create_task(PipelineRunner(bus, Pipelines(registry.store)).run(stop))
+            group.create_task(RetrainRunner(bus, registry).run(stop))  # issue 17: drift → retraining
             group.create_task(SweepRunner(bus, registry, heartbeat_s=max(settings.ack_wait_s / 3, 0.5)).run(stop))
     finally:
         await bus.close()

@@ -214,3 +214,20 @@ async def test_quotas_are_429s_naming_the_limit(registry: Registry, tmp_path: Pa
                 assert r.status_code == 429 and "FERMION_MAX_MODELS_PER_TENANT" in r.json()["error"]
         finally:
             await bus.close()
+
+
+async def test_labels_are_published_for_the_monitor_and_bad_ones_refused(ingest: httpx.AsyncClient, bus: Bus) -> None:
+    from fermion.events import LabelsSubmitted
+
+    since = datetime.now(UTC)
+    body = {"labels": [{"request_id": "r1", "label": "cat"}, {"request_id": "r2", "label": "dog"}]}
+    r = await ingest.post("/v1/models/pets/labels", json=body)
+    assert r.status_code == 202 and r.json()["labels"] == 2, r.text
+    event = parse_event(await _next_event(bus, "fermion.models.labels", since), LabelsSubmitted)
+    assert isinstance(event, LabelsSubmitted) and event.id == r.json()["event_id"]
+    assert [(e.request_id, e.label) for e in event.data.labels] == [("r1", "cat"), ("r2", "dog")]
+    for bad in ({"labels": []}, {"labels": [{"request_id": "", "label": "x"}]}, {"labels": [{"label": "x"}]}):
+        r = await ingest.post("/v1/models/pets/labels", json=bad)
+        assert r.status_code in (400, 422) and "error" in r.json(), r.text
+    r = await ingest.post("/v1/models/Bad..Name/labels", json=body)
+    assert 400 <= r.status_code < 500, r.text

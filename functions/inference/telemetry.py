@@ -1,0 +1,223 @@
+"""Per-version stats, input samples and labelled-able predictions, reported on NATS off the request path.
+
+The request path only counts and enqueues into bounded buffers (a dictionary update, a random
+draw, a deque append); a background task on the same event loop, started by the first request,
+swaps the buffers out every `telemetry_interval_s`, converts them in a worker thread and sends one
+`TelemetryBatch` on core NATS. The NATS connection (and the import of nats-py) happens in that
+task, never before a request is answered. Without `FERMION_NATS_URL` nothing is collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .settings import InferenceSettings
+
+if TYPE_CHECKING:
+    from fermion.events import Bus
+    from fermion.events.telemetry import TelemetryBatch
+
+    from .routing import Route
+    from .runtime import LoadedModel
+
+log = logging.getLogger("fermion.inference")
+MAX_MESSAGE = 512 * 1024  # bytes per telemetry message (NATS refuses over 1 MiB by default)
+SAMPLE_MAX_ELEMENTS = 65_536  # larger requests are never sampled (one would outgrow a message)
+LATENCY_CAP = 1024  # latencies kept per version per interval (a uniform reservoir beyond)
+
+
+@dataclass
+class Counter:
+    """One version's requests in the current interval."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_ms: list[float] = field(default_factory=list)
+
+    def add(self, ms: float, error: bool) -> None:
+        """Count one request (reservoir-sampling its latency past the cap)."""
+        self.requests += 1
+        self.errors += error
+        if len(self.latency_ms) < LATENCY_CAP:
+            self.latency_ms.append(ms)
+        elif (slot := random.randrange(self.requests)) < LATENCY_CAP:
+            self.latency_ms[slot] = ms
+
+
+@dataclass
+class ShadowCounter:
+    """One primary/shadow pair's comparisons in the current interval."""
+
+    compared: int = 0
+    agreed: int = 0
+    errors: int = 0
+    primary_ms: list[float] = field(default_factory=list)
+    shadow_ms: list[float] = field(default_factory=list)
+
+
+class Telemetry:
+    """Buffers filled by requests, drained onto NATS by one background task."""
+
+    def __init__(self, settings: Callable[[], InferenceSettings]) -> None:
+        self._settings = settings
+        self._stats: dict[tuple[str, str, str | None, int], Counter] = {}
+        self._shadows: dict[tuple[str, str, str, int, int], ShadowCounter] = {}
+        self._shadow_lock = threading.Lock()
+        self._samples: deque[tuple[str, str, int, np.ndarray, np.ndarray]] = deque()
+        self._sampled_rows = 0
+        self._predictions: deque[tuple[str, str, int, str, np.ndarray]] = deque(maxlen=10_000)
+        self._task: asyncio.Task[None] | None = None
+        self._bus: Bus | None = None
+        self._started = False
+        self.enabled = False
+        self.sent = 0
+        """Batches sent so far (tests and the health route read it)."""
+
+    def start(self) -> None:
+        """Start the flushing task on the running loop, once (no-op without a NATS URL)."""
+        if self._started:
+            return
+        self._started = True
+        settings = self._settings()
+        self.enabled = settings.nats_url is not None
+        if self.enabled:
+            self._task = asyncio.get_running_loop().create_task(self._run(settings))
+
+    def observe(self, route: Route, seconds: float, *, error: bool) -> None:
+        """Count a request for the version that answered it (the request path: O(1))."""
+        if not self.enabled or route.version is None:
+            return
+        key = (route.tenant, route.ref.name, route.alias, route.version)
+        counter = self._stats.get(key)
+        if counter is None:
+            counter = self._stats[key] = Counter()
+        counter.add(seconds * 1000, error)
+
+    def sample(
+        self, model: LoadedModel, feeds: dict[str, np.ndarray], results: dict[str, np.ndarray], request_id: str | None
+    ) -> None:
+        """Keep references to a request's input and output, at the sample rate, up to the cap."""
+        if not self.enabled or len(feeds) != 1 or not results:
+            return
+        output = next(iter(results.values()))
+        m = model.manifest
+        if request_id:
+            self._predictions.append((m.tenant, m.name, m.version, request_id, output))
+        settings = self._settings()
+        x = next(iter(feeds.values()))
+        if (
+            self._sampled_rows < settings.sample_max_rows
+            and x.size <= SAMPLE_MAX_ELEMENTS
+            and random.random() < settings.sample_rate
+        ):
+            self._sampled_rows += len(x)
+            self._samples.append((m.tenant, m.name, m.version, x, output))
+
+    def shadowed(
+        self, key: tuple[str, str, str, int, int], primary_s: float, shadow_s: float | None, agreed: bool
+    ) -> None:
+        """Record one shadow comparison (`shadow_s` None: the shadow failed); called from the shadow thread."""
+        with self._shadow_lock:
+            counter = self._shadows.get(key)
+            if counter is None:
+                counter = self._shadows[key] = ShadowCounter()
+            counter.compared += 1
+            if shadow_s is None:
+                counter.errors += 1
+                return
+            counter.agreed += agreed
+            if len(counter.primary_ms) < LATENCY_CAP:
+                counter.primary_ms.append(primary_s * 1000)
+                counter.shadow_ms.append(shadow_s * 1000)
+
+    async def _run(self, settings: InferenceSettings) -> None:
+        """Every interval: swap the buffers out, build the batch in a thread, send it."""
+        source = f"{socket.gethostname()}:{os.getpid()}"
+        while True:
+            await asyncio.sleep(settings.telemetry_interval_s)
+            stats, self._stats = self._stats, {}
+            with self._shadow_lock:
+                shadows, self._shadows = self._shadows, {}
+            samples, self._samples, self._sampled_rows = self._samples, deque(), 0
+            predictions = list(self._predictions)
+            self._predictions.clear()
+            if not (stats or shadows or samples or predictions):
+                continue
+            try:
+                messages = await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions)
+            except ValueError as exc:  # a batch that cannot be encoded is dropped, never the task
+                log.warning("telemetry batch dropped: %s", exc)
+                continue
+            for data in messages:
+                await self._send(settings, data)
+
+    async def _send(self, settings: InferenceSettings, data: bytes) -> None:
+        from fermion.events import Bus, BusError, subjects  # here, not at import: nats-py stays off cold start
+
+        try:
+            if self._bus is None:
+                assert settings.nats_url is not None
+                self._bus = await Bus.from_settings(settings, name="fermion-inference", timeout_s=2.0)
+            await self._bus.send(subjects.TELEMETRY, data)
+            self.sent += 1
+        except BusError as exc:
+            log.warning("telemetry dropped (%d bytes): %s", len(data), exc)
+
+
+def _encode(
+    source: str,
+    stats: dict[tuple[str, str, str | None, int], Counter],
+    shadows: dict[tuple[str, str, str, int, int], ShadowCounter],
+    samples: deque[tuple[str, str, int, np.ndarray, np.ndarray]],
+    predictions: list[tuple[str, str, int, str, np.ndarray]],
+) -> list[bytes]:
+    """The batch as JSON (a worker thread: numpy to lists, arg-max of predictions)."""
+    from fermion.events.telemetry import Prediction, Sample, ShadowStats, TelemetryBatch, VersionStats
+
+    def classes(out: np.ndarray) -> list[int]:
+        return [int(c) for c in (out.argmax(axis=1) if out.ndim == 2 else np.zeros(len(out), dtype=int))]
+
+    batch = TelemetryBatch(
+        source=source,
+        stats=[
+            VersionStats(
+                tenant=t, name=n, alias=a, version=v, requests=c.requests, errors=c.errors, latency_ms=c.latency_ms
+            )
+            for (t, n, a, v), c in stats.items()
+        ],
+        shadows=[
+            ShadowStats(tenant=t, name=n, alias=a, primary=p, shadow=s, **vars(c))
+            for (t, n, a, p, s), c in shadows.items()
+        ],
+        samples=[Sample.of(t, n, v, x, classes(out)) for t, n, v, x, out in samples],
+        predictions=[
+            Prediction(tenant=t, name=n, version=v, request_id=rid if len(out) == 1 else f"{rid}/{i}", predicted=p)
+            for t, n, v, rid, out in predictions
+            for i, p in enumerate(classes(out))
+        ],
+    )
+    return _chunks(batch)
+
+
+def _chunks(batch: TelemetryBatch) -> list[bytes]:
+    """The batch as messages under NATS's payload limit: samples split across as many as needed."""
+    from fermion.events.telemetry import TelemetryBatch
+
+    whole = batch.model_dump_json().encode()
+    if len(whole) <= MAX_MESSAGE or len(batch.samples) < 2:
+        return [whole]
+    half = len(batch.samples) // 2
+    first = batch.model_copy(update={"samples": batch.samples[:half]})
+    rest = TelemetryBatch(source=batch.source, samples=batch.samples[half:])
+    return _chunks(first) + _chunks(rest)

@@ -1,0 +1,224 @@
+"""The monitor process: telemetry in, drift windows and rollout verdicts out.
+
+`python -m fermion.functions.monitor` consumes the inference functions' telemetry (core NATS,
+queue group `monitors`), labels (`fermion.models.labels`) and rollout starts from the event log,
+judges drift per model version window by window (`drift.py`), publishes
+`fermion.models.drift_detected` naming the features that moved, and runs the rollout controller
+(`controller.py`) every `tick_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import numpy as np
+from pydantic import ValidationError
+
+from fermion.events import (
+    Bus,
+    BusError,
+    DriftDetected,
+    DriftReport,
+    LabelsSubmitted,
+    ModelRollout,
+    parse_event,
+    subjects,
+)
+from fermion.events.telemetry import Sample, TelemetryBatch
+from fermion.model_store import Manifest, Registry, RegistryError, open_registry
+from fermion.model_store.profiles import Profile
+
+from .controller import Controller
+from .drift import Verdict, Window, judge
+from .ledger import Accuracy, Ledger
+from .settings import MonitorSettings, get_settings
+
+log = logging.getLogger("fermion.monitor")
+Key = tuple[str, str, int]
+
+
+class Monitor:
+    """Drift windows per version, the label ledger and the rollout controller of one replica."""
+
+    def __init__(self, bus: Bus, registry: Registry, settings: MonitorSettings) -> None:
+        self.bus = bus
+        self.registry = registry
+        self.settings = settings
+        self.ledger = Ledger(settings.predictions_kept)
+        self.controller = Controller(bus, registry, self.accuracy)
+        self.windows: dict[Key, Window] = {}
+        self.verdicts: dict[Key, list[Verdict]] = {}
+        """Every judged window per version, newest last (bounded): the monitor's drift metrics."""
+        self.shadows: dict[tuple[str, str, int, int], list[int]] = {}
+        """(tenant, model, primary, shadow) → [compared, agreed, errors]."""
+        self._manifests: dict[Key, Manifest | None] = {}
+
+    def accuracy(self, tenant: str, name: str, version: int) -> Accuracy:
+        """Online accuracy of a version from submitted labels."""
+        return self.ledger.accuracy.get((tenant, name, version), Accuracy())
+
+    async def on_telemetry(self, data: bytes) -> None:
+        """One inference function's interval: stats to the controller, predictions to the ledger, samples to drift."""
+        try:
+            batch = TelemetryBatch.model_validate_json(data)
+        except ValidationError as exc:
+            log.warning("dropped an unreadable telemetry batch: %s", exc.errors()[:2])
+            return
+        for stats in batch.stats:
+            self.controller.record(stats)
+        for p in batch.predictions:
+            manifest = await self._manifest(p.tenant, p.name, p.version)
+            labels = manifest.labels if manifest else []
+            predicted = labels[p.predicted] if p.predicted < len(labels) else str(p.predicted)
+            self.ledger.predicted(p.tenant, p.name, p.request_id, p.version, predicted)
+        for s in batch.shadows:
+            tally = self.shadows.setdefault((s.tenant, s.name, s.primary, s.shadow), [0, 0, 0])
+            tally[0], tally[1], tally[2] = tally[0] + s.compared, tally[1] + s.agreed, tally[2] + s.errors
+            log.info(
+                "shadow v%d of %s beside v%d: %d compared in total, agreement %.3f, %d errors, "
+                "p50 %.3f ms (primary %.3f ms)",
+                s.shadow,
+                s.name,
+                s.primary,
+                tally[0],
+                tally[1] / max(tally[0] - tally[2], 1),
+                tally[2],
+                float(np.median(s.shadow_ms)) if s.shadow_ms else float("nan"),
+                float(np.median(s.primary_ms)) if s.primary_ms else float("nan"),
+            )
+        for sample in batch.samples:
+            await self._sampled(sample)
+
+    async def on_labels(self, data: bytes) -> None:
+        """Ground truth for past predictions, by request id."""
+        try:
+            event = parse_event(data, LabelsSubmitted)
+        except ValidationError as exc:
+            log.warning("dropped an unreadable labels event: %s", exc.errors()[:2])
+            return
+        assert isinstance(event, LabelsSubmitted)
+        for entry in event.data.labels:
+            self.ledger.labelled(event.tenant, event.data.model_name, entry.request_id, entry.label)
+
+    async def on_rollout(self, data: bytes) -> None:
+        """A rollout started: judge its alias from now on, traffic or not."""
+        with contextlib.suppress(ValidationError):
+            event = parse_event(data, ModelRollout)
+            assert isinstance(event, ModelRollout)
+            self.controller.watch(event.tenant, event.data.model_name, event.data.alias)
+
+    async def _sampled(self, sample: Sample) -> None:
+        manifest = await self._manifest(sample.tenant, sample.name, sample.version)
+        if manifest is None or manifest.profile is None or not sample.predictions:
+            return
+        profile = Profile.model_validate(manifest.profile)
+        try:
+            x = sample.rows()
+        except ValueError as exc:
+            log.warning("dropped an unreadable sample of %s: %s", sample.name, exc)
+            return
+        if x.shape[1] != len(profile.features) or len(x) != len(sample.predictions):
+            return
+        key = (sample.tenant, sample.name, sample.version)
+        window = self.windows.setdefault(key, Window(self.settings.window_rows))
+        if not window.add(x, np.asarray(sample.predictions, dtype=np.int64)):
+            return
+        while window.count >= window.size:
+            rows, predicted = window.take()
+            verdict = await asyncio.to_thread(
+                judge, profile, rows, predicted, psi_threshold=self.settings.psi_threshold, alpha=self.settings.ks_alpha
+            )
+            self.verdicts.setdefault(key, []).append(verdict)
+            del self.verdicts[key][:-1000]
+            log.info(
+                "drift window %d of %s version %d: max PSI %.3f, drifted %s, prediction PSI %s",
+                window.index,
+                sample.name,
+                sample.version,
+                max(verdict.psi.values(), default=0.0),
+                verdict.drifted,
+                verdict.prediction_psi,
+            )
+            if verdict.alarm:
+                await self._alarm(key, window.index, verdict)
+
+    async def _alarm(self, key: Key, index: int, verdict: Verdict) -> None:
+        tenant, name, version = key
+        report = DriftReport(
+            model_name=name,
+            version=version,
+            window=index,
+            rows=verdict.rows,
+            features=verdict.drifted,
+            psi=verdict.psi,
+            ks_pvalue=verdict.ks_pvalue,
+            prediction_psi=verdict.prediction_psi,
+            prediction_drift=verdict.prediction_drift,
+        )
+        await self.bus.publish(DriftDetected(tenant=tenant, data=report))
+
+    async def _manifest(self, tenant: str, name: str, version: int) -> Manifest | None:
+        key = (tenant, name, version)
+        if key not in self._manifests:
+            try:
+                self._manifests[key] = await asyncio.to_thread(self.registry.manifest, tenant, name, version)
+            except RegistryError as exc:
+                log.warning("no manifest for %s version %d: %s", name, version, exc)
+                return None
+        return self._manifests[key]
+
+
+async def _pump(source: AsyncGenerator[bytes, None], handler: Callable[[bytes], Awaitable[None]]) -> None:
+    async for data in source:
+        await handler(data)
+
+
+async def _ticks(monitor: Monitor, every_s: float) -> None:
+    while True:
+        try:
+            await monitor.controller.tick()
+        except (BusError, RegistryError) as exc:  # NATS or the store away for a moment: judge again next tick
+            log.warning("rollout tick failed: %s", exc)
+        await asyncio.sleep(every_s)
+
+
+async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run one monitor replica until SIGINT/SIGTERM (or `stop`)."""
+    settings = settings or get_settings()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    started = datetime.now(UTC)
+    bus = await Bus.from_settings(settings, name="fermion-monitor")
+    try:
+        await bus.provision()
+        monitor = Monitor(bus, open_registry(settings), settings)
+        unsubscribe = await bus.on(subjects.TELEMETRY, monitor.on_telemetry, queue="monitors")
+        tasks = [
+            asyncio.create_task(_pump(bus.watch(subjects.MODELS_LABELS, since=started), monitor.on_labels)),
+            asyncio.create_task(
+                _pump(bus.watch(f"{subjects.MODELS_ROLLOUT}.started", since=started), monitor.on_rollout)
+            ),
+            asyncio.create_task(_ticks(monitor, settings.tick_s)),
+        ]
+        log.info("monitor: consuming telemetry on %s", subjects.TELEMETRY)
+        await stop.wait()
+        await unsubscribe()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await bus.close()
+
+
+def main() -> None:
+    """Entry point: `python -m fermion.functions.monitor`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve())

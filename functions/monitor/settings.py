@@ -1,0 +1,26 @@
+"""The monitor's settings, from the environment (FERMION_ prefix)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from fermion.events import BusSettings
+from fermion.model_store import StoreSettings
+
+
+class MonitorSettings(StoreSettings, BusSettings):
+    """One monitor replica (samples and stats are shared among replicas through a queue group)."""
+
+    window_rows: int = Field(default=500, ge=20, description="sampled rows per drift window")
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_alpha: float = Field(default=0.01, gt=0, lt=1, description="family-wise level over a window's features")
+    tick_s: float = Field(default=2.0, gt=0, le=300, description="how often rollouts are judged")
+    predictions_kept: int = Field(default=200_000, ge=1, description="predictions remembered for late labels")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> MonitorSettings:
+    """The settings, read once."""
+    return MonitorSettings()
