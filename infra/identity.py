@@ -31,11 +31,21 @@ _JS = "$JS.API"
 _EVENTS, _JOBS = streams.EVENTS_STREAM, streams.JOBS_STREAM
 _READ_EVENT_LOG = [
     f"{_JS}.STREAM.INFO.{_EVENTS}",
+    f"{_JS}.CONSUMER.CREATE.{_EVENTS}",
     f"{_JS}.CONSUMER.CREATE.{_EVENTS}.>",
     f"{_JS}.CONSUMER.DELETE.{_EVENTS}.>",
     f"{_JS}.CONSUMER.INFO.{_EVENTS}.>",
     f"{_JS}.STREAM.MSG.GET.{_EVENTS}",
     "$JS.FC.>",
+]
+_PROVISION = [  # create or update the streams and the durable consumers (idempotent, at start)
+    f"{_JS}.STREAM.CREATE.*",
+    f"{_JS}.STREAM.UPDATE.*",
+    f"{_JS}.STREAM.INFO.*",
+    f"{_JS}.CONSUMER.CREATE.*",
+    f"{_JS}.CONSUMER.CREATE.*.>",
+    f"{_JS}.CONSUMER.DURABLE.CREATE.*.*",
+    f"{_JS}.CONSUMER.INFO.*.*",
 ]
 PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "admin": {"publish": [">"], "subscribe": [">"]},
@@ -65,12 +75,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{subjects.PREFIX}.models.>",
             f"{subjects.DLQ_PREFIX}.>",
             f"{_JS}.INFO",
-            f"{_JS}.STREAM.CREATE.*",
-            f"{_JS}.STREAM.UPDATE.*",
-            f"{_JS}.STREAM.INFO.*",
-            f"{_JS}.CONSUMER.CREATE.*.>",
-            f"{_JS}.CONSUMER.DURABLE.CREATE.*.*",
-            f"{_JS}.CONSUMER.INFO.*.*",
+            *_PROVISION,
             f"{_JS}.CONSUMER.MSG.NEXT.{_JOBS}.*",
             f"{_JS}.CONSUMER.MSG.NEXT.{_EVENTS}.{streams.PIPELINE_DURABLE}",
             f"{_JS}.CONSUMER.MSG.NEXT.{_EVENTS}.{streams.RETRAIN_DURABLE}",
@@ -91,7 +96,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "subscribe": ["_INBOX.>"],
     },
     "monitor": {  # drift windows and the rollout controller
-        "publish": [f"{subjects.PREFIX}.models.>", f"{_JS}.INFO", *_READ_EVENT_LOG],
+        "publish": [f"{subjects.PREFIX}.models.>", f"{_JS}.INFO", *_PROVISION, *_READ_EVENT_LOG],
         "subscribe": ["_INBOX.>", subjects.TELEMETRY],
     },
 }
