@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from .backends import ObjectStore, open_store
 from .cache import FileCache
+from .claims import EventClaims
 from .conformance import check_conditional_writes
 from .errors import (
     AliasConflict,
@@ -95,6 +96,7 @@ class Registry:
     def __init__(self, store: ObjectStore, cache_dir: Path, *, cache_max_bytes: int = 2 << 30) -> None:
         self.store = store
         self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
+        self.claims = EventClaims(store)
         self._conformant = False
 
     def _writable(self) -> None:
@@ -121,8 +123,15 @@ class Registry:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def register(self, tenant: str, name: str, files: Mapping[str, bytes], draft: Draft) -> Manifest:
-        """Store `files` as the next version of `name`, manifest last, and move `latest` to it."""
+    def register(
+        self, tenant: str, name: str, files: Mapping[str, bytes], draft: Draft, *, event_id: str | None = None
+    ) -> Manifest:
+        """Store `files` as the next version of `name`, manifest last, and move `latest` to it.
+
+        With `event_id`, the event becomes at most one version however often (and however
+        concurrently) this is called for it: every call returns the version the claim names
+        (see claims.py).
+        """
         if MODEL_FILE not in files:
             raise InvalidName(f"a version needs a {MODEL_FILE}; got {sorted(files)}")
         for filename in files:
@@ -130,6 +139,8 @@ class Registry:
                 raise InvalidName(f"invalid file name {filename!r} in a model version")
         entries = {fn: file_entry(data) for fn, data in files.items()}
         self._writable()
+        if event_id is not None and (done := self.registered_for(tenant, name, event_id)) is not None:
+            return done
         version = self._claim_version(tenant, name, files[MODEL_FILE])
         prefix = self._version_prefix(tenant, name, version)
         for filename, data in files.items():
@@ -143,9 +154,33 @@ class Registry:
             files=entries,
             content_sha256=content_sha256(entries),
         )
-        self.store.put(prefix + MANIFEST, manifest.model_dump_json(indent=2).encode(), if_none_match=True)
-        log.info("registered %s/%s version %d", tenant, name, version)
-        self._advance_latest(tenant, name, version)
+        if event_id is not None:
+            winner = self.claims.take(self._model_prefix(tenant, name), event_id, manifest)
+            if winner.version != version:  # another writer registered this event first: ours stays invisible
+                log.info(
+                    "event %s is %s/%s version %d already; dropping %d", event_id, tenant, name, winner.version, version
+                )
+                for filename in files:
+                    self.store.delete(prefix + filename)
+                return self._commit(winner, rolled_forward=True)
+        return self._commit(manifest)
+
+    def registered_for(self, tenant: str, name: str, event_id: str) -> Manifest | None:
+        """The version `event_id` became, if any writer claimed it (finishing a writer that died after its claim)."""
+        claimed = self.claims.get(self._model_prefix(tenant, name), event_id)
+        return None if claimed is None else self._commit(claimed, rolled_forward=True)
+
+    def _commit(self, manifest: Manifest, *, rolled_forward: bool = False) -> Manifest:
+        """Write the manifest (the version now exists) and move `latest` forward to it."""
+        key = self._version_prefix(manifest.tenant, manifest.name, manifest.version) + MANIFEST
+        try:
+            self.store.put(key, manifest.model_dump_json(indent=2).encode(), if_none_match=True)
+            log.info("registered %s/%s version %d", manifest.tenant, manifest.name, manifest.version)
+        except PreconditionFailed:
+            if not rolled_forward:
+                raise
+            # The claim's writer (or another reader of the claim) wrote it: the same manifest.
+        self._advance_latest(manifest.tenant, manifest.name, manifest.version)
         return manifest
 
     def _claim_version(self, tenant: str, name: str, first_file: bytes) -> int:

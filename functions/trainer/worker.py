@@ -46,7 +46,7 @@ from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound,
 
 from .consumer import consume
 from .errors import JobCancelled, PermanentJobError
-from .job import find_registered, run_job
+from .job import run_job
 from .pipeline import PipelineRunner
 from .promote import promote_and_announce
 from .settings import TrainerSettings, get_settings
@@ -141,7 +141,7 @@ class Worker:
         """The blocking part of a job, in a worker thread; progress goes out through `loop`."""
         if cancelled.is_set():
             raise JobCancelled(f"job {event.id} was cancelled before it started")
-        if (done := find_registered(self.registry, event)) is not None:
+        if (done := self.registry.registered_for(event.tenant, event.data.model_name, event.id)) is not None:
             log.info("job %s already registered as version %d; not training again", event.id, done.version)
             return done
 
