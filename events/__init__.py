@@ -1,7 +1,17 @@
 """Event contracts, subjects, streams and the JetStream bus."""
 
 from . import streams, subjects
-from .bus import Bus, BusError, BusUnavailable, ConsumerState, Delivery, JobQueue, PublishRejected, StoredMessage
+from .bus import (
+    Bus,
+    BusError,
+    BusUnavailable,
+    ConsumerState,
+    Delivery,
+    JobQueue,
+    PublishRejected,
+    PublishUnconfirmed,
+    StoredMessage,
+)
 from .schemas import (
     AliasMove,
     CancelRequest,
@@ -51,6 +61,7 @@ __all__ = [
     "ModelVersionRef",
     "ProgressReport",
     "PublishRejected",
+    "PublishUnconfirmed",
     "Recipe",
     "StoredMessage",
     "SweepRequest",

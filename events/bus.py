@@ -3,8 +3,12 @@
 Errors::
 
     BusError
-    ├── BusUnavailable   the server cannot be reached (connect, publish or fetch timed out)
-    └── PublishRejected  the server refused a publish (no stream for the subject, ...)
+    ├── BusUnavailable      the server cannot be reached; for a publish: nothing was sent
+    ├── PublishUnconfirmed  a publish went out but no acknowledgement came back: it may be stored
+    └── PublishRejected     the server refused a publish (no stream for the subject, ...)
+
+Publishes are never buffered while the connection is down (`pending_size=0`): a publish then
+fails at once with BusUnavailable instead of going out, unannounced, after a reconnect.
 """
 
 from __future__ import annotations
@@ -37,6 +41,13 @@ class BusError(Exception):
 
 class BusUnavailable(BusError):
     """The NATS server could not be reached in time."""
+
+
+class PublishUnconfirmed(BusError):
+    """A publish was sent but not acknowledged in time: JetStream may or may not have stored it.
+
+    Only publishing the same message id again (de-duplicated by JetStream) settles it.
+    """
 
 
 class PublishRejected(BusError):
@@ -142,14 +153,17 @@ class JobQueue:
 class Bus:
     """Publishes events with Nats-Msg-Id de-duplication and hands out job queues and event watches."""
 
-    def __init__(self, nc: Client, closing: asyncio.Event | None = None) -> None:
+    def __init__(self, nc: Client, closing: asyncio.Event | None = None, *, publish_timeout_s: float = 5.0) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._closing = closing or asyncio.Event()
+        self._publish_timeout_s = publish_timeout_s
 
     @classmethod
-    async def connect(cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0) -> Bus:
-        """Connect to NATS at `url`; raises BusUnavailable if it cannot within `timeout_s`."""
+    async def connect(
+        cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0, publish_timeout_s: float = 5.0
+    ) -> Bus:
+        """Connect to NATS at `url` (several: comma-separated); BusUnavailable if it cannot within `timeout_s`."""
 
         closing = asyncio.Event()
 
@@ -162,24 +176,32 @@ class Bus:
             # the first connection, though, is bounded so a wrong URL fails fast instead of hanging.
             nc = await asyncio.wait_for(
                 nats.connect(
-                    url,
+                    [u.strip() for u in url.split(",") if u.strip()],
                     name=name,
                     connect_timeout=min(timeout_s, 2.0),
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
+                    # No buffer while disconnected: a publish fails now rather than going out later,
+                    # after its caller was told it failed (and may have sent it again).
+                    pending_size=0,
                     disconnected_cb=_disconnected,
                 ),
                 timeout_s,
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"cannot reach NATS at {url}: {exc}") from exc
-        return cls(nc, closing)
+        return cls(nc, closing, publish_timeout_s=publish_timeout_s)
 
     @property
     def connected(self) -> bool:
         """Whether the connection is up right now."""
         return self._nc.is_connected
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection was closed for good (it never reconnects again)."""
+        return self._nc.is_closed
 
     async def close(self) -> None:
         """Close the connection (JetStream publishes were already acknowledged, so nothing is pending)."""
@@ -215,10 +237,19 @@ class Bus:
         all_headers = dict(headers or {})
         if msg_id:
             all_headers["Nats-Msg-Id"] = msg_id
+        if not self._nc.is_connected:
+            raise BusUnavailable(f"not connected to NATS; nothing was published to {subject}")
         try:
-            ack = await self._js.publish(subject, data, headers=all_headers or None, timeout=5.0)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise BusUnavailable(f"no JetStream answer publishing to {subject}: {exc!r}") from exc
+            ack = await self._js.publish(subject, data, headers=all_headers or None, timeout=self._publish_timeout_s)
+        except nats.errors.OutboundBufferLimitError as exc:  # the connection dropped before it went out
+            raise BusUnavailable(f"not connected to NATS; nothing was published to {subject}") from exc
+        except nats.errors.NoRespondersError as exc:  # nothing took it: no stream, or JetStream is down
+            raise BusUnavailable(f"no JetStream stream answered for {subject}; nothing was stored") from exc
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            raise PublishUnconfirmed(
+                f"no acknowledgement from JetStream within {self._publish_timeout_s:.0f}s for {subject}: "
+                "it may have been stored"
+            ) from exc
         except nats.js.errors.Error as exc:
             raise PublishRejected(f"JetStream refused a publish to {subject}: {exc}") from exc
         except nats.errors.Error as exc:

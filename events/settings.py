@@ -1,5 +1,6 @@
 """Where the bus is, read from the environment (FERMION_ prefix)."""
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -9,3 +10,6 @@ class BusSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    """One server, or several separated by commas (the members of a cluster)."""
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a publish waits for JetStream's acknowledgement before its outcome is unknown."""

@@ -48,6 +48,13 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (for fault injection: SIGSTOP, SIGKILL)."""
+        if self._proc is None:
+            raise ServerError("nats-server is not running")
+        return self._proc.pid
+
     def start(self, timeout_s: float = 10.0) -> NatsServer:
         """Spawn the server and return once it says it is ready."""
         self.store_dir.mkdir(parents=True, exist_ok=True)

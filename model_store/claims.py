@@ -10,7 +10,8 @@ The record is taken after a writer has stored every file of the version it claim
 writes that version's manifest, and it holds the whole manifest. So the claim is the commit point:
 
 - the writer that creates it owns the event; every other writer's version stays invisible (no
-  manifest) and its files are removed;
+  manifest) and its files are removed, but for the model file that holds its number (numbers are
+  never reused, so versions appear in order);
 - a writer killed after the claim and before the manifest leaves nothing half-done: whoever reads
   the claim next (a redelivery, a concurrent trainer) writes the manifest from it, create-only.
 

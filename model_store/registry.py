@@ -160,26 +160,29 @@ class Registry:
                 log.info(
                     "event %s is %s/%s version %d already; dropping %d", event_id, tenant, name, winner.version, version
                 )
-                for filename in files:
-                    self.store.delete(prefix + filename)
-                return self._commit(winner, rolled_forward=True)
+                for filename in files:  # the model file stays: it holds the number, so none is ever reused
+                    if filename != MODEL_FILE:
+                        self.store.delete(prefix + filename)
+            return self._commit(winner, claimed=True)
         return self._commit(manifest)
 
     def registered_for(self, tenant: str, name: str, event_id: str) -> Manifest | None:
         """The version `event_id` became, if any writer claimed it (finishing a writer that died after its claim)."""
         claimed = self.claims.get(self._model_prefix(tenant, name), event_id)
-        return None if claimed is None else self._commit(claimed, rolled_forward=True)
+        return None if claimed is None else self._commit(claimed, claimed=True)
 
-    def _commit(self, manifest: Manifest, *, rolled_forward: bool = False) -> Manifest:
-        """Write the manifest (the version now exists) and move `latest` forward to it."""
+    def _commit(self, manifest: Manifest, *, claimed: bool = False) -> Manifest:
+        """Write the manifest (the version now exists) and move `latest` forward to it.
+
+        A `claimed` manifest is an event claim's: whoever read the claim may have written it first.
+        """
         key = self._version_prefix(manifest.tenant, manifest.name, manifest.version) + MANIFEST
         try:
             self.store.put(key, manifest.model_dump_json(indent=2).encode(), if_none_match=True)
             log.info("registered %s/%s version %d", manifest.tenant, manifest.name, manifest.version)
         except PreconditionFailed:
-            if not rolled_forward:
+            if not claimed:
                 raise
-            # The claim's writer (or another reader of the claim) wrote it: the same manifest.
         self._advance_latest(manifest.tenant, manifest.name, manifest.version)
         return manifest
 

@@ -33,9 +33,10 @@ from fermion.events.schemas import Name
 from fermion.model_store import DatasetStore, InvalidName, check_name, dataset_format
 
 from ..responses import install_error_handlers
-from .datasets import validate_dataset
+from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, Settings
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
+from .idempotency import IdempotencyKey, event_id
 from .registry_api import router as registry_router
 from .settings import IngestSettings, get_settings
 
@@ -115,17 +116,21 @@ async def upload_dataset(
         check_name("tenant", tenant)
     except InvalidName as exc:
         raise BadUpload(str(exc)) from exc
-    validate_dataset(data, fmt)
+    # Off the event loop: reading a large upload through must not stall health checks and other requests.
+    await asyncio.to_thread(validate_dataset, data, fmt, upload_limits(settings))
     stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)
     await bus.publish(DatasetUploaded(id=f"{tenant}.{dataset_name}.{stored.sha256[:32]}", tenant=tenant, data=ref))
     return ref
 
 
-async def request_training(spec: TrainingSpec, datasets: Datasets, bus: BusDep) -> Accepted:
+async def request_training(
+    spec: TrainingSpec, datasets: Datasets, bus: BusDep, idempotency_key: IdempotencyKey = None
+) -> Accepted:
     """Publish `training.requested` for a stored dataset; the job id is the event id."""
     ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
     event = TrainingRequested(
+        id=event_id(spec.tenant, "trainings", idempotency_key),
         tenant=spec.tenant,
         data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=spec.recipe),
     )
@@ -146,10 +151,13 @@ class SweepSpec(BaseModel):
     tenant: Name = "default"
 
 
-async def request_sweep(spec: SweepSpec, datasets: Datasets, bus: BusDep) -> dict[str, object]:
+async def request_sweep(
+    spec: SweepSpec, datasets: Datasets, bus: BusDep, idempotency_key: IdempotencyKey = None
+) -> dict[str, object]:
     """Publish `training.sweep`: the trials fan out across the trainers; the best is promoted by the gate."""
     ref = await asyncio.to_thread(_find_dataset, datasets, spec.tenant, spec.dataset)
     event = TrainingSweep(
+        id=event_id(spec.tenant, "sweeps", idempotency_key),
         tenant=spec.tenant,
         data=SweepRequest(
             model_name=spec.model_name, dataset=ref, trials=spec.trials, metric=spec.metric, gate=spec.gate
