@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         PreconditionFailed,
         RegistryError,
         StoreError,
+        StoreFull,
         StoreUnavailable,
         VersionNotFound,
     )
@@ -71,6 +72,7 @@ _EXPORTS = {
     "StoreError": "errors",
     "StoreNotConformant": "conformance",
     "StoreSettings": "settings",
+    "StoreFull": "errors",
     "StoreUnavailable": "errors",
     "StoredDataset": "datasets",
     "TensorSpec": "manifest",
@@ -112,6 +114,7 @@ __all__ = [
     "RegistryError",
     "Signature",
     "StoreError",
+    "StoreFull",
     "StoreNotConformant",
     "StoreSettings",
     "StoreUnavailable",
