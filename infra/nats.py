@@ -49,6 +49,11 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     @property
+    def exited(self) -> bool:
+        """Whether the server process started here has ended (killed, crashed)."""
+        return self._proc is not None and self._proc.poll() is not None
+
+    @property
     def pid(self) -> int:
         """The server's process id (for fault injection: SIGSTOP, SIGKILL)."""
         if self._proc is None:

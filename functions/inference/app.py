@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from starlette.routing import Route
 
 from ..responses import describe_validation, install_error_handlers
-from .errors import TRANSLATIONS, BadRequest, PayloadTooLarge
+from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import HEADER_LENGTH, InferenceRequest, encode_response, parse_request, to_array
 from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
@@ -102,6 +102,8 @@ async def live() -> dict[str, bool]:
 
 async def ready(request: Request) -> dict[str, Any]:
     """Ready to serve; lists the loaded models with the providers their sessions really got."""
+    if (problem := preload.problem(_preloading)) is not None:  # not ready until the preload model serves
+        raise ModelUnavailable(f"not ready: {problem}")
     loaded = request.app.state.services.runtime().loaded
     return {
         "ready": True,

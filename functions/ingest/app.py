@@ -33,6 +33,7 @@ from fermion.events.schemas import Name
 from fermion.model_store import DatasetStore, InvalidName, check_name, dataset_format
 
 from ..responses import install_error_handlers
+from . import health
 from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, Settings
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
@@ -77,7 +78,8 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     if settings is not get_settings:
         app.dependency_overrides[get_settings] = settings
     install_error_handlers(app, log, TRANSLATIONS, validation_status=422)
-    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/healthz", health.live, methods=["GET"])
+    app.add_api_route("/readyz", health.ready, methods=["GET"])
     # The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
     # chunked body) instead of after it has been spooled to disk; the handler then holds the file
     # itself to `max_upload_bytes`.
@@ -87,11 +89,6 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
     app.include_router(registry_router)
     return app
-
-
-async def healthz() -> dict[str, bool]:
-    """The process is up."""
-    return {"live": True}
 
 
 async def upload_dataset(
