@@ -209,10 +209,10 @@ class Bus:
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await self._nc.close()
 
-    async def provision(self, policy: streams.ConsumerPolicy | None = None) -> None:
-        """Create or update the streams and the trainers' durable consumer (idempotent)."""
+    async def provision(self, policy: streams.ConsumerPolicy | None = None, *, replicas: int = 1) -> None:
+        """Create or update the streams (`replicas` copies each) and the durable consumers (idempotent)."""
         try:
-            for config in streams.stream_configs():
+            for config in streams.stream_configs(replicas=replicas):
                 try:
                     await self._js.add_stream(config)
                 except nats.js.errors.BadRequestError:
@@ -304,6 +304,14 @@ class Bus:
             return
         except nats.errors.Error as exc:
             raise BusError(f"cannot remove job message {seq}: {exc}") from exc
+
+    async def stream_leader(self, stream: str = streams.JOBS_STREAM) -> str | None:
+        """The name of the server leading `stream` in a cluster (None on a single server)."""
+        try:
+            info = await self._js.stream_info(stream)
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read stream {stream!r}: {exc}") from exc
+        return info.cluster.leader if info.cluster else None
 
     async def consumer_state(self, durable: str, stream: str = streams.JOBS_STREAM) -> ConsumerState:
         """How much work a shared durable consumer has: not yet delivered, delivered and unacked."""

@@ -36,11 +36,21 @@ def nats_server_binary() -> Path:
 class NatsServer:
     """One nats-server process; port 0 picks a free ephemeral port."""
 
-    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None):
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_file: Path | None = None,
+        config: Path | None = None,
+    ):
         self.store_dir = store_dir
         self.host = host
         self.port = port
         self.log_file = log_file
+        self.config = config
+        """A configuration file (a cluster node's); the command line then only names it."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._pump_thread: threading.Thread | None = None
 
@@ -63,18 +73,22 @@ class NatsServer:
     def start(self, timeout_s: float = 10.0) -> NatsServer:
         """Spawn the server and return once it says it is ready."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            str(nats_server_binary()),
-            "-a",
-            self.host,
-            "-p",
-            str(self.port or -1),
-            "-js",
-            "-sd",
-            str(self.store_dir),
-            "--http_port",
-            "0",
-        ]
+        cmd = (
+            [str(nats_server_binary()), "-c", str(self.config)]
+            if self.config
+            else [
+                str(nats_server_binary()),
+                "-a",
+                self.host,
+                "-p",
+                str(self.port or -1),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "--http_port",
+                "0",
+            ]
+        )
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self._proc.stdout is not None
         deadline = time.monotonic() + timeout_s

@@ -317,7 +317,10 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
             loop.add_signal_handler(sig, stop.set)
     bus = await Bus.connect(settings.nats_url, name="fermion-trainer")
     try:
-        await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))
+        await bus.provision(
+            ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver),
+            replicas=settings.stream_replicas,
+        )
         registry = open_registry(settings)
         async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
             group.create_task(Worker(bus, registry, settings).run(stop))
