@@ -1,8 +1,10 @@
 """Bring-your-own ONNX: validate a user's file before it may enter the registry.
 
 Refused, with the reason: a symlink, a file over the size limit, an external-data reference that
-is absolute, climbs out with `..`, is itself a symlink or is missing, a graph `onnx.checker` rejects,
-and inputs or outputs without a tensor type.
+is absolute, climbs out with `..`, is itself a symlink or is missing, a range of external data
+that runs past the end of its file or whose length is not the size its tensor declares (what
+ONNX Runtime would read and fail on at every request), a graph `onnx.checker` rejects, and inputs
+or outputs without a tensor type.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 from .errors import CompileError
 
@@ -81,6 +84,30 @@ def _external_locations(model: onnx.ModelProto) -> set[str]:
     return locations
 
 
+def _check_ranges(model: onnx.ModelProto, sizes: dict[str, int]) -> None:
+    """Every external tensor's bytes lie within its file, and are as many as its dims and type need."""
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location, offset = info.get("location", ""), int(info.get("offset", 0) or 0)
+        if tensor.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
+            raise InvalidModel(f"tensor {tensor.name!r} keeps a {tensor.data_type} tensor in external data")
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        needed = int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
+        length = int(info["length"]) if info.get("length") else needed
+        if length != needed:
+            raise InvalidModel(
+                f"tensor {tensor.name!r} declares {needed} bytes ({list(tensor.dims)}) but its external data "
+                f"entry says {length}"
+            )
+        if offset < 0 or offset + length > sizes[location]:
+            raise InvalidModel(
+                f"tensor {tensor.name!r} reads bytes {offset}..{offset + length} of {location!r}, "
+                f"which has {sizes[location]}: the file is truncated or the offset is wrong"
+            )
+
+
 def validate_onnx(path: Path, *, max_bytes: int = MAX_BYTES) -> ValidatedModel:
     """Check an ONNX file and its external data; return what to register, or raise InvalidModel."""
     if path.is_symlink():
@@ -118,6 +145,7 @@ def validate_onnx(path: Path, *, max_bytes: int = MAX_BYTES) -> ValidatedModel:
         if total > max_bytes:
             raise InvalidModel(f"{path} with its external data is over the limit of {max_bytes} bytes")
         files[location] = data_path.read_bytes()
+    _check_ranges(model, {name: len(data) for name, data in files.items()})
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:

@@ -10,6 +10,7 @@ from .bus import (
     Delivery,
     JobQueue,
     PublishRejected,
+    PublishUnconfirmed,
     StoredMessage,
 )
 from .monitoring import DriftDetected, DriftReport, LabelBatch, LabelEntry, LabelsSubmitted, ModelRollout, RolloutChange
@@ -73,6 +74,7 @@ __all__ = [
     "ModelVersionRef",
     "ProgressReport",
     "PublishRejected",
+    "PublishUnconfirmed",
     "Recipe",
     "RolloutChange",
     "StoredMessage",

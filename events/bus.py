@@ -3,8 +3,12 @@
 Errors::
 
     BusError
-    ├── BusUnavailable   the server cannot be reached (connect, publish or fetch timed out)
-    └── PublishRejected  the server refused a publish (no stream for the subject, ...)
+    ├── BusUnavailable      the server cannot be reached; for a publish: nothing was sent
+    ├── PublishUnconfirmed  a publish went out but no acknowledgement came back: it may be stored
+    └── PublishRejected     the server refused a publish (no stream for the subject, ...)
+
+Publishes are never buffered while the connection is down (`pending_size=0`): a publish then
+fails at once with BusUnavailable instead of going out, unannounced, after a reconnect.
 """
 
 from __future__ import annotations
@@ -60,6 +64,13 @@ class BusError(Exception):
 
 class BusUnavailable(BusError):
     """The NATS server could not be reached in time."""
+
+
+class PublishUnconfirmed(BusError):
+    """A publish was sent but not acknowledged in time: JetStream may or may not have stored it.
+
+    Only publishing the same message id again (de-duplicated by JetStream) settles it.
+    """
 
 
 class PublishRejected(BusError):
@@ -165,10 +176,11 @@ class JobQueue:
 class Bus:
     """Publishes events with Nats-Msg-Id de-duplication and hands out job queues and event watches."""
 
-    def __init__(self, nc: Client, closing: asyncio.Event | None = None) -> None:
+    def __init__(self, nc: Client, closing: asyncio.Event | None = None, *, publish_timeout_s: float = 5.0) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._closing = closing or asyncio.Event()
+        self._publish_timeout_s = publish_timeout_s
 
     @classmethod
     async def from_settings(cls, settings: BusSettings, *, name: str, timeout_s: float = 5.0) -> Bus:
@@ -186,10 +198,18 @@ class Bus:
             if settings.nats_tls_cert:
                 tls.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key or settings.nats_tls_cert))
             options["tls"] = tls
-        return await cls.connect(settings.nats_url, name=name, timeout_s=timeout_s, **options)
+        return await cls.connect(
+            settings.nats_url,
+            name=name,
+            timeout_s=timeout_s,
+            publish_timeout_s=settings.publish_timeout_s,
+            **options,
+        )
 
     @classmethod
-    async def connect(cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0, **options: Any) -> Bus:
+    async def connect(
+        cls, url: str, *, name: str = "fermion", timeout_s: float = 5.0, publish_timeout_s: float = 5.0, **options: Any
+    ) -> Bus:
         """Connect to NATS at `url` (several: comma-separated); BusUnavailable if it cannot within `timeout_s`.
 
         `options` go to nats-py (identity, TLS); nothing secret ever appears in an error or log line.
@@ -220,6 +240,9 @@ class Bus:
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
+                    # No buffer while disconnected: a publish fails now rather than going out later,
+                    # after its caller was told it failed (and may have sent it again).
+                    pending_size=0,
                     disconnected_cb=_disconnected,
                     error_cb=_error,
                     **options,
@@ -229,12 +252,17 @@ class Bus:
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             why = redact_text(str(exc), servers) or (seen[-1] if seen else type(exc).__name__)
             raise BusUnavailable(f"cannot reach NATS at {shown}: {why}") from exc
-        return cls(nc, closing)
+        return cls(nc, closing, publish_timeout_s=publish_timeout_s)
 
     @property
     def connected(self) -> bool:
         """Whether the connection is up right now."""
         return self._nc.is_connected
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection was closed for good (it never reconnects again)."""
+        return self._nc.is_closed
 
     async def close(self) -> None:
         """Close the connection (JetStream publishes were already acknowledged, so nothing is pending)."""
@@ -242,10 +270,10 @@ class Bus:
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await self._nc.close()
 
-    async def provision(self, policy: streams.ConsumerPolicy | None = None) -> None:
-        """Create or update the streams and the trainers' durable consumer (idempotent)."""
+    async def provision(self, policy: streams.ConsumerPolicy | None = None, *, replicas: int = 1) -> None:
+        """Create or update the streams (`replicas` copies each) and the durable consumers (idempotent)."""
         try:
-            for config in streams.stream_configs():
+            for config in streams.stream_configs(replicas=replicas):
                 try:
                     await self._js.add_stream(config)
                 except nats.js.errors.BadRequestError:
@@ -277,10 +305,19 @@ class Bus:
         all_headers = dict(headers or {})
         if msg_id:
             all_headers["Nats-Msg-Id"] = msg_id
+        if not self._nc.is_connected:
+            raise BusUnavailable(f"not connected to NATS; nothing was published to {subject}")
         try:
-            ack = await self._js.publish(subject, data, headers=all_headers or None, timeout=5.0)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise BusUnavailable(f"no JetStream answer publishing to {subject}: {exc!r}") from exc
+            ack = await self._js.publish(subject, data, headers=all_headers or None, timeout=self._publish_timeout_s)
+        except nats.errors.OutboundBufferLimitError as exc:  # the connection dropped before it went out
+            raise BusUnavailable(f"not connected to NATS; nothing was published to {subject}") from exc
+        except nats.errors.NoRespondersError as exc:  # nothing took it: no stream, or JetStream is down
+            raise BusUnavailable(f"no JetStream stream answered for {subject}; nothing was stored") from exc
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            raise PublishUnconfirmed(
+                f"no acknowledgement from JetStream within {self._publish_timeout_s:.0f}s for {subject}: "
+                "it may have been stored"
+            ) from exc
         except nats.js.errors.Error as exc:
             raise PublishRejected(f"JetStream refused a publish to {subject}: {exc}") from exc
         except nats.errors.Error as exc:
@@ -365,6 +402,14 @@ class Bus:
             return
         except nats.errors.Error as exc:
             raise BusError(f"cannot remove job message {seq}: {exc}") from exc
+
+    async def stream_leader(self, stream: str = streams.JOBS_STREAM) -> str | None:
+        """The name of the server leading `stream` in a cluster (None on a single server)."""
+        try:
+            info = await self._js.stream_info(stream)
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read stream {stream!r}: {exc}") from exc
+        return info.cluster.leader if info.cluster else None
 
     async def consumer_state(self, durable: str, stream: str = streams.JOBS_STREAM) -> ConsumerState:
         """How much work a shared durable consumer has: not yet delivered, delivered and unacked."""

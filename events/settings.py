@@ -25,3 +25,7 @@ class BusSettings(BaseSettings):
     nats_tls_ca: Path | None = None
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    """Copies of each stream and consumer in a JetStream cluster (3 in production; 1 on one server)."""
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a publish waits for JetStream's acknowledgement before its outcome is unknown."""

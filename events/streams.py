@@ -35,8 +35,11 @@ class ConsumerPolicy:
     max_deliver: int = 5
 
 
-def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
-    """The streams Fermion needs: a work queue for jobs and a limits stream for the event log."""
+def stream_configs(duplicate_window_s: float = 600.0, replicas: int = 1) -> list[StreamConfig]:
+    """The streams Fermion needs: a work queue for jobs and a limits stream for the event log.
+
+    `replicas` copies of each on a cluster (consumers follow their stream's count).
+    """
     return [
         StreamConfig(
             name=JOBS_STREAM,
@@ -44,6 +47,7 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=EVENTS_STREAM,
@@ -61,6 +65,7 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=7 * 24 * 3600.0,
             duplicate_window=duplicate_window_s,
+            num_replicas=replicas,
         ),
     ]
 

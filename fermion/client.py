@@ -36,6 +36,8 @@ from fermion.infra import StackSettings
 from fermion.infra.identity import LocalIdentity
 from fermion.jobs import DeadLetter, JobStatus, dead_letters, job_statuses
 
+from . import retry as retries
+
 
 class FermionError(Exception):
     """A request to Fermion failed; the message is the server's explanation."""
@@ -57,11 +59,13 @@ class Client:
         api_key: str | None = None,
         tenant: str | None = None,
         timeout_s: float = 60.0,
+        retry: retries.Retry | None = None,
     ) -> None:
         self.ingest_url = ingest_url.rstrip("/")
         self.inference_url = inference_url.rstrip("/")
         self.bus_settings = nats if isinstance(nats, BusSettings) else BusSettings(nats_url=nats)
         self.tenant = tenant  # None: the key's own tenant (naming another needs an admin key)
+        self.write_retry = retry or retries.Retry()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers)
 
@@ -90,9 +94,13 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, url: str, *, key: str | None = None, **kwargs: Any) -> Any:
+        """One request; with an idempotency `key`, a write retried with that key until it is settled."""
         try:
-            response = self._http.request(method, url, **kwargs)
+            if key is None:
+                response = self._http.request(method, url, **kwargs)
+            else:
+                response = retries.send(self._http, method, url, key=key, retry=self.write_retry, **kwargs)
         except httpx.HTTPError as exc:
             raise FermionError(f"{method} {url} failed: {exc}") from exc
         if response.status_code >= 400:
@@ -118,22 +126,41 @@ class Client:
         """Revoke a key by id (admin only)."""
         return dict(self._call("DELETE", f"{self.ingest_url}/v1/keys/{key_id}"))
 
-    def upload(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
+    def upload(
+        self, path: str | Path, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Upload a dataset file (.npz with x/y, or .csv); returns its stored reference."""
         p = Path(path)
+        key = idempotency_key or retries.new_key()
         with p.open("rb") as f:
             form = {**self._tenant, **({"name": name} if name else {})}
-            return self._call("POST", f"{self.ingest_url}/v1/datasets", files={"file": (p.name, f)}, data=form)
+            return self._call(
+                "POST",
+                f"{self.ingest_url}/v1/datasets",
+                key=key,
+                rewind=lambda: f.seek(0),
+                files={"file": (p.name, f)},
+                data=form,
+            )
 
-    def train(self, model_name: str, dataset: str, *, sha256: str | None = None, **recipe: Any) -> str:
-        """Request a training; returns the job id."""
+    def train(
+        self,
+        model_name: str,
+        dataset: str,
+        *,
+        sha256: str | None = None,
+        idempotency_key: str | None = None,
+        **recipe: Any,
+    ) -> str:
+        """Request a training; returns the job id (the same for every retry with one `idempotency_key`)."""
         body = {
             "model_name": model_name,
             **self._tenant,
             "recipe": recipe,
             "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
         }
-        return str(self._call("POST", f"{self.ingest_url}/v1/trainings", json=body)["job_id"])
+        key = idempotency_key or retries.new_key()
+        return str(self._call("POST", f"{self.ingest_url}/v1/trainings", key=key, json=body)["job_id"])
 
     def sweep(
         self,
@@ -144,6 +171,7 @@ class Client:
         metric: str = "macro_f1",
         gate: dict[str, Any] | None = None,
         sha256: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Request a sweep; returns the sweep id and its trials' job ids."""
         body = {
@@ -154,7 +182,8 @@ class Client:
             "gate": gate,
             "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
         }
-        return self._call("POST", f"{self.ingest_url}/v1/sweeps", json=body)
+        key = idempotency_key or retries.new_key()
+        return self._call("POST", f"{self.ingest_url}/v1/sweeps", key=key, json=body)
 
     async def follow(self, job_id: str, *, since: datetime | None = None) -> AsyncGenerator[Event, None]:
         """The job's progress events, ending with its `training.completed` or `training.failed`."""

@@ -44,12 +44,16 @@ class NatsServer:
         port: int = 0,
         log_file: Path | None = None,
         config: Path | None = None,
+        auth: Path | None = None,
     ):
         self.store_dir = store_dir
-        self.config = config  # users and permissions (infra/identity.py); None: anonymous, for tests
+        self.auth = auth
+        """Users and their permissions (infra/identity.py), included on the command line; None: anonymous."""
         self.host = host
         self.port = port
         self.log_file = log_file
+        self.config = config
+        """A configuration file (a cluster node's); the command line then only names it."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._pump_thread: threading.Thread | None = None
 
@@ -57,22 +61,38 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def exited(self) -> bool:
+        """Whether the server process started here has ended (killed, crashed)."""
+        return self._proc is not None and self._proc.poll() is not None
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (for fault injection: SIGSTOP, SIGKILL)."""
+        if self._proc is None:
+            raise ServerError("nats-server is not running")
+        return self._proc.pid
+
     def start(self, timeout_s: float = 10.0) -> NatsServer:
         """Spawn the server and return once it says it is ready."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            str(nats_server_binary()),
-            "-a",
-            self.host,
-            "-p",
-            str(self.port or -1),
-            "-js",
-            "-sd",
-            str(self.store_dir),
-            "--http_port",
-            "0",
-            *(["-c", str(self.config)] if self.config else []),
-        ]
+        cmd = (
+            [str(nats_server_binary()), "-c", str(self.config)]
+            if self.config
+            else [
+                str(nats_server_binary()),
+                "-a",
+                self.host,
+                "-p",
+                str(self.port or -1),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "--http_port",
+                "0",
+                *(["-c", str(self.auth)] if self.auth else []),
+            ]
+        )
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self._proc.stdout is not None
         deadline = time.monotonic() + timeout_s

@@ -78,7 +78,7 @@ class Stack:
                 host=s.host,
                 port=s.nats_port,
                 log_file=self.logs / "nats.log",
-                config=self.identity.nats_config,
+                auth=self.identity.nats_config,
             ).start()
             asyncio.run(_provision(self.identity.bus_settings("admin", s.nats_url)))
             python = sys.executable
@@ -108,13 +108,17 @@ class Stack:
                     bridge += ["--endpoint-url", s.s3_endpoint_url]
                 self.processes.append(Process("s3-bridge", "ingest", bridge))
             for p in self.processes:
-                with open(self.logs / f"{p.name}.log", "ab") as out:
-                    p.proc = subprocess.Popen(p.argv, env=self.env(p.role), stdout=out, stderr=subprocess.STDOUT)
+                self.launch(p)
             self._wait_healthy(timeout_s)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def launch(self, p: Process) -> None:
+        """Start (or start again) one function process, appending to its log."""
+        with open(self.logs / f"{p.name}.log", "ab") as out:
+            p.proc = subprocess.Popen(p.argv, env=self.env(p.role), stdout=out, stderr=subprocess.STDOUT)
 
     def _wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         PreconditionFailed,
         RegistryError,
         StoreError,
+        StoreFull,
         StoreUnavailable,
         VersionNotFound,
     )
@@ -96,6 +97,7 @@ _EXPORTS = {
     "StoreError": "errors",
     "StoreNotConformant": "conformance",
     "StoreSettings": "settings",
+    "StoreFull": "errors",
     "StoreUnavailable": "errors",
     "StoredDataset": "datasets",
     "TensorSpec": "manifest",
@@ -151,6 +153,7 @@ __all__ = [
     "SignatureError",
     "Signer",
     "StoreError",
+    "StoreFull",
     "StoreNotConformant",
     "StoreSettings",
     "StoreUnavailable",

@@ -5,6 +5,7 @@
     RegistryError
     ├── StoreError
     │   ├── StoreUnavailable      the object store cannot be reached or refused our credentials
+    │   ├── StoreFull             the object store has no room for the write (disk full, quota)
     │   ├── ObjectNotFound        no object at a key
     │   └── PreconditionFailed    a create-only or compare-and-swap write lost to another writer
     ├── InvalidName               a tenant, model or alias name that could escape its prefix
@@ -27,6 +28,10 @@ class StoreError(RegistryError):
 
 class StoreUnavailable(StoreError):
     """The object store cannot be reached, or refused our credentials."""
+
+
+class StoreFull(StoreError):
+    """The object store has no room for a write (a full disk, a quota); nothing of it was kept."""
 
 
 class ObjectNotFound(StoreError):

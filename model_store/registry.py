@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from .aliases import Alias, moved
 from .backends import ObjectStore, open_store
 from .cache import FileCache
+from .claims import EventClaims
 from .conformance import check_conditional_writes
 from .errors import (
     AliasConflict,
@@ -94,6 +95,7 @@ class Registry:
         self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
         self.signer = signer  # signs each manifest it registers
         self.verifier = verifier  # refuses a manifest no trusted key signed
+        self.claims = EventClaims(store)
         self._conformant = False
 
     def _writable(self) -> None:
@@ -120,8 +122,15 @@ class Registry:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def register(self, tenant: str, name: str, files: Mapping[str, bytes], draft: Draft) -> Manifest:
-        """Store `files` as the next version of `name`, manifest last, and move `latest` to it."""
+    def register(
+        self, tenant: str, name: str, files: Mapping[str, bytes], draft: Draft, *, event_id: str | None = None
+    ) -> Manifest:
+        """Store `files` as the next version of `name`, manifest last, and move `latest` to it.
+
+        With `event_id`, the event becomes at most one version however often (and however
+        concurrently) this is called for it: every call returns the version the claim names
+        (see claims.py).
+        """
         if MODEL_FILE not in files:
             raise InvalidName(f"a version needs a {MODEL_FILE}; got {sorted(files)}")
         for filename in files:
@@ -129,6 +138,8 @@ class Registry:
                 raise InvalidName(f"invalid file name {filename!r} in a model version")
         entries = {fn: file_entry(data) for fn, data in files.items()}
         self._writable()
+        if event_id is not None and (done := self.registered_for(tenant, name, event_id)) is not None:
+            return done
         version = self._claim_version(tenant, name, files[MODEL_FILE])
         prefix = self._version_prefix(tenant, name, version)
         for filename, data in files.items():
@@ -142,13 +153,40 @@ class Registry:
             files=entries,
             content_sha256=content_sha256(entries),
         )
-        manifest_bytes = manifest.model_dump_json(indent=2).encode()
-        if self.signer is not None:  # before the manifest: a version that exists is signed
-            self.store.put(prefix + SIGNATURE_FILE, self.signer.sign(manifest_bytes), if_none_match=True)
-        self.store.put(prefix + MANIFEST, manifest_bytes, if_none_match=True)
-        log.info("registered %s/%s version %d", tenant, name, version)
-        self._advance_latest(tenant, name, version)
-        self._bootstrap_served(tenant, name, version)
+        if event_id is not None:
+            winner = self.claims.take(self._model_prefix(tenant, name), event_id, manifest)
+            if winner.version != version:  # another writer registered this event first: ours stays invisible
+                log.info(
+                    "event %s is %s/%s version %d already; dropping %d", event_id, tenant, name, winner.version, version
+                )
+                for filename in files:  # the model file stays: it holds the number, so none is ever reused
+                    if filename != MODEL_FILE:
+                        self.store.delete(prefix + filename)
+            return self._commit(winner, claimed=True)
+        return self._commit(manifest)
+
+    def registered_for(self, tenant: str, name: str, event_id: str) -> Manifest | None:
+        """The version `event_id` became, if any writer claimed it (finishing a writer that died after its claim)."""
+        claimed = self.claims.get(self._model_prefix(tenant, name), event_id)
+        return None if claimed is None else self._commit(claimed, claimed=True)
+
+    def _commit(self, manifest: Manifest, *, claimed: bool = False) -> Manifest:
+        """Write the manifest (the version now exists) and move `latest` forward to it.
+
+        A `claimed` manifest is an event claim's: whoever read the claim may have written it first.
+        """
+        key = self._version_prefix(manifest.tenant, manifest.name, manifest.version) + MANIFEST
+        body = manifest.model_dump_json(indent=2).encode()
+        try:
+            if self.signer is not None:  # before the manifest: a version that exists is signed
+                self.store.put(key.removesuffix(MANIFEST) + SIGNATURE_FILE, self.signer.sign(body), if_none_match=True)
+            self.store.put(key, body, if_none_match=True)
+            log.info("registered %s/%s version %d", manifest.tenant, manifest.name, manifest.version)
+        except PreconditionFailed:
+            if not claimed:
+                raise
+        self._advance_latest(manifest.tenant, manifest.name, manifest.version)
+        self._bootstrap_served(manifest.tenant, manifest.name, manifest.version)
         return manifest
 
     def _claim_version(self, tenant: str, name: str, first_file: bytes) -> int:

@@ -12,6 +12,7 @@ import typer
 
 from fermion.client import Client, FermionError
 from fermion.infra import Stack, StackSettings, is_up
+from fermion.infra.supervisor import Supervisor
 
 from .console import console, fail
 from .follow import follow_job
@@ -43,17 +44,18 @@ def up() -> None:
         stopping = True
 
     signal.signal(signal.SIGTERM, _stop)
+    supervisor = Supervisor(stack)  # a crashed function (or nats-server) is restarted with back-off
     try:
         while not stopping:
-            if dead := stack.failed():
-                console.print(f"[red]{', '.join(dead)} exited; see {settings.home / 'logs'}[/]")
-                break
-            time.sleep(0.5)
+            for line in supervisor.check():
+                console.print(f"[yellow]{line}[/] (logs: {settings.home / 'logs'})")
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
         console.print("stopping…")
         stack.stop()
+        console.print("stopped")
 
 
 def demo(

@@ -38,7 +38,7 @@ from fermion.model_store import KeyStore
 from ..responses import describe_validation, install_error_handlers
 from ..security import Auditor, Authenticator, Principal, Unauthorized
 from ..security.http import SecurityState, authorize
-from .errors import TRANSLATIONS, BadRequest, PayloadTooLarge
+from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import HEADER_LENGTH, InferenceRequest, encode_response, parse_request, to_array
 from .routing import Traffic
@@ -120,6 +120,8 @@ async def live() -> dict[str, bool]:
 
 async def ready(request: Request) -> dict[str, Any]:
     """Ready to serve (a probe: no key needed); with a key, lists its tenant's loaded models and their providers."""
+    if (problem := preload.problem(_preloading)) is not None:  # not ready until the preload model serves
+        raise ModelUnavailable(f"not ready: {problem}")
     try:
         tenant: str | None = (await authorize(request, "infer")).tenant
     except Unauthorized:

@@ -13,6 +13,14 @@ import threading
 from .settings import get_settings
 
 log = logging.getLogger("fermion.inference")
+_failure: list[str] = []  # why the preload failed, once it has
+
+
+def problem(thread: threading.Thread | None) -> str | None:
+    """Why the function is not ready yet because of its preload model (None: ready, or no preload)."""
+    if thread is not None and thread.is_alive():
+        return f"still loading {get_settings().preload}"
+    return _failure[0] if _failure else None
 
 
 def start() -> threading.Thread | None:
@@ -35,5 +43,7 @@ def _load(ref: str) -> None:
         model = default_runtime().get(ModelRef.parse(ref))
     except (RegistryError, InferenceError) as exc:  # not fatal: the first request reports the cause
         log.warning("preloading %s failed (%s); it will load on first request", ref, exc)
+        _failure[:] = [f"preloading {ref} failed: {exc}"]
         return
+    _failure.clear()
     log.info("preloaded %s version %d in %.3fs", model.name, model.version, model.load_seconds)

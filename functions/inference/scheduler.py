@@ -2,6 +2,10 @@
 
 One `Lane` per loaded model (tenant, name, version, variant) keeps what the choice needs: the
 model's recent cost per row of a request run alone, and the model's batcher, made on first use.
+
+Memory is bounded by rows: a request over `max_rows_per_request` is refused (413), one over
+`max_rows_per_run` runs in chunks of that many rows (ONNX Runtime's arena is then shrunk, so the
+chunk's peak is given back), and a merged batch never exceeds `max_batch_size` rows.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batching import Batcher
+from .errors import PayloadTooLarge
 from .runtime import LoadedModel, rows_of
 from .settings import InferenceSettings
 
@@ -72,6 +77,12 @@ class Scheduler:
         cheap.
         """
         lane, rows = self.lane(model), rows_of(feeds)
+        limit = self._settings().max_rows_per_request
+        if rows > limit:
+            raise PayloadTooLarge(
+                f"the request has {rows} rows; the limit is {limit} per request (FERMION_MAX_ROWS_PER_REQUEST): "
+                "split it into several requests"
+            )
         if lane.row_ms * rows < INLINE_RUN_MS and sum(a.size for a in feeds.values()) <= INLINE_ELEMENTS:
             return self._timed(lane, feeds, wanted, rows)  # a thread hop would cost more than the run itself
         batcher = self._batcher(lane)
@@ -79,10 +90,25 @@ class Scheduler:
             return await batcher.run(feeds, wanted)
         return await asyncio.to_thread(self._timed, lane, feeds, wanted, rows)
 
-    @staticmethod
-    def _timed(lane: Lane, feeds: dict[str, np.ndarray], wanted: list[str] | None, rows: int) -> dict[str, np.ndarray]:
+    def _timed(
+        self, lane: Lane, feeds: dict[str, np.ndarray], wanted: list[str] | None, rows: int
+    ) -> dict[str, np.ndarray]:
+        """Run one request alone (in chunks of `max_rows_per_run` rows when it has more) and time it."""
+        settings = self._settings()
+        step = settings.max_rows_per_run
         started = time.perf_counter()
-        out = lane.model.run(feeds, wanted)
+        if rows <= step or not _splittable(lane.model, feeds, rows):
+            out = lane.model.run(feeds, wanted)
+        else:
+            parts = [
+                lane.model.run(
+                    {name: array[i : i + step] for name, array in feeds.items()},
+                    wanted,
+                    shrink=settings.arena_shrinkage and i + step >= rows,  # the last chunk gives the peak back
+                )
+                for i in range(0, rows, step)
+            ]
+            out = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         lane.observe(rows, time.perf_counter() - started)
         return out
 
@@ -105,3 +131,9 @@ class Scheduler:
                 on_alone=lane.observe,
             )
         return lane.batcher
+
+
+def _splittable(model: LoadedModel, feeds: dict[str, np.ndarray], rows: int) -> bool:
+    """Whether the request's rows can run apart: every input's first axis is the dynamic batch axis."""
+    dynamic = all(shape and shape[0] is None for _, shape in model.inputs.values())
+    return dynamic and all(a.ndim and a.shape[0] == rows for a in feeds.values())

@@ -36,6 +36,13 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
     alias_ttl_s: float = Field(default=5.0, ge=0)
     preload: str | None = Field(default=None, description="A model reference to load at import.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_rows_per_request: int = Field(default=65_536, ge=1, description="rows one request may carry (413 beyond)")
+    max_rows_per_run: int = Field(
+        default=1024, ge=1, description="a request with more rows runs in chunks of this many: bounded memory"
+    )
+    arena_shrinkage: bool = Field(
+        default=True, description="give ONNX Runtime's arena memory back after a chunked run (a peak is not kept)"
+    )
     intra_op_threads: int = Field(default=0, ge=0, description="0: the container's CPU quota (cgroup).")
     batching: bool = Field(default=True, description="merge concurrent requests to one model (off under Mangum)")
     max_batch_size: int = Field(default=32, ge=1, le=4096)

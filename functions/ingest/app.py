@@ -36,9 +36,11 @@ from fermion.model_store import DatasetStore, InvalidName, KeyStore, check_name,
 from ..responses import install_error_handlers
 from ..security import Auditor, Authenticator, Principal
 from ..security.http import SecurityState, also_needs, needs, tenant_of
-from .datasets import validate_dataset
+from . import health
+from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
+from .idempotency import IdempotencyKey, event_id
 from .keys_api import router as keys_router
 from .labels import router as labels_router
 from .quotas import charge_upload, check_models, check_queued_jobs
@@ -91,7 +93,8 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
 
     app.state.security = SecurityState(Authenticator(keys, settings(), tenant=settings().tenant), Auditor(audit_bus))
     install_error_handlers(app, log, TRANSLATIONS, validation_status=422)
-    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/healthz", health.live, methods=["GET"])
+    app.add_api_route("/readyz", health.ready, methods=["GET"])
     # The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
     # chunked body) instead of after it has been spooled to disk; the handler then holds the file
     # itself to `max_upload_bytes`.
@@ -103,11 +106,6 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(keys_router)
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
     return app
-
-
-async def healthz() -> dict[str, bool]:
-    """The process is up."""
-    return {"live": True}
 
 
 async def upload_dataset(
@@ -135,7 +133,8 @@ async def upload_dataset(
         check_name("tenant", tenant)
     except InvalidName as exc:
         raise BadUpload(str(exc)) from exc
-    validate_dataset(data, fmt)
+    # Off the event loop: reading a large upload through must not stall health checks and other requests.
+    await asyncio.to_thread(validate_dataset, data, fmt, upload_limits(settings))
     await asyncio.to_thread(charge_upload, datasets.store, tenant, len(data), settings)
     stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)
@@ -150,6 +149,7 @@ async def request_training(
     registry: RegistryDep,
     settings: Settings,
     bus: BusDep,
+    idempotency_key: IdempotencyKey = None,
     caller: Principal = needs("train"),
 ) -> Accepted:
     """Publish `training.requested` for a stored dataset; the job id is the event id.
@@ -161,6 +161,7 @@ async def request_training(
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
     event = TrainingRequested(
+        id=event_id(tenant, "trainings", idempotency_key),
         tenant=tenant,
         data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=spec.recipe),
     )
@@ -188,6 +189,7 @@ async def request_sweep(
     registry: RegistryDep,
     settings: Settings,
     bus: BusDep,
+    idempotency_key: IdempotencyKey = None,
     caller: Principal = needs("train"),
 ) -> dict[str, object]:
     """Publish `training.sweep`: the trials fan out across the trainers; with a gate, the best is promoted."""
@@ -198,6 +200,7 @@ async def request_sweep(
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
     event = TrainingSweep(
+        id=event_id(tenant, "sweeps", idempotency_key),
         tenant=tenant,
         data=SweepRequest(
             model_name=spec.model_name, dataset=ref, trials=spec.trials, metric=spec.metric, gate=spec.gate

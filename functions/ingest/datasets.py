@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
-
-import numpy as np
 
 from fermion.model_store import DatasetFormat
 
+from .archives import ArchiveLimits, npz_headers
 from .errors import BadUpload
+from .settings import IngestSettings
+
+NO_LIMITS = ArchiveLimits(max_expanded_bytes=1 << 62, max_ratio=float("inf"))
 
 
-def validate_dataset(data: bytes, fmt: DatasetFormat) -> None:
-    """Refuse files the trainer could never read, before anything is stored."""
+def validate_dataset(data: bytes, fmt: DatasetFormat, limits: ArchiveLimits = NO_LIMITS) -> None:
+    """Refuse files the trainer could never read, before anything is stored (or expanded past `limits`).
+
+    Blocking (it reads the whole upload through): run it off the event loop.
+    """
     if fmt == "npz":
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                missing = {"x", "y"} - set(npz.files)
-                if missing:
-                    raise BadUpload(f"the .npz lacks array(s) {sorted(missing)}; it has {sorted(npz.files)}")
-                x, y = npz["x"], npz["y"]
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise BadUpload(f"not a readable .npz file: {exc}") from exc
-        if x.dtype.kind not in "fiub" or len(x) != len(y) or len(x) == 0:
+        arrays = npz_headers(data, limits)
+        missing = {"x", "y"} - set(arrays)
+        if missing:
+            raise BadUpload(f"the .npz lacks array(s) {sorted(missing)}; it has {sorted(arrays)}")
+        x, y = arrays["x"], arrays["y"]
+        rows = x.shape[0] if x.shape else 0
+        if x.dtype.kind not in "fiub" or not y.shape or rows != y.shape[0] or rows == 0:
             raise BadUpload(f"x must be numeric with one row per label; got x {x.dtype} {x.shape}, y {y.shape}")
         return
     try:
@@ -33,3 +35,8 @@ def validate_dataset(data: bytes, fmt: DatasetFormat) -> None:
         raise BadUpload(f"the .csv is not UTF-8 text: {exc}") from exc
     if not header or len(header) < 2:
         raise BadUpload("the .csv needs a header row naming at least one feature and the label column")
+
+
+def upload_limits(settings: IngestSettings) -> ArchiveLimits:
+    """The expansion limits the settings give uploads."""
+    return ArchiveLimits(max_expanded_bytes=settings.max_expanded_bytes, max_ratio=settings.max_compression_ratio)

@@ -45,14 +45,18 @@ class _BusHolder:
 
 
 async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) -> Bus:
-    """The process's bus connection (reconnects if the event loop changed, as under Mangum)."""
+    """The process's bus connection (a new one if the event loop changed, as under Mangum).
+
+    A connection that is reconnecting is kept, not replaced: it refuses publishes meanwhile
+    (BusUnavailable, a 503), and a second connection would only pile up beside it, never closed.
+    """
     loop = asyncio.get_running_loop()
-    if _BusHolder.bus is None or _BusHolder.loop is not loop or not _BusHolder.bus.connected:
+    if _BusHolder.bus is None or _BusHolder.loop is not loop or _BusHolder.bus.closed:
         try:
-            _BusHolder.bus = await Bus.from_settings(settings, name="fermion-ingest", timeout_s=3.0)
+            bus = await Bus.from_settings(settings, name="fermion-ingest", timeout_s=3.0)
         except BusError as exc:
             raise Unavailable(f"event bus unavailable: {exc}") from exc
-        _BusHolder.loop = loop
+        _BusHolder.bus, _BusHolder.loop = bus, loop
     return _BusHolder.bus
 
 

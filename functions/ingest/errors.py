@@ -8,14 +8,16 @@
     ├── UploadTooLarge (413)
     ├── NotFound (404)          no such dataset, model, version or alias
     ├── Conflict (409)          an alias moved under a conditional update
-    └── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted
+    ├── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted
+    ├── InsufficientStorage (507)  the object store is full: nothing was accepted
+    └── OutcomeUnknown (504)    the event went out but was not confirmed: it may have been accepted
 
 `TRANSLATIONS` says which registry or bus error a client sees as which of these.
 """
 
 from __future__ import annotations
 
-from fermion.events import BusError
+from fermion.events import BusError, PublishUnconfirmed
 from fermion.model_store import (
     AliasConflict,
     AmbiguousDataset,
@@ -23,6 +25,7 @@ from fermion.model_store import (
     InvalidName,
     RegistryError,
     StoreError,
+    StoreFull,
     UsageLimitReached,
 )
 from fermion.model_store import NotFound as RegistryNotFound
@@ -63,6 +66,21 @@ class Unavailable(IngestError):
     status = 503
 
 
+class InsufficientStorage(IngestError):
+    """507: the object store has no room (a full disk, a quota); nothing was kept."""
+
+    status = 507
+
+
+class OutcomeUnknown(IngestError):
+    """504: the event was sent but JetStream did not confirm it in time; it may have been accepted.
+
+    Retrying with the same Idempotency-Key is safe: it is the same event.
+    """
+
+    status = 504
+
+
 class Conflict(IngestError):
     """409: an alias moved under a conditional update, or there is nothing to roll back to."""
 
@@ -76,7 +94,14 @@ TRANSLATIONS = (
     Translation(DatasetNotFound, NotFound, "{exc}; upload it first (POST /v1/datasets)"),
     Translation(RegistryNotFound, NotFound),
     Translation(AliasConflict, Conflict),
+    Translation(StoreFull, InsufficientStorage, "the object store is full, nothing was accepted: {exc}"),
     Translation(StoreError, Unavailable, "object store unavailable: {exc}"),
     Translation(RegistryError, Unavailable, "model registry error: {exc}"),
+    Translation(
+        PublishUnconfirmed,
+        OutcomeUnknown,
+        "the event bus did not confirm the request in time; it may have been accepted: "
+        "retry with the same Idempotency-Key ({exc})",
+    ),
     Translation(BusError, Unavailable, "event bus unavailable, nothing was accepted: {exc}"),
 )

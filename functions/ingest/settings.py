@@ -19,6 +19,8 @@ class IngestSettings(StoreSettings, BusSettings, SecuritySettings):
     max_queued_jobs: int = Field(default=100, ge=1, description="per tenant: jobs waiting in the queue")
     max_upload_bytes_per_day: int = Field(default=10 << 30, ge=1, description="per tenant, UTC day")
     max_models_per_tenant: int = Field(default=100, ge=1, description="distinct model names a tenant may have")
+    max_expanded_bytes: int = Field(default=1 << 30, gt=0, description="what an .npz may expand to, in all")
+    max_compression_ratio: float = Field(default=200.0, gt=1, description="how far one .npz member may expand")
 
 
 @lru_cache(maxsize=1)

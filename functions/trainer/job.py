@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -27,29 +26,6 @@ def code_version() -> str:
         return version("fermion")
     except PackageNotFoundError:
         return "unknown"
-
-
-# How far the clocks that stamp events and manifests may disagree.
-CLOCK_SKEW = timedelta(hours=1)
-
-
-def find_registered(registry: Registry, event: TrainingRequested) -> Manifest | None:
-    """The version an earlier delivery of this same event already registered, if any.
-
-    Reads manifests from the newest down and stops at the first one written before the event
-    existed (less the clock skew): a job claims its version after it receives its event, and
-    versions are claimed in order, so that version and every older one belong to other events.
-    The cost is the versions registered since the event, not the model's whole history.
-    """
-    name = event.data.model_name
-    oldest_possible = event.time - CLOCK_SKEW
-    for v in reversed(registry.versions(event.tenant, name)):
-        manifest = registry.manifest(event.tenant, name, v)
-        if manifest.lineage.training_event_id == event.id:
-            return manifest
-        if manifest.created_at < oldest_possible:
-            return None
-    return None
 
 
 def run_job(
@@ -124,6 +100,7 @@ def run_job(
         compile_report={**compiled.report, "train_seconds": round(trained.duration_s, 3)},
         profile=reference_profile(ds, trained).model_dump(),  # issue 17: the drift monitor's reference
     )
-    manifest = registry.register(event.tenant, request.model_name, compiled.files, draft)
+    # The event id is the claim: however many deliveries get here, the event becomes one version.
+    manifest = registry.register(event.tenant, request.model_name, compiled.files, draft, event_id=event.id)
     checkpointer.finish()
     return manifest

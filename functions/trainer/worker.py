@@ -49,7 +49,7 @@ from .checkpointing import CheckpointPolicy
 from .consumer import consume
 from .distributed import DistributedOptions
 from .errors import JobCancelled, PermanentJobError
-from .job import find_registered, run_job
+from .job import run_job
 from .pipeline import PipelineRunner
 from .promote import promote_and_announce
 from .retrain import RetrainRunner
@@ -145,7 +145,7 @@ class Worker:
         """The blocking part of a job, in a worker thread; progress goes out through `loop`."""
         if cancelled.is_set():
             raise JobCancelled(f"job {event.id} was cancelled before it started")
-        if (done := find_registered(self.registry, event)) is not None:
+        if (done := self.registry.registered_for(event.tenant, event.data.model_name, event.id)) is not None:
             log.info("job %s already registered as version %d; not training again", event.id, done.version)
             return done
 
@@ -324,7 +324,10 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
             loop.add_signal_handler(sig, stop.set)
     bus = await Bus.from_settings(settings, name="fermion-trainer")
     try:
-        await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))
+        await bus.provision(
+            ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver),
+            replicas=settings.stream_replicas,
+        )
         registry = open_registry(settings)
         async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
             group.create_task(Worker(bus, registry, settings).run(stop))

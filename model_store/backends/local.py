@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -16,7 +17,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import InvalidName, ObjectNotFound, PreconditionFailed, StoreUnavailable
+from ..errors import InvalidName, ObjectNotFound, PreconditionFailed, StoreError, StoreFull, StoreUnavailable
+
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 _LOCKS = ".locks"
 
@@ -51,8 +54,11 @@ class LocalDirStore:
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._write_temp(path.parent, data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._write_temp(path.parent, data)
+        except OSError as exc:
+            raise _failed(exc, key) from exc
         try:
             if if_none_match:
                 try:
@@ -70,6 +76,8 @@ class LocalDirStore:
                     os.replace(tmp, path)
             else:
                 os.replace(tmp, path)
+        except OSError as exc:
+            raise _failed(exc, key) from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -112,11 +120,17 @@ class LocalDirStore:
 
     @staticmethod
     def _write_temp(directory: Path, data: bytes) -> str:
+        """A finished, synced temporary file beside the target; removed again if it cannot be finished."""
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         return tmp
 
     @contextlib.contextmanager
@@ -130,3 +144,10 @@ class LocalDirStore:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _failed(exc: OSError, key: str) -> StoreError:
+    """An OSError from a write as the registry's error: no room, or the directory unusable."""
+    if exc.errno in _NO_ROOM:
+        return StoreFull(f"no room to write {key}: {exc.strerror} (the store's disk or quota is full)")
+    return StoreUnavailable(f"cannot write {key}: {exc}")

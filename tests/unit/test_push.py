@@ -115,3 +115,25 @@ def test_files_that_are_not_models_or_too_big_are_refused(tmp_path: Path) -> Non
     (tmp_path / "lin.onnx").write_bytes(linear_onnx())
     with pytest.raises(InvalidModel, match="the limit is 100"):
         validate_onnx(tmp_path / "lin.onnx", max_bytes=100)
+
+
+@pytest.mark.parametrize("keep", [-4, 0])  # four bytes short; empty
+def test_truncated_external_data_is_refused_before_it_is_registered(tmp_path: Path, keep: int) -> None:
+    path = _with_external_data(tmp_path)
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:keep])
+    with pytest.raises(InvalidModel, match="the file is truncated or the offset is wrong"):
+        validate_onnx(path)
+
+
+def test_an_external_length_that_disagrees_with_the_tensor_is_refused(tmp_path: Path) -> None:
+    path = _with_external_data(tmp_path)
+    proto = onnx.load(str(path), load_external_data=False)
+    (entry,) = [e for e in proto.graph.initializer[0].external_data if e.key == "length"]
+    entry.value = str(int(entry.value) - 4)
+    onnx.save(proto, str(path))
+    with pytest.raises(InvalidModel, match="but its external data entry says"):
+        validate_onnx(path)
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    assert set(validate_onnx(_with_external_data(ok)).files) == {"model.onnx", "weights.bin"}
