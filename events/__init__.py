@@ -4,12 +4,14 @@ from . import streams, subjects
 from .bus import Bus, BusError, BusUnavailable, Delivery, JobQueue, PublishRejected, StoredMessage
 from .schemas import (
     AliasMove,
+    Augmentation,
     CancelRequest,
     DatasetRef,
     DatasetUploaded,
     Event,
     FailureReport,
     Gate,
+    ImageContract,
     ModelPromoted,
     ModelPublished,
     ModelVersionRef,
@@ -32,6 +34,7 @@ from .streams import ConsumerPolicy
 
 __all__ = [
     "AliasMove",
+    "Augmentation",
     "Bus",
     "BusError",
     "BusSettings",
@@ -44,6 +47,7 @@ __all__ = [
     "Event",
     "FailureReport",
     "Gate",
+    "ImageContract",
     "JobQueue",
     "ModelPromoted",
     "ModelPublished",

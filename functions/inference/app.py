@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
 from ..responses import describe_validation, install_error_handlers
+from . import images
 from .batching import Batcher
 from .errors import BadRequest, ModelNotFound, ModelUnavailable, PayloadTooLarge
 from .protocol import HEADER_LENGTH, InferenceRequest, InferenceResponse, encode_response, parse_request, to_array
@@ -83,6 +84,8 @@ def create_app(
         if model is None:
             model = await asyncio.to_thread(models.get, ref, None, variant)
         feeds = {t.name: to_array(t, binary) for t in payload.inputs}
+        if any(a.dtype == object for a in feeds.values()):  # BYTES: encoded pictures (images.py)
+            feeds = await images.decode_feeds(feeds, model, config.max_picture_pixels)
         wanted = [o.name for o in payload.outputs] if payload.outputs else None
         results = await _run(model, feeds, wanted, config, batching)
         content, header_length = encode_response(
@@ -142,8 +145,12 @@ def create_app(
     @app.post("/v1/models/{name}:predict", response_model=None, openapi_extra=_doc("{name}", PredictRequest))
     async def predict(request: Request) -> dict[str, Any]:
         """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
+        raw = await _read_body(request, settings().max_body_bytes)
+        if images.is_picture_request(request.headers, raw):  # pictures in (images.py)
+            run = lambda m, feeds: _run(m, feeds, None, settings(), batching)  # noqa: E731
+            return await images.predict(request, raw, runtime(), run, settings().max_picture_pixels)
         try:
-            body = PredictRequest.model_validate_json(await _read_body(request, settings().max_body_bytes))
+            body = PredictRequest.model_validate_json(raw)
         except ValidationError as exc:
             raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
         ref, models = ModelRef.parse(request.path_params["name"]), runtime()
@@ -250,6 +257,7 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
             "variant": model.variant,
             "variants": sorted(model.manifest.variants or {"fp32": "model.onnx"}),
             "labels": model.manifest.labels,
+            "image": model.manifest.image,  # the image contract of a model on pictures (images.py)
             "metrics": model.manifest.metrics,
             "content_sha256": model.manifest.content_sha256,
         },

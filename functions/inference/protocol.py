@@ -12,6 +12,7 @@ from pydantic_core import to_json
 
 from ..responses import describe_validation
 from .errors import BadRequest
+from .images import bytes_from_json, split_bytes
 from .runtime import DATATYPES, datatype_of
 
 
@@ -66,6 +67,8 @@ def to_array(tensor: RequestInput, binary: dict[str, np.ndarray] | None = None) 
     """The request tensor as a numpy array of its declared datatype and shape."""
     if binary and tensor.name in binary:
         return binary[tensor.name]
+    if tensor.datatype == "BYTES":  # encoded pictures (images.py)
+        return bytes_from_json(tensor.name, tensor.data, tensor.shape)
     dtype = DATATYPES.get(tensor.datatype)
     if dtype is None:
         raise BadRequest(
@@ -109,11 +112,15 @@ def parse_request(body: bytes, header_length: str | None = None) -> tuple[Infere
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is None:
             continue
+        if not isinstance(size, int) or size < 0 or offset + size > len(body):
+            raise BadRequest(f"input {tensor.name!r}: binary_data_size {size!r} runs past the end of the body")
+        if tensor.datatype == "BYTES":  # encoded pictures (images.py)
+            binary[tensor.name] = split_bytes(body[offset : offset + size], tensor.name, tensor.shape)
+            offset += size
+            continue
         dtype = DATATYPES.get(tensor.datatype)
         if dtype is None:
             raise BadRequest(f"input {tensor.name!r}: binary data of datatype {tensor.datatype!r} is not supported")
-        if not isinstance(size, int) or size < 0 or offset + size > len(body):
-            raise BadRequest(f"input {tensor.name!r}: binary_data_size {size!r} runs past the end of the body")
         expected = math.prod(tensor.shape) * dtype.itemsize
         if size != expected:
             raise BadRequest(

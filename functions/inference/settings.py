@@ -28,6 +28,7 @@ class InferenceSettings(StoreSettings):
     alias_ttl_s: float = Field(default=5.0, ge=0)
     preload: str | None = Field(default=None, description="A model reference to load at import.")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_picture_pixels: int = Field(default=40_000_000, gt=0, description="width x height of one picture (header)")
     intra_op_threads: int = Field(default=0, ge=0, description="0: the container's CPU quota (cgroup).")
     batching: bool = Field(default=True, description="merge concurrent requests to one model (off under Mangum)")
     max_batch_size: int = Field(default=32, ge=1, le=4096)

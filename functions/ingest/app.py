@@ -41,6 +41,7 @@ from ..responses import install_error_handlers
 from .datasets import validate_dataset
 from .deps import BusDep, Datasets, Settings
 from .errors import BadUpload, NotFound, Unavailable, UploadTooLarge
+from .pictures import image_limits
 from .registry_api import router as registry_router
 from .settings import get_settings
 
@@ -113,7 +114,7 @@ async def upload_dataset(
         check_name("tenant", tenant)
     except RegistryError as exc:
         raise BadUpload(str(exc)) from exc
-    validate_dataset(data, fmt)
+    await asyncio.to_thread(validate_dataset, data, fmt, image_limits(settings))  # pictures decode: off the loop
     try:
         stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     except StoreError as exc:

@@ -8,13 +8,18 @@ import zipfile
 
 import numpy as np
 
+from fermion.imaging import Limits
 from fermion.model_store import DatasetFormat
 
 from .errors import BadUpload
+from .pictures import validate_pictures
 
 
-def validate_dataset(data: bytes, fmt: DatasetFormat) -> None:
-    """Refuse files the trainer could never read, before anything is stored."""
+def validate_dataset(data: bytes, fmt: DatasetFormat, limits: Limits | None = None) -> None:
+    """Refuse files the trainer could never read, before anything is stored (slow for pictures: run off the loop)."""
+    if fmt in ("zip", "tar"):
+        validate_pictures(data, fmt, limits or Limits())
+        return
     if fmt == "npz":
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:

@@ -38,6 +38,7 @@ from fermion.model_store.datasets import FORMATS
 
 from .datasets import validate_dataset
 from .errors import BadUpload
+from .pictures import image_limits
 from .settings import IngestSettings, get_settings
 
 log = logging.getLogger("fermion.ingest.s3")
@@ -89,7 +90,7 @@ async def ingest_records(records: list[dict[str, Any]], datasets: DatasetStore, 
         try:
             drop = parse_key(key)
             data, _ = await asyncio.to_thread(datasets.store.get, key)
-            validate_dataset(data, drop.format)
+            await asyncio.to_thread(validate_dataset, data, drop.format, image_limits(get_settings()))
         except BadUpload as exc:
             await bus.publish_bytes(
                 subjects.dead_letter(subjects.DATASETS_UPLOADED),

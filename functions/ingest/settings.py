@@ -14,6 +14,11 @@ class IngestSettings(StoreSettings, BusSettings):
     """Dataset uploads and training requests."""
 
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    # Archives of pictures (zip/tar): checked before anything is decoded or stored.
+    max_pictures: int = Field(default=100_000, gt=0, description="files in one archive")
+    max_picture_bytes: int = Field(default=32 << 20, gt=0, description="bytes of one file in an archive")
+    max_archive_bytes: int = Field(default=1 << 30, gt=0, description="an archive's unpacked bytes")
+    max_picture_pixels: int = Field(default=40_000_000, gt=0, description="width x height, from the header")
 
 
 @lru_cache(maxsize=1)

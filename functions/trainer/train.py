@@ -14,21 +14,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from fermion.events import Recipe
+from fermion.events import ImageContract, Recipe
 
 from .architectures import build
 from .errors import DatasetError
+from .pictures import ImageInput, augment, fit_contract, load_pictures
 
 MAX_ROWS = 5_000_000
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features as float32 rows, labels as class indices, and the class names."""
+    """Features as float32 rows (or pixels, N x H x W x C), labels as class indices, and the class names."""
 
     x: np.ndarray
     y: np.ndarray
     labels: list[str]
+    image: ImageContract | None = None
 
 
 @dataclass(frozen=True)
@@ -42,20 +44,25 @@ class Trained:
     x_calibration: np.ndarray
     labels: list[str]
     duration_s: float
+    image: ImageContract | None = None
+    """The image contract, mean and std fitted: what the manifest records."""
 
 
 ProgressFn = Callable[[int, int, float, dict[str, float]], None]
 
 
-def load_dataset(path: Path, fmt: str, label_column: str) -> Dataset:
-    """Parse an `.npz` (arrays `x`, `y`) or a `.csv` with a header and a label column."""
+def load_dataset(path: Path, fmt: str, label_column: str, image: ImageContract | None = None) -> Dataset:
+    """Parse an `.npz` (arrays `x`, `y`), a `.csv` with a header and a label column, or a zip/tar of pictures."""
+    contract = None
     if fmt == "npz":
         x, y = _load_npz(path)
     elif fmt == "csv":
         x, y = _load_csv(path, label_column)
+    elif fmt in ("zip", "tar"):
+        x, y, contract = load_pictures(path, fmt, image)
     else:
-        raise DatasetError(f"unsupported dataset format {fmt!r}: use npz or csv")
-    if x.ndim != 2 or len(x) != len(y):
+        raise DatasetError(f"unsupported dataset format {fmt!r}: use npz, csv, zip or tar")
+    if x.ndim != (2 if contract is None else 4) or len(x) != len(y):
         raise DatasetError(f"features must be rows by columns matching the labels; got x {x.shape}, y {y.shape}")
     if len(x) < 10:
         raise DatasetError(f"dataset has {len(x)} rows; at least 10 are needed to train and evaluate")
@@ -64,7 +71,7 @@ def load_dataset(path: Path, fmt: str, label_column: str) -> Dataset:
     classes, y_idx = np.unique(y.astype(str) if y.dtype.kind in "OUS" else y, return_inverse=True)
     if len(classes) < 2:
         raise DatasetError(f"dataset has a single class ({classes[0]!r}); a classifier needs at least two")
-    return Dataset(x.astype(np.float32), y_idx.astype(np.int64), [str(c) for c in classes])
+    return Dataset(x.astype(np.float32), y_idx.astype(np.int64), [str(c) for c in classes], contract)
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +150,14 @@ def train(ds: Dataset, recipe: Recipe, on_epoch: ProgressFn | None = None) -> Tr
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
     x_train, y_train = ds.x[train_idx], ds.y[train_idx]
     x_test, y_test = ds.x[test_idx], ds.y[test_idx]
-    module = build(recipe.architecture, x_train, len(ds.labels))
+    contract = fit_contract(ds.image, x_train) if ds.image is not None else None
+    if contract is None:
+        module = build(recipe.architecture, x_train, len(ds.labels))
+    else:  # the architecture sees normalised N x C x H x W images; the graph takes pixels
+        pre = ImageInput(contract)
+        with torch.no_grad():
+            net = build(recipe.architecture, pre(torch.from_numpy(x_train)).numpy(), len(ds.labels))
+        module = nn.Sequential(pre, net)
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
@@ -155,8 +169,11 @@ def train(ds: Dataset, recipe: Recipe, on_epoch: ProgressFn | None = None) -> Tr
         total = 0.0
         for start in range(0, len(order), recipe.batch_size):
             batch = order[start : start + recipe.batch_size]
+            xb = xt[batch]
+            if recipe.augment is not None and contract is not None:  # training pictures only
+                xb = augment(xb, recipe.augment, generator)
             optimiser.zero_grad()
-            loss = loss_fn(module(xt[batch]), yt[batch])
+            loss = loss_fn(module(xb), yt[batch])
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)
@@ -165,7 +182,7 @@ def train(ds: Dataset, recipe: Recipe, on_epoch: ProgressFn | None = None) -> Tr
             on_epoch(epoch, recipe.epochs, total / len(xt), metrics)
     module.eval()
     calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
-    return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started)
+    return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started, contract)
 
 
 def _eval(module: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
