@@ -199,7 +199,7 @@ def _follow(client: Client, job: str, epochs: int) -> TrainingCompleted:
 @app.command()
 def upload(
     file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help=".npz (x, y), a .csv with a header, .zip/.tar of pictures")
+        Path, typer.Argument(exists=True, dir_okay=False, help=".npz (x, y), .csv with a header, .zip/.tar of pictures")
     ],
     name: Annotated[str | None, typer.Option(help="dataset name (default: the file's stem)")] = None,
 ) -> None:

@@ -53,14 +53,14 @@ def open_checked(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below it
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"refused before decoding: {exc}") from exc
+        raise ImageTooLarge(f"refused before decoding: {exc}") from exc  # past twice Pillow's own limit
     except UnidentifiedImageError as exc:
         if data.startswith(_OWN_MAGIC):
             raise CorruptImage("a PNG or JPEG whose header is corrupt") from exc
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            found = "WEBP"
-        else:
-            found = next((name for magic, name in _MAGIC.items() if data.startswith(magic)), "an unknown format")
+        webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+        found = "WEBP" if webp else next((name for magic, name in _MAGIC.items() if data.startswith(magic)), None)
+        if found is None:
+            raise UnsupportedImage("not a PNG or JPEG picture (the format is not recognised)") from exc
         raise UnsupportedImage(f"unsupported format {found}: send PNG or JPEG") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"the header does not parse: {exc}") from exc

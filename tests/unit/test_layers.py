@@ -16,10 +16,11 @@ ALLOWED = {
     "events": set(),
     "model_store": set(),
     "compile": set(),
+    "imaging": {"events"},
     "infra": {"events", "model_store"},
-    "functions/inference": {"model_store", "events", "functions"},
-    "functions/ingest": {"model_store", "events", "functions"},
-    "functions/trainer": {"model_store", "events", "compile", "functions"},
+    "functions/inference": {"model_store", "events", "imaging", "functions"},
+    "functions/ingest": {"model_store", "events", "imaging", "functions"},
+    "functions/trainer": {"model_store", "events", "imaging", "compile", "functions"},
 }
 
 
