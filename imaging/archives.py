@@ -122,8 +122,8 @@ class _Reader:
                 data = f.read(cap + 1)
         else:
             assert self._tar is not None
-            f = self._tar.extractfile(self._members[name])
-            data = f.read(cap + 1) if f is not None else b""
+            member = self._tar.extractfile(self._members[name])
+            data = member.read(cap + 1) if member is not None else b""
         self.read_bytes += len(data)
         if len(data) > cap or self.read_bytes > self.limits.max_total_bytes:
             raise BadArchive(f"{name}: unpacks past the archive limits (its index under-states its size)")

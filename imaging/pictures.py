@@ -72,8 +72,8 @@ def open_checked(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             f"{image.format} of {width}x{height} = {width * height} pixels is over the limit of {max_pixels}; "
             "refused before decoding"
         )
-    if getattr(image, "n_frames", 1) > 1:
-        raise UnsupportedImage(f"an animated {image.format} ({image.n_frames} frames): send a still picture")
+    if (frames := getattr(image, "n_frames", 1)) > 1:
+        raise UnsupportedImage(f"an animated {image.format} ({frames} frames): send a still picture")
     if image.mode not in GRAY_MODES | COLOUR_MODES:
         raise UnsupportedImage(f"pixel mode {image.mode!r} has no conversion to grayscale or RGB")
     return image

@@ -82,7 +82,9 @@ async def decode_async(pictures: list[tuple[str, bytes]], contract: ImageContrac
 async def predict(request: Request, body: bytes, runtime: ModelRuntime, run: Run, max_pixels: int) -> dict[str, Any]:
     """:predict with pictures: labels and probabilities per picture."""
     ref = ModelRef.parse(request.path_params["name"])
-    model = runtime.cached(ref) or await asyncio.to_thread(runtime.get, ref)
+    model = runtime.cached(ref)
+    if model is None:
+        model = await asyncio.to_thread(runtime.get, ref)
     contract = contract_of(model)
     if contract is None:
         raise BadRequest(f"model {model.name} was not trained on pictures; send rows: {{'instances': [[...]]}}")
@@ -130,7 +132,7 @@ async def _multipart(headers: Headers, body: bytes) -> list[tuple[str, bytes]]:
         form = await MultiPartParser(headers, once(), max_files=MAX_PICTURES, max_fields=16).parse()
     except MultiPartException as exc:
         raise BadRequest(f"malformed multipart body: {exc.message}") from exc
-    pictures = []
+    pictures: list[tuple[str, bytes]] = []
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
             pictures.append((value.filename or f"{key}[{len(pictures)}]", await value.read()))

@@ -6,7 +6,6 @@ import base64
 import json
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -96,7 +96,8 @@ def test_corrupt_truncated_empty_and_unsupported_pictures_name_the_problem() -> 
 def test_image_folder_archives_and_csv_archives_read_alike() -> None:
     pictures = {f"{c}/{i}.png": png(_noise("L", seed=10 * c + i)) for c in range(2) for i in range(3)}
     folders = zip_bytes({**{f"top/{k}": v for k, v in pictures.items()}, "top/README.txt": b"x"})
-    table = zip_bytes({**pictures, "labels.csv": b"file,label\n" + b"".join(f"{k},{k[0]}\n".encode() for k in pictures)})
+    rows = b"".join(f"{k},{k[0]}\n".encode() for k in pictures)
+    table = zip_bytes({**pictures, "labels.csv": b"file,label\n" + rows})
     a, b = read_archive(folders, "zip", GRAY8), read_archive(table, "zip", GRAY8)
     assert a.labels == b.labels == ["0", "0", "0", "1", "1", "1"]
     np.testing.assert_array_equal(a.pixels, b.pixels)
