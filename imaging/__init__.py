@@ -6,7 +6,7 @@ two can never drift apart. What follows the decode (scale, normalise, layout) is
 ONNX graph; bench/images.py measured Pillow's resize against ONNX Runtime's and chose Pillow.
 """
 
-from .archives import Limits, Picture, PictureSet, check_archive, index_archive, read_archive
+from .archives import Limits, Picture, PictureSet, check_archive, read_archive
 from .errors import BadArchive, CorruptImage, ImageError, ImageTooLarge, UnsupportedImage
 from .pictures import DEFAULT_MAX_PIXELS, PictureInfo, decode, infer_contract, open_checked, probe
 
@@ -23,7 +23,6 @@ __all__ = [
     "UnsupportedImage",
     "check_archive",
     "decode",
-    "index_archive",
     "infer_contract",
     "open_checked",
     "probe",

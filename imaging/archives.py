@@ -20,10 +20,11 @@ import io
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from .pictures import DEFAULT_MAX_PIXELS, decode, infer_contract, load_pixels, p
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FILE_COLUMNS = ("file", "filename", "path", "image")
+T = TypeVar("T")
 _ARCHIVE_ERRORS = (
     zipfile.BadZipFile,
     tarfile.TarError,
@@ -214,10 +216,7 @@ def check_archive(data: bytes, fmt: str, limits: Limits = Limits()) -> dict[str,
     with _reading(data, fmt, limits) as reader:
         pictures = index_archive(reader)
         for picture in pictures:
-            try:
-                load_pixels(reader.read(picture.name), limits.max_pixels)
-            except ImageError as exc:
-                raise type(exc)(f"{picture.name}: {exc}") from exc
+            _named(picture.name, load_pixels, reader.read(picture.name), limits.max_pixels)
     return {"pictures": len(pictures), "classes": len({p.label for p in pictures})}
 
 
@@ -226,10 +225,16 @@ def read_archive(data: bytes, fmt: str, contract: ImageContract | None, limits: 
     with _reading(data, fmt, limits) as reader:
         pictures = index_archive(reader)
         blobs = [reader.read(p.name) for p in pictures]
-    try:
-        if contract is None:
-            contract = infer_contract(probe(b, limits.max_pixels) for b in blobs)
-        pixels = np.stack([decode(b, contract, limits.max_pixels) for b in blobs])
-    except ImageError as exc:
-        raise type(exc)(f"decoding the archive's pictures: {exc}") from exc
+    named = list(zip(pictures, blobs, strict=True))
+    if contract is None:
+        contract = infer_contract(_named(p.name, probe, b, limits.max_pixels) for p, b in named)
+    pixels = np.stack([_named(p.name, decode, b, contract, limits.max_pixels) for p, b in named])
     return PictureSet(pixels, [p.label for p in pictures], contract, [p.name for p in pictures])
+
+
+def _named(name: str, step: Callable[..., T], *args: Any) -> T:
+    """`step(*args)`, its refusal prefixed with the picture's name in the archive."""
+    try:
+        return step(*args)
+    except ImageError as exc:
+        raise type(exc)(f"{name}: {exc}") from exc
