@@ -13,6 +13,7 @@ COPY model_store model_store
 COPY compile compile
 COPY functions functions
 COPY infra infra
+COPY imaging imaging
 # No torch. onnxruntime-gpu's [cuda,cudnn] extras bring the CUDA 13 and cuDNN 9 libraries it is built
 # against as wheels; tensorrt-cu13-libs the TensorRT ones. `pip install .` (not editable) also writes the .pyc files,
 # so no module is compiled at start-up.

@@ -7,6 +7,7 @@ COPY model_store ${LAMBDA_TASK_ROOT}/src/model_store
 COPY compile ${LAMBDA_TASK_ROOT}/src/compile
 COPY functions ${LAMBDA_TASK_ROOT}/src/functions
 COPY infra ${LAMBDA_TASK_ROOT}/src/infra
+COPY imaging ${LAMBDA_TASK_ROOT}/src/imaging
 # The base install has no torch: the inference and ingest functions never import it.
 RUN pip install --no-cache-dir "${LAMBDA_TASK_ROOT}/src" --target "${LAMBDA_TASK_ROOT}"
 CMD ["fermion.functions.inference.handler.handler"]
