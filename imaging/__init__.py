@@ -8,12 +8,23 @@ ONNX graph; bench/images.py measured Pillow's resize against ONNX Runtime's and 
 
 from .archives import Limits, Picture, PictureSet, check_archive, read_archive
 from .errors import BadArchive, CorruptImage, ImageError, ImageTooLarge, UnsupportedImage
-from .pictures import DEFAULT_MAX_PIXELS, PictureInfo, decode, infer_contract, open_checked, probe
+from .pictures import (
+    DEFAULT_MAX_PIXELS,
+    DecodeSpec,
+    DecodeTarget,
+    PictureInfo,
+    decode,
+    infer_contract,
+    open_checked,
+    probe,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "BadArchive",
     "CorruptImage",
+    "DecodeSpec",
+    "DecodeTarget",
     "ImageError",
     "ImageTooLarge",
     "Limits",

@@ -24,14 +24,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from fermion.events import ImageContract
-
 from .errors import BadArchive, ImageError
 from .pictures import DEFAULT_MAX_PIXELS, decode, infer_contract, load_pixels, probe
+
+if TYPE_CHECKING:
+    from fermion.events import ImageContract
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FILE_COLUMNS = ("file", "filename", "path", "image")

@@ -9,15 +9,17 @@ from __future__ import annotations
 import io
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fermion.events import ImageContract
-
 from .errors import CorruptImage, ImageTooLarge, UnsupportedImage
+
+if TYPE_CHECKING:  # the inference function never imports fermion.events (nats-py): its cold start counts
+    from fermion.events import ImageContract
 
 FORMATS = ("PNG", "JPEG")
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photograph; far under what would exhaust memory
@@ -32,6 +34,37 @@ COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "P", "PA"})
 # What other formats look like, to name them in the refusal.
 _MAGIC = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"\x00\x00\x01\x00": "ICO"}
 _OWN_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+class DecodeTarget(Protocol):
+    """What the decode step needs of an image contract (fermion.events.ImageContract, or a DecodeSpec)."""
+
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def resize(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """The decode step's part of a recorded image contract (a manifest's `image`), read without pydantic."""
+
+    height: int
+    width: int
+    channels: int
+    resize: str = "bilinear"
+
+    @classmethod
+    def from_mapping(cls, contract: Mapping[str, Any]) -> DecodeSpec:
+        """From an image contract as JSON; ValueError if it names what the decode step cannot do."""
+        spec = cls(int(contract["height"]), int(contract["width"]), int(contract["channels"]), contract["resize"])
+        if spec.channels not in (1, 3) or spec.resize not in RESAMPLE or min(spec.height, spec.width) < 1:
+            raise ValueError(f"not an image contract the decode step can follow: {dict(contract)}")
+        return spec
 
 
 @dataclass(frozen=True)
@@ -96,7 +129,7 @@ def load_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Imag
     return oriented if oriented is not None else image
 
 
-def decode(data: bytes, contract: ImageContract, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode(data: bytes, contract: DecodeTarget, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Picture bytes → uint8 pixels (height, width, channels) as the contract says."""
     image = _convert(load_pixels(data, max_pixels), contract.channels)
     size = (contract.width, contract.height)
@@ -119,6 +152,8 @@ def _convert(image: Image.Image, channels: int) -> Image.Image:
 
 def infer_contract(infos: Iterable[PictureInfo]) -> ImageContract:
     """A contract for pictures that came without one: their most common size; grey if all are grey."""
+    from fermion.events import ImageContract  # the trainer's and ingest's, never the inference function's
+
     seen = list(infos)
     if not seen:
         raise CorruptImage("no pictures to infer an image contract from")

@@ -23,32 +23,37 @@ import binascii
 import json
 import struct
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from fermion.events import ImageContract
-from fermion.imaging import ImageError, decode
-
-from .errors import BadRequest
+from .errors import BadRequest, ModelUnavailable
 from .runtime import LoadedModel, ModelRef, ModelRuntime
+
+if TYPE_CHECKING:  # Pillow loads with the first picture: a model on features never pays its import
+    from fermion.imaging import DecodeSpec, DecodeTarget
 
 INLINE_BYTES = 32 * 1024  # pictures up to this many encoded bytes in all decode on the event loop
 MAX_PICTURES = 1024  # in one request
 Run = Callable[[LoadedModel, dict[str, np.ndarray]], Awaitable[dict[str, np.ndarray]]]
-_contracts: dict[str, ImageContract] = {}
+_contracts: dict[str, DecodeSpec] = {}
 
 
-def contract_of(model: LoadedModel) -> ImageContract | None:
-    """The model's image contract, or None for a model on features."""
+def contract_of(model: LoadedModel) -> DecodeSpec | None:
+    """The decode step of the model's image contract, or None for a model on features."""
     if model.manifest.image is None:
         return None
     key = model.manifest.content_sha256
     if (contract := _contracts.get(key)) is None:
-        contract = _contracts[key] = ImageContract.model_validate(model.manifest.image)
+        from fermion.imaging import DecodeSpec
+
+        try:
+            contract = _contracts[key] = DecodeSpec.from_mapping(model.manifest.image)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelUnavailable(f"model {model.name} records an image contract it cannot follow: {exc}") from exc
     return contract
 
 
@@ -57,8 +62,10 @@ def is_picture_request(headers: Headers, body: bytes) -> bool:
     return headers.get("content-type", "").startswith("multipart/form-data") or b'"b64"' in body
 
 
-def decode_pictures(pictures: list[tuple[str, bytes]], contract: ImageContract, max_pixels: int) -> np.ndarray:
+def decode_pictures(pictures: list[tuple[str, bytes]], contract: DecodeTarget, max_pixels: int) -> np.ndarray:
     """Encoded pictures → the model's input: float32 pixels (N, H, W, C); BadRequest naming a bad one."""
+    from fermion.imaging import ImageError, decode
+
     if not pictures:
         raise BadRequest("no pictures in the request")
     if len(pictures) > MAX_PICTURES:
@@ -72,7 +79,7 @@ def decode_pictures(pictures: list[tuple[str, bytes]], contract: ImageContract, 
     return out
 
 
-async def decode_async(pictures: list[tuple[str, bytes]], contract: ImageContract, max_pixels: int) -> np.ndarray:
+async def decode_async(pictures: list[tuple[str, bytes]], contract: DecodeTarget, max_pixels: int) -> np.ndarray:
     """`decode_pictures`, in a worker thread unless the pictures are small enough to decode inline."""
     if sum(len(data) for _, data in pictures) <= INLINE_BYTES:
         return decode_pictures(pictures, contract, max_pixels)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -159,3 +161,15 @@ def test_requests_that_are_not_pictures_are_a_400(served: TestClient) -> None:
     )
     assert r.status_code == 400 and "runs past the end" in r.json()["error"]
     assert served.post("/v1/models/halves:predict", json={"instances": [[0.0] * 64]}).status_code == 400
+
+
+def test_a_model_on_features_never_pays_for_pictures_at_cold_start() -> None:
+    code = (
+        "import sys\n"
+        "import fermion.functions.inference.app, fermion.functions.inference.handler\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('PIL', 'nats') or m == 'fermion.events')\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
