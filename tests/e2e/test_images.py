@@ -89,6 +89,7 @@ async def _wait_for(nats_url: str, subject: str, found, timeout_s: float = 60) -
     pytest.fail(f"nothing on {subject} matched within {timeout_s:.0f}s")
 
 
+@pytest.mark.timeout(300)  # a training on a shared 2-core machine; about a minute unloaded
 def test_digit_pictures_uploaded_trained_and_served(
     stack: tuple[Stack, str], localstack: LocalStack, tmp_path: Path
 ) -> None:
