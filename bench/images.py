@@ -13,7 +13,7 @@ figures say what that costs. First, in process: where the resize belongs (Pillow
 Runtime's Resize), and the decode / run split of one picture request.
 
     apt-get install wrk   # once
-    .venv/bin/python bench/images.py [--seconds 5]
+    .venv/bin/python bench/images.py [--seconds 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -140,7 +140,11 @@ def placement() -> None:
         def decode_only(data: bytes = data) -> object:
             return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
 
-        print(f"  {name:26} {median_us(decode_only):9.1f} {median_us(pil):16.1f} {median_us(in_graph):13.1f}")
+        fns = (decode_only, pil, in_graph)
+        # Interleaved rounds, so that load from elsewhere on the machine falls on all three alike.
+        rounds = [[median_us(fn, 40) for fn in fns] for _ in range(7)]
+        a, b, c = (statistics.median(r[i] for r in rounds) for i in range(3))
+        print(f"  {name:26} {a:9.1f} {b:16.1f} {c:13.1f}")
 
 
 def split(picture: bytes, home: Path) -> None:
@@ -155,6 +159,42 @@ def split(picture: bytes, home: Path) -> None:
     print("one 28x28 PNG, in process (median us):")
     print(f"  decode (fermion.imaging)  {median_us(lambda: decode(picture, contract)):8.1f}")
     print(f"  session.run               {median_us(lambda: session.run(None, {'input': pixels})):8.1f}")
+
+
+def in_process(ways: dict[str, tuple[str, bytes, dict[str, str]]], home: Path, n: int = 400) -> None:
+    """Each way's time per request through the app itself (ASGI, no sockets): the server's own work."""
+    import asyncio
+
+    import httpx
+
+    from fermion.functions.inference.app import create_app
+    from fermion.functions.inference.runtime import ModelRuntime
+    from fermion.functions.inference.settings import InferenceSettings
+    from fermion.model_store import LocalDirStore, Registry
+
+    settings = InferenceSettings(home=home, providers=["CPUExecutionProvider"], batching=False)
+    runtime = ModelRuntime(Registry(LocalDirStore(home / "store"), home / "bench-cache"), settings)
+    app = create_app(lambda: runtime, lambda: settings, batching=False)
+
+    async def per_request() -> dict[str, list[float]]:
+        times: dict[str, list[float]] = {name: [] for name in ways}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+            for _ in range(5):  # interleaved rounds
+                for name, (route, body, headers) in ways.items():
+                    for _ in range(20):
+                        assert (await client.post(route, content=body, headers=headers)).status_code == 200
+                    started = time.perf_counter()
+                    for _ in range(n // 5):
+                        await client.post(route, content=body, headers=headers)
+                    times[name].append((time.perf_counter() - started) / (n // 5) * 1e6)
+        return times
+
+    times = asyncio.run(per_request())
+    raw = statistics.median(times["raw FP32, binary"])
+    print("one request through the app in process (ASGI, no sockets; median us, and over raw FP32 binary):")
+    for name, values in times.items():
+        us = statistics.median(values)
+        print(f"  {name:22} {us:8.1f}  {us - raw:+7.1f}")
 
 
 def lua(path: Path, url_path: str, headers: dict[str, str]) -> str:
@@ -195,7 +235,8 @@ def bodies(picture: bytes, pixels: np.ndarray, home: Path) -> dict[str, tuple[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -204,24 +245,33 @@ def main() -> None:
         home = Path(tmp)
         picture, pixels = register_picture_model(home)
         split(picture, home)
+        ways = bodies(picture, pixels, home)
+        in_process(ways, home)
         compile_bytecode()
         env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        ways = bodies(picture, pixels, home)
         route, body, headers = ways["raw FP32, JSON"]
         proc = serve(fermion_argv(port), env, base + route, body, headers)
-        results: dict[str, dict[int, dict[str, float]]] = {}
+        scripts = {}
+        for i, (name, (route, body, headers)) in enumerate(ways.items()):
+            (home / f"body-{i}.bin").write_bytes(body)
+            scripts[name] = (base + route, lua(home / f"body-{i}.bin", route, headers))
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {name: {c: [] for c in CONNECTIONS} for name in ways}
         try:
-            for name, (route, body, headers) in ways.items():
-                path = home / f"body-{len(results)}.bin"
-                path.write_bytes(body)
-                script = lua(path, route, headers)
-                wrk(base + route, script, 8, 1, raw_script=True)  # warm-up
-                results[name] = {c: wrk(base + route, script, c, args.seconds, raw_script=True) for c in CONNECTIONS}
+            for url, script in scripts.values():
+                wrk(url, script, 8, 1, raw_script=True)  # warm-up
+            for _ in range(args.rounds):  # interleaved: load from elsewhere falls on every way alike
+                for c in CONNECTIONS:
+                    for name, (url, script) in scripts.items():
+                        runs[name][c].append(wrk(url, script, c, args.seconds, raw_script=True))
         finally:
             stop(proc)
-    print(f"served over loopback, one picture per request, wrk {args.seconds}s per point (CPU)")
+    results = {
+        name: {c: {k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "rps")} for c, rs in by.items()}
+        for name, by in runs.items()
+    }
+    print(f"served over loopback, one picture per request, median of {args.rounds} wrk runs of {args.seconds}s (CPU)")
     print(f"  {'request':22} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for name, by_conns in results.items():
         for c, r in by_conns.items():
