@@ -72,21 +72,18 @@ def _fermion(s: StackSettings, *args: str, timeout: float = 60) -> subprocess.Co
     return out
 
 
-async def _history(nats_url: str, subject: str) -> list[StoredMessage]:
+async def _wait_for(nats_url: str, subject: str, needle: bytes, timeout_s: float = 60) -> StoredMessage:
+    """The newest message on `subject` whose data holds `needle`, polling one connection."""
     bus = await Bus.connect(nats_url)
     try:
-        return await bus.history(subject)
+        async with asyncio.timeout(timeout_s):
+            while True:
+                found = [m for m in await bus.history(subject) if needle in m.data]
+                if found:
+                    return found[-1]
+                await asyncio.sleep(0.2)
     finally:
         await bus.close()
-
-
-async def _wait_for(nats_url: str, subject: str, found, timeout_s: float = 60) -> list[StoredMessage]:  # type: ignore[no-untyped-def]
-    for _ in range(int(timeout_s / 0.2)):
-        history = await _history(nats_url, subject)
-        if any(found(m) for m in history):
-            return history
-        await asyncio.sleep(0.2)
-    pytest.fail(f"nothing on {subject} matched within {timeout_s:.0f}s")
 
 
 @pytest.mark.timeout(300)  # a training on a shared 2-core machine; about a minute unloaded
@@ -116,11 +113,11 @@ def test_digit_pictures_uploaded_trained_and_served(
     )  # fmt: skip
     assert "digits version 1" in trained.stdout, trained.stdout[-2000:]
 
-    dropped = asyncio.run(_wait_for(s.nats_url, "fermion.datasets.uploaded", lambda m: b"dropped-digits" in m.data))
-    event = next(parse_event(m.data, DatasetUploaded) for m in dropped if b"dropped-digits" in m.data)
+    dropped = asyncio.run(_wait_for(s.nats_url, "fermion.datasets.uploaded", b"dropped-digits"))
+    event = parse_event(dropped.data, DatasetUploaded)
     assert event.data.sha256 == ref["sha256"] and event.data.format == "zip"  # same bytes, by either door
-    refused = asyncio.run(_wait_for(s.nats_url, "fermion.dlq.datasets.uploaded", lambda m: b"bomb.zip" in m.data))
-    reason = next(m.headers["Fermion-Reason"] for m in refused if b"bomb.zip" in m.data)
+    refused = asyncio.run(_wait_for(s.nats_url, "fermion.dlq.datasets.uploaded", b"bomb.zip"))
+    reason = refused.headers["Fermion-Reason"]
     assert "a/1.png: refused before decoding" in reason
 
     # 1. `fermion predict` on a folder of held-out PNG files.
