@@ -38,10 +38,11 @@ def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(logits.argmax(axis=1) == y))
 
 
-def cpu_latency_ms(model: bytes, n_features: int, batch: int, runs: int = 50) -> float:
-    """Median `session.run` time on the CPU provider, in milliseconds."""
+def cpu_latency_ms(model: bytes, n_features: int | tuple[int, ...], batch: int, runs: int = 50) -> float:
+    """Median `session.run` time on the CPU provider, in milliseconds (`n_features`: one row's shape)."""
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).normal(size=(batch, n_features)).astype(np.float32)
+    row = (n_features,) if isinstance(n_features, int) else tuple(n_features)
+    x = np.random.default_rng(0).normal(size=(batch, *row)).astype(np.float32)
     session.run(None, {INPUT_NAME: x})
     times = []
     for _ in range(runs):
@@ -68,7 +69,7 @@ def compile_variants(
     parity = check_parity(module, fp32, x, atol=atol, rtol=rtol)  # fp32 must match: ParityError otherwise
     with torch.no_grad():
         torch_acc = _accuracy(module.eval()(torch.from_numpy(x)).numpy(), y_holdout)
-    n_features = x.shape[1]
+    n_features = tuple(x.shape[1:])
     report: dict[str, Any] = {
         "exporter": exported.exporter,
         "opset": exported.opset,

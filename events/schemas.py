@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from . import cloudevent, subjects
 
@@ -63,8 +63,45 @@ class DatasetRef(Payload):
     name: Name
     sha256: Sha256
     uri: str
-    format: Literal["npz", "csv"]
+    format: Literal["npz", "csv", "zip", "tar"]
     size: int = Field(ge=0)
+
+
+class ImageContract(Payload):
+    """What a picture becomes before the model sees it; recorded in the recipe and the manifest.
+
+    Decoded (PNG or JPEG), EXIF-oriented, converted to `channels` (1: Pillow mode "L", 3: "RGB"),
+    resized to `height` x `width` with `resize` (fermion.imaging, Pillow), then inside the exported
+    graph: pixel values (0-255) x `scale`, minus `mean`, over `std`, per channel, laid out NCHW.
+    `mean`/`std` left out of a recipe are fitted on the training split; the manifest records them.
+    Left out altogether, the trainer infers size and channels from the archive's images.
+    """
+
+    height: int = Field(default=28, ge=4, le=1024)
+    width: int = Field(default=28, ge=4, le=1024)
+    channels: Literal[1, 3] = 1
+    resize: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bilinear"
+    scale: float = Field(default=1 / 255, gt=0)
+    mean: list[float] | None = Field(default=None, min_length=1, max_length=3)
+    std: list[float] | None = Field(default=None, min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> ImageContract:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.channels:
+                raise ValueError(f"{name} needs one value per channel ({self.channels}); got {len(values)}")
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise ValueError("std values must be positive")
+        return self
+
+
+class Augmentation(Payload):
+    """Random changes to training pictures (never applied at evaluation or serving)."""
+
+    crop_padding: int = Field(default=0, ge=0, le=64, description="pad by this many pixels, crop back at random")
+    flip: bool = Field(default=False, description="mirror left-right with probability 0.5")
+    rotation: float = Field(default=0.0, ge=0, le=180, description="rotate by up to this many degrees either way")
 
 
 class Recipe(Payload):
@@ -79,6 +116,9 @@ class Recipe(Payload):
     seed: int = 0
     workers: int = Field(default=1, ge=1, le=64)
     """Data-parallel ranks (torch.distributed); `batch_size` is the global batch, split across them."""
+    image: ImageContract | None = None
+    """Image datasets (zip/tar archives of pictures): the contract; None infers it from the pictures."""
+    augment: Augmentation | None = None
 
 
 class Gate(Payload):

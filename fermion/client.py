@@ -5,6 +5,7 @@
 >>> job = client.train("digits", ds["name"], architecture="cnn")
 >>> result = client.wait(job)                 # or: async for event in client.follow(job): ...
 >>> logits = client.predict("digits", x)      # Open Inference Protocol v2
+>>> client.predict_pictures("digits", [Path("seven.png")])   # [{"name": "seven.png", "label": "7", ...}]
 """
 
 from __future__ import annotations
@@ -300,6 +301,25 @@ class Client:
     def metadata(self, model: str) -> dict[str, Any]:
         """The model's Open Inference Protocol metadata (inputs, outputs, providers)."""
         return self._call("GET", f"{self.inference_url}/v2/models/{model}")
+
+    def predict_pictures(
+        self, model: str, pictures: list[Path], *, per_request: int = 64, max_request_bytes: int = 4 << 20
+    ) -> list[dict[str, Any]]:
+        """Send PNG/JPEG files to `:predict` (a few per request); each one's label and probabilities, in order."""
+        results: list[dict[str, Any]] = []
+        batch: list[Path] = []
+        size = 0
+        for path in [*pictures, None]:
+            length = path.stat().st_size if path is not None else 0
+            if batch and (path is None or len(batch) >= per_request or size + length > max_request_bytes):
+                files = [("files", (p.name, p.read_bytes())) for p in batch]
+                answer = self._call("POST", f"{self.inference_url}/v1/models/{model}:predict", files=files)
+                results.extend(answer["predictions"])
+                batch, size = [], 0
+            if path is not None:
+                batch.append(path)
+                size += length
+        return results
 
     def predict(self, model: str, x: np.ndarray, *, input_name: str = "input") -> np.ndarray:
         """Run `x` (rows of float32 features) through the served model; returns the first output."""

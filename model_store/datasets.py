@@ -13,8 +13,9 @@ from .cache import sha256_file
 from .errors import IntegrityError, NotFound, ObjectNotFound, PreconditionFailed
 from .registry import check_name
 
-DatasetFormat = Literal["npz", "csv"]
-FORMATS: tuple[DatasetFormat, ...] = ("npz", "csv")
+DatasetFormat = Literal["npz", "csv", "zip", "tar"]
+FORMATS: tuple[DatasetFormat, ...] = ("npz", "csv", "zip", "tar")
+"""npz (arrays x, y), csv (a header and a label column), zip or tar (pictures: fermion.imaging)."""
 
 
 def dataset_format(ext: str) -> DatasetFormat | None:

@@ -62,6 +62,9 @@ class Draft(BaseModel):
     variants: dict[str, str] = {}
     """Compiled variants by name ("fp32", "int8", "fp16") → file; empty means just model.onnx."""
     metrics: dict[str, float] = {}
+    image: dict[str, Any] | None = None
+    """A picture model's image contract (fermion.events.ImageContract as JSON, mean and std resolved):
+    how a client turns a picture into the input tensor. None for models on features."""
     lineage: Lineage = Lineage()
     compile_report: dict[str, Any] = {}
     profile: dict[str, Any] | None = None

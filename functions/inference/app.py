@@ -22,9 +22,9 @@ _preloading = preload.start()  # before the heavy imports below, so the model lo
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
@@ -32,12 +32,14 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.routing import Route
 
-from fermion.events import Bus, BusUnavailable
+if TYPE_CHECKING:
+    from fermion.events import Bus
 from fermion.model_store import KeyStore
 
 from ..responses import describe_validation, install_error_handlers
 from ..security import Auditor, Authenticator, Principal, Unauthorized
 from ..security.http import SecurityState, authorize
+from . import images
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import HEADER_LENGTH, InferenceRequest, encode_response, parse_request, to_array
@@ -95,12 +97,12 @@ async def infer(request: Request) -> Response:
     variant = (payload.parameters or {}).get("variant")
     if variant is not None and variant not in VARIANTS:
         raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    route = await services.traffic.route(
-        _ref(request), request.headers, caller.tenant
-    )  # issue 17: the version that answers
+    route = await services.traffic.route(_ref(request), request.headers, caller.tenant)  # which version answers
     with route.observed():
         model = await _model(services, caller, route.ref, variant)
         feeds = {t.name: to_array(t, binary) for t in payload.inputs}
+        if any(a.dtype == object for a in feeds.values()):  # BYTES: encoded pictures (images.py)
+            feeds = await images.decode_feeds(feeds, model, services.settings().max_picture_pixels)
         wanted = [o.name for o in payload.outputs] if payload.outputs else None
         results = await services.scheduler.run(model, feeds, wanted)
     headers = route.answered(model, feeds, results, payload.id)
@@ -160,11 +162,15 @@ async def predict(request: Request) -> Response:
     """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
     caller = await authorize(request, "infer")
     services: Services = request.app.state.services
+    raw = await _read_body(request, services.settings().max_body_bytes)
+    ref = ModelRef.parse(request.path_params["name"])
+    if images.is_picture_request(request.headers, raw):  # pictures in (images.py)
+        return await _predict_pictures(request, services, caller, ref, raw)
     try:
-        body = PredictRequest.model_validate_json(await _read_body(request, services.settings().max_body_bytes))
+        body = PredictRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
-    route = await services.traffic.route(ModelRef.parse(request.path_params["name"]), request.headers, caller.tenant)
+    route = await services.traffic.route(ref, request.headers, caller.tenant)
     with route.observed():
         model = await _model(services, caller, route.ref)
         if len(model.inputs) != 1:
@@ -186,6 +192,20 @@ async def predict(request: Request) -> Response:
     if labels and out.ndim == 2 and out.shape[1] == len(labels):
         answer["labels"] = [labels[i] for i in out.argmax(axis=1)]
     return JSONResponse(answer, headers=headers)
+
+
+async def _predict_pictures(
+    request: Request, services: Services, caller: Principal, ref: ModelRef, raw: bytes
+) -> Response:
+    route = await services.traffic.route(ref, request.headers, caller.tenant)
+    with route.observed():
+        model = await _model(services, caller, route.ref)
+
+        def run(m: LoadedModel, feeds: dict[str, np.ndarray]) -> Awaitable[dict[str, np.ndarray]]:
+            return services.scheduler.run(m, feeds, None)
+
+        answer = await images.predict(request, raw, model, run, services.settings().max_picture_pixels)
+    return JSONResponse(answer)
 
 
 CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]] = [
@@ -217,6 +237,8 @@ class _AuditBus:
         self._bus: Bus | None = None
 
     async def get(self) -> Bus:
+        from fermion.events import Bus, BusUnavailable  # nats-py loads with the first audit record
+
         settings = self._settings()
         if settings.nats_url is None:
             raise BusUnavailable("no FERMION_NATS_URL: audit records of this function are only logged")
@@ -260,6 +282,7 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
             "variant": model.variant,
             "variants": sorted(model.manifest.variants or {"fp32": "model.onnx"}),
             "labels": model.manifest.labels,
+            "image": model.manifest.image,  # the image contract of a model on pictures (images.py)
             "metrics": model.manifest.metrics,
             "content_sha256": model.manifest.content_sha256,
         },

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import struct
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -100,6 +103,8 @@ def to_array(tensor: RequestInput, binary: dict[str, np.ndarray] | None = None) 
     """The request tensor as a numpy array of its declared datatype and shape."""
     if binary and tensor.name in binary:
         return binary[tensor.name]
+    if tensor.datatype == "BYTES":  # encoded pictures, decoded for the model by images.py
+        return bytes_from_json(tensor.name, tensor.data, tensor.shape)
     dtype = _dtype(tensor)
     try:
         array = np.asarray(tensor.data, dtype=dtype)
@@ -149,9 +154,13 @@ def parse_request(body: bytes, header_length: str | None = None) -> tuple[Infere
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is None:
             continue
-        dtype = _dtype(tensor)
         if not isinstance(size, int) or size < 0 or offset + size > len(body):
             raise BadRequest(f"input {tensor.name!r}: binary_data_size {size!r} runs past the end of the body")
+        if tensor.datatype == "BYTES":  # encoded pictures, decoded for the model by images.py
+            binary[tensor.name] = split_bytes(body[offset : offset + size], tensor.name, tensor.shape)
+            offset += size
+            continue
+        dtype = _dtype(tensor)
         expected = math.prod(tensor.shape) * dtype.itemsize
         if size != expected:
             raise BadRequest(
@@ -207,3 +216,44 @@ def encode_response(
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
+
+
+# --- BYTES tensors: encoded pictures (the binary tensor extension, or base64 strings in JSON) -----
+
+
+def split_bytes(blob: bytes, name: str, shape: list[int]) -> np.ndarray:
+    """A binary BYTES tensor (per element: 4-byte little-endian length, then the bytes) as an object array."""
+    elements, offset = [], 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise BadRequest(f"input {name!r}: BYTES data ends inside an element's length prefix")
+        (n,) = struct.unpack_from("<I", blob, offset)
+        if offset + 4 + n > len(blob):
+            raise BadRequest(f"input {name!r}: a BYTES element of {n} bytes runs past the end of the data")
+        elements.append(blob[offset + 4 : offset + 4 + n])
+        offset += 4 + n
+    return _shaped(elements, name, shape)
+
+
+def bytes_from_json(name: str, data: list[Any], shape: list[int]) -> np.ndarray:
+    """A JSON BYTES tensor: its elements are base64 strings (JSON cannot carry raw bytes)."""
+    flat = np.asarray(data, dtype=object).ravel().tolist()
+    if not all(isinstance(e, str) for e in flat):
+        raise BadRequest(f"input {name!r}: BYTES data in JSON must be base64 strings")
+    return _shaped([unbase64(e, f"input {name!r}") for e in flat], name, shape)
+
+
+def _shaped(elements: list[bytes], name: str, shape: list[int]) -> np.ndarray:
+    expected = int(np.prod(shape)) if shape else 1
+    if len(elements) != expected:
+        raise BadRequest(f"input {name!r}: shape {shape} needs {expected} BYTES elements, got {len(elements)}")
+    array = np.empty(len(elements), dtype=object)
+    array[:] = elements
+    return array.reshape(shape)
+
+
+def unbase64(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"{where} is not valid base64: {exc}") from exc

@@ -43,6 +43,7 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
     arena_shrinkage: bool = Field(
         default=True, description="give ONNX Runtime's arena memory back after a chunked run (a peak is not kept)"
     )
+    max_picture_pixels: int = Field(default=40_000_000, gt=0, description="width x height of one picture (header)")
     intra_op_threads: int = Field(default=0, ge=0, description="0: the container's CPU quota (cgroup).")
     batching: bool = Field(default=True, description="merge concurrent requests to one model (off under Mangum)")
     max_batch_size: int = Field(default=32, ge=1, le=4096)

@@ -43,6 +43,7 @@ from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
 from .idempotency import IdempotencyKey, event_id
 from .keys_api import router as keys_router
 from .labels import router as labels_router
+from .pictures import image_limits
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .settings import IngestSettings, get_settings
@@ -134,7 +135,7 @@ async def upload_dataset(
     except InvalidName as exc:
         raise BadUpload(str(exc)) from exc
     # Off the event loop: reading a large upload through must not stall health checks and other requests.
-    await asyncio.to_thread(validate_dataset, data, fmt, upload_limits(settings))
+    await asyncio.to_thread(validate_dataset, data, fmt, upload_limits(settings), image_limits(settings))
     await asyncio.to_thread(charge_upload, datasets.store, tenant, len(data), settings)
     stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)

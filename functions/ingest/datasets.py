@@ -5,20 +5,27 @@ from __future__ import annotations
 import csv
 import io
 
+from fermion.imaging import Limits
 from fermion.model_store import DatasetFormat
 
 from .archives import ArchiveLimits, npz_headers
 from .errors import BadUpload
+from .pictures import validate_pictures
 from .settings import IngestSettings
 
 NO_LIMITS = ArchiveLimits(max_expanded_bytes=1 << 62, max_ratio=float("inf"))
 
 
-def validate_dataset(data: bytes, fmt: DatasetFormat, limits: ArchiveLimits = NO_LIMITS) -> None:
-    """Refuse files the trainer could never read, before anything is stored (or expanded past `limits`).
+def validate_dataset(
+    data: bytes, fmt: DatasetFormat, limits: ArchiveLimits = NO_LIMITS, pictures: Limits | None = None
+) -> None:
+    """Refuse files the trainer could never read, before anything is stored (or expanded past the limits).
 
-    Blocking (it reads the whole upload through): run it off the event loop.
+    Blocking (it reads the whole upload through, and decodes pictures): run it off the event loop.
     """
+    if fmt in ("zip", "tar"):
+        validate_pictures(data, fmt, pictures or Limits())
+        return
     if fmt == "npz":
         arrays = npz_headers(data, limits)
         missing = {"x", "y"} - set(arrays)

@@ -38,6 +38,7 @@ from fermion.model_store.datasets import FORMATS
 
 from .datasets import upload_limits, validate_dataset
 from .errors import BadUpload, UploadTooLarge
+from .pictures import image_limits
 from .settings import IngestSettings, get_settings
 
 log = logging.getLogger("fermion.ingest.s3")
@@ -89,7 +90,9 @@ async def ingest_records(records: list[dict[str, Any]], datasets: DatasetStore, 
         try:
             drop = parse_key(key)
             data, _ = await asyncio.to_thread(datasets.store.get, key)
-            await asyncio.to_thread(validate_dataset, data, drop.format, upload_limits(get_settings()))
+            await asyncio.to_thread(
+                validate_dataset, data, drop.format, upload_limits(get_settings()), image_limits(get_settings())
+            )
         except (BadUpload, UploadTooLarge) as exc:
             await bus.publish_bytes(
                 subjects.dead_letter(subjects.DATASETS_UPLOADED),

@@ -21,6 +21,11 @@ class IngestSettings(StoreSettings, BusSettings, SecuritySettings):
     max_models_per_tenant: int = Field(default=100, ge=1, description="distinct model names a tenant may have")
     max_expanded_bytes: int = Field(default=1 << 30, gt=0, description="what an .npz may expand to, in all")
     max_compression_ratio: float = Field(default=200.0, gt=1, description="how far one .npz member may expand")
+    # Archives of pictures (zip/tar): checked before anything is decoded or stored.
+    max_pictures: int = Field(default=100_000, gt=0, description="files in one archive")
+    max_picture_bytes: int = Field(default=32 << 20, gt=0, description="bytes of one file in an archive")
+    max_archive_bytes: int = Field(default=1 << 30, gt=0, description="an archive's unpacked bytes")
+    max_picture_pixels: int = Field(default=40_000_000, gt=0, description="width x height, from the header")
 
 
 @lru_cache(maxsize=1)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fermion.events import AuditEvent, AuditRecord, Bus, BusError
+if TYPE_CHECKING:  # nats-py loads with the first record, not with the function (cold start)
+    from fermion.events import AuditEvent, Bus
 
 from ..responses import HTTPError
 from .authenticator import Principal
@@ -28,6 +29,8 @@ class Auditor:
 
     def record(self, principal: Principal, action: str, target: str, **fields: Any) -> None:
         """Publish an audit record in the background."""
+        from fermion.events import AuditEvent, AuditRecord
+
         event = AuditEvent(
             tenant=principal.tenant,
             data=AuditRecord(
@@ -43,6 +46,8 @@ class Auditor:
         task.add_done_callback(self._tasks.discard)
 
     async def _publish(self, event: AuditEvent) -> None:
+        from fermion.events import BusError
+
         try:
             await (await self._bus()).publish(event)
         except (BusError, HTTPError) as exc:  # the bus getter answers an unreachable bus with a 503 error

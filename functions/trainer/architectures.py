@@ -1,7 +1,8 @@
 """The built-in architectures, each preceded by the preprocessing fitted on the training data.
 
 Preprocessing is part of the exported graph, so the served model takes the raw float32
-features the uploaded dataset holds.
+features the uploaded dataset holds. Picture datasets reach a factory already normalised, as
+images (N x C x H x W): the trainer puts its `ImageInput` layer in front (pictures.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class ToImage(nn.Module):
 
 def mlp(x_train: np.ndarray, n_classes: int) -> nn.Module:
     """A two-hidden-layer perceptron for tabular features."""
+    if x_train.ndim > 2:  # pictures: flattened, then treated as features
+        return nn.Sequential(nn.Flatten(), mlp(x_train.reshape(len(x_train), -1), n_classes))
     n_features = x_train.shape[1]
     return nn.Sequential(
         Standardize(x_train),
@@ -61,20 +64,18 @@ def mlp(x_train: np.ndarray, n_classes: int) -> nn.Module:
 
 
 def cnn(x_train: np.ndarray, n_classes: int) -> nn.Module:
-    """A small convolutional net for square single-channel images given as flat pixels."""
-    side = _square_side(x_train.shape[1], "cnn")
-    pooled = side // 2
+    """A small convolutional net for images (N x C x H x W), or square single-channel ones as flat pixels."""
+    head, (channels, height, width) = _image_input(x_train, "cnn")
     return nn.Sequential(
-        Standardize(x_train),
-        ToImage(side),
-        nn.Conv2d(1, 32, 3, padding=1),
+        *head,
+        nn.Conv2d(channels, 32, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(32, 64, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Dropout(0.2),
-        nn.Linear(64 * pooled * pooled, 128),
+        nn.Linear(64 * (height // 2) * (width // 2), 128),
         nn.ReLU(),
         nn.Linear(128, n_classes),
     )
@@ -98,12 +99,11 @@ class ResidualBlock(nn.Module):
 
 
 def rescnn(x_train: np.ndarray, n_classes: int) -> nn.Module:
-    """A small residual CNN for square single-channel images given as flat pixels."""
-    side = _square_side(x_train.shape[1], "rescnn")
+    """A small residual CNN for images (N x C x H x W), or square single-channel ones as flat pixels."""
+    head, (channels, _, _) = _image_input(x_train, "rescnn")
     return nn.Sequential(
-        Standardize(x_train),
-        ToImage(side),
-        nn.Conv2d(1, 32, 3, padding=1, bias=False),
+        *head,
+        nn.Conv2d(channels, 32, 3, padding=1, bias=False),
         nn.BatchNorm2d(32),
         nn.ReLU(),
         ResidualBlock(32),
@@ -135,9 +135,20 @@ class TokenBag(nn.Module):
 
 def textbag(x_train: np.ndarray, n_classes: int) -> nn.Module:
     """A text classifier over tokenised text: rows of token ids, 0 for padding."""
-    if np.any(x_train < 0) or np.any(x_train != np.round(x_train)):
+    if x_train.ndim != 2 or np.any(x_train < 0) or np.any(x_train != np.round(x_train)):
         raise DatasetError("architecture 'textbag' needs non-negative integer token ids (0 = padding)")
     return TokenBag(int(x_train.max()) + 1, 64, n_classes)
+
+
+def _image_input(x_train: np.ndarray, name: str) -> tuple[list[nn.Module], tuple[int, int, int]]:
+    """The layers that turn the training data into images, and the images' (channels, height, width)."""
+    if x_train.ndim == 4:  # already images, normalised by the picture pipeline
+        channels, height, width = (int(d) for d in x_train.shape[1:])
+        if min(height, width) < 4:
+            raise DatasetError(f"architecture {name!r} needs images of at least 4x4; these are {height}x{width}")
+        return [], (channels, height, width)
+    side = _square_side(x_train.shape[1], name)
+    return [Standardize(x_train), ToImage(side)], (1, side, side)
 
 
 def _square_side(n_features: int, name: str) -> int:

@@ -54,7 +54,7 @@ def run_job(
         path = DatasetStore(registry.store).fetch(
             event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
         )
-        ds = load_dataset(path, dataset.format, request.recipe.label_column)
+        ds = load_dataset(path, dataset.format, request.recipe.label_column, request.recipe.image)
         options = distributed or DistributedOptions()
         if request.recipe.workers > 1 and options.launcher == "kubernetes":
             from .kubernetes import train_on_cluster  # only a trainer on a cluster needs the client
@@ -81,15 +81,16 @@ def run_job(
         atol=atol,
         rtol=rtol,
     )
-    n_features = int(trained.x_test.shape[1])
+    features = [int(d) for d in trained.x_test.shape[1:]]  # [n] for rows, [H, W, C] for pictures
     draft = Draft(
         signature=Signature(
-            inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, n_features])],
+            inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, *features])],
             outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, len(trained.labels)])],
         ),
         labels=trained.labels,
         variants={name: v["file"] for name, v in compiled.variants.items()},
         metrics=trained.metrics,
+        image=trained.image.model_dump() if trained.image is not None else None,
         lineage=Lineage(
             training_event_id=event.id,
             dataset_sha256=dataset.sha256,

@@ -106,7 +106,7 @@ def run(spec: RankSpec, env: RankEnv) -> None:
             path = DatasetStore(store).fetch(
                 spec.tenant, ds_ref.name, ds_ref.sha256, ds_ref.format, Path(tmp) / f"data.{ds_ref.format}"
             )
-            ds = load_dataset(path, ds_ref.format, spec.recipe.label_column)
+            ds = load_dataset(path, ds_ref.format, spec.recipe.label_column, spec.recipe.image)
         lead = env.rank == 0
         checkpointer = Checkpointer.open(store, spec.tenant, spec.job_id, spec.policy, writer=lead)
         progress = ProgressLines(Path(spec.workdir) / "progress.jsonl") if lead and spec.workdir else None

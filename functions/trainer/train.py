@@ -17,22 +17,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
-from fermion.events import Recipe
+from fermion.events import ImageContract, Recipe
 
 from .architectures import build
 from .checkpointing import Checkpointer, epoch_seed
 from .errors import DatasetError
+from .pictures import ImageInput, augment, fit_contract, load_pictures
 
 MAX_ROWS = 5_000_000
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features as float32 rows, labels as class indices, and the class names."""
+    """Features as float32 rows (or pixels, N x H x W x C), labels as class indices, and the class names."""
 
     x: np.ndarray
     y: np.ndarray
     labels: list[str]
+    image: ImageContract | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Trained:
     x_calibration: np.ndarray
     labels: list[str]
     duration_s: float
+    image: ImageContract | None = None
+    """The image contract, mean and std fitted: what the manifest records."""
 
 
 class ProgressFn(Protocol):
@@ -84,15 +88,18 @@ class Ranks:
         return {"workers": self.world, "restarts": self.restarts, "samples_per_s": rates}
 
 
-def load_dataset(path: Path, fmt: str, label_column: str) -> Dataset:
-    """Parse an `.npz` (arrays `x`, `y`) or a `.csv` with a header and a label column."""
+def load_dataset(path: Path, fmt: str, label_column: str, image: ImageContract | None = None) -> Dataset:
+    """Parse an `.npz` (arrays `x`, `y`), a `.csv` with a header and a label column, or a zip/tar of pictures."""
+    contract = None
     if fmt == "npz":
         x, y = _load_npz(path)
     elif fmt == "csv":
         x, y = _load_csv(path, label_column)
+    elif fmt in ("zip", "tar"):
+        x, y, contract = load_pictures(path, fmt, image)
     else:
-        raise DatasetError(f"unsupported dataset format {fmt!r}: use npz or csv")
-    if x.ndim != 2 or len(x) != len(y):
+        raise DatasetError(f"unsupported dataset format {fmt!r}: use npz, csv, zip or tar")
+    if x.ndim != (2 if contract is None else 4) or len(x) != len(y):
         raise DatasetError(f"features must be rows by columns matching the labels; got x {x.shape}, y {y.shape}")
     if len(x) < 10:
         raise DatasetError(f"dataset has {len(x)} rows; at least 10 are needed to train and evaluate")
@@ -101,7 +108,7 @@ def load_dataset(path: Path, fmt: str, label_column: str) -> Dataset:
     classes, y_idx = np.unique(y.astype(str) if y.dtype.kind in "OUS" else y, return_inverse=True)
     if len(classes) < 2:
         raise DatasetError(f"dataset has a single class ({classes[0]!r}); a classifier needs at least two")
-    return Dataset(x.astype(np.float32), y_idx.astype(np.int64), [str(c) for c in classes])
+    return Dataset(x.astype(np.float32), y_idx.astype(np.int64), [str(c) for c in classes], contract)
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +206,14 @@ def train(
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
     x_train, y_train = ds.x[train_idx], ds.y[train_idx]
     x_test, y_test = ds.x[test_idx], ds.y[test_idx]
-    module = build(recipe.architecture, x_train, len(ds.labels))
+    contract = fit_contract(ds.image, x_train) if ds.image is not None else None
+    if contract is None:
+        module = build(recipe.architecture, x_train, len(ds.labels))
+    else:  # the architecture sees normalised N x C x H x W images; the graph takes pixels
+        pre = ImageInput(contract)
+        with torch.no_grad():
+            net = build(recipe.architecture, pre(torch.from_numpy(x_train)).numpy(), len(ds.labels))
+        module = nn.Sequential(pre, net)
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     history: list[dict[str, Any]] = []
     first = 1
@@ -219,14 +233,18 @@ def train(
     metrics: dict[str, float] = dict(history[-1]["metrics"]) if history else {}
     for epoch in range(first, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))
+        pictures = torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))  # augmentation
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.long, device=ranks.device)
         net.train()
         total, tick = 0.0, time.perf_counter()
         for start in range(0, len(order), per_rank_batch):
             batch = order[start : start + per_rank_batch]
+            xb = xt[batch]
+            if recipe.augment is not None and contract is not None:  # training pictures only
+                xb = augment(xb.cpu(), recipe.augment, pictures).to(ranks.device)
             optimiser.zero_grad()
-            loss = loss_fn(net(xt[batch]), yt[batch])
+            loss = loss_fn(net(xb), yt[batch])
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)
@@ -239,7 +257,7 @@ def train(
             on_epoch(epoch, recipe.epochs, mean_loss, metrics, **ranks.report(rates))
     module.eval().to("cpu")  # exported and checked on the CPU
     calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
-    return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started)
+    return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started, contract)
 
 
 def _reduce(

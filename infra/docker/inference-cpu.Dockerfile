@@ -13,6 +13,7 @@ COPY model_store /tmp/src/model_store
 COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
+COPY imaging /tmp/src/imaging
 # A wheel install (not editable) writes the .pyc files, so no module compiles at start-up.
 RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src \
     && useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion

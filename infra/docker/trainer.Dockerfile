@@ -19,6 +19,7 @@ COPY model_store /tmp/src/model_store
 COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
+COPY imaging /tmp/src/imaging
 RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src \
     && useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion
 USER 10001

@@ -63,14 +63,16 @@ def test_tritonclient_infers_unchanged(served: tuple[str, str], binary: bool) ->
     client = triton.InferenceServerClient(url=server)
     try:
         assert client.is_server_live() and client.is_server_ready()
-        assert client.is_model_ready("lin", headers=auth)
-        meta = client.get_model_metadata("lin", headers=auth)
+        assert client.is_model_ready("lin", headers=dict(auth))
+        meta = client.get_model_metadata("lin", headers=dict(auth))
         assert meta["inputs"][0]["name"] == "input" and meta["outputs"][0]["datatype"] == "FP32"
         x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
         tensor = triton.InferInput("input", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=binary)
         outputs = None if binary else [triton.InferRequestedOutput("logits", binary_data=False)]
-        result = client.infer("lin", [tensor], outputs=outputs, request_id="r-1", headers=auth)
+        result = client.infer(
+            "lin", [tensor], outputs=outputs, request_id="r-1", headers=dict(auth)
+        )  # it adds to the dict
         np.testing.assert_allclose(result.as_numpy("logits"), _reference(x), rtol=1e-5)
         assert result.get_response()["id"] == "r-1"
         with pytest.raises(triton.InferenceServerException, match="no API key"):
