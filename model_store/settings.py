@@ -31,3 +31,17 @@ class StoreSettings(BaseSettings):
         if self.cache_dir is None:
             object.__setattr__(self, "cache_dir", home / "cache")
         return self
+
+
+class SigningSettings(BaseSettings):
+    """Where the Ed25519 signing key lives (FERMION_SIGNING_KEY); made under FERMION_HOME when unset."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
+
+    home: Path = Path("~/.fermion").expanduser()
+    signing_key: Path | None = None
+
+    @property
+    def key_path(self) -> Path:
+        """The PEM file of the private key (its public half beside it, as `.pub` hex)."""
+        return (self.signing_key or self.home / "keys" / "signing.pem").expanduser()
