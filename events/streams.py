@@ -20,6 +20,7 @@ EVENTS_STREAM = "FERMION_EVENTS"
 TRAINER_DURABLE = "trainers"
 PIPELINE_DURABLE = "pipelines"
 SWEEP_DURABLE = "sweeps"
+FEDERATION_DURABLE = "federations"
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=JOBS_STREAM,
-            subjects=[subjects.TRAINING_REQUESTED, subjects.TRAINING_SWEEP],
+            subjects=[subjects.TRAINING_REQUESTED, subjects.TRAINING_SWEEP, subjects.FEDERATED_REQUESTED],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
@@ -54,6 +55,7 @@ def stream_configs(duplicate_window_s: float = 600.0) -> list[StreamConfig]:
                 f"{subjects.TRAINING_CANCEL}.>",
                 f"{subjects.PREFIX}.models.>",
                 f"{subjects.DLQ_PREFIX}.>",
+                *subjects.FEDERATED_EVENTS,
             ],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -88,3 +90,8 @@ def sweep_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
 def pipeline_consumer() -> ConsumerConfig:
     """The durable pull consumer that turns dataset uploads into training requests by rule (new ones only)."""
     return _durable(PIPELINE_DURABLE, subjects.DATASETS_UPLOADED, ConsumerPolicy(), DeliverPolicy.NEW)
+
+
+def federation_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
+    """The durable pull consumer the federation coordinators share: one holds a federation, heartbeating."""
+    return _durable(FEDERATION_DURABLE, subjects.FEDERATED_REQUESTED, policy, DeliverPolicy.ALL)
