@@ -10,6 +10,8 @@ others are refused with their reasons, and no participant's rows ever reach the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import io
 import os
 import signal
@@ -37,7 +39,7 @@ from fermion.events.schemas import (
     update_message,
 )
 from fermion.infra import NatsServer
-from fermion.model_store import DatasetStore, StoreSettings, open_registry
+from fermion.model_store import DatasetStore, PreconditionFailed, StoreSettings, open_registry
 from fermion.model_store.signing import SigningKey
 
 pytestmark = pytest.mark.integration
@@ -137,14 +139,10 @@ def _participant(site: dict[str, Any]) -> Proc:
 async def _forged(bus: Bus, fed: str, r: int, participant: str, key: SigningKey, note: str, store: Any) -> None:
     """An update that must be refused: weights at its content address, signed by `key`."""
     weights = store.get(f"federated/default/{fed}/rounds/{r}/global.npz")[0]
-    import hashlib
-
     sha = hashlib.sha256(weights).hexdigest()
     wkey = f"federated/default/{fed}/rounds/{r}/updates/{participant}/{sha}.npz"
-    try:
+    with contextlib.suppress(PreconditionFailed):  # already there from an earlier forgery of the same bytes
         store.put(wkey, weights, if_none_match=True)
-    except Exception:  # already there from an earlier forgery of the same bytes
-        pass
     metrics = {"note": float(len(note))}
     await bus.publish(
         UpdateSubmitted(
