@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from . import subjects
 
@@ -268,6 +268,15 @@ class FederationSpec(Payload):
     privacy: Privacy | None = None
     target_accuracy: float | None = Field(default=None, gt=0, le=1)
     """Stop early once the global model's held-out accuracy reaches this."""
+
+    @model_validator(mode="after")
+    def _quorum_fits(self) -> FederationSpec:
+        ids = [m.id for m in self.participants]
+        if len(set(ids)) != len(ids):
+            raise ValueError("participant ids must be unique")
+        if self.min_updates > len(ids):
+            raise ValueError(f"min_updates {self.min_updates} exceeds the {len(ids)} participants")
+        return self
 
 
 class RoundAnnouncement(Payload):

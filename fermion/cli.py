@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fermion import export
+from fermion import export, federation
 from fermion.client import Client, FermionError
 from fermion.events import TrainingCompleted, TrainingProgress
 from fermion.infra import Stack, StackSettings, is_up
@@ -38,6 +38,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 export.register(models_app)  # `fermion models export --edge` (fermion/export.py)
+app.add_typer(federation.app, name="federated")  # `fermion federated ...` (fermion/federation.py)
 jobs_app = typer.Typer(help="Training jobs, from the event log.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-lettered jobs.", no_args_is_help=True)
 jobs_app.add_typer(dlq_app, name="dlq")

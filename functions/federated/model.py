@@ -32,7 +32,7 @@ def state_of(module: nn.Module) -> State:
 
 def load_state(module: nn.Module, state: State) -> nn.Module:
     """Put `state` into `module` (names and shapes must match)."""
-    module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v).copy()) for k, v in state.items()})
+    module.load_state_dict({k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in state.items()})
     return module
 
 

@@ -27,7 +27,7 @@ def dumps(state: Mapping[str, np.ndarray]) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for name in sorted(state):
             arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(state[name]), allow_pickle=False)
+            np.lib.format.write_array(arr, np.asarray(state[name]).copy(order="C"), allow_pickle=False)
             zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH), arr.getvalue())
     return buf.getvalue()
 

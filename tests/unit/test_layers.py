@@ -20,6 +20,7 @@ ALLOWED = {
     "functions/inference": {"model_store", "events", "functions"},
     "functions/ingest": {"model_store", "events", "functions"},
     "functions/trainer": {"model_store", "events", "compile", "functions"},
+    "functions/federated": {"model_store", "events", "compile", "functions"},
 }
 
 
