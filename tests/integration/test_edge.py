@@ -182,3 +182,24 @@ def test_budgets_refuse_a_degraded_or_oversized_bundle(digits_home: dict[str, An
     result = _export(digits_home["home"], out, "--quantize", "int8", "--max-bytes", "1000")
     assert result.exit_code == 1 and "size budget is 1000" in result.output, result.output
     assert not out.exists()
+
+
+def test_a_pushed_model_without_its_data_is_pruned_on_the_graph_and_must_opt_out_of_measuring(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import linear_draft, linear_onnx
+
+    home = tmp_path / "home"
+    open_registry(StoreSettings(home=home)).register(
+        "default", "digits", {"model.onnx": linear_onnx(64, 10)}, linear_draft(64, 10)
+    )
+    out = tmp_path / "pushed.tar"
+    refused = _export(home, out, "--prune", "0.5", "--quantize", "int8")
+    assert refused.exit_code == 1 and "cannot measure" in refused.output, refused.output
+    result = _export(home, out, "--prune", "0.5", "--quantize", "int8", "--format", "onnx", "--no-accuracy-check")
+    assert result.exit_code == 0, result.output
+    manifest = _manifest(out)
+    assert manifest["accuracy"] == {"measured": False}
+    assert manifest["optimisations"]["prune"]["on"].startswith("ONNX initializers")
+    assert manifest["optimisations"]["prune"]["sparsity"] >= 0.5
+    assert manifest["model"] == {"file": "model.onnx", "format": "onnx"}
