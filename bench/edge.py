@@ -88,7 +88,7 @@ def main() -> None:
     verify_s = _median_s(lambda: open_bundle(last), 20)
     folder = home / "extracted"
     folder.mkdir()
-    with tarfile.open(last, "r:gz") as tar:
+    with tarfile.open(last, "r:") as tar:
         tar.extractall(folder, filter="data")
     cmd = [sys.executable, "-m", "fermion_edge", str(last), "predict", str(rows)]
     run_s = _median_s(lambda: subprocess.run(cmd, cwd=folder, check=True, capture_output=True), 5)

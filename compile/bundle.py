@@ -1,19 +1,20 @@
-"""Pack an edge bundle: one gzip-compressed tar holding the model, its manifest, the runner and a signature.
+"""Pack an edge bundle: one tar holding the manifest, the model, the runner and a signature.
 
 The format is the runner's (edge_runner/fermion_edge/archive.py): members in a fixed order with
 fixed metadata, then SIGNATURE = Ed25519 signature (64 bytes) + public key (32 bytes) over every
-tar byte before SIGNATURE's header, then tar's zero padding; gzip with a fixed header at level 9. The
-same inputs always give the same bytes.
+tar byte before SIGNATURE's data (its own header included), then the tar's two zero end blocks. The tar itself is not
+compressed: a compressed stream has bits that do not change what it inflates to, and every byte
+of the file must be covered by the signature; members are compressed instead (the model).
+The same inputs always give the same bytes.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
-import struct
 import tarfile
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ RUNNER_DIR = Path(__file__).resolve().parent / "edge_runner" / "fermion_edge"
 RUNNER_PACKAGE = "fermion_edge"
 MANIFEST = "manifest.json"
 SIGNATURE = "SIGNATURE"
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # deflate, no flags, mtime 0, best, OS unknown
 
 Signer = Callable[[bytes], tuple[bytes, bytes]]
 """Signs bytes: returns (64-byte Ed25519 signature, 32-byte public key)."""
@@ -33,10 +33,14 @@ def runner_files() -> dict[str, bytes]:
     return {f"{RUNNER_PACKAGE}/{p.name}": p.read_bytes() for p in sorted(RUNNER_DIR.glob("*.py"))}
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _info(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o644, 0, 0, 0
-    tar.addfile(info, io.BytesIO(data))
+    info.size, info.mode, info.mtime, info.uid, info.gid = size, 0o644, 0, 0, 0
+    return info
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    tar.addfile(_info(name, len(data)), io.BytesIO(data))
 
 
 def pack(files: Mapping[str, bytes], manifest: dict[str, Any], sign: Signer) -> bytes:
@@ -50,16 +54,20 @@ def pack(files: Mapping[str, bytes], manifest: dict[str, Any], sign: Signer) -> 
         _add(tar, MANIFEST, body)
         for name in sorted(files):
             _add(tar, name, files[name])
-        signed = buf.getvalue()  # every member so far, headers included; SIGNATURE's header comes next
-        signature, public_key = sign(signed)
+        # Signed: every member so far and SIGNATURE's own header (its size is fixed), so that no byte
+        # a tar reader ignores (the checksum field's trailing byte, say) is left unsigned.
+        header = _info(SIGNATURE, 96).tobuf(tarfile.USTAR_FORMAT, tar.encoding, tar.errors)
+        start = tar.offset
+        signature, public_key = sign(buf.getvalue() + header)
         if len(signature) != 64 or len(public_key) != 32:
             raise ValueError("the signer must return a 64-byte Ed25519 signature and a 32-byte public key")
         _add(tar, SIGNATURE, signature + public_key)
-    return _gzip(buf.getvalue())
+        if buf.getvalue()[start : start + len(header)] != header:
+            raise RuntimeError("tarfile wrote a different SIGNATURE header from the one signed")
+        end = tar.offset  # past SIGNATURE's data block
+    return buf.getvalue()[: end + 2 * tarfile.BLOCKSIZE]  # the end blocks, without tar's record padding
 
 
-def _gzip(data: bytes) -> bytes:
-    """gzip with the fixed header the runner expects (Python versions differ in the OS byte they write)."""
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    body = deflate.compress(data) + deflate.flush()
-    return GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+def gzip_member(data: bytes) -> bytes:
+    """A member's bytes gzip-compressed reproducibly (mtime 0), for `gunzip` or the runner to inflate."""
+    return gzip.compress(data, compresslevel=9, mtime=0)

@@ -10,6 +10,7 @@ version's, or whose archive is over the size budget, is refused with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import tempfile
 import time
@@ -25,7 +26,7 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils import prune
 
-from .bundle import Signer, pack, runner_files
+from .bundle import Signer, gzip_member, pack, runner_files
 from .errors import CompileError
 from .export import export_onnx
 from .optimize import optimize_fp32, quantize_int8
@@ -243,12 +244,18 @@ def build_bundle(
         model = to_ort(model)
     measured = _measure(fp32, model, options.format, data, options.accuracy_budget)
     n_features = int(contract["input"]["shape"][-1])
-    model_file = f"model.{options.format}"
+    model_file = f"model.{options.format}.gz"
     manifest = {
         "format": "fermion-edge-bundle",
         "format_version": 1,
         "source": source,
-        "model": {"file": model_file, "format": options.format},
+        "model": {
+            "file": model_file,
+            "format": options.format,
+            "compression": "gzip",
+            "size": len(model),
+            "sha256": hashlib.sha256(model).hexdigest(),
+        },
         "contract": contract,
         "optimisations": report,
         "accuracy": measured,
@@ -266,7 +273,7 @@ def build_bundle(
         },
         "runner": {"module": "fermion_edge", "requires": ["onnxruntime", "numpy"]},
     }
-    archive = pack({model_file: model, **runner_files()}, manifest, sign)
+    archive = pack({model_file: gzip_member(model), **runner_files()}, manifest, sign)
     if options.max_bytes is not None and len(archive) > options.max_bytes:
         raise BudgetExceeded(f"the bundle is {len(archive)} bytes; the size budget is {options.max_bytes}")
     return EdgeBundle(archive, manifest)

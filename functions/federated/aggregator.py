@@ -58,6 +58,8 @@ class RoundAggregator:
     def __init__(self, bus: Bus, fstore: FederationStore, federation_id: str, tenant: str, spec: FederationSpec):
         self.bus, self.fstore, self.federation_id, self.tenant, self.spec = bus, fstore, federation_id, tenant, spec
         self.keys = {m.id: bytes.fromhex(m.public_key) for m in spec.participants}
+        self.settled: set[str] = set()
+        """Events of closed rounds already decided (the log is read again from the start every round)."""
 
     async def collect(self, r: int, like: State, deadline_s: float, since: datetime) -> dict[str, Applied]:
         """Updates for round `r`: until every participant's is in, or the deadline once the quorum is.
@@ -100,8 +102,10 @@ class RoundAggregator:
             return
         assert isinstance(event, UpdateSubmitted)
         u = event.data
-        if u.federation_id != self.federation_id or u.round > r:
+        if u.federation_id != self.federation_id or u.round > r or event.id in self.settled:
             return
+        if u.round < r:
+            self.settled.add(event.id)
         try:
             found = await asyncio.to_thread(self._check, event, r, like)
         except Refused as exc:

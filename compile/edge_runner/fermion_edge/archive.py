@@ -1,15 +1,15 @@
 """Open a bundle and prove it before anything in it is used.
 
-A bundle is a gzip-compressed tar. Its last member, SIGNATURE, holds an Ed25519 signature (64
-bytes) and the signer's public key (32 bytes) over every tar byte before SIGNATURE's own header;
-the manifest lists every other member's sha256. Every byte of the file is covered: the gzip header
-must be the one the packer writes, the deflate stream by gzip's CRC, the signed members by the
-signature, SIGNATURE's header by tar's checksum, and what follows it must be the tar's zero padding.
+A bundle is a tar. Its last member, SIGNATURE, holds an Ed25519 signature (64 bytes) and the
+signer's public key (32 bytes) over every tar byte before SIGNATURE's data (its own header
+included); the manifest lists every other member's sha256. Every byte of the file is covered: up
+to SIGNATURE's data by the signature, that data by the verification itself, and what follows
+must be zeros (tar's end blocks). The model member is gzip-compressed
+inside the signed tar, and inflates to the size and sha256 the manifest gives.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -21,7 +21,6 @@ from typing import Any
 
 from .ed25519 import verify
 
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # deflate, no flags, mtime 0, level 9, OS unknown
 SIGNATURE = "SIGNATURE"
 MANIFEST = "manifest.json"
 MAX_BYTES = 1 << 30
@@ -38,31 +37,41 @@ class Bundle:
     manifest: dict[str, Any]
     files: dict[str, bytes]
     public_key: bytes
+    model: bytes
+    """The model (ONNX or ORT format), inflated and checked."""
 
     @property
     def key_id(self) -> str:
         """A short fingerprint of the signer's public key."""
         return hashlib.sha256(self.public_key).hexdigest()[:16]
 
-    @property
-    def model(self) -> bytes:
-        """The model's bytes (ONNX or ORT format)."""
-        return self.files[self.manifest["model"]["file"]]
+
+def _inflate(manifest: dict[str, Any], files: dict[str, bytes]) -> bytes:
+    """The model's bytes (ONNX or ORT format), inflated (at most MAX_BYTES) and checked against the manifest."""
+    entry = manifest.get("model")
+    if not isinstance(entry, dict) or entry.get("file") not in files:
+        raise BundleRefused("the manifest does not name a model file the bundle holds")
+    data = files[entry["file"]]
+    if entry.get("compression") == "gzip":
+        inflater = zlib.decompressobj(wbits=31)  # gzip framing
+        try:
+            data = inflater.decompress(data, MAX_BYTES + 1)
+        except zlib.error as exc:
+            raise BundleRefused(f"the model does not inflate: {exc}") from exc
+        if len(data) > MAX_BYTES or not inflater.eof:
+            raise BundleRefused(f"the model inflates past {MAX_BYTES} bytes, or not to its end")
+    if len(data) != entry.get("size") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise BundleRefused("the inflated model does not match the manifest's size and sha256")
+    return data
 
 
-def _untar(raw: bytes) -> tuple[bytes, tarfile.TarFile]:
+def _untar(raw: bytes) -> tarfile.TarFile:
     if len(raw) > MAX_BYTES:
         raise BundleRefused(f"bundle is {len(raw)} bytes; the runner reads at most {MAX_BYTES}")
-    if not raw.startswith(GZIP_HEADER):
-        raise BundleRefused("not a Fermion bundle: the gzip header is not the one the packer writes")
     try:
-        tar = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise BundleRefused(f"the bundle's compressed stream is damaged: {exc}") from exc
-    try:
-        return tar, tarfile.open(fileobj=io.BytesIO(tar), mode="r:")
+        return tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
     except tarfile.TarError as exc:
-        raise BundleRefused(f"the bundle's tar is damaged: {exc}") from exc
+        raise BundleRefused(f"not a bundle, or a damaged one: {exc}") from exc
 
 
 def _members(archive: tarfile.TarFile) -> tuple[dict[str, bytes], tarfile.TarInfo]:
@@ -83,30 +92,34 @@ def _members(archive: tarfile.TarFile) -> tuple[dict[str, bytes], tarfile.TarInf
 
 
 def open_bundle(path: Path, trusted_key: bytes | None = None) -> Bundle:
-    """Read and verify a bundle; BundleRefused says why when it is not intact or not trusted."""
-    tar, archive = _untar(path.read_bytes())
-    files, sig = _members(archive)
+    """Read and verify a bundle; BundleRefused says why when it is not intact or not trusted.
+
+    The cheap checks go first (structure, padding, digests); the signature, which every bundle
+    must pass whatever the others say, last.
+    """
+    tar = path.read_bytes()
+    files, sig = _members(_untar(tar))
     blob = files.pop(SIGNATURE)
     if len(blob) != 96:
         raise BundleRefused(f"{SIGNATURE} is {len(blob)} bytes; an Ed25519 signature and key are 96")
     signature, public_key = blob[:64], blob[64:]
     if any(tar[sig.offset_data + len(blob) :]):
         raise BundleRefused("the bundle has bytes after its signature that are not tar padding")
-    if not verify(public_key, tar[: sig.offset], signature):
+    try:
+        manifest = json.loads(files[MANIFEST])
+    except (KeyError, ValueError) as exc:
+        raise BundleRefused(f"the bundle's {MANIFEST} is missing or unreadable: {exc}") from exc
+    listed = manifest.get("files", {}) if isinstance(manifest, dict) else {}
+    if set(listed) != set(files) - {MANIFEST}:
+        raise BundleRefused(f"members {sorted(set(files) - {MANIFEST})} differ from the manifest's {sorted(listed)}")
+    for name, entry in listed.items():
+        if not isinstance(entry, dict) or hashlib.sha256(files[name]).hexdigest() != entry.get("sha256"):
+            raise BundleRefused(f"{name} does not match its sha256 in the manifest")
+    if not verify(public_key, tar[: sig.offset_data], signature):
         raise BundleRefused("the signature does not match the bundle's contents: it was altered or damaged")
     if trusted_key is not None and public_key != trusted_key:
         raise BundleRefused(
             f"signed by key {hashlib.sha256(public_key).hexdigest()[:16]}, "
             f"not the trusted key {hashlib.sha256(trusted_key).hexdigest()[:16]}"
         )
-    try:
-        manifest = json.loads(files[MANIFEST])
-    except (KeyError, ValueError) as exc:
-        raise BundleRefused(f"the bundle's {MANIFEST} is missing or unreadable: {exc}") from exc
-    listed = manifest.get("files", {})
-    if set(listed) != set(files) - {MANIFEST}:
-        raise BundleRefused(f"members {sorted(set(files) - {MANIFEST})} differ from the manifest's {sorted(listed)}")
-    for name, entry in listed.items():
-        if hashlib.sha256(files[name]).hexdigest() != entry.get("sha256"):
-            raise BundleRefused(f"{name} does not match its sha256 in the manifest")
-    return Bundle(manifest, files, public_key)
+    return Bundle(manifest, files, public_key, _inflate(manifest, files))  # inflated only once signed
