@@ -39,7 +39,7 @@ from .errors import FederationError
 from .model import build_module, load_state, local_train, state_of, trainable
 from .settings import ParticipantSettings
 from .store import FederationStore
-from .weights import dumps, loads, privatize
+from .weights import BadWeights, dumps, loads, privatize
 
 log = logging.getLogger("fermion.federated.participant")
 
@@ -80,7 +80,7 @@ class Participant:
                 continue
             try:
                 update = await asyncio.to_thread(self.train_round, event)
-            except FederationError as exc:
+            except (FederationError, BadWeights) as exc:
                 log.error("federation %s round %d: %s", event.data.federation_id, event.data.round, exc)
                 continue
             if update is not None:
@@ -111,7 +111,7 @@ class Participant:
                 trainable(module),
                 a.privacy.clip_norm,
                 a.privacy.noise_multiplier,
-                seed=int.from_bytes(hashlib.sha256(f"{a.federation_id}.{a.round}.{self.id}".encode()).digest()[:8]),
+                seed=None,  # fresh entropy: noise anyone could regenerate would protect nothing
             )
             metrics["update_norm"] = norm
         payload = dumps(state)

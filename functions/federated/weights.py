@@ -83,11 +83,12 @@ def trimmed_mean(states: list[State], fraction: float) -> State:
 
 
 def privatize(
-    local: State, global_: State, trainable: set[str], clip_norm: float, noise_multiplier: float, seed: int
+    local: State, global_: State, trainable: set[str], clip_norm: float, noise_multiplier: float, seed: int | None
 ) -> tuple[State, float]:
     """Clip the update (local - global) of the trainable tensors to `clip_norm` in L2, add Gaussian noise.
 
-    Returns the privatised weights and the update's norm before clipping.
+    Returns the privatised weights and the update's norm before clipping. `seed` is for tests only:
+    noise from a known seed can be regenerated and subtracted.
     """
     delta = {k: local[k].astype(np.float64) - global_[k] for k in trainable}
     norm = float(np.sqrt(sum(float(np.sum(d * d)) for d in delta.values())))

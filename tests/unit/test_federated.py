@@ -85,3 +85,28 @@ def test_federated_reaches_only_into_the_trainers_recipes() -> None:
             if "functions.trainer." in line:
                 module = line.split("functions.trainer.")[1].split()[0]
                 assert module in allowed, f"{path.name} imports trainer module {module}"
+
+
+def test_fedprox_keeps_local_training_near_the_global_weights() -> None:
+    import torch
+
+    from fermion.events import Recipe
+    from fermion.functions.federated.model import build_module, load_state, local_train, state_of
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    recipe = Recipe(architecture="mlp", epochs=3, learning_rate=1e-2, batch_size=16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = state_of(build_module(recipe, x, 2))
+        drift = {}
+        for mu in (0.0, 100.0):
+            module = load_state(build_module(recipe, x, 2), start)
+            local_train(module, x, y, recipe, proximal_mu=mu, seed=0)
+            after = state_of(module)
+            drift[mu] = sum(float(np.sum((after[k] - start[k]) ** 2)) for k in start)
+    finally:
+        torch.set_num_threads(threads)
+    assert drift[100.0] < drift[0.0] / 2, drift
