@@ -21,6 +21,7 @@ TRAINER_DURABLE = "trainers"
 PIPELINE_DURABLE = "pipelines"
 SWEEP_DURABLE = "sweeps"
 RETRAIN_DURABLE = "retrains"
+FEDERATION_DURABLE = "federations"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def stream_configs(duplicate_window_s: float = 600.0, replicas: int = 1) -> list
     return [
         StreamConfig(
             name=JOBS_STREAM,
-            subjects=[subjects.TRAINING_REQUESTED, subjects.TRAINING_SWEEP],
+            subjects=[subjects.TRAINING_REQUESTED, subjects.TRAINING_SWEEP, subjects.FEDERATED_REQUESTED],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
@@ -60,6 +61,7 @@ def stream_configs(duplicate_window_s: float = 600.0, replicas: int = 1) -> list
                 f"{subjects.PREFIX}.models.>",
                 f"{subjects.DLQ_PREFIX}.>",
                 f"{subjects.AUDIT_PREFIX}.>",
+                *subjects.FEDERATED_EVENTS,
             ],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -100,3 +102,8 @@ def pipeline_consumer() -> ConsumerConfig:
 def retrain_consumer() -> ConsumerConfig:
     """The durable pull consumer that turns drift alarms into retraining by rule (new ones only)."""
     return _durable(RETRAIN_DURABLE, subjects.MODELS_DRIFT_DETECTED, ConsumerPolicy(), DeliverPolicy.NEW)
+
+
+def federation_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
+    """The durable pull consumer the federation coordinators share: one holds a federation, heartbeating."""
+    return _durable(FEDERATION_DURABLE, subjects.FEDERATED_REQUESTED, policy, DeliverPolicy.ALL)

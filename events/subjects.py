@@ -37,3 +37,20 @@ def cancel(job_id: str) -> str:
 def max_deliveries_advisory(stream: str, consumer: str) -> str:
     """JetStream's advisory when a message ran out of deliveries on a consumer."""
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
+
+
+# --- federated training (issue 18) ---------------------------------------------------------------
+FEDERATED_REQUESTED = f"{PREFIX}.federated.requested"  # work queue: the coordinators share it
+FEDERATED_ROUND_STARTED = f"{PREFIX}.federated.round.started"
+FEDERATED_ROUND_COMPLETED = f"{PREFIX}.federated.round.completed"
+FEDERATED_UPDATE_SUBMITTED = f"{PREFIX}.federated.update.submitted"
+FEDERATED_UPDATE_REFUSED = f"{PREFIX}.federated.update.refused"
+FEDERATED_COMPLETED = f"{PREFIX}.federated.completed"
+FEDERATED_FAILED = f"{PREFIX}.federated.failed"
+FEDERATED_EVENTS = [
+    f"{PREFIX}.federated.round.>",
+    f"{PREFIX}.federated.update.>",
+    FEDERATED_COMPLETED,
+    FEDERATED_FAILED,
+]
+"""The event-log subjects of federations (explicit, so none overlaps the work queue's)."""

@@ -75,9 +75,11 @@ class Client:
         """A client for the stack the settings describe, with FERMION_API_KEY or this machine's admin key."""
         s = settings or StackSettings()
         identity = LocalIdentity(s.home)
-        bus = BusSettings(nats_url=s.nats_url)
+        env = BusSettings()  # FERMION_NATS_* where set; else the local stack's port and admin identity
+        url = env.nats_url if "nats_url" in env.model_fields_set else s.nats_url
+        bus = env.model_copy(update={"nats_url": url})
         if bus.nats_user is None and identity.nats_config.exists():
-            bus = identity.bus_settings("admin", s.nats_url)
+            bus = identity.bus_settings("admin", url)
         api_key = s.api_key.get_secret_value() if s.api_key else identity.admin_key()
         return cls(s.ingest_url, s.inference_url, bus, api_key=api_key)
 

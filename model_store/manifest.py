@@ -50,6 +50,8 @@ class Lineage(BaseModel):
     dataset_uri: str | None = None
     recipe: dict[str, Any] = {}
     code_version: str | None = None
+    federated: dict[str, Any] | None = None
+    """A federated round's global model: the federation, the round, and every update it aggregated."""
 
 
 class Draft(BaseModel):

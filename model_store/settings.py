@@ -50,3 +50,17 @@ class StoreSettings(BaseSettings):
         """The configured public keys and those in HOME/keys/*.pub (the local stack's own)."""
         local = sorted((self.home / "keys").glob("*.pub")) if (self.home / "keys").is_dir() else []
         return [*self.trusted_keys, *(p.read_text().strip() for p in local)]
+
+
+class SigningSettings(BaseSettings):
+    """Where the Ed25519 signing key lives (FERMION_SIGNING_KEY); made under FERMION_HOME when unset."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
+
+    home: Path = Path("~/.fermion").expanduser()
+    signing_key: Path | None = None
+
+    @property
+    def key_path(self) -> Path:
+        """The PEM file of the private key: by default the registry's own (HOME/keys/signing.key)."""
+        return (self.signing_key or self.home / "keys" / "signing.key").expanduser()

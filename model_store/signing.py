@@ -1,4 +1,6 @@
-"""Ed25519 signatures on registered versions: the registry signs, readers verify.
+"""Ed25519 signatures: on registered versions (the registry signs, readers verify) and over bytes.
+
+The second half signs and checks plain bytes: edge bundles and federated updates.
 
 A version's `signature.json` holds an Ed25519 signature over the exact bytes of its
 `manifest.json`; it is written (create-only) just before the manifest, so a version that exists is
@@ -15,7 +17,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -23,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import IntegrityError
+from .errors import IntegrityError, RegistryError
 
 SIGNATURE_FILE = "signature.json"
 
@@ -49,7 +53,7 @@ def public_key_text(key: Ed25519PublicKey) -> str:
     return base64.b64encode(raw).decode()
 
 
-def key_id(key: Ed25519PublicKey) -> str:
+def _fingerprint(key: Ed25519PublicKey) -> str:
     """First 16 hex digits of the sha256 of the raw public key."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -60,7 +64,7 @@ class Signer:
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
-        self.key_id = key_id(private_key.public_key())
+        self.key_id = _fingerprint(private_key.public_key())
 
     @classmethod
     def from_file(cls, path: Path) -> Signer:
@@ -88,7 +92,7 @@ class Verifier:
     """Checks manifests against a set of trusted public keys."""
 
     def __init__(self, public_keys: Iterable[Ed25519PublicKey]) -> None:
-        self._keys = {key_id(k): k for k in public_keys}
+        self._keys = {_fingerprint(k): k for k in public_keys}
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> Verifier:
@@ -138,3 +142,91 @@ def generate_key_pair(directory: Path, name: str = "signing") -> tuple[Path, Pat
         private.write_bytes(pem)
         public.write_text(public_key_text(key.public_key()) + "\n")
     return private, public
+
+
+# --- signatures over bytes: edge bundles, federated updates ------------------------------------
+
+
+class SigningError(RegistryError):
+    """A key that cannot be read or used."""
+
+
+class BadSignature(SigningError):
+    """A signature that does not match the bytes and the key."""
+
+
+def key_id(public_key: bytes) -> str:
+    """A short, stable fingerprint of a public key (the first 16 hex digits of its sha256)."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 private key, with its public half as raw bytes."""
+
+    private: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A fresh key pair."""
+        return cls(Ed25519PrivateKey.generate())
+
+    @property
+    def public_key(self) -> bytes:
+        """The 32-byte public key."""
+        return self.private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    @property
+    def key_id(self) -> str:
+        """The public key's fingerprint."""
+        return key_id(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte signature of `data`."""
+        return self.private.sign(data)
+
+    def pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM."""
+        return self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        """The key in a PEM file; SigningError when it is not an Ed25519 private key."""
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise SigningError(f"cannot read the signing key {path}: {exc}") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise SigningError(f"{path} holds a {type(key).__name__}, not an Ed25519 private key")
+        return cls(key)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> SigningKey:
+        """The key at `path`, made (mode 0600) if there is none; two processes racing get the same key."""
+        if path.exists():
+            return cls.load(path)
+        key = cls.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.pem())
+        try:
+            os.link(tmp, path)  # create-only and atomic: the file appears whole, or another process won
+        except FileExistsError:
+            return cls.load(path)
+        finally:
+            tmp.unlink()
+        # Beside it, the public half as trusted keys are read (base64 of the raw key, HOME/keys/*.pub).
+        path.with_suffix(".pub").write_text(public_key_text(key.private.public_key()) + "\n")
+        return key
+
+
+def verify(public_key: bytes, data: bytes, signature: bytes) -> None:
+    """Return if `signature` is `public_key`'s signature of `data`; BadSignature otherwise."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError) as exc:
+        raise BadSignature(f"signature does not match the data for key {key_id(public_key)}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from fermion import export, federation
 from fermion.client import FermionError
 from fermion.infra import ServerError
 from fermion.model_store import RegistryError
@@ -28,6 +29,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(keys_app, name="keys")
+export.register(models_app)  # `fermion models export --edge` (fermion/export.py)
+app.add_typer(federation.app, name="federated")  # `fermion federated ...` (fermion/federation.py)
 app.add_typer(canary_app, name="canary")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.

@@ -40,6 +40,7 @@ from . import health
 from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
+from .federations import router as federations_router
 from .idempotency import IdempotencyKey, event_id
 from .keys_api import router as keys_router
 from .labels import router as labels_router
@@ -105,6 +106,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
     app.include_router(registry_router)
     app.include_router(keys_router)
+    app.include_router(federations_router)
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
     return app
 

@@ -23,6 +23,7 @@ ALLOWED = {
     "functions/trainer": {"model_store", "events", "imaging", "compile", "functions"},
     "functions/security": {"model_store", "events", "functions"},
     "functions/monitor": {"model_store", "events", "functions"},
+    "functions/federated": {"model_store", "events", "compile", "functions"},
 }
 
 

@@ -1,0 +1,87 @@
+"""POST /v1/federations: start a federation (publishes `federated.requested`; the coordinator runs it).
+
+Included by the ingest app with one line: `app.include_router(federations.router)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fermion.events import BusError, Recipe
+from fermion.events.schemas import NAME_PATTERN, FederationMember, FederationRequested, FederationSpec, Privacy
+from fermion.model_store import AmbiguousDataset, DatasetNotFound, StoreError
+
+from ..security import Principal
+from ..security.http import needs, tenant_of
+from .deps import BusDep, Datasets
+from .errors import BadUpload, NotFound, Unavailable
+
+router = APIRouter(tags=["federations"])
+
+
+class HoldoutSelector(BaseModel):
+    """The coordinator's held-out set: an uploaded .npz, by name (and sha256 when the name has several)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class FederationBody(BaseModel):
+    """POST /v1/federations: a FederationSpec whose held-out set is named, not addressed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(pattern=NAME_PATTERN)
+    recipe: Recipe = Recipe()
+    labels: list[str] = Field(min_length=2, max_length=10_000)
+    n_features: int = Field(ge=1)
+    rounds: int = Field(default=10, ge=1, le=1000)
+    participants: list[FederationMember] = Field(min_length=1, max_length=1000)
+    min_updates: int = Field(default=1, ge=1)
+    round_deadline_s: float = Field(default=300.0, gt=0)
+    holdout: HoldoutSelector
+    aggregation: str = "fedavg"
+    trim_fraction: float = 0.2
+    proximal_mu: float = 0.0
+    privacy: Privacy | None = None
+    target_accuracy: float | None = None
+    tenant: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: the key's tenant")
+
+
+@router.post("/v1/federations", status_code=202)
+async def start_federation(
+    request: Request, body: FederationBody, datasets: Datasets, bus: BusDep, caller: Principal = needs("train")
+) -> dict[str, object]:
+    """Publish `federated.requested`; the federation id is the event id."""
+    tenant = tenant_of(request, caller, body.tenant)
+    try:
+        stored = await asyncio.to_thread(datasets.find, tenant, body.holdout.name, body.holdout.sha256)
+    except AmbiguousDataset as exc:
+        raise BadUpload(str(exc)) from exc
+    except DatasetNotFound as exc:
+        raise NotFound(f"held-out set: {exc}; upload it first (POST /v1/datasets)") from exc
+    except StoreError as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+    fields = body.model_dump(exclude={"tenant", "holdout"})
+    holdout = {
+        "name": body.holdout.name,
+        "sha256": stored.sha256,
+        "uri": stored.uri,
+        "format": stored.format,
+        "size": stored.size,
+    }
+    try:
+        spec = FederationSpec.model_validate({**fields, "holdout": holdout})
+    except ValidationError as exc:
+        raise BadUpload(f"invalid federation: {exc.errors()[0]['msg']}") from exc
+    event = FederationRequested(tenant=tenant, data=spec)
+    try:
+        await bus.publish(event)
+    except BusError as exc:
+        raise Unavailable(f"event bus unavailable, nothing was accepted: {exc}") from exc
+    return {"federation_id": event.id, "model_name": spec.model_name, "rounds": spec.rounds}

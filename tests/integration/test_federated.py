@@ -1,0 +1,298 @@
+"""Federated rounds over a real nats-server: a coordinator and three participants, each its own process.
+
+Three participants hold non-IID shards of scikit-learn's digits (each mostly three or four classes);
+the coordinator holds the held-out set. Along the way one participant is frozen and SIGKILLed
+mid-round, an update is replayed, a late update and updates from a non-participant and with a
+wrong key are sent: the round still closes at its deadline, the replay is applied once, the
+others are refused with their reasons, and no participant's rows ever reach the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fermion.events import Bus, DatasetRef, Recipe, subjects
+from fermion.events.schemas import (
+    FederationCompleted,
+    FederationFailed,
+    FederationMember,
+    FederationRequested,
+    FederationSpec,
+    RoundCompleted,
+    RoundStarted,
+    UpdateRefused,
+    UpdateReport,
+    UpdateSubmitted,
+    parse_event,
+    update_message,
+)
+from fermion.infra import NatsServer
+from fermion.model_store import DatasetStore, PreconditionFailed, StoreSettings, open_registry
+from fermion.model_store.signing import SigningKey
+
+pytestmark = pytest.mark.integration
+SITES = {"site-a": [0, 1, 2, 3], "site-b": [4, 5, 6], "site-c": [7, 8, 9]}
+RECIPE = Recipe(architecture="mlp", epochs=2, learning_rate=2e-3, batch_size=32, seed=0)
+
+
+def _split() -> tuple[tuple[np.ndarray, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The coordinator's held-out 20% and three non-IID shards: 80% of a class to its home site, 10% to each other."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = d.data.astype(np.float32), d.target
+    rng = np.random.default_rng(0)
+    hold: list[int] = []
+    parts: dict[str, list[int]] = {s: [] for s in SITES}
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_hold = len(idx) // 5
+        hold.extend(idx[:n_hold])
+        rest = idx[n_hold:]
+        home = next(s for s, classes in SITES.items() if c in classes)
+        cut = int(len(rest) * 0.8)
+        parts[home].extend(rest[:cut])
+        others = [s for s in SITES if s != home]
+        for i, j in enumerate(rest[cut:]):
+            parts[others[i % 2]].append(j)
+    shards = {s: (x[np.asarray(p)], y[np.asarray(p)]) for s, p in parts.items()}
+    return (x[np.asarray(hold)], y[np.asarray(hold)]), shards
+
+
+class Proc:
+    """A function process of ours, started and ended by this test only."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def world(nats_server: NatsServer, tmp_path: Path) -> Any:
+    """A store (the coordinator's side), three participant sites with their own keys and data, and env."""
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "FERMION_HOME": str(home),
+        "FERMION_NATS_URL": nats_server.url,
+        "FERMION_STORE_URL": (home / "store").as_uri(),
+        "FERMION_ACK_WAIT_S": "10",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",  # four torch processes share two cores here
+    }
+    registry = open_registry(StoreSettings(home=home))
+    (x_hold, y_hold), shards = _split()
+    buf = io.BytesIO()
+    np.savez(buf, x=x_hold, y=y_hold)
+    stored = DatasetStore(registry.store).put("default", "digits-holdout", buf.getvalue(), "npz")
+    holdout = DatasetRef(name="digits-holdout", sha256=stored.sha256, uri=stored.uri, format="npz", size=stored.size)
+    sites: dict[str, dict[str, Any]] = {}
+    for site, (x, y) in shards.items():
+        folder = tmp_path / site  # the participant's own machine: nothing here is in the store
+        folder.mkdir()
+        key = SigningKey.generate()
+        (folder / "key.pem").write_bytes(key.pem())
+        np.savez(folder / "data.npz", x=x, y=y)
+        site_env = {
+            **env,
+            "FERMION_PARTICIPANT_ID": site,
+            "FERMION_PARTICIPANT_KEY": str(folder / "key.pem"),
+            "FERMION_PARTICIPANT_DATA": str(folder / "data.npz"),
+        }
+        sites[site] = {"key": key, "env": site_env, "x": x, "y": y, "log": folder / "participant.log"}
+    return {
+        "home": home,
+        "env": env,
+        "registry": registry,
+        "holdout": holdout,
+        "sites": sites,
+        "x_hold": x_hold,
+        "y_hold": y_hold,
+    }
+
+
+def _participant(site: dict[str, Any]) -> Proc:
+    return Proc(["fermion.functions.federated.participant"], site["env"], site["log"])
+
+
+async def _forged(bus: Bus, fed: str, r: int, participant: str, key: SigningKey, note: str, store: Any) -> None:
+    """An update that must be refused: weights at its content address, signed by `key`."""
+    weights = store.get(f"federated/default/{fed}/rounds/{r}/global.npz")[0]
+    sha = hashlib.sha256(weights).hexdigest()
+    wkey = f"federated/default/{fed}/rounds/{r}/updates/{participant}/{sha}.npz"
+    with contextlib.suppress(PreconditionFailed):  # already there from an earlier forgery of the same bytes
+        store.put(wkey, weights, if_none_match=True)
+    metrics = {"note": float(len(note))}
+    await bus.publish(
+        UpdateSubmitted(
+            id=f"forged.{note}.{r}",
+            data=UpdateReport(
+                federation_id=fed,
+                round=r,
+                participant=participant,
+                weights_key=wkey,
+                weights_sha256=sha,
+                n_examples=100_000,
+                metrics=metrics,
+                signature=key.sign(update_message(fed, r, participant, sha, 100_000, metrics)).hex(),
+            ),
+        )
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_three_non_iid_participants_reach_090_through_faults(world: Any) -> None:
+    began = time.monotonic()
+    sites = world["sites"]
+    coordinator = Proc(["fermion.functions.federated"], world["env"], world["home"] / "coordinator.log")
+    procs = {s: _participant(sites[s]) for s in sites}
+    bus = await Bus.connect(world["env"]["FERMION_NATS_URL"])
+    await bus.provision()
+    spec = FederationSpec(
+        model_name="digits-fed",
+        recipe=RECIPE,
+        labels=[str(i) for i in range(10)],
+        n_features=64,
+        rounds=10,
+        participants=[FederationMember(id=s, public_key=sites[s]["key"].public_key.hex()) for s in sites],
+        min_updates=2,
+        round_deadline_s=8.0,
+        holdout=world["holdout"],
+    )
+    request = FederationRequested(data=spec)
+    fed = request.id
+    store = world["registry"].store
+    mallory = SigningKey.generate()
+    completed: dict[int, RoundCompleted] = {}
+    refused: list[UpdateRefused] = []
+    replayed = False
+    events = bus.watch("fermion.federated.>")
+    try:
+        assert await bus.publish(request)
+        async with asyncio.timeout(240):
+            async for raw in events:
+                event = parse_event(raw)
+                if isinstance(event, RoundCompleted) and event.data.federation_id == fed:
+                    completed[event.data.round] = event
+                    if event.data.round == 2:  # freeze site-c between rounds, so it cannot answer round 3
+                        procs["site-c"].proc.send_signal(signal.SIGSTOP)
+                    if event.data.round == 3:  # round 3 closed without it: site-c comes back and catches up
+                        procs["site-c"] = _participant(sites["site-c"])
+                elif isinstance(event, RoundStarted) and event.data.federation_id == fed and event.data.round == 3:
+                    procs["site-c"].proc.kill()  # SIGKILL, mid-round: the announcement reached it, frozen
+                    procs["site-c"].proc.wait()
+                    await _forged(bus, fed, 3, "mallory", mallory, "outsider", store)
+                    await _forged(bus, fed, 3, "site-a", mallory, "wrongkey", store)
+                    await _forged(bus, fed, 2, "site-a", sites["site-a"]["key"], "late", store)
+                elif (
+                    isinstance(event, UpdateSubmitted)
+                    and event.data.federation_id == fed
+                    and event.data.round == 3
+                    and event.data.participant == "site-b"
+                    and not replayed
+                ):
+                    replayed = True  # the same update again, past JetStream's de-duplication (a new msg id)
+                    await bus.publish_bytes(subjects.FEDERATED_UPDATE_SUBMITTED, raw, msg_id="replay-of-b-3")
+                elif isinstance(event, UpdateRefused) and event.data.federation_id == fed:
+                    refused.append(event)
+                elif isinstance(event, FederationCompleted) and event.data.federation_id == fed:
+                    break
+                elif isinstance(event, FederationFailed) and event.data.federation_id == fed:
+                    pytest.fail(f"the federation failed: {event.data.reason}")
+    finally:
+        started = time.monotonic()
+        await events.aclose()
+        await bus.close()
+        coordinator.stop()
+        for p in procs.values():
+            p.stop()
+        print(
+            f"\nfederation done at {time.monotonic() - began:.1f}s; "
+            f"stopping the processes {time.monotonic() - started:.1f}s"
+        )
+
+    registry = world["registry"]
+    n = {s: len(sites[s]["y"]) for s in sites}
+    table = []
+    for r in range(1, 11):
+        c = completed[r].data
+        manifest = registry.manifest("default", "digits-fed", c.version)
+        updates = manifest.lineage.federated["updates"]  # type: ignore[index]
+        names = [u["participant"] for u in updates]
+        assert len(names) == len(set(names)) and set(names) == set(c.participants)
+        assert manifest.lineage.federated["n_examples"] == sum(n[p] for p in names)  # type: ignore[index]
+        table.append((r, c.version, c.metrics["accuracy"], ",".join(sorted(names))))
+    assert set(completed[3].data.participants) == {"site-a", "site-b"}  # closed at the deadline, quorum 2
+    assert any("site-c" in completed[r].data.participants for r in range(4, 11))  # it caught up after its restart
+    assert replayed
+    reasons = {e.data.participant + ":" + e.data.reason for e in refused}
+    assert any(r.startswith("mallory:") and "not a participant" in r for r in reasons), reasons
+    assert any(r.startswith("site-a:") and "does not verify" in r for r in reasons), reasons
+    assert any(r.startswith("site-a:") and "late" in r for r in reasons), reasons
+    best = max(acc for _, _, acc, _ in table)
+    started = time.monotonic()
+    central = _centralised(sites, world["x_hold"], world["y_hold"])
+    print(f"\ncentralised training {time.monotonic() - started:.1f}s")
+    print("\nround  version  held-out accuracy  participants")
+    for r, v, acc, names in table:
+        print(f"{r:>5}  {v:>7}  {acc:>17.4f}  {names}")
+    print(f"centralised (union of the shards, {RECIPE.epochs * 10} epochs): {central:.4f}")
+    assert best >= 0.9, table
+    started = time.monotonic()
+    _assert_no_raw_data_in_store(world["home"] / "store", sites, world["x_hold"])
+    print(f"store scan {time.monotonic() - started:.1f}s")
+
+
+def _centralised(sites: dict[str, Any], x_hold: np.ndarray, y_hold: np.ndarray) -> float:
+    import torch
+
+    from fermion.functions.federated.model import build_module, local_train
+
+    x = np.concatenate([sites[s]["x"] for s in sites])
+    y = np.concatenate([sites[s]["y"] for s in sites]).astype(np.int64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # this process shares two loaded cores; a second thread only spins
+    try:
+        module = build_module(RECIPE.model_copy(update={"epochs": RECIPE.epochs * 10}), x, 10)
+        local_train(module, x, y, RECIPE.model_copy(update={"epochs": RECIPE.epochs * 10}), proximal_mu=0.0, seed=0)
+        with torch.no_grad():
+            return float((module(torch.from_numpy(x_hold)).argmax(1).numpy() == y_hold).mean())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _assert_no_raw_data_in_store(store: Path, sites: dict[str, Any], x_hold: np.ndarray) -> None:
+    held = {r.tobytes() for r in x_hold}
+    probes = []
+    for s in sites.values():
+        rows = [r for r in s["x"] if r.tobytes() not in held][:10]
+        probes += [r.astype(np.float32).tobytes() for r in rows] + [r.astype(np.float64).tobytes() for r in rows]
+        probes.append((Path(s["env"]["FERMION_PARTICIPANT_DATA"])).read_bytes()[:4096])
+    files = [p for p in store.rglob("*") if p.is_file()]
+    assert len(files) > 40
+    for path in files:
+        blob = path.read_bytes()
+        for probe in probes:
+            assert probe not in blob, f"a participant's raw data is in the store at {path.relative_to(store)}"

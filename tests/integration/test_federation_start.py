@@ -1,0 +1,83 @@
+"""Starting a federation: the HTTP router, the CLI and the Python function all publish federated.requested."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fermion.cli import app as cli
+from fermion.events import Bus, streams, subjects
+from fermion.events.schemas import FederationRequested, parse_event
+from fermion.functions.ingest.app import create_app
+from fermion.functions.ingest.deps import get_bus, get_datasets, get_keys
+from fermion.functions.ingest.settings import IngestSettings
+from fermion.infra import NatsServer
+from fermion.model_store import DatasetStore, KeyStore, LocalDirStore
+from fermion.model_store.signing import SigningKey
+from tests.conftest import bearer
+
+pytestmark = pytest.mark.integration
+
+
+def _body(holdout: str = "digits-holdout", min_updates: int = 2) -> dict[str, object]:
+    keys = [SigningKey.generate().public_key.hex() for _ in range(3)]
+    return {
+        "model_name": "fed-start",
+        "labels": [str(i) for i in range(10)],
+        "n_features": 64,
+        "rounds": 3,
+        "participants": [{"id": f"site-{i}", "public_key": k} for i, k in enumerate(keys)],
+        "min_updates": min_updates,
+        "holdout": {"name": holdout},
+    }
+
+
+async def _requested(bus: Bus, federation_id: str) -> FederationRequested:
+    for m in reversed(await bus.queued_jobs()):
+        if m.subject == subjects.FEDERATED_REQUESTED:
+            event = parse_event(m.data, FederationRequested)
+            if event.id == federation_id:
+                assert isinstance(event, FederationRequested)
+                return event
+    raise AssertionError(f"no federated.requested {federation_id} in {streams.JOBS_STREAM}")
+
+
+async def test_http_and_cli_start_a_federation(bus: Bus, nats_server: NatsServer, tmp_path: Path) -> None:
+    datasets = DatasetStore(LocalDirStore(tmp_path / "store"))
+    buf = io.BytesIO()
+    np.savez(buf, x=np.zeros((20, 64), np.float32), y=np.arange(20) % 10)
+    stored = datasets.put("default", "digits-holdout", buf.getvalue(), "npz")
+    api = create_app(lambda: IngestSettings(home=tmp_path, nats_url=nats_server.url))
+    api.dependency_overrides[get_bus] = lambda: bus
+    api.dependency_overrides[get_datasets] = lambda: datasets
+    api.dependency_overrides[get_keys] = lambda: KeyStore(datasets.store)
+    _, key = KeyStore(datasets.store).create("default", ["train"])
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest", headers=bearer(key)) as client:
+        ok = await client.post("/v1/federations", json=_body())
+        missing = await client.post("/v1/federations", json=_body(holdout="nope"))
+        no_quorum = await client.post("/v1/federations", json=_body(min_updates=4))
+    assert ok.status_code == 202, ok.text
+    event = await _requested(bus, ok.json()["federation_id"])
+    assert event.data.holdout.sha256 == stored.sha256 and event.data.min_updates == 2
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    assert no_quorum.status_code == 400 and "min_updates" in no_quorum.json()["error"]
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(_body()))
+    env = {
+        "FERMION_HOME": str(tmp_path),
+        "FERMION_STORE_URL": (tmp_path / "store").as_uri(),
+        "FERMION_NATS_URL": nats_server.url,
+    }
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["federated", "start", str(spec)], env=env)
+    assert result.exit_code == 0, result.output
+    started = await _requested(bus, result.output.strip())
+    assert started.data.holdout.sha256 == stored.sha256
