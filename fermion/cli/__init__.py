@@ -56,6 +56,8 @@ app.add_typer(keys_app, name="keys")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.
 USER_ERRORS = (FermionError, RegistryError, ServerError)
+# The optional extras, by the top-level module whose absence they fix.
+EXTRAS = {"torch": "train", "onnx": "train", "onnxscript": "train", "sklearn": "demo"}
 
 
 def main() -> None:
@@ -65,7 +67,9 @@ def main() -> None:
     except USER_ERRORS as exc:
         raise SystemExit(fail(str(exc)).exit_code) from None
     except ModuleNotFoundError as exc:  # an extra that is not installed: say which one fixes it
-        extra = "demo" if exc.name == "sklearn" else "train"
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
         raise SystemExit(
             fail(f"this command needs {exc.name}, which is not installed: pip install 'fermion[{extra}]'").exit_code
         ) from None

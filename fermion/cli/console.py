@@ -31,13 +31,19 @@ OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table (for
 def fail(message: str) -> typer.Exit:
     """Print `message` literally (server text may hold brackets) and return the exit to raise."""
     errors.print("error: ", style="bold red", end="")
-    errors.print(message, markup=False, highlight=False)
+    errors.print(message, markup=False, highlight=False, soft_wrap=True)  # one line, however long
     return typer.Exit(1)
 
 
 def say(message: str) -> None:
     """A line for people, printed literally (names and server text may hold brackets)."""
-    console.print(message, markup=False, highlight=False)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    """A remark about what was done with the input (a name normalised, a column ignored), on stderr:
+    stdout stays the data alone, for scripts."""
+    errors.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def emit(

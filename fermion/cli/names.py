@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fermion.model_store import check_name, normal_name
 
-from .console import say
+from .console import note
 
 
 def model_name(text: str, kind: str = "model") -> str:
     """`text` in its normal form (`Iris` → `iris`), saying so when it differs; InvalidName if none."""
     name = normal_name(text)
     if name != text:
-        say(f"{kind} name {text!r} → {name!r} (names are lower case: a-z, 0-9, '.', '_', '-')")
+        note(f"{kind} name {text!r} → {name!r} (names are lower case: a-z, 0-9, '.', '_', '-')")
     return check_name(kind, name)

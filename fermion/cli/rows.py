@@ -17,7 +17,7 @@ import numpy as np
 
 from fermion.client import FermionError
 
-from .console import say
+from .console import note
 
 LABEL_COLUMNS = ("label", "target")
 
@@ -88,6 +88,6 @@ def fit_columns(x: np.ndarray, header: list[str] | None, meta: dict[str, Any], s
     if header and x.shape[1] == want + 1:
         extra = [c for c in LABEL_COLUMNS if c in header]
         if extra:
-            say(f"ignoring column {extra[0]!r} of {source} (a label, not a feature)")
+            note(f"ignoring column {extra[0]!r} of {source} (a label, not a feature)")
             return np.delete(x, header.index(extra[0]), axis=1)
     raise FermionError(f"{source} has {x.shape[1]} columns; the model takes {want} features per row")
