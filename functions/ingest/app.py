@@ -136,7 +136,8 @@ async def upload_dataset(
             f"upload exceeds the limit of {settings.max_upload_bytes} bytes "
             "(FERMION_MAX_UPLOAD_BYTES on the ingest function)"
         )
-    dataset_name = normal_name(name or PurePath(filename).stem)
+    # A name given is taken as given (lower case) and checked; one taken from the file is normalised.
+    dataset_name = name.lower() if name else normal_name(PurePath(filename).stem)
     try:
         check_name("dataset", dataset_name)
         check_name("tenant", tenant)

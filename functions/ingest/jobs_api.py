@@ -76,7 +76,12 @@ async def job_events(
     next time.
     """
     scope = tenant_of(request, caller, tenant)
-    job_id = _one(list(await _jobs(bus, scope)), job)
+    try:
+        job_id = _one(list(await _jobs(bus, scope)), job)
+    except NotFound:
+        if wait_s == 0:
+            raise
+        job_id = job  # not in the log yet (a sweep's trial before the sweep fans out): wait for it by its id
     found = await _events(bus, scope, job_id, after)
     if not found and wait_s > 0:
         # Subscribe first, then read again: an event cannot slip between the two.
@@ -89,9 +94,10 @@ async def job_events(
                             if job_id.encode() in raw:
                                 break
                 found = await _events(bus, scope, job_id, after)
-    state = (await _jobs(bus, scope))[job_id]
+    state = (await _jobs(bus, scope)).get(job_id)
     nxt = max([after, *(int(f["seq"]) for f in found)])
-    return {"job": state.as_dict(), "events": found, "next": nxt, "ended": state.state in ENDED}
+    ended = state is not None and state.state in ENDED
+    return {"job": state.as_dict() if state else None, "events": found, "next": nxt, "ended": ended}
 
 
 @router.post("/v1/jobs/{job}/cancel", status_code=202)

@@ -101,6 +101,24 @@ def test_first_hour_from_a_header_csv_to_a_served_prediction(stack: Stack, tmp_p
     shown = yaml.safe_load(fermion(s, "jobs", "show", job["job_id"][:8], "-o", "yaml").stdout)
     assert shown["job_id"] == job["job_id"] and shown["version"] == 1
 
+    swept = fermion(
+        s,
+        "sweep",
+        "iris",
+        "--dataset",
+        "iris",
+        "--epochs",
+        "3",
+        "--learning-rates",
+        "0.01,0.003",
+        "--alias",
+        "best",
+        "--follow",
+        timeout=240,
+    )
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert "2 of 2 trials completed" in swept.stdout and "learning rate 0.003" in swept.stdout  # trials told apart
+
     tx, ty = _blobs(60, 1)
     _write_csv(tmp_path / "test_header.csv", tx, ty, header=True)  # the training file's shape, label included
     _write_csv(tmp_path / "test_plain.csv", tx, None, header=False)
@@ -149,6 +167,7 @@ def test_every_user_error_is_one_line_and_exit_1(stack: Stack, tmp_path: Path) -
     one_line_error(fermion(s, "jobs", "show", "no-such-job"), "404", "no job 'no-such-job'")
     one_line_error(fermion(s, "models", "show", "[bold]x[/]:1"), "[bold]x[/]")  # brackets print literally
     one_line_error(fermion(s, "train", "tab"), "--dataset")
+    assert "--install-completion" in fermion(s, "--help").stdout  # shell completion is on
     one_line_error(fermion(s, "models", "list", FERMION_API_KEY="fmn_bogus_key"), "401")
     closed = f"http://127.0.0.1:{free_port()}"
     one_line_error(fermion(s, "models", "list", FERMION_URL=closed), "failed")
