@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fermion.client import Client
+from fermion.client import Client, FermionError
 
 from .console import Output, OutputOption, emit, say
 from .names import model_name
@@ -66,8 +66,6 @@ def models_show(
     if not version:
         version = str(max(v["version"] for v in client.versions(name)["versions"]))
     if not version.isdigit():
-        from fermion.client import FermionError
-
         raise FermionError(f"{ref!r}: give NAME or NAME:VERSION with a version number")
     emit(client.manifest(name, int(version)), output)
 
