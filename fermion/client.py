@@ -1,43 +1,34 @@
-"""The Python client: upload datasets, request trainings, follow jobs, call inference.
+"""The Python client: every call is an HTTP request to the ingest or inference function.
 
->>> client = Client.from_settings()
->>> ds = client.upload("digits.npz")
->>> job = client.train("digits", ds["name"], architecture="cnn")
->>> result = client.wait(job)                 # or: async for event in client.follow(job): ...
->>> logits = client.predict("digits", x)      # Open Inference Protocol v2
+>>> client = Client.from_settings()           # FERMION_URL + FERMION_API_KEY, or the local stack
+>>> ds = client.upload("iris.csv")            # dataset "iris"
+>>> job = client.train("iris", ds["name"])    # label column: `label`, `target`, else the last one
+>>> result = client.wait(job)                 # or: for event in client.follow(job): ...
+>>> logits = client.predict("iris", x)        # Open Inference Protocol v2
 >>> client.predict_pictures("digits", [Path("seven.png")])   # [{"name": "seven.png", "label": "7", ...}]
+
+Writes carry an Idempotency-Key, one per logical operation, and are retried with it on 502/503/504
+and transport errors (`fermion/retry.py`): a retry returns the same job, never a second one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, Callable
-from datetime import UTC, datetime, timedelta
+import json
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from fermion.events import (
-    Bus,
-    BusError,
-    BusSettings,
-    CancelRequest,
-    Event,
-    TrainingCancel,
-    TrainingCompleted,
-    TrainingFailed,
-    TrainingProgress,
-    parse_event,
-    subjects,
-)
+from fermion.events import BusSettings, Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
+from fermion.events.jobs import DeadLetter, JobStatus
 from fermion.infra import StackSettings
 from fermion.infra.identity import LocalIdentity
-from fermion.jobs import DeadLetter, JobStatus, dead_letters, job_statuses
 
 from . import retry as retries
+from .settings import ClientSettings
 
 
 class FermionError(Exception):
@@ -45,17 +36,16 @@ class FermionError(Exception):
 
 
 class JobFailed(FermionError):
-    """A training job ended with `training.failed`."""
+    """A training job ended with `training.failed` (or was cancelled)."""
 
 
 class Client:
-    """Talks to the ingest and inference functions over HTTP and follows jobs on NATS."""
+    """Talks to the ingest and inference functions over HTTP (https or http) with an API key."""
 
     def __init__(
         self,
         ingest_url: str,
         inference_url: str,
-        nats: str | BusSettings,
         *,
         api_key: str | None = None,
         tenant: str | None = None,
@@ -64,24 +54,21 @@ class Client:
     ) -> None:
         self.ingest_url = ingest_url.rstrip("/")
         self.inference_url = inference_url.rstrip("/")
-        self.bus_settings = nats if isinstance(nats, BusSettings) else BusSettings(nats_url=nats)
         self.tenant = tenant  # None: the key's own tenant (naming another needs an admin key)
         self.write_retry = retry or retries.Retry()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers)
 
     @classmethod
-    def from_settings(cls, settings: StackSettings | None = None) -> Client:
-        """A client for the stack the settings describe, with FERMION_API_KEY or this machine's admin key."""
+    def from_settings(cls, settings: StackSettings | None = None, client: ClientSettings | None = None) -> Client:
+        """FERMION_URL (or FERMION_INGEST_URL/FERMION_INFERENCE_URL) and FERMION_API_KEY; else the local stack."""
+        c = client or ClientSettings()
         s = settings or StackSettings()
-        identity = LocalIdentity(s.home)
-        env = BusSettings()  # FERMION_NATS_* where set; else the local stack's port and admin identity
-        url = env.nats_url if "nats_url" in env.model_fields_set else s.nats_url
-        bus = env.model_copy(update={"nats_url": url})
-        if bus.nats_user is None and identity.nats_config.exists():
-            bus = identity.bus_settings("admin", url)
-        api_key = s.api_key.get_secret_value() if s.api_key else identity.admin_key()
-        return cls(s.ingest_url, s.inference_url, bus, api_key=api_key)
+        ingest = c.ingest_url or c.url or s.ingest_url
+        inference = c.inference_url or c.url or s.inference_url
+        key = c.api_key or s.api_key
+        api_key = key.get_secret_value() if key else LocalIdentity(s.home).admin_key()
+        return cls(ingest, inference, api_key=api_key, timeout_s=c.timeout_s)
 
     @property
     def _tenant(self) -> dict[str, str]:
@@ -105,15 +92,16 @@ class Client:
             else:
                 response = retries.send(self._http, method, url, key=key, retry=self.write_retry, **kwargs)
         except httpx.HTTPError as exc:
-            raise FermionError(f"{method} {url} failed: {exc}") from exc
+            raise FermionError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
         if response.status_code >= 400:
             try:
                 detail = response.json().get("error", response.text)
             except ValueError:
                 detail = response.text
             raise FermionError(f"{method} {url} → {response.status_code}: {detail}")
-        return response.json()
+        return response.json() if response.content else None
 
+    # ---- keys
     def create_key(
         self, tenant: str, scopes: list[str], *, name: str = "", expires_in_s: float | None = None
     ) -> dict[str, Any]:
@@ -129,24 +117,31 @@ class Client:
         """Revoke a key by id (admin only)."""
         return dict(self._call("DELETE", f"{self.ingest_url}/v1/keys/{key_id}"))
 
+    # ---- data and training
     def upload(
         self, path: str | Path, name: str | None = None, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        """Upload a dataset file (.npz with x/y, or .csv); returns its stored reference."""
+        """Upload a dataset file (.npz with x/y, .csv with a header, .zip/.tar of pictures); its stored reference."""
         p = Path(path)
         key = idempotency_key or retries.new_key()
         with p.open("rb") as f:
             form = {**self._tenant, **({"name": name} if name else {})}
-            return self._call(
-                "POST",
-                f"{self.ingest_url}/v1/datasets",
-                key=key,
-                rewind=lambda: f.seek(0),
-                files={"file": (p.name, f)},
-                data=form,
+            return dict(
+                self._call(
+                    "POST",
+                    f"{self.ingest_url}/v1/datasets",
+                    key=key,
+                    rewind=lambda: f.seek(0),
+                    files={"file": (p.name, f)},
+                    data=form,
+                )
             )
 
-    def train(
+    def train(self, model_name: str, dataset: str, *, sha256: str | None = None, **recipe: Any) -> str:
+        """Request a training; returns the job id. Recipe fields left out (or None) take the server's default."""
+        return str(self.request_training(model_name, dataset, sha256=sha256, **recipe)["job_id"])
+
+    def request_training(
         self,
         model_name: str,
         dataset: str,
@@ -154,16 +149,16 @@ class Client:
         sha256: str | None = None,
         idempotency_key: str | None = None,
         **recipe: Any,
-    ) -> str:
-        """Request a training; returns the job id (the same for every retry with one `idempotency_key`)."""
+    ) -> dict[str, Any]:
+        """Request a training; the whole answer (job id, dataset, label column); one job however often retried."""
         body = {
             "model_name": model_name,
             **self._tenant,
-            "recipe": recipe,
+            "recipe": {k: v for k, v in recipe.items() if v is not None},
             "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
         }
         key = idempotency_key or retries.new_key()
-        return str(self._call("POST", f"{self.ingest_url}/v1/trainings", key=key, json=body)["job_id"])
+        return dict(self._call("POST", f"{self.ingest_url}/v1/trainings", key=key, json=body))
 
     def sweep(
         self,
@@ -180,50 +175,112 @@ class Client:
         body = {
             "model_name": model_name,
             **self._tenant,
-            "trials": trials,
+            "trials": [{k: v for k, v in t.items() if v is not None} for t in trials],
             "metric": metric,
             "gate": gate,
             "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
         }
         key = idempotency_key or retries.new_key()
-        return self._call("POST", f"{self.ingest_url}/v1/sweeps", key=key, json=body)
+        return dict(self._call("POST", f"{self.ingest_url}/v1/sweeps", key=key, json=body))
 
-    async def follow(self, job_id: str, *, since: datetime | None = None) -> AsyncGenerator[Event, None]:
-        """The job's progress events, ending with its `training.completed` or `training.failed`."""
-        bus = await Bus.from_settings(self.bus_settings, name="fermion-client")
-        try:
-            start = since or datetime.now(UTC) - timedelta(minutes=10)
-            async with contextlib.aclosing(bus.watch("fermion.training.>", since=start)) as events:
-                async for raw in events:
-                    event = parse_event(raw)
-                    if getattr(getattr(event, "data", None), "job_id", None) != job_id:
-                        continue
-                    yield event
-                    if isinstance(event, TrainingCompleted | TrainingFailed):
-                        return
-        finally:
-            await bus.close()
+    def architectures(self) -> list[dict[str, str]]:
+        """Every architecture a training may name (built-ins and installed recipes)."""
+        return list(self._call("GET", f"{self.ingest_url}/v1/architectures"))
+
+    # ---- jobs
+    def jobs(self, limit: int = 1000) -> dict[str, JobStatus]:
+        """Jobs the event log knows (the newest `limit`), with where they stand."""
+        rows = self._call("GET", f"{self.ingest_url}/v1/jobs", params={"limit": limit, **self._tenant})
+        return {r["job_id"]: _job(r) for r in rows}
+
+    def job(self, job: str) -> JobStatus:
+        """One job by its id or a unique prefix of it."""
+        return _job(self._call("GET", f"{self.ingest_url}/v1/jobs/{job}", params=self._tenant))
+
+    def follow(self, job: str, *, timeout_s: float = 600.0) -> Iterator[Event]:
+        """The job's events as they happen (long-polls), ending with its completed or failed event."""
+        deadline = time.monotonic() + timeout_s
+        after = 0
+        while time.monotonic() < deadline:
+            wait = max(0.0, min(20.0, deadline - time.monotonic()))
+            out = self._call(
+                "GET",
+                f"{self.ingest_url}/v1/jobs/{job}/events",
+                params={"after": after, "wait_s": wait, **self._tenant},
+                timeout=wait + 30,
+            )
+            for item in out["events"]:
+                event = parse_event(json.dumps(item["event"]).encode())
+                yield event
+                if isinstance(event, TrainingCompleted | TrainingFailed):
+                    return
+            after = out["next"]
+            if out["ended"] and not out["events"]:
+                return
+        raise FermionError(f"job {job} did not finish within {timeout_s:.0f}s")
 
     def wait(
-        self, job_id: str, *, on_progress: Callable[[TrainingProgress], None] | None = None, timeout_s: float = 600.0
+        self, job: str, *, on_progress: Callable[[TrainingProgress], None] | None = None, timeout_s: float = 600.0
     ) -> TrainingCompleted:
-        """Block until the job ends; raise JobFailed with the reason if it failed."""
+        """Block until the job ends; raise JobFailed with the reason if it failed or was cancelled."""
+        for event in self.follow(job, timeout_s=timeout_s):
+            if isinstance(event, TrainingProgress) and on_progress:
+                on_progress(event)
+            elif isinstance(event, TrainingFailed):
+                state = "was cancelled" if event.data.error == "JobCancelled" else "failed"
+                raise JobFailed(f"job {event.data.job_id} {state}: {event.data.reason}")
+            elif isinstance(event, TrainingCompleted):
+                return event
+        raise FermionError(f"job {job}: its events ended without an outcome")
 
-        async def run() -> TrainingCompleted:
-            async with contextlib.aclosing(self.follow(job_id)) as events:
-                async for event in events:
-                    if isinstance(event, TrainingProgress) and on_progress:
-                        on_progress(event)
-                    elif isinstance(event, TrainingFailed):
-                        raise JobFailed(f"job {job_id} failed: {event.data.reason}")
-                    elif isinstance(event, TrainingCompleted):
-                        return event
-            raise FermionError(f"job {job_id}: the event stream ended without an outcome")
+    def cancel(self, job: str) -> dict[str, Any]:
+        """Ask a job to stop (before it starts, or after its current epoch)."""
+        return dict(self._call("POST", f"{self.ingest_url}/v1/jobs/{job}/cancel", params=self._tenant))
 
-        try:
-            return asyncio.run(asyncio.wait_for(run(), timeout_s))
-        except TimeoutError as exc:
-            raise FermionError(f"job {job_id} did not finish within {timeout_s:.0f}s") from exc
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead-lettered job messages, with their reasons."""
+        rows = self._call("GET", f"{self.ingest_url}/v1/dlq", params=self._tenant)
+        return [DeadLetter(**r, data=b"") for r in rows]
+
+    def retry(self, job: str) -> dict[str, Any]:
+        """Publish a dead-lettered job's original event again (same job id, a fresh delivery)."""
+        return dict(self._call("POST", f"{self.ingest_url}/v1/dlq/{job}/retry", params=self._tenant))
+
+    # ---- pipelines
+    def pipelines(self) -> list[dict[str, Any]]:
+        """The pipeline rules."""
+        return list(self._call("GET", f"{self.ingest_url}/v1/pipelines", params=self._tenant))
+
+    def put_pipeline(self, name: str, rule: dict[str, Any]) -> dict[str, Any]:
+        """Create or replace a pipeline rule."""
+        return dict(self._call("PUT", f"{self.ingest_url}/v1/pipelines/{name}", json=rule, params=self._tenant))
+
+    def delete_pipeline(self, name: str) -> None:
+        """Remove a pipeline rule."""
+        self._call("DELETE", f"{self.ingest_url}/v1/pipelines/{name}", params=self._tenant)
+
+    # ---- registry
+    def models(self) -> list[dict[str, Any]]:
+        """Every model with its versions and aliases."""
+        return list(self._call("GET", f"{self.ingest_url}/v1/models", params=self._tenant))
+
+    def versions(self, model: str) -> dict[str, Any]:
+        """A model's versions with their metrics, and its aliases."""
+        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}", params=self._tenant))
+
+    def manifest(self, model: str, version: int) -> dict[str, Any]:
+        """A version's manifest."""
+        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/versions/{version}", params=self._tenant))
+
+    def push(self, model: str, path: str | Path, *, labels: list[str] | None = None) -> dict[str, Any]:
+        """Upload an ONNX file (and the external data files beside it that it names) as the next version."""
+        p = Path(path)
+        extra = [q for q in p.parent.iterdir() if q.is_file() and q != p and q.suffix in (".data", ".bin", ".weights")]
+        with p.open("rb") as f:
+            files: list[tuple[str, Any]] = [("model", (p.name, f))]
+            files += [("data", (q.name, q.read_bytes())) for q in extra]
+            form = {**self._tenant, "labels": ",".join(labels or [])}
+            return dict(self._call("POST", f"{self.ingest_url}/v1/models/{model}/versions", files=files, data=form))
 
     def promote(
         self, model: str, version: int, *, alias: str = "production", expected_version: int | None = None
@@ -232,77 +289,23 @@ class Client:
         body: dict[str, Any] = {"version": version}
         if expected_version is not None:
             body["expected_version"] = expected_version
-        return self._call("PUT", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", json=body, params=self._tenant)
+        return dict(
+            self._call("PUT", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", json=body, params=self._tenant)
+        )
 
     def rollback(self, model: str, *, alias: str = "production") -> dict[str, Any]:
         """Point `alias` back at the version it held before its last move."""
-        return self._call("POST", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback", params=self._tenant)
+        url = f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback"
+        return dict(self._call("POST", url, params=self._tenant))
 
     def delete_alias(self, model: str, alias: str) -> None:
         """Remove an alias."""
-        try:
-            response = self._http.delete(f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", params=self._tenant)
-        except httpx.HTTPError as exc:
-            raise FermionError(f"DELETE alias {alias} of {model} failed: {exc}") from exc
-        if response.status_code >= 400:
-            raise FermionError(
-                f"DELETE alias {alias} of {model} → {response.status_code}: "
-                f"{response.json().get('error', response.text)}"
-            )
+        self._call("DELETE", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", params=self._tenant)
 
-    def _with_bus(self, work: Callable[[Bus], Any]) -> Any:
-        async def run() -> Any:
-            bus = await Bus.from_settings(self.bus_settings, name="fermion-client")
-            try:
-                return await work(bus)
-            finally:
-                await bus.close()
-
-        try:
-            return asyncio.run(run())
-        except BusError as exc:
-            raise FermionError(str(exc)) from exc
-
-    def jobs(self) -> dict[str, JobStatus]:
-        """Every job the event log knows, with where it stands."""
-
-        async def work(bus: Bus) -> dict[str, JobStatus]:
-            return job_statuses(await bus.queued_jobs(), await bus.history("fermion.training.>"))
-
-        return self._with_bus(work)
-
-    def cancel(self, job_id: str, reason: str = "cancelled by request") -> None:
-        """Ask for a job to stop (before it starts, or at its next epoch)."""
-        event = TrainingCancel(tenant=self.tenant or "default", data=CancelRequest(job_id=job_id, reason=reason))
-        self._with_bus(lambda bus: bus.publish(event))
-
-    def dead_letters(self) -> list[DeadLetter]:
-        """The dead-lettered job messages, with their reasons."""
-
-        async def work(bus: Bus) -> list[DeadLetter]:
-            return dead_letters(await bus.history(f"{subjects.DLQ_PREFIX}.training.>"))
-
-        return self._with_bus(work)
-
-    def retry(self, job_id: str) -> None:
-        """Publish a dead-lettered job's original event again (same job id, a fresh delivery)."""
-        letters = [d for d in self.dead_letters() if d.job_id == job_id]
-        if not letters:
-            raise FermionError(f"no dead-lettered job {job_id}")
-        letter = letters[-1]
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        self._with_bus(
-            lambda bus: bus.publish_bytes(
-                subjects.TRAINING_REQUESTED,
-                letter.data,
-                msg_id=f"{job_id}.retry.{stamp}",
-                headers={"Fermion-Retry-Of": str(letter.seq)},
-            )
-        )
-
+    # ---- inference
     def metadata(self, model: str) -> dict[str, Any]:
         """The model's Open Inference Protocol metadata (inputs, outputs, providers)."""
-        return self._call("GET", f"{self.inference_url}/v2/models/{model}")
+        return dict(self._call("GET", f"{self.inference_url}/v2/models/{model}"))
 
     def predict_pictures(
         self, model: str, pictures: list[Path], *, per_request: int = 64, max_request_bytes: int = 4 << 20
@@ -331,3 +334,23 @@ class Client:
         }
         out = self._call("POST", f"{self.inference_url}/v2/models/{model}/infer", json=body)["outputs"][0]
         return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+def _job(row: dict[str, Any]) -> JobStatus:
+    return JobStatus(**{k: v for k, v in row.items() if k != "updated"})
+
+
+def local_bus_settings(settings: StackSettings | None = None) -> BusSettings:
+    """How tools on this machine reach its stack's NATS: FERMION_NATS_* where set, else its admin identity.
+
+    For the few commands that act on the bus or the store directly (canaries, federations); every
+    other command goes through the HTTP API.
+    """
+    s = settings or StackSettings()
+    identity = LocalIdentity(s.home)
+    env = BusSettings()
+    url = env.nats_url if "nats_url" in env.model_fields_set else s.nats_url
+    bus = env.model_copy(update={"nats_url": url})
+    if bus.nats_user is None and identity.nats_config.exists():
+        bus = identity.bus_settings("admin", url)
+    return bus

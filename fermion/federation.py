@@ -47,10 +47,9 @@ def start_federation(spec: FederationSpec, *, nats_url: str | None = None, tenan
     if nats_url is not None:
         nats = BusSettings(nats_url=nats_url)
     else:  # this machine's stack: its admin NATS identity (or FERMION_NATS_* settings)
-        from fermion.client import Client
+        from fermion.client import local_bus_settings
 
-        with Client.from_settings() as client:
-            nats = client.bus_settings
+        nats = local_bus_settings()
     return asyncio.run(start_federation_async(spec, nats=nats, tenant=tenant))
 
 

@@ -31,7 +31,7 @@ _JS = "$JS.API"
 _EVENTS, _JOBS = streams.EVENTS_STREAM, streams.JOBS_STREAM
 _READ_EVENT_LOG = [
     f"{_JS}.STREAM.INFO.{_EVENTS}",
-    f"{_JS}.CONSUMER.CREATE.{_EVENTS}",
+    f"{_JS}.CONSUMER.CREATE.{_EVENTS}",  # an ephemeral ordered consumer (nats-py names none)
     f"{_JS}.CONSUMER.CREATE.{_EVENTS}.>",
     f"{_JS}.CONSUMER.DELETE.{_EVENTS}.>",
     f"{_JS}.CONSUMER.INFO.{_EVENTS}.>",

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
-    from .registry import LATEST, SERVED, Registry, check_name, open_registry
+    from .registry import LATEST, SERVED, Registry, check_name, normal_name, open_registry
     from .rollouts import Rollouts
     from .settings import StoreSettings
     from .signing import SignatureError, Signer, Verifier, generate_key_pair
@@ -104,6 +104,7 @@ _EXPORTS = {
     "VersionNotFound": "errors",
     "check_conditional_writes": "conformance",
     "check_name": "registry",
+    "normal_name": "registry",
     "dataset_format": "datasets",
     "dataset_key": "datasets",
     "open_registry": "registry",
@@ -169,6 +170,7 @@ __all__ = [
     "dataset_key",
     "generate_key_pair",
     "key_id_of",
+    "normal_name",
     "open_registry",
     "open_store",
 ]

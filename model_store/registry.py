@@ -64,6 +64,16 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+def normal_name(text: str) -> str:
+    """The one naming rule's normal form of `text` (datasets and models alike): lower case, runs of
+    other characters as '-', trimmed to start with a letter or digit, at most 63 characters.
+    `Iris.csv`'s stem `Iris` is `iris`; `My Model!` is `my-model`. The result may still fail
+    `check_name` (an empty or all-symbol text), which then names the rule."""
+    out = re.sub(r"[^a-z0-9._-]+", "-", text.strip().lower()).strip("-._")
+    out = re.sub(r"\.{2,}", ".", out)
+    return out[:63].rstrip("-._") or text
+
+
 class Unset:
     """The type of UNSET: no expectation given."""
 

@@ -225,3 +225,11 @@ def wait_for_model(client: Any, ref: str, timeout_s: float = 120.0) -> dict[str,
         except FermionError:
             time.sleep(0.3)
     pytest.fail(f"{ref} was never served within {timeout_s:.0f}s")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need LocalStack are marked `localstack` (`./scripts/test --no-localstack` leaves them out)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "localstack" in getattr(item, "fixturenames", ()) or "s3" in params.values():
+            item.add_marker(pytest.mark.localstack)

@@ -1,6 +1,14 @@
-"""The `fermion` command line: one module per command group, and one error boundary (`main`)."""
+"""The `fermion` command line: one module per command group, and one error boundary (`main`).
+
+Every command is a client of the HTTP API (`fermion.client`): FERMION_URL (or FERMION_INGEST_URL
+and FERMION_INFERENCE_URL) and FERMION_API_KEY point it at any deployment; unset, it talks to the
+local stack with this machine's admin key. Only `up` and `demo` start processes here.
+"""
 
 from __future__ import annotations
+
+from importlib import metadata
+from typing import Annotated
 
 import typer
 
@@ -21,8 +29,26 @@ from .work import predict, sweep, train, upload
 app = typer.Typer(
     help="Fermion: event-driven, serverless ML. Train on events, serve ONNX over HTTP.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fermion {metadata.version('fermion')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Fermion: event-driven, serverless ML. Train on events, serve ONNX over HTTP."""
+
+
 for command in (up, demo, upload, train, sweep, predict):
     app.command()(command)
 app.add_typer(models_app, name="models")
@@ -35,6 +61,8 @@ app.add_typer(canary_app, name="canary")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.
 USER_ERRORS = (FermionError, RegistryError, ServerError)
+# The optional extras, by the top-level module whose absence they fix.
+EXTRAS = {"torch": "train", "onnx": "train", "onnxscript": "train", "sklearn": "demo"}
 
 
 def main() -> None:
@@ -43,6 +71,13 @@ def main() -> None:
         app()
     except USER_ERRORS as exc:
         raise SystemExit(fail(str(exc)).exit_code) from None
+    except ModuleNotFoundError as exc:  # an extra that is not installed: say which one fixes it
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise SystemExit(
+            fail(f"this command needs {exc.name}, which is not installed: pip install 'fermion[{extra}]'").exit_code
+        ) from None
 
 
 __all__ = ["app", "main"]

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fermion.client import Client, FermionError
+from fermion.client import FermionError, local_bus_settings
 from fermion.events import Bus, BusError, ModelRollout, RolloutChange
 from fermion.model_store import Alias, Bounds, Rollouts, StoreSettings, open_registry
 
@@ -133,9 +133,7 @@ def _announce(tenant: str, model: str, alias: str, record: Alias, version: int) 
     )
 
     async def send() -> None:
-        with Client.from_settings() as client:  # this machine's NATS identity, or FERMION_NATS_* settings
-            settings = client.bus_settings
-        bus = await Bus.from_settings(settings, name="fermion-cli", timeout_s=2.0)
+        bus = await Bus.from_settings(local_bus_settings(), name="fermion-cli", timeout_s=2.0)
         try:
             await bus.publish(ModelRollout(tenant=tenant, data=change))
         finally:

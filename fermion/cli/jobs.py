@@ -1,68 +1,70 @@
-"""`fermion jobs ...`: training jobs and dead letters, from the event log."""
+"""`fermion jobs ...`: training jobs and dead letters, from the event log (through ingest)."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from fermion.client import Client
 
-from .console import console, fail
+from .console import Output, OutputOption, emit, say
 
 jobs_app = typer.Typer(help="Training jobs, from the event log.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-lettered jobs.", no_args_is_help=True)
 jobs_app.add_typer(dlq_app, name="dlq")
+JOB_COLUMNS = ("job", "model", "state", "epoch", "accuracy", "version", "reason")
+
+
+def job_row(j: dict[str, Any]) -> list[str]:
+    return [
+        j["job_id"],
+        j["model_name"],
+        j["state"],
+        f"{j['epoch']}/{j['epochs']}" if j["epochs"] else "-",
+        f"{j['metrics']['accuracy']:.4f}" if "accuracy" in j["metrics"] else "-",
+        str(j["version"] or "-"),
+        (j["reason"] or "")[:80],
+    ]
 
 
 @jobs_app.command("list")
-def jobs_list(limit: Annotated[int, typer.Option(help="newest N")] = 20) -> None:
-    """Jobs with their state, progress and outcome."""
-    jobs = list(Client.from_settings().jobs().values())[-limit:]
-    table = Table("job", "model", "state", "epoch", "accuracy", "version", "reason")
-    for j in jobs:
-        table.add_row(
-            j.job_id,
-            j.model_name,
-            j.state,
-            f"{j.epoch}/{j.epochs}" if j.epochs else "-",
-            f"{j.metrics['accuracy']:.4f}" if "accuracy" in j.metrics else "-",
-            str(j.version or "-"),
-            (j.reason or "")[:60],
-        )
-    console.print(table)
+def jobs_list(limit: Annotated[int, typer.Option(help="newest N")] = 20, output: OutputOption = Output.table) -> None:
+    """Jobs with their state, progress and outcome (full ids; `jobs show` takes a unique prefix)."""
+    jobs = [j.as_dict() for j in Client.from_settings().jobs(limit).values()]
+    emit(jobs, output, JOB_COLUMNS, job_row)
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: Annotated[str, typer.Argument(help="the job id (the training.requested event id)")]) -> None:
+def jobs_show(
+    job: Annotated[str, typer.Argument(help="a job id or a unique prefix of one")],
+    output: OutputOption = Output.json,
+) -> None:
     """One job in full."""
-    job = Client.from_settings().jobs().get(job_id)
-    if job is None:
-        raise fail(f"no job {job_id} in the event log")
-    console.print_json(json.dumps(job.__dict__, default=str))
+    emit(Client.from_settings().job(job).as_dict(), output)
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: Annotated[str, typer.Argument(help="the job id")]) -> None:
-    """Cancel a job: before it starts, or at its next epoch."""
-    Client.from_settings().cancel(job_id)
-    console.print(f"cancel requested for {job_id}")
+def jobs_cancel(job: Annotated[str, typer.Argument(help="a job id or a unique prefix of one")]) -> None:
+    """Cancel a job: before it starts, or after its current epoch."""
+    out = Client.from_settings().cancel(job)
+    say(f"cancel requested for {out['job_id']} (it was {out['state']})")
 
 
 @dlq_app.command("list")
-def dlq_list() -> None:
+def dlq_list(output: OutputOption = Output.table) -> None:
     """Dead-lettered jobs with the reason and delivery count."""
-    letters = Client.from_settings().dead_letters()
-    table = Table("seq", "job", "model", "deliveries", "reason")
-    for d in letters:
-        table.add_row(str(d.seq), d.job_id, d.model_name, d.deliveries, d.reason[:100])
-    console.print(table)
+    letters = [d.as_dict() for d in Client.from_settings().dead_letters()]
+    emit(
+        letters,
+        output,
+        ("seq", "job", "model", "deliveries", "reason"),
+        lambda d: [d["seq"], d["job_id"], d["model_name"], d["deliveries"], d["reason"][:100]],
+    )
 
 
 @dlq_app.command("retry")
-def dlq_retry(job_id: Annotated[str, typer.Argument(help="the dead-lettered job's id")]) -> None:
+def dlq_retry(job: Annotated[str, typer.Argument(help="the dead-lettered job's id or a unique prefix")]) -> None:
     """Publish a dead-lettered job again."""
-    Client.from_settings().retry(job_id)
-    console.print(f"job {job_id} published again")
+    out = Client.from_settings().retry(job)
+    say(f"job {out['job_id']} published again")

@@ -6,11 +6,10 @@ import re
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from fermion.client import Client, FermionError
 
-from .console import console
+from .console import Output, OutputOption, console, emit
 
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -46,21 +45,25 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None) -> None:
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+    output: OutputOption = Output.table,
+) -> None:
     """Keys, masked, with their scopes and state."""
-    table = Table("key", "tenant", "name", "scopes", "created", "expires", "state")
-    for k in Client.from_settings().keys(tenant):
-        state = "revoked" if k["revoked_at"] else "active"
-        table.add_row(
+    emit(
+        Client.from_settings().keys(tenant),
+        output,
+        ("key", "tenant", "name", "scopes", "created", "expires", "state"),
+        lambda k: [
             k["masked"],
             k["tenant"],
             k["name"],
             ",".join(k["scopes"]),
             k["created_at"][:19],
             k["expires_at"] or "-",
-            state,
-        )
-    console.print(table)
+            "revoked" if k["revoked_at"] else "active",
+        ],
+    )
 
 
 @keys_app.command("revoke")

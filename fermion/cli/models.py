@@ -1,87 +1,96 @@
-"""`fermion models ...`: the model registry."""
+"""`fermion models ...`: the model registry, through the ingest function's control plane."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from fermion.client import Client, FermionError
-from fermion.model_store import Draft, Lineage, Signature, StoreSettings, TensorSpec, open_registry
 
-from .console import console
+from .console import Output, OutputOption, emit, say
+from .names import model_name
 
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 
 
+def _aliases(info: dict[str, Any]) -> str:
+    return ", ".join(f"{a}→{v}" for a, v in sorted(info["aliases"].items()))
+
+
 @models_app.command("list")
-def models_list() -> None:
+def models_list(output: OutputOption = Output.table) -> None:
     """List models with their versions and aliases."""
-    settings = StoreSettings()
-    registry = open_registry(settings)
-    table = Table("model", "versions", "aliases")
-    for name in registry.models(settings.tenant):
-        info = registry.describe(settings.tenant, name)
-        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(info["aliases"].items()))
-        table.add_row(name, ", ".join(map(str, info["versions"])), aliases)
-    console.print(table)
+    models = Client.from_settings().models()
+    emit(
+        models,
+        output,
+        ("model", "versions", "aliases"),
+        lambda m: [m["name"], ", ".join(map(str, m["versions"])), _aliases(m)],
+    )
 
 
 @models_app.command("versions")
-def models_versions(name: Annotated[str, typer.Argument(help="model name")]) -> None:
+def models_versions(
+    name: Annotated[str, typer.Argument(help="model name")], output: OutputOption = Output.table
+) -> None:
     """A model's versions with their metrics and lineage."""
-    settings = StoreSettings()
-    registry = open_registry(settings)
-    table = Table("version", "created", "accuracy", "macro-F1", "training event", "content sha256")
-    for v in registry.versions(settings.tenant, name):
-        m = registry.manifest(settings.tenant, name, v)
-        table.add_row(
-            str(v),
-            m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{m.metrics.get('accuracy', float('nan')):.4f}",
-            f"{m.metrics.get('macro_f1', float('nan')):.4f}",
-            m.lineage.training_event_id or "-",
-            m.content_sha256[:16],
-        )
-    console.print(table)
+    info = Client.from_settings().versions(name)
+    if output is not Output.table:
+        return emit(info, output)
+
+    def row(v: dict[str, Any]) -> list[str]:
+        m = v["metrics"]
+        return [
+            v["version"],
+            str(v["created_at"])[:19].replace("T", " "),
+            f"{m['accuracy']:.4f}" if "accuracy" in m else "-",
+            f"{m['macro_f1']:.4f}" if "macro_f1" in m else "-",
+            v["training_event_id"] or "-",
+            v["content_sha256"][:16],
+        ]
+
+    emit(info["versions"], output, ("version", "created", "accuracy", "macro-F1", "training event", "sha256"), row)
+    return None
 
 
-@models_app.command("describe")
-def models_describe(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS")]) -> None:
-    """Print a version's manifest: files, signature, metrics, lineage, compile report."""
-    settings = StoreSettings()
-    console.print_json(open_registry(settings).lookup(settings.tenant, ref).model_dump_json())
+@models_app.command("show")
+def models_show(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION, or NAME for its newest version")],
+    output: OutputOption = Output.json,
+) -> None:
+    """A version's manifest: files, signature, metrics, lineage, compile report."""
+    client = Client.from_settings()
+    name, _, version = ref.partition(":")
+    if not version:
+        version = str(max(v["version"] for v in client.versions(name)["versions"]))
+    if not version.isdigit():
+        raise FermionError(f"{ref!r}: give NAME or NAME:VERSION with a version number")
+    emit(client.manifest(name, int(version)), output)
 
 
 @models_app.command("push")
 def models_push(
     name: Annotated[str, typer.Argument(help="model name to register")],
-    file: Annotated[Path, typer.Argument(help="an .onnx file (external data files beside it)")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="an .onnx file (external data beside it)")],
     labels: Annotated[str | None, typer.Option(help="comma-separated class names, in output order")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
-    """Validate your own ONNX file and register it as the next version of NAME."""
-    from fermion.compile import InvalidModel, validate_onnx
+    """Upload your own ONNX file; ingest checks it and registers it as the next version of NAME."""
+    name = model_name(name)
+    out = Client.from_settings().push(name, file, labels=labels.split(",") if labels else None)
+    if output is not Output.table:
+        return emit(out, output)
+    files = ", ".join(f"{f} {size} B" for f, size in out["files"].items())
+    say(f"registered {name} version {out['version']} ({files})")
+    return None
 
-    settings = StoreSettings()
-    try:
-        model = validate_onnx(file)
-    except InvalidModel as exc:
-        raise FermionError(f"refused {file}: {exc}") from exc
-    draft = Draft(
-        signature=Signature(
-            inputs=[TensorSpec(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.inputs],
-            outputs=[TensorSpec(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.outputs],
-        ),
-        labels=labels.split(",") if labels else [],
-        lineage=Lineage(recipe={"source": "push", "file": file.name}),
-        compile_report={"source": "push", "opset": model.opset, "node_count": model.node_count},
-    )
-    manifest = open_registry(settings).register(settings.tenant, name, model.files, draft)
-    console.print(
-        f"registered {name} version {manifest.version} "
-        f"({', '.join(f'{f} {e.size} B' for f, e in manifest.files.items())})"
+
+def _moved(out: dict[str, Any]) -> str:
+    was = out["previous_version"]
+    return f"{out['name']}@{out['alias']} → version {out['version']}" + (
+        f" (was {was})" if was is not None else " (new alias)"
     )
 
 
@@ -93,8 +102,7 @@ def models_promote(
     expected: Annotated[int | None, typer.Option(help="only if the alias still points at this version")] = None,
 ) -> None:
     """Point an alias at a version (compare-and-swap; publishes models.promoted)."""
-    out = Client.from_settings().promote(name, version, alias=alias, expected_version=expected)
-    console.print(f"{name}@{alias}: {out['previous_version']} → {out['version']}")
+    say(_moved(Client.from_settings().promote(name, version, alias=alias, expected_version=expected)))
 
 
 @models_app.command("rollback")
@@ -103,8 +111,7 @@ def models_rollback(
     alias: Annotated[str, typer.Option(help="alias to roll back")] = "production",
 ) -> None:
     """Point an alias back at the version it held before its last move."""
-    out = Client.from_settings().rollback(name, alias=alias)
-    console.print(f"{name}@{alias}: {out['previous_version']} → {out['version']}")
+    say(_moved(Client.from_settings().rollback(name, alias=alias)))
 
 
 @models_app.command("unalias")
@@ -114,4 +121,4 @@ def models_unalias(
 ) -> None:
     """Delete an alias."""
     Client.from_settings().delete_alias(name, alias)
-    console.print(f"{name}@{alias} deleted")
+    say(f"{name}@{alias} deleted")

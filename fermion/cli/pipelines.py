@@ -1,18 +1,15 @@
-"""`fermion pipelines ...`: dataset-triggered pipelines."""
+"""`fermion pipelines ...`: dataset-triggered pipelines, through ingest."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.table import Table
 
-from fermion.client import FermionError
-from fermion.model_store import PipelineRule, Pipelines, StoreSettings, open_registry
+from fermion.client import Client
 
-from .console import console
+from .console import Output, OutputOption, emit, say
+from .names import model_name
 
 pipelines_app = typer.Typer(help="Dataset-triggered pipelines: upload → train → promote.", no_args_is_help=True)
 
@@ -25,47 +22,41 @@ def pipelines_add(
     architecture: str = "mlp",
     epochs: int = 20,
     learning_rate: float = 1e-3,
-    label_column: str = "label",
+    label_column: Annotated[str, typer.Option(help="for CSV datasets")] = "label",
     alias: Annotated[str, typer.Option(help="alias the gate promotes to")] = "production",
     metric: Annotated[str, typer.Option(help="gate metric")] = "macro_f1",
     minimum: Annotated[float, typer.Option(help="gate: promote only at or above this")] = 0.0,
     not_worse: Annotated[bool, typer.Option(help="gate: never promote below the current version")] = True,
 ) -> None:
     """Create or replace a pipeline rule."""
-    from fermion.events import Gate, Recipe
-
-    settings = StoreSettings()
-    try:
-        recipe = Recipe(
-            architecture=architecture, epochs=epochs, learning_rate=learning_rate, label_column=label_column
-        )
-        gate = Gate(alias=alias, metric=metric, minimum=minimum, not_worse_than_current=not_worse)
-        rule = PipelineRule(
-            name=name, dataset_prefix=dataset, model_name=model, recipe=recipe.model_dump(), gate=gate.model_dump()
-        )
-    except ValidationError as exc:
-        raise FermionError(f"invalid pipeline rule: {exc}") from exc
-    Pipelines(open_registry(settings).store).put(settings.tenant, rule)
-    console.print(
+    model = model_name(model)
+    recipe = {"architecture": architecture, "epochs": epochs, "learning_rate": learning_rate}
+    rule = {
+        "dataset_prefix": dataset,
+        "model_name": model,
+        "recipe": {**recipe, "label_column": label_column},
+        "gate": {"alias": alias, "metric": metric, "minimum": minimum, "not_worse_than_current": not_worse},
+    }
+    Client.from_settings().put_pipeline(name, rule)
+    say(
         f"pipeline {name}: datasets {dataset}* → {model} ({architecture}), "
         f"promote to {alias} if {metric} ≥ {minimum}{' and not worse' if not_worse else ''}"
     )
 
 
 @pipelines_app.command("list")
-def pipelines_list() -> None:
+def pipelines_list(output: OutputOption = Output.table) -> None:
     """Pipeline rules."""
-    settings = StoreSettings()
-    rules = Pipelines(open_registry(settings).store).list(settings.tenant)
-    table = Table("rule", "datasets", "model", "recipe", "gate")
-    for r in rules:
-        table.add_row(r.name, f"{r.dataset_prefix}*", r.model_name, json.dumps(r.recipe), json.dumps(r.gate))
-    console.print(table)
+    emit(
+        Client.from_settings().pipelines(),
+        output,
+        ("rule", "datasets", "model", "recipe", "gate"),
+        lambda r: [r["name"], f"{r['dataset_prefix']}*", r["model_name"], r["recipe"], r["gate"]],
+    )
 
 
-@pipelines_app.command("remove")
-def pipelines_remove(name: Annotated[str, typer.Argument(help="rule name")]) -> None:
-    """Remove a pipeline rule."""
-    settings = StoreSettings()
-    Pipelines(open_registry(settings).store).remove(settings.tenant, name)
-    console.print(f"pipeline {name} removed")
+@pipelines_app.command("delete")
+def pipelines_delete(name: Annotated[str, typer.Argument(help="rule name")]) -> None:
+    """Delete a pipeline rule."""
+    Client.from_settings().delete_pipeline(name)
+    say(f"pipeline {name} deleted")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ def up() -> None:
     settings = StackSettings()
     if is_up(settings):
         raise fail(f"a stack already answers on {settings.ingest_url} and {settings.inference_url}")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
+        raise fail("fermion up runs a trainer, which needs torch and onnx: pip install 'fermion[train]'")
     console.print("[bold]Starting Fermion[/] (ports: FERMION_NATS_PORT, FERMION_INGEST_PORT, FERMION_INFERENCE_PORT)")
     stack = Stack(settings)
     stack.start()

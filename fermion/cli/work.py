@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,28 +10,48 @@ import typer
 
 from fermion.client import Client, FermionError
 
-from .console import console
-from .follow import follow_job
+from .console import Output, OutputOption, emit, say
+from .follow import follow_job, follow_jobs
+from .names import model_name
+from .rows import fit_columns, read_rows
 
 
 def upload(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help=".npz (x, y), .csv with a header, .zip/.tar of pictures")
     ],
-    name: Annotated[str | None, typer.Option(help="dataset name (default: the file's stem)")] = None,
+    name: Annotated[str | None, typer.Option(help="dataset name (default: the file's stem, normalised)")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
-    """Upload a dataset; prints its stored reference."""
-    console.print_json(json.dumps(Client.from_settings().upload(file, name)))
+    """Upload a dataset; prints the name it is stored under (`Iris.csv` → `iris`)."""
+    ref = Client.from_settings().upload(file, name)
+    if output is not Output.table:
+        return emit(ref, output)
+    given = name or file.stem
+    renamed = f" (from {given!r}: names are lower case)" if ref["name"] != given else ""
+    say(f"dataset {ref['name']}{renamed}: {ref['format']}, {ref['size']} bytes, sha256 {ref['sha256']}")
+    return None
+
+
+def _architectures(output: Output) -> None:
+    emit(
+        Client.from_settings().architectures(),
+        output,
+        ("architecture", "source", "description"),
+        lambda a: [a["name"], a["source"], a["description"]],
+    )
 
 
 def train(
-    model: Annotated[str, typer.Argument(help="model name to register")],
-    dataset: Annotated[str, typer.Option(help="name of an uploaded dataset")],
-    architecture: Annotated[str, typer.Option(help="mlp (tabular) or cnn (square images as flat pixels)")] = "mlp",
+    model: Annotated[str | None, typer.Argument(help="model name to register")] = None,
+    dataset: Annotated[str | None, typer.Option(help="name of an uploaded dataset")] = None,
+    architecture: Annotated[str, typer.Option(help="see --list for every one, recipes included")] = "mlp",
     epochs: int = 20,
     learning_rate: float = 1e-3,
     batch_size: int = 64,
-    label_column: str = "label",
+    label_column: Annotated[
+        str | None, typer.Option(help="CSV label column (default: `label`, else `target`, else the last column)")
+    ] = None,
     sha256: Annotated[str | None, typer.Option(help="which upload, if the name has several")] = None,
     follow: Annotated[bool, typer.Option(help="show progress until the job ends")] = False,
     workers: Annotated[int, typer.Option(help="data-parallel ranks for this one job (torch.distributed)")] = 1,
@@ -42,17 +61,24 @@ def train(
     crop_padding: Annotated[int, typer.Option(help="augment pictures: pad and crop back at random")] = 0,
     flip: Annotated[bool, typer.Option(help="augment pictures: mirror at random")] = False,
     rotation: Annotated[float, typer.Option(help="augment pictures: rotate up to this many degrees")] = 0.0,
+    list_: Annotated[bool, typer.Option("--list", help="list the available architectures and exit")] = False,
+    output: OutputOption = Output.table,
 ) -> None:
-    """Publish a training request (for a dataset of pictures, optionally with an image contract)."""
-    image = _image_contract(image_size, channels, resize)
-    augment: dict[str, Any] = {"crop_padding": crop_padding, "flip": flip, "rotation": rotation}
+    """Publish a training request (`--list`: every architecture a trainer can build; pictures: an image contract)."""
+    if list_:
+        return _architectures(output)
+    if model is None or dataset is None:
+        raise FermionError("train needs a MODEL name and --dataset (or --list)")
+    model = model_name(model)
     extra: dict[str, Any] = {}
-    if image:
+    if image := _image_contract(image_size, channels, resize):
         extra["image"] = image
     if crop_padding or flip or rotation:
-        extra["augment"] = augment
+        extra["augment"] = {"crop_padding": crop_padding, "flip": flip, "rotation": rotation}
+    if workers > 1:
+        extra["workers"] = workers
     client = Client.from_settings()
-    job = client.train(
+    out = client.request_training(
         model,
         dataset,
         sha256=sha256,
@@ -61,13 +87,17 @@ def train(
         learning_rate=learning_rate,
         batch_size=batch_size,
         label_column=label_column,
-        workers=workers,
         **extra,
     )
-    console.print(f"job {job}")
+    if output is not Output.table:
+        emit(out, output)
+    else:
+        label = f", label column {out['label_column']!r}" if out["dataset"]["format"] == "csv" else ""
+        say(f"job {out['job_id']} ({model} on {out['dataset']['name']}{label})")
     if follow:
-        result = follow_job(client, job, epochs)
-        console.print(f"{model} version {result.data.version}: {result.data.metrics}")
+        result = follow_job(client, out["job_id"], epochs)
+        say(f"{model} version {result.data.version}: {result.data.metrics}")
+    return None
 
 
 def sweep(
@@ -76,24 +106,43 @@ def sweep(
     architecture: str = "mlp",
     epochs: Annotated[str, typer.Option(help="comma-separated values to try")] = "20",
     learning_rates: Annotated[str, typer.Option(help="comma-separated values to try")] = "0.001,0.01",
-    label_column: str = "label",
+    label_column: Annotated[str | None, typer.Option(help="as for train")] = None,
     metric: str = "macro_f1",
     alias: str = "production",
     minimum: float = 0.0,
+    follow: Annotated[bool, typer.Option(help="show every trial's progress until all end")] = False,
+    output: OutputOption = Output.table,
 ) -> None:
     """Train every combination of the given epochs and learning rates; promote the best through the gate."""
+    model = model_name(model)
     try:
-        trials = [
+        trials: list[dict[str, Any]] = [
             {"architecture": architecture, "epochs": int(e), "learning_rate": float(lr), "label_column": label_column}
             for e in epochs.split(",")
             for lr in learning_rates.split(",")
         ]
     except ValueError as exc:
         raise FermionError(f"--epochs and --learning-rates take comma-separated numbers: {exc}") from exc
-    out = Client.from_settings().sweep(
+    client = Client.from_settings()
+    out = client.sweep(
         model, dataset, trials, metric=metric, gate={"alias": alias, "metric": metric, "minimum": minimum}
     )
-    console.print(f"sweep {out['sweep_id']}: {len(trials)} trials; the best by {metric} goes to {alias} if ≥ {minimum}")
+    if output is not Output.table:
+        emit(out, output)
+    else:
+        say(f"sweep {out['sweep_id']}: {len(trials)} trials; the best by {metric} goes to {alias} if ≥ {minimum}")
+        for job, t in zip(out["trial_job_ids"], trials, strict=True):
+            say(f"  {job}  epochs {t['epochs']}, learning rate {t['learning_rate']}")
+    if follow:
+        bars = [
+            (j, f"epochs {t['epochs']} lr {t['learning_rate']}", t["epochs"])
+            for j, t in zip(out["trial_job_ids"], trials, strict=True)
+        ]
+        outcomes = follow_jobs(client, bars)
+        done = {j: o for j, o in outcomes.items() if o.type == "training.completed"}
+        if not done:
+            raise FermionError(f"sweep {out['sweep_id']}: no trial completed")
+        say(f"sweep {out['sweep_id']}: {len(done)} of {len(trials)} trials completed")
 
 
 def _image_contract(size: str | None, channels: int | None, resize: str | None) -> dict[str, object]:
@@ -115,41 +164,39 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def predict(
-    model: Annotated[str, typer.Argument(help="NAME or NAME@ALIAS")],
+    model: Annotated[str, typer.Argument(help="NAME (its production alias), NAME@ALIAS or NAME:VERSION")],
     inputs: Annotated[
         list[Path],
         typer.Option(
             "--input",
             exists=True,
-            help=".npy, .npz (array x) or .csv of float features; or pictures (.png/.jpg, repeat --input, or a folder)",
+            help=".csv (header or not), .npy, .npz (x), .jsonl; or pictures (.png/.jpg, repeat, or a folder)",
         ),
     ],
+    output: OutputOption = Output.json,
 ) -> None:
-    """Send rows of features, or pictures, to the inference endpoint; prints the predicted classes."""
-    pictures = _pictures(inputs)
-    if pictures:
-        found = Client.from_settings().predict_pictures(model, pictures)
+    """Send rows of features, or pictures, to the inference endpoint; prints the predicted class of each."""
+    client = Client.from_settings()
+    if pictures := _pictures(inputs):
+        found = client.predict_pictures(model, pictures)
         answer = [
             {"file": str(p), "label": r["label"], "probability": round(r["probability"], 6)}
             for p, r in zip(pictures, found, strict=True)
         ]
-        console.print_json(json.dumps(answer))
+        emit(answer, output, ("file", "label", "probability"), lambda a: [a["file"], a["label"], a["probability"]])
         return
     if len(inputs) != 1 or inputs[0].is_dir():
-        raise FermionError("give one file of features (.npy, .npz, .csv), or pictures")
-    input = inputs[0]
-    if input.suffix == ".npy":
-        x = np.load(input, allow_pickle=False)
-    elif input.suffix == ".npz":
-        with np.load(input, allow_pickle=False) as npz:
-            x = npz["x"]
+        raise FermionError("give one file of features (.csv, .npy, .npz, .jsonl), or pictures")
+    x, header = read_rows(inputs[0])
+    meta = client.metadata(model)
+    x = fit_columns(x.reshape(len(x), -1), header, meta, inputs[0].name)
+    logits = client.predict(model, x)
+    labels = (meta.get("parameters") or {}).get("labels") or []
+    pred = [labels[i] if i < len(labels) else int(i) for i in np.asarray(logits).argmax(axis=1)]
+    if output is Output.table:
+        emit(list(enumerate(pred)), output, ("row", "prediction"), list)
     else:
-        x = np.loadtxt(input, delimiter=",", dtype=np.float32, ndmin=2)
-    client = Client.from_settings()
-    logits = client.predict(model, np.asarray(x, dtype=np.float32).reshape(len(x), -1))
-    labels = client.metadata(model)["parameters"].get("labels") or []
-    pred = logits.argmax(axis=1)
-    console.print_json(json.dumps([labels[i] if i < len(labels) else int(i) for i in pred]))
+        emit(pred, output)
 
 
 def _pictures(inputs: list[Path]) -> list[Path]:

@@ -281,7 +281,7 @@ class ModelRuntime:
                 f"{manifest.name} version {manifest.version}: ONNX Runtime cannot load its {variant} file: {exc}"
             ) from exc
         got = session.get_providers()
-        wanted_gpu = [p for p in self.settings.providers if p in GPU_PROVIDERS]
+        wanted_gpu = [p for p in self.settings.provider_order() if p in GPU_PROVIDERS]
         fallback = bool(wanted_gpu) and not any(p in GPU_PROVIDERS for p in got)
         if fallback:
             log.warning(
@@ -318,10 +318,10 @@ class ModelRuntime:
 
     def _providers(self) -> list[str]:
         available = set(ort.get_available_providers())
-        chosen = [p for p in self.settings.providers if p in available]
+        chosen = [p for p in self.settings.provider_order() if p in available]
         if not chosen:
             raise ModelUnavailable(
-                f"none of the providers {self.settings.providers} is built into this "
+                f"none of the providers {self.settings.provider_order()} is built into this "
                 f"onnxruntime; it has {sorted(available)}"
             )
         return chosen

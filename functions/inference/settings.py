@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -13,6 +14,12 @@ from fermion.model_store import StoreSettings
 from ..security import SecuritySettings
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_NVIDIA_DEVICES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")
+
+
+def gpu_present() -> bool:
+    """An NVIDIA driver is loaded on this machine (no GPU library is touched to find out)."""
+    return any(Path(p).exists() for p in _NVIDIA_DEVICES)
 
 
 class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
@@ -22,9 +29,10 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
     bare model name serves the `production` alias. NATS is used only for audit records.
     """
 
-    providers: list[str] = Field(
-        default=["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-        description="Execution providers in order of preference (FERMION_PROVIDERS, a JSON list).",
+    providers: list[str] | None = Field(
+        default=None,
+        description="Execution providers in order of preference (FERMION_PROVIDERS, a JSON list); unset: "
+        "TensorRT, CUDA, CPU where an NVIDIA GPU is present or require_gpu is set, else CPU only.",
     )
     require_gpu: bool = Field(default=False, description="Refuse to serve a model that fell back to CPU.")
     variant: Literal["auto", "fp32", "int8", "fp16"] = Field(
@@ -61,6 +69,18 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
     sample_max_rows: int = Field(default=2000, ge=0, description="sampled rows kept per telemetry interval")
     telemetry_interval_s: float = Field(default=5.0, gt=0, le=300)
     trt_cache_dir: str | None = Field(default=None, description="TensorRT engine cache (default: HOME/trt-cache)")
+
+    def provider_order(self) -> list[str]:
+        """The providers asked for: the explicit list, else GPU first only where a GPU can be used.
+
+        A machine without a GPU never tries the GPU libraries, and reports CPU without a fallback flag;
+        an explicit GPU request (FERMION_PROVIDERS or FERMION_REQUIRE_GPU, as the GPU image sets) keeps
+        the loud fallback."""
+        if self.providers:
+            return self.providers
+        if self.require_gpu or gpu_present():
+            return [*GPU_PROVIDERS, "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
 
 
 @lru_cache(maxsize=1)

@@ -31,18 +31,21 @@ from fermion.events import (
     TrainingSweep,
 )
 from fermion.events.schemas import Name
-from fermion.model_store import DatasetStore, InvalidName, KeyStore, check_name, dataset_format
+from fermion.model_store import DatasetStore, InvalidName, KeyStore, check_name, dataset_format, normal_name
 
 from ..responses import install_error_handlers
 from ..security import Auditor, Authenticator, Principal
 from ..security.http import SecurityState, also_needs, needs, tenant_of
 from . import health
+from .catalog_api import router as catalog_router
 from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
 from .federations import router as federations_router
 from .idempotency import IdempotencyKey, event_id
+from .jobs_api import router as jobs_router
 from .keys_api import router as keys_router
+from .label_columns import resolve_labels
 from .labels import router as labels_router
 from .pictures import image_limits
 from .quotas import charge_upload, check_models, check_queued_jobs
@@ -78,6 +81,7 @@ class Accepted(BaseModel):
     job_id: str
     model_name: str
     dataset: DatasetRef
+    label_column: str
 
 
 def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI:
@@ -104,7 +108,9 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/datasets", upload_dataset, methods=["POST"], status_code=201, max_body_size=limit)
     app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202)
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
+    app.include_router(catalog_router)  # before the registry's /v1/models/{name} routes
     app.include_router(registry_router)
+    app.include_router(jobs_router)
     app.include_router(keys_router)
     app.include_router(federations_router)
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
@@ -129,8 +135,12 @@ async def upload_dataset(
         raise BadUpload(f"unsupported file {filename!r}: upload an .npz (arrays x, y) or a .csv with a header")
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
-        raise UploadTooLarge(f"upload exceeds the limit of {settings.max_upload_bytes} bytes")
-    dataset_name = (name or PurePath(filename).stem).lower()
+        raise UploadTooLarge(
+            f"upload exceeds the limit of {settings.max_upload_bytes} bytes "
+            "(FERMION_MAX_UPLOAD_BYTES on the ingest function)"
+        )
+    # A name given is taken as given (lower case) and checked; one taken from the file is normalised.
+    dataset_name = name.lower() if name else normal_name(PurePath(filename).stem)
     try:
         check_name("dataset", dataset_name)
         check_name("tenant", tenant)
@@ -161,15 +171,16 @@ async def request_training(
     """
     tenant = tenant_of(request, caller, spec.tenant)
     ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
+    (recipe,) = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, [spec.recipe])
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
     event = TrainingRequested(
         id=event_id(tenant, "trainings", idempotency_key),
         tenant=tenant,
-        data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=spec.recipe),
+        data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=recipe),
     )
     await bus.publish(event)
-    return Accepted(job_id=event.id, model_name=spec.model_name, dataset=ref)
+    return Accepted(job_id=event.id, model_name=spec.model_name, dataset=ref, label_column=recipe.label_column)
 
 
 class SweepSpec(BaseModel):
@@ -200,14 +211,13 @@ async def request_sweep(
     if spec.gate is not None:
         also_needs(request, caller, "promote")  # a gate moves an alias
     ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
+    trials = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, spec.trials)
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
     event = TrainingSweep(
         id=event_id(tenant, "sweeps", idempotency_key),
         tenant=tenant,
-        data=SweepRequest(
-            model_name=spec.model_name, dataset=ref, trials=spec.trials, metric=spec.metric, gate=spec.gate
-        ),
+        data=SweepRequest(model_name=spec.model_name, dataset=ref, trials=trials, metric=spec.metric, gate=spec.gate),
     )
     await bus.publish(event)
     return {"sweep_id": event.id, "trial_job_ids": [f"{event.id}.{i}" for i in range(len(spec.trials))]}

@@ -35,4 +35,4 @@ def event_id(tenant: str, route: str, key: str | None) -> str:
     """The id of the event a request makes: derived from its key (the same on every retry), else fresh."""
     if key is None:
         return new_id()
-    return "k" + hashlib.sha256(f"{tenant}\0{route}\0{key}".encode()).hexdigest()[:40]
+    return "k" + hashlib.sha256(f"{tenant}\0{route}\0{key}".encode()).hexdigest()[:31]  # 32, as a fresh one

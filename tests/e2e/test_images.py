@@ -105,7 +105,7 @@ def test_digit_pictures_uploaded_trained_and_served(
     s3.put_object(Bucket=bucket, Key="incoming/bomb.zip", Body=zip_bytes({"a/1.png": bomb_png(), "b/1.png": b""}))
 
     # The CLI: upload the same archive, train a CNN with an image contract (28x28 pictures resized to 8x8).
-    ref = json.loads(_fermion(s, "upload", str(archive), "--name", "digits").stdout)
+    ref = json.loads(_fermion(s, "upload", str(archive), "--name", "digits", "-o", "json").stdout)
     assert (ref["format"], ref["name"]) == ("zip", "digits")
     trained = _fermion(
         s, "train", "digits", "--dataset", "digits", "--architecture", "cnn", "--epochs", "8",

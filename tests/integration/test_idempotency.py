@@ -80,7 +80,9 @@ def stack(tmp_path: Path) -> Iterator[tuple[NatsServer, dict[str, str], str]]:
         trainer = Trainer(env, tmp_path / "trainer.log").start()
         try:
             wait_until(lambda: _answers(url), 60, "ingest to answer /healthz")
-            env["FERMION_API_KEY"] = api_key(open_registry(StoreSettings(home=tmp_path / "home")), "upload", "train")
+            env["FERMION_API_KEY"] = api_key(
+                open_registry(StoreSettings(home=tmp_path / "home")), "upload", "train", "read"
+            )
             yield server, env, url
         finally:
             trainer.stop()
@@ -120,7 +122,7 @@ def _client(url: str, nats_url: str, key: str, retried: threading.Event, reasons
         retried.set()
 
     retry = Retry(attempts=20, first_delay_s=0.2, max_delay_s=1.0, on_retry=heard)
-    return Client(url, url, nats_url, api_key=key, retry=retry)
+    return Client(url, url, api_key=key, retry=retry)
 
 
 def test_a_frozen_nats_around_an_upload_and_a_training_gives_one_event_and_one_version(
@@ -153,7 +155,7 @@ def test_a_frozen_nats_around_an_upload_and_a_training_gives_one_event_and_one_v
     # fails before anything is published (503, nothing accepted), or the publish is unconfirmed (504).
     assert train_reasons and train_reasons[0][:3] in ("503", "504"), train_reasons
 
-    with Client(url, url, server.url, api_key=key) as client:
+    with Client(url, url, api_key=key) as client:
         done = client.wait(job_id, timeout_s=120)
 
     async def history() -> tuple[list[Any], list[Any]]:

@@ -100,6 +100,7 @@ async def test_npz_without_labels_and_oversized_uploads_are_refused(ingest: http
     assert r.status_code == 400 and "lacks array(s) ['y']" in r.json()["error"]
     r = await ingest.post("/v1/datasets", files={"file": ("d.npz", b"0" * 300_000)})
     assert r.status_code == 413
+    assert "200000 bytes (FERMION_MAX_UPLOAD_BYTES" in r.json()["error"]  # the limit and its setting
     r = await ingest.post("/v1/datasets", files={"file": ("d.npz", _npz())}, data={"name": "../escape"})
     assert r.status_code == 400 and "invalid dataset name" in r.json()["error"]
 

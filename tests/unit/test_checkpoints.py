@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from fermion.events import ProgressReport, Recipe, StoredMessage, TrainingProgress
+from fermion.events.jobs import job_statuses
 from fermion.functions.trainer.checkpointing import Checkpointer, CheckpointPolicy
 from fermion.functions.trainer.train import Dataset, train
-from fermion.jobs import job_statuses
 from fermion.model_store import LocalDirStore, Registry
 from fermion.model_store.checkpoints import POINTER, CheckpointStore
 

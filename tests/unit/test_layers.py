@@ -19,7 +19,13 @@ ALLOWED = {
     "imaging": {"events"},
     "infra": {"events", "model_store"},
     "functions/inference": {"model_store", "events", "imaging", "functions"},
-    "functions/ingest": {"model_store", "events", "imaging", "functions"},
+    "functions/ingest": {
+        "model_store",
+        "events",
+        "imaging",
+        "functions",
+        "compile",
+    },  # compile.validate (onnx, no torch)
     "functions/trainer": {"model_store", "events", "imaging", "compile", "functions"},
     "functions/security": {"model_store", "events", "functions"},
     "functions/monitor": {"model_store", "events", "functions"},
@@ -65,6 +71,21 @@ def test_the_inference_function_never_imports_torch() -> None:
         "import sys\n"
         "import fermion.functions.inference.app, fermion.functions.inference.handler\n"
         "import fermion.functions.inference.runtime\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'onnxscript'))\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_the_ingest_function_never_imports_torch() -> None:
+    """Ingest checks pushed ONNX files with compile/validate.py (onnx) and lists architectures by name."""
+    code = (
+        "import sys\n"
+        "from fermion.functions.ingest.app import create_app\n"
+        "import fermion.compile.validate, fermion.events.architectures\n"
+        "fermion.events.architectures.architectures()\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'onnxscript'))\n"
         "assert not heavy, heavy\n"
         "print('ok')\n"

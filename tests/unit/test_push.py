@@ -1,21 +1,23 @@
-"""Bring your own ONNX: `fermion models push` validates, refuses with a reason, registers and serves."""
+"""Bring your own ONNX: ingest's push route validates, refuses with a reason, registers and serves."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 
 from fermion.compile import InvalidModel, validate_onnx
 from fermion.functions.inference.runtime import ModelRef, ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
-from fermion.model_store import LocalDirStore, Registry
-from tests.conftest import linear_onnx
+from fermion.functions.ingest.app import create_app
+from fermion.functions.ingest.deps import get_keys, get_registry
+from fermion.functions.ingest.settings import IngestSettings
+from fermion.model_store import KeyStore, LocalDirStore, Registry, StoreSettings, open_registry
+from tests.conftest import api_key, bearer, linear_onnx
 
 
 def _with_external_data(directory: Path, location: str = "weights.bin") -> Path:
@@ -39,22 +41,23 @@ def _with_external_data(directory: Path, location: str = "weights.bin") -> Path:
     return path
 
 
-def _push(home: Path, name: str, file: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FERMION_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "fermion", "models", "push", name, str(file)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _push(home: Path, name: str, file: Path) -> httpx.Response:
+    """`fermion models push`'s request, to the ingest function in process (the CLI's own run is in e2e)."""
+    registry = open_registry(StoreSettings(home=home))
+    app = create_app(lambda: IngestSettings(home=home))
+    app.dependency_overrides[get_registry] = lambda: registry
+    app.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
+    beside = [q for q in file.parent.iterdir() if q.suffix == ".bin" and q.is_file()]
+    files = [("model", (file.name, file.read_bytes())), *(("data", (q.name, q.read_bytes())) for q in beside)]
+    with TestClient(app) as client:
+        return client.post(f"/v1/models/{name}/versions", files=files, headers=bearer(api_key(registry, "upload")))
 
 
 def test_push_registers_a_valid_model_that_then_serves(tmp_path: Path) -> None:
     (tmp_path / "lin.onnx").write_bytes(linear_onnx())
     out = _push(tmp_path / "home", "lin", tmp_path / "lin.onnx")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "registered lin version 1" in out.stdout
+    assert out.status_code == 201, out.text
+    assert out.json()["version"] == 1
     registry = Registry(LocalDirStore(tmp_path / "home" / "store"), tmp_path / "cache")
     manifest = registry.manifest("default", "lin", 1)
     assert [(t.name, t.datatype, t.shape) for t in manifest.signature.inputs] == [("input", "FP32", [-1, 4])]
@@ -91,7 +94,7 @@ def test_hostile_external_data_references_are_refused(tmp_path: Path, location: 
     with pytest.raises(InvalidModel, match=reason):
         validate_onnx(path)
     out = _push(tmp_path / "home", "evil", path)
-    assert out.returncode == 1 and reason in out.stderr and "refused" in out.stderr
+    assert out.status_code == 400 and reason in out.json()["error"] and "refused" in out.json()["error"]
     assert not (tmp_path / "home" / "store" / "models").exists()  # nothing was written
 
 

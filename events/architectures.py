@@ -1,0 +1,27 @@
+"""The architectures a training request may name, without importing torch.
+
+The built-in names are the trainer's (`functions/trainer/architectures.py` builds them; a unit test
+keeps the two in step); recipes are whatever installed packages register under the
+`fermion.recipes` entry-point group (read by name only, never loaded here).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+ENTRY_POINT_GROUP = "fermion.recipes"
+BUILTIN: dict[str, str] = {
+    "mlp": "a two-hidden-layer perceptron for tabular features",
+    "cnn": "a small CNN for square single-channel images given as flat pixels",
+    "rescnn": "a small residual CNN for square single-channel images given as flat pixels",
+    "textbag": "an embedding-bag text classifier over rows of token ids (0 = padding)",
+}
+
+
+def architectures() -> list[dict[str, str]]:
+    """Every architecture a trainer with the same packages installed can build, built-ins first."""
+    out = [{"name": n, "source": "built-in", "description": d} for n, d in BUILTIN.items()]
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name not in BUILTIN:  # a package cannot shadow a built-in
+            out.append({"name": ep.name, "source": f"recipe ({ep.value})", "description": ""})
+    return out

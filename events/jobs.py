@@ -1,0 +1,164 @@
+"""Job status, rebuilt from the event log: nothing but NATS remembers a job.
+
+States say what happened: `queued` → `running` → `completed`, `failed` or `cancelled` (a
+`training.failed` whose error is `JobCancelled`). `epoch` is the last epoch a progress report
+announced; a cancelled job's reason names the epoch it stopped after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from .bus import StoredMessage
+from .schemas import (
+    ProgressReport,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+    parse_event,
+)
+
+ENDED = ("completed", "failed", "cancelled")
+_STOPPED_AFTER = re.compile(r"after epoch (\d+)")
+
+
+@dataclass
+class JobStatus:
+    """Where one training job stands."""
+
+    job_id: str
+    model_name: str
+    tenant: str = "default"
+    state: str = "queued"  # queued → running → completed | failed | cancelled
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    version: int | None = None
+    reason: str | None = None
+    updated: datetime | None = None
+    workers: int = 1
+    restarts: int = 0
+    """Elastic restarts of a distributed job's rank group."""
+    resumed_at: list[int] = field(default_factory=list)
+    """The checkpoint epoch of every resume (after a redelivery or a restart), in order."""
+    samples_per_s: list[float] = field(default_factory=list)
+    """Each rank's training throughput in the latest epoch."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["updated"] = self.updated.isoformat() if self.updated else None
+        return out
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-lettered job message: the original event, why, and after how many deliveries."""
+
+    seq: int
+    job_id: str
+    model_name: str
+    tenant: str
+    reason: str
+    deliveries: str
+    data: bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "data"}
+
+
+def job_statuses(queued: list[StoredMessage], log: list[StoredMessage]) -> dict[str, JobStatus]:
+    """Fold queued requests and the training.* event log into one status per job, oldest first."""
+    jobs: dict[str, JobStatus] = {}
+    for m in queued:
+        with contextlib.suppress(ValidationError):  # malformed ones are in the dead-letter log
+            req = parse_event(m.data, TrainingRequested)
+            assert isinstance(req, TrainingRequested)
+            jobs.setdefault(
+                req.id,
+                JobStatus(req.id, req.data.model_name, req.tenant, epochs=req.data.recipe.epochs, updated=req.time),
+            )
+    for m in log:
+        with contextlib.suppress(ValidationError):  # malformed ones are in the dead-letter log
+            event = parse_event(m.data)
+            data = getattr(event, "data", None)  # every training.* event carries its job's id in data
+            job_id = getattr(data, "job_id", None)
+            if job_id is None:
+                continue
+            job = jobs.setdefault(job_id, JobStatus(job_id, getattr(data, "model_name", "?"), event.tenant))
+            _apply(job, event)
+    return jobs
+
+
+def _apply(job: JobStatus, event: Any) -> None:
+    job.updated = event.time
+    if isinstance(event, TrainingProgress) and job.state in ("queued", "running"):
+        d = event.data
+        job.state, job.epoch, job.epochs, job.loss, job.metrics = "running", d.epoch, d.epochs, d.loss, d.metrics
+        _note_ranks(job, d)
+    elif isinstance(event, TrainingCompleted):
+        job.state, job.version, job.metrics, job.reason = "completed", event.data.version, event.data.metrics, None
+    elif isinstance(event, TrainingFailed):
+        job.reason = event.data.reason
+        if event.data.error == "JobCancelled":
+            job.state = "cancelled"
+            if m := _STOPPED_AFTER.search(event.data.reason):  # the epoch it stopped after, not the last report
+                job.epoch = int(m[1])
+        else:
+            job.state = "failed"
+
+
+def dead_letters(log: list[StoredMessage]) -> list[DeadLetter]:
+    """The dead-letter log, oldest first."""
+    out = []
+    for m in log:
+        try:
+            req = parse_event(m.data, TrainingRequested)
+            job_id, model, tenant = req.id, req.data.model_name, req.tenant  # type: ignore[attr-defined]
+        except ValidationError:
+            job_id, model, tenant = f"seq-{m.seq}", "?", m.headers.get("Fermion-Tenant", "?")
+        out.append(
+            DeadLetter(
+                m.seq,
+                job_id,
+                model,
+                tenant,
+                m.headers.get("Fermion-Reason", ""),
+                m.headers.get("Fermion-Deliveries", "?"),
+                m.data,
+            )
+        )
+    return out
+
+
+def by_prefix(ids: list[str], prefix: str, what: str = "job") -> str:
+    """The one id starting with `prefix`; LookupError naming the problem otherwise."""
+    if prefix in ids:
+        return prefix
+    found = [i for i in ids if i.startswith(prefix)]
+    if not found:
+        raise LookupError(f"no {what} {prefix!r}")
+    if len(found) > 1:
+        raise LookupError(
+            f"{what} prefix {prefix!r} is ambiguous: {', '.join(found[:5])}{' …' if len(found) > 5 else ''}"
+        )
+    return found[0]
+
+
+def _note_ranks(job: JobStatus, d: ProgressReport) -> None:
+    """Workers, restarts, resumes and per-rank throughput, from one progress report."""
+    if d.workers is not None:
+        job.workers = d.workers
+    if d.restarts is not None:
+        job.restarts = max(job.restarts, d.restarts)
+    if d.resumed_at is not None:
+        job.resumed_at.append(d.resumed_at)
+    if d.samples_per_s:
+        job.samples_per_s = list(d.samples_per_s)

@@ -1,0 +1,149 @@
+"""What a remote user needs besides uploads and trainings: architectures, pipeline rules, pushed models.
+
+`POST /v1/models/{name}/versions` takes an ONNX file (and its external data files) and registers
+it after `fermion.compile.validate` checked it (onnx only; this function never imports torch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path, PurePath
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fermion.events import Gate, Recipe
+from fermion.events.architectures import architectures
+from fermion.events.schemas import Name
+from fermion.model_store import Draft, Lineage, PipelineRule, Pipelines, Signature, TensorSpec
+
+from ..security import Principal
+from ..security.http import also_needs, needs, tenant_of
+from .deps import RegistryDep, Settings
+from .errors import BadRequest, BadUpload, Unavailable, UploadTooLarge
+from .quotas import check_models
+from .registry_api import Tenant
+
+router = APIRouter(tags=["catalog"])
+
+
+@router.get("/v1/architectures")
+async def list_architectures(caller: Principal = needs("read")) -> list[dict[str, str]]:
+    """Every architecture a training may name: the built-ins and installed `fermion.recipes` packages."""
+    return architectures()
+
+
+class PipelineSpec(BaseModel):
+    """PUT /v1/pipelines/{name}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_prefix: Name
+    model_name: Name
+    recipe: Recipe = Recipe()
+    gate: Gate = Gate()
+
+
+@router.get("/v1/pipelines")
+async def list_pipelines(
+    request: Request, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
+) -> list[dict[str, Any]]:
+    """The tenant's pipeline rules."""
+    scope = tenant_of(request, caller, tenant)
+    rules = await asyncio.to_thread(Pipelines(registry.store).list, scope)
+    return [r.model_dump(mode="json") for r in rules]
+
+
+@router.put("/v1/pipelines/{name}")
+async def put_pipeline(
+    request: Request,
+    name: str,
+    spec: PipelineSpec,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("train"),
+) -> dict[str, Any]:
+    """Create or replace a rule: an upload whose dataset name starts with the prefix trains the model."""
+    scope = tenant_of(request, caller, tenant)
+    also_needs(request, caller, "promote")  # a rule's gate moves an alias
+    try:
+        rule = PipelineRule(
+            name=name,
+            dataset_prefix=spec.dataset_prefix,
+            model_name=spec.model_name,
+            recipe=spec.recipe.model_dump(),
+            gate=spec.gate.model_dump(),
+        )
+    except ValidationError as exc:
+        raise BadRequest(f"invalid pipeline rule: {exc.errors()[0]['msg']}") from exc
+    await asyncio.to_thread(Pipelines(registry.store).put, scope, rule)
+    return rule.model_dump(mode="json")
+
+
+@router.delete("/v1/pipelines/{name}")
+async def delete_pipeline(
+    request: Request, name: str, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("train")
+) -> dict[str, str]:
+    """Remove a rule."""
+    scope = tenant_of(request, caller, tenant)
+    await asyncio.to_thread(Pipelines(registry.store).remove, scope, name)
+    return {"name": name, "removed": "true"}
+
+
+@router.post("/v1/models/{name}/versions", status_code=201)
+async def push_model(
+    request: Request,
+    name: str,
+    registry: RegistryDep,
+    settings: Settings,
+    model: UploadFile = File(..., description="the .onnx file"),
+    data: list[UploadFile] = File(default=[], description="external data files, by their names in the graph"),
+    labels: str = Form(default="", description="comma-separated class names, in output order"),
+    tenant: str | None = Form(default=None, description="default: the key's tenant (admin keys only)"),
+    caller: Principal = needs("upload"),
+) -> dict[str, Any]:
+    """Register your own ONNX file as the next version of `name`, after checking it (onnx.checker)."""
+    scope = tenant_of(request, caller, tenant)
+    try:
+        from fermion.compile.validate import InvalidModel, validate_onnx
+    except ImportError as exc:
+        raise Unavailable(
+            f"this ingest cannot check ONNX files ({exc}); install it with pip install 'fermion[train]'"
+        ) from exc
+    await asyncio.to_thread(check_models, registry, scope, name, settings)
+    with tempfile.TemporaryDirectory(prefix="fermion-push-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        total = 0
+        for upload, target in [(model, path), *((d, Path(tmp) / PurePath(d.filename or "").name) for d in data)]:
+            if target.name in ("", ".", "..") or (target != path and target.name == "model.onnx"):
+                raise BadUpload(f"invalid external data file name {upload.filename!r}")
+            content = await upload.read(settings.max_upload_bytes + 1)
+            total += len(content)
+            if total > settings.max_upload_bytes:
+                raise UploadTooLarge(
+                    f"the model is over the upload limit of {settings.max_upload_bytes} bytes "
+                    "(FERMION_MAX_UPLOAD_BYTES on the ingest function)"
+                )
+            target.write_bytes(content)
+        try:
+            checked = await asyncio.to_thread(validate_onnx, path)
+        except InvalidModel as exc:
+            raise BadUpload(f"refused {model.filename}: {exc}".replace(str(Path(tmp)) + "/", "")) from exc
+    draft = Draft(
+        signature=Signature(
+            inputs=[TensorSpec(name=t.name, datatype=t.datatype, shape=t.shape) for t in checked.inputs],
+            outputs=[TensorSpec(name=t.name, datatype=t.datatype, shape=t.shape) for t in checked.outputs],
+        ),
+        labels=[x for x in labels.split(",") if x] if labels else [],
+        lineage=Lineage(recipe={"source": "push", "file": PurePath(model.filename or "model.onnx").name}),
+        compile_report={"source": "push", "opset": checked.opset, "node_count": checked.node_count},
+    )
+    manifest = await asyncio.to_thread(registry.register, scope, name, checked.files, draft)
+    return {
+        "name": name,
+        "version": manifest.version,
+        "files": {f: e.size for f, e in manifest.files.items()},
+        "content_sha256": manifest.content_sha256,
+    }

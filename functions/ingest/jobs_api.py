@@ -1,0 +1,154 @@
+"""Training jobs and dead letters over HTTP, from the event log: list, show, follow, cancel, retry.
+
+Job ids are the `training.requested` event ids; every route takes a unique prefix of one. A job
+outside the key's tenant is looked for only in the key's tenant (404 as if absent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from fermion.events import Bus, CancelRequest, TrainingCancel, parse_event, subjects
+from fermion.events.jobs import ENDED, DeadLetter, JobStatus, by_prefix, dead_letters, job_statuses
+
+from ..security import Principal
+from ..security.http import needs, tenant_of
+from .deps import BusDep
+from .errors import NotFound
+from .registry_api import Tenant
+
+router = APIRouter(tags=["jobs"])
+TRAINING_LOG = f"{subjects.PREFIX}.training.>"
+
+
+async def _jobs(bus: Bus, tenant: str) -> dict[str, JobStatus]:
+    jobs = job_statuses(await bus.queued_jobs(), await bus.history(TRAINING_LOG))
+    return {k: j for k, j in jobs.items() if j.tenant == tenant}
+
+
+def _one(ids: list[str], prefix: str, what: str = "job") -> str:
+    try:
+        return by_prefix(ids, prefix, what)
+    except LookupError as exc:
+        raise NotFound(str(exc)) from exc
+
+
+@router.get("/v1/jobs")
+async def list_jobs(
+    request: Request,
+    bus: BusDep,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 50,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> list[dict[str, Any]]:
+    """The newest `limit` jobs of the tenant, oldest first, with state, epoch, metrics and outcome."""
+    jobs = await _jobs(bus, tenant_of(request, caller, tenant))
+    return [j.as_dict() for j in list(jobs.values())[-limit:]]
+
+
+@router.get("/v1/jobs/{job}")
+async def show_job(
+    request: Request, job: str, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("read")
+) -> dict[str, Any]:
+    """One job, by its id or a unique prefix of it."""
+    jobs = await _jobs(bus, tenant_of(request, caller, tenant))
+    return jobs[_one(list(jobs), job)].as_dict()
+
+
+@router.get("/v1/jobs/{job}/events")
+async def job_events(
+    request: Request,
+    job: str,
+    bus: BusDep,
+    after: Annotated[int, Query(ge=0, description="only events after this stream sequence")] = 0,
+    wait_s: Annotated[float, Query(ge=0, le=60, description="long-poll: wait this long for a new event")] = 20.0,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> dict[str, Any]:
+    """The job's training.* events after `after`, waiting up to `wait_s` for one (a long-poll).
+
+    `ended` is true once the job completed, failed or was cancelled; `next` is the `after` to send
+    next time.
+    """
+    scope = tenant_of(request, caller, tenant)
+    try:
+        job_id = _one(list(await _jobs(bus, scope)), job)
+    except NotFound:
+        if wait_s == 0:
+            raise
+        job_id = job  # not in the log yet (a sweep's trial before the sweep fans out): wait for it by its id
+    found = await _events(bus, scope, job_id, after)
+    if not found and wait_s > 0:
+        # Subscribe first, then read again: an event cannot slip between the two.
+        async with contextlib.aclosing(bus.watch(TRAINING_LOG)) as live:
+            found = await _events(bus, scope, job_id, after)
+            if not found:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        async for raw in live:
+                            if job_id.encode() in raw:
+                                break
+                found = await _events(bus, scope, job_id, after)
+    state = (await _jobs(bus, scope)).get(job_id)
+    nxt = max([after, *(int(f["seq"]) for f in found)])
+    ended = state is not None and state.state in ENDED
+    return {"job": state.as_dict() if state else None, "events": found, "next": nxt, "ended": ended}
+
+
+@router.post("/v1/jobs/{job}/cancel", status_code=202)
+async def cancel_job(
+    request: Request, job: str, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("train")
+) -> dict[str, Any]:
+    """Ask a job to stop: before it starts, or after its current epoch."""
+    scope = tenant_of(request, caller, tenant)
+    jobs = await _jobs(bus, scope)
+    job_id = _one(list(jobs), job)
+    await bus.publish(TrainingCancel(tenant=scope, data=CancelRequest(job_id=job_id)))
+    return {"job_id": job_id, "state": jobs[job_id].state, "cancel_requested": True}
+
+
+async def _events(bus: Bus, tenant: str, job_id: str, after: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for m in await bus.history(TRAINING_LOG):
+        if m.seq <= after:
+            continue
+        event = parse_event(m.data)
+        if event.tenant == tenant and getattr(getattr(event, "data", None), "job_id", None) == job_id:
+            found.append({"seq": m.seq, "event": event.model_dump(mode="json")})
+    return found
+
+
+async def _letters(bus: Bus, tenant: str) -> list[DeadLetter]:
+    letters = dead_letters(await bus.history(f"{subjects.DLQ_PREFIX}.training.>"))
+    return [d for d in letters if d.tenant == tenant]
+
+
+@router.get("/v1/dlq")
+async def list_dead_letters(
+    request: Request, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("read")
+) -> list[dict[str, Any]]:
+    """Dead-lettered job messages of the tenant, with the reason and delivery count."""
+    return [d.as_dict() for d in await _letters(bus, tenant_of(request, caller, tenant))]
+
+
+@router.post("/v1/dlq/{job}/retry", status_code=202)
+async def retry_dead_letter(
+    request: Request, job: str, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("train")
+) -> dict[str, Any]:
+    """Publish a dead-lettered job's original event again (the same job id, a fresh delivery)."""
+    letters = await _letters(bus, tenant_of(request, caller, tenant))
+    job_id = _one([d.job_id for d in letters], job, "dead-lettered job")
+    letter = [d for d in letters if d.job_id == job_id][-1]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    await bus.publish_bytes(
+        subjects.TRAINING_REQUESTED,
+        letter.data,
+        msg_id=f"{job_id}.retry.{stamp}",
+        headers={"Fermion-Retry-Of": str(letter.seq)},
+    )
+    return {"job_id": job_id, "retried": True}
