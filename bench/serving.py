@@ -38,6 +38,7 @@ CONNECTIONS = (1, 8, 32)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--without-kserve", action="store_true", help="skip KServe (its venv installs on first use)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -59,6 +60,8 @@ def main() -> None:
             "bare ASGI": lambda port: (uvicorn_argv("bare:app", port), {**env, "PYTHONPATH": str(home)}),
             "KServe 0.21": lambda port: (kserve_argv("digits", model, port), env),
         }
+        if args.without_kserve:
+            del servers["KServe 0.21"]
         results: dict[str, dict[int, dict[str, float]]] = {}
         for name, make in servers.items():
             port = free_port()
@@ -76,7 +79,6 @@ def main() -> None:
     for name, by_conns in results.items():
         for c, r in by_conns.items():
             print(f"{name:22} {c:5d} {r['p50']:8.3f} {r['p99']:8.3f} {r['rps']:8.0f}")
-    kserve = results["KServe 0.21"]
     on, off = results["fermion, batching on"], results["fermion, auth off"]
     print(
         f"authentication's cost at 1 conn: p50 {on[1]['p50']:.3f} vs {off[1]['p50']:.3f} ms "
@@ -89,6 +91,9 @@ def main() -> None:
             f"{name} vs bare ASGI: p50 @1 {f[1]['p50'] / bare[1]['p50']:.2f}x, "
             f"req/s @32 {f[32]['rps'] / bare[32]['rps']:.2f}x, p99 @32 {f[32]['p99'] / bare[32]['p99']:.2f}x"
         )
+    if "KServe 0.21" not in results:
+        return
+    kserve = results["KServe 0.21"]
     for name in ("fermion, batching on", "fermion, batching off", "hand-written FastAPI"):
         ratios = ", ".join(
             f"{c} conns {results[name][c]['rps'] / kserve[c]['rps']:.2f}x req/s, "

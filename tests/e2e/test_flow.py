@@ -135,11 +135,11 @@ def test_registry_commands_of_the_cli(stack: Stack) -> None:
     assert "training event" in fermion("models", "versions", "digits").stdout
     described = fermion("models", "show", "digits:1")
     assert described.returncode == 0 and '"content_sha256"' in described.stdout
-    promoted = fermion("models", "promote", "digits", "1", "--alias", "production")
-    assert promoted.returncode == 0 and "digits@production → version 1" in promoted.stdout
+    promoted = fermion("models", "promote", "digits", "1", "--alias", "staging")
+    assert promoted.returncode == 0 and "digits@staging → version 1" in promoted.stdout
     with Client.from_settings(s) as client:
-        assert client.predict("digits@production", np.zeros((1, 64), np.float32)).shape == (1, 10)
-    refused = fermion("models", "rollback", "digits", "--alias", "production")
+        assert client.predict("digits@staging", np.zeros((1, 64), np.float32)).shape == (1, 10)
+    refused = fermion("models", "rollback", "digits", "--alias", "staging")
     assert refused.returncode == 1 and "no earlier version" in refused.stderr  # errors go to stderr, one line
     bad = fermion("models", "show", "../etc:1")
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

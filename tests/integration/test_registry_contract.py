@@ -92,8 +92,8 @@ def test_alias_compare_and_swap_loses_no_update(registry: Registry) -> None:
     targets = [1, 2, 3, 4] * 4
 
     with ThreadPoolExecutor(8) as pool:
-        previous = list(pool.map(lambda v: registry.set_alias("default", "m", "production", v), targets))
-    alias = registry.alias("default", "m", "production")
+        previous = list(pool.map(lambda v: registry.set_alias("default", "m", "staging", v), targets))
+    alias = registry.alias("default", "m", "staging")
     # Every swap saw exactly what the swap before it wrote: the history is an unbroken chain.
     writes = [(p, t) for p, t in zip(previous, targets, strict=True) if p != t]
     assert sorted(alias.history) == sorted(p for p, _ in writes if p is not None)
@@ -138,12 +138,12 @@ def test_lookups_name_what_is_missing(registry: Registry) -> None:
     with pytest.raises(ModelNotFound, match="nope"):
         registry.resolve("default", "nope")
     registry.register("default", "m", {"model.onnx": linear_onnx()}, linear_draft())
-    with pytest.raises(AliasNotFound, match="production"):
-        registry.resolve("default", "m", "production")
+    with pytest.raises(AliasNotFound, match="staging"):
+        registry.resolve("default", "m", "staging")
     with pytest.raises(VersionNotFound, match="version 7"):
         registry.manifest("default", "m", 7)
     with pytest.raises(VersionNotFound):
-        registry.set_alias("default", "m", "production", 7)
+        registry.set_alias("default", "m", "staging", 7)
 
 
 @pytest.mark.parametrize("name", ["..", "../x", "a/b", "A", "", "x" * 64, "a..b"])
