@@ -14,6 +14,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,15 @@ from .schemas import Event
 from .settings import BusSettings
 
 log = logging.getLogger(__name__)
+
+
+def _publish_error(subject: str, exc: nats.errors.Error) -> BusError:
+    """nats-py's publish error as ours: no answer or no stream (unavailable), or a refusal."""
+    if isinstance(exc, (nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        return BusUnavailable(f"no JetStream answer publishing to {subject}: {exc!r}")
+    if isinstance(exc, nats.js.errors.Error):
+        return PublishRejected(f"JetStream refused a publish to {subject}: {exc}")
+    return BusUnavailable(f"publishing to {subject} failed: {exc!r}")
 
 
 def redact_url(url: str) -> str:
@@ -131,6 +141,8 @@ class ConsumerState:
     """Messages not delivered yet."""
     unacked: int
     """Delivered, not acknowledged yet (being worked on, or waiting for redelivery)."""
+    redelivered: int = 0
+    """Delivered more than once and not acknowledged yet."""
 
     @property
     def idle(self) -> bool:
@@ -169,6 +181,8 @@ class Bus:
         self._nc = nc
         self._js = nc.jetstream()
         self._closing = closing or asyncio.Event()
+        self.on_publish: Callable[[str, float, bool], None] | None = None
+        """Told (subject, seconds, acknowledged) of every publish: a function's metrics hook."""
 
     @classmethod
     async def from_settings(cls, settings: BusSettings, *, name: str, timeout_s: float = 5.0) -> Bus:
@@ -275,14 +289,15 @@ class Bus:
         all_headers = dict(headers or {})
         if msg_id:
             all_headers["Nats-Msg-Id"] = msg_id
+        started = time.perf_counter()
         try:
             ack = await self._js.publish(subject, data, headers=all_headers or None, timeout=5.0)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise BusUnavailable(f"no JetStream answer publishing to {subject}: {exc!r}") from exc
-        except nats.js.errors.Error as exc:
-            raise PublishRejected(f"JetStream refused a publish to {subject}: {exc}") from exc
         except nats.errors.Error as exc:
-            raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
+            if self.on_publish is not None:
+                self.on_publish(subject, time.perf_counter() - started, False)
+            raise _publish_error(subject, exc) from exc
+        if self.on_publish is not None:
+            self.on_publish(subject, time.perf_counter() - started, True)
         return not ack.duplicate
 
     async def dead_letter(self, subject: str, data: bytes, reason: str, *, deliveries: int, msg_id: str) -> None:
@@ -340,7 +355,9 @@ class Bus:
             info = await self._js.consumer_info(stream, durable)
         except nats.errors.Error as exc:
             raise BusError(f"cannot read consumer {durable!r}: {exc}") from exc
-        return ConsumerState(pending=info.num_pending or 0, unacked=info.num_ack_pending or 0)
+        return ConsumerState(
+            pending=info.num_pending or 0, unacked=info.num_ack_pending or 0, redelivered=info.num_redelivered or 0
+        )
 
     async def last(self, subject: str) -> StoredMessage | None:
         """The event log's last message on exactly `subject`, or None."""

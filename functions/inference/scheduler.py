@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +21,8 @@ INLINE_ELEMENTS = 65_536  # tensors up to this many elements may run on the even
 INLINE_RUN_MS = 0.5  # ...when the model's recent cost per row, times the request's rows, is below this
 
 Key = tuple[str, str, int, str]
+OnRun = Callable[[str, int, float, Iterable[float]], None]
+"""Told (model name, rows, run seconds, each request's wait) of every session run: the metrics."""
 
 
 @dataclass
@@ -46,8 +48,10 @@ class Scheduler:
         loaded: Callable[[], list[LoadedModel]],
         *,
         batching: bool = True,
+        on_run: OnRun | None = None,
     ) -> None:
         self._settings = settings
+        self._on_run = on_run
         self._loaded = loaded
         self._batching = batching
         self._lanes: dict[Key, Lane] = {}
@@ -79,11 +83,15 @@ class Scheduler:
             return await batcher.run(feeds, wanted)
         return await asyncio.to_thread(self._timed, lane, feeds, wanted, rows)
 
-    @staticmethod
-    def _timed(lane: Lane, feeds: dict[str, np.ndarray], wanted: list[str] | None, rows: int) -> dict[str, np.ndarray]:
+    def _timed(
+        self, lane: Lane, feeds: dict[str, np.ndarray], wanted: list[str] | None, rows: int
+    ) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         out = lane.model.run(feeds, wanted)
-        lane.observe(rows, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        lane.observe(rows, seconds)
+        if self._on_run is not None:
+            self._on_run(lane.model.name, rows, seconds, (0.0,))
         return out
 
     def _batcher(self, lane: Lane) -> Batcher | None:
@@ -103,5 +111,6 @@ class Scheduler:
                 max_batch_size=int(options["max_batch_size"]),
                 max_delay_ms=float(options["max_delay_ms"]),
                 on_alone=lane.observe,
+                on_run=self._on_run,
             )
         return lane.batcher

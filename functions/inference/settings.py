@@ -11,11 +11,12 @@ from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
 
 from ..security import SecuritySettings
+from ..telemetry.settings import TelemetrySettings
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
+class InferenceSettings(StoreSettings, SecuritySettings, BusSettings, TelemetrySettings):
     """One inference function: which models, on which execution providers.
 
     It serves only versions a trusted key signed (`verify_signatures`, on by default here), and a

@@ -33,9 +33,11 @@ from fermion.events import (
 from fermion.events.schemas import Name
 from fermion.model_store import DatasetStore, InvalidName, KeyStore, check_name, dataset_format
 
-from ..responses import install_error_handlers
+from ..responses import HTTPError, install_error_handlers, translate
 from ..security import Auditor, Authenticator, Principal
 from ..security.http import SecurityState, also_needs, needs, tenant_of
+from ..telemetry import endpoints, logs
+from ..telemetry.ingest import ingest_metrics
 from .datasets import validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
 from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
@@ -45,6 +47,8 @@ from .registry_api import router as registry_router
 from .settings import IngestSettings, get_settings
 
 log = logging.getLogger("fermion.ingest")
+# What a request can be refused with: our errors, and the lower layers' that TRANSLATIONS maps.
+REFUSALS: tuple[type[Exception], ...] = (HTTPError, *(row.theirs for row in TRANSLATIONS))
 # Bytes a multipart upload may carry beyond the file itself: framing and the small form fields.
 FORM_OVERHEAD = 1 << 20
 
@@ -100,6 +104,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
     app.include_router(registry_router)
     app.include_router(keys_router)
+    endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app
 
 
@@ -119,7 +124,28 @@ async def upload_dataset(
     caller: Principal = needs("upload"),
 ) -> DatasetRef:
     """Store a dataset by sha256 and announce it with `datasets.uploaded`."""
-    tenant = tenant_of(request, caller, tenant)
+    try:
+        ref = await _upload(request, datasets, settings, bus, file, name, tenant_of(request, caller, tenant))
+    except REFUSALS as exc:
+        if settings.metrics:
+            status = exc.status if isinstance(exc, HTTPError) else translate(exc, TRANSLATIONS).status
+            ingest_metrics().refusals.labels("/v1/datasets", type(exc).__name__, str(status)).inc()
+        raise
+    if settings.metrics:
+        ingest_metrics().uploads.labels(ref.format).inc()
+        ingest_metrics().upload_bytes.labels(ref.format).inc(ref.size)
+    return ref
+
+
+async def _upload(
+    request: Request,
+    datasets: DatasetStore,
+    settings: IngestSettings,
+    bus: Bus,
+    file: UploadFile,
+    name: str | None,
+    tenant: str,
+) -> DatasetRef:
     filename = PurePath(file.filename or "").name
     fmt = dataset_format(PurePath(filename).suffix)
     if fmt is None:
@@ -213,6 +239,8 @@ def _find_dataset(datasets: DatasetStore, tenant: str, sel: DatasetSelector) -> 
 def __getattr__(name: str) -> Any:
     # `app` is built on first use (uvicorn's `fermion.functions.ingest.app:app`, the Lambda handler).
     if name == "app":
+        settings = get_settings()
+        logs.configure("ingest", json_lines=settings.log_format == "json")
         app = globals()["app"] = create_app()
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

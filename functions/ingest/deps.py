@@ -15,6 +15,7 @@ from fastapi import Depends
 from fermion.events import Bus, BusError
 from fermion.model_store import DatasetStore, KeyStore, Registry, open_registry
 
+from ..telemetry.ingest import ingest_metrics
 from .errors import Unavailable
 from .settings import IngestSettings, get_settings
 
@@ -52,6 +53,8 @@ async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) ->
             _BusHolder.bus = await Bus.from_settings(settings, name="fermion-ingest", timeout_s=3.0)
         except BusError as exc:
             raise Unavailable(f"event bus unavailable: {exc}") from exc
+        if settings.metrics:
+            _BusHolder.bus.on_publish = ingest_metrics().published
         _BusHolder.loop = loop
     return _BusHolder.bus
 

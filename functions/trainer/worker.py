@@ -44,6 +44,8 @@ from fermion.events import (
 )
 from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Pipelines, Registry, open_registry
 
+from ..telemetry import logs
+from ..telemetry.trainer import serve_metrics, trainer_metrics, watch_consumer
 from .consumer import consume
 from .errors import JobCancelled, PermanentJobError
 from .job import find_registered, run_job
@@ -64,6 +66,7 @@ class Worker:
         self.bus = bus
         self.registry = registry
         self.settings = settings
+        self.metrics = trainer_metrics()  # always counted (cheap); served when metrics are on
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
@@ -88,9 +91,17 @@ class Worker:
             event = parse_event(delivery.data, TrainingRequested)
         except ValidationError as exc:
             await self._dead_letter(delivery, f"malformed training.requested event: {_brief(exc)}")
+            self.metrics.dead_lettered.labels("malformed").inc()
             await delivery.term()
             return
         assert isinstance(event, TrainingRequested)
+        self.metrics.started.inc()
+        if delivery.num_delivered > 1:
+            self.metrics.redeliveries.inc()
+        with logs.bound(job_id=event.id, tenant=event.tenant), self.metrics.in_flight.track_inprogress():
+            await self._decide(delivery, event)
+
+    async def _decide(self, delivery: Delivery, event: TrainingRequested) -> None:
         try:
             await self._attempt(delivery, event)
         except JobCancelled as exc:
@@ -145,7 +156,12 @@ class Worker:
             log.info("job %s already registered as version %d; not training again", event.id, done.version)
             return done
 
+        epoch_started = [time.perf_counter()]
+
         def on_epoch(epoch: int, epochs: int, loss: float, metrics: dict[str, float]) -> None:
+            now = time.perf_counter()
+            self.metrics.epoch.observe(now - epoch_started[0])
+            epoch_started[0] = now
             if cancelled.is_set():
                 raise JobCancelled(f"job {event.id} was cancelled after epoch {epoch} of {epochs}")
             progress = TrainingProgress(
@@ -217,6 +233,8 @@ class Worker:
         if event.data.gate is not None:
             await self._promote(event, manifest)
         await delivery.ack()
+        self.metrics.completed.inc()
+        self.metrics.duration.observe(duration_s)
         log.info("job %s: %s version %d registered in %.1fs %s", event.id, name, version, duration_s, manifest.metrics)
 
     async def _promote(self, event: TrainingRequested, manifest: Manifest) -> None:
@@ -238,10 +256,13 @@ class Worker:
                 "job %s: delivery %d failed (%s); retrying in %.1fs", event.id, delivery.num_delivered, reason, delay
             )
             await delivery.nak(delay)
+            self.metrics.failed.labels("retry").inc()
             return
+        self.metrics.failed.labels("final").inc()
         await self._publish_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
         if dead_letter:
             await self._dead_letter(delivery, reason)
+            self.metrics.dead_lettered.labels("failed").inc()
         await delivery.term()
         log.error("job %s failed: %s", event.id, reason)
 
@@ -270,6 +291,7 @@ class Worker:
             f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
         )
         await self.bus.dead_letter(taken.subject, taken.data, reason, deliveries=deliveries, msg_id=f"dlq.jobs.{seq}")
+        self.metrics.dead_lettered.labels("exhausted").inc()
         with contextlib.suppress(ValidationError):
             event = parse_event(taken.data, TrainingRequested)
             assert isinstance(event, TrainingRequested)
@@ -319,7 +341,11 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
     try:
         await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))
         registry = open_registry(settings)
+        if settings.metrics and settings.metrics_port:
+            serve_metrics(settings.metrics_port)
         async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
+            consumers = [streams.TRAINER_DURABLE, streams.SWEEP_DURABLE]
+            group.create_task(watch_consumer(bus.consumer_state, consumers, stop))
             group.create_task(Worker(bus, registry, settings).run(stop))
             group.create_task(PipelineRunner(bus, Pipelines(registry.store)).run(stop))
             group.create_task(SweepRunner(bus, registry, heartbeat_s=max(settings.ack_wait_s / 3, 0.5)).run(stop))
@@ -329,5 +355,6 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
 
 def main() -> None:
     """Entry point: `python -m fermion.functions.trainer`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve())
+    settings = get_settings()
+    logs.configure("trainer", json_lines=settings.log_format == "json")
+    asyncio.run(serve(settings))
