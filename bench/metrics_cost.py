@@ -32,7 +32,10 @@ def main() -> None:
         body = oip_body(sample)
         auth = bench_key(home)
         env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
-        variants = {"metrics on": {**env, "FERMION_METRICS": "true"}, "metrics off": {**env, "FERMION_METRICS": "false"}}
+        variants = {
+            "metrics on": {**env, "FERMION_METRICS": "true"},
+            "metrics off": {**env, "FERMION_METRICS": "false"},
+        }
         procs, urls = {}, {}
         try:
             for name, server_env in variants.items():

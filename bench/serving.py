@@ -82,7 +82,8 @@ def main() -> None:
         f"({on[1]['p50'] / off[1]['p50']:.2f}x), req/s at 32 conns {on[32]['rps'] / off[32]['rps']:.2f}x"
     )
     moff = results["fermion, metrics off"]
-    print(f"metrics' cost at 1 conn: p50 {on[1]['p50']:.3f} vs {moff[1]['p50']:.3f} ms ({on[1]['p50'] / moff[1]['p50']:.2f}x)")
+    ratio = on[1]["p50"] / moff[1]["p50"]
+    print(f"metrics' cost at 1 conn: p50 {on[1]['p50']:.3f} vs {moff[1]['p50']:.3f} ms ({ratio:.2f}x)")
     for name in ("fermion, batching on", "fermion, batching off", "hand-written FastAPI"):
         ratios = ", ".join(
             f"{c} conns {results[name][c]['rps'] / kserve[c]['rps']:.2f}x req/s, "
