@@ -39,11 +39,16 @@ if TYPE_CHECKING:
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
     from .registry import LATEST, SERVED, Alias, Registry, check_name, open_registry
+    from .runs import EpochRecord, RunNotFound, RunRecord, Runs
     from .settings import StoreSettings
     from .signing import SignatureError, Signer, Verifier, generate_key_pair
     from .usage import Usage, UsageLimitReached
 
 _EXPORTS = {
+    "EpochRecord": "runs",
+    "RunNotFound": "runs",
+    "RunRecord": "runs",
+    "Runs": "runs",
     "SERVED": "registry",
     "UsageLimitReached": "usage",
     "Usage": "usage",
@@ -113,6 +118,7 @@ __all__ = [
     "DatasetNotFound",
     "DatasetStore",
     "Draft",
+    "EpochRecord",
     "FileEntry",
     "IntegrityError",
     "InvalidName",
@@ -133,6 +139,9 @@ __all__ = [
     "PreconditionFailed",
     "Registry",
     "RegistryError",
+    "RunNotFound",
+    "RunRecord",
+    "Runs",
     "Scope",
     "Signature",
     "SignatureError",

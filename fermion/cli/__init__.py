@@ -13,6 +13,7 @@ from .jobs import jobs_app
 from .keys import keys_app
 from .models import models_app
 from .pipelines import pipelines_app
+from .runs import runs_app
 from .stack import demo, up
 from .work import predict, sweep, train, upload
 
@@ -27,6 +28,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(keys_app, name="keys")
+app.add_typer(runs_app, name="runs")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.
 USER_ERRORS = (FermionError, RegistryError, ServerError)

@@ -44,6 +44,7 @@ from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
 from .keys_api import router as keys_router
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
+from .runs_api import router as runs_router
 from .settings import IngestSettings, get_settings
 
 log = logging.getLogger("fermion.ingest")
@@ -104,6 +105,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
     app.include_router(registry_router)
     app.include_router(keys_router)
+    app.include_router(runs_router)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app
 

@@ -42,12 +42,22 @@ from fermion.events import (
     streams,
     subjects,
 )
-from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Pipelines, Registry, open_registry
+from fermion.model_store import (
+    IntegrityError,
+    InvalidName,
+    Manifest,
+    NotFound,
+    Pipelines,
+    Registry,
+    Runs,
+    open_registry,
+)
 
 from ..telemetry import logs
 from ..telemetry.trainer import serve_metrics, trainer_metrics, watch_consumer
 from .consumer import consume
 from .errors import JobCancelled, PermanentJobError
+from .history import JobRun
 from .job import find_registered, run_job
 from .pipeline import PipelineRunner
 from .promote import promote_and_announce
@@ -67,6 +77,7 @@ class Worker:
         self.registry = registry
         self.settings = settings
         self.metrics = trainer_metrics()  # always counted (cheap); served when metrics are on
+        self.runs: dict[str, JobRun] = {}  # the run record of each job in hand
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
@@ -98,8 +109,12 @@ class Worker:
         self.metrics.started.inc()
         if delivery.num_delivered > 1:
             self.metrics.redeliveries.inc()
-        with logs.bound(job_id=event.id, tenant=event.tenant), self.metrics.in_flight.track_inprogress():
-            await self._decide(delivery, event)
+        self.runs[event.id] = JobRun(Runs(self.registry.store), event, delivery.num_delivered)
+        try:
+            with logs.bound(job_id=event.id, tenant=event.tenant), self.metrics.in_flight.track_inprogress():
+                await self._decide(delivery, event)
+        finally:
+            self.runs.pop(event.id, None)
 
     async def _decide(self, delivery: Delivery, event: TrainingRequested) -> None:
         try:
@@ -125,6 +140,7 @@ class Worker:
             if await self.bus.last(subjects.cancel(event.id)) is not None:
                 cancelled.set()
             await self._report_started(delivery, event)
+            await asyncio.to_thread(self.runs[event.id].started)
             heartbeat = asyncio.create_task(self._heartbeat(delivery))
             try:
                 manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
@@ -161,6 +177,7 @@ class Worker:
         def on_epoch(epoch: int, epochs: int, loss: float, metrics: dict[str, float]) -> None:
             now = time.perf_counter()
             self.metrics.epoch.observe(now - epoch_started[0])
+            self.runs[event.id].epoch(epoch, loss, metrics, now - epoch_started[0])
             epoch_started[0] = now
             if cancelled.is_set():
                 raise JobCancelled(f"job {event.id} was cancelled after epoch {epoch} of {epochs}")
@@ -233,6 +250,7 @@ class Worker:
         if event.data.gate is not None:
             await self._promote(event, manifest)
         await delivery.ack()
+        await asyncio.to_thread(self.runs[event.id].completed, manifest)
         self.metrics.completed.inc()
         self.metrics.duration.observe(duration_s)
         log.info("job %s: %s version %d registered in %.1fs %s", event.id, name, version, duration_s, manifest.metrics)
@@ -259,6 +277,8 @@ class Worker:
             self.metrics.failed.labels("retry").inc()
             return
         self.metrics.failed.labels("final").inc()
+        if (run := self.runs.get(event.id)) is not None:
+            await asyncio.to_thread(run.failed, reason)
         await self._publish_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
         if dead_letter:
             await self._dead_letter(delivery, reason)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +112,43 @@ def test_metrics_and_logs_move_with_the_work(stack: Stack, tmp_path: Path) -> No
     ]
     assert any("job_id" in t and t["function"] == "trainer" for t in trainer_lines)
     assert not any(t["logger"] == "root" for t in trainer_lines)  # library chatter is thirdparty.*, WARNING+
+
+
+def test_run_history_lasts_in_the_store_and_reads_over_http_and_the_cli(stack: Stack, tmp_path: Path) -> None:
+    s, key = stack.settings, stack.identity.admin_key()
+    with Client.from_settings(s) as client:
+        client.upload(_blobs(tmp_path), name="blobs")
+        first = client.train("blobs", "blobs", architecture="mlp", epochs=2, learning_rate=1e-2)
+        second = client.train("blobs", "blobs", architecture="mlp", epochs=3, learning_rate=3e-3)
+        client.wait(first, timeout_s=120)
+        client.wait(second, timeout_s=120)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def recorded() -> bool:  # written just after the ack, which follows the completed event
+        r = httpx.get(f"{s.ingest_url}/v1/runs/{second}", headers=headers, timeout=10)
+        return r.status_code == 200 and r.json()["status"] == "completed"
+
+    wait_until(recorded, 30, "the run record")
+    run = httpx.get(f"{s.ingest_url}/v1/runs/{second}", headers=headers, timeout=10).json()
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3]
+    assert all(e["loss"] > 0 and "accuracy" in e["metrics"] for e in run["epochs"])
+    assert run["parameters"]["learning_rate"] == 3e-3 and run["version"] >= 1
+    assert run["lineage"]["training_event_id"] == second and run["metrics"]["accuracy"] > 0.5
+    listed = httpx.get(f"{s.ingest_url}/v1/runs", params={"model": "blobs"}, headers=headers, timeout=10).json()
+    assert {first, second} <= {r["job_id"] for r in listed}
+    assert any(r["status"] == "failed" and "resnet9000" in (r["error"] or "") for r in listed)
+    compared = httpx.get(
+        f"{s.ingest_url}/v1/runs/compare", params={"job": [first, second]}, headers=headers, timeout=10
+    ).json()
+    assert {"epochs", "learning_rate"} <= set(compared["differing_parameters"])
+    assert httpx.get(f"{s.ingest_url}/v1/runs/nope", headers=headers, timeout=10).status_code == 404
+    assert httpx.get(f"{s.ingest_url}/v1/runs", timeout=10).status_code == 401
+
+    env = {**os.environ, "FERMION_HOME": str(s.home), "COLUMNS": "250"}
+    for args in (["list", "--model", "blobs"], ["show", second], ["compare", first, second]):
+        done = subprocess.run(
+            [sys.executable, "-m", "fermion", "runs", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert second in done.stdout
+    assert "learning_rate" in done.stdout  # compare names the parameter that differs
