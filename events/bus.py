@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -85,6 +85,8 @@ class Delivery:
     num_delivered: int
     seq: int
     _msg: Msg
+    headers: dict[str, str] = field(default_factory=dict)
+    """The message's headers (a trace's `traceparent`, the tenant)."""
 
     async def ack(self) -> None:
         """Done: the work queue drops the message (waits for the server's confirmation)."""
@@ -166,7 +168,7 @@ class JobQueue:
             raise BusUnavailable("connection to NATS closed while fetching") from exc
         msg = msgs[0]
         meta = msg.metadata
-        return Delivery(msg.subject, msg.data, meta.num_delivered, meta.sequence.stream, msg)
+        return Delivery(msg.subject, msg.data, meta.num_delivered, meta.sequence.stream, msg, dict(msg.headers or {}))
 
     async def close(self) -> None:
         """Unsubscribe (before any drain: a timed-out fetch otherwise makes drain wait its timeout)."""
@@ -183,6 +185,8 @@ class Bus:
         self._closing = closing or asyncio.Event()
         self.on_publish: Callable[[str, float, bool], None] | None = None
         """Told (subject, seconds, acknowledged) of every publish: a function's metrics hook."""
+        self.context_headers: Callable[[], dict[str, str]] | None = None
+        """Headers every publish carries from its context (W3C `traceparent`): a function's tracing hook."""
 
     @classmethod
     async def from_settings(cls, settings: BusSettings, *, name: str, timeout_s: float = 5.0) -> Bus:
@@ -286,7 +290,7 @@ class Bus:
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
     ) -> bool:
         """Publish raw bytes to a stream subject; False when de-duplicated by `msg_id`."""
-        all_headers = dict(headers or {})
+        all_headers = {**self.context_headers(), **(headers or {})} if self.context_headers else dict(headers or {})
         if msg_id:
             all_headers["Nats-Msg-Id"] = msg_id
         started = time.perf_counter()

@@ -16,6 +16,7 @@ from fermion.events import Bus, BusError
 from fermion.model_store import DatasetStore, KeyStore, Registry, open_registry
 
 from ..telemetry.ingest import ingest_metrics
+from ..telemetry.tracing import tracing
 from .errors import Unavailable
 from .settings import IngestSettings, get_settings
 
@@ -55,6 +56,8 @@ async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) ->
             raise Unavailable(f"event bus unavailable: {exc}") from exc
         if settings.metrics:
             _BusHolder.bus.on_publish = ingest_metrics().published
+        if tracing("ingest").enabled:
+            _BusHolder.bus.context_headers = tracing("ingest").inject
         _BusHolder.loop = loop
     return _BusHolder.bus
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.routing import Match
@@ -19,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs
 from .exposition import LATENCY_BUCKETS
+from .tracing import tracing
 
 access_log = logging.getLogger("fermion.access")
 
@@ -51,11 +51,27 @@ class AccessMiddleware:
         self.function = function
         self.metrics = metrics
         self.log = log
+        self.tracing = tracing(function)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self.metrics is None and not access_log.isEnabledFor(logging.INFO)):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.tracing.enabled:  # a server span, continuing the caller's `traceparent`
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            with self.tracing.span(scope["method"], headers, kind="server") as span:
+                try:
+                    await self._measured(scope, receive, send)
+                finally:  # the route is known once the router has matched it
+                    span.update_name(f"{scope['method']} {_route(scope)}")
+                    span.set_attribute("http.route", _route(scope))
+            return
+        if self.metrics is None and not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        await self._measured(scope, receive, send)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex[:16]
         logs.bind(request_id=request_id, tenant=None)
@@ -106,13 +122,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _route(scope: Scope) -> str:
-    """The matched route's template (`/v2/models/{name}/infer`); `unmatched` for a 404: never the raw path."""
-    route: Any = scope.get("route")
-    if route is not None and getattr(route, "path", None):
-        return str(route.path)
-    app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = candidate.matches(scope)
-        if match is Match.FULL:
-            return str(candidate.path)
+    """The matched route's template (`/v2/models/{name}/infer`); `unmatched` for a 404: never the raw path.
+
+    The router records the route in the scope it was given, which a middleware between us may have
+    copied; then the app's own routes are matched again (included routers have no single template).
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    for candidate in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
+        template = getattr(candidate, "path", None)
+        if template and candidate.matches(scope)[0] is Match.FULL:
+            return str(template)
     return "unmatched"

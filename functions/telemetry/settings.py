@@ -21,6 +21,13 @@ class TelemetrySettings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535, description="trainer: serve /metrics here (0: off)")
     log_format: Literal["json", "text"] = Field(default="json", description="json: one object per line")
     access_log: bool = Field(default=True, description="one line per HTTP request (method, route, status, time)")
+    otel_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="tracing is on when an OTLP endpoint is set (OpenTelemetry's own variables)",
+    )
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
     multiproc_dir: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "FERMION_MULTIPROC_DIR"),

@@ -54,6 +54,7 @@ from fermion.model_store import (
 )
 
 from ..telemetry import logs
+from ..telemetry.tracing import tracing
 from ..telemetry.trainer import serve_metrics, trainer_metrics, watch_consumer
 from .consumer import consume
 from .errors import JobCancelled, PermanentJobError
@@ -143,8 +144,11 @@ class Worker:
             await asyncio.to_thread(self.runs[event.id].started)
             heartbeat = asyncio.create_task(self._heartbeat(delivery))
             try:
-                manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
-                await self._complete(delivery, event, manifest, time.perf_counter() - started)
+                trace = tracing("trainer")
+                with trace.span("train, compile and register", model=event.data.model_name):
+                    manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
+                with trace.span("registration", model=manifest.name, version=manifest.version):
+                    await self._complete(delivery, event, manifest, time.perf_counter() - started)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -258,9 +262,10 @@ class Worker:
     async def _promote(self, event: TrainingRequested, manifest: Manifest) -> None:
         """Apply the request's gate; a promotion is announced with `models.promoted`."""
         assert event.data.gate is not None
-        decision = await promote_and_announce(
-            self.bus, self.registry, manifest, event.data.gate, event_id=event.id, tenant=event.tenant
-        )
+        with tracing("trainer").span("promotion", model=manifest.name, version=manifest.version):
+            decision = await promote_and_announce(
+                self.bus, self.registry, manifest, event.data.gate, event_id=event.id, tenant=event.tenant
+            )
         log.info("job %s: gate %s: %s", event.id, "passed" if decision.promoted else "held", decision.reason)
 
     async def _fail(
@@ -358,6 +363,9 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     bus = await Bus.from_settings(settings, name="fermion-trainer")
+    trace = tracing("trainer")
+    if trace.enabled:
+        bus.context_headers = trace.inject
     try:
         await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))
         registry = open_registry(settings)
@@ -371,6 +379,7 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
             group.create_task(SweepRunner(bus, registry, heartbeat_s=max(settings.ack_wait_s / 3, 0.5)).run(stop))
     finally:
         await bus.close()
+        trace.shutdown()
 
 
 def main() -> None:

@@ -8,27 +8,70 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fermion.client import Client, JobFailed
 from fermion.infra import Stack, StackSettings
+from fermion.model_store import PipelineRule, Pipelines, open_store
 from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
+class Collector(ThreadingHTTPServer):
+    """An in-process OTLP/HTTP trace collector: every span received, with its service's name."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _OtlpHandler)
+        self.spans: list[tuple[str, str, str]] = []  # (trace id, service, span name)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _OtlpHandler(BaseHTTPRequestHandler):
+    server: Collector
+
+    def do_POST(self) -> None:
+        request = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers["content-length"])))
+        for resource_spans in request.resource_spans:
+            attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.server.spans.append((span.trace_id.hex(), attrs.get("service.name", ""), span.name))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(b"")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def collector() -> Iterator[Collector]:
+    server = Collector()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("fermion-home")
     ports = {"nats_port": free_port(), "ingest_port": free_port(), "inference_port": free_port()}
-    with Stack(StackSettings(home=home, trainer_metrics_port=free_port(), **ports)) as s:
-        yield s
+    with pytest.MonkeyPatch.context() as env:  # the functions trace to the collector (and export quickly)
+        env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{collector.server_port}")
+        env.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        with Stack(StackSettings(home=home, trainer_metrics_port=free_port(), **ports)) as s:
+            yield s
 
 
 def _scrape(url: str, key: str | None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -152,3 +195,34 @@ def test_run_history_lasts_in_the_store_and_reads_over_http_and_the_cli(stack: S
         assert done.returncode == 0, done.stderr
         assert second in done.stdout
     assert "learning_rate" in done.stdout  # compare names the parameter that differs
+
+
+def test_one_trace_spans_upload_pipeline_training_registration_and_promotion(
+    stack: Stack, collector: Collector, tmp_path: Path
+) -> None:
+    s, key = stack.settings, stack.identity.admin_key()
+    rule = PipelineRule(
+        name="traced",
+        dataset_prefix="traced",
+        model_name="traced",
+        recipe={"architecture": "mlp", "epochs": 2},
+        gate={"alias": "staging", "metric": "accuracy", "minimum": 0.0},
+    )
+    Pipelines(open_store(stack.store_url)).put("default", rule)
+    trace_id = os.urandom(16).hex()
+    headers = {"Authorization": f"Bearer {key}", "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"}
+    with open(_blobs(tmp_path), "rb") as f:
+        r = httpx.post(f"{s.ingest_url}/v1/datasets", headers=headers, files={"file": ("traced.npz", f)}, timeout=30)
+    assert r.status_code == 201, r.text
+
+    def names() -> set[tuple[str, str]]:
+        return {(service, name) for t, service, name in list(collector.spans) if t == trace_id}
+
+    wait_until(lambda: ("fermion-trainer", "promotion") in names(), 120, "the whole trace at the collector")
+    seen = names()
+    assert ("fermion-ingest", "POST /v1/datasets") in seen
+    assert ("fermion-trainer", "pipelines fermion.datasets.uploaded") in seen
+    assert ("fermion-trainer", "trainers fermion.training.requested") in seen
+    assert {("fermion-trainer", "train, compile and register"), ("fermion-trainer", "registration")} <= seen
+    trainer_lines = (stack.logs / "trainer-0.log").read_text()
+    assert f'"trace_id": "{trace_id}"' in trainer_lines  # the logs carry the trace id
