@@ -8,6 +8,7 @@ every tenant's models are in them, so give Prometheus a key of its own (an opera
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from .exposition import render
 from .settings import TelemetrySettings
 
 M = TypeVar("M")
+_HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
 
 
 def metrics_of(settings: TelemetrySettings, build: Callable[[CollectorRegistry], M]) -> M | None:
@@ -47,5 +49,7 @@ def install(
             return Response(body, media_type=content_type)
 
         app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
-    http = HttpMetrics(function, registry) if registry is not None and http_metrics else None
+    http = None
+    if registry is not None and http_metrics:  # one set per registry (ingest's is the process's)
+        http = _HTTP.get(registry) or _HTTP.setdefault(registry, HttpMetrics(function, registry))
     app.add_middleware(AccessMiddleware, function=function, metrics=http, log=settings.access_log)

@@ -19,7 +19,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fermion.client import Client, JobFailed
+from fermion.client import Client, FermionError, JobFailed
 from fermion.infra import Stack, StackSettings
 from fermion.model_store import PipelineRule, Pipelines, open_store
 from tests.conftest import free_port, wait_until
@@ -109,6 +109,9 @@ def test_metrics_and_logs_move_with_the_work(stack: Stack, tmp_path: Path) -> No
             client.wait(client.train("blobs", "blobs", architecture="resnet9000", epochs=1), timeout_s=60)
         for _ in range(3):
             assert client.predict("blobs", np.ones((2, 6), np.float32)).shape == (2, 3)
+        (tmp_path / "x.json").write_text("{}")
+        with pytest.raises(FermionError, match="unsupported file"):
+            client.upload(tmp_path / "x.json")
 
     assert httpx.get(f"{s.inference_url}/metrics", timeout=10).status_code == 401  # a key, as documented
     inference = _scrape(f"{s.inference_url}/metrics", key)
@@ -123,6 +126,7 @@ def test_metrics_and_logs_move_with_the_work(stack: Stack, tmp_path: Path) -> No
     assert _total(ingest, "fermion_http_requests_total", route="/v1/trainings", status="202") == 2
     assert _total(ingest, "fermion_ingest_uploads_total", format="npz") == 1
     assert _total(ingest, "fermion_ingest_upload_bytes_total") > 0
+    assert _total(ingest, "fermion_ingest_refused_requests_total", reason="BadUpload", status="400") == 1
     published = "fermion_ingest_publish_duration_seconds_count"
     assert _total(ingest, published, subject="fermion.training.requested", outcome="ok") == 2
 
