@@ -29,17 +29,19 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.routing import Route
 
 from fermion.events import Bus
-from fermion.model_store import IntegrityError, KeyStore, StoreUnavailable
+from fermion.model_store import IntegrityError, KeyStore, StoreError, StoreUnavailable
 
 from ..responses import HTTPError, describe_validation, install_error_handlers, translate
 from ..security import Auditor, Authenticator, Principal, Unauthorized
 from ..security.http import SecurityState, authorize
 from ..telemetry import endpoints
 from ..telemetry.inference import InferenceMetrics
+from ..telemetry.readiness import Readiness, store_check
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import HEADER_LENGTH, InferenceRequest, encode_response, parse_request, to_array
@@ -80,6 +82,12 @@ def create_app(
         settings, lambda: runtime().loaded, batching=batching, on_run=metrics.ran if metrics is not None else None
     )
     app.state.services = Services(runtime, settings, scheduler, metrics)
+    app.state.readiness = Readiness(
+        "inference",
+        {"store": store_check(lambda: runtime().registry.store)},
+        (StoreError, ModelUnavailable),
+        metrics.registry if metrics else None,
+    )
     app.state.security = SecurityState(
         Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
         Auditor(_AuditBus(settings).get),
@@ -139,8 +147,10 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-async def ready(request: Request) -> dict[str, Any]:
-    """Ready to serve (a probe: no key needed); with a key, lists its tenant's loaded models and their providers."""
+async def ready(request: Request) -> dict[str, Any] | JSONResponse:
+    """Ready to serve (a probe: no key needed; 503 naming what is down); with a key, lists its tenant's models."""
+    if problems := await request.app.state.readiness.problems():
+        return JSONResponse({"ready": False, "problems": problems}, status_code=503)
     try:
         tenant: str | None = (await authorize(request, "infer")).tenant
     except Unauthorized:

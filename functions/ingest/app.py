@@ -17,10 +17,12 @@ from pathlib import PurePath
 from typing import Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import (
     Bus,
+    BusError,
     DatasetRef,
     DatasetUploaded,
     Gate,
@@ -31,16 +33,25 @@ from fermion.events import (
     TrainingSweep,
 )
 from fermion.events.schemas import Name
-from fermion.model_store import DatasetStore, InvalidName, KeyStore, check_name, dataset_format
+from fermion.model_store import (
+    DatasetStore,
+    InvalidName,
+    KeyStore,
+    ObjectStore,
+    StoreError,
+    check_name,
+    dataset_format,
+)
 
 from ..responses import HTTPError, install_error_handlers, translate
 from ..security import Auditor, Authenticator, Principal
 from ..security.http import SecurityState, also_needs, needs, tenant_of
 from ..telemetry import endpoints, logs
 from ..telemetry.ingest import ingest_metrics
+from ..telemetry.readiness import Readiness, store_check
 from .datasets import validate_dataset
-from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
-from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
+from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
+from .errors import TRANSLATIONS, BadUpload, Unavailable, UploadTooLarge
 from .keys_api import router as keys_router
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
@@ -96,6 +107,21 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.state.security = SecurityState(Authenticator(keys, settings(), tenant=settings().tenant), Auditor(audit_bus))
     install_error_handlers(app, log, TRANSLATIONS, validation_status=422)
     app.add_api_route("/healthz", healthz, methods=["GET"])
+
+    async def nats_check() -> None:
+        if not (await audit_bus()).connected:
+            raise Unavailable("not connected to NATS (reconnecting)")
+
+    def store() -> ObjectStore:
+        return app.dependency_overrides.get(get_registry, get_registry)().store
+
+    app.state.readiness = Readiness(
+        "ingest",
+        {"store": store_check(store), "nats": nats_check},
+        (StoreError, Unavailable, BusError),
+        ingest_metrics().registry if settings().metrics else None,
+    )
+    app.add_api_route("/readyz", readyz, methods=["GET"])
     # The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
     # chunked body) instead of after it has been spooled to disk; the handler then holds the file
     # itself to `max_upload_bytes`.
@@ -113,6 +139,13 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
 async def healthz() -> dict[str, bool]:
     """The process is up."""
     return {"live": True}
+
+
+async def readyz(request: Request) -> Any:
+    """Ready to take requests: the store and NATS answer (a probe: no key; 503 naming what is down)."""
+    if problems := await request.app.state.readiness.problems():
+        return JSONResponse({"ready": False, "problems": problems}, status_code=503)
+    return {"ready": True}
 
 
 async def upload_dataset(
