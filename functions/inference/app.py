@@ -40,6 +40,7 @@ from ..responses import HTTPError, describe_validation, install_error_handlers, 
 from ..security import Auditor, Authenticator, Principal, Unauthorized
 from ..security.http import SecurityState, authorize
 from ..telemetry import endpoints
+from ..telemetry.emf import Emf
 from ..telemetry.inference import InferenceMetrics
 from ..telemetry.readiness import Readiness, store_check
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
@@ -77,7 +78,10 @@ def create_app(
     `batching=False` is for one request per invocation (Mangum on Lambda): nothing to merge.
     """
     app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
-    metrics = endpoints.metrics_of(settings(), lambda registry: InferenceMetrics(registry, lambda: runtime().loaded))
+    emf = Emf("inference") if settings().lambda_function else None
+    metrics = endpoints.metrics_of(
+        settings(), lambda registry: InferenceMetrics(registry, lambda: runtime().loaded, emf)
+    )
     scheduler = Scheduler(
         settings, lambda: runtime().loaded, batching=batching, on_run=metrics.ran if metrics is not None else None
     )

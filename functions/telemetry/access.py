@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs
+from .emf import Emf
 from .exposition import LATENCY_BUCKETS
 from .tracing import tracing
 
@@ -46,12 +47,15 @@ class HttpMetrics:
 class AccessMiddleware:
     """The access log line and HTTP metrics of every request."""
 
-    def __init__(self, app: ASGIApp, *, function: str, metrics: HttpMetrics | None, log: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, function: str, metrics: HttpMetrics | None, log: bool, emf: bool = False
+    ) -> None:
         self.app = app
         self.function = function
         self.metrics = metrics
         self.log = log
         self.tracing = tracing(function)
+        self.emf = Emf(function) if emf else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,6 +97,9 @@ class AccessMiddleware:
             if self.metrics is not None:
                 self.metrics.requests.labels(self.function, route, scope["method"], str(status)).inc()
                 self.metrics.latency.labels(self.function, route).observe(seconds)
+                if self.emf is not None:
+                    dimensions = {"Route": route, "Status": str(status)}
+                    self.emf.emit(dimensions, {"Requests": (1, "Count"), "Latency": (seconds * 1000, "Milliseconds")})
             if self.log and access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "%s %s %d %.1fms",

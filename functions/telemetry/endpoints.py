@@ -52,4 +52,5 @@ def install(
     http = None
     if registry is not None and http_metrics:  # one set per registry (ingest's is the process's)
         http = _HTTP.get(registry) or _HTTP.setdefault(registry, HttpMetrics(function, registry))
-    app.add_middleware(AccessMiddleware, function=function, metrics=http, log=settings.access_log)
+    emf = bool(settings.lambda_function)  # under Lambda: CloudWatch EMF lines too
+    app.add_middleware(AccessMiddleware, function=function, metrics=http, log=settings.access_log, emf=emf)

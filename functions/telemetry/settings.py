@@ -28,6 +28,11 @@ class TelemetrySettings(BaseSettings):
     )
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
     otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    lambda_function: str | None = Field(
+        default=None,
+        validation_alias="AWS_LAMBDA_FUNCTION_NAME",
+        description="set by AWS Lambda: metrics also go out as CloudWatch EMF lines (nothing scrapes a Lambda)",
+    )
     multiproc_dir: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "FERMION_MULTIPROC_DIR"),

@@ -140,3 +140,26 @@ def test_json_lines_carry_the_context_and_third_party_chatter_is_demoted() -> No
     assert not third.filter(chatter)
     warning = logging.LogRecord("root", logging.WARNING, quantiser, 1, "something real", (), None)
     assert third.filter(warning) and warning.name == "thirdparty.onnxruntime"
+
+
+def test_under_lambda_each_request_is_also_a_cloudwatch_emf_line(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.register("default", "lin", {"model.onnx": linear_onnx(seed=1)}, linear_draft())
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fermion-inference")  # what Lambda sets
+    settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"])
+    runtime = ModelRuntime(registry, settings)
+    client = TestClient(create_app(lambda: runtime, lambda: settings, batching=False))
+    capsys.readouterr()
+    assert (
+        client.post("/v2/models/lin/infer", json=_body(), headers=bearer(api_key(registry, "infer"))).status_code == 200
+    )
+    assert client.post("/v2/models/lin/infer", json=_body()).status_code == 401
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    answered, refused = records
+    (directive,) = answered["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Fermion" and directive["Dimensions"] == [["Function", "Model"]]
+    assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {"Requests": "Count", "Latency": "Milliseconds"}
+    assert (answered["Function"], answered["Model"], answered["Requests"]) == ("inference", "lin", 1)
+    assert answered["Latency"] > 0
+    assert (refused["Reason"], refused["Refused"]) == ("Unauthorized", 1)
