@@ -49,6 +49,7 @@ from ..security.http import SecurityState, also_needs, needs, tenant_of
 from ..telemetry import endpoints, logs
 from ..telemetry.ingest import ingest_metrics
 from ..telemetry.readiness import Readiness, store_check
+from .console.routes import router as console_router
 from .datasets import validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
 from .errors import TRANSLATIONS, BadUpload, Unavailable, UploadTooLarge
@@ -132,6 +133,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(registry_router)
     app.include_router(keys_router)
     app.include_router(runs_router)
+    app.include_router(console_router)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -230,3 +231,61 @@ def test_one_trace_spans_upload_pipeline_training_registration_and_promotion(
     assert {("fermion-trainer", "train, compile and register"), ("fermion-trainer", "registration")} <= seen
     trainer_lines = (stack.logs / "trainer-0.log").read_text()
     assert f'"trace_id": "{trace_id}"' in trainer_lines  # the logs carry the trace id
+
+
+CHROMIUM = shutil.which("chromium")
+ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./scripts/setup installs it)")
+def test_console_shows_models_curves_and_comparisons_and_promotes(stack: Stack, tmp_path: Path) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect, sync_playwright
+
+    s, key = stack.settings, stack.identity.admin_key()
+    assert key is not None
+    headers = {"Authorization": f"Bearer {key}"}
+    with Client.from_settings(s) as client:  # two more runs of their own, so the test stands alone
+        client.upload(_blobs(tmp_path), name="console")
+        jobs = [client.train("console", "console", architecture="mlp", epochs=n) for n in (2, 4)]
+        for job in jobs:
+            client.wait(job, timeout_s=120)
+    wait_until(
+        lambda: all(
+            httpx.get(f"{s.ingest_url}/v1/runs/{j}", headers=headers, timeout=10).json().get("status") == "completed"
+            for j in jobs
+        ),
+        30,
+        "the run records",
+    )
+    ARTEFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{s.ingest_url}/console")
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Use this key").click()
+        page.get_by_role("link", name="console", exact=True).click()
+        expect(page.locator("#versions tbody tr")).to_have_count(2)
+        page.get_by_label("compare version 1").check()
+        page.get_by_label("compare version 2").check()
+        page.get_by_role("button", name="Compare selected versions").click()
+        expect(page.locator("#version-comparison thead th")).to_have_count(3)  # metric, v1, v2
+        page.screenshot(path=ARTEFACTS / "console-model.png", full_page=True)
+        page.locator("[data-promote='2']").click()
+        expect(page.locator("#status")).to_have_text("production → version 2")
+        aliases = httpx.get(f"{s.ingest_url}/v1/models/console", headers=headers, timeout=10).json()["aliases"]
+        assert aliases["production"] == 2
+
+        page.get_by_role("link", name="Runs").click()
+        for job in jobs:
+            page.get_by_label(f"plot run {job}").check()
+        page.get_by_role("button", name="Plot selected runs").click()
+        loss = page.locator("#charts svg").first
+        expect(loss.locator("circle.point")).to_have_count(2 + 4)  # a point for every epoch of both runs
+        expect(loss.locator("g.run")).to_have_count(2)
+        page.screenshot(path=ARTEFACTS / "console-curves.png", full_page=True)
+        serious = [v for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+        assert serious == [], [(v["id"], v["help"]) for v in serious]
+        browser.close()
