@@ -11,6 +11,7 @@ routes, the console and `fermion runs` read it. A job id is the `training.reques
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -91,14 +92,15 @@ class Runs:
     def list(self, tenant: str, model: str | None = None, limit: int = 500) -> list[RunRecord]:
         """A tenant's runs (of one model), newest first, at most `limit`."""
         prefix = f"runs/{check_name('tenant', tenant)}/" + (f"{check_name('model', model)}/" if model else "")
-        records = []
-        for key in self.store.list(prefix):
-            if not key.endswith(".json"):
-                continue
-            try:
-                raw, _ = self.store.get(key)
-            except ObjectNotFound:  # removed between the listing and the read
-                continue
-            records.append(RunRecord.model_validate(json.loads(raw)))
+        keys = [k for k in self.store.list(prefix) if k.endswith(".json")]
+        with ThreadPoolExecutor(max_workers=16) as pool:  # S3 reads are latency-bound: hundreds at once
+            records = [r for r in pool.map(self._read, keys) if r is not None]
         records.sort(key=lambda r: r.started, reverse=True)
         return records[:limit]
+
+    def _read(self, key: str) -> RunRecord | None:
+        try:
+            raw, _ = self.store.get(key)
+        except ObjectNotFound:  # removed between the listing and the read
+            return None
+        return RunRecord.model_validate(json.loads(raw))

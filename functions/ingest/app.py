@@ -52,6 +52,7 @@ from ..telemetry.readiness import Readiness, store_check
 from .console.routes import router as console_router
 from .datasets import validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
+from .dlq_api import router as dlq_router
 from .errors import TRANSLATIONS, BadUpload, Unavailable, UploadTooLarge
 from .keys_api import router as keys_router
 from .quotas import charge_upload, check_models, check_queued_jobs
@@ -134,6 +135,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(keys_router)
     app.include_router(runs_router)
     app.include_router(console_router)
+    app.include_router(dlq_router)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app
 

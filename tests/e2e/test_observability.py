@@ -286,6 +286,23 @@ def test_console_shows_models_curves_and_comparisons_and_promotes(stack: Stack, 
         expect(loss.locator("circle.point")).to_have_count(2 + 4)  # a point for every epoch of both runs
         expect(loss.locator("g.run")).to_have_count(2)
         page.screenshot(path=ARTEFACTS / "console-curves.png", full_page=True)
+        audits = [Axe().run(page)]
+
+        # The dead letter of the first test's resnet9000 job, with its reason; a retry runs it again.
+        page.get_by_role("link", name="Dead letters").click()
+        row = page.locator("#dlq tbody tr", has_text="resnet9000").first
+        expect(row).to_contain_text("unknown architecture", timeout=20_000)  # the DLQ is read from the log
+        job = row.locator("td").first.inner_text()
+        row.get_by_role("button", name="Retry").click()
+        expect(page.locator("#status")).to_have_text(f"Job {job} published again")
+        page.screenshot(path=ARTEFACTS / "console-dlq.png", full_page=True)
+
+        def retried() -> bool:  # the retry failed the same way: a second dead letter for the job
+            letters = httpx.get(f"{s.ingest_url}/v1/dlq", headers=headers, timeout=10).json()
+            return sum(d["job_id"] == job for d in letters) == 2
+
+        wait_until(retried, 60, "the retried job's second dead letter")
+        audits.append(Axe().run(page))
         serious = [v for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
         assert serious == [], [(v["id"], v["help"]) for v in serious]
         browser.close()

@@ -136,6 +136,21 @@ async function run(job) {
   if (r.status === "running") timer = setTimeout(route, 2000);
 }
 
+async function dlq() {
+  const list = await api("/v1/dlq");
+  view.innerHTML = `<h2>Dead-lettered jobs</h2><table id="dlq"><thead><tr><th scope="col">Job</th><th scope="col">Model</th>
+    <th scope="col">Reason</th><th scope="col">Deliveries</th><th scope="col">Action</th></tr></thead><tbody>${list.map((d) => `<tr>
+    <td>${esc(d.job_id)}</td><td>${esc(d.model_name)}</td><td>${esc(d.reason)}</td><td>${esc(d.deliveries)}</td>
+    <td><button data-retry="${esc(d.job_id)}" aria-label="retry ${esc(d.job_id)}">Retry</button></td></tr>`).join("")}</tbody></table>`;
+  view.querySelectorAll("[data-retry]").forEach((b) => b.addEventListener("click", async () => {
+    try {
+      await api(`/v1/dlq/${encodeURIComponent(b.dataset.retry)}/retry`, { method: "POST" });
+      say(`Job ${b.dataset.retry} published again`);
+    } catch (e) { say(`Retry refused: ${e.message}`, true); }
+  }));
+  say(`${list.length} dead letter(s)`);
+}
+
 async function route() {
   clearTimeout(timer);
   if (!sessionStorage.getItem(KEY)) { showLogin(); return; }
@@ -144,6 +159,7 @@ async function route() {
     if (page === "model") await model(arg);
     else if (page === "runs") await runs();
     else if (page === "run") await run(arg);
+    else if (page === "dlq") await dlq();
     else await models();
   } catch (e) {
     if (e.message !== "401") say(e.message, true);
