@@ -83,10 +83,18 @@ def trainer_metrics() -> TrainerMetrics:
     return TrainerMetrics(CollectorRegistry(auto_describe=True))
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """`/metrics` on its own port (prometheus-client's server thread); loopback unless told otherwise."""
-    start_http_server(port, addr=host, registry=trainer_metrics().registry)
+def serve_metrics(port: int, host: str = "127.0.0.1") -> bool:
+    """`/metrics` on its own port (prometheus-client's server thread); loopback unless told otherwise.
+
+    A port already taken (another replica on the same host) is logged, not fatal: the trainer works on.
+    """
+    try:
+        start_http_server(port, addr=host, registry=trainer_metrics().registry)
+    except OSError as exc:
+        log.error("metrics not served: cannot listen on %s:%d (%s); set FERMION_METRICS_PORT", host, port, exc)
+        return False
     log.info("metrics on http://%s:%d/metrics", host, port)
+    return True
 
 
 async def watch_consumer(

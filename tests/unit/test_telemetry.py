@@ -163,3 +163,16 @@ def test_under_lambda_each_request_is_also_a_cloudwatch_emf_line(
     assert (answered["Function"], answered["Model"], answered["Requests"]) == ("inference", "lin", 1)
     assert answered["Latency"] > 0
     assert (refused["Reason"], refused["Refused"]) == ("Unauthorized", 1)
+
+
+def test_a_trainer_whose_metrics_port_is_taken_works_on_without_it(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from fermion.functions.telemetry.trainer import serve_metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with caplog.at_level(logging.ERROR, logger="fermion.trainer"):
+            assert serve_metrics(taken.getsockname()[1]) is False
+    assert "metrics not served" in caplog.text
