@@ -68,6 +68,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{_JS}.STREAM.CREATE.*",
             f"{_JS}.STREAM.UPDATE.*",
             f"{_JS}.STREAM.INFO.*",
+            f"{_JS}.CONSUMER.CREATE.*",  # an ordered consumer (the sweep watching its trials' outcomes)
             f"{_JS}.CONSUMER.CREATE.*.>",
             f"{_JS}.CONSUMER.DURABLE.CREATE.*.*",
             f"{_JS}.CONSUMER.INFO.*.*",

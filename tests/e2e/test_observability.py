@@ -223,12 +223,15 @@ def test_one_trace_spans_upload_pipeline_training_registration_and_promotion(
     def names() -> set[tuple[str, str]]:
         return {(service, name) for t, service, name in list(collector.spans) if t == trace_id}
 
-    wait_until(lambda: ("fermion-trainer", "promotion") in names(), 120, "the whole trace at the collector")
-    seen = names()
-    assert ("fermion-ingest", "POST /v1/datasets") in seen
-    assert ("fermion-trainer", "pipelines fermion.datasets.uploaded") in seen
-    assert ("fermion-trainer", "trainers fermion.training.requested") in seen
-    assert {("fermion-trainer", "train, compile and register"), ("fermion-trainer", "registration")} <= seen
+    expected = {
+        ("fermion-ingest", "POST /v1/datasets"),
+        ("fermion-trainer", "pipelines fermion.datasets.uploaded"),
+        ("fermion-trainer", "trainers fermion.training.requested"),  # ends last: after the ack
+        ("fermion-trainer", "train, compile and register"),
+        ("fermion-trainer", "registration"),
+        ("fermion-trainer", "promotion"),
+    }
+    wait_until(lambda: expected <= names(), 120, "the whole trace at the collector")
     trainer_lines = (stack.logs / "trainer-0.log").read_text()
     assert f'"trace_id": "{trace_id}"' in trainer_lines  # the logs carry the trace id
 
