@@ -56,6 +56,8 @@ def main() -> None:
             "fermion, batching off": lambda port: (fermion_argv(port), {**env, "FERMION_BATCHING": "false"}),
             # The cost of identity on the warm path: the same server with authentication off.
             "fermion, auth off": lambda port: (fermion_argv(port), {**env, "FERMION_AUTH": "off"}),
+            # The cost of metrics on the warm path (bench/metrics_cost.py measures it alone, in rounds).
+            "fermion, metrics off": lambda port: (fermion_argv(port), {**env, "FERMION_METRICS": "false"}),
             "hand-written FastAPI": lambda port: (uvicorn_argv("hand:app", port), {**env, "PYTHONPATH": str(home)}),
             "bare ASGI": lambda port: (uvicorn_argv("bare:app", port), {**env, "PYTHONPATH": str(home)}),
             "KServe 0.21": lambda port: (kserve_argv("digits", model, port), env),
@@ -84,6 +86,9 @@ def main() -> None:
         f"authentication's cost at 1 conn: p50 {on[1]['p50']:.3f} vs {off[1]['p50']:.3f} ms "
         f"({on[1]['p50'] / off[1]['p50']:.2f}x), req/s at 32 conns {on[32]['rps'] / off[32]['rps']:.2f}x"
     )
+    moff = results["fermion, metrics off"]
+    ratio = on[1]["p50"] / moff[1]["p50"]
+    print(f"metrics' cost at 1 conn: p50 {on[1]['p50']:.3f} vs {moff[1]['p50']:.3f} ms ({ratio:.2f}x)")
     bare = results["bare ASGI"]
     for name in ("fermion, batching on", "fermion, auth off"):
         f = results[name]

@@ -18,8 +18,9 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -36,6 +37,21 @@ from .schemas import Event
 from .settings import BusSettings
 
 log = logging.getLogger(__name__)
+
+
+def _publish_error(subject: str, exc: Exception, timeout_s: float) -> BusError:
+    """nats-py's publish error as ours: not sent (unavailable), sent but unacknowledged, or refused."""
+    if isinstance(exc, nats.errors.OutboundBufferLimitError):  # the connection dropped before it went out
+        return BusUnavailable(f"not connected to NATS; nothing was published to {subject}")
+    if isinstance(exc, nats.errors.NoRespondersError):  # nothing took it: no stream, or JetStream is down
+        return BusUnavailable(f"no JetStream stream answered for {subject}; nothing was stored")
+    if isinstance(exc, TimeoutError | nats.errors.TimeoutError):
+        return PublishUnconfirmed(
+            f"no acknowledgement from JetStream within {timeout_s:.0f}s for {subject}: it may have been stored"
+        )
+    if isinstance(exc, nats.js.errors.Error):
+        return PublishRejected(f"JetStream refused a publish to {subject}: {exc}")
+    return BusUnavailable(f"publishing to {subject} failed: {exc!r}")
 
 
 def redact_url(url: str) -> str:
@@ -86,6 +102,8 @@ class Delivery:
     num_delivered: int
     seq: int
     _msg: Msg
+    headers: dict[str, str] = field(default_factory=dict)
+    """The message's headers (a trace's `traceparent`, the tenant)."""
 
     async def ack(self) -> None:
         """Done: the work queue drops the message (waits for the server's confirmation)."""
@@ -142,6 +160,8 @@ class ConsumerState:
     """Messages not delivered yet."""
     unacked: int
     """Delivered, not acknowledged yet (being worked on, or waiting for redelivery)."""
+    redelivered: int = 0
+    """Delivered more than once and not acknowledged yet."""
 
     @property
     def idle(self) -> bool:
@@ -163,9 +183,11 @@ class JobQueue:
             return None
         except nats.errors.ConnectionClosedError as exc:
             raise BusUnavailable("connection to NATS closed while fetching") from exc
+        except nats.errors.Error as exc:  # JetStream unavailable (a cluster electing a leader), and the like
+            raise BusUnavailable(f"cannot fetch from the job queue: {exc!r}") from exc
         msg = msgs[0]
         meta = msg.metadata
-        return Delivery(msg.subject, msg.data, meta.num_delivered, meta.sequence.stream, msg)
+        return Delivery(msg.subject, msg.data, meta.num_delivered, meta.sequence.stream, msg, dict(msg.headers or {}))
 
     async def close(self) -> None:
         """Unsubscribe (before any drain: a timed-out fetch otherwise makes drain wait its timeout)."""
@@ -181,6 +203,10 @@ class Bus:
         self._js = nc.jetstream()
         self._closing = closing or asyncio.Event()
         self._publish_timeout_s = publish_timeout_s
+        self.on_publish: Callable[[str, float, bool], None] | None = None
+        """Told (subject, seconds, acknowledged) of every publish: a function's metrics hook."""
+        self.context_headers: Callable[[], dict[str, str]] | None = None
+        """Headers every publish carries from its context (W3C `traceparent`): a function's tracing hook."""
 
     @classmethod
     async def from_settings(cls, settings: BusSettings, *, name: str, timeout_s: float = 5.0) -> Bus:
@@ -305,26 +331,20 @@ class Bus:
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
     ) -> bool:
         """Publish raw bytes to a stream subject; False when de-duplicated by `msg_id`."""
-        all_headers = dict(headers or {})
+        all_headers = {**self.context_headers(), **(headers or {})} if self.context_headers else dict(headers or {})
         if msg_id:
             all_headers["Nats-Msg-Id"] = msg_id
         if not self._nc.is_connected:
             raise BusUnavailable(f"not connected to NATS; nothing was published to {subject}")
+        started = time.perf_counter()
         try:
             ack = await self._js.publish(subject, data, headers=all_headers or None, timeout=self._publish_timeout_s)
-        except nats.errors.OutboundBufferLimitError as exc:  # the connection dropped before it went out
-            raise BusUnavailable(f"not connected to NATS; nothing was published to {subject}") from exc
-        except nats.errors.NoRespondersError as exc:  # nothing took it: no stream, or JetStream is down
-            raise BusUnavailable(f"no JetStream stream answered for {subject}; nothing was stored") from exc
-        except (TimeoutError, nats.errors.TimeoutError) as exc:
-            raise PublishUnconfirmed(
-                f"no acknowledgement from JetStream within {self._publish_timeout_s:.0f}s for {subject}: "
-                "it may have been stored"
-            ) from exc
-        except nats.js.errors.Error as exc:
-            raise PublishRejected(f"JetStream refused a publish to {subject}: {exc}") from exc
-        except nats.errors.Error as exc:
-            raise BusUnavailable(f"publishing to {subject} failed: {exc!r}") from exc
+        except (nats.errors.Error, TimeoutError) as exc:
+            if self.on_publish is not None:
+                self.on_publish(subject, time.perf_counter() - started, False)
+            raise _publish_error(subject, exc, self._publish_timeout_s) from exc
+        if self.on_publish is not None:
+            self.on_publish(subject, time.perf_counter() - started, True)
         return not ack.duplicate
 
     async def dead_letter(self, subject: str, data: bytes, reason: str, *, deliveries: int, msg_id: str) -> None:
@@ -420,7 +440,9 @@ class Bus:
             info = await self._js.consumer_info(stream, durable)
         except nats.errors.Error as exc:
             raise BusError(f"cannot read consumer {durable!r}: {exc}") from exc
-        return ConsumerState(pending=info.num_pending or 0, unacked=info.num_ack_pending or 0)
+        return ConsumerState(
+            pending=info.num_pending or 0, unacked=info.num_ack_pending or 0, redelivered=info.num_redelivered or 0
+        )
 
     async def last(self, subject: str) -> StoredMessage | None:
         """The event log's last message on exactly `subject`, or None."""

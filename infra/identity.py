@@ -62,6 +62,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{_JS}.INFO",
             f"{_JS}.STREAM.INFO.{_JOBS}",
             f"{_JS}.STREAM.MSG.GET.{_JOBS}",
+            f"{_JS}.CONSUMER.CREATE.{_EVENTS}",  # an ordered consumer reading the dead letters (/v1/dlq)
             *_READ_EVENT_LOG,
         ],
         "subscribe": ["_INBOX.>"],

@@ -20,6 +20,9 @@ class StackSettings(BaseSettings):
     ingest_port: int = Field(default=8001, ge=1, le=65535)
     inference_port: int = Field(default=8000, ge=1, le=65535)
     trainers: int = Field(default=1, ge=1, le=32)
+    trainer_metrics_port: int = Field(
+        default=9108, ge=0, le=65535, description="trainer i serves /metrics on this port + i (0: none)"
+    )
     drop_queue_url: str | None = Field(default=None, description="SQS queue of S3 drops to bridge (LocalStack)")
     s3_endpoint_url: str | None = None
     api_key: SecretStr | None = Field(default=None, description="FERMION_API_KEY: the key the CLI and client send")

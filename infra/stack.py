@@ -37,6 +37,8 @@ class Process:
     """Its NATS identity (infra/identity.py)."""
     argv: list[str]
     health_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Its own settings beside the role's (a trainer's metrics port)."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -82,12 +84,13 @@ class Stack:
             ).start()
             asyncio.run(_provision(self.identity.bus_settings("admin", s.nats_url)))
             python = sys.executable
+            inference = [python, "-m", "fermion.functions.inference", "--log-level", "info", "--access-log"]
             uvicorn = [python, "-m", "uvicorn", "--host", s.host, "--no-access-log", "--log-level", "warning"]
             self.processes = [
                 Process(
                     "inference",
                     "inference",
-                    [python, "-m", "fermion.functions.inference", "--host", s.host, "--port", str(s.inference_port)],
+                    [*inference, "--host", s.host, "--port", str(s.inference_port)],
                     f"{s.inference_url}/v2/health/live",
                 ),
                 Process(
@@ -97,7 +100,12 @@ class Stack:
                     f"{s.ingest_url}/healthz",
                 ),
                 *[
-                    Process(f"trainer-{i}", "trainer", [python, "-m", "fermion.functions.trainer"])
+                    Process(
+                        f"trainer-{i}",
+                        "trainer",
+                        [python, "-m", "fermion.functions.trainer"],
+                        env={"FERMION_METRICS_PORT": str(s.trainer_metrics_port + i if s.trainer_metrics_port else 0)},
+                    )
                     for i in range(s.trainers)
                 ],
                 Process("monitor", "monitor", [python, "-m", "fermion.functions.monitor"]),  # drift and rollouts
@@ -118,7 +126,8 @@ class Stack:
     def launch(self, p: Process) -> None:
         """Start (or start again) one function process, appending to its log."""
         with open(self.logs / f"{p.name}.log", "ab") as out:
-            p.proc = subprocess.Popen(p.argv, env=self.env(p.role), stdout=out, stderr=subprocess.STDOUT)
+            env = {**self.env(p.role), **p.env}
+            p.proc = subprocess.Popen(p.argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def _wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

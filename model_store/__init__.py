@@ -43,11 +43,16 @@ if TYPE_CHECKING:
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
     from .registry import LATEST, SERVED, Registry, check_name, normal_name, open_registry
     from .rollouts import Rollouts
+    from .runs import EpochRecord, RunNotFound, RunRecord, Runs
     from .settings import StoreSettings
     from .signing import SignatureError, Signer, Verifier, generate_key_pair
     from .usage import Usage, UsageLimitReached
 
 _EXPORTS = {
+    "EpochRecord": "runs",
+    "RunNotFound": "runs",
+    "RunRecord": "runs",
+    "Runs": "runs",
     "SERVED": "registry",
     "UsageLimitReached": "usage",
     "Usage": "usage",
@@ -127,6 +132,7 @@ __all__ = [
     "DatasetNotFound",
     "DatasetStore",
     "Draft",
+    "EpochRecord",
     "FileEntry",
     "IntegrityError",
     "InvalidName",
@@ -149,6 +155,9 @@ __all__ = [
     "RegistryError",
     "Rollout",
     "Rollouts",
+    "RunNotFound",
+    "RunRecord",
+    "Runs",
     "Scope",
     "Signature",
     "SignatureError",

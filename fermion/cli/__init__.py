@@ -23,6 +23,7 @@ from .jobs import jobs_app
 from .keys import keys_app
 from .models import models_app
 from .pipelines import pipelines_app
+from .runs import runs_app
 from .stack import demo, up
 from .work import predict, sweep, train, upload
 
@@ -58,6 +59,7 @@ app.add_typer(keys_app, name="keys")
 export.register(models_app)  # `fermion models export --edge` (fermion/export.py)
 app.add_typer(federation.app, name="federated")  # `fermion federated ...` (fermion/federation.py)
 app.add_typer(canary_app, name="canary")
+app.add_typer(runs_app, name="runs")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.
 USER_ERRORS = (FermionError, RegistryError, ServerError)

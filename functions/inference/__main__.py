@@ -48,8 +48,15 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    # Fermion's own log lines (model loads, GPU FALLBACK) beside uvicorn's, at the same level.
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..telemetry import logs
+    from .settings import get_settings
+
+    # Fermion's own log lines (model loads, GPU FALLBACK) beside uvicorn's, at the same level, as JSON
+    # lines; the access log (fermion.access: route template, status, request id) only when asked for.
+    settings = get_settings()
+    logs.configure("inference", level=args.log_level, json_lines=settings.log_format == "json")
+    access = args.access_log and settings.access_log
+    logging.getLogger("fermion.access").setLevel(logging.INFO if access else logging.WARNING)
     from .app import app
 
     config = uvicorn.Config(
@@ -57,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         ws="none",
         lifespan="off",
         log_level=args.log_level,
-        access_log=args.access_log,
+        log_config=None,  # logging is ours (logs.configure): uvicorn's lines in the same JSON schema
+        access_log=False,  # ours: fermion.access
         timeout_graceful_shutdown=10,
     )
     config.load()  # imports the HTTP protocol implementation now, with the collector still off

@@ -22,6 +22,7 @@ _preloading = preload.start()  # before the heavy imports below, so the model lo
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,13 +33,18 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.routing import Route
 
+from fermion.model_store import IntegrityError, KeyStore, StoreError, StoreUnavailable
+
 if TYPE_CHECKING:
     from fermion.events import Bus
-from fermion.model_store import KeyStore
 
-from ..responses import describe_validation, install_error_handlers
+from ..responses import HTTPError, describe_validation, install_error_handlers, translate
 from ..security import Auditor, Authenticator, Principal, Unauthorized
 from ..security.http import SecurityState, authorize
+from ..telemetry import endpoints
+from ..telemetry.emf import Emf
+from ..telemetry.inference import InferenceMetrics
+from ..telemetry.readiness import Readiness, store_check
 from . import images
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
@@ -50,6 +56,9 @@ from .settings import InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
 VARIANTS = ("auto", "fp32", "int8", "fp16")
+# What an infer request can be refused with: our errors, and the lower layers' that TRANSLATIONS maps.
+REFUSALS: tuple[type[Exception], ...] = (HTTPError, *(row.theirs for row in TRANSLATIONS))
+LOAD_FAILURES = (ModelUnavailable, IntegrityError, StoreUnavailable)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class Services:
     settings: Callable[[], InferenceSettings]
     scheduler: Scheduler
     traffic: Traffic  # issue 17: weighted aliases, per-version telemetry, shadow
+    metrics: InferenceMetrics | None = None
 
 
 def create_app(
@@ -73,8 +83,20 @@ def create_app(
     `batching=False` is for one request per invocation (Mangum on Lambda): nothing to merge.
     """
     app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
-    scheduler = Scheduler(settings, lambda: runtime().loaded, batching=batching)
-    app.state.services = Services(runtime, settings, scheduler, Traffic(runtime, settings))
+    emf = Emf("inference") if settings().lambda_function else None
+    metrics = endpoints.metrics_of(
+        settings(), lambda registry: InferenceMetrics(registry, lambda: runtime().loaded, emf)
+    )
+    scheduler = Scheduler(
+        settings, lambda: runtime().loaded, batching=batching, on_run=metrics.ran if metrics is not None else None
+    )
+    app.state.services = Services(runtime, settings, scheduler, Traffic(runtime, settings), metrics)
+    app.state.readiness = Readiness(
+        "inference",
+        {"store": store_check(lambda: runtime().registry.store)},
+        (StoreError, ModelUnavailable),
+        metrics.registry if metrics else None,
+    )
     app.state.security = SecurityState(
         Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
         Auditor(_AuditBus(settings).get),
@@ -84,14 +106,33 @@ def create_app(
     app.router.routes[:0] = [Route(path, infer, methods=["POST"], name="infer") for path in INFER_PATHS]
     for method, path, endpoint, openapi_extra in CONTROL_ROUTES:
         app.add_api_route(path, endpoint, methods=[method], response_model=None, openapi_extra=openapi_extra)
+    # The infer routes count themselves (by model); the middleware only logs (when fermion.access is on).
+    endpoints.install(app, settings(), metrics.registry if metrics else None, function="inference", http_metrics=False)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 
 async def infer(request: Request) -> Response:
     """Run the model on OIP v2 tensors (JSON, or the binary tensor extension)."""
-    caller = await authorize(request, "infer")
     services: Services = request.app.state.services
+    metrics = services.metrics
+    if metrics is None:
+        return (await _infer(request, services))[0]
+    started = time.perf_counter()
+    try:
+        response, model = await _infer(request, services)
+    except REFUSALS as exc:
+        ours = exc if isinstance(exc, HTTPError) else translate(exc, TRANSLATIONS)
+        metrics.refused_request(type(exc).__name__, ours.status)
+        raise
+    params = request.path_params
+    alias = params["name"].partition("@")[2] or ("" if "model_version" in params else services.settings().default_alias)
+    metrics.answered(model.name, model.version, alias, started)
+    return response
+
+
+async def _infer(request: Request, services: Services) -> tuple[Response, LoadedModel]:
+    caller = await authorize(request, "infer")
     body = await _read_body(request, services.settings().max_body_bytes)
     payload, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
     variant = (payload.parameters or {}).get("variant")
@@ -110,9 +151,9 @@ async def infer(request: Request) -> Response:
         model.name, model.version, payload.id, results, model.variant, _binary_outputs(payload, results)
     )
     if header_length is None:
-        return Response(content, media_type="application/json", headers=headers)
+        return Response(content, media_type="application/json", headers=headers), model
     headers["Inference-Header-Content-Length"] = str(header_length)
-    return Response(content, media_type="application/octet-stream", headers=headers)
+    return Response(content, media_type="application/octet-stream", headers=headers), model
 
 
 async def live() -> dict[str, bool]:
@@ -120,10 +161,12 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-async def ready(request: Request) -> dict[str, Any]:
-    """Ready to serve (a probe: no key needed); with a key, lists its tenant's loaded models and their providers."""
+async def ready(request: Request) -> dict[str, Any] | JSONResponse:
+    """Ready to serve (a probe: no key needed; 503 naming what is down); with a key, lists its tenant's models."""
     if (problem := preload.problem(_preloading)) is not None:  # not ready until the preload model serves
         raise ModelUnavailable(f"not ready: {problem}")
+    if problems := await request.app.state.readiness.problems():
+        return JSONResponse({"ready": False, "problems": problems}, status_code=503)
     try:
         tenant: str | None = (await authorize(request, "infer")).tenant
     except Unauthorized:
@@ -225,7 +268,14 @@ async def _model(services: Services, caller: Principal, ref: ModelRef, variant: 
     models = services.runtime()
     model = models.cached(ref, variant, caller.tenant)
     if model is None:
-        model = await asyncio.to_thread(models.get, ref, caller.tenant, variant)
+        try:
+            model = await asyncio.to_thread(models.get, ref, caller.tenant, variant)
+        except LOAD_FAILURES as exc:
+            if services.metrics is not None:
+                services.metrics.load_failed(type(exc).__name__)
+            raise
+        if services.metrics is not None:
+            services.metrics.loaded(model, model.load_seconds)
     return model
 
 

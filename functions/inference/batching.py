@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +29,7 @@ class _Pending:
     outputs: list[str] | None
     future: asyncio.Future[dict[str, np.ndarray]]
     rows: int = field(init=False)
+    queued: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
         self.rows = next(iter(self.feeds.values())).shape[0]
@@ -48,9 +49,11 @@ class Batcher:
         max_batch_size: int,
         max_delay_ms: float,
         on_alone: Callable[[int, float], None] | None = None,
+        on_run: Callable[[str, int, float, Iterable[float]], None] | None = None,
     ) -> None:
         self.model = model
         self._on_alone = on_alone  # told (rows, seconds) of each run of one request alone
+        self._on_run = on_run  # told (model, rows, seconds, each request's wait) of every run: the metrics
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_ms / 1000.0
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -127,6 +130,10 @@ class Batcher:
             self._last_rows = sum(p.rows for p in batch)
             if len(batch) == 1 and self._on_alone is not None:
                 self._on_alone(self._last_rows, self._last_run_s)
+            if self._on_run is not None:
+                self._on_run(
+                    self.model.name, self._last_rows, self._last_run_s, [run_started - p.queued for p in batch]
+                )
         except Exception as exc:  # the run's error belongs to every request in it
             for p in batch:
                 if not p.future.done():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,8 @@ INLINE_ELEMENTS = 65_536  # tensors up to this many elements may run on the even
 INLINE_RUN_MS = 0.5  # ...when the model's recent cost per row, times the request's rows, is below this
 
 Key = tuple[str, str, int, str]
+OnRun = Callable[[str, int, float, Iterable[float]], None]
+"""Told (model name, rows, run seconds, each request's wait) of every session run: the metrics."""
 
 
 @dataclass
@@ -51,8 +53,10 @@ class Scheduler:
         loaded: Callable[[], list[LoadedModel]],
         *,
         batching: bool = True,
+        on_run: OnRun | None = None,
     ) -> None:
         self._settings = settings
+        self._on_run = on_run
         self._loaded = loaded
         self._batching = batching
         self._lanes: dict[Key, Lane] = {}
@@ -109,7 +113,10 @@ class Scheduler:
                 for i in range(0, rows, step)
             ]
             out = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-        lane.observe(rows, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        lane.observe(rows, seconds)
+        if self._on_run is not None:
+            self._on_run(lane.model.name, rows, seconds, (0.0,))
         return out
 
     def _batcher(self, lane: Lane) -> Batcher | None:
@@ -129,6 +136,7 @@ class Scheduler:
                 max_batch_size=int(options["max_batch_size"]),
                 max_delay_ms=float(options["max_delay_ms"]),
                 on_alone=lane.observe,
+                on_run=self._on_run,
             )
         return lane.batcher
 

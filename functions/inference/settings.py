@@ -12,6 +12,7 @@ from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
 
 from ..security import SecuritySettings
+from ..telemetry.settings import TelemetrySettings
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _NVIDIA_DEVICES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")
@@ -22,7 +23,7 @@ def gpu_present() -> bool:
     return any(Path(p).exists() for p in _NVIDIA_DEVICES)
 
 
-class InferenceSettings(StoreSettings, SecuritySettings, BusSettings):
+class InferenceSettings(StoreSettings, SecuritySettings, BusSettings, TelemetrySettings):
     """One inference function: which models, on which execution providers.
 
     It serves only versions a trusted key signed (`verify_signatures`, on by default here), and a

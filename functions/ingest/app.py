@@ -17,10 +17,12 @@ from pathlib import PurePath
 from typing import Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import (
     Bus,
+    BusError,
     DatasetRef,
     DatasetUploaded,
     Gate,
@@ -31,16 +33,28 @@ from fermion.events import (
     TrainingSweep,
 )
 from fermion.events.schemas import Name
-from fermion.model_store import DatasetStore, InvalidName, KeyStore, check_name, dataset_format, normal_name
+from fermion.model_store import (
+    DatasetStore,
+    InvalidName,
+    KeyStore,
+    ObjectStore,
+    StoreError,
+    check_name,
+    dataset_format,
+    normal_name,
+)
 
-from ..responses import install_error_handlers
+from ..responses import HTTPError, install_error_handlers, translate
 from ..security import Auditor, Authenticator, Principal
 from ..security.http import SecurityState, also_needs, needs, tenant_of
-from . import health
+from ..telemetry import endpoints, logs
+from ..telemetry.ingest import ingest_metrics
+from ..telemetry.readiness import Readiness, store_check
 from .catalog_api import router as catalog_router
+from .console.routes import router as console_router
 from .datasets import upload_limits, validate_dataset
-from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys
-from .errors import TRANSLATIONS, BadUpload, UploadTooLarge
+from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
+from .errors import TRANSLATIONS, BadUpload, Unavailable, UploadTooLarge
 from .federations import router as federations_router
 from .idempotency import IdempotencyKey, event_id
 from .jobs_api import router as jobs_router
@@ -50,9 +64,12 @@ from .labels import router as labels_router
 from .pictures import image_limits
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
+from .runs_api import router as runs_router
 from .settings import IngestSettings, get_settings
 
 log = logging.getLogger("fermion.ingest")
+# What a request can be refused with: our errors, and the lower layers' that TRANSLATIONS maps.
+REFUSALS: tuple[type[Exception], ...] = (HTTPError, *(row.theirs for row in TRANSLATIONS))
 # Bytes a multipart upload may carry beyond the file itself: framing and the small form fields.
 FORM_OVERHEAD = 1 << 20
 
@@ -99,8 +116,22 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
 
     app.state.security = SecurityState(Authenticator(keys, settings(), tenant=settings().tenant), Auditor(audit_bus))
     install_error_handlers(app, log, TRANSLATIONS, validation_status=422)
-    app.add_api_route("/healthz", health.live, methods=["GET"])
-    app.add_api_route("/readyz", health.ready, methods=["GET"])
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+
+    async def nats_check() -> None:
+        if not (await audit_bus()).connected:
+            raise Unavailable("not connected to NATS (reconnecting)")
+
+    def store() -> ObjectStore:
+        return app.dependency_overrides.get(get_registry, get_registry)().store
+
+    app.state.readiness = Readiness(
+        "ingest",
+        {"store": store_check(store), "nats": nats_check},
+        (StoreError, Unavailable, BusError),
+        ingest_metrics().registry if settings().metrics else None,
+    )
+    app.add_api_route("/readyz", readyz, methods=["GET"])
     # The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
     # chunked body) instead of after it has been spooled to disk; the handler then holds the file
     # itself to `max_upload_bytes`.
@@ -114,7 +145,22 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(keys_router)
     app.include_router(federations_router)
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
+    app.include_router(runs_router)
+    app.include_router(console_router)
+    endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app
+
+
+async def healthz() -> dict[str, bool]:
+    """The process is up."""
+    return {"live": True}
+
+
+async def readyz(request: Request) -> Any:
+    """Ready to take requests: the store and NATS answer (a probe: no key; 503 naming what is down)."""
+    if problems := await request.app.state.readiness.problems():
+        return JSONResponse({"ready": False, "problems": problems}, status_code=503)
+    return {"ready": True}
 
 
 async def upload_dataset(
@@ -128,7 +174,28 @@ async def upload_dataset(
     caller: Principal = needs("upload"),
 ) -> DatasetRef:
     """Store a dataset by sha256 and announce it with `datasets.uploaded`."""
-    tenant = tenant_of(request, caller, tenant)
+    try:
+        ref = await _upload(request, datasets, settings, bus, file, name, tenant_of(request, caller, tenant))
+    except REFUSALS as exc:
+        if settings.metrics:
+            status = exc.status if isinstance(exc, HTTPError) else translate(exc, TRANSLATIONS).status
+            ingest_metrics().refusals.labels("/v1/datasets", type(exc).__name__, str(status)).inc()
+        raise
+    if settings.metrics:
+        ingest_metrics().uploads.labels(ref.format).inc()
+        ingest_metrics().upload_bytes.labels(ref.format).inc(ref.size)
+    return ref
+
+
+async def _upload(
+    request: Request,
+    datasets: DatasetStore,
+    settings: IngestSettings,
+    bus: Bus,
+    file: UploadFile,
+    name: str | None,
+    tenant: str,
+) -> DatasetRef:
     filename = PurePath(file.filename or "").name
     fmt = dataset_format(PurePath(filename).suffix)
     if fmt is None:
@@ -231,6 +298,8 @@ def _find_dataset(datasets: DatasetStore, tenant: str, sel: DatasetSelector) -> 
 def __getattr__(name: str) -> Any:
     # `app` is built on first use (uvicorn's `fermion.functions.ingest.app:app`, the Lambda handler).
     if name == "app":
+        settings = get_settings()
+        logs.configure("ingest", json_lines=settings.log_format == "json")
         app = globals()["app"] = create_app()
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,8 @@ from fastapi import Depends
 from fermion.events import Bus, BusError
 from fermion.model_store import DatasetStore, KeyStore, Registry, open_registry
 
+from ..telemetry.ingest import ingest_metrics
+from ..telemetry.tracing import tracing
 from .errors import Unavailable
 from .settings import IngestSettings, get_settings
 
@@ -56,6 +58,10 @@ async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) ->
             bus = await Bus.from_settings(settings, name="fermion-ingest", timeout_s=3.0)
         except BusError as exc:
             raise Unavailable(f"event bus unavailable: {exc}") from exc
+        if settings.metrics:
+            bus.on_publish = ingest_metrics().published
+        if tracing("ingest").enabled:
+            bus.context_headers = tracing("ingest").inject
         _BusHolder.bus, _BusHolder.loop = bus, loop
     return _BusHolder.bus
 

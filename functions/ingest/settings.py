@@ -10,9 +10,10 @@ from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
 
 from ..security import SecuritySettings
+from ..telemetry.settings import TelemetrySettings
 
 
-class IngestSettings(StoreSettings, BusSettings, SecuritySettings):
+class IngestSettings(StoreSettings, BusSettings, SecuritySettings, TelemetrySettings):
     """Dataset uploads, training requests, the registry's control plane, API keys."""
 
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)

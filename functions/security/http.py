@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fermion.model_store import Scope
 
+from ..telemetry import logs
 from .audit import Auditor
 from .authenticator import Authenticator, Principal
 from .errors import Forbidden
@@ -34,6 +35,7 @@ async def authorize(request: Request, scope: Scope, *, tenant: str | None = None
     """The caller if it may use `scope` (on `tenant`, when the request names one); else 401/403."""
     security: SecurityState = request.app.state.security
     principal = await security.authenticator.principal(request.headers.get("authorization"))
+    logs.bind(tenant=principal.tenant)  # every log line of this request carries it
     try:
         principal.require(scope)
         principal.tenant_for(tenant)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from fermion.events import Bus, BusError, Delivery
 
+from ..telemetry.tracing import tracing
+
 log = logging.getLogger("fermion.trainer")
 
 
@@ -40,7 +42,9 @@ async def consume(
             if delivery is None:
                 continue
             try:
-                await handle(delivery)
+                # The trace the message's publisher was in goes on here (a no-op when tracing is off).
+                with tracing("trainer").span(f"{durable} {delivery.subject}", delivery.headers, kind="consumer"):
+                    await handle(delivery)
             except BusError as exc:
                 log.warning("%s: message %d: %s; it will be redelivered", durable, delivery.seq, exc)
                 with contextlib.suppress(BusError):

@@ -12,8 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
 
+from ..telemetry.settings import TelemetrySettings
 
-class TrainerSettings(StoreSettings, BusSettings):
+
+class TrainerSettings(StoreSettings, BusSettings, TelemetrySettings):
     """One trainer replica; every replica shares the same durable consumer."""
 
     ack_wait_s: float = Field(default=30.0, gt=0)

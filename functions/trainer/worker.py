@@ -43,12 +43,25 @@ from fermion.events import (
     streams,
     subjects,
 )
-from fermion.model_store import IntegrityError, InvalidName, Manifest, NotFound, Pipelines, Registry, open_registry
+from fermion.model_store import (
+    IntegrityError,
+    InvalidName,
+    Manifest,
+    NotFound,
+    Pipelines,
+    Registry,
+    Runs,
+    open_registry,
+)
 
+from ..telemetry import logs
+from ..telemetry.tracing import tracing
+from ..telemetry.trainer import serve_metrics, trainer_metrics, watch_consumer
 from .checkpointing import CheckpointPolicy
 from .consumer import consume
 from .distributed import DistributedOptions
 from .errors import JobCancelled, PermanentJobError
+from .history import JobRun
 from .job import run_job
 from .pipeline import PipelineRunner
 from .promote import promote_and_announce
@@ -68,6 +81,8 @@ class Worker:
         self.bus = bus
         self.registry = registry
         self.settings = settings
+        self.metrics = trainer_metrics()  # always counted (cheap); served when metrics are on
+        self.runs: dict[str, JobRun] = {}  # the run record of each job in hand
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
@@ -92,9 +107,21 @@ class Worker:
             event = parse_event(delivery.data, TrainingRequested)
         except ValidationError as exc:
             await self._dead_letter(delivery, f"malformed training.requested event: {_brief(exc)}")
+            self.metrics.dead_lettered.labels("malformed").inc()
             await delivery.term()
             return
         assert isinstance(event, TrainingRequested)
+        self.metrics.started.inc()
+        if delivery.num_delivered > 1:
+            self.metrics.redeliveries.inc()
+        self.runs[event.id] = JobRun(Runs(self.registry.store), event, delivery.num_delivered)
+        try:
+            with logs.bound(job_id=event.id, tenant=event.tenant), self.metrics.in_flight.track_inprogress():
+                await self._decide(delivery, event)
+        finally:
+            self.runs.pop(event.id, None)
+
+    async def _decide(self, delivery: Delivery, event: TrainingRequested) -> None:
         try:
             await self._attempt(delivery, event)
         except JobCancelled as exc:
@@ -118,10 +145,14 @@ class Worker:
             if await self.bus.last(subjects.cancel(event.id)) is not None:
                 cancelled.set()
             await self._report_started(delivery, event)
+            await asyncio.to_thread(self.runs[event.id].started)
             heartbeat = asyncio.create_task(self._heartbeat(delivery))
             try:
-                manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
-                await self._complete(delivery, event, manifest, time.perf_counter() - started)
+                trace = tracing("trainer")
+                with trace.span("train, compile and register", model=event.data.model_name):
+                    manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
+                with trace.span("registration", model=manifest.name, version=manifest.version):
+                    await self._complete(delivery, event, manifest, time.perf_counter() - started)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -149,7 +180,13 @@ class Worker:
             log.info("job %s already registered as version %d; not training again", event.id, done.version)
             return done
 
+        epoch_started = [time.perf_counter()]
+
         def on_epoch(epoch: int, epochs: int, loss: float, metrics: dict[str, float], **extra: Any) -> None:
+            now = time.perf_counter()
+            self.metrics.epoch.observe(now - epoch_started[0])
+            self.runs[event.id].epoch(epoch, loss, metrics, now - epoch_started[0])
+            epoch_started[0] = now
             if cancelled.is_set():
                 raise JobCancelled(f"job {event.id} was cancelled after epoch {epoch} of {epochs}")
             progress = TrainingProgress(
@@ -224,14 +261,18 @@ class Worker:
         if event.data.gate is not None:
             await self._promote(event, manifest)
         await delivery.ack()
+        await asyncio.to_thread(self.runs[event.id].completed, manifest)
+        self.metrics.completed.inc()
+        self.metrics.duration.observe(duration_s)
         log.info("job %s: %s version %d registered in %.1fs %s", event.id, name, version, duration_s, manifest.metrics)
 
     async def _promote(self, event: TrainingRequested, manifest: Manifest) -> None:
         """Apply the request's gate; a promotion is announced with `models.promoted`."""
         assert event.data.gate is not None
-        decision = await promote_and_announce(
-            self.bus, self.registry, manifest, event.data.gate, event_id=event.id, tenant=event.tenant
-        )
+        with tracing("trainer").span("promotion", model=manifest.name, version=manifest.version):
+            decision = await promote_and_announce(
+                self.bus, self.registry, manifest, event.data.gate, event_id=event.id, tenant=event.tenant
+            )
         log.info("job %s: gate %s: %s", event.id, "passed" if decision.promoted else "held", decision.reason)
 
     async def _fail(
@@ -245,10 +286,15 @@ class Worker:
                 "job %s: delivery %d failed (%s); retrying in %.1fs", event.id, delivery.num_delivered, reason, delay
             )
             await delivery.nak(delay)
+            self.metrics.failed.labels("retry").inc()
             return
+        self.metrics.failed.labels("final").inc()
+        if (run := self.runs.get(event.id)) is not None:
+            await asyncio.to_thread(run.failed, reason)
         await self._publish_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
         if dead_letter:
             await self._dead_letter(delivery, reason)
+            self.metrics.dead_lettered.labels("failed").inc()
         await delivery.term()
         log.error("job %s failed: %s", event.id, reason)
 
@@ -277,6 +323,7 @@ class Worker:
             f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
         )
         await self.bus.dead_letter(taken.subject, taken.data, reason, deliveries=deliveries, msg_id=f"dlq.jobs.{seq}")
+        self.metrics.dead_lettered.labels("exhausted").inc()
         with contextlib.suppress(ValidationError):
             event = parse_event(taken.data, TrainingRequested)
             assert isinstance(event, TrainingRequested)
@@ -323,22 +370,31 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     bus = await Bus.from_settings(settings, name="fermion-trainer")
+    trace = tracing("trainer")
+    if trace.enabled:
+        bus.context_headers = trace.inject
     try:
         await bus.provision(
             ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver),
             replicas=settings.stream_replicas,
         )
         registry = open_registry(settings)
+        if settings.metrics and settings.metrics_port:
+            serve_metrics(settings.metrics_port)
         async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
+            consumers = [streams.TRAINER_DURABLE, streams.SWEEP_DURABLE]
+            group.create_task(watch_consumer(bus.consumer_state, consumers, stop))
             group.create_task(Worker(bus, registry, settings).run(stop))
             group.create_task(PipelineRunner(bus, Pipelines(registry.store)).run(stop))
             group.create_task(RetrainRunner(bus, registry).run(stop))  # issue 17: drift → retraining
             group.create_task(SweepRunner(bus, registry, heartbeat_s=max(settings.ack_wait_s / 3, 0.5)).run(stop))
     finally:
         await bus.close()
+        trace.shutdown()
 
 
 def main() -> None:
     """Entry point: `python -m fermion.functions.trainer`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve())
+    settings = get_settings()
+    logs.configure("trainer", json_lines=settings.log_format == "json")
+    asyncio.run(serve(settings))

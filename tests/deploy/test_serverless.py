@@ -142,9 +142,17 @@ def test_s3_drop_is_triggered_by_incoming_and_reaches_nats_in_the_vpc(template: 
 NEEDED = {
     "InferenceRole": {"s3:GetObject": {"models/*", "keys/*"}, "s3:ListBucket": {""}},
     "IngestRole": {
-        "s3:GetObject": {"datasets/*", "models/*", "keys/*", "usage/*"},
-        "s3:PutObject": {"datasets/*", "models/*/aliases/*", "keys/*", "usage/*", "_fermion/conformance/*"},
-        "s3:DeleteObject": {"models/*/aliases/*", "_fermion/conformance/*"},
+        "s3:GetObject": {"datasets/*", "models/*", "keys/*", "usage/*", "runs/*", "pipelines/*"},
+        "s3:PutObject": {
+            "datasets/*",
+            "models/*/aliases/*",
+            "models/*/versions/*",
+            "pipelines/*",
+            "keys/*",
+            "usage/*",
+            "_fermion/conformance/*",
+        },
+        "s3:DeleteObject": {"models/*/aliases/*", "pipelines/*", "_fermion/conformance/*"},
         "s3:ListBucket": {""},
     },
     "DropRole": {

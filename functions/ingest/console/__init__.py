@@ -1,0 +1,6 @@
+"""The web console, served by ingest at `/console`: one page, the same API keys as the API.
+
+The page (`static/`) is buildless: plain HTML, CSS and JavaScript, no CDN. The key is entered once,
+kept in the tab's sessionStorage and sent as `Authorization: Bearer` on every API call, so the
+console can do exactly what the key may do. Training curves are SVG rendered here (`curves.py`).
+"""

@@ -1,0 +1,76 @@
+"""Run history over HTTP (read scope): a tenant's training runs, one run, several side by side."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from fermion.model_store import RunRecord, Runs
+
+from ..security import Principal
+from ..security.http import needs, tenant_of
+from .deps import RegistryDep
+from .errors import BadRequest
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+Tenant = Annotated[str | None, Query(max_length=63, description="default: the key's tenant (admin keys only)")]
+Model = Annotated[str | None, Query(max_length=63, description="only this model's runs")]
+
+
+@router.get("")
+async def list_runs(
+    request: Request,
+    registry: RegistryDep,
+    model: Model = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> list[dict[str, Any]]:
+    """The tenant's runs, newest first, without their per-epoch curves (`/v1/runs/{job_id}` has them)."""
+    tenant = tenant_of(request, caller, tenant)
+    runs = await asyncio.to_thread(Runs(registry.store).list, tenant, model, limit)
+    return [_summary(r) for r in runs]
+
+
+@router.get("/compare")
+async def compare_runs(
+    request: Request,
+    registry: RegistryDep,
+    job: Annotated[list[str], Query(min_length=2, max_length=20, description="two or more job ids")],
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> dict[str, Any]:
+    """Several runs side by side: parameters, final metrics and curves, and which parameters differ."""
+    tenant = tenant_of(request, caller, tenant)
+    store = Runs(registry.store)
+    runs = [await asyncio.to_thread(store.get, tenant, j) for j in job]
+    keys = sorted({k for r in runs for k in r.parameters})
+    differs = [k for k in keys if len({repr(r.parameters.get(k)) for r in runs}) > 1]
+    return {"runs": [r.model_dump(mode="json") for r in runs], "differing_parameters": differs}
+
+
+@router.get("/{job_id}")
+async def get_run(
+    request: Request,
+    job_id: str,
+    registry: RegistryDep,
+    model: Model = None,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> dict[str, Any]:
+    """One run: parameters, dataset, every epoch, final metrics, version and lineage (or its error)."""
+    tenant = tenant_of(request, caller, tenant)
+    if len(job_id) > 200:
+        raise BadRequest("job ids are at most 200 characters")
+    record = await asyncio.to_thread(Runs(registry.store).get, tenant, job_id, model)
+    return record.model_dump(mode="json")
+
+
+def _summary(run: RunRecord) -> dict[str, Any]:
+    data = run.model_dump(mode="json", exclude={"epochs", "lineage"})
+    data["epochs_done"] = len(run.epochs)
+    data["duration_s"] = run.duration_s
+    return data

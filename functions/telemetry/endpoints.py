@@ -1,0 +1,56 @@
+"""What a function's app gets from telemetry: its metrics object, `/metrics`, and the access middleware.
+
+`/metrics` needs a key with the `read` scope (Prometheus sends it with `authorization:
+credentials_file`), unless `FERMION_METRICS_AUTH=false` on a network only Prometheus reaches.
+A `read` key of any tenant may scrape: the series carry model names and counts, never data, and
+every tenant's models are in them, so give Prometheus a key of its own (an operator tenant).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry
+
+from ..security.http import authorize
+from .access import AccessMiddleware, HttpMetrics
+from .exposition import render
+from .settings import TelemetrySettings
+
+M = TypeVar("M")
+_HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
+
+
+def metrics_of(settings: TelemetrySettings, build: Callable[[CollectorRegistry], M]) -> M | None:
+    """The function's metrics on a registry of its own, or None when metrics are off."""
+    return build(CollectorRegistry(auto_describe=True)) if settings.metrics else None
+
+
+def install(
+    app: FastAPI,
+    settings: TelemetrySettings,
+    registry: CollectorRegistry | None,
+    *,
+    function: str,
+    http_metrics: bool = True,
+) -> None:
+    """`GET /metrics` (when metrics are on) and the access log / HTTP metrics middleware."""
+    if registry is not None:
+        multiproc_dir = settings.multiproc_dir
+        needs_key = settings.metrics_auth
+
+        async def metrics(request: Request) -> Response:
+            if needs_key:
+                await authorize(request, "read")
+            body, content_type = render(registry, multiproc_dir)
+            return Response(body, media_type=content_type)
+
+        app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    http = None
+    if registry is not None and http_metrics:  # one set per registry (ingest's is the process's)
+        http = _HTTP.get(registry) or _HTTP.setdefault(registry, HttpMetrics(function, registry))
+    emf = bool(settings.lambda_function)  # under Lambda: CloudWatch EMF lines too
+    app.add_middleware(AccessMiddleware, function=function, metrics=http, log=settings.access_log, emf=emf)

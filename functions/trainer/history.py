@@ -1,0 +1,57 @@
+"""A job's run record (`model_store/runs.py`), kept up to date as the job goes: best-effort.
+
+The record is history, not the job's fate: a store that refuses a write is logged and the job goes
+on (the outcome events still carry the result).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fermion.events import TrainingRequested
+from fermion.model_store import EpochRecord, Manifest, RunRecord, Runs, StoreError
+
+log = logging.getLogger("fermion.trainer")
+
+
+class JobRun:
+    """The run record of one delivery of one job."""
+
+    def __init__(self, runs: Runs, event: TrainingRequested, deliveries: int) -> None:
+        self._runs = runs
+        self.record = RunRecord(
+            job_id=event.id,
+            tenant=event.tenant,
+            model_name=event.data.model_name,
+            parameters=event.data.recipe.model_dump(mode="json"),
+            dataset=event.data.dataset.model_dump(mode="json"),
+            deliveries=deliveries,
+        )
+
+    def started(self) -> None:
+        self._save()
+
+    def epoch(self, epoch: int, loss: float, metrics: dict[str, float], seconds: float) -> None:
+        self.record.epochs.append(EpochRecord(epoch=epoch, loss=loss, metrics=metrics, seconds=round(seconds, 4)))
+        self._save()
+
+    def completed(self, manifest: Manifest) -> None:
+        self.record.status = "completed"
+        self.record.version = manifest.version
+        self.record.metrics = dict(manifest.metrics)
+        self.record.lineage = manifest.lineage.model_dump(mode="json")
+        self.record.finished = datetime.now(UTC)
+        self._save()
+
+    def failed(self, reason: str) -> None:
+        self.record.status = "failed"
+        self.record.error = reason
+        self.record.finished = datetime.now(UTC)
+        self._save()
+
+    def _save(self) -> None:
+        try:
+            self._runs.put(self.record)
+        except StoreError as exc:
+            log.warning("job %s: run record not written: %s", self.record.job_id, exc)
