@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -54,6 +53,7 @@ from fermion.model_store import (
     open_registry,
 )
 
+from ..lifecycle import stop_on_signals
 from .aggregator import Applied, RoundAggregator
 from .data import load_labelled
 from .errors import FederationError, NoQuorum
@@ -317,18 +317,14 @@ class Coordinator:
     async def _heartbeat(self, delivery: Delivery) -> None:
         while True:
             await asyncio.sleep(max(self.settings.ack_wait_s / 3, 0.5))
-            with contextlib.suppress(BusError, Exception):  # a missed heartbeat only risks a redelivery, which resumes
+            with contextlib.suppress(BusError):  # a missed heartbeat only risks a redelivery, which resumes
                 await delivery.in_progress()
 
 
 async def serve(settings: CoordinatorSettings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run one coordinator until SIGINT/SIGTERM (or `stop`)."""
     settings = settings or get_coordinator_settings()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     bus = await Bus.from_settings(settings, name="fermion-federated-coordinator")
     try:
         await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))

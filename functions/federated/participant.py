@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import signal
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from fermion.events.schemas import (
 from fermion.model_store import ObjectStore, open_store
 from fermion.model_store.signing import SigningKey
 
+from ..lifecycle import stop_on_signals
 from .data import load_labelled
 from .errors import FederationError
 from .model import build_module, load_state, local_train, state_of, trainable
@@ -137,11 +137,7 @@ class Participant:
 
 async def serve(settings: ParticipantSettings, stop: asyncio.Event | None = None) -> None:
     """Run one participant until SIGINT/SIGTERM (or `stop`)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     key = SigningKey.load(settings.participant_key)
     if not Path(settings.participant_data).is_file():
         raise SystemExit(f"participant data {settings.participant_data} is not a file")

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -36,6 +35,7 @@ from fermion.model_store import (
 )
 from fermion.model_store.datasets import FORMATS
 
+from ..lifecycle import stop_on_signals
 from .datasets import upload_limits, validate_dataset
 from .errors import BadUpload, UploadTooLarge
 from .pictures import image_limits
@@ -156,10 +156,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def run() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await bridge(args.queue_url, get_settings(), stop, endpoint_url=args.endpoint_url)
+        await bridge(args.queue_url, get_settings(), stop_on_signals(), endpoint_url=args.endpoint_url)
 
     asyncio.run(run())
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -33,6 +32,7 @@ from fermion.events.telemetry import Sample, TelemetryBatch
 from fermion.model_store import Manifest, Registry, RegistryError, open_registry
 from fermion.model_store.profiles import Profile
 
+from ..lifecycle import stop_on_signals
 from .controller import Controller
 from .drift import Verdict, Window, judge
 from .ledger import Accuracy, Ledger
@@ -190,11 +190,7 @@ async def _ticks(monitor: Monitor, every_s: float) -> None:
 async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run one monitor replica until SIGINT/SIGTERM (or `stop`)."""
     settings = settings or get_settings()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     started = datetime.now(UTC)
     bus = await Bus.from_settings(settings, name="fermion-monitor")
     try:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import threading
 import time
 from typing import Any
@@ -54,6 +53,7 @@ from fermion.model_store import (
     open_registry,
 )
 
+from ..lifecycle import stop_on_signals
 from ..telemetry import logs
 from ..telemetry.tracing import tracing
 from ..telemetry.trainer import serve_metrics, trainer_metrics, watch_consumer
@@ -364,11 +364,7 @@ def _brief(exc: ValidationError) -> str:
 async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run one trainer replica until SIGINT/SIGTERM (or `stop`)."""
     settings = settings or get_settings()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     bus = await Bus.from_settings(settings, name="fermion-trainer")
     trace = tracing("trainer")
     if trace.enabled:
