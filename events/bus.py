@@ -276,7 +276,11 @@ class Bus:
                 timeout_s,
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
-            why = redact_text(str(exc), servers) or (seen[-1] if seen else type(exc).__name__)
+            # A refusal of the credentials is the cause, whatever came last (a server that refuses
+            # may also reset the socket mid-handshake): name it, since retrying will not help.
+            refused = [e for e in seen if "authorization" in e.lower()]
+            last = redact_text(str(exc), servers) or (seen[-1] if seen else type(exc).__name__)
+            why = refused[-1] if refused else last
             raise BusUnavailable(f"cannot reach NATS at {shown}: {why}") from exc
         return cls(nc, closing, publish_timeout_s=publish_timeout_s)
 
