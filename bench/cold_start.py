@@ -95,10 +95,33 @@ assert out["statusCode"] == 200 and logits.index(max(logits)) == expected, out
 """
 
 
-def lambda_cold(env: dict[str, str], body: str, expected: int, auth: dict[str, str]) -> float:
+# The Lambda path's reference: a handler with no framework and no Mangum, the model file from local
+# disk, the body parsed with pydantic_core, the same Function URL event.
+BARE_LAMBDA = """
+import json, sys
+import numpy as np, onnxruntime as ort
+from pydantic_core import from_json, to_json
+session = ort.InferenceSession(sys.argv[4], providers=["CPUExecutionProvider"])
+
+def handler(event, context):
+    t = from_json(event["body"])["inputs"][0]
+    (out,) = session.run(None, {"input": np.asarray(t["data"], dtype=np.float32).reshape(t["shape"])})
+    answer = {"model_name": "digits", "outputs": [{"name": "logits", "shape": list(out.shape), "datatype": "FP32",
+              "data": out.ravel().tolist()}]}
+    return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": to_json(answer).decode()}
+
+body, expected = sys.argv[1], int(sys.argv[2])
+out = handler({"body": body, "rawPath": "/v2/models/digits/infer"}, None)
+logits = json.loads(out["body"])["outputs"][0]["data"]
+assert out["statusCode"] == 200 and logits.index(max(logits)) == expected, out
+"""
+
+
+def lambda_cold(env: dict[str, str], body: str, expected: int, auth: dict[str, str], script: str = LAMBDA) -> float:
     """A fresh interpreter through Lambda's init (importing the handler) and first invocation."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", LAMBDA, body, str(expected), auth["Authorization"]], env=env, check=True)
+    argv = [sys.executable, "-c", script, body, str(expected), auth["Authorization"], env.get("BARE_MODEL", "")]
+    subprocess.run(argv, env=env, check=True)
     return time.perf_counter() - started
 
 
@@ -111,6 +134,7 @@ def floor(model: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--without-kserve", action="store_true", help="skip KServe (its venv installs on first use)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp:
         home = Path(tmp)
@@ -144,13 +168,18 @@ def main() -> None:
                 {**base, "PYTHONPATH": str(home)},
             ),
         }
+        if args.without_kserve:
+            del servers["KServe 0.21 ModelServer"]
         lambda_title = "Lambda handler: init + first invocation (no HTTP)"
+        bare_lambda = "bare Lambda handler (no framework, file from local disk)"
         runs: dict[str, list[float]] = {
             "bare ORT floor (import, session, run)": [],
             **{k: [] for k in servers},
             lambda_title: [],
+            bare_lambda: [],
         }
-        kserve_argv("digits", model, 0)  # installs KServe's venv now, outside the timings
+        if not args.without_kserve:
+            kserve_argv("digits", model, 0)  # installs KServe's venv now, outside the timings
         for _ in range(args.runs):  # interleaved, so drift on a noisy machine hits all alike
             runs["bare ORT floor (import, session, run)"].append(floor(model))
             for title, make in servers.items():
@@ -158,17 +187,23 @@ def main() -> None:
                 argv, env = make(port)
                 runs[title].append(first_answer(argv, env, port, body, expected, auth))
             runs[lambda_title].append(lambda_cold(fermion(0)[1], body, expected, auth))
+            runs[bare_lambda].append(lambda_cold({**base, "BARE_MODEL": str(model)}, body, expected, auth, BARE_LAMBDA))
     medians = {k: statistics.median(v) for k, v in runs.items()}
     hand = medians["hand-written FastAPI (file from local disk)"]
-    kserve = medians["KServe 0.21 ModelServer"]
+    kserve = medians.get("KServe 0.21 ModelServer")
     bare = medians["bare ASGI (no framework, file from local disk)"]
     print(f"digits CNN, spawn -> first correct answer, {args.runs} interleaved runs, medians (min..max):")
     for title, xs in runs.items():
         m = medians[title]
+        versus = f"{m / kserve:.2f}x KServe  " if kserve else ""
         print(
-            f"  {title:50s} {m * 1000:6.0f} ms ({min(xs) * 1000:.0f}..{max(xs) * 1000:.0f})  "
-            f"{m / hand:.2f}x hand-written  {m / kserve:.2f}x KServe  {m / bare:.2f}x bare ASGI"
+            f"  {title:56s} {m * 1000:6.0f} ms ({min(xs) * 1000:.0f}..{max(xs) * 1000:.0f})  "
+            f"{m / hand:.2f}x hand-written  {versus}{m / bare:.2f}x bare ASGI"
         )
+    print(
+        f"Lambda: fermion's handler {medians[lambda_title] / medians[bare_lambda]:.2f}x the bare handler "
+        "(init + first invocation, each with its own file: fermion's fetched from the registry and verified)"
+    )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
+if TYPE_CHECKING:  # the framework loads with the first app that installs handlers, not with the errors
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
 
 
 class HTTPError(Exception):
@@ -47,10 +46,31 @@ def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors[:5])
 
 
+def error_answer(
+    exc: Exception, table: Sequence[Translation], log: logging.Logger, what: str
+) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+    """Status, JSON body and headers for `exc`: ours as it says, theirs through `table`, else a 500.
+
+    For routes served without the framework (the inference function's infer routes); the handlers
+    below answer the same for the others. `what` ("POST /path") names the request in the log line.
+    """
+    if not isinstance(exc, HTTPError):
+        try:
+            exc = translate(exc, table)
+        except LookupError:
+            request_id = uuid.uuid4().hex[:12]
+            log.error("request %s failed (request id %s)", what, request_id, exc_info=exc)
+            return 500, {"error": "internal error", "request_id": request_id}, {}
+    return exc.status, {"error": str(exc)}, exc.headers
+
+
 def install_error_handlers(
     app: FastAPI, log: logging.Logger, table: Sequence[Translation], *, validation_status: int = 400
 ) -> None:
     """Register the handlers that turn every exception into a JSON answer; `table` maps other layers' errors."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
 
     @app.exception_handler(HTTPError)
     async def _known(request: Request, exc: HTTPError) -> JSONResponse:
@@ -76,6 +96,5 @@ def install_error_handlers(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = uuid.uuid4().hex[:12]
-        log.error("request %s %s failed (request id %s)", request.method, request.url.path, request_id, exc_info=exc)
-        return JSONResponse({"error": "internal error", "request_id": request_id}, status_code=500)
+        status, body, _ = error_answer(exc, (), log, f"{request.method} {request.url.path}")
+        return JSONResponse(body, status_code=status)

@@ -12,7 +12,9 @@ start:
    warm path, never walk them; then collection is switched back on.
 3. uvicorn runs without the parts a model server does not use: no WebSocket protocol (importing
    the `websockets` package alone costs tens of milliseconds), no lifespan (nothing is loaded in
-   one; see `app.py`).
+   one; see `app.py`), no proxy-header rewriting (nothing reads the client's address).
+4. The app serves the infer routes without a framework; FastAPI (the other routes, OpenAPI) is
+   imported and built on the first request that needs it, never before the first answer.
 
 `uvicorn fermion.functions.inference.app:app` works too; it is only slower to start.
 """
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         log_level=args.log_level,
         log_config=None,  # logging is ours (logs.configure): uvicorn's lines in the same JSON schema
         access_log=False,  # ours: fermion.access
+        proxy_headers=False,  # nothing here reads the client's address: no X-Forwarded-* rewrite per request
         timeout_graceful_shutdown=10,
     )
     config.load()  # imports the HTTP protocol implementation now, with the collector still off

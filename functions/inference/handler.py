@@ -2,19 +2,20 @@
 
 Lambda's init phase is this module's import, so, as the container entry point does, the imports
 run with the cyclic garbage collector off and what they made is frozen out of later collections.
+The framework (FastAPI) is not among them: the app serves the infer routes itself (`app.py`).
 """
 
 import gc
 
 gc.disable()
 
-from fastapi import FastAPI  # noqa: E402
 from mangum import Mangum  # noqa: E402
+from mangum.types import ASGI  # noqa: E402
 
 from .app import create_app  # noqa: E402
 
 
-def make_handler(app: FastAPI | None = None) -> Mangum:
+def make_handler(app: ASGI | None = None) -> Mangum:
     """Mangum around `app` (default: the process's, batching off: one request per invocation)."""
     return Mangum(app or create_app(batching=False), lifespan="off")
 

@@ -8,16 +8,16 @@ described here by hand, from the protocol models and the error classes.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import BadRequest, ModelNotFound, ModelUnavailable, PayloadTooLarge
-from .protocol import InferenceRequest, InferenceResponse
+from .protocol import INFER_PATHS, InferenceRequest, InferenceResponse
 
-INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{model_version}/infer")
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 
 try:
     SERVER_VERSION = version("fermion")
@@ -48,6 +48,8 @@ def doc(path: str, body: type[BaseModel] | None = None) -> dict[str, Any]:
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus the two infer routes, which it does not see (built once per app)."""
     if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
         document = get_openapi(title=app.title, version=app.version, routes=app.routes)
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for model in (InferenceRequest, InferenceResponse, PredictRequest):

@@ -131,6 +131,7 @@ def _dtype(tensor: RequestInput) -> np.dtype:
 
 
 HEADER_LENGTH = "inference-header-content-length"
+INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{model_version}/infer")
 
 
 def parse_request(body: bytes, header_length: str | None = None) -> tuple[InferenceRequest, dict[str, np.ndarray]]:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,11 @@ class LoadedModel:
     def name(self) -> str:
         return self.manifest.name
 
+    @cached_property
+    def output_names(self) -> list[str]:
+        """The session's outputs, in its order (asked of the session once: each ask builds objects)."""
+        return [o.name for o in self.session.get_outputs()]
+
     @property
     def version(self) -> int:
         return self.manifest.version
@@ -109,8 +114,8 @@ class LoadedModel:
             self.check(name, array)
         if missing := set(self.inputs) - set(feeds):
             raise BadRequest(f"model {self.name} needs input(s) {sorted(missing)}; got {sorted(feeds)}")
-        names = outputs or [o.name for o in self.session.get_outputs()]
-        known = {o.name for o in self.session.get_outputs()}
+        known = self.output_names
+        names = outputs or known
         if unknown := [n for n in names if n not in known]:
             raise BadRequest(f"model {self.name} has no output(s) {unknown}; its outputs are {sorted(known)}")
         try:

@@ -7,7 +7,6 @@ Starlette routes await `authorize(request, "scope")`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request, Security
@@ -15,34 +14,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fermion.model_store import Scope
 
-from ..telemetry import logs
-from .audit import Auditor
-from .authenticator import Authenticator, Principal
+from .authenticator import Principal
 from .errors import Forbidden
+from .state import SecurityState
+
+__all__ = ["SecurityState", "also_needs", "authorize", "needs", "refused", "tenant_of"]
 
 bearer = HTTPBearer(auto_error=False, scheme_name="APIKey", description="an API key: `Authorization: Bearer fmn_...`")
-
-
-@dataclass(frozen=True)
-class SecurityState:
-    """What `app.state.security` holds."""
-
-    authenticator: Authenticator
-    auditor: Auditor
 
 
 async def authorize(request: Request, scope: Scope, *, tenant: str | None = None) -> Principal:
     """The caller if it may use `scope` (on `tenant`, when the request names one); else 401/403."""
     security: SecurityState = request.app.state.security
-    principal = await security.authenticator.principal(request.headers.get("authorization"))
-    logs.bind(tenant=principal.tenant)  # every log line of this request carries it
-    try:
-        principal.require(scope)
-        principal.tenant_for(tenant)
-    except Forbidden as exc:
-        refused(request, principal, exc)
-        raise
-    return principal
+    return await security.authorize(
+        request.headers.get("authorization"), scope, f"{request.method} {request.url.path}", tenant=tenant
+    )
 
 
 def tenant_of(request: Request, principal: Principal, named: str | None) -> str:
@@ -65,9 +51,8 @@ def also_needs(request: Request, principal: Principal, scope: Scope) -> None:
 
 def refused(request: Request, principal: Principal, exc: Exception) -> None:
     """Audit a request refused to a known key."""
-    request.app.state.security.auditor.record(
-        principal, "request.refused", f"{request.method} {request.url.path}", outcome="refused", reason=str(exc)
-    )
+    security: SecurityState = request.app.state.security
+    security.refused(principal, f"{request.method} {request.url.path}", exc)
 
 
 def needs(scope: Scope) -> Any:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs
 from .emf import Emf
 from .exposition import LATENCY_BUCKETS
 from .tracing import tracing
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("fermion.access")
 
@@ -137,6 +139,8 @@ def _route(scope: Scope) -> str:
     path = getattr(scope.get("route"), "path", None)
     if path:
         return str(path)
+    from starlette.routing import Match  # only apps with a framework router get here
+
     for candidate in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
         template = getattr(candidate, "path", None)
         if template and candidate.matches(scope)[0] is Match.FULL:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
 
-from ..security.http import authorize
 from .access import AccessMiddleware, HttpMetrics
 from .exposition import render
 from .settings import TelemetrySettings
+
+if TYPE_CHECKING:  # the framework loads with the app that installs these (inference: not before its first answer)
+    from fastapi import FastAPI
 
 M = TypeVar("M")
 _HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
@@ -38,6 +39,12 @@ def install(
     http_metrics: bool = True,
 ) -> None:
     """`GET /metrics` (when metrics are on) and the access log / HTTP metrics middleware."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from ..security.http import authorize
+
     if registry is not None:
         multiproc_dir = settings.multiproc_dir
         needs_key = settings.metrics_auth
@@ -48,7 +55,7 @@ def install(
             body, content_type = render(registry, multiproc_dir)
             return Response(body, media_type=content_type)
 
-        app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+        app.router.routes.append(Route("/metrics", metrics, methods=["GET"], include_in_schema=False))
     http = None
     if registry is not None and http_metrics:  # one set per registry (ingest's is the process's)
         http = _HTTP.get(registry) or _HTTP.setdefault(registry, HttpMetrics(function, registry))

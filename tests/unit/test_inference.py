@@ -404,3 +404,47 @@ async def test_runs_are_routed_by_cost_per_row(registry: Registry, tmp_path: Pat
             assert lane.batcher is not None and lane.batcher.batches < len(rows)
         else:
             assert lane.batcher is None  # one request per invocation (Mangum): a worker thread, never a batch
+
+
+def test_the_infer_route_answers_without_the_framework(served) -> None:  # type: ignore[no-untyped-def]
+    """A warm infer never builds the FastAPI app (its import is cold-start time); any other route does."""
+    client, _ = served
+    x = np.ones((1, 4), np.float32)
+    with client:  # the lifespan, as uvicorn's CLI and TestClient send it: answered by the core
+        assert client.post("/v2/models/lin/infer", json=_body(x)).status_code == 200
+        r = client.post("/v2/models/lin/versions/1/infer", json=_body(x))
+        assert r.status_code == 200 and r.headers["fermion-model-version"] == "1"
+        assert client.app._control is None
+        assert client.get("/v2/models/lin/infer").status_code == 405  # another method: as a router answers
+        assert client.app._control is not None
+        assert client.get("/v2/health/live").json() == {"live": True}
+        paths = client.app.openapi()["paths"]
+        assert {"/v2/models/{name}/infer", "/v2/models/{name}/versions/{model_version}/infer"} <= set(paths)
+
+
+def test_a_client_that_leaves_mid_body_gets_no_answer_and_breaks_nothing(served) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    client, _ = served
+    app = client.app
+    sent: list[dict] = []
+    messages = [
+        {"type": "http.request", "body": b'{"inputs": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v2/models/lin/infer",
+        "headers": [(b"authorization", client.headers["authorization"].encode())],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent == []
+    assert client.post("/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32))).status_code == 200

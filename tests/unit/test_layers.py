@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,4 +92,25 @@ def test_the_ingest_function_never_imports_torch() -> None:
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_the_lambda_handler_answers_before_importing_the_framework(tmp_path: Path) -> None:
+    """Lambda's init + first infer import no FastAPI: it is the other routes' (cold start, issue 16)."""
+    code = (
+        "import asyncio, sys\n"
+        "asyncio.set_event_loop(asyncio.new_event_loop())\n"
+        "from fermion.functions.inference.handler import handler\n"
+        "event = {'version': '2.0', 'rawPath': '/v2/models/m/infer', 'rawQueryString': '', 'headers': {},\n"
+        "         'requestContext': {'http': {'method': 'POST', 'path': '/v2/models/m/infer',\n"
+        "                                     'sourceIp': '1.2.3.4'}},\n"
+        "         'body': '{}', 'isBase64Encoded': False}\n"
+        "out = handler(event, None)\n"
+        "assert out['statusCode'] == 401, out\n"  # no key: refused by the core itself
+        "framework = sorted(m for m in sys.modules if m.split('.')[0] == 'fastapi')\n"
+        "assert not framework, framework\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "FERMION_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -1,0 +1,70 @@
+"""What the inference routes work with (`app.state.services`), and how a route gets its model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fermion.model_store import IntegrityError, StoreUnavailable
+
+from ..security import Principal
+from ..telemetry.inference import InferenceMetrics
+from .errors import ModelUnavailable
+from .routing import Traffic
+from .runtime import LoadedModel, ModelRef, ModelRuntime
+from .scheduler import Scheduler
+from .settings import InferenceSettings
+
+if TYPE_CHECKING:
+    from fermion.events import Bus
+
+LOAD_FAILURES = (ModelUnavailable, IntegrityError, StoreUnavailable)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The runtime and settings (cached getters, called per request) and the per-app parts."""
+
+    runtime: Callable[[], ModelRuntime]
+    settings: Callable[[], InferenceSettings]
+    scheduler: Scheduler
+    traffic: Traffic  # weighted aliases, per-version telemetry, shadow
+    metrics: InferenceMetrics | None = None
+    preloading: threading.Thread | None = None  # FERMION_PRELOAD's load: not ready until it serves
+
+
+async def model_for(services: Services, caller: Principal, ref: ModelRef, variant: str | None = None) -> LoadedModel:
+    """The caller's tenant's model: the warm path does no I/O and hops no thread; a load runs off the loop."""
+    models = services.runtime()
+    model = models.cached(ref, variant, caller.tenant)
+    if model is None:
+        try:
+            model = await asyncio.to_thread(models.get, ref, caller.tenant, variant)
+        except LOAD_FAILURES as exc:
+            if services.metrics is not None:
+                services.metrics.load_failed(type(exc).__name__)
+            raise
+        if services.metrics is not None:
+            services.metrics.loaded(model, model.load_seconds)
+    return model
+
+
+class AuditBus:
+    """A NATS connection for audit records, made on first need (never on the request path's warm part)."""
+
+    def __init__(self, settings: Callable[[], InferenceSettings]) -> None:
+        self._settings = settings
+        self._bus: Bus | None = None
+
+    async def get(self) -> Bus:
+        from fermion.events import Bus, BusUnavailable  # nats-py loads with the first audit record
+
+        settings = self._settings()
+        if settings.nats_url is None:
+            raise BusUnavailable("no FERMION_NATS_URL: audit records of this function are only logged")
+        if self._bus is None or not self._bus.connected:
+            self._bus = await Bus.from_settings(settings, name="fermion-inference", timeout_s=3.0)
+        return self._bus
