@@ -427,6 +427,9 @@ def open_registry(settings: StoreSettings) -> Registry:
         s3_region=settings.s3_region,
         s3_sse=settings.s3_sse,
         s3_kms_key_id=settings.s3_kms_key_id,
+        s3_multipart_threshold=settings.s3_multipart_threshold,
+        s3_multipart_part_size=settings.s3_multipart_part_size,
+        s3_multipart_concurrency=settings.s3_multipart_concurrency,
     )
     key_file = settings.signing_key_file
     signer = Signer.from_file(key_file) if key_file is not None and key_file.exists() else None

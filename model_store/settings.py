@@ -25,6 +25,18 @@ class StoreSettings(BaseSettings):
         default="AES256", description="server-side encryption of every object written to S3 (aws:kms: s3_kms_key_id)"
     )
     s3_kms_key_id: str | None = None
+    s3_multipart_threshold: int = Field(
+        default=64 << 20,
+        gt=0,
+        le=5 << 30,
+        description="objects of this many bytes or more go to S3 as a multipart upload (one PUT takes at most 5 GiB)",
+    )
+    s3_multipart_part_size: int = Field(
+        default=16 << 20, ge=5 << 20, le=5 << 30, description="bytes per part of a multipart upload (S3: 5 MiB..5 GiB)"
+    )
+    s3_multipart_concurrency: int = Field(
+        default=4, ge=1, le=64, description="parts of one multipart upload in flight at once (each held in memory)"
+    )
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 PEM key that signs registered versions (default: HOME/keys/signing.key)"
     )

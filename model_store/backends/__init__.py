@@ -19,6 +19,9 @@ def open_store(
     s3_region: str | None = None,
     s3_sse: str = "AES256",
     s3_kms_key_id: str | None = None,
+    s3_multipart_threshold: int | None = None,
+    s3_multipart_part_size: int | None = None,
+    s3_multipart_concurrency: int | None = None,
 ) -> ObjectStore:
     """The object store at `url`; a plain path is a local directory."""
     parsed = urlparse(url)
@@ -27,15 +30,18 @@ def open_store(
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise StoreUnavailable(f"store URL {url!r} names no bucket: use s3://bucket[/prefix]")
-        from .s3 import S3Store
+        from . import s3
 
-        return S3Store(
+        return s3.S3Store(
             parsed.netloc,
             parsed.path,
             endpoint_url=s3_endpoint_url,
             region=s3_region,
             sse=s3_sse,
             kms_key_id=s3_kms_key_id,
+            multipart_threshold=s3_multipart_threshold or s3.MULTIPART_THRESHOLD,
+            multipart_part_size=s3_multipart_part_size or s3.MULTIPART_PART_SIZE,
+            multipart_concurrency=s3_multipart_concurrency or s3.MULTIPART_CONCURRENCY,
         )
     raise StoreUnavailable(f"unsupported store URL {url!r}: the scheme must be one of {', '.join(SCHEMES)}")
 

@@ -2,6 +2,8 @@
 
 Create-only is `If-None-Match: *` and compare-and-swap is `If-Match: <etag>`; both answer
 412 (or 409 for a concurrent conditional write in flight) when another writer got there first.
+Objects from `multipart_threshold` bytes up go in parts (multipart.py), with the same condition on
+the completion; smaller ones in one PutObject.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from ..errors import ObjectNotFound, PreconditionFailed, StoreError, StoreUnavailable
+from ..errors import ObjectNotFound, PreconditionFailed, StoreError, StoreFull, StoreUnavailable
+from . import multipart
 
 _CHUNK = 1 << 20
+MULTIPART_THRESHOLD = 64 << 20
+MULTIPART_PART_SIZE = 16 << 20
+MULTIPART_CONCURRENCY = 4
 _CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+# No room: MinIO's full drives (507) and bucket quota, Ceph RGW's user or bucket quota (a 403).
+_FULL_CODES = {"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "QuotaExceeded", "507"}
 
 
 class S3Store:
@@ -35,8 +43,20 @@ class S3Store:
         client: Any = None,
         sse: str = "AES256",
         kms_key_id: str | None = None,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        multipart_part_size: int = MULTIPART_PART_SIZE,
+        multipart_concurrency: int = MULTIPART_CONCURRENCY,
     ) -> None:
+        if multipart_part_size < multipart.MIN_PART_SIZE:
+            raise ValueError(
+                f"multipart_part_size must be at least {multipart.MIN_PART_SIZE} bytes (S3's smallest part)"
+            )
+        if multipart_concurrency < 1:
+            raise ValueError("multipart_concurrency must be at least 1")
         self.bucket = bucket
+        self._multipart_threshold = multipart_threshold
+        self._multipart_part_size = multipart_part_size
+        self._multipart_concurrency = multipart_concurrency
         # Server-side encryption of every object we write: SSE-S3 by default, SSE-KMS by key id.
         self._sse: dict[str, str] = {}
         if sse != "none":
@@ -56,15 +76,23 @@ class S3Store:
     def _key(self, key: str) -> str:
         return self.prefix + key
 
-    def _fail(self, exc: Exception, key: str) -> StoreError:
+    def _fail(self, exc: Exception, key: str, *, create_only: bool = False) -> StoreError:
         if isinstance(exc, botocore.exceptions.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _FULL_CODES or status == "507":
+                return StoreFull(f"no room to write {key} in {self.url}: {code} (the store's disk or quota is full)")
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "403"):
                 return StoreUnavailable(f"{self.url}: {code}: {exc}")
+            if code == "NoSuchUpload":  # a 404, but about the multipart upload (aborted under us), not the key
+                return StoreError(f"{self.url}/{key}: the multipart upload vanished: {exc}")
             if code in _MISSING_CODES or status == "404":
                 return ObjectNotFound(key)
             if code in _CONFLICT_CODES or status in ("412", "409"):
+                if create_only:
+                    return PreconditionFailed(
+                        f"{key} already exists: a create-only write lost to another writer ({code})"
+                    )
                 return PreconditionFailed(f"{key}: conditional write lost ({code})")
             return StoreError(f"{self.url}/{key}: {code}: {exc}")
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -79,16 +107,35 @@ class S3Store:
             raise self._fail(exc, key) from exc
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
-        extra: dict[str, str] = dict(self._sse)
+        condition: dict[str, str] = {}
         if if_none_match:
-            extra["IfNoneMatch"] = "*"
+            condition["IfNoneMatch"] = "*"
         elif if_match is not None:
-            extra["IfMatch"] = if_match
+            condition["IfMatch"] = if_match
+        if len(data) >= self._multipart_threshold:
+            return self._put_parts(key, data, condition)
         try:
-            out = self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+            out = self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._sse, **condition)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._fail(exc, key) from exc
+            raise self._fail(exc, key, create_only=if_none_match) from exc
         return str(out["ETag"])
+
+    def _put_parts(self, key: str, data: bytes, condition: dict[str, str]) -> str:
+        """A multipart put: aborted on any failure, so a failed write leaves no parts behind."""
+        try:
+            return multipart.upload(
+                self._s3,
+                self.bucket,
+                self._key(key),
+                data,
+                self._sse,
+                condition=condition,
+                part_size=self._multipart_part_size,
+                concurrency=self._multipart_concurrency,
+            )
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            err = self._fail(exc, key, create_only="IfNoneMatch" in condition)
+            raise type(err)(f"{err} (multipart upload of {len(data)} bytes aborted)") from exc
 
     def size(self, key: str) -> int:
         try:
