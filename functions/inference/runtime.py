@@ -274,7 +274,9 @@ class ModelRuntime:
         else:
             path = self.registry.fetch(manifest, filename)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.intra_op_threads or cpu_quota()
+        # One core stays the event loop's (parsing and encoding requests): ORT's pool threads on it would
+        # only contend with it, and waking them costs more than a small model's whole run (bench/serving.py).
+        options.intra_op_num_threads = self.settings.intra_op_threads or max(1, cpu_quota() - 1)
         # ORT's pool spin-waits between runs by default, which starves the event loop that feeds it.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:

@@ -53,7 +53,9 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings, TelemetryS
         default=True, description="give ONNX Runtime's arena memory back after a chunked run (a peak is not kept)"
     )
     max_picture_pixels: int = Field(default=40_000_000, gt=0, description="width x height of one picture (header)")
-    intra_op_threads: int = Field(default=0, ge=0, description="0: the container's CPU quota (cgroup).")
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="0: the container's CPU quota (cgroup) less one core, the event loop's"
+    )
     batching: bool = Field(default=True, description="merge concurrent requests to one model (off under Mangum)")
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_delay_ms: float = Field(default=0.0, ge=0, le=1000, description="extra wait for a batch to fill")
