@@ -19,6 +19,8 @@ from .deps import Keys
 from .errors import AUTHENTICATED, InsufficientStorage, NotFound
 from .params import KeyId, TenantFilter
 
+# A key that should outlive ten years should not expire at all; past the year 9999 a date cannot be written.
+MAX_LIFETIME_S = 10 * 365 * 86400
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=error_responses(*AUTHENTICATED))
 
 
@@ -30,7 +32,9 @@ class KeySpec(BaseModel):
     tenant: Name
     scopes: list[Scope] = Field(min_length=1)
     name: str = Field(default="", max_length=100)
-    expires_in_s: float | None = Field(default=None, gt=0, description="seconds until it expires; none: never")
+    expires_in_s: float | None = Field(
+        default=None, gt=0, le=MAX_LIFETIME_S, description="seconds until it expires (at most ten years); none: never"
+    )
 
 
 def _shown(record: KeyRecord) -> dict[str, Any]:
