@@ -44,8 +44,8 @@ from fermion.model_store import (
     normal_name,
 )
 
-from ..responses import HTTPError, install_error_handlers, translate
-from ..security import Auditor, Authenticator, Principal
+from ..responses import HTTPError, document_validation, error_responses, install_error_handlers, translate
+from ..security import Auditor, Authenticator, Principal, QuotaExceeded
 from ..security.http import SecurityState, also_needs, needs, tenant_of
 from ..telemetry import endpoints, logs
 from ..telemetry.ingest import ingest_metrics
@@ -54,7 +54,18 @@ from .catalog_api import router as catalog_router
 from .console.routes import router as console_router
 from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
-from .errors import TRANSLATIONS, BadUpload, Unavailable, UploadTooLarge
+from .errors import (
+    AUTHENTICATED,
+    TRANSLATIONS,
+    VALIDATION_STATUS,
+    BadRequest,
+    BadUpload,
+    InsufficientStorage,
+    NotFound,
+    OutcomeUnknown,
+    Unavailable,
+    UploadTooLarge,
+)
 from .federations import router as federations_router
 from .idempotency import IdempotencyKey, event_id
 from .jobs_api import router as jobs_router
@@ -95,6 +106,8 @@ class TrainingSpec(BaseModel):
 
 
 class Accepted(BaseModel):
+    """202 of POST /v1/trainings: the job id is the event id."""
+
     job_id: str
     model_name: str
     dataset: DatasetRef
@@ -115,7 +128,9 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
         return app.dependency_overrides.get(get_keys, get_keys)()
 
     app.state.security = SecurityState(Authenticator(keys, settings(), tenant=settings().tenant), Auditor(audit_bus))
-    install_error_handlers(app, log, TRANSLATIONS, validation_status=422)
+    install_error_handlers(app, log, TRANSLATIONS, validation_status=VALIDATION_STATUS)
+    generate_openapi = app.openapi
+    app.openapi = lambda: document_validation(generate_openapi(), VALIDATION_STATUS)  # type: ignore[method-assign]
     app.add_api_route("/healthz", healthz, methods=["GET"])
 
     async def nats_check() -> None:
@@ -131,14 +146,22 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
         (StoreError, Unavailable, BusError),
         ingest_metrics().registry if settings().metrics else None,
     )
-    app.add_api_route("/readyz", readyz, methods=["GET"])
+    app.add_api_route("/readyz", readyz, methods=["GET"], responses={503: {"model": NotReady}})
     # The route's body limit stops an oversized upload as it arrives (by Content-Length, or counting a
     # chunked body) instead of after it has been spooled to disk; the handler then holds the file
     # itself to `max_upload_bytes`.
     limit = settings().max_upload_bytes + FORM_OVERHEAD
-    app.add_api_route("/v1/datasets", upload_dataset, methods=["POST"], status_code=201, max_body_size=limit)
-    app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202)
-    app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202)
+    app.add_api_route(
+        "/v1/datasets",
+        upload_dataset,
+        methods=["POST"],
+        status_code=201,
+        max_body_size=limit,
+        responses=error_responses(*UPLOAD_ERRORS),
+    )
+    jobs = error_responses(*AUTHENTICATED, BadRequest, NotFound, QuotaExceeded, OutcomeUnknown)
+    app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202, responses=jobs)
+    app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202, responses=jobs)
     app.include_router(catalog_router)  # before the registry's /v1/models/{name} routes
     app.include_router(registry_router)
     app.include_router(jobs_router)
@@ -149,6 +172,18 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(console_router)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app
+
+
+# An upload: a file we cannot read or a bad name, over the limit (the route's body limit answers 413
+# too), over the daily quota, the store full, the event unconfirmed.
+UPLOAD_ERRORS = (*AUTHENTICATED, BadUpload, UploadTooLarge, QuotaExceeded, OutcomeUnknown, InsufficientStorage)
+
+
+class NotReady(BaseModel):
+    """503 of /readyz: what is down, and why."""
+
+    ready: bool = False
+    problems: dict[str, str]
 
 
 async def healthz() -> dict[str, bool]:

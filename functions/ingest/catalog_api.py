@@ -19,14 +19,15 @@ from fermion.events.architectures import architectures
 from fermion.events.schemas import Name
 from fermion.model_store import Draft, Lineage, PipelineRule, Pipelines, Signature, TensorSpec
 
-from ..security import Principal
+from ..responses import error_responses
+from ..security import Principal, QuotaExceeded
 from ..security.http import also_needs, needs, tenant_of
 from .deps import RegistryDep, Settings
-from .errors import BadRequest, BadUpload, Unavailable, UploadTooLarge
+from .errors import AUTHENTICATED, BadRequest, BadUpload, InsufficientStorage, NotFound, Unavailable, UploadTooLarge
+from .params import ModelName, PipelineName, Tenant
 from .quotas import check_models
-from .registry_api import Tenant
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], responses=error_responses(*AUTHENTICATED))
 
 
 @router.get("/v1/architectures")
@@ -56,10 +57,10 @@ async def list_pipelines(
     return [r.model_dump(mode="json") for r in rules]
 
 
-@router.put("/v1/pipelines/{name}")
+@router.put("/v1/pipelines/{name}", responses=error_responses(BadRequest, InsufficientStorage))
 async def put_pipeline(
     request: Request,
-    name: str,
+    name: PipelineName,
     spec: PipelineSpec,
     registry: RegistryDep,
     tenant: Tenant = None,
@@ -82,9 +83,13 @@ async def put_pipeline(
     return rule.model_dump(mode="json")
 
 
-@router.delete("/v1/pipelines/{name}")
+@router.delete("/v1/pipelines/{name}", responses=error_responses(NotFound))
 async def delete_pipeline(
-    request: Request, name: str, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("train")
+    request: Request,
+    name: PipelineName,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("train"),
 ) -> dict[str, str]:
     """Remove a rule."""
     scope = tenant_of(request, caller, tenant)
@@ -92,10 +97,14 @@ async def delete_pipeline(
     return {"name": name, "removed": "true"}
 
 
-@router.post("/v1/models/{name}/versions", status_code=201)
+@router.post(
+    "/v1/models/{name}/versions",
+    status_code=201,
+    responses=error_responses(BadUpload, UploadTooLarge, QuotaExceeded, InsufficientStorage),
+)
 async def push_model(
     request: Request,
-    name: str,
+    name: ModelName,
     registry: RegistryDep,
     settings: Settings,
     model: UploadFile = File(..., description="the .onnx file"),

@@ -12,7 +12,11 @@
     ├── InsufficientStorage (507)  the object store is full: nothing was accepted
     └── OutcomeUnknown (504)    the event went out but was not confirmed: it may have been accepted
 
-`TRANSLATIONS` says which registry or bus error a client sees as which of these.
+A request that does not match the OpenAPI document (a parameter or field missing, malformed or
+out of range) is a 422 (`VALIDATION_STATUS`), answered by `functions/responses.py`.
+
+`TRANSLATIONS` says which registry or bus error a client sees as which of these; `AUTHENTICATED`
+and the routes' `responses=` (through `error_responses`) say which of them a route can answer.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from fermion.model_store import (
 from fermion.model_store import NotFound as RegistryNotFound
 
 from ..responses import HTTPError, Translation
-from ..security import QuotaExceeded
+from ..security import Forbidden, QuotaExceeded, Unauthorized
 
 
 class IngestError(HTTPError):
@@ -86,6 +90,12 @@ class Conflict(IngestError):
 
     status = 409
 
+
+VALIDATION_STATUS = 422
+
+# What every route that asks for a key can answer: no key or a bad one, a key without the scope or
+# naming another tenant, and the key store (on the object store) unreachable.
+AUTHENTICATED = (Unauthorized, Forbidden, Unavailable)
 
 TRANSLATIONS = (
     Translation(UsageLimitReached, QuotaExceeded),

@@ -10,16 +10,17 @@ import asyncio
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fermion.events import BusError, Recipe
+from fermion.events import Recipe
 from fermion.events.schemas import NAME_PATTERN, FederationMember, FederationRequested, FederationSpec, Privacy
 from fermion.model_store import AmbiguousDataset, DatasetNotFound, StoreError
 
+from ..responses import error_responses
 from ..security import Principal
 from ..security.http import needs, tenant_of
 from .deps import BusDep, Datasets
-from .errors import BadUpload, NotFound, Unavailable
+from .errors import AUTHENTICATED, BadUpload, NotFound, OutcomeUnknown, Unavailable
 
-router = APIRouter(tags=["federations"])
+router = APIRouter(tags=["federations"], responses=error_responses(*AUTHENTICATED))
 
 
 class HoldoutSelector(BaseModel):
@@ -53,7 +54,7 @@ class FederationBody(BaseModel):
     tenant: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: the key's tenant")
 
 
-@router.post("/v1/federations", status_code=202)
+@router.post("/v1/federations", status_code=202, responses=error_responses(BadUpload, NotFound, OutcomeUnknown))
 async def start_federation(
     request: Request, body: FederationBody, datasets: Datasets, bus: BusDep, caller: Principal = needs("train")
 ) -> dict[str, object]:
@@ -80,8 +81,5 @@ async def start_federation(
     except ValidationError as exc:
         raise BadUpload(f"invalid federation: {exc.errors()[0]['msg']}") from exc
     event = FederationRequested(tenant=tenant, data=spec)
-    try:
-        await bus.publish(event)
-    except BusError as exc:
-        raise Unavailable(f"event bus unavailable, nothing was accepted: {exc}") from exc
+    await bus.publish(event)  # the translations: 503 if it was not sent, 504 if sent but not confirmed
     return {"federation_id": event.id, "model_name": spec.model_name, "rounds": spec.rounds}

@@ -16,13 +16,14 @@ from fastapi import APIRouter, Query, Request
 from fermion.events import Bus, CancelRequest, TrainingCancel, parse_event, subjects
 from fermion.events.jobs import ENDED, DeadLetter, JobStatus, by_prefix, dead_letters, job_statuses
 
+from ..responses import error_responses
 from ..security import Principal
 from ..security.http import needs, tenant_of
 from .deps import BusDep
-from .errors import NotFound
-from .registry_api import Tenant
+from .errors import AUTHENTICATED, NotFound, OutcomeUnknown
+from .params import Tenant
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=error_responses(*AUTHENTICATED))
 TRAINING_LOG = f"{subjects.PREFIX}.training.>"
 
 
@@ -51,7 +52,7 @@ async def list_jobs(
     return [j.as_dict() for j in list(jobs.values())[-limit:]]
 
 
-@router.get("/v1/jobs/{job}")
+@router.get("/v1/jobs/{job}", responses=error_responses(NotFound))
 async def show_job(
     request: Request, job: str, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("read")
 ) -> dict[str, Any]:
@@ -60,7 +61,7 @@ async def show_job(
     return jobs[_one(list(jobs), job)].as_dict()
 
 
-@router.get("/v1/jobs/{job}/events")
+@router.get("/v1/jobs/{job}/events", responses=error_responses(NotFound))
 async def job_events(
     request: Request,
     job: str,
@@ -100,7 +101,7 @@ async def job_events(
     return {"job": state.as_dict() if state else None, "events": found, "next": nxt, "ended": ended}
 
 
-@router.post("/v1/jobs/{job}/cancel", status_code=202)
+@router.post("/v1/jobs/{job}/cancel", status_code=202, responses=error_responses(NotFound, OutcomeUnknown))
 async def cancel_job(
     request: Request, job: str, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("train")
 ) -> dict[str, Any]:
@@ -136,7 +137,7 @@ async def list_dead_letters(
     return [d.as_dict() for d in await _letters(bus, tenant_of(request, caller, tenant))]
 
 
-@router.post("/v1/dlq/{job}/retry", status_code=202)
+@router.post("/v1/dlq/{job}/retry", status_code=202, responses=error_responses(NotFound, OutcomeUnknown))
 async def retry_dead_letter(
     request: Request, job: str, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("train")
 ) -> dict[str, Any]:

@@ -12,11 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from fermion.events.schemas import Name
 from fermion.model_store import KeyRecord, Scope
 
+from ..responses import error_responses
 from ..security import Principal
 from ..security.http import needs
 from .deps import Keys
+from .errors import AUTHENTICATED, InsufficientStorage, NotFound
+from .params import KeyId, TenantFilter
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+# A key that should outlive ten years should not expire at all; past the year 9999 a date cannot be written.
+MAX_LIFETIME_S = 10 * 365 * 86400
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=error_responses(*AUTHENTICATED))
 
 
 class KeySpec(BaseModel):
@@ -27,7 +32,9 @@ class KeySpec(BaseModel):
     tenant: Name
     scopes: list[Scope] = Field(min_length=1)
     name: str = Field(default="", max_length=100)
-    expires_in_s: float | None = Field(default=None, gt=0, description="seconds until it expires; none: never")
+    expires_in_s: float | None = Field(
+        default=None, gt=0, le=MAX_LIFETIME_S, description="seconds until it expires (at most ten years); none: never"
+    )
 
 
 def _shown(record: KeyRecord) -> dict[str, Any]:
@@ -43,7 +50,7 @@ def _shown(record: KeyRecord) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(InsufficientStorage))
 async def create_key(request: Request, spec: KeySpec, keys: Keys, caller: Principal = needs("admin")) -> dict[str, Any]:
     """A new key for a tenant; the answer holds the key itself, which is never shown again."""
     expires = timedelta(seconds=spec.expires_in_s) if spec.expires_in_s else None
@@ -55,13 +62,15 @@ async def create_key(request: Request, spec: KeySpec, keys: Keys, caller: Princi
 
 
 @router.get("")
-async def list_keys(keys: Keys, tenant: str | None = None, caller: Principal = needs("admin")) -> list[dict[str, Any]]:
+async def list_keys(
+    keys: Keys, tenant: TenantFilter = None, caller: Principal = needs("admin")
+) -> list[dict[str, Any]]:
     """Every key (of a tenant), masked."""
     return [_shown(r) for r in await asyncio.to_thread(keys.list, tenant)]
 
 
-@router.delete("/{key_id}")
-async def revoke_key(request: Request, key_id: str, keys: Keys, caller: Principal = needs("admin")) -> dict[str, Any]:
+@router.delete("/{key_id}", responses=error_responses(NotFound, InsufficientStorage))
+async def revoke_key(request: Request, key_id: KeyId, keys: Keys, caller: Principal = needs("admin")) -> dict[str, Any]:
     """Revoke a key; warm functions stop accepting it within their key TTL (5 s by default)."""
     record = await asyncio.to_thread(keys.revoke, key_id)
     request.app.state.security.auditor.record(caller, "key.revoked", key_id, details={"tenant": record.tenant})

@@ -7,19 +7,19 @@ predictions it saw and keeps online accuracy per version, which the rollout cont
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import LabelBatch, LabelEntry, LabelsSubmitted
-from fermion.events.schemas import Name
 
+from ..responses import error_responses
 from ..security import Principal
 from ..security.http import needs, tenant_of
 from .deps import BusDep
+from .errors import AUTHENTICATED, OutcomeUnknown
+from .params import ModelName, Tenant
 
-router = APIRouter(prefix="/v1/models", tags=["monitoring"])
+router = APIRouter(prefix="/v1/models", tags=["monitoring"], responses=error_responses(*AUTHENTICATED))
 
 
 class LabelsBody(BaseModel):
@@ -30,13 +30,13 @@ class LabelsBody(BaseModel):
     labels: list[LabelEntry] = Field(min_length=1, max_length=10_000)
 
 
-@router.post("/{name}/labels", status_code=202)
+@router.post("/{name}/labels", status_code=202, responses=error_responses(OutcomeUnknown))
 async def submit_labels(
     request: Request,
-    name: Name,
+    name: ModelName,
     body: LabelsBody,
     bus: BusDep,
-    tenant: Annotated[str | None, Query(max_length=63, description="default: the key's tenant")] = None,
+    tenant: Tenant = None,
     caller: Principal = needs("infer"),
 ) -> dict[str, object]:
     """Publish true labels for past predictions, by request id (a caller of the model may label its answers)."""

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import AliasMove, Bus, BusError, ModelPromoted
 from fermion.model_store import LATEST, Manifest
 
+from ..responses import error_responses
 from ..security import Principal
 from ..security.http import needs, tenant_of
 from .deps import BusDep, RegistryDep
-from .errors import BadRequest, NotFound
+from .errors import AUTHENTICATED, BadRequest, Conflict, InsufficientStorage, NotFound
+from .params import AliasName, ModelName, Tenant, Version
 
 log = logging.getLogger("fermion.ingest")
-router = APIRouter(prefix="/v1/models", tags=["registry"])
-
-
-Tenant = Annotated[str | None, Query(max_length=63, description="default: the key's tenant (admin keys only)")]
-Version = Annotated[int, Path(ge=1, description="a version number, 1 or more")]
+router = APIRouter(prefix="/v1/models", tags=["registry"], responses=error_responses(*AUTHENTICATED))
+# Moving an alias: `latest` by hand, no such model, version or alias, a lost compare-and-swap, a full store.
+MOVES = error_responses(BadRequest, NotFound, Conflict, InsufficientStorage)
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -52,9 +52,9 @@ async def list_models(
     return [await _call(registry.describe, tenant, n) for n in names]
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=error_responses(NotFound))
 async def model_versions(
-    request: Request, name: str, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
+    request: Request, name: ModelName, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
 ) -> dict[str, Any]:
     """A model's versions with their metrics, and its aliases."""
     tenant = tenant_of(request, caller, tenant)
@@ -76,10 +76,10 @@ async def model_versions(
     return {"name": name, "aliases": info["aliases"], "versions": versions}
 
 
-@router.get("/{name}/versions/{version}")
+@router.get("/{name}/versions/{version}", responses=error_responses(NotFound))
 async def describe_version(
     request: Request,
-    name: str,
+    name: ModelName,
     version: Version,
     registry: RegistryDep,
     tenant: Tenant = None,
@@ -90,11 +90,11 @@ async def describe_version(
     return await _call(registry.manifest, tenant, name, version)
 
 
-@router.put("/{name}/aliases/{alias}")
+@router.put("/{name}/aliases/{alias}", responses=MOVES)
 async def set_alias(
     request: Request,
-    name: str,
-    alias: str,
+    name: ModelName,
+    alias: AliasName,
     update: AliasUpdate,
     registry: RegistryDep,
     bus: BusDep,
@@ -121,11 +121,11 @@ async def set_alias(
     }
 
 
-@router.post("/{name}/aliases/{alias}/rollback")
+@router.post("/{name}/aliases/{alias}/rollback", responses=MOVES)
 async def rollback(
     request: Request,
-    name: str,
-    alias: str,
+    name: ModelName,
+    alias: AliasName,
     registry: RegistryDep,
     bus: BusDep,
     tenant: Tenant = None,
@@ -140,11 +140,11 @@ async def rollback(
     return {"name": name, "alias": alias, "version": now, "previous_version": was, "announced": announced}
 
 
-@router.delete("/{name}/aliases/{alias}", status_code=204)
+@router.delete("/{name}/aliases/{alias}", status_code=204, responses=error_responses(BadRequest, NotFound))
 async def delete_alias(
     request: Request,
-    name: str,
-    alias: str,
+    name: ModelName,
+    alias: AliasName,
     registry: RegistryDep,
     tenant: Tenant = None,
     caller: Principal = needs("promote"),

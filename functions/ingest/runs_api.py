@@ -9,22 +9,21 @@ from fastapi import APIRouter, Query, Request
 
 from fermion.model_store import RunRecord, Runs
 
+from ..responses import error_responses
 from ..security import Principal
 from ..security.http import needs, tenant_of
 from .deps import RegistryDep
-from .errors import BadRequest
+from .errors import AUTHENTICATED, NotFound
+from .params import JobId, ModelFilter, Tenant
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
-
-Tenant = Annotated[str | None, Query(max_length=63, description="default: the key's tenant (admin keys only)")]
-Model = Annotated[str | None, Query(max_length=63, description="only this model's runs")]
+router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=error_responses(*AUTHENTICATED))
 
 
 @router.get("")
 async def list_runs(
     request: Request,
     registry: RegistryDep,
-    model: Model = None,
+    model: ModelFilter = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     tenant: Tenant = None,
     caller: Principal = needs("read"),
@@ -35,7 +34,7 @@ async def list_runs(
     return [_summary(r) for r in runs]
 
 
-@router.get("/compare")
+@router.get("/compare", responses=error_responses(NotFound))
 async def compare_runs(
     request: Request,
     registry: RegistryDep,
@@ -52,19 +51,17 @@ async def compare_runs(
     return {"runs": [r.model_dump(mode="json") for r in runs], "differing_parameters": differs}
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", responses=error_responses(NotFound))
 async def get_run(
     request: Request,
-    job_id: str,
+    job_id: JobId,
     registry: RegistryDep,
-    model: Model = None,
+    model: ModelFilter = None,
     tenant: Tenant = None,
     caller: Principal = needs("read"),
 ) -> dict[str, Any]:
     """One run: parameters, dataset, every epoch, final metrics, version and lineage (or its error)."""
     tenant = tenant_of(request, caller, tenant)
-    if len(job_id) > 200:
-        raise BadRequest("job ids are at most 200 characters")
     record = await asyncio.to_thread(Runs(registry.store).get, tenant, job_id, model)
     return record.model_dump(mode="json")
 
