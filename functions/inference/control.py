@@ -24,12 +24,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..responses import describe_validation, install_error_handlers
-from ..security import Principal, Unauthorized
+from ..security import Forbidden, Principal, Unauthorized
 from ..security.http import authorize
 from ..telemetry import endpoints
 from . import images, preload
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
-from .openapi import INFER_PATHS, SERVER_VERSION, PredictRequest, build_openapi, doc
+from .openapi import ON_A_MODEL, SECURITY, SERVER_VERSION, PredictRequest, build_openapi, doc
+from .protocol import INFER_PATHS
 from .runtime import LoadedModel, ModelRef
 from .services import Services, model_for
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .app import InferenceApp
 
 log = logging.getLogger("fermion.inference")
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 
 
 def create_control_app(core: InferenceApp, infer: ASGIApp) -> FastAPI:
@@ -155,15 +157,32 @@ async def _predict_pictures(
     return JSONResponse(answer)
 
 
+READY = {
+    "security": [{}, *SECURITY],  # a probe needs no key; with one, the answer lists its tenant's models
+    "responses": {
+        "403": doc("", Forbidden)["responses"]["403"],
+        "503": {
+            "description": "not ready: what is down, and why (or, from a key check, the store down)",
+            "content": {
+                "application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/NotReady"}, ERROR_BODY]}}
+            },
+        },
+    },
+}
 CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]] = [
     ("GET", "/v2/health/live", live, None),
-    ("GET", "/v2/health/ready", ready, None),
-    ("GET", "/v2", server_metadata, None),
-    ("GET", "/v2/models/{name}", model_metadata, doc("/v2/models/{name}")),
-    ("GET", "/v2/models/{name}/ready", model_ready, doc("/v2/models/{name}")),
-    ("GET", "/v2/models/{name}/versions/{model_version}", model_metadata, doc("{name}/versions/{model_version}")),
-    ("GET", "/v2/models/{name}/versions/{model_version}/ready", model_ready, doc("{name}/versions/{model_version}")),
-    ("POST", "/v1/models/{name}:predict", predict, doc("{name}", PredictRequest)),
+    ("GET", "/v2/health/ready", ready, READY),
+    ("GET", "/v2", server_metadata, doc("/v2")),
+    ("GET", "/v2/models/{name}", model_metadata, doc("{name}", *ON_A_MODEL)),
+    ("GET", "/v2/models/{name}/ready", model_ready, doc("{name}", *ON_A_MODEL)),
+    ("GET", "/v2/models/{name}/versions/{model_version}", model_metadata, doc("{name}{model_version}", *ON_A_MODEL)),
+    (
+        "GET",
+        "/v2/models/{name}/versions/{model_version}/ready",
+        model_ready,
+        doc("{name}{model_version}", *ON_A_MODEL),
+    ),
+    ("POST", "/v1/models/{name}:predict", predict, doc("{name}", *ON_A_MODEL, PayloadTooLarge, body=PredictRequest)),
 ]
 
 

@@ -1,8 +1,10 @@
 """The inference function's OpenAPI document, including what FastAPI cannot see for itself.
 
-The infer routes are plain Starlette routes and the control routes read their own path
-parameters and bodies (see `app.py` for why), so their parameters, bodies and error statuses are
-described here by hand, from the protocol models and the error classes.
+The infer routes are served without the framework and the control routes read their own path
+parameters and bodies (see `app.py` and `control.py` for why), so their parameters, bodies,
+statuses and security are described here by hand: the parameters from the naming rule, the bodies
+from the protocol models, the statuses from the error classes (`responses.error_responses`, as
+the ingest function's routes get them), each error with the `ErrorBody` every error answer has.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fermion.events.schemas import NAME_PATTERN
+
+from ..responses import ErrorBody, HTTPError, error_responses
+from ..security import Forbidden, Unauthorized
 from .errors import BadRequest, ModelNotFound, ModelUnavailable, PayloadTooLarge
 from .protocol import INFER_PATHS, InferenceRequest, InferenceResponse
 
@@ -24,6 +30,21 @@ try:
 except PackageNotFoundError:
     SERVER_VERSION = "0+unknown"
 
+_NAME = NAME_PATTERN.removeprefix("^").removesuffix("$")
+PARAMETERS = {
+    "name": {
+        "type": "string",
+        "pattern": f"^{_NAME}(?:@{_NAME})?$",
+        "maxLength": 127,
+        "description": "NAME (its default alias), or NAME@ALIAS",
+    },
+    "model_version": {"type": "integer", "minimum": 1, "description": "a version number, 1 or more"},
+}
+# Every route that needs a key: no key or an unknown one, a key without the scope, the key store down.
+AUTHENTICATED: tuple[type[HTTPError], ...] = (Unauthorized, Forbidden, ModelUnavailable)
+ON_A_MODEL = (*AUTHENTICATED, BadRequest, ModelNotFound)
+SECURITY: list[dict[str, list[str]]] = [{"APIKey": []}]
+
 
 class PredictRequest(BaseModel):
     """POST /v1/models/{name}:predict: rows of features, the KServe v1 convenience form."""
@@ -33,11 +54,20 @@ class PredictRequest(BaseModel):
     instances: list[list[float]] = Field(min_length=1)
 
 
-def doc(path: str, body: type[BaseModel] | None = None) -> dict[str, Any]:
-    """OpenAPI for a route that reads its own path parameters (and JSON body)."""
+class NotReady(BaseModel):
+    """503 of /v2/health/ready: what is down, and why."""
+
+    ready: bool = False
+    problems: dict[str, str]
+
+
+def doc(path: str, *errors: type[HTTPError], body: type[BaseModel] | None = None) -> dict[str, Any]:
+    """OpenAPI for a route that reads its own path parameters (and JSON body) and needs a key."""
     names = [n for n in ("name", "model_version") if "{" + n + "}" in path]
     described: dict[str, Any] = {
-        "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+        "parameters": [{"name": n, "in": "path", "required": True, "schema": PARAMETERS[n]} for n in names],
+        "security": SECURITY,
+        "responses": _error_content(*(errors or AUTHENTICATED)),
     }
     if body is not None:
         schema = {"$ref": f"#/components/schemas/{body.__name__}"}
@@ -51,29 +81,53 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         from fastapi.openapi.utils import get_openapi
 
         document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in (InferenceRequest, InferenceResponse, PredictRequest):
+        components = document.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        for model in (InferenceRequest, InferenceResponse, PredictRequest, ErrorBody, NotReady):
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
+        components.setdefault("securitySchemes", {})["APIKey"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key: `Authorization: Bearer fmn_...` (scope `infer`)",
+        }
         for path in INFER_PATHS:
             document["paths"][path] = {"post": _infer_operation(path)}
         app.openapi_schema = document
     return app.openapi_schema
 
 
+def _error_content(*errors: type[HTTPError]) -> dict[str, Any]:
+    """`error_responses` (status, meaning, headers) in OpenAPI's own form, each with the ErrorBody schema."""
+    out: dict[str, Any] = {}
+    for status, described in error_responses(*errors).items():
+        entry = {k: v for k, v in described.items() if k != "model"}
+        entry["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        out[str(status)] = entry
+    return out
+
+
 def _infer_operation(path: str) -> dict[str, Any]:
     ref = "#/components/schemas/"
+    described = doc(path, *ON_A_MODEL, PayloadTooLarge, body=InferenceRequest)
+    described["requestBody"]["content"]["application/octet-stream"] = {
+        "schema": {"type": "string", "format": "binary"},
+        "x-description": "the binary tensor extension: JSON, then raw tensors (Inference-Header-Content-Length)",
+    }
     return {
         "summary": "Infer",
         "description": "Run the model on OIP v2 tensors; `name` may be NAME or NAME@ALIAS.",
         "operationId": "infer" + ("_version" if "model_version" in path else ""),
-        **doc(path, InferenceRequest),
+        **described,
         "responses": {
-            "200": {"content": {"application/json": {"schema": {"$ref": ref + "InferenceResponse"}}}},
-            **{
-                str(error.status): {"description": (error.__doc__ or "").partition(": ")[2]}
-                for error in (BadRequest, ModelNotFound, PayloadTooLarge, ModelUnavailable)
+            "200": {
+                "description": "the outputs (raw bytes after the JSON when binary outputs were asked for)",
+                "content": {
+                    "application/json": {"schema": {"$ref": ref + "InferenceResponse"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
             },
+            **described["responses"],
         },
     }
