@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fermion_argv, free_port, register_digits, serve, stop
+from common import bench_key, fermion_argv, free_port, register_digits, serve, stop
 
 GIB = 1 << 30
 BODY_LIMIT = 5 * 1024 * 1024
@@ -70,7 +70,9 @@ def settled_rss(pid: int, seconds: float = 3.0) -> int:
     return last * 1024
 
 
-def measure(model_home: Path, body: bytes, clients: int, extra_env: dict[str, str]) -> dict[str, float]:
+def measure(
+    model_home: Path, body: bytes, clients: int, extra_env: dict[str, str], auth: dict[str, str]
+) -> dict[str, float]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
     env = {
@@ -82,7 +84,8 @@ def measure(model_home: Path, body: bytes, clients: int, extra_env: dict[str, st
         **extra_env,
     }
     small = json.dumps({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]})
-    proc = serve(fermion_argv(port), env, url, small)
+    headers = {"content-type": "application/json", **auth}  # as deployed: every request authenticated
+    proc = serve(fermion_argv(port), env, url, small, headers)
     try:
         before = settled_rss(proc.pid)
         statuses: list[int] = []
@@ -90,7 +93,7 @@ def measure(model_home: Path, body: bytes, clients: int, extra_env: dict[str, st
 
         def post(_: int) -> None:
             started = time.perf_counter()
-            r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=300)
+            r = httpx.post(url, content=body, headers=headers, timeout=300)
             seconds.append(time.perf_counter() - started)
             statuses.append(r.status_code)
 
@@ -116,6 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fermion-bench-memory-") as tmp:
         home = Path(tmp)
         _, sample, _ = register_digits(home)
+        auth = bench_key(home)
         body, rows = body_at_limit(sample, BODY_LIMIT)
         mb = len(body) / 1e6
         print(f"{args.clients} concurrent requests of {rows} rows each, {mb:.2f} MB JSON (limit {BODY_LIMIT})")
@@ -128,7 +132,7 @@ def main() -> None:
             },
         }
         for label, extra in configs.items():
-            m = measure(home, body, args.clients, extra)
+            m = measure(home, body, args.clients, extra, auth)
             ratio = m["after"] / m["before"]
             print(
                 f"{label:52s} idle before {m['before'] / 2**20:7.0f} MiB  peak {m['peak'] / 2**20:7.0f} MiB  "

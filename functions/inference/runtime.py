@@ -127,6 +127,36 @@ class LoadedModel:
         return dict(zip(names, out, strict=True))
 
 
+CHEAP_RUN_MS = 0.5
+PROBE_ERRORS: tuple[type[Exception], ...] = (*ORT_ERRORS, ValueError, TypeError)
+"""A CPU session whose one-row run takes less than this keeps one intra-op thread (`_cheap`)."""
+
+
+def _cheap(session: ort.InferenceSession) -> bool:
+    """Whether a one-row run of this CPU session is so cheap that an intra-op pool only slows it.
+
+    Such a model runs inline on the event loop (the scheduler's `INLINE_RUN_MS`): waking pool threads
+    costs more than its whole run, and they would contend with the event loop for its core
+    (bench/serving.py). A heavier one runs in worker threads and batches, where the pool pays
+    (bench/batching.py), so its session is made again with the pool. A GPU session keeps its pool
+    (made once: a TensorRT engine is expensive to build twice), as does a model whose inputs cannot
+    be probed with zeros.
+    """
+    if any(p in GPU_PROVIDERS for p in session.get_providers()):
+        return False
+    try:
+        feeds = {
+            i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape], _onnx_dtype(i.type))
+            for i in session.get_inputs()
+        }
+        session.run(None, feeds)  # the first run allocates; time the second
+        started = time.perf_counter()
+        session.run(None, feeds)
+    except PROBE_ERRORS:
+        return False
+    return (time.perf_counter() - started) * 1000 < CHEAP_RUN_MS
+
+
 def _shrinking(providers: list[str]) -> ort.RunOptions:
     """Run options that free the arenas' unused chunks at the end of the run (CPU, and the GPU in use)."""
     options = ort.RunOptions()
@@ -273,20 +303,10 @@ class ModelRuntime:
             path = self.registry.fetch_all(manifest) / filename  # external data must sit beside the model
         else:
             path = self.registry.fetch(manifest, filename)
-        options = ort.SessionOptions()
-        # One core stays the event loop's (parsing and encoding requests): ORT's pool threads on it would
-        # only contend with it, and waking them costs more than a small model's whole run (bench/serving.py).
-        options.intra_op_num_threads = self.settings.intra_op_threads or max(1, cpu_quota() - 1)
-        # ORT's pool spin-waits between runs by default, which starves the event loop that feeds it.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(
-                str(path), options, providers=self._providers(), provider_options=self._provider_options()
-            )
-        except ORT_ERRORS as exc:
-            raise ModelUnavailable(
-                f"{manifest.name} version {manifest.version}: ONNX Runtime cannot load its {variant} file: {exc}"
-            ) from exc
+        pool = self.settings.intra_op_threads or cpu_quota()
+        session = self._session(path, manifest, variant, 1 if self.settings.intra_op_threads == 0 else pool)
+        if self.settings.intra_op_threads == 0 and pool > 1 and not _cheap(session):
+            session = self._session(path, manifest, variant, pool)
         got = session.get_providers()
         wanted_gpu = [p for p in self.settings.provider_order() if p in GPU_PROVIDERS]
         fallback = bool(wanted_gpu) and not any(p in GPU_PROVIDERS for p in got)
@@ -311,6 +331,21 @@ class ModelRuntime:
         log.info("loaded %s version %d on %s in %.3fs", manifest.name, manifest.version, got, seconds)
         size = sum(e.size for e in manifest.files.values())
         return LoadedModel(manifest, session, got, fallback, seconds, variant, size, inputs=inputs)
+
+    def _session(self, path: Path, manifest: Manifest, variant: str, threads: int) -> ort.InferenceSession:
+        """An ONNX Runtime session on the providers asked for, with `threads` intra-op threads."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        # ORT's pool spin-waits between runs by default, which starves the event loop that feeds it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(
+                str(path), options, providers=self._providers(), provider_options=self._provider_options()
+            )
+        except ORT_ERRORS as exc:
+            raise ModelUnavailable(
+                f"{manifest.name} version {manifest.version}: ONNX Runtime cannot load its {variant} file: {exc}"
+            ) from exc
 
     def _provider_options(self) -> list[dict[str, str]]:
         cache = self.settings.trt_cache_dir or str(self.settings.home / "trt-cache")

@@ -54,7 +54,7 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings, TelemetryS
     )
     max_picture_pixels: int = Field(default=40_000_000, gt=0, description="width x height of one picture (header)")
     intra_op_threads: int = Field(
-        default=0, ge=0, description="0: the container's CPU quota (cgroup) less one core, the event loop's"
+        default=0, ge=0, description="0: the CPU quota (cgroup), or 1 for a model whose one-row run is < 0.5 ms"
     )
     batching: bool = Field(default=True, description="merge concurrent requests to one model (off under Mangum)")
     max_batch_size: int = Field(default=32, ge=1, le=4096)
