@@ -57,15 +57,15 @@ def status_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def settled_rss(pid: int, seconds: float = 3.0) -> int:
-    """RSS in bytes once it stops falling (allocators give memory back a moment after the last request)."""
+def settled_rss(pid: int, seconds: float = 5.0) -> int:
+    """RSS in bytes once it has stopped changing for a second (allocators give memory back a moment
+    after the last request), or after `seconds`."""
     deadline = time.monotonic() + seconds
-    last = status_kib(pid, "VmRSS")
-    while time.monotonic() < deadline:
+    last, steady = status_kib(pid, "VmRSS"), 0
+    while time.monotonic() < deadline and steady < 4:
         time.sleep(0.25)
         now = status_kib(pid, "VmRSS")
-        if now >= last:
-            break
+        steady = steady + 1 if now == last else 0
         last = now
     return last * 1024
 

@@ -46,6 +46,7 @@ from .runtime import ModelRef, ModelRuntime, default_runtime
 from .scheduler import Scheduler
 from .services import AuditBus, Services, model_for
 from .settings import InferenceSettings, get_settings
+from .trim import Trimmer
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -113,6 +114,7 @@ class InferenceApp:
             self._serve_infer, function="inference", metrics=None, log=settings().access_log, emf=emf is not None
         )
         self._control: FastAPI | None = None
+        self._trimmer = Trimmer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and (match := INFER_PATH.fullmatch(scope["path"])):
@@ -166,6 +168,8 @@ class InferenceApp:
             alias = services.settings().default_alias if explicit is None else explicit
             metrics.answered(model.name, model.version, alias, started)
         await _answer(send, 200, content, media_type, extra)
+        declared = headers.get("content-length", "")
+        self._trimmer.after(len(content) + (int(declared) if declared.isdigit() else 0))  # a large one: trim after
 
 
 async def infer(

@@ -78,3 +78,24 @@ def test_a_large_request_runs_in_chunks_with_the_same_answer(served, monkeypatch
     np.testing.assert_allclose(np.reshape(r.json()["outputs"][0]["data"], (1000, 3)), expected, rtol=1e-5)
     assert runs == [(300, False), (300, False), (300, False), (100, True)]  # the last chunk shrinks the arena
     assert model is runtime.get(ModelRef.parse("lin"))
+
+
+def test_a_burst_of_large_requests_is_followed_by_one_malloc_trim() -> None:
+    import asyncio
+
+    from fermion.functions.inference.trim import LARGE_BODY, Trimmer
+
+    async def scenario() -> int:
+        trimmer, calls = Trimmer(delay_s=0.05), []
+        assert trimmer._trim is not None, "glibc's malloc_trim is there on this platform"
+        trimmer._trim = lambda: calls.append(1)
+        trimmer.after(1000)  # a small request: nothing to give back
+        await asyncio.sleep(0.1)
+        assert calls == []
+        for _ in range(5):  # a burst: one trim, after its last request
+            trimmer.after(LARGE_BODY)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        return len(calls)
+
+    assert asyncio.run(scenario()) == 1
