@@ -42,7 +42,7 @@ from ..telemetry.readiness import Readiness, store_check
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .protocol import HEADER_LENGTH, INFER_PATHS, InferenceRequest, encode_response, parse_request, to_array
 from .routing import Traffic
-from .runtime import ModelRef, ModelRuntime, default_runtime
+from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
 from .scheduler import Scheduler
 from .services import AuditBus, Services, model_for
 from .settings import InferenceSettings, get_settings
@@ -164,8 +164,9 @@ class InferenceApp:
             return
         if metrics is not None:
             params = scope["path_params"]
-            explicit = params["name"].partition("@")[2] or ("" if "model_version" in params else None)
-            alias = services.settings().default_alias if explicit is None else explicit
+            alias = params["name"].partition("@")[2]  # NAME@ALIAS
+            if not alias and "model_version" not in params:  # a bare name: its default alias
+                alias = services.settings().default_alias
             metrics.answered(model.name, model.version, alias, started)
         await _answer(send, 200, content, media_type, extra)
         declared = headers.get("content-length", "")
@@ -174,7 +175,7 @@ class InferenceApp:
 
 async def infer(
     services: Services, security: SecurityState, scope: Scope, headers: dict[str, str], receive: Receive
-) -> tuple[bytes, bytes, dict[str, str], Any]:
+) -> tuple[bytes, bytes, dict[str, str], LoadedModel]:
     """Run the model on OIP v2 tensors (JSON, or the binary tensor extension): body, type, headers, model."""
     caller = await security.authorize(headers.get("authorization"), "infer", f"POST {scope['path']}")
     settings = services.settings()
