@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fermion.functions.inference.app import create_app
-from fermion.functions.inference.runtime import ModelRuntime
+from fermion.functions.inference.runtime import ModelRef, ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Registry
 from tests.conftest import api_key, bearer, linear_draft, linear_onnx
@@ -423,8 +423,6 @@ def test_the_infer_route_answers_without_the_framework(served) -> None:  # type:
 
 
 def test_a_client_that_leaves_mid_body_gets_no_answer_and_breaks_nothing(served) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-
     client, _ = served
     app = client.app
     sent: list[dict] = []
@@ -448,3 +446,27 @@ def test_a_client_that_leaves_mid_body_gets_no_answer_and_breaks_nothing(served)
     asyncio.run(app(scope, receive, send))
     assert sent == []
     assert client.post("/v2/models/lin/infer", json=_body(np.ones((1, 4), np.float32))).status_code == 200
+
+
+def test_a_cheap_model_gets_one_intra_op_thread_and_a_heavy_one_the_pool(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.functions.inference import runtime as rt
+
+    registry.register("default", "lin", {"model.onnx": linear_onnx(seed=1)}, linear_draft())
+    settings = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"])
+    threads = rt.ModelRuntime(registry, settings).get(ModelRef.parse("lin"), "default")
+    assert threads.session.get_session_options().intra_op_num_threads == 1  # a one-row run in microseconds
+    if rt.cpu_quota() == 1:
+        pytest.skip("one CPU here: the pool is one thread too")
+    monkeypatch.setattr(rt, "CHEAP_RUN_MS", 0.0)  # every run is "heavy": the session is made again with the pool
+    heavy = rt.ModelRuntime(registry, settings).get(ModelRef.parse("lin"), "default")
+    assert heavy.session.get_session_options().intra_op_num_threads == rt.cpu_quota()
+    pinned = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], intra_op_threads=3)
+    assert (
+        rt.ModelRuntime(registry, pinned)
+        .get(ModelRef.parse("lin"), "default")
+        .session.get_session_options()
+        .intra_op_num_threads
+        == 3
+    )  # an explicit setting is taken as it is
