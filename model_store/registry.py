@@ -99,14 +99,25 @@ class Registry:
         *,
         cache_max_bytes: int = 2 << 30,
         signer: Signer | None = None,
+        signing_key: Path | None = None,
         verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
-        self.signer = signer  # signs each manifest it registers
+        self._signer = signer
+        self._signing_key = signing_key
         self.verifier = verifier  # refuses a manifest no trusted key signed
         self.claims = EventClaims(store)
         self._conformant = False
+
+    @property
+    def signer(self) -> Signer | None:
+        """What signs each manifest this registry registers: the one given, or the `signing_key` file's,
+        loaded by the first registration (a process that only reads, inference, never loads a private key).
+        """
+        if self._signer is None and self._signing_key is not None and self._signing_key.exists():
+            self._signer = Signer.from_file(self._signing_key)
+        return self._signer
 
     def _writable(self) -> None:
         # Probed once per registry, before its first write: never write to a store that would corrupt it.
@@ -431,13 +442,11 @@ def open_registry(settings: StoreSettings) -> Registry:
         s3_multipart_part_size=settings.s3_multipart_part_size,
         s3_multipart_concurrency=settings.s3_multipart_concurrency,
     )
-    key_file = settings.signing_key_file
-    signer = Signer.from_file(key_file) if key_file is not None and key_file.exists() else None
     verifier = Verifier.from_texts(settings.trusted_public_keys()) if settings.verify_signatures else None
     return Registry(
         store,
         settings.cache_dir or settings.home / "cache",
         cache_max_bytes=settings.cache_max_bytes,
-        signer=signer,
+        signing_key=settings.signing_key_file,
         verifier=verifier,
     )

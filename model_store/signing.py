@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -49,13 +48,13 @@ class VersionSignature(BaseModel):
 
 def public_key_text(key: Ed25519PublicKey) -> str:
     """A public key as base64 of its 32 raw bytes (the form `trusted_keys` takes)."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = key.public_bytes_raw()
     return base64.b64encode(raw).decode()
 
 
 def _fingerprint(key: Ed25519PublicKey) -> str:
     """First 16 hex digits of the sha256 of the raw public key."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = key.public_bytes_raw()
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
@@ -69,6 +68,8 @@ class Signer:
     @classmethod
     def from_file(cls, path: Path) -> Signer:
         """Load a PEM (PKCS#8) Ed25519 private key."""
+        from cryptography.hazmat.primitives import serialization  # PEM: signers only (10 ms of imports)
+
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError) as exc:
@@ -134,6 +135,8 @@ def generate_key_pair(directory: Path, name: str = "signing") -> tuple[Path, Pat
     directory.mkdir(parents=True, exist_ok=True)
     private, public = directory / f"{name}.key", directory / f"{name}.pub"
     if not private.exists():
+        from cryptography.hazmat.primitives import serialization  # PEM: signers only (10 ms of imports)
+
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -174,7 +177,7 @@ class SigningKey:
     @property
     def public_key(self) -> bytes:
         """The 32-byte public key."""
-        return self.private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return self.private.public_key().public_bytes_raw()
 
     @property
     def key_id(self) -> str:
@@ -187,6 +190,8 @@ class SigningKey:
 
     def pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM."""
+        from cryptography.hazmat.primitives import serialization  # PEM: signers only (10 ms of imports)
+
         return self.private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -194,6 +199,8 @@ class SigningKey:
     @classmethod
     def load(cls, path: Path) -> SigningKey:
         """The key in a PEM file; SigningError when it is not an Ed25519 private key."""
+        from cryptography.hazmat.primitives import serialization  # PEM: signers only (10 ms of imports)
+
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError, TypeError) as exc:
