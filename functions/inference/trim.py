@@ -11,8 +11,6 @@ Elsewhere than glibc it does nothing.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -21,8 +19,10 @@ LARGE_BODY = 1 << 20  # bytes: a request this large is followed by a trim
 
 
 def _malloc_trim() -> Callable[[], object] | None:
+    import ctypes  # on the first large request, not on the cold start
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname (find_library would spawn ldconfig)
         trim = libc.malloc_trim
     except (OSError, AttributeError):
         return None  # not glibc (musl, macOS): nothing to ask
@@ -34,14 +34,18 @@ class Trimmer:
     """Schedules one `malloc_trim` a moment after large requests (debounced)."""
 
     def __init__(self, delay_s: float = 0.2) -> None:
-        self._trim = _malloc_trim()
+        self._trim: Callable[[], object] | bool | None = False  # False: not looked up yet
         self._delay_s = delay_s
         self._scheduled: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
 
     def after(self, body_bytes: int) -> None:
         """Note an answered request of `body_bytes`; a large one schedules a trim (once per burst)."""
-        if body_bytes < LARGE_BODY or self._trim is None:
+        if body_bytes < LARGE_BODY:
+            return
+        if self._trim is False:
+            self._trim = _malloc_trim()
+        if self._trim is None:
             return
         loop = asyncio.get_running_loop()
         if self._scheduled is not None:
@@ -50,7 +54,7 @@ class Trimmer:
 
     def _start(self) -> None:
         self._scheduled = None
-        assert self._trim is not None
+        assert callable(self._trim)
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._trim))
         self._tasks.add(task)  # held until done (the loop keeps only weak references)
         task.add_done_callback(self._tasks.discard)

@@ -86,8 +86,10 @@ def test_a_burst_of_large_requests_is_followed_by_one_malloc_trim() -> None:
     from fermion.functions.inference.trim import LARGE_BODY, Trimmer
 
     async def scenario() -> int:
+        from fermion.functions.inference.trim import _malloc_trim
+
+        assert _malloc_trim() is not None, "glibc's malloc_trim is there on this platform"
         trimmer, calls = Trimmer(delay_s=0.05), []
-        assert trimmer._trim is not None, "glibc's malloc_trim is there on this platform"
         trimmer._trim = lambda: calls.append(1)
         trimmer.after(1000)  # a small request: nothing to give back
         await asyncio.sleep(0.1)
