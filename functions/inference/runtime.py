@@ -128,6 +128,8 @@ class LoadedModel:
 
 
 CHEAP_RUN_MS = 0.5
+PROBE_MAX_BYTES = 16 << 20
+"""Files larger than this are not probed (making their session twice would cost more than it saves)."""
 PROBE_ERRORS: tuple[type[Exception], ...] = (*ORT_ERRORS, ValueError, TypeError)
 """A CPU session whose one-row run takes less than this keeps one intra-op thread (`_cheap`)."""
 
@@ -299,13 +301,17 @@ class ModelRuntime:
 
     def _load(self, manifest: Manifest, variant: str, filename: str) -> LoadedModel:
         started = time.perf_counter()
-        if set(manifest.files) - {filename, *manifest.variants.values()}:
+        external = bool(set(manifest.files) - {filename, *manifest.variants.values()})
+        if external:
             path = self.registry.fetch_all(manifest) / filename  # external data must sit beside the model
         else:
             path = self.registry.fetch(manifest, filename)
         pool = self.settings.intra_op_threads or cpu_quota()
-        session = self._session(path, manifest, variant, 1 if self.settings.intra_op_threads == 0 else pool)
-        if self.settings.intra_op_threads == 0 and pool > 1 and not _cheap(session):
+        # Probe only what could be cheap: a large model gets the pool at once (its session never made twice).
+        small = not external and path.stat().st_size <= PROBE_MAX_BYTES
+        probe = self.settings.intra_op_threads == 0 and pool > 1 and small
+        session = self._session(path, manifest, variant, 1 if probe else pool)
+        if probe and not _cheap(session):
             session = self._session(path, manifest, variant, pool)
         got = session.get_providers()
         wanted_gpu = [p for p in self.settings.provider_order() if p in GPU_PROVIDERS]
