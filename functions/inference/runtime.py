@@ -302,10 +302,8 @@ class ModelRuntime:
     def _load(self, manifest: Manifest, variant: str, filename: str) -> LoadedModel:
         started = time.perf_counter()
         external = bool(set(manifest.files) - {filename, *manifest.variants.values()})
-        if external:
-            path = self.registry.fetch_all(manifest) / filename  # external data must sit beside the model
-        else:
-            path = self.registry.fetch(manifest, filename)
+        # External data must sit beside the model: fetch every file then.
+        path = self.registry.fetch_all(manifest) / filename if external else self.registry.fetch(manifest, filename)
         pool = self.settings.intra_op_threads or cpu_quota()
         # Probe only what could be cheap: a large model gets the pool at once (its session never made twice).
         small = not external and path.stat().st_size <= PROBE_MAX_BYTES
