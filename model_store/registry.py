@@ -99,25 +99,14 @@ class Registry:
         *,
         cache_max_bytes: int = 2 << 30,
         signer: Signer | None = None,
-        signing_key: Path | None = None,
         verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
-        self._signer = signer
-        self._signing_key = signing_key
+        self.signer = signer  # signs each manifest it registers
         self.verifier = verifier  # refuses a manifest no trusted key signed
         self.claims = EventClaims(store)
         self._conformant = False
-
-    @property
-    def signer(self) -> Signer | None:
-        """What signs each manifest this registry registers: the one given, or the `signing_key` file's,
-        loaded by the first registration (a process that only reads, inference, never loads a private key).
-        """
-        if self._signer is None and self._signing_key is not None and self._signing_key.exists():
-            self._signer = Signer.from_file(self._signing_key)
-        return self._signer
 
     def _writable(self) -> None:
         # Probed once per registry, before its first write: never write to a store that would corrupt it.
@@ -430,8 +419,13 @@ class Registry:
         return ModelSummary(name=name, versions=self.versions(tenant, name), aliases=aliases)
 
 
-def open_registry(settings: StoreSettings) -> Registry:
-    """The registry the settings describe."""
+def open_registry(settings: StoreSettings, *, signs: bool = True) -> Registry:
+    """The registry the settings describe.
+
+    `signs=False` for a process that only reads (inference): it never loads the private signing key
+    (nor cryptography's PEM machinery: start-up time). A writer loads it here, so a bad key stops it
+    at start, not after a training, with a version claimed.
+    """
     store = open_store(
         settings.store_url,
         s3_endpoint_url=settings.s3_endpoint_url,
@@ -442,11 +436,13 @@ def open_registry(settings: StoreSettings) -> Registry:
         s3_multipart_part_size=settings.s3_multipart_part_size,
         s3_multipart_concurrency=settings.s3_multipart_concurrency,
     )
+    key_file = settings.signing_key_file if signs else None
+    signer = Signer.from_file(key_file) if key_file is not None and key_file.exists() else None
     verifier = Verifier.from_texts(settings.trusted_public_keys()) if settings.verify_signatures else None
     return Registry(
         store,
         settings.cache_dir or settings.home / "cache",
         cache_max_bytes=settings.cache_max_bytes,
-        signing_key=settings.signing_key_file,
+        signer=signer,
         verifier=verifier,
     )

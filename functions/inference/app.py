@@ -147,7 +147,8 @@ class InferenceApp:
         return self.control.openapi()
 
     async def _serve_infer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        # The first of a repeated header wins, as Starlette's `Headers.get` answers.
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
         services: Services = self.state.services
         metrics = services.metrics
         started = time.perf_counter()

@@ -129,6 +129,7 @@ class LoadedModel:
 
 CHEAP_RUN_MS = 0.5
 PROBE_MAX_BYTES = 16 << 20
+PROBE_MAX_ELEMENTS = 65_536  # the scheduler's INLINE_ELEMENTS: a larger row never runs inline
 """Files larger than this are not probed (making their session twice would cost more than it saves)."""
 PROBE_ERRORS: tuple[type[Exception], ...] = (*ORT_ERRORS, ValueError, TypeError)
 """A CPU session whose one-row run takes less than this keeps one intra-op thread (`_cheap`)."""
@@ -151,7 +152,12 @@ def _cheap(session: ort.InferenceSession) -> bool:
             i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape], _onnx_dtype(i.type))
             for i in session.get_inputs()
         }
-        session.run(None, feeds)  # the first run allocates; time the second
+        if sum(a.size for a in feeds.values()) > PROBE_MAX_ELEMENTS:
+            return False  # a row this large never runs inline anyway: no need to run it to know
+        started = time.perf_counter()
+        session.run(None, feeds)  # the first run allocates: far over the bar, it says enough
+        if (time.perf_counter() - started) * 1000 > 20 * CHEAP_RUN_MS:
+            return False
         started = time.perf_counter()
         session.run(None, feeds)
     except PROBE_ERRORS:
@@ -307,7 +313,8 @@ class ModelRuntime:
         pool = self.settings.intra_op_threads or cpu_quota()
         # Probe only what could be cheap: a large model gets the pool at once (its session never made twice).
         small = not external and path.stat().st_size <= PROBE_MAX_BYTES
-        probe = self.settings.intra_op_threads == 0 and pool > 1 and small
+        cpu_only = not any(p in GPU_PROVIDERS for p in self._providers())  # a GPU session is made once
+        probe = self.settings.intra_op_threads == 0 and pool > 1 and small and cpu_only
         session = self._session(path, manifest, variant, 1 if probe else pool)
         if probe and not _cheap(session):
             session = self._session(path, manifest, variant, pool)
@@ -377,4 +384,4 @@ class ModelRuntime:
 def default_runtime() -> ModelRuntime:
     """The process's model runtime, built once from the settings."""
     settings = get_settings()
-    return ModelRuntime(open_registry(settings), settings)
+    return ModelRuntime(open_registry(settings, signs=False), settings)  # inference only reads and verifies

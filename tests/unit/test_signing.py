@@ -59,3 +59,18 @@ def test_a_key_is_made_once_under_home_and_read_back(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("not a key")
     with pytest.raises(SigningError):
         SigningKey.load(tmp_path / "junk.pem")
+
+
+def test_a_reader_never_loads_the_signing_key_and_a_writer_refuses_a_bad_one_at_start(tmp_path: Path) -> None:
+    from fermion.model_store import StoreSettings, open_registry
+    from fermion.model_store.signing import SignatureError, generate_key_pair
+
+    settings = StoreSettings(home=tmp_path)
+    generate_key_pair(tmp_path / "keys")
+    assert open_registry(settings).signer is not None  # a writer signs what it registers
+    assert open_registry(settings, signs=False).signer is None  # inference: verifies, never signs
+    (tmp_path / "keys" / "signing.key").write_text("not a key")
+    with pytest.raises(SignatureError, match="cannot load the signing key"):
+        open_registry(settings)  # at start: before a training, before a version is claimed
+    verifying = StoreSettings(home=tmp_path, verify_signatures=True)
+    assert open_registry(verifying, signs=False).verifier is not None
