@@ -65,10 +65,10 @@ def asgi_call(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> Call
 async def measure(home: Path, model: Path, body: bytes, auth: dict[str, str], calls: int) -> None:
     from pydantic_core import from_json, to_json
 
-    from fermion.functions.inference.app import app, read_body
+    from fermion.functions.inference.app import app
     from fermion.functions.inference.protocol import encode_response, parse_request, to_array
     from fermion.functions.inference.runtime import ModelRef
-    from fermion.functions.inference.services import model_for
+    from fermion.functions.inference.services import model_for, read_body
 
     namespace: dict[str, Any] = {}
     exec(BARE_ASGI.replace("MODEL", repr(str(model))), namespace)

@@ -39,12 +39,12 @@ from ..telemetry.emf import Emf
 from ..telemetry.endpoints import metrics_of
 from ..telemetry.inference import InferenceMetrics
 from ..telemetry.readiness import Readiness, store_check
-from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
+from .errors import TRANSLATIONS, BadRequest, ModelUnavailable
 from .protocol import HEADER_LENGTH, INFER_PATHS, InferenceRequest, encode_response, parse_request, to_array
 from .routing import Traffic
 from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
 from .scheduler import Scheduler
-from .services import AuditBus, Services, model_for
+from .services import AuditBus, Disconnected, Services, model_for, read_body
 from .settings import InferenceSettings, get_settings
 from .trim import Trimmer
 
@@ -66,10 +66,6 @@ class InferRoute(NamedTuple):
 
 
 ROUTES = {False: InferRoute(INFER_PATHS[0]), True: InferRoute(INFER_PATHS[1])}
-
-
-class Disconnected(Exception):
-    """The client went away before its body arrived: there is nobody to answer."""
 
 
 def create_app(
@@ -205,25 +201,6 @@ async def infer(
         return content, b"application/json", extra, model
     extra["Inference-Header-Content-Length"] = str(header_length)
     return content, b"application/octet-stream", extra, model
-
-
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The body, refused with a 413 as soon as it is known to be over `limit` (never buffered whole)."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size, more = 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:  # chunked, or more than it declared: count as it arrives
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes ({size} received so far)")
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -29,16 +29,15 @@ from ..security.http import authorize
 from ..telemetry import endpoints
 from . import images, preload
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
-from .openapi import ON_A_MODEL, SECURITY, SERVER_VERSION, PredictRequest, build_openapi, doc
+from .openapi import ERROR_BODY, ON_A_MODEL, SECURITY, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import INFER_PATHS
 from .runtime import LoadedModel, ModelRef
-from .services import Services, model_for
+from .services import Services, model_for, read_body
 
 if TYPE_CHECKING:
     from .app import InferenceApp
 
 log = logging.getLogger("fermion.inference")
-ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 
 
 def create_control_app(core: InferenceApp, infer: ASGIApp) -> FastAPI:
@@ -111,7 +110,7 @@ async def predict(request: Request) -> Response:
     """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
     caller = await authorize(request, "infer")
     services: Services = request.app.state.services
-    raw = await _read_body(request, services.settings().max_body_bytes)
+    raw = await read_body(request.receive, request.headers.get("content-length"), services.settings().max_body_bytes)
     ref = ModelRef.parse(request.path_params["name"])
     if images.is_picture_request(request.headers, raw):  # pictures in (images.py)
         return await _predict_pictures(request, services, caller, ref, raw)
@@ -184,22 +183,6 @@ CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]]
     ),
     ("POST", "/v1/models/{name}:predict", predict, doc("{name}", *ON_A_MODEL, PayloadTooLarge, body=PredictRequest)),
 ]
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with a 413 as soon as it is known to be over `limit` (never buffered whole)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    if declared is not None:
-        return await request.body()  # at most `limit` bytes, as declared
-    chunks, size = [], 0
-    async for chunk in request.stream():  # chunked: count as it arrives
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes ({size} received so far)")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _ref(request: Request) -> ModelRef:

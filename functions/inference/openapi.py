@@ -44,6 +44,7 @@ PARAMETERS = {
 AUTHENTICATED: tuple[type[HTTPError], ...] = (Unauthorized, Forbidden, ModelUnavailable)
 ON_A_MODEL = (*AUTHENTICATED, BadRequest, ModelNotFound)
 SECURITY: list[dict[str, list[str]]] = [{"APIKey": []}]
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 
 
 class PredictRequest(BaseModel):
@@ -103,7 +104,7 @@ def _error_content(*errors: type[HTTPError]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, described in error_responses(*errors).items():
         entry = {k: v for k, v in described.items() if k != "model"}
-        entry["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        entry["content"] = {"application/json": {"schema": ERROR_BODY}}
         out[str(status)] = entry
     return out
 

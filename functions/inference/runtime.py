@@ -127,9 +127,10 @@ class LoadedModel:
         return dict(zip(names, out, strict=True))
 
 
-CHEAP_RUN_MS = 0.5
+INLINE_ELEMENTS = 65_536  # tensors up to this many elements may run on the event loop...
+INLINE_RUN_MS = 0.5  # ...when the model's recent cost per row, times the request's rows, is below this
+"""The scheduler's bar for running inline; `_cheap` gives a CPU session that passes it one intra-op thread."""
 PROBE_MAX_BYTES = 16 << 20
-PROBE_MAX_ELEMENTS = 65_536  # the scheduler's INLINE_ELEMENTS: a larger row never runs inline
 """Files larger than this are not probed (making their session twice would cost more than it saves)."""
 PROBE_ERRORS: tuple[type[Exception], ...] = (*ORT_ERRORS, ValueError, TypeError)
 """A CPU session whose one-row run takes less than this keeps one intra-op thread (`_cheap`)."""
@@ -138,7 +139,7 @@ PROBE_ERRORS: tuple[type[Exception], ...] = (*ORT_ERRORS, ValueError, TypeError)
 def _cheap(session: ort.InferenceSession) -> bool:
     """Whether a one-row run of this CPU session is so cheap that an intra-op pool only slows it.
 
-    Such a model runs inline on the event loop (the scheduler's `INLINE_RUN_MS`): waking pool threads
+    Such a model runs inline on the event loop (`INLINE_RUN_MS`, the scheduler's bar): waking pool threads
     costs more than its whole run, and they would contend with the event loop for its core
     (bench/serving.py). A heavier one runs in worker threads and batches, where the pool pays
     (bench/batching.py), so its session is made again with the pool. A GPU session keeps its pool
@@ -152,17 +153,17 @@ def _cheap(session: ort.InferenceSession) -> bool:
             i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape], _onnx_dtype(i.type))
             for i in session.get_inputs()
         }
-        if sum(a.size for a in feeds.values()) > PROBE_MAX_ELEMENTS:
+        if sum(a.size for a in feeds.values()) > INLINE_ELEMENTS:
             return False  # a row this large never runs inline anyway: no need to run it to know
         started = time.perf_counter()
         session.run(None, feeds)  # the first run allocates: far over the bar, it says enough
-        if (time.perf_counter() - started) * 1000 > 20 * CHEAP_RUN_MS:
+        if (time.perf_counter() - started) * 1000 > 20 * INLINE_RUN_MS:
             return False
         started = time.perf_counter()
         session.run(None, feeds)
     except PROBE_ERRORS:
         return False
-    return (time.perf_counter() - started) * 1000 < CHEAP_RUN_MS
+    return (time.perf_counter() - started) * 1000 < INLINE_RUN_MS
 
 
 def _shrinking(providers: list[str]) -> ort.RunOptions:

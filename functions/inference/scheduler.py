@@ -19,11 +19,8 @@ import numpy as np
 
 from .batching import Batcher
 from .errors import PayloadTooLarge
-from .runtime import LoadedModel, rows_of
+from .runtime import INLINE_ELEMENTS, INLINE_RUN_MS, LoadedModel, rows_of
 from .settings import InferenceSettings
-
-INLINE_ELEMENTS = 65_536  # tensors up to this many elements may run on the event loop...
-INLINE_RUN_MS = 0.5  # ...when the model's recent cost per row, times the request's rows, is below this
 
 Key = tuple[str, str, int, str]
 OnRun = Callable[[str, int, float, Iterable[float]], None]

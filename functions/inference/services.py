@@ -1,4 +1,4 @@
-"""What the inference routes work with (`app.state.services`), and how a route gets its model."""
+"""What the inference routes work with (`app.state.services`), how a route gets its model and its body."""
 
 from __future__ import annotations
 
@@ -12,16 +12,22 @@ from fermion.model_store import IntegrityError, StoreUnavailable
 
 from ..security import Principal
 from ..telemetry.inference import InferenceMetrics
-from .errors import ModelUnavailable
+from .errors import ModelUnavailable, PayloadTooLarge
 from .routing import Traffic
 from .runtime import LoadedModel, ModelRef, ModelRuntime
 from .scheduler import Scheduler
 from .settings import InferenceSettings
 
 if TYPE_CHECKING:
+    from starlette.types import Receive
+
     from fermion.events import Bus
 
 LOAD_FAILURES = (ModelUnavailable, IntegrityError, StoreUnavailable)
+
+
+class Disconnected(Exception):
+    """The client went away before its body arrived: there is nobody to answer."""
 
 
 @dataclass(frozen=True)
@@ -68,3 +74,22 @@ class AuditBus:
         if self._bus is None or not self._bus.connected:
             self._bus = await Bus.from_settings(settings, name="fermion-inference", timeout_s=3.0)
         return self._bus
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The body, refused with a 413 as soon as it is known to be over `limit` (never buffered whole)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:  # chunked, or more than it declared: count as it arrives
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes ({size} received so far)")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

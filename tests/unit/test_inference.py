@@ -459,7 +459,7 @@ def test_a_cheap_model_gets_one_intra_op_thread_and_a_heavy_one_the_pool(
     assert threads.session.get_session_options().intra_op_num_threads == 1  # a one-row run in microseconds
     if rt.cpu_quota() == 1:
         pytest.skip("one CPU here: the pool is one thread too")
-    monkeypatch.setattr(rt, "CHEAP_RUN_MS", 0.0)  # every run is "heavy": the session is made again with the pool
+    monkeypatch.setattr(rt, "INLINE_RUN_MS", 0.0)  # every run is "heavy": the session is made again with the pool
     heavy = rt.ModelRuntime(registry, settings).get(ModelRef.parse("lin"), "default")
     assert heavy.session.get_session_options().intra_op_num_threads == rt.cpu_quota()
     pinned = InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], intra_op_threads=3)
