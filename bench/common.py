@@ -78,8 +78,9 @@ def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
 
     from fermion.compile import check_parity, export_onnx
     from fermion.events import Recipe
-    from fermion.functions.trainer.train import Dataset, train
     from fermion.model_store import Draft, Signature, TensorSpec
+    from fermion.training.data import Dataset
+    from fermion.training.loop import train
 
     d = load_digits()
     ds = Dataset(d.data.astype(np.float32), d.target.astype(np.int64), [str(i) for i in range(10)])

@@ -3,7 +3,7 @@
 Trains the `cnn` architecture on synthetic square images big enough for compute to outweigh the
 gradient all-reduce, through the same code a trainer runs: `train()` in-process for 1 worker
 (torch's default threads), and torch's elastic launcher with 2 ranks of one thread each
-(functions/trainer/distributed.py). Prints the median training samples/s over the epochs after the
+(training/distributed.py). Prints the median training samples/s over the epochs after the
 first (summed over ranks) and the ratio; then, for the 1-worker run with a checkpoint every epoch,
 the checkpoint's size and write time per epoch, and the time to resume (read, verify, load).
 
@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from fermion.events import DatasetRef, Recipe, TrainingRequest, TrainingRequested
-from fermion.functions.trainer.architectures import build
-from fermion.functions.trainer.checkpointing import Checkpointer, CheckpointPolicy
-from fermion.functions.trainer.distributed import train_distributed
-from fermion.functions.trainer.train import Dataset, train
 from fermion.model_store import DatasetStore, LocalDirStore
+from fermion.training.architectures import build
+from fermion.training.checkpoints import Checkpointer, CheckpointPolicy
+from fermion.training.data import Dataset
+from fermion.training.distributed import train_distributed
+from fermion.training.loop import train
 
 
 def images(rows: int, side: int, classes: int = 10, seed: int = 0) -> Dataset:

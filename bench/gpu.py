@@ -28,8 +28,8 @@ from batching import MODELS, lua_body
 from common import bench_key, bench_registry, fermion_argv, free_port, run_ms, serve, stop, wrk
 
 from fermion.compile import convert_fp16, export_onnx
-from fermion.functions.trainer.architectures import build
 from fermion.model_store import Draft, Signature, TensorSpec
+from fermion.training.architectures import build
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],

@@ -79,9 +79,10 @@ def register_picture_model(home: Path) -> tuple[bytes, np.ndarray]:
 
     from fermion.compile import export_onnx
     from fermion.events import ImageContract, Recipe
-    from fermion.functions.trainer.train import Dataset, train
     from fermion.imaging import decode
     from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
+    from fermion.training.data import Dataset
+    from fermion.training.loop import train
 
     pngs, y = digit_pngs()
     contract = ImageContract(height=28, width=28, channels=1)

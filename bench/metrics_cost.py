@@ -73,7 +73,7 @@ def calls_us(n: int = 100_000) -> float:
     """What one request's metrics calls cost by themselves (answered + one inline run), in microseconds."""
     from prometheus_client import CollectorRegistry
 
-    from fermion.functions.telemetry.inference import InferenceMetrics
+    from fermion.service.observability.inference import InferenceMetrics
 
     metrics = InferenceMetrics(CollectorRegistry())
     started = time.perf_counter()

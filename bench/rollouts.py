@@ -118,7 +118,7 @@ def _request_path_cost(n: int = 100_000) -> tuple[float, float]:
     from fermion.functions.inference.routing import Route
     from fermion.functions.inference.runtime import ModelRef
     from fermion.functions.inference.settings import InferenceSettings
-    from fermion.functions.inference.telemetry import Telemetry
+    from fermion.functions.inference.traffic import Telemetry
 
     settings = InferenceSettings(nats_url="nats://127.0.0.1:1", sample_rate=0.01, sample_max_rows=10**9)
     telemetry = Telemetry(lambda: settings)

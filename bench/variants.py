@@ -14,7 +14,8 @@ from sklearn.datasets import load_breast_cancer, load_digits
 
 from fermion.compile import compile_variants
 from fermion.events import Recipe
-from fermion.functions.trainer.train import Dataset, train
+from fermion.training.data import Dataset
+from fermion.training.loop import train
 
 
 def main() -> None:

@@ -23,9 +23,9 @@ import httpx
 import numpy as np
 
 from fermion.events import BusSettings, Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
-from fermion.events.jobs import DeadLetter, JobStatus
 from fermion.infra import StackSettings
 from fermion.infra.identity import LocalIdentity
+from fermion.service.jobs import DeadLetter, JobStatus
 
 from . import retry as retries
 from .settings import ClientSettings

@@ -1,1 +1,1 @@
-"""Deployable units: inference, ingest, trainer."""
+"""Deployable units only: inference, ingest, trainer, monitor, federated. What they share is `fermion.service`."""

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         VersionNotFound,
     )
     from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
-    from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec
+    from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec, code_version
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
     from .registry import LATEST, SERVED, Registry, check_name, normal_name, open_registry
     from .rollouts import Rollouts
@@ -79,6 +79,7 @@ _EXPORTS = {
     "DatasetNotFound": "datasets",
     "DatasetStore": "datasets",
     "Draft": "manifest",
+    "code_version": "manifest",
     "FileEntry": "manifest",
     "IntegrityError": "errors",
     "InvalidName": "errors",
@@ -175,6 +176,7 @@ __all__ = [
     "VersionNotFound",
     "check_conditional_writes",
     "check_name",
+    "code_version",
     "dataset_format",
     "dataset_key",
     "generate_key_pair",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -96,3 +97,11 @@ def content_sha256(files: dict[str, FileEntry]) -> str:
     for name in sorted(files):
         h.update(f"{name}\0{files[name].sha256}\n".encode())
     return h.hexdigest()
+
+
+def code_version() -> str:
+    """The installed fermion version, recorded in every manifest's lineage."""
+    try:
+        return version("fermion")
+    except PackageNotFoundError:
+        return "unknown"

@@ -12,11 +12,11 @@ from typing import Annotated
 
 import typer
 
-from fermion import export, federation
 from fermion.client import FermionError
 from fermion.infra import ServerError
 from fermion.model_store import RegistryError
 
+from . import export, federated
 from .canary import canary_app
 from .console import fail
 from .jobs import jobs_app
@@ -56,8 +56,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(keys_app, name="keys")
-export.register(models_app)  # `fermion models export --edge` (fermion/export.py)
-app.add_typer(federation.app, name="federated")  # `fermion federated ...` (fermion/federation.py)
+export.register(models_app)  # `fermion models export --edge` (fermion/cli/export.py)
+app.add_typer(federated.app, name="federated")  # `fermion federated ...` (fermion/cli/federated.py)
 app.add_typer(canary_app, name="canary")
 app.add_typer(runs_app, name="runs")
 

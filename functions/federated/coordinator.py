@@ -38,8 +38,6 @@ from fermion.events.schemas import (
     RoundStarted,
     parse_event,
 )
-from fermion.functions.trainer.consumer import consume
-from fermion.functions.trainer.job import code_version
 from fermion.model_store import (
     DatasetStore,
     Draft,
@@ -50,10 +48,12 @@ from fermion.model_store import (
     Registry,
     Signature,
     TensorSpec,
+    code_version,
     open_registry,
 )
+from fermion.service.consumer import consume
+from fermion.service.lifecycle import stop_on_signals
 
-from ..lifecycle import stop_on_signals
 from .aggregator import Applied, RoundAggregator
 from .data import load_labelled
 from .errors import FederationError, NoQuorum

@@ -1,6 +1,6 @@
 """The torch side of a federation: the recipe's module, its weights as arrays, local training, export.
 
-The recipes are the trainer's (functions/trainer/architectures.py): a federated model is built
+The recipes are the trainer's (training/architectures.py): a federated model is built
 exactly as a centrally trained one, so the same architectures and the same ONNX export serve it.
 """
 
@@ -13,8 +13,8 @@ from torch import nn
 
 from fermion.compile import INPUT_NAME, check_parity, export_onnx, optimize_fp32
 from fermion.events import Recipe
-from fermion.functions.trainer.architectures import build
-from fermion.functions.trainer.train import evaluate
+from fermion.training.architectures import build
+from fermion.training.metrics import evaluate
 
 from .weights import State
 

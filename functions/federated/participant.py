@@ -32,8 +32,8 @@ from fermion.events.schemas import (
 )
 from fermion.model_store import ObjectStore, open_store
 from fermion.model_store.signing import SigningKey
+from fermion.service.lifecycle import stop_on_signals
 
-from ..lifecycle import stop_on_signals
 from .data import load_labelled
 from .errors import FederationError
 from .model import build_module, load_state, local_train, state_of, trainable

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from ..telemetry import logs
+    from fermion.service.observability import logs
+
     from .settings import get_settings
 
     # Fermion's own log lines (model loads, GPU FALLBACK) beside uvicorn's, at the same level, as JSON

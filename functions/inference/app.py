@@ -30,15 +30,15 @@ import numpy as np
 from pydantic_core import to_json
 
 from fermion.model_store import KeyStore, StoreError
+from fermion.service.auth import Auditor, Authenticator
+from fermion.service.auth.state import SecurityState
+from fermion.service.endpoints import metrics_of
+from fermion.service.observability.access import AccessMiddleware
+from fermion.service.observability.emf import Emf
+from fermion.service.observability.inference import InferenceMetrics
+from fermion.service.observability.readiness import Readiness, store_check
+from fermion.service.responses import HTTPError, error_answer, translate
 
-from ..responses import HTTPError, error_answer, translate
-from ..security import Auditor, Authenticator
-from ..security.state import SecurityState
-from ..telemetry.access import AccessMiddleware
-from ..telemetry.emf import Emf
-from ..telemetry.endpoints import metrics_of
-from ..telemetry.inference import InferenceMetrics
-from ..telemetry.readiness import Readiness, store_check
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable
 from .protocol import HEADER_LENGTH, INFER_PATHS, InferenceRequest, encode_response, parse_request, to_array
 from .routing import Traffic
@@ -187,10 +187,10 @@ async def infer(
     with route.observed():
         model = await model_for(services, caller, route.ref, variant)
         feeds = {t.name: to_array(t, binary) for t in payload.inputs}
-        if any(a.dtype == object for a in feeds.values()):  # BYTES: encoded pictures (images.py)
-            from . import images  # its multipart parser is for pictures only: not on every cold start
+        if any(a.dtype == object for a in feeds.values()):  # BYTES: encoded pictures (pictures.py)
+            from . import pictures  # its multipart parser is for pictures only: not on every cold start
 
-            feeds = await images.decode_feeds(feeds, model, settings.max_picture_pixels)
+            feeds = await pictures.decode_feeds(feeds, model, settings.max_picture_pixels)
         wanted = [o.name for o in payload.outputs] if payload.outputs else None
         results = await services.scheduler.run(model, feeds, wanted)
     extra = route.answered(model, feeds, results, payload.id)

@@ -23,11 +23,12 @@ from pydantic import ValidationError
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ..responses import describe_validation, install_error_handlers
-from ..security import Forbidden, Principal, Unauthorized
-from ..security.http import authorize
-from ..telemetry import endpoints
-from . import images, preload
+from fermion.service import endpoints
+from fermion.service.auth import Forbidden, Principal, Unauthorized
+from fermion.service.auth.http import authorize
+from fermion.service.responses import describe_validation, install_error_handlers
+
+from . import pictures, preload
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import ERROR_BODY, ON_A_MODEL, SECURITY, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .protocol import INFER_PATHS
@@ -112,7 +113,7 @@ async def predict(request: Request) -> Response:
     services: Services = request.app.state.services
     raw = await read_body(request.receive, request.headers.get("content-length"), services.settings().max_body_bytes)
     ref = ModelRef.parse(request.path_params["name"])
-    if images.is_picture_request(request.headers, raw):  # pictures in (images.py)
+    if pictures.is_picture_request(request.headers, raw):  # pictures in (pictures.py)
         return await _predict_pictures(request, services, caller, ref, raw)
     try:
         body = PredictRequest.model_validate_json(raw)
@@ -152,7 +153,7 @@ async def _predict_pictures(
         def run(m: LoadedModel, feeds: dict[str, np.ndarray]) -> Awaitable[dict[str, np.ndarray]]:
             return services.scheduler.run(m, feeds, None)
 
-        answer = await images.predict(request, raw, model, run, services.settings().max_picture_pixels)
+        answer = await pictures.predict(request, raw, model, run, services.settings().max_picture_pixels)
     return JSONResponse(answer)
 
 
@@ -204,7 +205,7 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
             "variant": model.variant,
             "variants": sorted(model.manifest.variants or {"fp32": "model.onnx"}),
             "labels": model.manifest.labels,
-            "image": model.manifest.image,  # the image contract of a model on pictures (images.py)
+            "image": model.manifest.image,  # the image contract of a model on pictures (pictures.py)
             "metrics": model.manifest.metrics,
             "content_sha256": model.manifest.content_sha256,
         },

@@ -14,8 +14,7 @@
 from __future__ import annotations
 
 from fermion.model_store import IntegrityError, InvalidName, NotFound, RegistryError, StoreError
-
-from ..responses import HTTPError, Translation
+from fermion.service.responses import HTTPError, Translation
 
 
 class InferenceError(HTTPError):

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events.schemas import NAME_PATTERN
+from fermion.service.auth import Forbidden, Unauthorized
+from fermion.service.responses import ErrorBody, HTTPError, error_responses
 
-from ..responses import ErrorBody, HTTPError, error_responses
-from ..security import Forbidden, Unauthorized
 from .errors import BadRequest, ModelNotFound, ModelUnavailable, PayloadTooLarge
 from .protocol import INFER_PATHS, InferenceRequest, InferenceResponse
 

@@ -13,7 +13,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import to_json
 
-from ..responses import describe_validation
+from fermion.service.responses import describe_validation
+
 from .errors import BadRequest
 
 # Open Inference Protocol datatypes ↔ numpy.

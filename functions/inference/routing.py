@@ -25,7 +25,7 @@ from fermion.model_store import AliasNotFound, ModelNotFound
 from .runtime import LoadedModel, ModelRef, ModelRuntime
 from .settings import InferenceSettings
 from .shadow import Mirror
-from .telemetry import Telemetry
+from .traffic import Telemetry
 
 ROUTING_KEY = "fermion-routing-key"
 VERSION_HEADER = "Fermion-Model-Version"

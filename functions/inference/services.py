@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fermion.model_store import IntegrityError, StoreUnavailable
+from fermion.service.auth import Principal
+from fermion.service.observability.inference import InferenceMetrics
 
-from ..security import Principal
-from ..telemetry.inference import InferenceMetrics
 from .errors import ModelUnavailable, PayloadTooLarge
 from .routing import Traffic
 from .runtime import LoadedModel, ModelRef, ModelRuntime

@@ -10,9 +10,8 @@ from pydantic import Field
 
 from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
-
-from ..security import SecuritySettings
-from ..telemetry.settings import TelemetrySettings
+from fermion.service.auth import SecuritySettings
+from fermion.service.observability.settings import TelemetrySettings
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _NVIDIA_DEVICES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")

@@ -26,7 +26,7 @@ from fermion.model_store import RegistryError
 
 from .errors import InferenceError
 from .runtime import ModelRef, ModelRuntime
-from .telemetry import Telemetry
+from .traffic import Telemetry
 
 if TYPE_CHECKING:
     from .routing import Route

@@ -43,13 +43,14 @@ from fermion.model_store import (
     dataset_format,
     normal_name,
 )
+from fermion.service import endpoints
+from fermion.service.auth import Auditor, Authenticator, Principal, QuotaExceeded
+from fermion.service.auth.http import SecurityState, also_needs, needs, tenant_of
+from fermion.service.observability import logs
+from fermion.service.observability.ingest import ingest_metrics
+from fermion.service.observability.readiness import Readiness, store_check
+from fermion.service.responses import HTTPError, document_validation, error_responses, install_error_handlers, translate
 
-from ..responses import HTTPError, document_validation, error_responses, install_error_handlers, translate
-from ..security import Auditor, Authenticator, Principal, QuotaExceeded
-from ..security.http import SecurityState, also_needs, needs, tenant_of
-from ..telemetry import endpoints, logs
-from ..telemetry.ingest import ingest_metrics
-from ..telemetry.readiness import Readiness, store_check
 from .catalog_api import router as catalog_router
 from .console.routes import router as console_router
 from .datasets import upload_limits, validate_dataset

@@ -15,13 +15,13 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fermion.events import Gate, Recipe
-from fermion.events.architectures import architectures
 from fermion.events.schemas import Name
 from fermion.model_store import Draft, Lineage, PipelineRule, Pipelines, Signature, TensorSpec
+from fermion.service.auth import Principal, QuotaExceeded
+from fermion.service.auth.http import also_needs, needs, tenant_of
+from fermion.service.responses import error_responses
+from fermion.training.catalog import architectures
 
-from ..responses import error_responses
-from ..security import Principal, QuotaExceeded
-from ..security.http import also_needs, needs, tenant_of
 from .deps import RegistryDep, Settings
 from .errors import AUTHENTICATED, BadRequest, BadUpload, InsufficientStorage, NotFound, Unavailable, UploadTooLarge
 from .params import ModelName, PipelineName, Tenant

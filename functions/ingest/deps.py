@@ -14,9 +14,9 @@ from fastapi import Depends
 
 from fermion.events import Bus, BusError
 from fermion.model_store import DatasetStore, KeyStore, Registry, open_registry
+from fermion.service.observability.ingest import ingest_metrics
+from fermion.service.observability.tracing import tracing
 
-from ..telemetry.ingest import ingest_metrics
-from ..telemetry.tracing import tracing
 from .errors import Unavailable
 from .settings import IngestSettings, get_settings
 

@@ -13,7 +13,7 @@
     └── OutcomeUnknown (504)    the event went out but was not confirmed: it may have been accepted
 
 A request that does not match the OpenAPI document (a parameter or field missing, malformed or
-out of range) is a 422 (`VALIDATION_STATUS`), answered by `functions/responses.py`.
+out of range) is a 422 (`VALIDATION_STATUS`), answered by `service/responses.py`.
 
 `TRANSLATIONS` says which registry or bus error a client sees as which of these; `AUTHENTICATED`
 and the routes' `responses=` (through `error_responses`) say which of them a route can answer.
@@ -33,9 +33,8 @@ from fermion.model_store import (
     UsageLimitReached,
 )
 from fermion.model_store import NotFound as RegistryNotFound
-
-from ..responses import HTTPError, Translation
-from ..security import Forbidden, QuotaExceeded, Unauthorized
+from fermion.service.auth import Forbidden, QuotaExceeded, Unauthorized
+from fermion.service.responses import HTTPError, Translation
 
 
 class IngestError(HTTPError):

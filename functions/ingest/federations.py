@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fermion.events import Recipe
 from fermion.events.schemas import NAME_PATTERN, FederationMember, FederationRequested, FederationSpec, Privacy
 from fermion.model_store import AmbiguousDataset, DatasetNotFound, StoreError
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs, tenant_of
+from fermion.service.responses import error_responses
 
-from ..responses import error_responses
-from ..security import Principal
-from ..security.http import needs, tenant_of
 from .deps import BusDep, Datasets
 from .errors import AUTHENTICATED, BadUpload, NotFound, OutcomeUnknown, Unavailable
 

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from fermion.events import Bus, CancelRequest, TrainingCancel, parse_event, subjects
-from fermion.events.jobs import ENDED, DeadLetter, JobStatus, by_prefix, dead_letters, job_statuses
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs, tenant_of
+from fermion.service.jobs import ENDED, DeadLetter, JobStatus, by_prefix, dead_letters, job_statuses
+from fermion.service.responses import error_responses
 
-from ..responses import error_responses
-from ..security import Principal
-from ..security.http import needs, tenant_of
 from .deps import BusDep
 from .errors import AUTHENTICATED, NotFound, OutcomeUnknown
 from .params import Tenant

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events.schemas import Name
 from fermion.model_store import KeyRecord, Scope
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs
+from fermion.service.responses import error_responses
 
-from ..responses import error_responses
-from ..security import Principal
-from ..security.http import needs
 from .deps import Keys
 from .errors import AUTHENTICATED, InsufficientStorage, NotFound
 from .params import KeyId, TenantFilter

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import LabelBatch, LabelEntry, LabelsSubmitted
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs, tenant_of
+from fermion.service.responses import error_responses
 
-from ..responses import error_responses
-from ..security import Principal
-from ..security.http import needs, tenant_of
 from .deps import BusDep
 from .errors import AUTHENTICATED, OutcomeUnknown
 from .params import ModelName, Tenant

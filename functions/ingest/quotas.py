@@ -6,8 +6,8 @@ import json
 
 from fermion.events import TENANT_HEADER, Bus
 from fermion.model_store import ObjectStore, Registry, Usage
+from fermion.service.auth import QuotaExceeded
 
-from ..security import QuotaExceeded
 from .settings import IngestSettings
 
 QUEUE_SCAN = 5000  # the newest queued messages looked at; a tenant at its quota has far fewer

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import AliasMove, Bus, BusError, ModelPromoted
 from fermion.model_store import LATEST, Manifest
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs, tenant_of
+from fermion.service.responses import error_responses
 
-from ..responses import error_responses
-from ..security import Principal
-from ..security.http import needs, tenant_of
 from .deps import BusDep, RegistryDep
 from .errors import AUTHENTICATED, BadRequest, Conflict, InsufficientStorage, NotFound
 from .params import AliasName, ModelName, Tenant, Version

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from fermion.model_store import RunRecord, Runs
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs, tenant_of
+from fermion.service.responses import error_responses
 
-from ..responses import error_responses
-from ..security import Principal
-from ..security.http import needs, tenant_of
 from .deps import RegistryDep
 from .errors import AUTHENTICATED, NotFound
 from .params import JobId, ModelFilter, Tenant

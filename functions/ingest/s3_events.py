@@ -34,8 +34,8 @@ from fermion.model_store import (
     open_registry,
 )
 from fermion.model_store.datasets import FORMATS
+from fermion.service.lifecycle import stop_on_signals
 
-from ..lifecycle import stop_on_signals
 from .datasets import upload_limits, validate_dataset
 from .errors import BadUpload, UploadTooLarge
 from .pictures import image_limits

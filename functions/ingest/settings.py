@@ -8,9 +8,8 @@ from pydantic import Field
 
 from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
-
-from ..security import SecuritySettings
-from ..telemetry.settings import TelemetrySettings
+from fermion.service.auth import SecuritySettings
+from fermion.service.observability.settings import TelemetrySettings
 
 
 class IngestSettings(StoreSettings, BusSettings, SecuritySettings, TelemetrySettings):

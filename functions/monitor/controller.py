@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from fermion.events import Bus, ModelRollout, RolloutChange
-from fermion.events.telemetry import VersionStats
+from fermion.events.traffic import VersionStats
 from fermion.model_store import Alias, AliasConflict, Registry, RegistryError, Rollout, Rollouts
 
 from .ledger import Accuracy

@@ -28,11 +28,11 @@ from fermion.events import (
     parse_event,
     subjects,
 )
-from fermion.events.telemetry import Sample, TelemetryBatch
+from fermion.events.traffic import Sample, TelemetryBatch
 from fermion.model_store import Manifest, Registry, RegistryError, open_registry
 from fermion.model_store.profiles import Profile
+from fermion.service.lifecycle import stop_on_signals
 
-from ..lifecycle import stop_on_signals
 from .controller import Controller
 from .drift import Verdict, Window, judge
 from .ledger import Accuracy, Ledger

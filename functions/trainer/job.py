@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fermion.compile import INPUT_NAME, OUTPUT_NAME, compile_variants
 from fermion.events import TrainingRequested
-from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec
-
-from .checkpointing import Checkpointer, CheckpointPolicy
-from .distributed import DistributedOptions, train_distributed
-from .errors import DatasetError
-from .profile import reference_profile
-from .train import ProgressFn, load_dataset, train
+from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec, code_version
+from fermion.training.checkpoints import Checkpointer, CheckpointPolicy
+from fermion.training.data import load_dataset
+from fermion.training.distributed import DistributedOptions, train_distributed
+from fermion.training.errors import DatasetError
+from fermion.training.loop import ProgressFn, train
+from fermion.training.profile import reference_profile
 
 log = logging.getLogger(__name__)
-
-
-def code_version() -> str:
-    """The installed fermion version, recorded in every manifest."""
-    try:
-        return version("fermion")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def run_job(
@@ -42,7 +33,7 @@ def run_job(
     """Train, compile, verify and register the model the event asks for.
 
     The training resumes from the job's newest checkpoint, if an earlier delivery left one; a
-    recipe with `workers` > 1 trains with that many data-parallel ranks (functions/trainer/distributed.py).
+    recipe with `workers` > 1 trains with that many data-parallel ranks (training/distributed.py).
     """
     request = event.data
     dataset = request.dataset

@@ -3,7 +3,7 @@
 The trainer that took the training.requested event fills the mounted rank Job template in for the
 job (`rank_job`), creates it, follows rank 0's checkpoint pointer for progress while the pods
 train, and, once the Job completes, exports and registers the final checkpoint itself, exactly as
-after a local launch (functions/trainer/distributed.py). A redelivered event finds the Job an
+after a local launch (training/distributed.py). A redelivered event finds the Job an
 earlier delivery created (same name) and waits for it instead of starting a second one.
 
 Needs the `kubernetes` client (`pip install 'fermion[kubernetes]'`) and, in the pod, the
@@ -21,11 +21,11 @@ from typing import Any
 from fermion.events import TrainingRequested
 from fermion.model_store import ObjectStore
 from fermion.model_store.checkpoints import CheckpointStore
-
-from .checkpointing import CheckpointPolicy
-from .distributed import DistributedJobFailed, DistributedOptions, check_buildable, final_model
-from .rank import RankSpec
-from .train import Dataset, ProgressFn, Trained
+from fermion.training.checkpoints import CheckpointPolicy
+from fermion.training.data import Dataset
+from fermion.training.distributed import DistributedJobFailed, DistributedOptions, check_buildable, final_model
+from fermion.training.loop import ProgressFn, Trained
+from fermion.training.rank import RankSpec
 
 _POLL_S = 2.0
 _RDZV_PORT = 29400

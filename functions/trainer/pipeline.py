@@ -24,8 +24,7 @@ from fermion.events import (
     streams,
 )
 from fermion.model_store import Pipelines, RegistryError
-
-from .consumer import consume
+from fermion.service.consumer import consume
 
 log = logging.getLogger("fermion.pipelines")
 

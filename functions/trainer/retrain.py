@@ -29,8 +29,7 @@ from fermion.events import (
     subjects,
 )
 from fermion.model_store import DatasetStore, PipelineRule, Pipelines, Registry, RegistryError
-
-from .consumer import consume
+from fermion.service.consumer import consume
 
 log = logging.getLogger("fermion.pipelines")
 

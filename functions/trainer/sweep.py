@@ -28,8 +28,8 @@ from fermion.events import (
     streams,
 )
 from fermion.model_store import Registry, RegistryError
+from fermion.service.consumer import consume
 
-from .consumer import consume
 from .promote import promote_and_announce
 
 log = logging.getLogger("fermion.sweeps")

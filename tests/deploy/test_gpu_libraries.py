@@ -6,7 +6,7 @@ provider library is dlopen'ed: every library it needs must then resolve except t
 libcuda.so.1, which only a machine with an NVIDIA driver has ("no device").
 
 The wheels are gigabytes, so this runs only when their wheelhouse exists:
-`FERMION_IMAGE_WHEELS=all ./scripts/setup` (or `python -m fermion.infra.images download inference-gpu`).
+`FERMION_IMAGE_WHEELS=all ./scripts/setup` (or `python -m fermion.infra.wheelhouse download inference-gpu`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from fermion.infra import images
+from fermion.infra import wheelhouse
 
-IMAGE = images.by_name("inference-gpu")
+IMAGE = wheelhouse.by_name("inference-gpu")
 pytestmark = [
     pytest.mark.deploy,
     pytest.mark.skipif(
-        not (images.wheelhouse(IMAGE) / ".fermion-complete").exists(),
+        not (wheelhouse.wheelhouse(IMAGE) / ".fermion-complete").exists(),
         reason="the CUDA wheels are gigabytes: FERMION_IMAGE_WHEELS=all ./scripts/setup downloads them",
     ),
 ]
@@ -58,7 +58,7 @@ def _needed(library: Path) -> list[str]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("gpu") / "site"
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--target", str(site)]
-    cmd += ["--find-links", str(images.wheelhouse(IMAGE)), *IMAGE.pip_target_args()]
+    cmd += ["--find-links", str(wheelhouse.wheelhouse(IMAGE)), *IMAGE.pip_target_args()]
     done = subprocess.run([*cmd, "-r", str(IMAGE.requirements_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return site
@@ -86,7 +86,7 @@ def test_tensorrt_provider_needs_only_tensorrt_10_beyond_the_cuda_wheels(site: P
     is left is exactly what requirements/tensorrt.txt pins, and the CUDA part resolves."""
     needed = set(_needed(site / "onnxruntime" / "capi" / "libonnxruntime_providers_tensorrt.so"))
     assert {"libnvinfer.so.10", "libnvonnxparser.so.10"} <= needed
-    assert "tensorrt-cu13-libs==10." in (images.REQUIREMENTS_DIR / "tensorrt.txt").read_text()
+    assert "tensorrt-cu13-libs==10." in (wheelhouse.REQUIREMENTS_DIR / "tensorrt.txt").read_text()
     out = subprocess.run([sys.executable, "-S", "-c", PROBE, str(site)], capture_output=True, text=True, timeout=120)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["tensorrt"] == "loaded" or "libnvinfer.so.10" in result["tensorrt"], result["tensorrt"]

@@ -14,7 +14,7 @@ import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
-from fermion.infra import images
+from fermion.infra import wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((REPO / "infra" / "docker").glob("*.Dockerfile"))
@@ -30,17 +30,17 @@ def _environment(platform: str, machine: str) -> dict[str, str]:
     return {"sys_platform": platform, "platform_system": platform.capitalize(), "platform_machine": machine}
 
 
-def _needs_wheelhouse(image: images.Image) -> None:
-    if not (images.wheelhouse(image) / ".fermion-complete").exists():
+def _needs_wheelhouse(image: wheelhouse.Image) -> None:
+    if not (wheelhouse.wheelhouse(image) / ".fermion-complete").exists():
         if image.large:
             pytest.skip(f"{image.name}'s wheels are gigabytes: FERMION_IMAGE_WHEELS=all ./scripts/setup fetches them")
         pytest.fail(f"no wheelhouse for {image.name}: ./scripts/setup downloads it")
 
 
-@pytest.mark.parametrize("image", images.IMAGES, ids=lambda i: i.name)
-def test_image_resolves_offline_for_its_platform(image: images.Image, tmp_path: Path) -> None:
+@pytest.mark.parametrize("image", wheelhouse.IMAGES, ids=lambda i: i.name)
+def test_image_resolves_offline_for_its_platform(image: wheelhouse.Image, tmp_path: Path) -> None:
     _needs_wheelhouse(image)
-    resolution = images.resolve(image, tmp_path)
+    resolution = wheelhouse.resolve(image, tmp_path)
     carried = sorted(set(image.forbidden) & set(resolution.versions))
     assert not carried, f"{image.name} carries {carried}"
     # Every base dependency the image installs is at a version pyproject.toml admits.
@@ -70,10 +70,10 @@ def _interpreter(version: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _install_image_site(image: images.Image, site: Path) -> None:
+def _install_image_site(image: wheelhouse.Image, site: Path) -> None:
     """The image's packages (and Fermion, as `pip install --no-deps .` puts it) into `site`."""
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--target", str(site)]
-    house = str(images.wheelhouse(image))
+    house = str(wheelhouse.wheelhouse(image))
     reqs = ["-r", str(image.requirements_path), *image.extra]
     done = subprocess.run(
         [*pip, *image.pip_target_args(), "--find-links", house, *reqs], capture_output=True, text=True, timeout=300
@@ -100,7 +100,7 @@ IMPORTS = {
 def test_image_requirements_import_the_function(name: str, tmp_path: Path) -> None:
     """The image's own package set, on the image's Python, with nothing else on sys.path, imports
     its functions' entry points (the Lambda handlers are built at import, as in Lambda's init)."""
-    image = images.by_name(name)
+    image = wheelhouse.by_name(name)
     _needs_wheelhouse(image)
     python = _interpreter(image.python)
     if python is None:
@@ -168,7 +168,7 @@ def test_hadolint(dockerfile: Path) -> None:
 
 
 def test_every_image_has_a_dockerfile_and_requirements() -> None:
-    for image in images.IMAGES:
+    for image in wheelhouse.IMAGES:
         assert (REPO / "infra" / "docker" / image.dockerfile).is_file(), image.dockerfile
         assert image.requirements_path.is_file()
         assert image.requirements_path.name in (REPO / "infra" / "docker" / image.dockerfile).read_text()

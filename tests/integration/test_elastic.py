@@ -31,9 +31,10 @@ from fermion.events import (
     TrainingRequested,
     parse_event,
 )
-from fermion.functions.trainer.train import Dataset, train
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
+from fermion.training.data import Dataset
+from fermion.training.loop import train
 from tests.conftest import Trainer
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from fermion.events import ProgressReport, Recipe, StoredMessage, TrainingProgress
-from fermion.events.jobs import job_statuses
-from fermion.functions.trainer.checkpointing import Checkpointer, CheckpointPolicy
-from fermion.functions.trainer.train import Dataset, train
 from fermion.model_store import LocalDirStore, Registry
 from fermion.model_store.checkpoints import POINTER, CheckpointStore
+from fermion.service.jobs import job_statuses
+from fermion.training.checkpoints import Checkpointer, CheckpointPolicy
+from fermion.training.data import Dataset
+from fermion.training.loop import train
 
 
 def test_the_pointer_moves_forward_only_and_damage_falls_back(registry: Registry) -> None:

@@ -10,12 +10,12 @@ import pytest
 from fermion.cli.rows import fit_columns, read_rows
 from fermion.client import FermionError
 from fermion.events import FailureReport, ProgressReport, TrainingFailed, TrainingProgress
-from fermion.events.architectures import BUILTIN
 from fermion.events.bus import StoredMessage
-from fermion.events.jobs import by_prefix, job_statuses
 from fermion.functions.inference.settings import InferenceSettings, gpu_present
 from fermion.functions.ingest.label_columns import default_label
 from fermion.model_store import InvalidName, check_name, normal_name
+from fermion.service.jobs import by_prefix, job_statuses
+from fermion.training.catalog import BUILTIN
 
 
 def _msg(seq: int, event: object) -> StoredMessage:
@@ -76,7 +76,7 @@ def test_the_default_label_column() -> None:
 
 
 def test_architectures_listed_without_torch_match_the_trainers() -> None:
-    from fermion.functions.trainer.architectures import ARCHITECTURES
+    from fermion.training.architectures import ARCHITECTURES
 
     assert set(BUILTIN) == set(ARCHITECTURES)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from fermion.events.telemetry import Sample
+from fermion.events.traffic import Sample
 from fermion.functions.monitor.controller import Observed, judge
 from fermion.functions.monitor.drift import Window, holm, ks_pvalue
 from fermion.functions.monitor.drift import judge as judge_drift

@@ -20,9 +20,10 @@ from fermion.events import ImageContract, Recipe
 from fermion.functions.inference.app import create_app
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
-from fermion.functions.trainer.train import Dataset, train
 from fermion.imaging import decode
 from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
+from fermion.training.data import Dataset
+from fermion.training.loop import train
 from tests.conftest import api_key, bearer, linear_draft, linear_onnx
 from tests.picture_data import bomb_png, gif, jpeg, png
 

@@ -1,8 +1,8 @@
 """Served preprocessing equals trained preprocessing, picture for picture (JPEG, RGB, RGBA, 16-bit, palette).
 
-Training side: the trainer reads the archive (fermion.imaging through functions/trainer/pictures.py)
+Training side: the trainer reads the archive (fermion.imaging through training/pictures.py)
 and its `ImageInput` layer normalises in torch. Serving side: the inference function decodes the
-same files as a request's pictures (functions/inference/images.py) and the exported ONNX graph of
+same files as a request's pictures (functions/inference/pictures.py) and the exported ONNX graph of
 that layer normalises in ONNX Runtime.
 """
 
@@ -16,9 +16,9 @@ from PIL import Image
 
 from fermion.compile import export_onnx
 from fermion.events import ImageContract
-from fermion.functions.inference.images import decode_pictures
-from fermion.functions.trainer.pictures import ImageInput, fit_contract
-from fermion.functions.trainer.train import load_dataset
+from fermion.functions.inference.pictures import decode_pictures
+from fermion.training.data import load_dataset
+from fermion.training.pictures import ImageInput, fit_contract
 from tests.picture_data import jpeg, png, zip_bytes
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from fermion.events import Augmentation, ImageContract, Recipe
-from fermion.functions.trainer.errors import DatasetError
-from fermion.functions.trainer.pictures import augment, fit_contract
-from fermion.functions.trainer.train import Dataset, load_dataset, train
+from fermion.training.data import Dataset, load_dataset
+from fermion.training.errors import DatasetError
+from fermion.training.loop import train
+from fermion.training.pictures import augment, fit_contract
 from tests.picture_data import zip_bytes
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from fermion.events import DatasetRef, Recipe
 from fermion.functions.trainer.kubernetes import job_name, rank_job
-from fermion.functions.trainer.rank import RankSpec
+from fermion.training.rank import RankSpec
 
 COMPONENT = Path(__file__).resolve().parents[2] / "infra" / "k8s" / "components" / "distributed-training"
 
@@ -40,7 +40,7 @@ def test_the_template_is_filled_in_for_one_job() -> None:
     assert env["RDZV_ENDPOINT"] == f"{name}-0.fermion-ranks:29400"
     spec = RankSpec.model_validate_json(env["FERMION_RANK_SPEC"])
     assert (spec.single_host, spec.workdir, spec.recipe.workers) == (False, None, 4)  # env:// across pods
-    assert container["args"][-2:] == ["fermion.functions.trainer.rank", "$(FERMION_RANK_SPEC)"]
+    assert container["args"][-2:] == ["fermion.training.rank", "$(FERMION_RANK_SPEC)"]
     assert template["metadata"]["name"] != name  # the mounted template is left as it was
 
 

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from fermion.functions.inference.app import create_app
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
-from fermion.functions.telemetry import logs
 from fermion.model_store import Registry
+from fermion.service.observability import logs
 from tests.conftest import api_key, bearer, linear_draft, linear_onnx
 
 
@@ -168,7 +168,7 @@ def test_under_lambda_each_request_is_also_a_cloudwatch_emf_line(
 def test_a_trainer_whose_metrics_port_is_taken_works_on_without_it(caplog: pytest.LogCaptureFixture) -> None:
     import socket
 
-    from fermion.functions.telemetry.trainer import serve_metrics
+    from fermion.service.observability.trainer import serve_metrics
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

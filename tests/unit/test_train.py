@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from fermion.events import Recipe
-from fermion.functions.trainer.architectures import build
-from fermion.functions.trainer.errors import DatasetError, UnknownArchitecture
-from fermion.functions.trainer.train import Dataset, evaluate, load_dataset, train
+from fermion.training.architectures import build
+from fermion.training.data import Dataset, load_dataset
+from fermion.training.errors import DatasetError, UnknownArchitecture
+from fermion.training.loop import train
+from fermion.training.metrics import evaluate
 
 
 def _blobs(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from fermion.model_store import Runs
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs, tenant_of
 
-from ...security import Principal
-from ...security.http import needs, tenant_of
 from ..deps import RegistryDep
 from ..errors import NotFound
 from .curves import render

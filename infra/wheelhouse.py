@@ -2,7 +2,7 @@
 
 Each image installs the project with `pip install --no-deps .` and its own requirements file, so an
 image carries the ONNX Runtime build it needs (CPU or GPU) and nothing a function does not import.
-`python -m fermion.infra.images download` fills a wheelhouse per image for the image's own platform
+`python -m fermion.infra.wheelhouse download` fills a wheelhouse per image for the image's own platform
 and Python (what ./scripts/setup runs, while PyPI is reachable), so that the tests resolve every
 image offline (`tests/deploy/test_images.py`).
 """
@@ -154,7 +154,7 @@ def resolve(image: Image, target: Path, *, python: str = sys.executable) -> Reso
     house = wheelhouse(image)
     if not (house / ".fermion-complete").exists():
         raise FileNotFoundError(
-            f"no wheelhouse for {image.name} at {house}: run `python -m fermion.infra.images download`"
+            f"no wheelhouse for {image.name} at {house}: run `python -m fermion.infra.wheelhouse download`"
         )
     report = target / "report.json"
     cmd = [python, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--no-index"]
@@ -173,7 +173,7 @@ def resolve(image: Image, target: Path, *, python: str = sys.executable) -> Reso
 
 def main(argv: list[str] | None = None) -> None:
     """`download [IMAGE ...]`: fill the wheelhouses (all but the large ones unless FERMION_IMAGE_WHEELS=all)."""
-    parser = argparse.ArgumentParser(prog="python -m fermion.infra.images")
+    parser = argparse.ArgumentParser(prog="python -m fermion.infra.wheelhouse")
     parser.add_argument("command", choices=["download"])
     parser.add_argument("images", nargs="*")
     args = parser.parse_args(argv)

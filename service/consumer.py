@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from fermion.events import Bus, BusError, Delivery
 
-from ..telemetry.tracing import tracing
+from .observability.tracing import tracing
 
 log = logging.getLogger("fermion.trainer")
 

@@ -26,7 +26,7 @@ from .settings import InferenceSettings
 
 if TYPE_CHECKING:
     from fermion.events import Bus
-    from fermion.events.telemetry import TelemetryBatch
+    from fermion.events.traffic import TelemetryBatch
 
     from .routing import Route
     from .runtime import LoadedModel
@@ -183,7 +183,7 @@ def _encode(
     predictions: list[tuple[str, str, int, str, np.ndarray]],
 ) -> list[bytes]:
     """The batch as JSON (a worker thread: numpy to lists, arg-max of predictions)."""
-    from fermion.events.telemetry import Prediction, Sample, ShadowStats, TelemetryBatch, VersionStats
+    from fermion.events.traffic import Prediction, Sample, ShadowStats, TelemetryBatch, VersionStats
 
     def classes(out: np.ndarray) -> list[int]:
         return [int(c) for c in (out.argmax(axis=1) if out.ndim == 2 else np.zeros(len(out), dtype=int))]
@@ -212,7 +212,7 @@ def _encode(
 
 def _chunks(batch: TelemetryBatch) -> list[bytes]:
     """The batch as messages under NATS's payload limit: samples split across as many as needed."""
-    from fermion.events.telemetry import TelemetryBatch
+    from fermion.events.traffic import TelemetryBatch
 
     whole = batch.model_dump_json().encode()
     if len(whole) <= MAX_MESSAGE or len(batch.samples) < 2:

@@ -1,6 +1,6 @@
 """The architectures a training request may name, without importing torch.
 
-The built-in names are the trainer's (`functions/trainer/architectures.py` builds them; a unit test
+The built-in names are the trainer's (`training/architectures.py` builds them; a unit test
 keeps the two in step); recipes are whatever installed packages register under the
 `fermion.recipes` entry-point group (read by name only, never loaded here).
 """

@@ -1,7 +1,7 @@
 """A data-parallel job launched by the trainer that took it, with torch's elastic launcher on this host.
 
 The trainer runs `python -m torch.distributed.run` (torchrun) with `workers` ranks of
-functions/trainer/rank.py, and waits for it while relaying rank 0's epochs as progress events. The
+training/rank.py, and waits for it while relaying rank 0's epochs as progress events. The
 launcher's agent restarts the whole group (up to `max_restarts`) when a rank dies, and the group
 resumes from the job's newest checkpoint. When it ends, the trainer reads the final checkpoint back
 from the store and exports and registers it itself, once, as for a job of one process.
@@ -28,11 +28,12 @@ from fermion.events import TrainingRequested
 from fermion.model_store import ObjectStore
 
 from .architectures import build
-from .checkpointing import Checkpointer, CheckpointPolicy
+from .checkpoints import Checkpointer, CheckpointPolicy
+from .data import Dataset, split
 from .errors import JobError
+from .loop import ProgressFn, Trained
 from .rank import RankSpec, die_with_parent
-from .settings import TrainerSettings
-from .train import Dataset, ProgressFn, Trained, split
+from .settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class DistributedOptions:
     namespace: str = "fermion"
 
     @classmethod
-    def from_settings(cls, s: TrainerSettings) -> DistributedOptions:
+    def from_settings(cls, s: TrainingSettings) -> DistributedOptions:
         """The options a trainer's settings give."""
         return cls(s.elastic_max_restarts, s.distributed_launcher, s.rank_job_template, s.k8s_namespace)
 
@@ -81,7 +82,7 @@ def launch_command(workers: int, max_restarts: int, workdir: Path, run_id: str, 
         "--monitor-interval=0.2",
         f"--rdzv-id={run_id}",
         "-m",
-        "fermion.functions.trainer.rank",
+        "fermion.training.rank",
         str(spec_path),
     ]
 

@@ -41,8 +41,8 @@ console = Console()
 def _run_data(registry: Registry, manifest: Manifest) -> tuple[EdgeData, Recipe] | None:
     """The version's own training and held-out splits, if its dataset is still in the store."""
     from fermion.compile.edge import EdgeData
-    from fermion.functions.trainer.errors import DatasetError
-    from fermion.functions.trainer.train import load_dataset, split
+    from fermion.training.data import load_dataset, split
+    from fermion.training.errors import DatasetError
 
     lineage = manifest.lineage
     if not (lineage.dataset_sha256 and lineage.dataset_uri and lineage.recipe):
@@ -91,7 +91,7 @@ def export_edge(ref: str, options: EdgeOptions, *, store: StoreSettings, signing
     data = found[0] if found else None
     module = None
     if found and options.prune > 0:
-        from fermion.functions.trainer.architectures import build
+        from fermion.training.architectures import build
 
         rebuilt = build(found[1].architecture, found[0].x_train, len(manifest.labels))
         # When the graph's weights do not map onto the recipe's module, the graph itself is pruned.

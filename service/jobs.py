@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .bus import StoredMessage
-from .schemas import (
+from fermion.events.bus import StoredMessage
+from fermion.events.schemas import (
     ProgressReport,
     TrainingCompleted,
     TrainingFailed,

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from .access import AccessMiddleware, HttpMetrics
-from .exposition import render
-from .settings import TelemetrySettings
+from .observability.access import AccessMiddleware, HttpMetrics
+from .observability.exposition import render
+from .observability.settings import TelemetrySettings
 
 if TYPE_CHECKING:  # the framework loads with the app that installs these (inference: not before its first answer)
     from fastapi import FastAPI
@@ -43,7 +43,7 @@ def install(
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from ..security.http import authorize
+    from .auth.http import authorize
 
     if registry is not None:
         multiproc_dir = settings.multiproc_dir

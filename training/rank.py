@@ -1,9 +1,9 @@
 """One rank of a data-parallel job, as torch's elastic launcher starts it.
 
-    python -m torch.distributed.run --nproc-per-node N ... -m fermion.functions.trainer.rank SPEC
+    python -m torch.distributed.run --nproc-per-node N ... -m fermion.training.rank SPEC
 
 SPEC is a path to (or the text of) a `RankSpec`. Every rank fetches the dataset from the object store
-and trains its shard (functions/trainer/train.py); rank 0 alone writes: checkpoints to the store,
+and trains its shard (training/loop.py); rank 0 alone writes: checkpoints to the store,
 progress lines and the result to the job's work directory. A restarted group resumes from the
 newest checkpoint. On one host the group meets through a file store and gloo on loopback, so
 nothing listens beyond 127.0.0.1; across hosts (Kubernetes) it uses the launcher's env:// address.
@@ -26,9 +26,10 @@ from pydantic import BaseModel, ConfigDict
 from fermion.events import DatasetRef, Recipe
 from fermion.model_store import DatasetStore, StoreSettings, open_store
 
-from .checkpointing import Checkpointer, CheckpointPolicy
+from .checkpoints import Checkpointer, CheckpointPolicy
+from .data import load_dataset
+from .loop import Ranks, train
 from .settings import RankEnv
-from .train import Ranks, load_dataset, train
 
 _PR_SET_PDEATHSIG = 1
 
@@ -118,7 +119,7 @@ def run(spec: RankSpec, env: RankEnv) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: `python -m fermion.functions.trainer.rank SPEC`."""
+    """Entry point: `python -m fermion.training.rank SPEC`."""
     die_with_parent()
     arg = (argv if argv is not None else sys.argv[1:])[0]
     text = arg if arg.lstrip().startswith("{") else Path(arg).read_text()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fermion.model_store import Scope
 
-from ..telemetry import logs
+from ..observability import logs
 from .audit import Auditor
 from .authenticator import Authenticator, Principal
 from .errors import Forbidden

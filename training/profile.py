@@ -7,7 +7,8 @@ import torch
 
 from fermion.model_store.profiles import Profile, build_profile
 
-from .train import Dataset, Trained
+from .data import Dataset
+from .loop import Trained
 
 MAX_ROWS = 20_000
 

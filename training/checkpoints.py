@@ -22,7 +22,7 @@ from torch import nn
 from fermion.model_store import ObjectStore, StoreError
 from fermion.model_store.checkpoints import CheckpointStore, Saved
 
-from .settings import TrainerSettings
+from .settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class CheckpointPolicy:
     abandoned_ttl_s: float = 7 * 86400.0
 
     @classmethod
-    def from_settings(cls, s: TrainerSettings) -> CheckpointPolicy:
+    def from_settings(cls, s: TrainingSettings) -> CheckpointPolicy:
         """The policy a trainer's settings give."""
         return cls(
             s.checkpoint_every_epochs,

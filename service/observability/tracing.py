@@ -6,7 +6,7 @@ On when an OTLP endpoint is configured by the standard variables (`OTEL_EXPORTER
 is imported and `span()` is a shared no-op context manager: zero cost on the warm path.
 
 The NATS hops: `Bus.context_headers = tracing.inject` puts the current context on every publish;
-the consumers' pull loop (`functions/trainer/consumer.py`) continues the trace from a delivery's
+the consumers' pull loop (`service/consumer.py`) continues the trace from a delivery's
 headers. So one trace runs upload → datasets.uploaded → pipeline → training.requested → training →
 registration → promotion.
 """
