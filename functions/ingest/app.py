@@ -52,6 +52,7 @@ from fermion.service.observability.readiness import Readiness, store_check
 from fermion.service.responses import HTTPError, document_validation, error_responses, install_error_handlers, translate
 
 from .catalog_api import router as catalog_router
+from .console.headers import SecurityHeaders
 from .console.routes import router as console_router
 from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
@@ -171,6 +172,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
     app.include_router(runs_router)
     app.include_router(console_router)
+    app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing, no Referer: on every answer (issue 25)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app
 

@@ -1,14 +1,49 @@
 // The Fermion console: plain JavaScript over the same HTTP API as the CLI, with the key in sessionStorage.
+// Every value the API returns reaches the page through textContent or setAttribute, never through an
+// HTML string: a job id, metric name or error message published by anyone stays text (issue 25), and
+// the page runs under a CSP with no inline script (headers.py).
 "use strict";
 const KEY = "fermion-key";
 const view = document.getElementById("view");
 const status = document.getElementById("status");
+const SVG_NS = "http://www.w3.org/2000/svg";
 let timer = null;
 
-function esc(text) {
-  const d = document.createElement("div");
-  d.textContent = String(text ?? "");
-  return d.innerHTML;
+// An element with attributes (setAttribute: no markup is parsed) and children (nodes, or strings as text).
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (/^on/i.test(name)) throw new Error(`no inline handlers: ${name}`); // listeners via addEventListener
+    if (value !== null && value !== undefined) el.setAttribute(name, String(value));
+  }
+  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined).map((c) => (c instanceof Node ? c : String(c))));
+  return el;
+}
+
+// A link within the console: always a fragment, so no value can make it a javascript: or foreign URL.
+function link(hash, text) {
+  return h("a", { href: `#${hash}` }, text);
+}
+
+// A table: column heads, then rows of cells (a <td>/<th> as given, anything else wrapped in a <td>).
+function table(attrs, heads, rows, caption = null) {
+  const cell = (c) => (c instanceof HTMLTableCellElement ? c : h("td", {}, c));
+  return h("table", attrs, caption === null ? null : h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, heads.map((x) => h("th", { scope: "col" }, x)))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map(cell)))));
+}
+
+function show(...nodes) {
+  view.replaceChildren(...nodes.filter((n) => n !== null));
+}
+
+// A button whose click runs `action`; a refusal is said as `refused: <why>`.
+function button(attrs, text, refused, action) {
+  const b = h("button", attrs, text);
+  b.addEventListener("click", async () => {
+    try { await action(); } catch (e) { say(`${refused}: ${e.message}`, true); }
+  });
+  return b;
 }
 
 async function api(path, options = {}) {
@@ -28,7 +63,7 @@ function say(text, error = false) {
 
 function showLogin(message) {
   document.getElementById("login").hidden = false;
-  view.innerHTML = "";
+  view.replaceChildren();
   say(message || "Enter an API key to start.");
 }
 
@@ -43,119 +78,141 @@ function metricNames(rows) {
   return [...new Set(rows.flatMap((r) => Object.keys(r.metrics || {})))].sort();
 }
 
+// A metric's value to four places, or nothing (own keys only: a metric named "__proto__" is just a name).
+function metric(metrics, name) {
+  return metrics && Object.hasOwn(metrics, name) ? Number(metrics[name]).toFixed(4) : "";
+}
+
 async function models() {
   const list = await api("/v1/models");
-  view.innerHTML = `<h2>Models</h2><table><thead><tr><th scope="col">Model</th><th scope="col">Versions</th>
-    <th scope="col">Aliases</th></tr></thead><tbody>${list.map((m) => `<tr>
-    <td><a href="#model/${encodeURIComponent(m.name)}">${esc(m.name)}</a></td><td>${esc(m.versions.join(", "))}</td>
-    <td>${esc(Object.entries(m.aliases).map(([a, v]) => `${a} → ${v}`).join(", "))}</td></tr>`).join("")}</tbody></table>`;
+  show(h("h2", {}, "Models"), table({}, ["Model", "Versions", "Aliases"], list.map((m) => [
+    link(`model/${encodeURIComponent(m.name)}`, m.name),
+    m.versions.join(", "),
+    Object.entries(m.aliases).map(([a, v]) => `${a} → ${v}`).join(", "),
+  ])));
   say(`${list.length} model(s)`);
 }
 
 async function model(name) {
   const m = await api(`/v1/models/${encodeURIComponent(name)}`);
   const names = metricNames(m.versions);
-  const aliases = Object.entries(m.aliases);
-  view.innerHTML = `<h2>Model ${esc(name)}</h2>
-    <h3>Aliases</h3><table><thead><tr><th scope="col">Alias</th><th scope="col">Version</th><th scope="col">Action</th></tr></thead>
-    <tbody>${aliases.map(([a, v]) => `<tr><td>${esc(a)}</td><td>${esc(v)}</td><td>${a === "latest" ? "" :
-      `<button data-rollback="${esc(a)}">Roll back ${esc(a)}</button>`}</td></tr>`).join("")}</tbody></table>
-    <h3>Versions, metrics side by side</h3><table id="versions"><thead><tr><th scope="col">Compare</th><th scope="col">Version</th>
-    <th scope="col">Created</th>${names.map((n) => `<th scope="col">${esc(n)}</th>`).join("")}<th scope="col">Training job</th>
-    <th scope="col">Action</th></tr></thead><tbody>${m.versions.map((v) => `<tr>
-    <td><input type="checkbox" aria-label="compare version ${v.version}" data-version="${v.version}"></td>
-    <td>${v.version}</td><td>${esc(v.created_at)}</td>${names.map((n) => `<td>${v.metrics[n] === undefined ? "" :
-      Number(v.metrics[n]).toFixed(4)}</td>`).join("")}<td>${v.training_event_id ?
-      `<a href="#run/${encodeURIComponent(v.training_event_id)}">${esc(v.training_event_id.slice(0, 12))}</a>` : ""}</td>
-    <td><button data-promote="${v.version}">Promote to production</button></td></tr>`).join("")}</tbody></table>
-    <button id="compare">Compare selected versions</button><div id="comparison"></div>`;
-  view.querySelectorAll("[data-promote]").forEach((b) => b.addEventListener("click", async () => {
-    try {
-      await api(`/v1/models/${encodeURIComponent(name)}/aliases/production`, {
-        method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ version: Number(b.dataset.promote) }),
-      });
-      await model(name);
-      say(`production → version ${b.dataset.promote}`);
-    } catch (e) { say(`Promote refused: ${e.message}`, true); }
-  }));
-  view.querySelectorAll("[data-rollback]").forEach((b) => b.addEventListener("click", async () => {
-    try {
-      const r = await api(`/v1/models/${encodeURIComponent(name)}/aliases/${b.dataset.rollback}/rollback`, { method: "POST" });
+  const path = `/v1/models/${encodeURIComponent(name)}/aliases`;
+  const aliases = Object.entries(m.aliases).map(([a, v]) => [a, v, a === "latest" ? "" :
+    button({ "data-rollback": a }, `Roll back ${a}`, "Rollback refused", async () => {
+      const r = await api(`${path}/${encodeURIComponent(a)}/rollback`, { method: "POST" });
       await model(name);
       say(`${r.alias} rolled back to version ${r.version}`);
-    } catch (e) { say(`Rollback refused: ${e.message}`, true); }
-  }));
-  document.getElementById("compare").addEventListener("click", () => {
+    })]);
+  const versions = m.versions.map((v) => [
+    h("input", { type: "checkbox", "aria-label": `compare version ${v.version}`, "data-version": v.version }),
+    v.version,
+    v.created_at,
+    ...names.map((n) => metric(v.metrics, n)),
+    v.training_event_id ? link(`run/${encodeURIComponent(v.training_event_id)}`, v.training_event_id.slice(0, 12)) : "",
+    button({ "data-promote": v.version }, "Promote to production", "Promote refused", async () => {
+      await api(`${path}/production`, {
+        method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ version: Number(v.version) }),
+      });
+      await model(name);
+      say(`production → version ${v.version}`);
+    }),
+  ]);
+  const comparison = h("div", { id: "comparison" });
+  const compare = h("button", { id: "compare" }, "Compare selected versions");
+  compare.addEventListener("click", () => {
     const picked = [...view.querySelectorAll("[data-version]:checked")].map((c) => Number(c.dataset.version));
     const rows = m.versions.filter((v) => picked.includes(v.version));
     if (rows.length < 2) { say("Pick two or more versions to compare.", true); return; }
-    document.getElementById("comparison").innerHTML = `<table id="version-comparison"><caption>Versions ${picked.join(" vs ")}</caption>
-      <thead><tr><th scope="col">Metric</th>${rows.map((r) => `<th scope="col">v${r.version}</th>`).join("")}</tr></thead>
-      <tbody>${names.map((n) => `<tr><th scope="row">${esc(n)}</th>${rows.map((r) => `<td>${r.metrics[n] === undefined ? "" :
-        Number(r.metrics[n]).toFixed(4)}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
+    comparison.replaceChildren(table({ id: "version-comparison" }, ["Metric", ...rows.map((r) => `v${r.version}`)],
+      names.map((n) => [h("th", { scope: "row" }, n), ...rows.map((r) => metric(r.metrics, n))]),
+      `Versions ${picked.join(" vs ")}`));
     say(`Comparing versions ${picked.join(", ")}`);
   });
+  show(h("h2", {}, `Model ${name}`),
+    h("h3", {}, "Aliases"), table({}, ["Alias", "Version", "Action"], aliases),
+    h("h3", {}, "Versions, metrics side by side"),
+    table({ id: "versions" }, ["Compare", "Version", "Created", ...names, "Training job", "Action"], versions),
+    compare, comparison);
   say(`${m.versions.length} version(s)`);
 }
 
 async function runs() {
   const list = await api("/v1/runs?limit=500");
-  view.innerHTML = `<h2>Runs and jobs</h2><table id="runs"><thead><tr><th scope="col">Plot</th><th scope="col">Job</th>
-    <th scope="col">Model</th><th scope="col">Status</th><th scope="col">Progress</th><th scope="col">Version</th>
-    <th scope="col">Accuracy</th><th scope="col">Started</th></tr></thead><tbody>${list.map((r) => `<tr>
-    <td><input type="checkbox" aria-label="plot run ${esc(r.job_id)}" data-job="${esc(r.job_id)}"></td>
-    <td><a href="#run/${encodeURIComponent(r.job_id)}">${esc(r.job_id.slice(0, 12))}</a></td><td>${esc(r.model_name)}</td>
-    <td>${esc(r.status)}${r.error ? `: ${esc(r.error.slice(0, 80))}` : ""}</td>
-    <td><progress max="${r.parameters.epochs || 1}" value="${r.epochs_done}" aria-label="epochs of ${esc(r.job_id)}"></progress>
-    ${r.epochs_done}/${esc(r.parameters.epochs ?? "?")}</td><td>${esc(r.version ?? "")}</td>
-    <td>${r.metrics.accuracy === undefined ? "" : r.metrics.accuracy.toFixed(4)}</td><td>${esc(r.started)}</td></tr>`).join("")}
-    </tbody></table><button id="plot">Plot selected runs</button><div class="charts" id="charts"></div>`;
-  document.getElementById("plot").addEventListener("click", () => {
+  const rows = list.map((r) => {
+    const epochs = r.parameters.epochs ?? "?";
+    return [
+      h("input", { type: "checkbox", "aria-label": `plot run ${r.job_id}`, "data-job": r.job_id }),
+      link(`run/${encodeURIComponent(r.job_id)}`, r.job_id.slice(0, 12)),
+      r.model_name,
+      `${r.status}${r.error ? `: ${r.error.slice(0, 80)}` : ""}`,
+      [h("progress", { max: Number(epochs) > 0 ? Number(epochs) : 1, value: Number(r.epochs_done) || 0,
+        "aria-label": `epochs of ${r.job_id}` }), ` ${r.epochs_done}/${epochs}`],
+      r.version ?? "",
+      metric(r.metrics, "accuracy"),
+      r.started,
+    ];
+  });
+  const charts = h("div", { class: "charts", id: "charts" });
+  const plotButton = h("button", { id: "plot" }, "Plot selected runs");
+  plotButton.addEventListener("click", () => {
     const jobs = [...view.querySelectorAll("[data-job]:checked")].map((c) => c.dataset.job);
     if (!jobs.length) { say("Pick one or more runs to plot.", true); return; }
-    plot(jobs, document.getElementById("charts"));
+    plot(jobs, charts).catch((e) => say(e.message, true));
   });
+  const heads = ["Plot", "Job", "Model", "Status", "Progress", "Version", "Accuracy", "Started"];
+  show(h("h2", {}, "Runs and jobs"), table({ id: "runs" }, heads, rows), plotButton, charts);
   say(`${list.length} run(s)`);
   if (list.some((r) => r.status === "running")) timer = setTimeout(route, 2000); // live progress
+}
+
+// The server's SVG (every name in it escaped), parsed as XML, never as HTML; whatever could act is
+// dropped before it joins the page (defence in depth: the CSP forbids inline script as well).
+function chart(text) {
+  const root = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+  if (root.namespaceURI !== SVG_NS || root.localName !== "svg") throw new Error("the curves could not be read");
+  for (const el of [root, ...root.querySelectorAll("*")]) {
+    if (el.namespaceURI !== SVG_NS || ["script", "foreignObject", "a", "use", "image"].includes(el.localName)) { el.remove(); continue; }
+    for (const attr of [...el.attributes]) {
+      if (/^on/i.test(attr.name) || /href$/i.test(attr.name)) el.removeAttribute(attr.name);
+    }
+  }
+  return document.importNode(root, true);
 }
 
 async function plot(jobs, into) {
   const query = jobs.map((j) => `job=${encodeURIComponent(j)}`).join("&");
   const charts = await Promise.all(["loss", "accuracy"].map((m) => api(`/console/curves.svg?${query}&metric=${m}`)));
-  into.innerHTML = charts.join("");
+  into.replaceChildren(...charts.map(chart));
   say(`Plotted ${jobs.length} run(s)`);
 }
 
 async function run(job) {
   const r = await api(`/v1/runs/${encodeURIComponent(job)}`);
-  view.innerHTML = `<h2>Run ${esc(job)}</h2><p>${esc(r.model_name)} · ${esc(r.status)} · version ${esc(r.version ?? "-")}</p>
-    <h3>Parameters</h3><pre>${esc(JSON.stringify(r.parameters, null, 2))}</pre>
-    <h3>Final metrics</h3><pre>${esc(JSON.stringify(r.metrics, null, 2))}</pre>
-    ${r.error ? `<p class="error">${esc(r.error)}</p>` : ""}<h3>Curves</h3><div class="charts" id="charts"></div>`;
-  await plot([job], document.getElementById("charts"));
+  const charts = h("div", { class: "charts", id: "charts" });
+  show(h("h2", {}, `Run ${job}`), h("p", {}, `${r.model_name} · ${r.status} · version ${r.version ?? "-"}`),
+    h("h3", {}, "Parameters"), h("pre", {}, JSON.stringify(r.parameters, null, 2)),
+    h("h3", {}, "Final metrics"), h("pre", {}, JSON.stringify(r.metrics, null, 2)),
+    r.error ? h("p", { class: "error" }, r.error) : null, h("h3", {}, "Curves"), charts);
+  await plot([job], charts);
   if (r.status === "running") timer = setTimeout(route, 2000);
 }
 
 async function dlq() {
   const list = await api("/v1/dlq");
-  view.innerHTML = `<h2>Dead-lettered jobs</h2><table id="dlq"><thead><tr><th scope="col">Job</th><th scope="col">Model</th>
-    <th scope="col">Reason</th><th scope="col">Deliveries</th><th scope="col">Action</th></tr></thead><tbody>${list.map((d) => `<tr>
-    <td>${esc(d.job_id)}</td><td>${esc(d.model_name)}</td><td>${esc(d.reason)}</td><td>${esc(d.deliveries)}</td>
-    <td><button data-retry="${esc(d.job_id)}" aria-label="retry ${esc(d.job_id)}">Retry</button></td></tr>`).join("")}</tbody></table>`;
-  view.querySelectorAll("[data-retry]").forEach((b) => b.addEventListener("click", async () => {
-    try {
-      await api(`/v1/dlq/${encodeURIComponent(b.dataset.retry)}/retry`, { method: "POST" });
-      say(`Job ${b.dataset.retry} published again`);
-    } catch (e) { say(`Retry refused: ${e.message}`, true); }
-  }));
+  const rows = list.map((d) => [d.job_id, d.model_name, d.reason, d.deliveries,
+    button({ "data-retry": d.job_id, "aria-label": `retry ${d.job_id}` }, "Retry", "Retry refused", async () => {
+      await api(`/v1/dlq/${encodeURIComponent(d.job_id)}/retry`, { method: "POST" });
+      say(`Job ${d.job_id} published again`);
+    })]);
+  show(h("h2", {}, "Dead-lettered jobs"), table({ id: "dlq" }, ["Job", "Model", "Reason", "Deliveries", "Action"], rows));
   say(`${list.length} dead letter(s)`);
 }
 
 async function route() {
   clearTimeout(timer);
   if (!sessionStorage.getItem(KEY)) { showLogin(); return; }
-  const [page, arg] = decodeURIComponent(location.hash.slice(1) || "models").split(/\/(.*)/s);
   try {
+    const [page, arg] = decodeURIComponent(location.hash.slice(1) || "models").split(/\/(.*)/s);
     if (page === "model") await model(arg);
     else if (page === "runs") await runs();
     else if (page === "run") await run(arg);
