@@ -304,14 +304,13 @@ class Coordinator:
         await delivery.term()
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        await self.bus.publish_bytes(
-            subjects.dead_letter(delivery.subject),
+        """Keep the federation message on `fermion.dlq.<subject>`, once per message; its term is the caller's."""
+        await self.bus.dead_letter(
+            delivery.subject,
             delivery.data,
+            reason,
+            deliveries=delivery.num_delivered,
             msg_id=f"dlq.jobs.{delivery.seq}",
-            headers={
-                "Fermion-Reason": reason[:2000].replace("\n", " "),
-                "Fermion-Deliveries": str(delivery.num_delivered),
-            },
         )
 
     async def _heartbeat(self, delivery: Delivery) -> None:

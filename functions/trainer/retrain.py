@@ -1,6 +1,6 @@
 """Drift-triggered retraining: `models.drift_detected` + a rule `on: drift` → `training.requested`.
 
-Runs beside the trainer worker on the shared durable consumer `retrains`. The rule names the
+Runs in the rule runner (rules.py) on the shared durable consumer `retrains`. The rule names the
 dataset to retrain on, or its prefix picks the newest upload in the event log; its gate (with
 `canary` steps) sends the result through the gate and a canary. One drifted version triggers one
 retraining per rule: the request's id is derived from the rule and the drifted version, and a
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator
 
 from pydantic import ValidationError
 
@@ -18,7 +19,6 @@ from fermion.events import (
     Bus,
     DatasetRef,
     DatasetUploaded,
-    Delivery,
     DriftDetected,
     Gate,
     Recipe,
@@ -29,39 +29,31 @@ from fermion.events import (
     subjects,
 )
 from fermion.model_store import DatasetStore, PipelineRule, Pipelines, Registry, RegistryError
-from fermion.service.consumer import consume
+
+from .rules import Rule, Unprocessable
 
 log = logging.getLogger("fermion.pipelines")
 
 
-class RetrainRunner:
+class DriftRule(Rule[DriftDetected]):
     """Turns drift alarms into training requests by the rules in the object store."""
+
+    durable = streams.RETRAIN_DURABLE
+    stream = streams.EVENTS_STREAM
+    schema = DriftDetected
+    dlq_tag = "retrain"
 
     def __init__(self, bus: Bus, registry: Registry) -> None:
         self.bus = bus
         self.registry = registry
         self.pipelines = Pipelines(registry.store)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume drift alarms until `stop` is set."""
-        await consume(self.bus, streams.RETRAIN_DURABLE, streams.EVENTS_STREAM, self.handle, stop)
-
-    async def handle(self, delivery: Delivery) -> None:
-        """Request the retrainings a drift alarm triggers, then ack it."""
+    async def requests(self, drift: DriftDetected) -> AsyncGenerator[TrainingRequested, None]:
+        """One retraining per drift rule of the model; a rule that cannot retrain is logged and skipped."""
         try:
-            drift = parse_event(delivery.data, DriftDetected)
-            assert isinstance(drift, DriftDetected)
             rules = await asyncio.to_thread(self._rules, drift)
-        except (ValidationError, RegistryError) as exc:
-            await self.bus.dead_letter(
-                delivery.subject,
-                delivery.data,
-                f"{type(exc).__name__}: {exc}",
-                deliveries=delivery.num_delivered,
-                msg_id=f"dlq.retrain.{delivery.seq}",
-            )
-            await delivery.term()
-            return
+        except RegistryError as exc:
+            raise Unprocessable(f"{type(exc).__name__}: {exc}") from exc
         for rule in rules:
             try:
                 request = TrainingRequest(
@@ -75,7 +67,7 @@ class RetrainRunner:
                 log.error("pipeline rule %s cannot retrain %s: %s", rule.name, rule.model_name, exc)
                 continue
             job = f"{rule.name}.drift.v{drift.data.version}"
-            await self.bus.publish(TrainingRequested(id=job, tenant=drift.tenant, data=request))
+            yield TrainingRequested(id=job, tenant=drift.tenant, data=request)
             log.info(
                 "drift of %s version %d (%s) matched rule %s: job %s",
                 rule.model_name,
@@ -84,7 +76,6 @@ class RetrainRunner:
                 rule.name,
                 job,
             )
-        await delivery.ack()
 
     def _rules(self, drift: DriftDetected) -> list[PipelineRule]:
         """The drift rules for the model, less those that already retrained past the drifted version."""

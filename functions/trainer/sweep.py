@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
@@ -28,74 +29,49 @@ from fermion.events import (
     streams,
 )
 from fermion.model_store import Registry, RegistryError
-from fermion.service.consumer import consume
 
 from .promote import promote_and_announce
+from .rules import Retry, Rule
 
 log = logging.getLogger("fermion.sweeps")
 Outcome = TrainingCompleted | TrainingFailed
 RETRY_DELAY_S = 5.0
 
 
-class SweepRunner:
-    """Runs sweeps from the shared `sweeps` consumer."""
+class SweepRule(Rule[TrainingSweep]):
+    """Runs sweeps from the shared `sweeps` consumer, in the rule runner (rules.py)."""
+
+    durable = streams.SWEEP_DURABLE
+    stream = streams.JOBS_STREAM
+    schema = TrainingSweep
+    dlq_tag = "jobs"
+    malformed = "malformed training.sweep"
 
     def __init__(self, bus: Bus, registry: Registry, *, heartbeat_s: float) -> None:
         self.bus = bus
         self.registry = registry
         self.heartbeat_s = heartbeat_s
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume sweeps until `stop` is set."""
-        await consume(self.bus, streams.SWEEP_DURABLE, streams.JOBS_STREAM, self.handle, stop)
+    async def requests(self, sweep: TrainingSweep) -> AsyncGenerator[TrainingRequested, None]:
+        """The trials (again, on a redelivery: their ids are the sweep's, so JetStream drops the duplicates)."""
+        for trial in _trials(sweep):
+            yield trial
 
-    async def handle(self, delivery: Delivery) -> None:
-        """Fan out, wait for every trial, promote the best; then ack."""
-        try:
-            sweep = parse_event(delivery.data, TrainingSweep)
-        except ValidationError as exc:
-            await self.bus.dead_letter(
-                delivery.subject,
-                delivery.data,
-                f"malformed training.sweep: {exc}",
-                deliveries=delivery.num_delivered,
-                msg_id=f"dlq.jobs.{delivery.seq}",
-            )
-            await delivery.term()
-            return
-        assert isinstance(sweep, TrainingSweep)
-        try:
-            await self._run(delivery, sweep)
-        except RegistryError as exc:  # the store failed under the promotion: run the sweep again later
-            log.warning("sweep %s: %s; retrying in %.0fs", sweep.id, exc, RETRY_DELAY_S)
-            await delivery.nak(RETRY_DELAY_S)
-            return
-        await delivery.ack()
-
-    async def _run(self, delivery: Delivery, sweep: TrainingSweep) -> None:
-        """Publish the trials (again, on a redelivery: JetStream drops the duplicates), await them, promote."""
-        since = sweep.time - timedelta(seconds=1)
-        trials = [
-            TrainingRequested(
-                id=f"{sweep.id}.{i}",
-                tenant=sweep.tenant,
-                data=TrainingRequest(
-                    model_name=sweep.data.model_name, dataset=sweep.data.dataset, recipe=recipe, sweep=sweep.id
-                ),
-            )
-            for i, recipe in enumerate(sweep.data.trials)
-        ]
-        for trial in trials:
-            await self.bus.publish(trial)
+    async def settle(self, sweep: TrainingSweep, delivery: Delivery) -> None:
+        """Await every trial, heartbeating the sweep message, then promote the best."""
+        trials = _trials(sweep)
         log.info("sweep %s: %d trials of %s published", sweep.id, len(trials), sweep.data.model_name)
-        heartbeat = asyncio.create_task(self._heartbeat(delivery))
         try:
-            outcomes = await self._outcomes({t.id for t in trials}, since)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        await self._promote_best(sweep, outcomes)
+            heartbeat = asyncio.create_task(self._heartbeat(delivery))
+            try:
+                outcomes = await self._outcomes({t.id for t in trials}, sweep.time - timedelta(seconds=1))
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+            await self._promote_best(sweep, outcomes)
+        except RegistryError as exc:  # the store failed under the promotion: run the sweep again later
+            raise Retry(f"sweep {sweep.id}: {exc}", RETRY_DELAY_S) from exc
 
     async def _outcomes(self, ids: set[str], since: datetime) -> dict[str, Outcome]:
         done: dict[str, Outcome] = {}
@@ -149,3 +125,17 @@ class SweepRunner:
             await asyncio.sleep(self.heartbeat_s)
             with contextlib.suppress(BusError):  # a missed heartbeat only risks a redelivery, which is idempotent
                 await delivery.in_progress()
+
+
+def _trials(sweep: TrainingSweep) -> list[TrainingRequested]:
+    """One training request per trial recipe, its id derived from the sweep's."""
+    return [
+        TrainingRequested(
+            id=f"{sweep.id}.{i}",
+            tenant=sweep.tenant,
+            data=TrainingRequest(
+                model_name=sweep.data.model_name, dataset=sweep.data.dataset, recipe=recipe, sweep=sweep.id
+            ),
+        )
+        for i, recipe in enumerate(sweep.data.trials)
+    ]

@@ -61,13 +61,14 @@ from fermion.training.checkpoints import CheckpointPolicy
 from fermion.training.distributed import DistributedOptions
 from fermion.training.errors import JobCancelled, PermanentJobError
 
+from . import rules
 from .history import JobRun
 from .job import run_job
-from .pipeline import PipelineRunner
+from .pipeline import UploadRule
 from .promote import promote_and_announce
-from .retrain import RetrainRunner
+from .retrain import DriftRule
 from .settings import TrainerSettings, get_settings
-from .sweep import SweepRunner
+from .sweep import SweepRule
 
 log = logging.getLogger("fermion.trainer")
 
@@ -106,7 +107,8 @@ class Worker:
         try:
             event = parse_event(delivery.data, TrainingRequested)
         except ValidationError as exc:
-            await self._dead_letter(delivery, f"malformed training.requested event: {_brief(exc)}")
+            reason = f"malformed training.requested event: {_brief(exc)}"
+            await rules.dead_letter(self.bus, delivery, reason, tag="jobs", deliveries=delivery.num_delivered)
             self.metrics.dead_lettered.labels("malformed").inc()
             await delivery.term()
             return
@@ -293,7 +295,7 @@ class Worker:
             await asyncio.to_thread(run.failed, reason)
         await self._publish_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
         if dead_letter:
-            await self._dead_letter(delivery, reason)
+            await rules.dead_letter(self.bus, delivery, reason, tag="jobs", deliveries=delivery.num_delivered)
             self.metrics.dead_lettered.labels("failed").inc()
         await delivery.term()
         log.error("job %s failed: %s", event.id, reason)
@@ -322,14 +324,13 @@ class Worker:
             f"ran out of deliveries ({deliveries}): the worker handling it died or hung every time "
             f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
         )
-        await self.bus.dead_letter(taken.subject, taken.data, reason, deliveries=deliveries, msg_id=f"dlq.jobs.{seq}")
+        await rules.dead_letter(self.bus, taken, reason, tag="jobs", deliveries=deliveries)
         self.metrics.dead_lettered.labels("exhausted").inc()
         with contextlib.suppress(ValidationError):
             event = parse_event(taken.data, TrainingRequested)
             assert isinstance(event, TrainingRequested)
             await self._publish_failed(event, taken.seq, reason, "MaxDeliveriesExceeded", retryable=True)
         await self.bus.drop_job(taken.seq)
-        log.error("dead-lettered job message %d: %s", taken.seq, reason)
 
     async def _publish_failed(
         self, event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool
@@ -344,17 +345,6 @@ class Worker:
                 ),
             )
         )
-
-    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Keep the original bytes, with the reason and delivery count, on the dead-letter subject."""
-        await self.bus.dead_letter(
-            delivery.subject,
-            delivery.data,
-            reason,
-            deliveries=delivery.num_delivered,
-            msg_id=f"dlq.jobs.{delivery.seq}",  # one dead letter per job message, however often we get here
-        )
-        log.error("dead-lettered a %s message: %s", delivery.subject, reason)
 
 
 def _brief(exc: ValidationError) -> str:
@@ -381,9 +371,10 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
             consumers = [streams.TRAINER_DURABLE, streams.SWEEP_DURABLE]
             group.create_task(watch_consumer(bus.consumer_state, consumers, stop))
             group.create_task(Worker(bus, registry, settings).run(stop))
-            group.create_task(PipelineRunner(bus, Pipelines(registry.store)).run(stop))
-            group.create_task(RetrainRunner(bus, registry).run(stop))  # issue 17: drift → retraining
-            group.create_task(SweepRunner(bus, registry, heartbeat_s=max(settings.ack_wait_s / 3, 0.5)).run(stop))
+            group.create_task(rules.RuleRunner(bus, UploadRule(Pipelines(registry.store))).run(stop))
+            group.create_task(rules.RuleRunner(bus, DriftRule(bus, registry)).run(stop))  # issue 17: drift → retraining
+            sweeps = SweepRule(bus, registry, heartbeat_s=max(settings.ack_wait_s / 3, 0.5))
+            group.create_task(rules.RuleRunner(bus, sweeps).run(stop))
     finally:
         await bus.close()
         trace.shutdown()

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from fermion.events import (
     Bus,
     DatasetRef,
+    DatasetUploaded,
     Event,
     Recipe,
     TrainingCompleted,
@@ -24,7 +27,7 @@ from fermion.events import (
     parse_event,
     subjects,
 )
-from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
+from fermion.model_store import DatasetStore, PipelineRule, Pipelines, Registry, StoreSettings, open_registry
 from tests.conftest import Trainer
 
 pytestmark = pytest.mark.integration
@@ -68,11 +71,13 @@ async def _outcome(bus: Bus, job_id: str, since: datetime, timeout_s: float = 60
     return seen
 
 
-async def _dead_letters(nats_url: str, since: datetime) -> list[tuple[bytes, dict[str, str]]]:
+async def _dead_letters(
+    nats_url: str, since: datetime, subject: str = "fermion.dlq.>"
+) -> list[tuple[bytes, dict[str, str]]]:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     sub = await js.subscribe(
-        "fermion.dlq.>",
+        subject,
         ordered_consumer=True,
         deliver_policy=None,
         config=nats.js.api.ConsumerConfig(
@@ -182,3 +187,78 @@ async def test_a_job_naming_another_tenants_dataset_is_refused(
     failed = (await _outcome(bus, event.id, since))[-1]
     assert isinstance(failed, TrainingFailed) and "lies outside tenant 'mallory'" in failed.data.reason
     assert registry.models("mallory") == []
+
+
+async def _letter_of(nats_url: str, since: datetime, subject: str, mine: Callable[[bytes], bool]) -> dict[str, str]:
+    """The headers of the dead letter on `subject`'s dead-letter subject whose data is `mine`, once it is there."""
+    for _ in range(50):
+        letters = await _dead_letters(nats_url, since, subjects.dead_letter(subject))
+        found = [h for d, h in letters if mine(d)]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no such dead letter on {subjects.dead_letter(subject)}")
+
+
+def _event_id(data: bytes) -> str | None:
+    try:
+        return parse_event(data).id
+    except ValidationError:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("subject", "reason"),
+    [
+        (subjects.DATASETS_UPLOADED, "ValidationError: "),  # upload pipelines
+        (subjects.MODELS_DRIFT_DETECTED, "ValidationError: "),  # drift retrains
+        (subjects.TRAINING_SWEEP, "malformed training.sweep: "),  # sweeps
+    ],
+)
+async def test_a_malformed_rule_event_is_dead_lettered_and_its_runner_goes_on(
+    bus: Bus, trainer: Trainer, stack_env: dict[str, str], subject: str, reason: str
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    kind = subject.removeprefix("fermion.")
+    for n in (1, 2):  # the second one is refused too: the runner still consumes after the first
+        data = f'{{"type": "{kind}", "data": {n}, "id": "{since.timestamp()}"}}'.encode()
+        await bus.publish_bytes(subject, data, msg_id=f"malformed-{kind}-{since.timestamp()}-{n}")
+        headers = await _letter_of(stack_env["FERMION_NATS_URL"], since, subject, data.__eq__)
+        assert headers["Fermion-Reason"].startswith(reason), headers
+        assert headers["Fermion-Deliveries"] == "1"
+    assert trainer.proc is not None and trainer.proc.poll() is None
+
+
+async def test_invalid_pipeline_rules_dead_letter_the_upload_once_the_valid_ones_requested(
+    bus: Bus, trainer: Trainer, stack_env: dict[str, str]
+) -> None:
+    pipelines = Pipelines(_store(stack_env).store)
+    for name, recipe in [("a-bad", {"epochs": "many"}), ("b-bad", {"architecture": 7}), ("c-good", {"epochs": 1})]:
+        pipelines.put("default", PipelineRule(name=name, dataset_prefix="mixed-", model_name="mixed", recipe=recipe))
+    upload = DatasetUploaded(
+        data=DatasetRef(name="mixed-1", sha256="ab" * 32, uri="file:///nowhere/mixed-1.npz", format="npz", size=1)
+    )
+    requested: list[bytes] = []
+
+    async def seen(raw: bytes) -> None:
+        requested.append(raw)
+
+    stop = await bus.on(subjects.TRAINING_REQUESTED, seen)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    try:
+        await bus.publish(upload)
+        for _ in range(50):
+            ids = {parse_event(r).id for r in requested}
+            if "c-good." + "ab" * 20 in ids:
+                break
+            await asyncio.sleep(0.2)
+        assert ids == {"c-good." + "ab" * 20}  # the valid rule still trains; the invalid ones request nothing
+        headers = await _letter_of(
+            stack_env["FERMION_NATS_URL"], since, subjects.DATASETS_UPLOADED, lambda d: _event_id(d) == upload.id
+        )
+    finally:
+        await stop()
+        for name in ("a-bad", "b-bad", "c-good"):
+            pipelines.remove("default", name)
+    assert "pipeline rule 'a-bad' is invalid" in headers["Fermion-Reason"]
+    assert "pipeline rule 'b-bad' is invalid" in headers["Fermion-Reason"]
