@@ -3,11 +3,9 @@
 #
 #   docker build -f infra/docker/inference-cpu.Dockerfile -t fermion-inference-cpu .
 #   docker run -p 127.0.0.1:8080:8080 -e FERMION_STORE_URL=s3://bucket fermion-inference-cpu
-ARG BASE_IMAGE=python:3.11-slim-bookworm
-
 # The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
 # only the wheel reaches the image below.
-FROM ${BASE_IMAGE} AS wheel
+FROM python:3.11-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY fermion fermion
@@ -21,7 +19,7 @@ COPY infra infra
 COPY imaging imaging
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${BASE_IMAGE}
+FROM python:3.11-slim-bookworm
 COPY infra/docker/requirements/common.txt infra/docker/requirements/inference-cpu.txt /tmp/requirements/
 RUN pip install --no-cache-dir -r /tmp/requirements/inference-cpu.txt && rm -rf /tmp/requirements
 COPY --from=wheel /wheels /tmp/wheels

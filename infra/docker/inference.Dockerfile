@@ -6,11 +6,9 @@
 #
 #   docker build -f infra/docker/inference.Dockerfile -t fermion-inference-gpu .
 #   docker run --gpus all -p 127.0.0.1:8080:8080 -e FERMION_STORE_URL=s3://bucket fermion-inference-gpu
-ARG BASE_IMAGE=python:3.11-slim-bookworm
-
 # The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
 # only the wheel reaches the image below.
-FROM ${BASE_IMAGE} AS wheel
+FROM python:3.11-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY fermion fermion
@@ -24,7 +22,7 @@ COPY infra infra
 COPY imaging imaging
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${BASE_IMAGE}
+FROM python:3.11-slim-bookworm
 COPY infra/docker/requirements/common.txt infra/docker/requirements/inference-gpu.txt \
      infra/docker/requirements/tensorrt.txt /tmp/requirements/
 # TensorRT 10's CUDA 13 wheels are on NVIDIA's index only (PyPI holds a stub that points there).

@@ -2,11 +2,9 @@
 # requests and the registry API behind uvicorn. No ONNX Runtime, no torch.
 #
 #   docker build -f infra/docker/ingest.Dockerfile -t fermion-ingest .
-ARG BASE_IMAGE=python:3.11-slim-bookworm
-
 # The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
 # only the wheel reaches the image below.
-FROM ${BASE_IMAGE} AS wheel
+FROM python:3.11-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY fermion fermion
@@ -20,7 +18,7 @@ COPY infra infra
 COPY imaging imaging
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${BASE_IMAGE}
+FROM python:3.11-slim-bookworm
 COPY infra/docker/requirements/common.txt infra/docker/requirements/ingest.txt /tmp/requirements/
 RUN pip install --no-cache-dir -r /tmp/requirements/ingest.txt && rm -rf /tmp/requirements
 COPY --from=wheel /wheels /tmp/wheels

@@ -5,11 +5,9 @@
 #   docker build -f infra/docker/lambda.Dockerfile -t fermion-lambda .
 # checkov:skip=CKV_DOCKER_2:Lambda ignores HEALTHCHECK; the runtime API decides when a function is ready.
 # checkov:skip=CKV_DOCKER_3:Lambda runs the image as its own unprivileged sandbox user, whatever USER says.
-ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12
-
 # The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
 # only the wheel reaches the image below.
-FROM ${BASE_IMAGE} AS wheel
+FROM public.ecr.aws/lambda/python:3.12 AS wheel
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY fermion fermion
@@ -23,7 +21,7 @@ COPY infra infra
 COPY imaging imaging
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${BASE_IMAGE}
+FROM public.ecr.aws/lambda/python:3.12
 COPY infra/docker/requirements/common.txt infra/docker/requirements/lambda.txt /tmp/requirements/
 RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements/lambda.txt
 COPY --from=wheel /wheels /tmp/wheels

@@ -5,11 +5,9 @@
 #   docker build -f infra/docker/trainer.Dockerfile -t fermion-trainer:cuda \
 #       --build-arg TORCH=torch==2.13.0 --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130 .
 # checkov:skip=CKV_DOCKER_2:no port to probe; it exits on a lost bus, and the orchestrator restarts it (JetStream redelivers its job).
-ARG BASE_IMAGE=python:3.11-slim-bookworm
-
 # The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
 # only the wheel reaches the image below.
-FROM ${BASE_IMAGE} AS wheel
+FROM python:3.11-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY fermion fermion
@@ -23,7 +21,7 @@ COPY infra infra
 COPY imaging imaging
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM ${BASE_IMAGE}
+FROM python:3.11-slim-bookworm
 ARG TORCH=torch==2.13.0+cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # torch first and alone, so that nothing else pulls the default (CUDA) build from PyPI.
