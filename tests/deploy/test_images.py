@@ -22,8 +22,9 @@ pytestmark = pytest.mark.deploy
 
 
 def _base_requirements() -> list[Requirement]:
+    """What a function needs: the base install (the client) and the `serve` extra."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"]]
+    return [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["serve"]]]
 
 
 def _environment(platform: str, machine: str) -> dict[str, str]:
@@ -142,7 +143,7 @@ def test_portable_install_picks_an_onnxruntime_with_wheels_everywhere() -> None:
 def test_base_install_resolves_on_each_platform_online(
     platform: str, machine: str, tags: list[str], tmp_path: Path
 ) -> None:
-    """`pip install fermion`'s base dependencies have wheels for each platform (pip cannot apply
+    """`pip install 'fermion[serve]'`'s dependencies have wheels for each platform (pip cannot apply
     another platform's markers, so they are evaluated here first)."""
     env = _environment(platform, machine)
     reqs = [str(r).split(";")[0] for r in _base_requirements() if r.marker is None or r.marker.evaluate(env)]
