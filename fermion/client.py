@@ -302,6 +302,21 @@ class Client:
         """Remove an alias."""
         self._call("DELETE", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", params=self._tenant)
 
+    # ---- run history
+    def runs(self, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """The tenant's training runs, newest first, without their per-epoch curves."""
+        params: dict[str, Any] = {"limit": limit, **self._tenant, **({"model": model} if model else {})}
+        return list(self._call("GET", f"{self.ingest_url}/v1/runs", params=params))
+
+    def run(self, job: str) -> dict[str, Any]:
+        """One run: parameters, dataset, every epoch, final metrics, version and lineage (or its error)."""
+        return dict(self._call("GET", f"{self.ingest_url}/v1/runs/{job}", params=self._tenant))
+
+    def compare_runs(self, jobs: list[str]) -> dict[str, Any]:
+        """Runs side by side, and the parameters that differ between them."""
+        params: dict[str, Any] = {"job": jobs, **self._tenant}
+        return dict(self._call("GET", f"{self.ingest_url}/v1/runs/compare", params=params))
+
     # ---- canaries and shadows
     def start_canary(
         self,

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from fermion.cli import app as cli
 from fermion.events import subjects
 from fermion.events.schemas import FederationRequested, parse_event
-from fermion.model_store import DatasetStore, KeyStore
+from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs
+from fermion.model_store.runs import EpochRecord
 from fermion.model_store.signing import SigningKey
 from tests.conftest import bearer, linear_draft, linear_onnx
 from tests.integration.secured_ingest import SecuredIngest, secured_ingest
@@ -164,3 +165,17 @@ def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest
     assert "0.5000" in table.output and "0.7500" in table.output and "site-0, site-1" in table.output
     rows = json.loads(_fermion(ingest, tmp_path, "federated", "rounds", fed, "-o", "json").output)
     assert [(r["round"], r["version"], r["n_examples"]) for r in rows] == [(1, 1, 40), (2, 2, 40)]
+
+
+def test_runs_are_read_over_http(ingest: SecuredIngest, tmp_path: Path) -> None:
+    runs = Runs(ingest.registry.store)
+    for job, lr, loss in (("job-aaa", 0.01, 0.5), ("job-bbb", 0.003, 0.25)):
+        epochs = [EpochRecord(epoch=1, loss=loss, metrics={"accuracy": 0.9}, seconds=1.5)]
+        record = RunRecord(job_id=job, tenant="default", model_name="blobs", status="completed", epochs=epochs)
+        runs.put(record.model_copy(update={"parameters": {"learning_rate": lr}, "metrics": {"accuracy": 0.9}}))
+    listed = _fermion(ingest, tmp_path, "runs", "list", "--model", "blobs")
+    assert listed.exit_code == 0 and "job-aaa" in listed.output and "job-bbb" in listed.output, listed.output
+    shown = _fermion(ingest, tmp_path, "runs", "show", "job-bbb")
+    assert shown.exit_code == 0 and "0.2500" in shown.output and "learning_rate" in shown.output, shown.output
+    compared = _fermion(ingest, tmp_path, "runs", "compare", "job-aaa", "job-bbb")
+    assert compared.exit_code == 0 and "learning_rate" in compared.output and "0.003" in compared.output
