@@ -62,7 +62,7 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def secured_ingest(home: Path) -> Iterator[SecuredIngest]:
+def secured_ingest(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[SecuredIngest]:
     """nats-server with the roles' permissions, streams provisioned, ingest as the `ingest` role."""
     registry = open_registry(StoreSettings(home=home))
     identity = LocalIdentity(home).ensure(registry.store)
@@ -80,6 +80,7 @@ def secured_ingest(home: Path) -> Iterator[SecuredIngest]:
             "FERMION_NATS_URL": nats.url,
             "PYTHONUNBUFFERED": "1",
             **identity.env("ingest"),
+            **(extra_env or {}),
         }
         port = free_port()
         log = home / "ingest.log"
