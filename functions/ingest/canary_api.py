@@ -21,10 +21,11 @@ from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
 
-from .deps import BusDep, RegistryDep
-from .errors import AUTHENTICATED, BadRequest, Conflict, InsufficientStorage, NotFound
+from .deps import RegistryDep, Settings, get_bus
+from .errors import AUTHENTICATED, BadRequest, Conflict, InsufficientStorage, NotFound, Unavailable
 from .params import AliasName, ModelName, Tenant
 from .registry_api import movable
+from .settings import IngestSettings
 
 log = logging.getLogger("fermion.ingest")
 router = APIRouter(prefix="/v1/models", tags=["rollouts"], responses=error_responses(*AUTHENTICATED))
@@ -87,7 +88,7 @@ async def start_canary(
     alias: AliasName,
     body: CanaryStart,
     registry: RegistryDep,
-    bus: BusDep,
+    settings: Settings,
     tenant: Tenant = None,
     caller: Principal = needs("promote"),
 ) -> AliasState:
@@ -101,7 +102,7 @@ async def start_canary(
         )
 
     record = await _move(request, caller, tenant, name, alias, start)
-    announced = await _announce(bus, tenant, name, alias, record, body.version)
+    announced = await _announce(request, settings, tenant, name, alias, record, body.version)
     return AliasState(name=name, alias=alias, record=record, announced=announced)
 
 
@@ -183,7 +184,9 @@ async def set_shadow(
     return AliasState(name=name, alias=alias, record=record)
 
 
-async def _announce(bus: Bus, tenant: str, name: str, alias: str, record: Alias, version: int) -> bool:
+async def _announce(
+    request: Request, settings: IngestSettings, tenant: str, name: str, alias: str, record: Alias, version: int
+) -> bool:
     """Publish `models.rollout.started`; the alias already moved, so a bus outage is logged, not an error."""
     plan = record.rollout
     change = RolloutChange(
@@ -195,9 +198,12 @@ async def _announce(bus: Bus, tenant: str, name: str, alias: str, record: Alias,
         weights=record.split(),
         reason="started over HTTP",
     )
+    # The bus is asked for only now: a canary starts while NATS is away (the move does not need it).
+    override = request.app.dependency_overrides.get(get_bus)
     try:
+        bus: Bus = override() if override is not None else await get_bus(settings)
         await bus.publish(ModelRollout(tenant=tenant, data=change))
-    except BusError as exc:
+    except (BusError, Unavailable) as exc:
         log.warning("canary %s@%s started but models.rollout was not published: %s", name, alias, exc)
         return False
     return True

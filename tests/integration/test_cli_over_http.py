@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from fermion.cli import app as cli
 from fermion.events import subjects
 from fermion.events.schemas import FederationRequested, parse_event
-from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs
+from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs, StoreSettings, open_registry
 from fermion.model_store.runs import EpochRecord
 from fermion.model_store.signing import SigningKey
 from tests.conftest import bearer, linear_draft, linear_onnx
@@ -179,3 +179,26 @@ def test_runs_are_read_over_http(ingest: SecuredIngest, tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "0.2500" in shown.output and "learning_rate" in shown.output, shown.output
     compared = _fermion(ingest, tmp_path, "runs", "compare", "job-aaa", "job-bbb")
     assert compared.exit_code == 0 and "learning_rate" in compared.output and "0.003" in compared.output
+
+
+async def test_a_canary_starts_while_nats_is_away(tmp_path: Path) -> None:
+    """As when the CLI moved the alias itself: the move stands, `announced` says the event did not go out."""
+    from fermion.functions.ingest.app import create_app
+    from fermion.functions.ingest.deps import get_keys, get_registry
+    from fermion.functions.ingest.settings import IngestSettings
+    from tests.conftest import api_key
+
+    registry = open_registry(StoreSettings(home=tmp_path))
+    for seed in (1, 2):
+        registry.register("default", "cider", {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
+    registry.set_alias("default", "cider", "production", 1)
+    settings = IngestSettings(home=tmp_path, nats_url="nats://127.0.0.1:1")
+    api = create_app(lambda: settings)
+    api.dependency_overrides[get_registry] = lambda: registry
+    api.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
+    headers = bearer(api_key(registry, "promote"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://ingest") as client:
+        r = await client.post("/v1/models/cider/aliases/production/canary", json={"version": 2}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["announced"] is False and r.json()["record"]["weights"] == {"1": 90, "2": 10}
+    assert registry.alias("default", "cider", "production").split() == {1: 90, 2: 10}
