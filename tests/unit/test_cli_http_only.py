@@ -1,7 +1,7 @@
 """Every CLI command reaches the platform over HTTP (issue 23): none opens the store or NATS itself.
 
 Read from the code (AST): `fermion/cli/*.py` (but `stack.py`, whose `up` and `demo` start the local
-stack) and `fermion/client.py` may not import the registry, the bus, a function, or the parts of
+stack) and the client (`fermion/client.py`, `fermion/control_plane.py`) may not import the registry, the bus, a function, or the parts of
 `fermion.infra` that start or provision things. What they may import of those packages is named
 below, each with why it opens nothing.
 """
@@ -53,7 +53,10 @@ def _opens(module: str, name: str) -> bool:
 FILES = sorted(p for p in (REPO / "fermion" / "cli").glob("*.py") if p.name not in LOCAL_STACK)
 
 
-@pytest.mark.parametrize("path", [*FILES, REPO / "fermion" / "client.py"], ids=lambda p: p.name)
+CLIENT = [REPO / "fermion" / "client.py", REPO / "fermion" / "control_plane.py"]
+
+
+@pytest.mark.parametrize("path", [*FILES, *CLIENT], ids=lambda p: p.name)
 def test_commands_and_the_client_open_neither_the_store_nor_nats(path: Path) -> None:
     bad = [f"line {line}: {m}{'.' + n if n else ''}" for m, n, line in _imports(path) if _opens(m, n)]
     assert not bad, f"{path.relative_to(REPO)} reaches the platform around its HTTP API: {bad}"
