@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
-from fermion.cli.export import export_edge
 from fermion.compile.edge import EdgeOptions
 from fermion.events import DatasetRef, Recipe, TrainingRequest, TrainingRequested
+from fermion.functions.ingest.edge_build import export_edge
 from fermion.functions.trainer.job import run_job
 from fermion.model_store import DatasetStore, StoreSettings, open_registry
 from fermion.model_store.settings import SigningSettings

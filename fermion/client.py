@@ -27,6 +27,7 @@ from fermion.infra import StackSettings
 from fermion.service.jobs import DeadLetter, JobStatus
 
 from . import retry as retries
+from .control_plane import ControlPlane
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class JobFailed(FermionError):
     """A training job ended with `training.failed` (or was cancelled)."""
 
 
-class Client:
+class Client(ControlPlane):
     """Talks to the ingest and inference functions over HTTP (https or http) with an API key."""
 
     def __init__(
@@ -303,6 +304,25 @@ class Client:
     def delete_alias(self, model: str, alias: str) -> None:
         """Remove an alias."""
         self._call("DELETE", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", params=self._tenant)
+
+    # ---- edge bundles
+    def export_edge(self, model: str, *, timeout_s: float = 1200.0, **options: Any) -> bytes:
+        """A version's signed edge bundle (a tar archive), built by the platform.
+
+        `options`: version or alias, prune, quantize, format, accuracy_budget, max_bytes, finetune_epochs.
+        """
+        url = f"{self.ingest_url}/v1/models/{model}/edge"
+        try:
+            response = self._http.post(url, json=options, params=self._tenant, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise FermionError(f"POST {url} failed: {exc or type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("error", response.text)
+            except ValueError:
+                detail = response.text
+            raise FermionError(f"POST {url} → {response.status_code}: {detail}")
+        return response.content
 
     # ---- inference
     def metadata(self, model: str) -> dict[str, Any]:

@@ -56,7 +56,10 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.TRAINING_SWEEP,
             f"{subjects.TRAINING_CANCEL}.>",
             subjects.MODELS_PROMOTED,
+            f"{subjects.MODELS_ROLLOUT}.started",  # a canary started over HTTP (its first step 100: promoted)
+            f"{subjects.MODELS_ROLLOUT}.promoted",
             subjects.MODELS_LABELS,
+            subjects.FEDERATED_REQUESTED,  # POST /v1/federations
             f"{subjects.AUDIT_PREFIX}.>",
             subjects.dead_letter(subjects.DATASETS_UPLOADED),  # drops refused by the S3 handler
             f"{_JS}.INFO",

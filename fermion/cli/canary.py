@@ -1,32 +1,30 @@
 """`fermion canary ...`: weighted aliases: start, step, finish, abort a canary; see it; mirror to a shadow.
 
-Moves go straight to the registry by compare-and-swap (like `fermion models`); starting one is
-announced as `models.rollout.started` so the monitor judges the alias even before traffic comes
-(best effort: the move stands when NATS is away).
+Each command is one request to the ingest function's rollout routes (`/v1/models/{name}/aliases/
+{alias}/canary...`, `.../shadow`), which move the alias by compare-and-swap; starting one is
+announced there as `models.rollout.started` so the monitor judges the alias before traffic comes.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from fermion.client import FermionError, local_bus_settings
-from fermion.events import Bus, BusError, ModelRollout, RolloutChange
-from fermion.model_store import Alias, Bounds, Rollouts, StoreSettings, open_registry
+from fermion.client import Client, FermionError
 
-from .console import console, errors
+from .console import Output, OutputOption, console, emit, errors
 
 canary_app = typer.Typer(help="Canary rollouts and shadow traffic on an alias.", no_args_is_help=True)
 Model = Annotated[str, typer.Argument(help="model name")]
 AliasOpt = Annotated[str, typer.Option(help="the alias whose traffic is split")]
 
 
-def _rollouts() -> tuple[Rollouts, str]:
-    settings = StoreSettings()
-    return Rollouts(open_registry(settings)), settings.tenant
+def _client() -> Client:
+    """The client of FERMION_URL (or the local stack); a command closes it when done."""
+    return Client.from_settings()
 
 
 @canary_app.command("start")
@@ -44,19 +42,19 @@ def canary_start(
         weights = [int(s) for s in steps.split(",")]
     except ValueError as exc:
         raise FermionError(f"--steps must be comma-separated percentages, like 10,50,100; got {steps!r}") from exc
-    rollouts, tenant = _rollouts()
-    record = rollouts.start(
-        tenant,
-        model,
-        alias,
-        version,
-        steps=weights,
-        bake_s=bake,
-        bounds=Bounds(min_requests=min_requests),
-        automatic=not manual,
-    )
-    _announce(tenant, model, alias, record, version)
-    _show(model, alias, record)
+    with _client() as client:
+        state = client.start_canary(
+            model,
+            version,
+            alias=alias,
+            steps=weights,
+            bake_s=bake,
+            automatic=not manual,
+            bounds={"min_requests": min_requests},
+        )
+    if state.get("announced") is False:
+        errors.print("warning: the rollout started but was not announced on NATS", markup=False)
+    _show(model, alias, state["record"])
 
 
 @canary_app.command("step")
@@ -66,29 +64,33 @@ def canary_step(
     to: Annotated[int | None, typer.Option(help="set the canary's weight to this percentage")] = None,
 ) -> None:
     """Move the canary to its next step (or to --to percent; 100 finishes it, 0 ends it)."""
-    rollouts, tenant = _rollouts()
-    _show(model, alias, rollouts.step(tenant, model, alias, to=to))
+    with _client() as client:
+        _show(model, alias, client.step_canary(model, alias=alias, to=to)["record"])
 
 
 @canary_app.command("finish")
 def canary_finish(model: Model, alias: AliasOpt = "production") -> None:
     """Send all of the alias's traffic to the canary (`fermion models rollback` undoes it)."""
-    rollouts, tenant = _rollouts()
-    _show(model, alias, rollouts.finish(tenant, model, alias))
+    with _client() as client:
+        _show(model, alias, client.finish_canary(model, alias=alias)["record"])
 
 
 @canary_app.command("abort")
 def canary_abort(model: Model, alias: AliasOpt = "production") -> None:
     """Send all of the alias's traffic back to the incumbent."""
-    rollouts, tenant = _rollouts()
-    _show(model, alias, rollouts.abort(tenant, model, alias))
+    with _client() as client:
+        _show(model, alias, client.abort_canary(model, alias=alias)["record"])
 
 
 @canary_app.command("status")
-def canary_status(model: Model, alias: AliasOpt = "production") -> None:
+def canary_status(model: Model, alias: AliasOpt = "production", output: OutputOption = Output.table) -> None:
     """The alias's split, its rollout plan and its recent moves."""
-    rollouts, tenant = _rollouts()
-    _show(model, alias, rollouts.registry.alias(tenant, model, alias), changes=True)
+    with _client() as client:
+        state = client.canary(model, alias=alias)
+    if output is not Output.table:
+        emit(state, output)
+        return
+    _show(model, alias, state["record"], changes=True)
 
 
 @canary_app.command("shadow")
@@ -100,46 +102,31 @@ def canary_shadow(
     """Mirror the alias's traffic to VERSION (answers compared, never returned); 'off' stops it."""
     if version != "off" and not version.isdigit():
         raise FermionError(f"give a version number or 'off'; got {version!r}")
-    rollouts, tenant = _rollouts()
-    _show(model, alias, rollouts.set_shadow(tenant, model, alias, None if version == "off" else int(version)))
+    with _client() as client:
+        state = client.set_shadow(model, None if version == "off" else int(version), alias=alias)
+    _show(model, alias, state["record"])
 
 
-def _show(model: str, alias: str, record: Alias, *, changes: bool = False) -> None:
-    split = ", ".join(f"v{v} {w}%" for v, w in sorted(record.split().items()))
-    console.print(f"{model}@{alias}: {split}" + (f" (shadow v{record.shadow})" if record.shadow else ""))
-    if (plan := record.rollout) is not None:
-        mode = "automatic" if plan.automatic else "manual"
+def _split(weights: dict[str, int]) -> str:
+    return ", ".join(f"v{v} {w}%" for v, w in sorted(weights.items(), key=lambda kv: int(kv[0])))
+
+
+def _at(stamp: str) -> str:
+    return f"{datetime.fromisoformat(stamp):%Y-%m-%d %H:%M:%S}"
+
+
+def _show(model: str, alias: str, record: dict[str, Any], *, changes: bool = False) -> None:
+    split = _split(record["weights"] or {str(record["version"]): 100})
+    shadow = record.get("shadow")
+    console.print(f"{model}@{alias}: {split}" + (f" (shadow v{shadow})" if shadow else ""))
+    if (plan := record.get("rollout")) is not None:
+        mode = "automatic" if plan["automatic"] else "manual"
         console.print(
-            f"rollout of v{plan.canary} over v{plan.incumbent}: step {plan.step + 1} of {plan.steps}, "
-            f"bake {plan.bake_s:g}s, {mode}, step began {plan.step_started_at:%Y-%m-%d %H:%M:%S}"
+            f"rollout of v{plan['canary']} over v{plan['incumbent']}: step {plan['step'] + 1} of {plan['steps']}, "
+            f"bake {plan['bake_s']:g}s, {mode}, step began {_at(plan['step_started_at'])}"
         )
-    if changes and record.changes:
+    if changes and record.get("changes"):
         table = Table("at", "split", "reason")
-        for c in record.changes[-10:]:
-            table.add_row(f"{c.at:%Y-%m-%d %H:%M:%S}", ", ".join(f"v{v} {w}%" for v, w in c.weights.items()), c.reason)
+        for c in record["changes"][-10:]:
+            table.add_row(_at(c["at"]), _split(c["weights"]), c["reason"])
         console.print(table)
-
-
-def _announce(tenant: str, model: str, alias: str, record: Alias, version: int) -> None:
-    plan = record.rollout
-    change = RolloutChange(
-        model_name=model,
-        alias=alias,
-        canary=version,
-        incumbent=plan.incumbent if plan else record.version,
-        action="started" if plan else "promoted",
-        weights=record.split(),
-        reason="started from the command line",
-    )
-
-    async def send() -> None:
-        bus = await Bus.from_settings(local_bus_settings(), name="fermion-cli", timeout_s=2.0)
-        try:
-            await bus.publish(ModelRollout(tenant=tenant, data=change))
-        finally:
-            await bus.close()
-
-    try:
-        asyncio.run(send())
-    except BusError as exc:
-        errors.print(f"warning: the rollout started but was not announced on NATS: {exc}", markup=False)

@@ -1,119 +1,34 @@
 """`fermion models export NAME[:VERSION|@ALIAS] --edge`: a registered version → one signed edge bundle.
 
-The served fp32 graph is the starting point. When the run's dataset is still in the store, the
-recipe's architecture is rebuilt, loaded with the version's weights, pruned and fine-tuned on the
-same training split, and judged on the same held-out split the version was; otherwise pruning runs
-on the graph's weights and the accuracy is measured only if asked not to be required.
+The platform builds it (POST /v1/models/{name}/edge: pruned and fine-tuned on the run's own
+training split when its dataset is still in the store, quantised, ORT format, judged on the same
+held-out split, signed with the platform's key); this command writes the archive it answers with
+and prints what the bundle's manifest says.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from fermion.events import Recipe
-from fermion.model_store import (
-    DatasetStore,
-    Manifest,
-    NotFound,
-    ObjectNotFound,
-    Registry,
-    RegistryError,
-    StoreSettings,
-    dataset_format,
-    open_registry,
-)
-from fermion.model_store.settings import SigningSettings
-from fermion.model_store.signing import SigningKey
-
-if TYPE_CHECKING:  # torch comes with these: imported when an export runs, not when the CLI starts
-    from fermion.compile.edge import EdgeBundle, EdgeData, EdgeOptions
+from fermion.client import Client, FermionError
 
 console = Console()
+# The bundle's signature member: 64 bytes of Ed25519 signature, then the signer's 32-byte public key.
+SIGNATURE = "SIGNATURE"
 
 
-def _run_data(registry: Registry, manifest: Manifest) -> tuple[EdgeData, Recipe] | None:
-    """The version's own training and held-out splits, if its dataset is still in the store."""
-    from fermion.compile.edge import EdgeData
-    from fermion.training.data import load_dataset, split
-    from fermion.training.errors import DatasetError
-
-    lineage = manifest.lineage
-    if not (lineage.dataset_sha256 and lineage.dataset_uri and lineage.recipe):
-        return None
-    recipe = Recipe.model_validate(lineage.recipe)
-    name, filename = lineage.dataset_uri.rstrip("/").split("/")[-2:]
-    fmt = dataset_format(filename.rsplit(".", 1)[-1])
-    if fmt is None:
-        return None
-    with tempfile.TemporaryDirectory(prefix="fermion-export-") as tmp:
-        try:
-            path = DatasetStore(registry.store).fetch(
-                manifest.tenant, name, lineage.dataset_sha256, fmt, Path(tmp) / filename
-            )
-            ds = load_dataset(path, fmt, recipe.label_column)
-        except (NotFound, ObjectNotFound, DatasetError):
-            return None
-    if ds.labels != manifest.labels:
-        return None
-    train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
-    return EdgeData(ds.x[train_idx], ds.y[train_idx], ds.x[test_idx], ds.y[test_idx]), recipe
-
-
-def _contract(manifest: Manifest) -> dict[str, Any]:
-    (inp,), (out,) = manifest.signature.inputs, manifest.signature.outputs
-    return {
-        "input": {"name": inp.name, "dtype": "float32", "shape": inp.shape},
-        "preprocessing": "none outside the model: rows of raw features as the dataset held them "
-        "(standardisation fitted on the training split is inside the graph)",
-        "output": {"name": out.name, "dtype": "float32", "shape": out.shape, "labels": manifest.labels},
-        "postprocessing": "argmax over the output row; the class is labels[argmax]",
-    }
-
-
-def export_edge(ref: str, options: EdgeOptions, *, store: StoreSettings, signing: SigningSettings) -> EdgeBundle:
-    """Build the signed edge bundle of the version `ref` names (NAME, NAME:VERSION or NAME@ALIAS)."""
-    from fermion.compile import CompileError
-    from fermion.compile.edge import build_bundle, load_onnx_weights
-
-    registry = open_registry(store)
-    manifest = registry.lookup(store.tenant, ref)
-    if len(manifest.signature.inputs) != 1 or len(manifest.signature.outputs) != 1:
-        raise CompileError("edge bundles take models with one input and one output")
-    fp32 = registry.fetch(manifest).read_bytes()
-    found = _run_data(registry, manifest)
-    data = found[0] if found else None
-    module = None
-    if found and options.prune > 0:
-        from fermion.training.architectures import build
-
-        rebuilt = build(found[1].architecture, found[0].x_train, len(manifest.labels))
-        # When the graph's weights do not map onto the recipe's module, the graph itself is pruned.
-        module = rebuilt if load_onnx_weights(rebuilt, fp32) else None
-    key = SigningKey.load_or_create(signing.key_path)
-    source = {
-        "tenant": manifest.tenant,
-        "name": manifest.name,
-        "version": manifest.version,
-        "content_sha256": manifest.content_sha256,
-        "model_sha256": manifest.files["model.onnx"].sha256,
-        "dataset_sha256": manifest.lineage.dataset_sha256 if data is not None else None,
-    }
-    return build_bundle(
-        fp32,
-        contract=_contract(manifest),
-        source=source,
-        options=options,
-        sign=lambda data: (key.sign(data), key.public_key),
-        module=module,
-        data=data,
-    )
+def _client() -> Client:
+    """The client of FERMION_URL (or the local stack); a command closes it when done."""
+    return Client.from_settings()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -122,6 +37,23 @@ def _write(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+def _member(archive: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        f = tar.extractfile(name)
+        if f is None:
+            raise FermionError(f"the bundle has no {name}")
+        return f.read()
+
+
+def _ref(ref: str) -> tuple[str, dict[str, Any]]:
+    """NAME, NAME:VERSION or NAME@ALIAS → the model name and the request's version or alias."""
+    name, _, version = ref.partition(":")
+    name, _, alias = name.partition("@")
+    if version and (alias or not version.isdigit()):
+        raise FermionError(f"invalid model reference {ref!r}: use NAME, NAME:VERSION or NAME@ALIAS")
+    return name, {"version": int(version)} if version else {"alias": alias} if alias else {}
 
 
 def export_command(
@@ -143,35 +75,34 @@ def export_command(
     if quantize not in ("int8", "none") or format not in ("ort", "onnx"):
         console.print("[bold red]error:[/] --quantize takes int8 or none; --format takes ort or onnx")
         raise typer.Exit(1)
-    from fermion.compile import CompileError
-    from fermion.compile.edge import BudgetExceeded, EdgeOptions
-
-    q: Literal["none", "int8"] = "int8" if quantize == "int8" else "none"
-    options = EdgeOptions(
-        prune=prune,
-        quantize=q,
-        format="onnx" if format == "onnx" else "ort",
-        accuracy_budget=None if no_accuracy_check else accuracy_budget,
-        max_bytes=max_bytes,
-        finetune_epochs=finetune_epochs,
-    )
+    options: dict[str, Any] = {
+        "prune": prune,
+        "quantize": quantize,
+        "format": format,
+        "accuracy_budget": None if no_accuracy_check else accuracy_budget,
+        "max_bytes": max_bytes,
+        "finetune_epochs": finetune_epochs,
+    }
     try:
-        bundle = export_edge(ref, options, store=StoreSettings(), signing=SigningSettings())
-    except BudgetExceeded as exc:
-        console.print(f"[bold red]refused:[/] {exc}")
+        name, which = _ref(ref)
+        with _client() as client:
+            archive = client.export_edge(name, **which, **options)
+    except FermionError as exc:
+        # The platform's reason as it gives it: "refused: ..." for a missed budget, else "error: ...".
+        said = str(exc).partition(" → ")[2].partition(": ")[2] or str(exc)
+        refused = said.startswith("refused: ")
+        console.print("[bold red]refused:[/] " if refused else "[bold red]error:[/] ", end="")
+        console.print(said.removeprefix("refused: "), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
-    except (CompileError, RegistryError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
-    _write(output, bundle.archive)
+    _write(output, archive)
+    manifest = json.loads(_member(archive, "manifest.json"))
     summary = {
         "bundle": str(output),
-        "bytes": len(bundle.archive),
-        "sizes": bundle.manifest["sizes"],
-        "accuracy": bundle.manifest["accuracy"],
-        "cpu_latency_ms": bundle.manifest["cpu_latency_ms"],
-        "signing_key": str(SigningSettings().key_path),
-        "public_key": SigningKey.load(SigningSettings().key_path).public_key.hex(),
+        "bytes": len(archive),
+        "sizes": manifest["sizes"],
+        "accuracy": manifest["accuracy"],
+        "cpu_latency_ms": manifest["cpu_latency_ms"],
+        "public_key": _member(archive, SIGNATURE)[64:96].hex(),
     }
     console.print_json(json.dumps(summary))
 

@@ -51,11 +51,13 @@ from fermion.service.observability.ingest import ingest_metrics
 from fermion.service.observability.readiness import Readiness, store_check
 from fermion.service.responses import HTTPError, document_validation, error_responses, install_error_handlers, translate
 
+from .canary_api import router as canary_router
 from .catalog_api import router as catalog_router
 from .console.headers import SecurityHeaders
 from .console.routes import router as console_router
 from .datasets import upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
+from .edge_api import router as edge_router
 from .errors import (
     AUTHENTICATED,
     TRANSLATIONS,
@@ -166,6 +168,8 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202, responses=jobs)
     app.include_router(catalog_router)  # before the registry's /v1/models/{name} routes
     app.include_router(registry_router)
+    app.include_router(canary_router)
+    app.include_router(edge_router)
     app.include_router(jobs_router)
     app.include_router(keys_router)
     app.include_router(federations_router)

@@ -8,6 +8,7 @@
     ├── UploadTooLarge (413)
     ├── NotFound (404)          no such dataset, model, version or alias
     ├── Conflict (409)          an alias moved under a conditional update
+    ├── NotBuilt (501)          this deployment cannot build what was asked (edge bundles without torch)
     ├── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted
     ├── InsufficientStorage (507)  the object store is full: nothing was accepted
     └── OutcomeUnknown (504)    the event went out but was not confirmed: it may have been accepted
@@ -88,6 +89,12 @@ class Conflict(IngestError):
     """409: an alias moved under a conditional update, or there is nothing to roll back to."""
 
     status = 409
+
+
+class NotBuilt(IngestError):
+    """501: this deployment cannot build it (an edge bundle needs torch beside the ingest function)."""
+
+    status = 501
 
 
 VALIDATION_STATUS = 422

@@ -1,26 +1,35 @@
-"""POST /v1/federations: start a federation (publishes `federated.requested`; the coordinator runs it).
+"""Federations over HTTP: start one (publishes `federated.requested`; the coordinator runs it), list its rounds.
 
-Included by the ingest app with one line: `app.include_router(federations.router)`.
+The rounds are the coordinator's `result.json` records, read where it writes them create-only
+(`federated/{tenant}/{federation}/rounds/{r}/result.json`, functions/federated/store.py): ingest
+reads the object store, never the federated function's code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fermion.events import Recipe
 from fermion.events.schemas import NAME_PATTERN, FederationMember, FederationRequested, FederationSpec, Privacy
-from fermion.model_store import AmbiguousDataset, DatasetNotFound, StoreError
+from fermion.model_store import AmbiguousDataset, DatasetNotFound, ObjectNotFound, ObjectStore, StoreError
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
 
 from .deps import BusDep, Datasets
 from .errors import AUTHENTICATED, BadUpload, NotFound, OutcomeUnknown, Unavailable
+from .idempotency import IdempotencyKey, event_id
+from .params import Tenant
 
 router = APIRouter(tags=["federations"], responses=error_responses(*AUTHENTICATED))
+# A federation's id is its `federated.requested` event's id (a name the store accepts as a key part).
+FederationId = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description="the federation's id")]
+MAX_ROUNDS = 1000  # FederationBody.rounds' bound: the listing stops there
 
 
 class HoldoutSelector(BaseModel):
@@ -56,7 +65,12 @@ class FederationBody(BaseModel):
 
 @router.post("/v1/federations", status_code=202, responses=error_responses(BadUpload, NotFound, OutcomeUnknown))
 async def start_federation(
-    request: Request, body: FederationBody, datasets: Datasets, bus: BusDep, caller: Principal = needs("train")
+    request: Request,
+    body: FederationBody,
+    datasets: Datasets,
+    bus: BusDep,
+    idempotency_key: IdempotencyKey = None,
+    caller: Principal = needs("train"),
 ) -> dict[str, object]:
     """Publish `federated.requested`; the federation id is the event id."""
     tenant = tenant_of(request, caller, body.tenant)
@@ -80,6 +94,47 @@ async def start_federation(
         spec = FederationSpec.model_validate({**fields, "holdout": holdout})
     except ValidationError as exc:
         raise BadUpload(f"invalid federation: {exc.errors()[0]['msg']}") from exc
-    event = FederationRequested(tenant=tenant, data=spec)
+    # A retry with the same Idempotency-Key is the same event id: JetStream de-duplicates it (Nats-Msg-Id).
+    event = FederationRequested(id=event_id(tenant, "federations", idempotency_key), tenant=tenant, data=spec)
     await bus.publish(event)  # the translations: 503 if it was not sent, 504 if sent but not confirmed
     return {"federation_id": event.id, "model_name": spec.model_name, "rounds": spec.rounds}
+
+
+class RoundResult(BaseModel):
+    """One closed round: the version it registered, its held-out metrics, who contributed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    round: int
+    version: int
+    metrics: dict[str, Any]
+    n_examples: int
+    participants: list[str]
+
+
+@router.get("/v1/federations/{federation_id}/rounds")
+async def federation_rounds(
+    request: Request,
+    federation_id: FederationId,
+    datasets: Datasets,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> list[RoundResult]:
+    """Each closed round of a federation, in order (empty until the first round closes)."""
+    tenant = tenant_of(request, caller, tenant)
+    try:
+        return await asyncio.to_thread(_rounds, datasets.store, tenant, federation_id)
+    except StoreError as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+
+
+def _rounds(store: ObjectStore, tenant: str, federation_id: str) -> list[RoundResult]:
+    out = []
+    for r in range(1, MAX_ROUNDS + 1):
+        try:
+            raw, _ = store.get(f"federated/{tenant}/{federation_id}/rounds/{r}/result.json")
+        except ObjectNotFound:
+            break
+        result: dict[str, Any] = json.loads(raw)
+        out.append(RoundResult.model_validate({**result, "round": r}))
+    return out

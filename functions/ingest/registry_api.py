@@ -103,7 +103,7 @@ async def set_alias(
 ) -> dict[str, Any]:
     """Point an alias at a version (compare-and-swap); publishes `models.promoted`."""
     tenant = tenant_of(request, caller, tenant)
-    _movable(alias)
+    movable(alias)
     kwargs: dict[str, Any] = {}
     if update.create_only:
         kwargs["expected"] = None
@@ -133,7 +133,7 @@ async def rollback(
 ) -> dict[str, Any]:
     """Point an alias back at the version it held before its last move."""
     tenant = tenant_of(request, caller, tenant)
-    _movable(alias)
+    movable(alias)
     was, now = await _call(registry.rollback, tenant, name, alias)
     _audit(request, caller, "alias.moved", tenant, name, alias, now, was)
     announced = await _announce(bus, tenant, name, alias, now, was)
@@ -151,12 +151,13 @@ async def delete_alias(
 ) -> None:
     """Remove an alias."""
     tenant = tenant_of(request, caller, tenant)
-    _movable(alias)
+    movable(alias)
     await _call(registry.delete_alias, tenant, name, alias)
     _audit(request, caller, "alias.deleted", tenant, name, alias, None, None)
 
 
-def _movable(alias: str) -> None:
+def movable(alias: str) -> None:
+    """Refuse a move of `latest`, which always points at the newest version."""
     if alias == LATEST:
         raise BadRequest(f"{LATEST!r} always points at the newest version; it cannot be moved by hand")
 

@@ -192,7 +192,13 @@ def test_run_history_lasts_in_the_store_and_reads_over_http_and_the_cli(stack: S
     assert httpx.get(f"{s.ingest_url}/v1/runs/nope", headers=headers, timeout=10).status_code == 404
     assert httpx.get(f"{s.ingest_url}/v1/runs", timeout=10).status_code == 401
 
-    env = {**os.environ, "FERMION_HOME": str(s.home), "COLUMNS": "250"}
+    env = {  # the CLI reads runs over HTTP: it is told where this stack's ingest answers
+        **os.environ,
+        "FERMION_HOME": str(s.home),
+        "FERMION_INGEST_PORT": str(s.ingest_port),
+        "FERMION_INFERENCE_PORT": str(s.inference_port),
+        "COLUMNS": "250",
+    }
     for args in (["list", "--model", "blobs"], ["show", second], ["compare", first, second]):
         done = subprocess.run(
             [sys.executable, "-m", "fermion", "runs", *args], env=env, capture_output=True, text=True, timeout=60

@@ -1,4 +1,8 @@
-"""Edge bundles of a real digits CNN: pruned, int8, ORT format, signed; run in a venv with only ORT and numpy."""
+"""Edge bundles of a real digits CNN: pruned, int8, ORT format, signed; run in a venv with only ORT and numpy.
+
+`fermion models export --edge` asks a real ingest process for the bundle (POST /v1/models/{name}/edge),
+which builds it in a child process (the ingest server never imports torch) from its own store.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from fermion.cli import app
 from fermion.events import DatasetRef, Recipe, TrainingRequest, TrainingRequested
 from fermion.functions.trainer.job import run_job
 from fermion.model_store import DatasetStore, StoreSettings, open_registry
+from tests.integration.secured_ingest import SecuredIngest, secured_ingest
 
 pytestmark = pytest.mark.integration
 RUNNER_SRC = Path(__file__).resolve().parents[2] / "compile" / "edge_runner"
@@ -58,16 +63,23 @@ def digits_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"home": home, "manifest": manifest, "x": d.data.astype(np.float32), "y": d.target}
 
 
-def _export(home: Path, out: Path, *args: str) -> Any:
-    env: dict[str, str | None] = {"FERMION_HOME": str(home), "FERMION_STORE_URL": None, "FERMION_SIGNING_KEY": None}
+@pytest.fixture(scope="module")
+def digits_ingest(digits_home: dict[str, Any]) -> Iterator[SecuredIngest]:
+    """The ingest function over the digits store, which the CLI reaches by URL only."""
+    with secured_ingest(digits_home["home"], {"OMP_NUM_THREADS": "1"}) as served:  # two loaded cores
+        yield served
+
+
+def _export(ingest: SecuredIngest, out: Path, *args: str) -> Any:
+    env = ingest.cli_env(out.parent / "client")
     return CliRunner().invoke(app, ["models", "export", "digits", "--edge", "-o", str(out), *args], env=env)
 
 
 @pytest.fixture(scope="module")
-def bundle(digits_home: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(digits_ingest: SecuredIngest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits CNN exported with pruning 0.5, int8 and the ORT format."""
     out = tmp_path_factory.mktemp("bundle") / "digits.tar"
-    result = _export(digits_home["home"], out, "--prune", "0.5", "--quantize", "int8", "--format", "ort")
+    result = _export(digits_ingest, out, "--prune", "0.5", "--quantize", "int8", "--format", "ort")
     assert result.exit_code == 0, result.output
     return out
 
@@ -188,11 +200,11 @@ def test_a_bundle_from_another_signer_is_refused_when_the_key_is_pinned(bundle: 
         open_bundle(bundle, trusted_key=bytes(32))
 
 
-def test_budgets_refuse_a_degraded_or_oversized_bundle(digits_home: dict[str, Any], tmp_path: Path) -> None:
+def test_budgets_refuse_a_degraded_or_oversized_bundle(digits_ingest: SecuredIngest, tmp_path: Path) -> None:
     out = tmp_path / "x.tar"
-    result = _export(digits_home["home"], out, "--prune", "0.95", "--finetune-epochs", "0", "--accuracy-budget", "0")
+    result = _export(digits_ingest, out, "--prune", "0.95", "--finetune-epochs", "0", "--accuracy-budget", "0")
     assert result.exit_code == 1 and "refused" in result.output and "below the served version" in result.output
-    result = _export(digits_home["home"], out, "--quantize", "int8", "--max-bytes", "1000")
+    result = _export(digits_ingest, out, "--quantize", "int8", "--max-bytes", "1000")
     assert result.exit_code == 1 and "size budget is 1000" in result.output, result.output
     assert not out.exists()
 
@@ -207,9 +219,10 @@ def test_a_pushed_model_without_its_data_is_pruned_on_the_graph_and_must_opt_out
         "default", "digits", {"model.onnx": linear_onnx(64, 10)}, linear_draft(64, 10)
     )
     out = tmp_path / "pushed.tar"
-    refused = _export(home, out, "--prune", "0.5", "--quantize", "int8")
-    assert refused.exit_code == 1 and "cannot measure" in refused.output, refused.output
-    result = _export(home, out, "--prune", "0.5", "--quantize", "int8", "--format", "onnx", "--no-accuracy-check")
+    with secured_ingest(home) as ingest:
+        refused = _export(ingest, out, "--prune", "0.5", "--quantize", "int8")
+        assert refused.exit_code == 1 and "cannot measure" in refused.output, refused.output
+        result = _export(ingest, out, "--prune", "0.5", "--quantize", "int8", "--format", "onnx", "--no-accuracy-check")
     assert result.exit_code == 0, result.output
     manifest = _manifest(out)
     assert manifest["accuracy"] == {"measured": False}

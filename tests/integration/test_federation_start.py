@@ -1,18 +1,14 @@
-"""Starting a federation: the HTTP router, the CLI and the Python function all publish federated.requested."""
+"""Starting a federation: the HTTP router publishes federated.requested (the CLI, over HTTP: test_cli_over_http.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from fermion.cli import app as cli
 from fermion.events import Bus, streams, subjects
 from fermion.events.schemas import FederationRequested, parse_event
 from fermion.functions.ingest.app import create_app
@@ -49,7 +45,7 @@ async def _requested(bus: Bus, federation_id: str) -> FederationRequested:
     raise AssertionError(f"no federated.requested {federation_id} in {streams.JOBS_STREAM}")
 
 
-async def test_http_and_cli_start_a_federation(bus: Bus, nats_server: NatsServer, tmp_path: Path) -> None:
+async def test_http_starts_a_federation(bus: Bus, nats_server: NatsServer, tmp_path: Path) -> None:
     datasets = DatasetStore(LocalDirStore(tmp_path / "store"))
     buf = io.BytesIO()
     np.savez(buf, x=np.zeros((20, 64), np.float32), y=np.arange(20) % 10)
@@ -64,20 +60,11 @@ async def test_http_and_cli_start_a_federation(bus: Bus, nats_server: NatsServer
         ok = await client.post("/v1/federations", json=_body())
         missing = await client.post("/v1/federations", json=_body(holdout="nope"))
         no_quorum = await client.post("/v1/federations", json=_body(min_updates=4))
+        once = _body()  # a retry carries the same Idempotency-Key: the same federation, not a second one
+        retried = [await client.post("/v1/federations", json=once, headers={"Idempotency-Key": "fed-1"}) for _ in "ab"]
     assert ok.status_code == 202, ok.text
     event = await _requested(bus, ok.json()["federation_id"])
     assert event.data.holdout.sha256 == stored.sha256 and event.data.min_updates == 2
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
     assert no_quorum.status_code == 400 and "min_updates" in no_quorum.json()["error"]
-
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(_body()))
-    env = {
-        "FERMION_HOME": str(tmp_path),
-        "FERMION_STORE_URL": (tmp_path / "store").as_uri(),
-        "FERMION_NATS_URL": nats_server.url,
-    }
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["federated", "start", str(spec)], env=env)
-    assert result.exit_code == 0, result.output
-    started = await _requested(bus, result.output.strip())
-    assert started.data.holdout.sha256 == stored.sha256
+    assert retried[0].json()["federation_id"] == retried[1].json()["federation_id"] != ok.json()["federation_id"]

@@ -1,0 +1,95 @@
+"""The client's methods for the control routes: run history, canaries and shadows, federations.
+
+`Client` (client.py) inherits them; they make their requests through its `_call`, so they share its
+connection, key, tenant, error translation and write retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import retry as retries
+
+
+class ControlPlane:
+    """Runs, canaries and federations over the ingest function's HTTP API."""
+
+    ingest_url: str
+
+    @property
+    def _tenant(self) -> dict[str, str]:
+        raise NotImplementedError  # Client's
+
+    def _call(self, method: str, url: str, *, key: str | None = None, **kwargs: Any) -> Any:
+        raise NotImplementedError  # Client's
+
+    # ---- run history
+    def runs(self, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """The tenant's training runs, newest first, without their per-epoch curves."""
+        params: dict[str, Any] = {"limit": limit, **self._tenant, **({"model": model} if model else {})}
+        return list(self._call("GET", f"{self.ingest_url}/v1/runs", params=params))
+
+    def run(self, job: str) -> dict[str, Any]:
+        """One run: parameters, dataset, every epoch, final metrics, version and lineage (or its error)."""
+        return dict(self._call("GET", f"{self.ingest_url}/v1/runs/{job}", params=self._tenant))
+
+    def compare_runs(self, jobs: list[str]) -> dict[str, Any]:
+        """Runs side by side, and the parameters that differ between them."""
+        params: dict[str, Any] = {"job": jobs, **self._tenant}
+        return dict(self._call("GET", f"{self.ingest_url}/v1/runs/compare", params=params))
+
+    # ---- canaries and shadows
+    def start_canary(
+        self,
+        model: str,
+        version: int,
+        *,
+        alias: str = "production",
+        steps: list[int] | None = None,
+        bake_s: float = 300.0,
+        automatic: bool = True,
+        bounds: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send the first step's share of `alias`'s traffic to `version`; the alias's record after the move."""
+        body: dict[str, Any] = {"version": version, "bake_s": bake_s, "automatic": automatic}
+        if steps is not None:
+            body["steps"] = steps
+        if bounds:
+            body["bounds"] = bounds
+        return self._canary("POST", model, alias, "canary", json=body)
+
+    def step_canary(self, model: str, *, alias: str = "production", to: int | None = None) -> dict[str, Any]:
+        """Move the canary to its next step (or to `to` percent; 100 finishes it, 0 ends it)."""
+        return self._canary("POST", model, alias, "canary/step", json={"to": to})
+
+    def finish_canary(self, model: str, *, alias: str = "production") -> dict[str, Any]:
+        """Send all of the alias's traffic to the canary."""
+        return self._canary("POST", model, alias, "canary/finish")
+
+    def abort_canary(self, model: str, *, alias: str = "production") -> dict[str, Any]:
+        """Send all of the alias's traffic back to the incumbent."""
+        return self._canary("POST", model, alias, "canary/abort")
+
+    def canary(self, model: str, *, alias: str = "production") -> dict[str, Any]:
+        """The alias's record: its split, rollout plan, shadow and recent moves."""
+        return self._canary("GET", model, alias, "canary")
+
+    def set_shadow(self, model: str, version: int | None, *, alias: str = "production") -> dict[str, Any]:
+        """Mirror the alias's traffic to `version` (None: stop mirroring)."""
+        return self._canary("PUT", model, alias, "shadow", json={"version": version})
+
+    def _canary(self, method: str, model: str, alias: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        url = f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/{path}"
+        return dict(self._call(method, url, params=self._tenant, **kwargs))
+
+    # ---- federations
+    def start_federation(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Start a federation (a FederationSpec whose `holdout` names an uploaded dataset); its id and rounds."""
+        body = {**spec, **self._tenant}
+        key = idempotency_key or retries.new_key()
+        return dict(self._call("POST", f"{self.ingest_url}/v1/federations", key=key, json=body))
+
+    def federation_rounds(self, federation_id: str) -> list[dict[str, Any]]:
+        """Each closed round of a federation: its version, held-out metrics, examples and participants."""
+        url = f"{self.ingest_url}/v1/federations/{federation_id}/rounds"
+        return list(self._call("GET", url, params=self._tenant))

@@ -1,0 +1,209 @@
+"""Canary rollouts and shadows over HTTP: start, step, finish, abort, see; mirror to a shadow.
+
+Every move is `model_store.Rollouts` (one compare-and-swap of the alias record), exactly as the
+CLI made it before it went over HTTP: a move that meets another one, or a rollout that is not
+there, is a 409. Starting one is announced as `models.rollout.started` so the monitor judges the
+alias before traffic comes; the move stands when NATS is away (`announced: false`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from fermion.events import Bus, BusError, ModelRollout, RolloutChange
+from fermion.model_store import Alias, Bounds, Rollouts
+from fermion.service.auth import Principal
+from fermion.service.auth.http import needs, tenant_of
+from fermion.service.responses import error_responses
+
+from .deps import RegistryDep, Settings, get_bus
+from .errors import AUTHENTICATED, BadRequest, Conflict, InsufficientStorage, NotFound, Unavailable
+from .params import AliasName, ModelName, Tenant
+from .registry_api import movable
+from .settings import IngestSettings
+
+log = logging.getLogger("fermion.ingest")
+router = APIRouter(prefix="/v1/models", tags=["rollouts"], responses=error_responses(*AUTHENTICATED))
+# A move: `latest` by hand or bad steps, no such model/version/alias, another move first or no
+# rollout to move, a full store.
+MOVES = error_responses(BadRequest, NotFound, Conflict, InsufficientStorage)
+
+
+class CanaryStart(BaseModel):
+    """POST /v1/models/{name}/aliases/{alias}/canary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="the canary version")
+    steps: list[int] = Field(default=[10, 50, 100], min_length=1, max_length=100, description="weights in percent")
+    bake_s: float = Field(default=300.0, ge=0, description="seconds each step bakes before the next")
+    automatic: bool = Field(default=True, description="False: by hand; the controller neither steps nor rolls back")
+    bounds: Bounds = Bounds()
+
+
+class CanaryStep(BaseModel):
+    """POST /v1/models/{name}/aliases/{alias}/canary/step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: int | None = Field(default=None, description="the canary's weight in percent (100 finishes, 0 ends it)")
+
+
+class ShadowUpdate(BaseModel):
+    """PUT /v1/models/{name}/aliases/{alias}/shadow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(default=None, ge=1, description="the version mirrored to; null stops mirroring")
+
+
+class AliasState(BaseModel):
+    """An alias's record after a move (or as it is): its split, rollout plan, shadow and recent moves."""
+
+    name: str
+    alias: str
+    record: Alias
+    announced: bool | None = Field(default=None, description="start only: models.rollout.started was published")
+
+
+async def _move(request: Request, caller: Principal, tenant: str, name: str, alias: str, fn: Any, *args: Any) -> Alias:
+    """One Rollouts move off the event loop, audited like an alias move."""
+    movable(alias)
+    record: Alias = await asyncio.to_thread(fn, tenant, name, alias, *args)
+    split = ", ".join(f"v{v} {w}%" for v, w in sorted(record.split().items()))
+    details = {"tenant": tenant, "version": record.version, "split": split}
+    request.app.state.security.auditor.record(caller, "alias.moved", f"{name}@{alias}", details=details)
+    return record
+
+
+@router.post("/{name}/aliases/{alias}/canary", responses=MOVES)
+async def start_canary(
+    request: Request,
+    name: ModelName,
+    alias: AliasName,
+    body: CanaryStart,
+    registry: RegistryDep,
+    settings: Settings,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
+) -> AliasState:
+    """Send the first step's share of the alias's traffic to `version`; publishes `models.rollout.started`."""
+    tenant = tenant_of(request, caller, tenant)
+    rollouts = Rollouts(registry)
+
+    def start(t: str, n: str, a: str) -> Alias:
+        return rollouts.start(
+            t, n, a, body.version, steps=body.steps, bake_s=body.bake_s, bounds=body.bounds, automatic=body.automatic
+        )
+
+    record = await _move(request, caller, tenant, name, alias, start)
+    announced = await _announce(request, settings, tenant, name, alias, record, body.version)
+    return AliasState(name=name, alias=alias, record=record, announced=announced)
+
+
+@router.post("/{name}/aliases/{alias}/canary/step", responses=MOVES)
+async def step_canary(
+    request: Request,
+    name: ModelName,
+    alias: AliasName,
+    body: CanaryStep,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
+) -> AliasState:
+    """Move the canary to its next step (or to `to` percent)."""
+    tenant = tenant_of(request, caller, tenant)
+    rollouts = Rollouts(registry)
+    record = await _move(request, caller, tenant, name, alias, lambda t, n, a: rollouts.step(t, n, a, to=body.to))
+    return AliasState(name=name, alias=alias, record=record)
+
+
+@router.post("/{name}/aliases/{alias}/canary/finish", responses=MOVES)
+async def finish_canary(
+    request: Request,
+    name: ModelName,
+    alias: AliasName,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
+) -> AliasState:
+    """Send all of the alias's traffic to the canary (a rollback undoes it)."""
+    tenant = tenant_of(request, caller, tenant)
+    record = await _move(request, caller, tenant, name, alias, Rollouts(registry).finish)
+    return AliasState(name=name, alias=alias, record=record)
+
+
+@router.post("/{name}/aliases/{alias}/canary/abort", responses=MOVES)
+async def abort_canary(
+    request: Request,
+    name: ModelName,
+    alias: AliasName,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
+) -> AliasState:
+    """Send all of the alias's traffic back to the incumbent."""
+    tenant = tenant_of(request, caller, tenant)
+    record = await _move(request, caller, tenant, name, alias, Rollouts(registry).abort)
+    return AliasState(name=name, alias=alias, record=record)
+
+
+@router.get("/{name}/aliases/{alias}/canary", responses=error_responses(NotFound))
+async def canary_status(
+    request: Request,
+    name: ModelName,
+    alias: AliasName,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> AliasState:
+    """The alias's split, its rollout plan (if any), its shadow and its recent moves."""
+    tenant = tenant_of(request, caller, tenant)
+    record = await asyncio.to_thread(registry.alias, tenant, name, alias)
+    return AliasState(name=name, alias=alias, record=record)
+
+
+@router.put("/{name}/aliases/{alias}/shadow", responses=MOVES)
+async def set_shadow(
+    request: Request,
+    name: ModelName,
+    alias: AliasName,
+    body: ShadowUpdate,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("promote"),
+) -> AliasState:
+    """Mirror the alias's traffic to `version` (answers compared, never returned); null stops it."""
+    tenant = tenant_of(request, caller, tenant)
+    record = await _move(request, caller, tenant, name, alias, Rollouts(registry).set_shadow, body.version)
+    return AliasState(name=name, alias=alias, record=record)
+
+
+async def _announce(
+    request: Request, settings: IngestSettings, tenant: str, name: str, alias: str, record: Alias, version: int
+) -> bool:
+    """Publish `models.rollout.started`; the alias already moved, so a bus outage is logged, not an error."""
+    plan = record.rollout
+    change = RolloutChange(
+        model_name=name,
+        alias=alias,
+        canary=version,
+        incumbent=plan.incumbent if plan else record.version,
+        action="started" if plan else "promoted",
+        weights=record.split(),
+        reason="started over HTTP",
+    )
+    # The bus is asked for only now: a canary starts while NATS is away (the move does not need it).
+    override = request.app.dependency_overrides.get(get_bus)
+    try:
+        bus: Bus = override() if override is not None else await get_bus(settings)
+        await bus.publish(ModelRollout(tenant=tenant, data=change))
+    except (BusError, Unavailable) as exc:
+        log.warning("canary %s@%s started but models.rollout was not published: %s", name, alias, exc)
+        return False
+    return True

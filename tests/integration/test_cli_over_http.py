@@ -1,0 +1,204 @@
+"""`fermion canary ...` and `fermion federated ...` against a real ingest, knowing only its URL and a key.
+
+The ingest runs as its own process under `fermion up`'s NATS permissions (secured_ingest.py), so a
+route that publishes what its role may not is caught here (issue 25: POST /v1/federations was a 504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fermion.cli import app as cli
+from fermion.events import subjects
+from fermion.events.schemas import FederationRequested, parse_event
+from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs, StoreSettings, open_registry
+from fermion.model_store.runs import EpochRecord
+from fermion.model_store.signing import SigningKey
+from tests.conftest import bearer, linear_draft, linear_onnx
+from tests.integration.secured_ingest import SecuredIngest, secured_ingest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredIngest]:
+    with secured_ingest(tmp_path_factory.mktemp("cli-http")) as served:
+        yield served
+
+
+def _fermion(ingest: SecuredIngest, tmp: Path, *args: str, key: str | None = None) -> Any:
+    result = CliRunner().invoke(cli, list(args), env=ingest.cli_env(tmp / "client", key))
+    return result
+
+
+def _record(ingest: SecuredIngest, model: str) -> Any:
+    return ingest.registry.alias("default", model, "production")
+
+
+def test_canary_commands_move_the_alias_over_http(ingest: SecuredIngest, tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        ingest.registry.register("default", "wine", {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
+    ingest.registry.set_alias("default", "wine", "production", 1)
+
+    started = _fermion(ingest, tmp_path, "canary", "start", "wine", "2", "--steps", "10,50,100", "--manual")
+    assert started.exit_code == 0, (started.output, started.exception)
+    assert "wine@production: v1 90%, v2 10%" in started.output and "manual" in started.output
+    assert "not announced" not in started.output  # the ingest role may publish models.rollout.started
+    record = _record(ingest, "wine")
+    assert record.split() == {1: 90, 2: 10} and record.rollout is not None and not record.rollout.automatic
+
+    other = _fermion(ingest, tmp_path, "canary", "start", "wine", "3")  # a conflicting move: 409
+    assert (
+        other.exit_code == 1
+        and "409" in str(other.exception)
+        and "already rolling out version 2" in str(other.exception)
+    )
+
+    stepped = _fermion(ingest, tmp_path, "canary", "step", "wine")
+    assert stepped.exit_code == 0 and "v1 50%, v2 50%" in stepped.output, stepped.output
+    shown = _fermion(ingest, tmp_path, "canary", "status", "wine")
+    assert "rollout of v2 over v1: step 2 of" in shown.output and "canary at 50%" in shown.output, shown.output
+    as_json = json.loads(_fermion(ingest, tmp_path, "canary", "status", "wine", "-o", "json").output)
+    assert as_json["record"]["rollout"]["canary"] == 2
+
+    aborted = _fermion(ingest, tmp_path, "canary", "abort", "wine")
+    assert aborted.exit_code == 0 and "wine@production: v1 100%" in aborted.output
+    assert _record(ingest, "wine").split() == {1: 100} and _record(ingest, "wine").rollout is None
+    nothing = _fermion(ingest, tmp_path, "canary", "step", "wine")
+    assert nothing.exit_code == 1 and "409" in str(nothing.exception) and "no rollout" in str(nothing.exception)
+
+    assert _fermion(ingest, tmp_path, "canary", "start", "wine", "3", "--manual").exit_code == 0
+    finished = _fermion(ingest, tmp_path, "canary", "finish", "wine")
+    assert finished.exit_code == 0 and "wine@production: v3 100%" in finished.output
+    assert _record(ingest, "wine").version == 3 and 1 in _record(ingest, "wine").history
+
+    shadowed = _fermion(ingest, tmp_path, "canary", "shadow", "wine", "2")
+    assert shadowed.exit_code == 0 and "(shadow v2)" in shadowed.output and _record(ingest, "wine").shadow == 2
+    assert _fermion(ingest, tmp_path, "canary", "shadow", "wine", "off").exit_code == 0
+    assert _record(ingest, "wine").shadow is None
+
+
+def test_canary_moves_need_promote_and_status_needs_read(ingest: SecuredIngest, tmp_path: Path) -> None:
+    ingest.registry.register("default", "beer", {"model.onnx": linear_onnx()}, linear_draft())
+    ingest.registry.register("default", "beer", {"model.onnx": linear_onnx(seed=5)}, linear_draft())
+    ingest.registry.set_alias("default", "beer", "production", 1)
+    _, reader = KeyStore(ingest.registry.store).create("default", ["read"])
+    refused = _fermion(ingest, tmp_path, "canary", "start", "beer", "2", key=reader)
+    assert refused.exit_code == 1 and "403" in str(refused.exception)
+    assert _record(ingest, "beer").split() == {1: 100}
+    seen = _fermion(ingest, tmp_path, "canary", "status", "beer", key=reader)
+    assert seen.exit_code == 0 and "beer@production: v1 100%" in seen.output
+
+
+def _spec(holdout: dict[str, str]) -> dict[str, object]:
+    keys = [SigningKey.generate().public_key.hex() for _ in range(3)]
+    return {
+        "model_name": "fed-start",
+        "labels": [str(i) for i in range(10)],
+        "n_features": 64,
+        "rounds": 3,
+        "participants": [{"id": f"site-{i}", "public_key": k} for i, k in enumerate(keys)],
+        "min_updates": 2,
+        "holdout": holdout,
+    }
+
+
+async def _requested(ingest: SecuredIngest, federation_id: str) -> FederationRequested:
+    bus = await ingest.admin_bus()
+    try:
+        for m in reversed(await bus.queued_jobs()):
+            if m.subject == subjects.FEDERATED_REQUESTED:
+                event = parse_event(m.data, FederationRequested)
+                if event.id == federation_id:
+                    assert isinstance(event, FederationRequested)
+                    return event
+    finally:
+        await bus.close()
+    raise AssertionError(f"no federated.requested {federation_id}")
+
+
+def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, x=np.zeros((20, 64), np.float32), y=np.arange(20) % 10)
+    stored = DatasetStore(ingest.registry.store).put("default", "digits-holdout", buf.getvalue(), "npz")
+
+    # The route itself, as the `ingest` NATS role: before its grant, a 504 every time (issue 25).
+    answer = httpx.post(
+        f"{ingest.url}/v1/federations",
+        json=_spec({"name": "digits-holdout"}),
+        headers=bearer(ingest.admin_key),
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(_spec({"name": "digits-holdout"})))
+    result = _fermion(ingest, tmp_path, "federated", "start", str(spec))
+    assert result.exit_code == 0, (result.output, result.exception)
+    fed = result.output.strip()
+    started = asyncio.run(_requested(ingest, fed))
+    assert started.data.holdout.sha256 == stored.sha256 and started.data.min_updates == 2
+    # A spec that gives the held-out set's full address is sent by name and hash.
+    spec.write_text(json.dumps(_spec({"name": "digits-holdout", "sha256": stored.sha256, "uri": stored.uri})))
+    addressed = _fermion(ingest, tmp_path, "federated", "start", str(spec))
+    assert addressed.exit_code == 0, (addressed.output, addressed.exception)
+
+    empty = _fermion(ingest, tmp_path, "federated", "rounds", fed, "-o", "json")
+    assert empty.exit_code == 0 and json.loads(empty.output) == []
+    for r, acc in ((1, 0.5), (2, 0.75)):  # as the coordinator records a closed round
+        result_json = {"round": r, "version": r, "metrics": {"accuracy": acc}, "participants": ["site-0", "site-1"]}
+        ingest.registry.store.put(
+            f"federated/default/{fed}/rounds/{r}/result.json", json.dumps({**result_json, "n_examples": 40}).encode()
+        )
+    table = _fermion(ingest, tmp_path, "federated", "rounds", fed)
+    assert table.exit_code == 0, (table.output, table.exception)
+    assert "0.5000" in table.output and "0.7500" in table.output and "site-0, site-1" in table.output
+    rows = json.loads(_fermion(ingest, tmp_path, "federated", "rounds", fed, "-o", "json").output)
+    assert [(r["round"], r["version"], r["n_examples"]) for r in rows] == [(1, 1, 40), (2, 2, 40)]
+
+
+def test_runs_are_read_over_http(ingest: SecuredIngest, tmp_path: Path) -> None:
+    runs = Runs(ingest.registry.store)
+    for job, lr, loss in (("job-aaa", 0.01, 0.5), ("job-bbb", 0.003, 0.25)):
+        epochs = [EpochRecord(epoch=1, loss=loss, metrics={"accuracy": 0.9}, seconds=1.5)]
+        record = RunRecord(job_id=job, tenant="default", model_name="blobs", status="completed", epochs=epochs)
+        runs.put(record.model_copy(update={"parameters": {"learning_rate": lr}, "metrics": {"accuracy": 0.9}}))
+    listed = _fermion(ingest, tmp_path, "runs", "list", "--model", "blobs")
+    assert listed.exit_code == 0 and "job-aaa" in listed.output and "job-bbb" in listed.output, listed.output
+    shown = _fermion(ingest, tmp_path, "runs", "show", "job-bbb")
+    assert shown.exit_code == 0 and "0.2500" in shown.output and "learning_rate" in shown.output, shown.output
+    compared = _fermion(ingest, tmp_path, "runs", "compare", "job-aaa", "job-bbb")
+    assert compared.exit_code == 0 and "learning_rate" in compared.output and "0.003" in compared.output
+
+
+async def test_a_canary_starts_while_nats_is_away(tmp_path: Path) -> None:
+    """As when the CLI moved the alias itself: the move stands, `announced` says the event did not go out."""
+    from fermion.functions.ingest.app import create_app
+    from fermion.functions.ingest.deps import get_keys, get_registry
+    from fermion.functions.ingest.settings import IngestSettings
+    from tests.conftest import api_key
+
+    registry = open_registry(StoreSettings(home=tmp_path))
+    for seed in (1, 2):
+        registry.register("default", "cider", {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
+    registry.set_alias("default", "cider", "production", 1)
+    settings = IngestSettings(home=tmp_path, nats_url="nats://127.0.0.1:1")
+    api = create_app(lambda: settings)
+    api.dependency_overrides[get_registry] = lambda: registry
+    api.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
+    headers = bearer(api_key(registry, "promote"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://ingest") as client:
+        r = await client.post("/v1/models/cider/aliases/production/canary", json={"version": 2}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["announced"] is False and r.json()["record"]["weights"] == {"1": 90, "2": 10}
+    assert registry.alias("default", "cider", "production").split() == {1: 90, 2: 10}
