@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 
-from fermion.events import BusSettings, Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
+from fermion.events import Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
 from fermion.infra import StackSettings
 from fermion.service.jobs import DeadLetter, JobStatus
 
@@ -375,19 +375,3 @@ def _local_identity(settings: StackSettings) -> LocalIdentity:
             f"or pip install 'fermion[local]' for this machine's stack ({exc.name} is not installed)"
         ) from None
     return LocalIdentity(settings.home)
-
-
-def local_bus_settings(settings: StackSettings | None = None) -> BusSettings:
-    """How tools on this machine reach its stack's NATS: FERMION_NATS_* where set, else its admin identity.
-
-    For the few commands that act on the bus or the store directly (canaries, federations); every
-    other command goes through the HTTP API.
-    """
-    s = settings or StackSettings()
-    identity = _local_identity(s)
-    env = BusSettings()
-    url = env.nats_url if "nats_url" in env.model_fields_set else s.nats_url
-    bus = env.model_copy(update={"nats_url": url})
-    if bus.nats_user is None and identity.nats_config.exists():
-        bus = identity.bus_settings("admin", url)
-    return bus

@@ -19,7 +19,6 @@ import typer
 from rich.console import Console
 
 from fermion.client import Client, FermionError
-from fermion.model_store.signing import SigningKey  # the key pair only: no store is opened
 
 from .console import Output, OutputOption, emit
 
@@ -49,6 +48,8 @@ def _client() -> Client:
 @app.command("keygen")
 def keygen(path: Annotated[Path, typer.Argument(help="PEM file for the participant's private key")]) -> None:
     """Make a participant's Ed25519 key pair (kept if it exists); prints the public key for the spec."""
+    from fermion.model_store.signing import SigningKey  # the key pair only (the serve extra): no store is opened
+
     console.print(SigningKey.load_or_create(path).public_key.hex())
 
 
