@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     )
     from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec, code_version
+    from .names import LATEST, SERVED, check_name, normal_name
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
-    from .registry import LATEST, SERVED, Registry, check_name, normal_name, open_registry
+    from .registry import Registry, open_registry
     from .rollouts import Rollouts
     from .runs import EpochRecord, RunNotFound, RunRecord, Runs
     from .settings import StoreSettings
@@ -53,7 +54,7 @@ _EXPORTS = {
     "RunNotFound": "runs",
     "RunRecord": "runs",
     "Runs": "runs",
-    "SERVED": "registry",
+    "SERVED": "names",
     "UsageLimitReached": "usage",
     "Usage": "usage",
     "SCOPES": "keys",
@@ -83,7 +84,7 @@ _EXPORTS = {
     "FileEntry": "manifest",
     "IntegrityError": "errors",
     "InvalidName": "errors",
-    "LATEST": "registry",
+    "LATEST": "names",
     "Lineage": "manifest",
     "LocalDirStore": "backends",
     "MODEL_FILE": "manifest",
@@ -109,8 +110,8 @@ _EXPORTS = {
     "TensorSpec": "manifest",
     "VersionNotFound": "errors",
     "check_conditional_writes": "conformance",
-    "check_name": "registry",
-    "normal_name": "registry",
+    "check_name": "names",
+    "normal_name": "names",
     "dataset_format": "datasets",
     "dataset_key": "datasets",
     "open_registry": "registry",

@@ -15,14 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fermion.events.bus import StoredMessage
-from fermion.events.schemas import (
+from fermion.events.deliveries import StoredMessage
+from fermion.events.schemas import parse_event
+from fermion.events.training import (
     ProgressReport,
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
     TrainingRequested,
-    parse_event,
 )
 
 ENDED = ("completed", "failed", "cancelled")

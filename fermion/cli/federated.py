@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fermion.events import Bus, BusError, BusSettings
-from fermion.events.schemas import FederationRequested, FederationSpec
+from fermion.events.federation import FederationRequested, FederationSpec
 from fermion.model_store import DatasetStore, RegistryError, StoreSettings, open_registry
 from fermion.model_store.signing import SigningKey
 
