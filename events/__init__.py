@@ -11,18 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import streams, subjects
-    from .bus import (
-        TENANT_HEADER,
-        Bus,
-        BusError,
-        BusUnavailable,
-        ConsumerState,
-        Delivery,
-        JobQueue,
-        PublishRejected,
-        PublishUnconfirmed,
-        StoredMessage,
-    )
+    from .audit import AuditEvent, AuditRecord
+    from .bus import TENANT_HEADER, Bus
+    from .deliveries import ConsumerState, Delivery, JobQueue, StoredMessage
+    from .envelope import Event, new_id
+    from .errors import BusError, BusUnavailable, PublishRejected, PublishUnconfirmed
+    from .models import AliasMove, ModelPromoted, ModelPublished, ModelVersionRef
     from .monitoring import (
         DriftDetected,
         DriftReport,
@@ -32,21 +26,17 @@ if TYPE_CHECKING:
         ModelRollout,
         RolloutChange,
     )
-    from .schemas import (
-        AliasMove,
-        AuditEvent,
-        AuditRecord,
+    from .schemas import parse_event
+    from .settings import BusSettings
+    from .streams import ConsumerPolicy
+    from .training import (
         Augmentation,
         CancelRequest,
         DatasetRef,
         DatasetUploaded,
-        Event,
         FailureReport,
         Gate,
         ImageContract,
-        ModelPromoted,
-        ModelPublished,
-        ModelVersionRef,
         ProgressReport,
         Recipe,
         SweepRequest,
@@ -58,58 +48,54 @@ if TYPE_CHECKING:
         TrainingRequested,
         TrainingResult,
         TrainingSweep,
-        new_id,
-        parse_event,
     )
-    from .settings import BusSettings
-    from .streams import ConsumerPolicy
 
 _EXPORTS = {
-    "AliasMove": "schemas",
-    "AuditEvent": "schemas",
-    "AuditRecord": "schemas",
-    "Augmentation": "schemas",
+    "AliasMove": "models",
+    "AuditEvent": "audit",
+    "AuditRecord": "audit",
+    "Augmentation": "training",
     "Bus": "bus",
-    "BusError": "bus",
+    "BusError": "errors",
     "BusSettings": "settings",
-    "BusUnavailable": "bus",
-    "CancelRequest": "schemas",
+    "BusUnavailable": "errors",
+    "CancelRequest": "training",
     "ConsumerPolicy": "streams",
-    "ConsumerState": "bus",
-    "DatasetRef": "schemas",
-    "DatasetUploaded": "schemas",
-    "Delivery": "bus",
+    "ConsumerState": "deliveries",
+    "DatasetRef": "training",
+    "DatasetUploaded": "training",
+    "Delivery": "deliveries",
     "DriftDetected": "monitoring",
     "DriftReport": "monitoring",
-    "Event": "schemas",
-    "FailureReport": "schemas",
-    "Gate": "schemas",
-    "ImageContract": "schemas",
-    "JobQueue": "bus",
+    "Event": "envelope",
+    "FailureReport": "training",
+    "Gate": "training",
+    "ImageContract": "training",
+    "JobQueue": "deliveries",
     "LabelBatch": "monitoring",
     "LabelEntry": "monitoring",
     "LabelsSubmitted": "monitoring",
-    "ModelPromoted": "schemas",
-    "ModelPublished": "schemas",
+    "ModelPromoted": "models",
+    "ModelPublished": "models",
     "ModelRollout": "monitoring",
-    "ModelVersionRef": "schemas",
-    "ProgressReport": "schemas",
-    "PublishRejected": "bus",
-    "PublishUnconfirmed": "bus",
-    "Recipe": "schemas",
+    "ModelVersionRef": "models",
+    "ProgressReport": "training",
+    "PublishRejected": "errors",
+    "PublishUnconfirmed": "errors",
+    "Recipe": "training",
     "RolloutChange": "monitoring",
-    "StoredMessage": "bus",
-    "SweepRequest": "schemas",
+    "StoredMessage": "deliveries",
+    "SweepRequest": "training",
     "TENANT_HEADER": "bus",
-    "TrainingCancel": "schemas",
-    "TrainingCompleted": "schemas",
-    "TrainingFailed": "schemas",
-    "TrainingProgress": "schemas",
-    "TrainingRequest": "schemas",
-    "TrainingRequested": "schemas",
-    "TrainingResult": "schemas",
-    "TrainingSweep": "schemas",
-    "new_id": "schemas",
+    "TrainingCancel": "training",
+    "TrainingCompleted": "training",
+    "TrainingFailed": "training",
+    "TrainingProgress": "training",
+    "TrainingRequest": "training",
+    "TrainingRequested": "training",
+    "TrainingResult": "training",
+    "TrainingSweep": "training",
+    "new_id": "envelope",
     "parse_event": "schemas",
 }
 _MODULES = ("streams", "subjects")

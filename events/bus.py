@@ -1,31 +1,19 @@
-"""The JetStream bus: publish events, pull jobs, watch the event log. The only module that talks NATS.
+"""The JetStream bus: publish events, pull jobs, read and watch the event log, core NATS subjects.
 
-Errors::
-
-    BusError
-    ├── BusUnavailable      the server cannot be reached; for a publish: nothing was sent
-    ├── PublishUnconfirmed  a publish went out but no acknowledgement came back: it may be stored
-    └── PublishRejected     the server refused a publish (no stream for the subject, ...)
-
-Publishes are never buffered while the connection is down (`pending_size=0`): a publish then
-fails at once with BusUnavailable instead of going out, unannounced, after a reconnect.
+With connection.py (opening a connection) and deliveries.py (what it hands out of JetStream), the only
+modules that import nats-py; every nats-py error leaves them as one of errors.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import ssl
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -33,10 +21,13 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from . import cloudevent, streams, subjects
-from .schemas import Event
+from .connection import nats_options, open_connection
+from .deliveries import ConsumerState, JobQueue, StoredMessage
+from .envelope import Event
+from .errors import BusError, BusUnavailable, PublishRejected, PublishUnconfirmed
 from .settings import BusSettings
 
-log = logging.getLogger(__name__)
+TENANT_HEADER = "Fermion-Tenant"
 
 
 def _publish_error(subject: str, exc: Exception, timeout_s: float) -> BusError:
@@ -52,147 +43,6 @@ def _publish_error(subject: str, exc: Exception, timeout_s: float) -> BusError:
     if isinstance(exc, nats.js.errors.Error):
         return PublishRejected(f"JetStream refused a publish to {subject}: {exc}")
     return BusUnavailable(f"publishing to {subject} failed: {exc!r}")
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced: `nats://user:***@host:4222`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def redact_text(text: str, urls: list[str]) -> str:
-    """`text` with every URL in `urls` redacted (nats-py puts URLs in its messages)."""
-    for url in urls:
-        text = text.replace(url, redact_url(url))
-    return text
-
-
-TENANT_HEADER = "Fermion-Tenant"
-
-
-class BusError(Exception):
-    """Base of every bus error."""
-
-
-class BusUnavailable(BusError):
-    """The NATS server could not be reached in time."""
-
-
-class PublishUnconfirmed(BusError):
-    """A publish was sent but not acknowledged in time: JetStream may or may not have stored it.
-
-    Only publishing the same message id again (de-duplicated by JetStream) settles it.
-    """
-
-
-class PublishRejected(BusError):
-    """The server refused a publish (for example, no stream holds the subject)."""
-
-
-@dataclass
-class Delivery:
-    """One delivery of a job message; its fate (ack, nak, term) is the consumer's decision."""
-
-    subject: str
-    data: bytes
-    num_delivered: int
-    seq: int
-    _msg: Msg
-    headers: dict[str, str] = field(default_factory=dict)
-    """The message's headers (a trace's `traceparent`, the tenant)."""
-
-    async def ack(self) -> None:
-        """Done: the work queue drops the message (waits for the server's confirmation)."""
-        async with _translated("ack", self.seq):
-            await self._msg.ack_sync()
-
-    async def nak(self, delay_s: float | None = None) -> None:
-        """Not done: deliver again, after `delay_s`."""
-        async with _translated("nak", self.seq):
-            await self._msg.nak(delay=delay_s)
-
-    async def in_progress(self) -> None:
-        """Still working: restart the ack-wait clock."""
-        async with _translated("heartbeat", self.seq):
-            await self._msg.in_progress()
-
-    async def term(self) -> None:
-        """Never deliver again (the caller dead-letters it first)."""
-        async with _translated("term", self.seq):
-            await self._msg.term()
-
-
-@contextlib.asynccontextmanager
-async def _translated(what: str, seq: int) -> AsyncIterator[None]:
-    """nats-py's errors on a message acknowledgement as the bus's own."""
-    try:
-        yield
-    except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as exc:
-        raise BusUnavailable(f"cannot {what} message {seq}: {exc!r}") from exc
-    except nats.errors.Error as exc:
-        raise BusError(f"cannot {what} message {seq}: {exc!r}") from exc
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    """A message as a stream holds it."""
-
-    seq: int
-    subject: str
-    data: bytes
-    headers: dict[str, str]
-
-    @classmethod
-    def of(cls, raw: Any) -> StoredMessage:
-        """From nats-py's RawStreamMsg."""
-        return cls(raw.seq, raw.subject, raw.data or b"", dict(raw.headers or {}))
-
-
-@dataclass(frozen=True)
-class ConsumerState:
-    """A durable consumer's backlog."""
-
-    pending: int
-    """Messages not delivered yet."""
-    unacked: int
-    """Delivered, not acknowledged yet (being worked on, or waiting for redelivery)."""
-    redelivered: int = 0
-    """Delivered more than once and not acknowledged yet."""
-
-    @property
-    def idle(self) -> bool:
-        """Nothing left to deliver and nothing in hand."""
-        return self.pending == 0 and self.unacked == 0
-
-
-class JobQueue:
-    """A pull subscription on the shared durable consumer."""
-
-    def __init__(self, sub: nats.js.JetStreamContext.PullSubscription) -> None:
-        self._sub = sub
-
-    async def fetch(self, timeout_s: float = 1.0) -> Delivery | None:
-        """The next job, or None when none arrived within `timeout_s`."""
-        try:
-            msgs = await self._sub.fetch(1, timeout=timeout_s)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return None
-        except nats.errors.ConnectionClosedError as exc:
-            raise BusUnavailable("connection to NATS closed while fetching") from exc
-        except nats.errors.Error as exc:  # JetStream unavailable (a cluster electing a leader), and the like
-            raise BusUnavailable(f"cannot fetch from the job queue: {exc!r}") from exc
-        msg = msgs[0]
-        meta = msg.metadata
-        return Delivery(msg.subject, msg.data, meta.num_delivered, meta.sequence.stream, msg, dict(msg.headers or {}))
-
-    async def close(self) -> None:
-        """Unsubscribe (before any drain: a timed-out fetch otherwise makes drain wait its timeout)."""
-        with contextlib.suppress(nats.errors.Error):
-            await self._sub.unsubscribe()
 
 
 class Bus:
@@ -211,25 +61,12 @@ class Bus:
     @classmethod
     async def from_settings(cls, settings: BusSettings, *, name: str, timeout_s: float = 5.0) -> Bus:
         """Connect as the identity (credentials file, nkey, or user and password) and TLS the settings give."""
-        options: dict[str, Any] = {}
-        if settings.nats_creds:
-            options["user_credentials"] = str(settings.nats_creds)
-        if settings.nats_nkey_seed:
-            options["nkeys_seed"] = str(settings.nats_nkey_seed)
-        if settings.nats_user:
-            options["user"] = settings.nats_user
-            options["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
-        if settings.nats_tls_ca or settings.nats_tls_cert:
-            tls = ssl.create_default_context(cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None)
-            if settings.nats_tls_cert:
-                tls.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key or settings.nats_tls_cert))
-            options["tls"] = tls
         return await cls.connect(
             settings.nats_url,
             name=name,
             timeout_s=timeout_s,
             publish_timeout_s=settings.publish_timeout_s,
-            **options,
+            **nats_options(settings),
         )
 
     @classmethod
@@ -240,48 +77,7 @@ class Bus:
 
         `options` go to nats-py (identity, TLS); nothing secret ever appears in an error or log line.
         """
-        closing = asyncio.Event()
-        servers = [u.strip() for u in url.split(",") if u.strip()]
-        shown = ", ".join(redact_url(u) for u in servers)
-
-        async def _disconnected() -> None:
-            if not closing.is_set():
-                log.warning("disconnected from NATS at %s; reconnecting", shown)
-
-        seen: list[str] = []
-
-        async def _error(exc: Exception) -> None:
-            seen.append(redact_text(str(exc) or type(exc).__name__, servers))
-            if not closing.is_set():
-                log.warning("NATS error: %s", seen[-1])
-
-        try:
-            # Once connected, reconnect forever (a NATS restart mid-job must not kill a worker);
-            # the first connection, though, is bounded so a wrong URL fails fast instead of hanging.
-            nc = await asyncio.wait_for(
-                nats.connect(
-                    servers,
-                    name=name,
-                    connect_timeout=min(timeout_s, 2.0),
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    # No buffer while disconnected: a publish fails now rather than going out later,
-                    # after its caller was told it failed (and may have sent it again).
-                    pending_size=0,
-                    disconnected_cb=_disconnected,
-                    error_cb=_error,
-                    **options,
-                ),
-                timeout_s,
-            )
-        except (OSError, nats.errors.Error, TimeoutError) as exc:
-            # A refusal of the credentials is the cause, whatever came last (a server that refuses
-            # may also reset the socket mid-handshake): name it, since retrying will not help.
-            refused = [e for e in seen if "authorization" in e.lower()]
-            last = redact_text(str(exc), servers) or (seen[-1] if seen else type(exc).__name__)
-            why = refused[-1] if refused else last
-            raise BusUnavailable(f"cannot reach NATS at {shown}: {why}") from exc
+        nc, closing = await open_connection(url, name=name, timeout_s=timeout_s, **options)
         return cls(nc, closing, publish_timeout_s=publish_timeout_s)
 
     @property

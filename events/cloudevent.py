@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from .schemas import Event
+    from .envelope import Event
 
 SOURCE = "/fermion"
 TYPE_PREFIX = "fermion."

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from . import subjects
-from .schemas import Event, Name, Payload
+from .envelope import Event, Name, Payload
 
 RolloutAction = Literal["started", "stepped", "promoted", "rolled_back", "waiting"]
 

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     )
     from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec, code_version
-    from .names import check_name, normal_name
+    from .names import LATEST, SERVED, check_name, normal_name
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
-    from .registry import LATEST, SERVED, Registry, open_registry
+    from .registry import Registry, open_registry
     from .rollouts import Rollouts
     from .runs import EpochRecord, RunNotFound, RunRecord, Runs
     from .settings import StoreSettings
@@ -54,7 +54,7 @@ _EXPORTS = {
     "RunNotFound": "runs",
     "RunRecord": "runs",
     "Runs": "runs",
-    "SERVED": "registry",
+    "SERVED": "names",
     "UsageLimitReached": "usage",
     "Usage": "usage",
     "SCOPES": "keys",
@@ -84,7 +84,7 @@ _EXPORTS = {
     "FileEntry": "manifest",
     "IntegrityError": "errors",
     "InvalidName": "errors",
-    "LATEST": "registry",
+    "LATEST": "names",
     "Lineage": "manifest",
     "LocalDirStore": "backends",
     "MODEL_FILE": "manifest",

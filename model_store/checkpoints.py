@@ -24,7 +24,7 @@ from typing import Any
 
 from .backends.base import ObjectStore
 from .errors import ObjectNotFound, PreconditionFailed
-from .registry import check_name
+from .names import check_name
 
 MAGIC = b"FERMION-CHECKPOINT 1\n"
 POINTER = "latest.json"

@@ -11,7 +11,7 @@ from typing import Literal
 from .backends import ObjectStore
 from .cache import sha256_file
 from .errors import IntegrityError, NotFound, ObjectNotFound, PreconditionFailed
-from .registry import check_name
+from .names import check_name
 
 DatasetFormat = Literal["npz", "csv", "zip", "tar"]
 FORMATS: tuple[DatasetFormat, ...] = ("npz", "csv", "zip", "tar")

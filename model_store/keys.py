@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .backends import ObjectStore
 from .errors import IntegrityError, NotFound, ObjectNotFound, PreconditionFailed, RegistryError
-from .registry import check_name
+from .names import check_name
 
 Scope = Literal["upload", "train", "promote", "infer", "read", "admin"]
 SCOPES: tuple[Scope, ...] = ("upload", "train", "promote", "infer", "read", "admin")

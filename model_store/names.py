@@ -1,4 +1,4 @@
-"""The one naming rule for tenants, models, datasets and aliases: each is a path segment in the store.
+"""The one naming rule for the store's path segments (tenants, models, datasets, aliases); the registry's aliases.
 
 Apart from the registry so that a client (the base install: no cryptography, no boto3) can apply
 the rule to what a user typed without importing the store.
@@ -11,6 +11,8 @@ import re
 from .errors import InvalidName
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+LATEST = "latest"
+SERVED = "production"  # the alias a bare model name serves
 
 
 def check_name(kind: str, name: str) -> str:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .backends import ObjectStore
 from .errors import IntegrityError, NotFound, ObjectNotFound
-from .registry import check_name
+from .names import check_name
 
 
 class PipelineNotFound(NotFound):

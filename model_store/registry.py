@@ -12,66 +12,26 @@ Version numbers are allocated without a lock: a writer claims `n` by creating th
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypedDict
-
-from pydantic import ValidationError
 
 from .aliases import Alias, moved
 from .backends import ObjectStore, open_store
-from .cache import FileCache
 from .claims import EventClaims
 from .conformance import check_conditional_writes
-from .errors import (
-    AliasConflict,
-    AliasNotFound,
-    IntegrityError,
-    InvalidName,
-    ModelNotFound,
-    ObjectNotFound,
-    PreconditionFailed,
-    RegistryError,
-    VersionNotFound,
-)
+from .errors import AliasConflict, AliasNotFound, InvalidName, ObjectNotFound, PreconditionFailed, RegistryError
 from .manifest import MANIFEST, MODEL_FILE, Draft, Manifest, content_sha256, file_entry
+from .names import LATEST, SERVED
+from .reader import RegistryReader
 from .settings import StoreSettings
 from .signing import SIGNATURE_FILE, Signer, Verifier
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _MAX_CLAIM_ATTEMPTS = 1000
 _MAX_CAS_ATTEMPTS = 50
-LATEST = "latest"
-SERVED = "production"  # the alias a bare model name serves
-
-
-def check_name(kind: str, name: str) -> str:
-    """`name` if it is a safe path segment, else InvalidName saying what is allowed."""
-    if not _NAME.match(name) or ".." in name:
-        raise InvalidName(
-            f"invalid {kind} name {name!r}: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
-            "starting with a letter or digit, without '..'"
-        )
-    return name
-
-
-def normal_name(text: str) -> str:
-    """The one naming rule's normal form of `text` (datasets and models alike): lower case, runs of
-    other characters as '-', trimmed to start with a letter or digit, at most 63 characters.
-    `Iris.csv`'s stem `Iris` is `iris`; `My Model!` is `my-model`. The result may still fail
-    `check_name` (an empty or all-symbol text), which then names the rule."""
-    out = re.sub(r"[^a-z0-9._-]+", "-", text.strip().lower()).strip("-._")
-    out = re.sub(r"\.{2,}", ".", out)
-    return out[:63].rstrip("-._") or text
 
 
 class Unset:
@@ -81,16 +41,8 @@ class Unset:
 UNSET = Unset()
 
 
-class ModelSummary(TypedDict):
-    """A model's versions and where its aliases point, for listings."""
-
-    name: str
-    versions: list[int]
-    aliases: dict[str, int]
-
-
-class Registry:
-    """Immutable model versions, their manifests, and aliases, over any ObjectStore."""
+class Registry(RegistryReader):
+    """Immutable model versions, their manifests, and aliases, over any ObjectStore: the reads, and the writes."""
 
     def __init__(
         self,
@@ -101,10 +53,8 @@ class Registry:
         signer: Signer | None = None,
         verifier: Verifier | None = None,
     ) -> None:
-        self.store = store
-        self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
+        super().__init__(store, cache_dir, cache_max_bytes=cache_max_bytes, verifier=verifier)
         self.signer = signer  # signs each manifest it registers
-        self.verifier = verifier  # refuses a manifest no trusted key signed
         self.claims = EventClaims(store)
         self._conformant = False
 
@@ -113,22 +63,6 @@ class Registry:
         if not self._conformant:
             check_conditional_writes(self.store)
             self._conformant = True
-
-    # --- keys -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _model_prefix(tenant: str, name: str) -> str:
-        return f"models/{check_name('tenant', tenant)}/{check_name('model', name)}/"
-
-    def _version_prefix(self, tenant: str, name: str, version: int) -> str:
-        return f"{self._model_prefix(tenant, name)}versions/{version}/"
-
-    def version_uri(self, tenant: str, name: str, version: int) -> str:
-        """Where a version's files live, as a URI of the store (for events and logs)."""
-        return f"{self.store.url}/{self._version_prefix(tenant, name, version).rstrip('/')}"
-
-    def _alias_key(self, tenant: str, name: str, alias: str) -> str:
-        return f"{self._model_prefix(tenant, name)}aliases/{check_name('alias', alias)}.json"
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -308,115 +242,6 @@ class Registry:
         raise AliasConflict(
             f"alias {alias!r} of {tenant}/{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts"
         )
-
-    # --- reads ----------------------------------------------------------------------------------
-
-    def models(self, tenant: str) -> list[str]:
-        """Names of the models a tenant has."""
-        return self.store.children(f"models/{check_name('tenant', tenant)}/")
-
-    def versions(self, tenant: str, name: str) -> list[int]:
-        """The versions of `name` that exist (have a manifest), ascending."""
-        prefix = f"{self._model_prefix(tenant, name)}versions/"
-        found = {
-            int(parts[0])
-            for key in self.store.list(prefix)
-            if len(parts := key[len(prefix) :].split("/")) == 2 and parts[1] == MANIFEST and parts[0].isdigit()
-        }
-        return sorted(found)
-
-    def alias(self, tenant: str, name: str, alias: str) -> Alias:
-        """The alias record; AliasNotFound (or ModelNotFound) when absent."""
-        try:
-            raw, _ = self.store.get(self._alias_key(tenant, name, alias))
-        except ObjectNotFound:
-            if not self.store.children(self._model_prefix(tenant, name)):
-                raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
-            raise AliasNotFound(f"model {name!r} has no alias {alias!r}") from None
-        return Alias.model_validate_json(raw)
-
-    def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> int:
-        """The version number `ref` (a version, an alias, or None for `latest`) points to."""
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            return int(ref)
-        return self.alias(tenant, name, ref or LATEST).version
-
-    def lookup(self, tenant: str, ref: str) -> Manifest:
-        """The manifest `ref` names: `name` (latest), `name:version` or `name@alias`."""
-        name, _, version = ref.partition(":")
-        name, _, alias = name.partition("@")
-        if version and alias:
-            raise InvalidName(f"invalid model reference {ref!r}: use NAME, NAME:VERSION or NAME@ALIAS")
-        if version and not version.isdigit():
-            raise InvalidName(f"invalid version {version!r} in {ref!r}: versions are positive integers")
-        return self.manifest(tenant, name, int(version) if version else self.resolve(tenant, name, alias or None))
-
-    def manifest(self, tenant: str, name: str, version: int) -> Manifest:
-        """The manifest of a version; VersionNotFound if it does not exist (yet).
-
-        With a verifier, SignatureError unless a trusted key signed exactly these bytes.
-        """
-        prefix = self._version_prefix(tenant, name, version)
-        try:
-            raw, _ = self.store.get(prefix + MANIFEST)
-        except ObjectNotFound:
-            if not self.store.children(self._model_prefix(tenant, name)):
-                raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
-            raise VersionNotFound(f"model {name!r} has no version {version}") from None
-        if self.verifier is not None:
-            try:
-                seal: bytes | None = self.store.get(prefix + SIGNATURE_FILE)[0]
-            except ObjectNotFound:
-                seal = None
-            self.verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
-        try:
-            return Manifest.model_validate_json(raw)
-        except ValidationError as exc:
-            raise IntegrityError(f"manifest of {name} version {version} is unreadable: {exc}") from exc
-
-    def fetch(self, manifest: Manifest, filename: str = MODEL_FILE) -> Path:
-        """A local path to a version's file, verified against the manifest's sha256 and size."""
-        entry = manifest.files.get(filename)
-        if entry is None:
-            raise IntegrityError(f"{manifest.name} version {manifest.version} has no file {filename!r}")
-        key = self._version_prefix(manifest.tenant, manifest.name, manifest.version) + filename
-
-        def fill(tmp: Path) -> None:
-            try:
-                self.store.download(key, tmp)
-            except ObjectNotFound as exc:
-                raise IntegrityError(f"{key} is listed in the manifest but missing from the store") from exc
-
-        return self.cache.get(entry, fill, what=key)
-
-    def fetch_all(self, manifest: Manifest) -> Path:
-        """A directory with every file of a version under its own name (an ONNX model with external data).
-
-        Files are hard links to verified cache entries; the directory appears whole or not at all.
-        """
-        target = self.cache.root.parent / "versions" / manifest.content_sha256
-        if target.is_dir():
-            return target
-        paths = {name: self.fetch(manifest, name) for name in manifest.files}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-        for name, path in paths.items():
-            os.link(path, staging / name)
-        try:
-            os.rename(staging, target)
-        except OSError:  # another process made it first: same content, keep theirs
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
-
-    def describe(self, tenant: str, name: str) -> ModelSummary:
-        """A model's versions and aliases, for listings."""
-        prefix = f"{self._model_prefix(tenant, name)}aliases/"
-        aliases: dict[str, int] = {}
-        for fn in self.store.children(prefix):
-            if fn.endswith(".json"):
-                raw, _ = self.store.get(prefix + fn)
-                aliases[fn.removesuffix(".json")] = json.loads(raw)["version"]
-        return ModelSummary(name=name, versions=self.versions(tenant, name), aliases=aliases)
 
 
 def open_registry(settings: StoreSettings, *, signs: bool = True) -> Registry:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .backends import ObjectStore
 from .errors import NotFound, ObjectNotFound
-from .registry import check_name
+from .names import check_name
 
 RunStatus = Literal["running", "completed", "failed"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .backends import ObjectStore
 from .errors import ObjectNotFound, PreconditionFailed, RegistryError
-from .registry import check_name
+from .names import check_name
 
 
 class UsageLimitReached(RegistryError):

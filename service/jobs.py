@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from fermion.events.schemas import (
+from fermion.events.schemas import parse_event
+from fermion.events.training import (
     ProgressReport,
     TrainingCompleted,
     TrainingFailed,
     TrainingProgress,
     TrainingRequested,
-    parse_event,
 )
 
 if TYPE_CHECKING:  # only a type here: the bus (nats-py) is no part of the base install's client
-    from fermion.events.bus import StoredMessage
+    from fermion.events.deliveries import StoredMessage
 
 ENDED = ("completed", "failed", "cancelled")
 _STOPPED_AFTER = re.compile(r"after epoch (\d+)")

@@ -22,14 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from fermion.events import Bus, BusError, subjects
-from fermion.events.schemas import (
-    FederationSpec,
-    UpdateRefusal,
-    UpdateRefused,
-    UpdateSubmitted,
-    parse_event,
-    update_message,
-)
+from fermion.events.federation import FederationSpec, UpdateRefusal, UpdateRefused, UpdateSubmitted, update_message
+from fermion.events.schemas import parse_event
 from fermion.model_store.signing import BadSignature, verify
 
 from .store import FederationStore

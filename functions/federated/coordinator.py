@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from fermion.events import Bus, BusError, ConsumerPolicy, Delivery, streams, subjects
-from fermion.events.schemas import (
+from fermion.events.federation import (
     FederationCompleted,
     FederationFailed,
     FederationFailure,
@@ -36,8 +36,8 @@ from fermion.events.schemas import (
     RoundCompleted,
     RoundResult,
     RoundStarted,
-    parse_event,
 )
+from fermion.events.schemas import parse_event
 from fermion.model_store import (
     DatasetStore,
     Draft,

@@ -22,14 +22,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from fermion.events import Bus, subjects
-from fermion.events.schemas import (
-    RoundAnnouncement,
-    RoundStarted,
-    UpdateReport,
-    UpdateSubmitted,
-    parse_event,
-    update_message,
-)
+from fermion.events.federation import RoundAnnouncement, RoundStarted, UpdateReport, UpdateSubmitted, update_message
+from fermion.events.schemas import parse_event
 from fermion.model_store import ObjectStore, open_store
 from fermion.model_store.signing import SigningKey
 from fermion.service.lifecycle import stop_on_signals

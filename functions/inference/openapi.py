@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fermion.events.schemas import NAME_PATTERN
+from fermion.events.envelope import NAME_PATTERN
 from fermion.service.auth import Forbidden, Unauthorized
 from fermion.service.responses import ErrorBody, HTTPError, error_responses
 

@@ -32,7 +32,7 @@ from fermion.events import (
     TrainingRequested,
     TrainingSweep,
 )
-from fermion.events.schemas import Name
+from fermion.events.envelope import Name
 from fermion.model_store import (
     DatasetStore,
     InvalidName,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fermion.events import Gate, Recipe
-from fermion.events.schemas import Name
+from fermion.events.envelope import Name
 from fermion.model_store import Draft, Lineage, PipelineRule, Pipelines, Signature, TensorSpec
 from fermion.service.auth import Principal, QuotaExceeded
 from fermion.service.auth.http import also_needs, needs, tenant_of

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from fermion.events.schemas import NAME_PATTERN
+from fermion.events.envelope import NAME_PATTERN
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses

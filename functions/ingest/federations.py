@@ -15,7 +15,8 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fermion.events import Recipe
-from fermion.events.schemas import NAME_PATTERN, FederationMember, FederationRequested, FederationSpec, Privacy
+from fermion.events.envelope import NAME_PATTERN
+from fermion.events.federation import FederationMember, FederationRequested, FederationSpec, Privacy
 from fermion.model_store import AmbiguousDataset, DatasetNotFound, ObjectNotFound, ObjectStore, StoreError
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Header
 
-from fermion.events.schemas import new_id
+from fermion.events.envelope import new_id
 
 HEADER = "Idempotency-Key"
 

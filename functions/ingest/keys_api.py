@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from fermion.events.schemas import Name
+from fermion.events.envelope import Name
 from fermion.model_store import KeyRecord, Scope
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-from fermion.events.schemas import NAME_PATTERN
+from fermion.events.envelope import NAME_PATTERN
 
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description="a model's name")]
 AliasName = Annotated[

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from fermion.cli import app as cli
 from fermion.events import subjects
-from fermion.events.schemas import FederationRequested, parse_event
+from fermion.events.federation import FederationRequested
+from fermion.events.schemas import parse_event
 from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs, StoreSettings, open_registry
 from fermion.model_store.runs import EpochRecord
 from fermion.model_store.signing import SigningKey

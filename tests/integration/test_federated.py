@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from fermion.events import Bus, DatasetRef, Recipe, subjects
-from fermion.events.schemas import (
+from fermion.events.federation import (
     FederationCompleted,
     FederationFailed,
     FederationMember,
@@ -36,9 +36,9 @@ from fermion.events.schemas import (
     UpdateRefused,
     UpdateReport,
     UpdateSubmitted,
-    parse_event,
     update_message,
 )
+from fermion.events.schemas import parse_event
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, PreconditionFailed, StoreSettings, open_registry
 from fermion.model_store.signing import SigningKey

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fermion.events import Bus, streams, subjects
-from fermion.events.schemas import FederationRequested, parse_event
+from fermion.events.federation import FederationRequested
+from fermion.events.schemas import parse_event
 from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.deps import get_bus, get_datasets, get_keys
 from fermion.functions.ingest.settings import IngestSettings

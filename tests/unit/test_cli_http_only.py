@@ -1,9 +1,9 @@
 """Every CLI command reaches the platform over HTTP (issue 23): none opens the store or NATS itself.
 
 Read from the code (AST): `fermion/cli/*.py` (but `stack.py`, whose `up` and `demo` start the local
-stack) and the client (`fermion/client.py`, `fermion/control_plane.py`) may not import the registry, the bus, a function, or the parts of
-`fermion.infra` that start or provision things. What they may import of those packages is named
-below, each with why it opens nothing.
+stack) and the client (`fermion/client.py`, `fermion/control_plane.py`) may not import the registry,
+the bus, a function, or the parts of `fermion.infra` that start or provision things. What they may
+import of those packages is named below, each with why it opens nothing.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from fermion.cli.rows import fit_columns, read_rows
 from fermion.client import FermionError
 from fermion.events import FailureReport, ProgressReport, TrainingFailed, TrainingProgress
-from fermion.events.bus import StoredMessage
+from fermion.events.deliveries import StoredMessage
 from fermion.functions.inference.settings import InferenceSettings, gpu_present
 from fermion.functions.ingest.label_columns import default_label
 from fermion.model_store import InvalidName, check_name, normal_name

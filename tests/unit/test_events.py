@@ -50,7 +50,7 @@ NOT_NAMES = ["", "a..b", "..", "a..", ".a", "-a", "A", "a/b", "a b", "a" * 64, "
 def test_events_and_the_registry_hold_names_to_one_rule(name: str) -> None:
     from pydantic import TypeAdapter
 
-    from fermion.events.schemas import Name
+    from fermion.events.envelope import Name
     from fermion.model_store import InvalidName, check_name
 
     try:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from fermion.events import DatasetRef
-from fermion.events.schemas import FederationMember, FederationSpec, update_message
+from fermion.events.federation import FederationMember, FederationSpec, update_message
 from fermion.functions.federated.weights import BadWeights, dumps, fedavg, loads, privatize, trimmed_mean
 from fermion.model_store.signing import BadSignature, SigningKey, verify
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fermion.events.schemas import NAME_PATTERN
+from fermion.events.envelope import NAME_PATTERN
 from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.settings import IngestSettings
 

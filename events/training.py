@@ -1,0 +1,198 @@
+"""Dataset and training events: what a job trains, on what and how, its progress, and how it ended."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from . import subjects
+from .envelope import Event, Name, Payload, Sha256
+
+
+class DatasetRef(Payload):
+    """Where a dataset lives in the object store, and what it is."""
+
+    name: Name
+    sha256: Sha256
+    uri: str
+    format: Literal["npz", "csv", "zip", "tar"]
+    size: int = Field(ge=0)
+
+
+class ImageContract(Payload):
+    """What a picture becomes before the model sees it; recorded in the recipe and the manifest.
+
+    Decoded (PNG or JPEG), EXIF-oriented, converted to `channels` (1: Pillow mode "L", 3: "RGB"),
+    resized to `height` x `width` with `resize` (fermion.imaging, Pillow), then inside the exported
+    graph: pixel values (0-255) x `scale`, minus `mean`, over `std`, per channel, laid out NCHW.
+    `mean`/`std` left out of a recipe are fitted on the training split; the manifest records them.
+    Left out altogether, the trainer infers size and channels from the archive's images.
+    """
+
+    height: int = Field(default=28, ge=4, le=1024)
+    width: int = Field(default=28, ge=4, le=1024)
+    channels: Literal[1, 3] = 1
+    resize: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bilinear"
+    scale: float = Field(default=1 / 255, gt=0)
+    mean: list[float] | None = Field(default=None, min_length=1, max_length=3)
+    std: list[float] | None = Field(default=None, min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> ImageContract:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.channels:
+                raise ValueError(f"{name} needs one value per channel ({self.channels}); got {len(values)}")
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise ValueError("std values must be positive")
+        return self
+
+
+class Augmentation(Payload):
+    """Random changes to training pictures (never applied at evaluation or serving)."""
+
+    crop_padding: int = Field(default=0, ge=0, le=64, description="pad by this many pixels, crop back at random")
+    flip: bool = Field(default=False, description="mirror left-right with probability 0.5")
+    rotation: float = Field(default=0.0, ge=0, le=180, description="rotate by up to this many degrees either way")
+
+
+class Recipe(Payload):
+    """How to train: the architecture and its hyper-parameters."""
+
+    architecture: Name = "mlp"
+    epochs: int = Field(default=20, ge=1, le=1000)
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    batch_size: int = Field(default=64, ge=1, le=65536)
+    label_column: str = Field(default="label", min_length=1, max_length=256)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+    workers: int = Field(default=1, ge=1, le=64)
+    """Data-parallel ranks (torch.distributed); `batch_size` is the global batch, split across them."""
+    image: ImageContract | None = None
+    """Image datasets (zip/tar archives of pictures): the contract; None infers it from the pictures."""
+    augment: Augmentation | None = None
+
+
+class Gate(Payload):
+    """When a freshly registered version is promoted: a metric floor, and optionally no regression."""
+
+    alias: Name = "production"
+    metric: str = Field(default="macro_f1", min_length=1, max_length=64)
+    minimum: float = 0.0
+    not_worse_than_current: bool = True
+    canary: list[int] = Field(default=[], max_length=10)
+    """Weight steps (say [10, 50, 100]): a passing version is canaried against the incumbent, not swapped in."""
+    bake_s: float = Field(default=300.0, ge=0, le=7 * 24 * 3600)
+
+
+class TrainingRequest(Payload):
+    """What a training job trains, on what, and how; `gate` promotes the result when it passes."""
+
+    model_name: Name
+    dataset: DatasetRef
+    recipe: Recipe = Recipe()
+    gate: Gate | None = None
+    pipeline: str | None = None
+    sweep: str | None = None
+
+
+class SweepRequest(Payload):
+    """Train `trials` variations of one recipe; with a `gate`, promote the best by `metric` through it."""
+
+    model_name: Name
+    dataset: DatasetRef
+    trials: list[Recipe] = Field(min_length=1, max_length=64)
+    metric: str = Field(default="macro_f1", min_length=1, max_length=64)
+    gate: Gate | None = None
+
+
+class ProgressReport(Payload):
+    """One epoch of a job done."""
+
+    job_id: str
+    model_name: Name
+    epoch: int
+    epochs: int
+    loss: float | None = None
+    """None at epoch 0, the "started" report a worker sends when it takes the job."""
+    metrics: dict[str, float] = Field(default={})
+    resumed_at: int | None = None
+    """Set on the report that says the job resumed from its checkpoint of this epoch."""
+    workers: int | None = None
+    restarts: int | None = None
+    """Elastic restarts of a distributed job's group so far."""
+    samples_per_s: list[float] = Field(default=[])
+    """Training throughput of each rank in the epoch, rank 0 first."""
+
+
+class TrainingResult(Payload):
+    """A job registered a model version."""
+
+    job_id: str
+    model_name: Name
+    version: int
+    metrics: dict[str, float]
+    duration_s: float
+
+
+class FailureReport(Payload):
+    """A job ended without a model, and why."""
+
+    job_id: str
+    model_name: str
+    reason: str
+    error: str
+    retryable: bool = False
+
+
+class CancelRequest(Payload):
+    """Stop a job: before it starts, or at its next epoch."""
+
+    job_id: str
+    reason: str = "cancelled by request"
+
+
+class DatasetUploaded(Event):
+    subject: ClassVar[str] = subjects.DATASETS_UPLOADED
+    type: Literal["datasets.uploaded"] = "datasets.uploaded"
+    data: DatasetRef
+
+
+class TrainingRequested(Event):
+    subject: ClassVar[str] = subjects.TRAINING_REQUESTED
+    type: Literal["training.requested"] = "training.requested"
+    data: TrainingRequest
+
+
+class TrainingSweep(Event):
+    subject: ClassVar[str] = subjects.TRAINING_SWEEP
+    type: Literal["training.sweep"] = "training.sweep"
+    data: SweepRequest
+
+
+class TrainingProgress(Event):
+    subject: ClassVar[str] = subjects.TRAINING_PROGRESS
+    type: Literal["training.progress"] = "training.progress"
+    data: ProgressReport
+
+
+class TrainingCompleted(Event):
+    subject: ClassVar[str] = subjects.TRAINING_COMPLETED
+    type: Literal["training.completed"] = "training.completed"
+    data: TrainingResult
+
+
+class TrainingFailed(Event):
+    subject: ClassVar[str] = subjects.TRAINING_FAILED
+    type: Literal["training.failed"] = "training.failed"
+    data: FailureReport
+
+
+class TrainingCancel(Event):
+    type: Literal["training.cancel"] = "training.cancel"
+    data: CancelRequest
+
+    @property
+    def subject(self) -> str:  # type: ignore[override]
+        return subjects.cancel(self.data.job_id)

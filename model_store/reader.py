@@ -1,0 +1,167 @@
+"""Reading the model registry: where a model's objects live, versions, aliases, verified manifests, cached files.
+
+`Registry` (registry.py) adds the writes; a reader never writes to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TypedDict
+
+from pydantic import ValidationError
+
+from .aliases import Alias
+from .backends import ObjectStore
+from .cache import FileCache
+from .errors import AliasNotFound, IntegrityError, InvalidName, ModelNotFound, ObjectNotFound, VersionNotFound
+from .manifest import MANIFEST, MODEL_FILE, Manifest
+from .names import LATEST, check_name
+from .signing import SIGNATURE_FILE, Verifier
+
+
+class ModelSummary(TypedDict):
+    """A model's versions and where its aliases point, for listings."""
+
+    name: str
+    versions: list[int]
+    aliases: dict[str, int]
+
+
+class RegistryReader:
+    """Model versions, their manifests and aliases, read from any ObjectStore and checked on the way."""
+
+    def __init__(
+        self, store: ObjectStore, cache_dir: Path, *, cache_max_bytes: int = 2 << 30, verifier: Verifier | None = None
+    ) -> None:
+        self.store = store
+        self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
+        self.verifier = verifier  # refuses a manifest no trusted key signed
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _model_prefix(tenant: str, name: str) -> str:
+        return f"models/{check_name('tenant', tenant)}/{check_name('model', name)}/"
+
+    def _version_prefix(self, tenant: str, name: str, version: int) -> str:
+        return f"{self._model_prefix(tenant, name)}versions/{version}/"
+
+    def version_uri(self, tenant: str, name: str, version: int) -> str:
+        """Where a version's files live, as a URI of the store (for events and logs)."""
+        return f"{self.store.url}/{self._version_prefix(tenant, name, version).rstrip('/')}"
+
+    def _alias_key(self, tenant: str, name: str, alias: str) -> str:
+        return f"{self._model_prefix(tenant, name)}aliases/{check_name('alias', alias)}.json"
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def models(self, tenant: str) -> list[str]:
+        """Names of the models a tenant has."""
+        return self.store.children(f"models/{check_name('tenant', tenant)}/")
+
+    def versions(self, tenant: str, name: str) -> list[int]:
+        """The versions of `name` that exist (have a manifest), ascending."""
+        prefix = f"{self._model_prefix(tenant, name)}versions/"
+        found = {
+            int(parts[0])
+            for key in self.store.list(prefix)
+            if len(parts := key[len(prefix) :].split("/")) == 2 and parts[1] == MANIFEST and parts[0].isdigit()
+        }
+        return sorted(found)
+
+    def alias(self, tenant: str, name: str, alias: str) -> Alias:
+        """The alias record; AliasNotFound (or ModelNotFound) when absent."""
+        try:
+            raw, _ = self.store.get(self._alias_key(tenant, name, alias))
+        except ObjectNotFound:
+            if not self.store.children(self._model_prefix(tenant, name)):
+                raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
+            raise AliasNotFound(f"model {name!r} has no alias {alias!r}") from None
+        return Alias.model_validate_json(raw)
+
+    def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> int:
+        """The version number `ref` (a version, an alias, or None for `latest`) points to."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            return int(ref)
+        return self.alias(tenant, name, ref or LATEST).version
+
+    def lookup(self, tenant: str, ref: str) -> Manifest:
+        """The manifest `ref` names: `name` (latest), `name:version` or `name@alias`."""
+        name, _, version = ref.partition(":")
+        name, _, alias = name.partition("@")
+        if version and alias:
+            raise InvalidName(f"invalid model reference {ref!r}: use NAME, NAME:VERSION or NAME@ALIAS")
+        if version and not version.isdigit():
+            raise InvalidName(f"invalid version {version!r} in {ref!r}: versions are positive integers")
+        return self.manifest(tenant, name, int(version) if version else self.resolve(tenant, name, alias or None))
+
+    def manifest(self, tenant: str, name: str, version: int) -> Manifest:
+        """The manifest of a version; VersionNotFound if it does not exist (yet).
+
+        With a verifier, SignatureError unless a trusted key signed exactly these bytes.
+        """
+        prefix = self._version_prefix(tenant, name, version)
+        try:
+            raw, _ = self.store.get(prefix + MANIFEST)
+        except ObjectNotFound:
+            if not self.store.children(self._model_prefix(tenant, name)):
+                raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
+            raise VersionNotFound(f"model {name!r} has no version {version}") from None
+        if self.verifier is not None:
+            try:
+                seal: bytes | None = self.store.get(prefix + SIGNATURE_FILE)[0]
+            except ObjectNotFound:
+                seal = None
+            self.verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
+        try:
+            return Manifest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise IntegrityError(f"manifest of {name} version {version} is unreadable: {exc}") from exc
+
+    def fetch(self, manifest: Manifest, filename: str = MODEL_FILE) -> Path:
+        """A local path to a version's file, verified against the manifest's sha256 and size."""
+        entry = manifest.files.get(filename)
+        if entry is None:
+            raise IntegrityError(f"{manifest.name} version {manifest.version} has no file {filename!r}")
+        key = self._version_prefix(manifest.tenant, manifest.name, manifest.version) + filename
+
+        def fill(tmp: Path) -> None:
+            try:
+                self.store.download(key, tmp)
+            except ObjectNotFound as exc:
+                raise IntegrityError(f"{key} is listed in the manifest but missing from the store") from exc
+
+        return self.cache.get(entry, fill, what=key)
+
+    def fetch_all(self, manifest: Manifest) -> Path:
+        """A directory with every file of a version under its own name (an ONNX model with external data).
+
+        Files are hard links to verified cache entries; the directory appears whole or not at all.
+        """
+        target = self.cache.root.parent / "versions" / manifest.content_sha256
+        if target.is_dir():
+            return target
+        paths = {name: self.fetch(manifest, name) for name in manifest.files}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        for name, path in paths.items():
+            os.link(path, staging / name)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process made it first: same content, keep theirs
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def describe(self, tenant: str, name: str) -> ModelSummary:
+        """A model's versions and aliases, for listings."""
+        prefix = f"{self._model_prefix(tenant, name)}aliases/"
+        aliases: dict[str, int] = {}
+        for fn in self.store.children(prefix):
+            if fn.endswith(".json"):
+                raw, _ = self.store.get(prefix + fn)
+                aliases[fn.removesuffix(".json")] = json.loads(raw)["version"]
+        return ModelSummary(name=name, versions=self.versions(tenant, name), aliases=aliases)
