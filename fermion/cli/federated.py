@@ -4,7 +4,7 @@
     fermion federated start spec.json            POST /v1/federations; prints the federation id
     fermion federated rounds FEDERATION_ID       each closed round: version, accuracy, participants
 
-The spec file is a FederationSpec (events/schemas.py) whose `holdout` names an uploaded dataset
+The spec file is a FederationSpec (events/federation.py) whose `holdout` names an uploaded dataset
 ({"name": ..., "sha256"?: ...}); a full address ({"uri": ...}) is sent as its name and sha256.
 From Python: `Client.from_settings().start_federation(spec)`.
 """

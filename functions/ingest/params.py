@@ -1,6 +1,6 @@
 """The path and query parameters the routes share, with the constraints the stores check.
 
-A name in a path or a query follows the one naming rule (`fermion.events.schemas.NAME_PATTERN`,
+A name in a path or a query follows the one naming rule (`fermion.events.envelope.NAME_PATTERN`,
 which `model_store.check_name` applies to every key), so the OpenAPI document says what is
 allowed and a request that breaks it is refused at the door (422) like a name in a body.
 """
