@@ -1,12 +1,13 @@
 """The inference function: Open Inference Protocol v2 over ONNX Runtime. No torch here, ever.
 
 `create_app` builds an `InferenceApp`, a plain ASGI app: it serves the two infer routes itself
-(`infer` below: authenticate, read and parse the body, route to a version, run, encode, count) and
-hands every other request (health, metadata, `/v1/...:predict`, `/metrics`, OpenAPI, `/docs`) to a
-FastAPI app (`control.py`) that it builds on the first such request. On a small model, a
-framework's per-request work (middleware stack, router, request objects, dependency solving) costs
-more than the model run, and importing it is a good part of a cold start; bench/serving.py and
-bench/cold_start.py measure both against a bare ASGI app.
+(`OipRequest` below is their wire format; `pipeline.py` takes the request from authorization to
+the counted answer, as it does for every route that runs a model) and hands every other request
+(health, metadata, `/v1/...:predict`, `/metrics`, OpenAPI, `/docs`) to a FastAPI app (`control.py`)
+that it builds on the first such request. On a small model, a framework's per-request work
+(middleware stack, router, request objects, dependency solving) costs more than the model run, and
+importing it is a good part of a cold start; bench/serving.py and bench/cold_start.py measure both
+against a bare ASGI app.
 
 `app` (built on first use) is the process's, for uvicorn and the Lambda handler. Under Mangum the
 ASGI lifespan runs on every invocation, so nothing is loaded in one: the runtime comes from a
@@ -21,7 +22,6 @@ preloading = preload.start()  # before the heavy imports below, so the model loa
 
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -37,16 +37,16 @@ from fermion.service.observability.access import AccessMiddleware
 from fermion.service.observability.emf import Emf
 from fermion.service.observability.inference import InferenceMetrics
 from fermion.service.observability.readiness import Readiness, store_check
-from fermion.service.responses import HTTPError, error_answer, translate
+from fermion.service.responses import error_answer
 
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable
+from .pipeline import Answer, Call, Pipeline
 from .protocol import HEADER_LENGTH, INFER_PATHS, InferenceRequest, encode_response, parse_request, to_array
 from .routing import Traffic
-from .runtime import LoadedModel, ModelRef, ModelRuntime, default_runtime
+from .runtime import LoadedModel, ModelRuntime, default_runtime
 from .scheduler import Scheduler
-from .services import AuditBus, Disconnected, Services, model_for, read_body
+from .services import AuditBus, Disconnected, Services
 from .settings import InferenceSettings, get_settings
-from .trim import Trimmer
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fermion.inference")
 VARIANTS = ("auto", "fp32", "int8", "fp16")
-# What an infer request can be refused with: our errors, and the lower layers' that TRANSLATIONS maps.
-REFUSALS: tuple[type[Exception], ...] = (HTTPError, *(row.theirs for row in TRANSLATIONS))
 INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<model_version>[^/]+))?/infer")
 
 
@@ -92,12 +90,16 @@ class InferenceApp:
         scheduler = Scheduler(
             settings, lambda: runtime().loaded, batching=batching, on_run=metrics.ran if metrics is not None else None
         )
+        services = Services(runtime, settings, scheduler, Traffic(runtime, settings), metrics, preloading)
+        security = SecurityState(
+            Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
+            Auditor(AuditBus(settings).get),
+        )
+        self.pipeline = Pipeline(services, security)
         self.state = SimpleNamespace(
-            services=Services(runtime, settings, scheduler, Traffic(runtime, settings), metrics, preloading),
-            security=SecurityState(
-                Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
-                Auditor(AuditBus(settings).get),
-            ),
+            services=services,
+            security=security,
+            pipeline=self.pipeline,
             readiness=Readiness(
                 "inference",
                 {"store": store_check(lambda: runtime().registry.store)},
@@ -110,7 +112,6 @@ class InferenceApp:
             self._serve_infer, function="inference", metrics=None, log=settings().access_log, emf=emf is not None
         )
         self._control: FastAPI | None = None
-        self._trimmer = Trimmer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and (match := INFER_PATH.fullmatch(scope["path"])):
@@ -128,9 +129,9 @@ class InferenceApp:
     def control(self) -> FastAPI:
         """The FastAPI app for every other route, built on first use (see the module's docstring)."""
         if self._control is None:
-            from .control import create_control_app
+            from .control import create_control_app  # control imports nothing of this module
 
-            self._control = create_control_app(self, self.infer)
+            self._control = create_control_app(self.state, self.infer)
         return self._control
 
     @property
@@ -145,62 +146,63 @@ class InferenceApp:
     async def _serve_infer(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The first of a repeated header wins, as Starlette's `Headers.get` answers.
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
-        services: Services = self.state.services
-        metrics = services.metrics
-        started = time.perf_counter()
+        params = scope["path_params"]
+        call = Call(scope["path"], params["name"], params.get("model_version"), headers, receive)
         try:
-            content, media_type, extra, model = await infer(services, self.state.security, scope, headers, receive)
+            answer = await self.pipeline.serve(call, OipRequest.parse)
         except Disconnected:
             return
         except Exception as exc:
-            if metrics is not None and isinstance(exc, REFUSALS):
-                ours = exc if isinstance(exc, HTTPError) else translate(exc, TRANSLATIONS)
-                metrics.refused_request(type(exc).__name__, ours.status)
             status, body, error_headers = error_answer(exc, TRANSLATIONS, log, f"POST {scope['path']}")
             await _answer(send, status, to_json(body), b"application/json", error_headers)
             return
-        if metrics is not None:
-            params = scope["path_params"]
-            alias = params["name"].partition("@")[2]  # NAME@ALIAS
-            if not alias and "model_version" not in params:  # a bare name: its default alias
-                alias = services.settings().default_alias
-            metrics.answered(model.name, model.version, alias, started)
-        await _answer(send, 200, content, media_type, extra)
-        declared = headers.get("content-length", "")
-        self._trimmer.after(len(content) + (int(declared) if declared.isdigit() else 0))  # a large one: trim after
+        await _answer(send, 200, answer.content, answer.media_type, answer.headers)
 
 
-async def infer(
-    services: Services, security: SecurityState, scope: Scope, headers: dict[str, str], receive: Receive
-) -> tuple[bytes, bytes, dict[str, str], LoadedModel]:
-    """Run the model on OIP v2 tensors (JSON, or the binary tensor extension): body, type, headers, model."""
-    caller = await security.authorize(headers.get("authorization"), "infer", f"POST {scope['path']}")
-    settings = services.settings()
-    body = await read_body(receive, headers.get("content-length"), settings.max_body_bytes)
-    payload, binary = parse_request(body, headers.get(HEADER_LENGTH))
-    variant = (payload.parameters or {}).get("variant")
-    if variant is not None and variant not in VARIANTS:
-        raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    params = scope["path_params"]
-    ref = ModelRef.parse(params["name"], params.get("model_version"))
-    route = await services.traffic.route(ref, headers, caller.tenant)  # which version answers
-    with route.observed():
-        model = await model_for(services, caller, route.ref, variant)
-        feeds = {t.name: to_array(t, binary) for t in payload.inputs}
-        if any(a.dtype == object for a in feeds.values()):  # BYTES: encoded pictures (pictures.py)
+class OipRequest:
+    """The OIP v2 wire format (JSON, or the binary tensor extension) of the infer routes."""
+
+    __slots__ = ("binary", "max_picture_pixels", "payload", "request_id", "variant", "wanted")
+
+    def __init__(self, payload: InferenceRequest, binary: dict[str, np.ndarray], max_picture_pixels: int) -> None:
+        self.payload, self.binary, self.max_picture_pixels = payload, binary, max_picture_pixels
+        self.request_id = payload.id
+        self.wanted = [o.name for o in payload.outputs] if payload.outputs else None
+        self.variant = (payload.parameters or {}).get("variant")
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise BadRequest(f"parameters.variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
+
+    @classmethod
+    def parse(cls, body: bytes, headers: Mapping[str, str], settings: InferenceSettings) -> OipRequest:
+        """A request body in JSON, or JSON then tensors when `Inference-Header-Content-Length` says so."""
+        payload, binary = parse_request(body, headers.get(HEADER_LENGTH))
+        return cls(payload, binary, settings.max_picture_pixels)
+
+    async def feeds(self, model: LoadedModel) -> dict[str, np.ndarray]:
+        """The input tensors as arrays; BYTES inputs are encoded pictures, decoded by the model's contract."""
+        feeds = {t.name: to_array(t, self.binary) for t in self.payload.inputs}
+        if any(a.dtype == object for a in feeds.values()):
             from . import pictures  # its multipart parser is for pictures only: not on every cold start
 
-            feeds = await pictures.decode_feeds(feeds, model, settings.max_picture_pixels)
-        wanted = [o.name for o in payload.outputs] if payload.outputs else None
-        results = await services.scheduler.run(model, feeds, wanted)
-    extra = route.answered(model, feeds, results, payload.id)
-    content, header_length = encode_response(
-        model.name, model.version, payload.id, results, model.variant, _binary_outputs(payload, results)
-    )
-    if header_length is None:
-        return content, b"application/json", extra, model
-    extra["Inference-Header-Content-Length"] = str(header_length)
-    return content, b"application/octet-stream", extra, model
+            feeds = await pictures.decode_feeds(feeds, model, self.max_picture_pixels)
+        return feeds
+
+    def encode(self, model: LoadedModel, results: dict[str, np.ndarray], headers: dict[str, str]) -> Answer:
+        """The OIP v2 answer: JSON, or JSON then raw tensors for the outputs asked for as binary."""
+        content, header_length = encode_response(
+            model.name, model.version, self.payload.id, results, model.variant, self._binary_outputs(results)
+        )
+        if header_length is None:
+            return Answer(content, b"application/json", headers)
+        headers["Inference-Header-Content-Length"] = str(header_length)
+        return Answer(content, b"application/octet-stream", headers)
+
+    def _binary_outputs(self, results: dict[str, np.ndarray]) -> set[str]:
+        """Outputs the client asked to receive as raw bytes (per output, or all by request parameter)."""
+        payload = self.payload
+        if payload.outputs:
+            return {o.name for o in payload.outputs if (o.parameters or {}).get("binary_data")}
+        return set(results) if (payload.parameters or {}).get("binary_data_output") else set()
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -219,13 +221,6 @@ async def _answer(send: Send, status: int, body: bytes, media_type: bytes, extra
     headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _binary_outputs(payload: InferenceRequest, results: dict[str, np.ndarray]) -> set[str]:
-    """Outputs the client asked to receive as raw bytes (per output, or all by request parameter)."""
-    if payload.outputs:
-        return {o.name for o in payload.outputs if (o.parameters or {}).get("binary_data")}
-    return set(results) if (payload.parameters or {}).get("binary_data_output") else set()
 
 
 def __getattr__(name: str) -> Any:

@@ -2,8 +2,11 @@
 
 A FastAPI app, built by `app.InferenceApp` on the first request that is not an infer (a probe, a
 scrape, `/docs`), never before the first answer: importing and building the framework is a good
-part of a cold start, and the warm infer path does not need it. It shares the inference app's
-state (`services`, `security`, `readiness`) and answers errors in the same shape.
+part of a cold start, and the warm infer path does not need it. It is handed the inference app's
+state (`services`, `security`, `pipeline`, `readiness`) and imports nothing of `app.py`, and it
+answers errors in the same shape. `:predict` runs through the same pipeline as infer
+(`pipeline.py`): this module only parses its rows (`RowsRequest`; pictures: `pictures.py`) and
+encodes its answer.
 
 The routes take the request and return plain dicts (`response_model=None`): a typed parameter or
 return makes FastAPI build validators per route and import pydantic.v1, tens of milliseconds.
@@ -13,8 +16,9 @@ Their parameters, bodies and statuses are described by hand in `openapi.py`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
@@ -24,38 +28,39 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from fermion.service import endpoints
-from fermion.service.auth import Forbidden, Principal, Unauthorized
+from fermion.service.auth import Forbidden, Unauthorized
 from fermion.service.auth.http import authorize
 from fermion.service.responses import describe_validation, install_error_handlers
 
 from . import pictures, preload
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import ERROR_BODY, ON_A_MODEL, SECURITY, SERVER_VERSION, PredictRequest, build_openapi, doc
+from .pipeline import Answer, Call, Parsed, Pipeline
 from .protocol import INFER_PATHS
 from .runtime import LoadedModel, ModelRef
-from .services import Services, model_for, read_body
-
-if TYPE_CHECKING:
-    from .app import InferenceApp
+from .services import model_for
+from .settings import InferenceSettings
 
 log = logging.getLogger("fermion.inference")
 
 
-def create_control_app(core: InferenceApp, infer: ASGIApp) -> FastAPI:
-    """The FastAPI app beside `core`, sharing its state; `infer` serves the infer paths if one reaches it."""
+def create_control_app(state: SimpleNamespace, infer: ASGIApp) -> FastAPI:
+    """The FastAPI app beside the core, sharing its `state`; `infer` serves the infer paths if one reaches it."""
     app = FastAPI(title="Fermion inference", version=SERVER_VERSION)
-    app.state.services = core.state.services
-    app.state.security = core.state.security
-    app.state.readiness = core.state.readiness
+    app.state.services = state.services
+    app.state.security = state.security
+    app.state.pipeline = state.pipeline
+    app.state.readiness = state.readiness
     install_error_handlers(app, log, TRANSLATIONS)
     # The core matches the infer paths before this app sees a request; here they only make another
     # method on them a 405, as a router would.
     app.router.routes.extend(Route(path, infer, methods=["POST"], name="infer") for path in INFER_PATHS)
     for method, path, endpoint, openapi_extra in CONTROL_ROUTES:
         app.add_api_route(path, endpoint, methods=[method], response_model=None, openapi_extra=openapi_extra)
-    settings = core.state.services.settings()
-    metrics = core.state.services.metrics
-    # The infer routes count themselves (by model); the middleware only logs (when fermion.access is on).
+    settings = state.services.settings()
+    metrics = state.services.metrics
+    # The routes that run a model are counted by the pipeline (by model); the middleware only logs
+    # (when fermion.access is on).
     endpoints.install(app, settings, metrics.registry if metrics else None, function="inference", http_metrics=False)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
@@ -108,53 +113,55 @@ async def model_ready(request: Request) -> dict[str, Any]:
 
 
 async def predict(request: Request) -> Response:
-    """Rows in, the first output's rows out (and the predicted labels, when the model has them)."""
-    caller = await authorize(request, "infer")
-    services: Services = request.app.state.services
-    raw = await read_body(request.receive, request.headers.get("content-length"), services.settings().max_body_bytes)
-    ref = ModelRef.parse(request.path_params["name"])
-    if pictures.is_picture_request(request.headers, raw):  # pictures in (pictures.py)
-        return await _predict_pictures(request, services, caller, ref, raw)
-    try:
-        body = PredictRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
-    route = await services.traffic.route(ref, request.headers, caller.tenant)
-    with route.observed():
-        model = await model_for(services, caller, route.ref)
+    """Rows in, the first output's rows out (and the predicted labels, when the model has them); or pictures."""
+    pipeline: Pipeline = request.app.state.pipeline
+    call = Call(request.url.path, request.path_params["name"], None, request.headers, request.receive)
+    answer = await pipeline.serve(call, predict_wire)
+    return Response(answer.content, media_type=answer.media_type.decode(), headers=answer.headers)
+
+
+def predict_wire(body: bytes, headers: Mapping[str, str], settings: InferenceSettings) -> Parsed:
+    """The `:predict` wire format: pictures (`pictures.py`), else `{"instances": [[...], ...]}` rows."""
+    if pictures.is_picture_request(headers, body):
+        return pictures.PictureRequest(body, headers, settings.max_picture_pixels)
+    return RowsRequest(body, headers.get("fermion-request-id"))
+
+
+class RowsRequest:
+    """`:predict` on rows: one input, its rows as JSON; the first output's rows (and labels) back."""
+
+    variant: str | None = None  # the runtime's choice
+    wanted: list[str] | None = None  # every output
+
+    def __init__(self, body: bytes, request_id: str | None) -> None:
+        try:
+            self.instances = PredictRequest.model_validate_json(body).instances
+        except ValidationError as exc:
+            raise BadRequest(f"invalid request: {describe_validation(exc.errors())}") from exc
+        self.request_id = request_id
+
+    async def feeds(self, model: LoadedModel) -> dict[str, np.ndarray]:
+        """The rows as the model's one input."""
         if len(model.inputs) != 1:
             raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
         ((input_name, (dtype, _)),) = model.inputs.items()
         try:
-            x = np.asarray(body.instances, dtype=dtype)
+            return {input_name: np.asarray(self.instances, dtype=dtype)}
         except ValueError as exc:
             raise BadRequest(f"instances must be rows of equal length: {exc}") from exc
-        results = await services.scheduler.run(model, {input_name: x}, None)
-    headers = route.answered(model, {input_name: x}, results, request.headers.get("fermion-request-id"))
-    (out,) = results.values()
-    labels = model.manifest.labels
-    answer: dict[str, Any] = {
-        "model_name": model.name,
-        "model_version": str(model.version),
-        "predictions": out.tolist(),
-    }
-    if labels and out.ndim == 2 and out.shape[1] == len(labels):
-        answer["labels"] = [labels[i] for i in out.argmax(axis=1)]
-    return JSONResponse(answer, headers=headers)
 
-
-async def _predict_pictures(
-    request: Request, services: Services, caller: Principal, ref: ModelRef, raw: bytes
-) -> Response:
-    route = await services.traffic.route(ref, request.headers, caller.tenant)
-    with route.observed():
-        model = await model_for(services, caller, route.ref)
-
-        def run(m: LoadedModel, feeds: dict[str, np.ndarray]) -> Awaitable[dict[str, np.ndarray]]:
-            return services.scheduler.run(m, feeds, None)
-
-        answer = await pictures.predict(request, raw, model, run, services.settings().max_picture_pixels)
-    return JSONResponse(answer)
+    def encode(self, model: LoadedModel, results: dict[str, np.ndarray], headers: dict[str, str]) -> Answer:
+        """The predictions as JSON, with the labels when the model has one per output column."""
+        (out,) = results.values()
+        labels = model.manifest.labels
+        answer: dict[str, Any] = {
+            "model_name": model.name,
+            "model_version": str(model.version),
+            "predictions": out.tolist(),
+        }
+        if labels and out.ndim == 2 and out.shape[1] == len(labels):
+            answer["labels"] = [labels[i] for i in out.argmax(axis=1)]
+        return Answer.json(answer, headers)
 
 
 READY = {

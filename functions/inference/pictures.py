@@ -3,10 +3,10 @@
 A model trained on pictures carries its image contract in its manifest (`manifest.image`). This
 module turns pictures into the tensor that contract describes, with fermion.imaging, the same
 decode step the trainer used; the rest of the preprocessing is inside the model's graph. Three
-ways in, each a few lines in app.py/protocol.py:
+ways in, each a wire format that `pipeline.py` runs like any other:
 
 - `POST /v1/models/{name}:predict` with multipart files, or JSON `{"instances": [{"b64": "..."}]}`:
-  answered with each picture's label, class index and probabilities (`predict`);
+  answered with each picture's label, class index and probabilities (`PictureRequest`);
 - an OIP v2 `BYTES` input (binary tensor extension: 4-byte little-endian length, then the bytes,
   per element; or JSON strings in base64), decoded in place of the model's pixel input (`decode_feeds`);
 - raw pixel tensors (FP32 N x H x W x C) still go straight to the model.
@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
 
 from .errors import BadRequest, ModelUnavailable
+from .pipeline import Answer
 from .protocol import unbase64
 from .runtime import LoadedModel
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # Pillow loads with the first picture: a model on features ne
 
 INLINE_BYTES = 32 * 1024  # pictures up to this many encoded bytes in all decode on the event loop
 MAX_PICTURES = 1024  # in one request
-Run = Callable[[LoadedModel, dict[str, np.ndarray]], Awaitable[dict[str, np.ndarray]]]
 _contracts: dict[str, DecodeSpec] = {}
 
 
@@ -55,7 +54,7 @@ def contract_of(model: LoadedModel) -> DecodeSpec | None:
     return contract
 
 
-def is_picture_request(headers: Headers, body: bytes) -> bool:
+def is_picture_request(headers: Mapping[str, str], body: bytes) -> bool:
     """Whether a :predict body carries pictures (multipart files, or base64 instances) rather than rows."""
     return headers.get("content-type", "").startswith("multipart/form-data") or b'"b64"' in body
 
@@ -84,20 +83,35 @@ async def decode_async(pictures: list[tuple[str, bytes]], contract: DecodeTarget
     return await asyncio.to_thread(decode_pictures, pictures, contract, max_pixels)
 
 
-async def predict(request: Request, body: bytes, model: LoadedModel, run: Run, max_pixels: int) -> dict[str, Any]:
-    """:predict with pictures, on the model the caller's route chose: labels and probabilities per picture."""
-    contract = contract_of(model)
-    if contract is None:
-        raise BadRequest(f"model {model.name} was not trained on pictures; send rows: {{'instances': [[...]]}}")
-    if len(model.inputs) != 1:
-        raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        pictures = await _multipart(request.headers, body)
-    else:
-        pictures = _base64_instances(body)
-    pixels = await decode_async(pictures, contract, max_pixels)
-    (logits,) = (await run(model, {next(iter(model.inputs)): pixels})).values()
-    return answer(model, logits, [name for name, _ in pictures])
+class PictureRequest:
+    """`:predict` on pictures: parsed once the model is known (a model on features says so first)."""
+
+    variant: str | None = None  # the runtime's choice
+    wanted: list[str] | None = None  # every output
+
+    def __init__(self, body: bytes, headers: Mapping[str, str], max_pixels: int) -> None:
+        self.body, self.headers, self.max_pixels = body, headers, max_pixels
+        self.request_id = headers.get("fermion-request-id")
+        self.names: list[str] = []
+
+    async def feeds(self, model: LoadedModel) -> dict[str, np.ndarray]:
+        """The pictures decoded by the model's image contract, as its one input."""
+        contract = contract_of(model)
+        if contract is None:
+            raise BadRequest(f"model {model.name} was not trained on pictures; send rows: {{'instances': [[...]]}}")
+        if len(model.inputs) != 1:
+            raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
+        if self.headers.get("content-type", "").startswith("multipart/form-data"):
+            pictures = await _multipart(Headers(self.headers), self.body)
+        else:
+            pictures = _base64_instances(self.body)
+        self.names = [name for name, _ in pictures]
+        return {next(iter(model.inputs)): await decode_async(pictures, contract, self.max_pixels)}
+
+    def encode(self, model: LoadedModel, results: dict[str, np.ndarray], headers: dict[str, str]) -> Answer:
+        """Each picture's label, class index and probabilities, as JSON."""
+        (logits,) = results.values()
+        return Answer.json(answer(model, logits, self.names), headers)
 
 
 def answer(model: LoadedModel, logits: np.ndarray, names: list[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ alias's split for `alias_ttl_s` (so a weight change reaches a warm function with
 picks a version per request: by the hash of the `Fermion-Routing-Key` header when there is one
 (one user stays on one version, and as a canary's weight grows its users stay on it: the newest
 version takes the low buckets), else at random. `Traffic` ties the choice to what follows it:
-per-version stats and samples (`telemetry.py`) and the shadow's mirrored copy (`shadow.py`).
+per-version stats and samples (`traffic.py`) and the shadow's mirrored copy (`shadow.py`).
 """
 
 from __future__ import annotations

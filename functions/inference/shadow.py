@@ -26,10 +26,9 @@ from fermion.model_store import RegistryError
 
 from .errors import InferenceError
 from .runtime import ModelRef, ModelRuntime
-from .traffic import Telemetry
+from .traffic import Routed, Telemetry
 
 if TYPE_CHECKING:
-    from .routing import Route
     from .runtime import LoadedModel
 
 log = logging.getLogger("fermion.inference")
@@ -53,7 +52,7 @@ class Mirror:
 
     def submit(
         self,
-        route: Route,
+        route: Routed,
         model: LoadedModel,
         feeds: dict[str, np.ndarray],
         results: dict[str, np.ndarray],

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -28,13 +28,22 @@ if TYPE_CHECKING:
     from fermion.events import Bus
     from fermion.events.traffic import TelemetryBatch
 
-    from .routing import Route
-    from .runtime import LoadedModel
+    from .runtime import LoadedModel, ModelRef
 
 log = logging.getLogger("fermion.inference")
 MAX_MESSAGE = 512 * 1024  # bytes per telemetry message (NATS refuses over 1 MiB by default)
 SAMPLE_MAX_ELEMENTS = 65_536  # larger requests are never sampled (one would outgrow a message)
 LATENCY_CAP = 1024  # latencies kept per version per interval (a uniform reservoir beyond)
+
+
+class Routed(Protocol):
+    """What telemetry and the shadow read of a request's route (`routing.Route`, which uses them)."""
+
+    ref: ModelRef
+    tenant: str
+    alias: str | None
+    shadow: int | None
+    version: int | None
 
 
 @dataclass
@@ -94,7 +103,7 @@ class Telemetry:
         if self.enabled:
             self._task = asyncio.get_running_loop().create_task(self._run(settings))
 
-    def observe(self, route: Route, seconds: float, *, error: bool) -> None:
+    def observe(self, route: Routed, seconds: float, *, error: bool) -> None:
         """Count a request for the version that answered it (the request path: O(1))."""
         if not self.enabled or route.version is None:
             return

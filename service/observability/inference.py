@@ -47,19 +47,19 @@ class InferenceMetrics:
         self.emf = emf  # under Lambda: each request also as a CloudWatch EMF line
         self.requests = Counter(
             "fermion_inference_requests",
-            "Infer requests answered, by model, version, alias asked for and HTTP status.",
+            "Inference requests (infer, :predict) answered, by model, version, alias asked for and HTTP status.",
             ["model", "version", "alias", "status"],
             registry=registry,
         )
         self.refused = Counter(
             "fermion_inference_refused_requests",
-            "Infer requests refused, by reason (the error class: Unauthorized, BadRequest, SignatureError, ...).",
+            "Inference requests refused, by reason (the error class: Unauthorized, BadRequest, SignatureError, ...).",
             ["reason", "status"],
             registry=registry,
         )
         self.latency = Histogram(
             "fermion_inference_request_duration_seconds",
-            "Infer request time in the app, from routing to the response body, by model.",
+            "Inference request time in the app, from routing to the response body, by model.",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
