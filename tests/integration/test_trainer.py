@@ -25,7 +25,7 @@ from fermion.events import (
     subjects,
 )
 from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
-from tests.conftest import Trainer
+from tests.helpers import Trainer
 
 pytestmark = pytest.mark.integration
 
