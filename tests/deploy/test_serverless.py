@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from fermion.model_store import LocalDirStore, Registry, Signer, generate_key_pair
-from tests.conftest import api_key, bearer, free_port, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, free_port, linear_draft, linear_onnx
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERLESS = REPO / "node_modules" / ".bin" / "serverless"

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ import yaml
 
 from fermion.client import Client
 from fermion.infra import Stack, StackSettings
-from tests.conftest import free_port, linear_onnx
+from tests.helpers import free_port, linear_onnx
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -55,14 +54,6 @@ def one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> None
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("fermion-cli")
-    s = StackSettings(home=home, nats_port=free_port(), ingest_port=free_port(), inference_port=free_port())
-    with Stack(s) as st:
-        yield st
 
 
 def _blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

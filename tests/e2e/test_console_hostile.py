@@ -21,7 +21,7 @@ from fermion.client import Client
 from fermion.events import Bus, DatasetRef, Recipe, TrainingRequest, TrainingRequested, subjects
 from fermion.infra import Stack, StackSettings
 from fermion.model_store import EpochRecord, Lineage, Registry, RunRecord, Runs, Signer, open_store
-from tests.conftest import free_port, linear_draft, linear_onnx, wait_until
+from tests.helpers import free_port, linear_draft, linear_onnx, wait_until
 
 pytestmark = pytest.mark.e2e
 

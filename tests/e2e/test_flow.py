@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from sklearn.datasets import load_digits
 
 from fermion.client import Client, FermionError, JobFailed
 from fermion.infra import Stack, StackSettings
-from tests.conftest import free_port, wait_for_model
+from tests.helpers import free_port, wait_for_model
 
 pytestmark = pytest.mark.e2e
 
@@ -43,13 +42,6 @@ def _fermion(s: StackSettings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fermion", *args], env=_cli_env(s), capture_output=True, text=True, timeout=60
     )
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`fermion up`'s stack, on ephemeral loopback ports with its own FERMION_HOME."""
-    with Stack(_settings(tmp_path_factory.mktemp("fermion-home"))) as s:
-        yield s
 
 
 def test_upload_train_serve_digits(stack: Stack, tmp_path: Path) -> None:

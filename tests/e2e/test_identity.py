@@ -23,9 +23,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fermion.events import Bus, BusError, BusSettings, DatasetRef, TrainingRequest, TrainingRequested, parse_event
-from fermion.infra import Stack, StackSettings
+from fermion.infra import Stack
 from fermion.model_store import Registry, Signer, StoreSettings, open_registry
-from tests.conftest import bearer, free_port, linear_draft, linear_onnx
+from tests.helpers import bearer, linear_draft, linear_onnx
 
 pytestmark = pytest.mark.e2e
 
@@ -58,33 +58,29 @@ def _npz(seed: int = 0, n: int = 60) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    home = tmp_path_factory.mktemp("identity-home")
-    settings = StackSettings(home=home, nats_port=free_port(), ingest_port=free_port(), inference_port=free_port())
-    with Stack(settings) as stack:
-        admin = bearer(stack.identity.admin_key() or "")
-        keys: dict[tuple[str, str], str] = {}
-        for tenant in ("acme", "blue"):
-            for without in ["all", *SCOPES]:
-                scopes = [s for s in SCOPES if s != without]
-                r = httpx.post(
-                    f"{settings.ingest_url}/v1/keys", json={"tenant": tenant, "scopes": scopes}, headers=admin
-                )
-                assert r.status_code == 201, r.text
-                keys[(tenant, without)] = r.json()["key"]
-        registry = open_registry(StoreSettings(home=home))  # signs with the stack's key, as trainers do
-        # Tenant acme has model m and dataset d; tenant blue has model n and dataset e, so any answer
-        # about m or d to blue's key would be a cross-tenant read.
-        for tenant, model, dataset in (("acme", "m", "d"), ("blue", "n", "e")):
-            for seed in (1, 2):
-                registry.register(tenant, model, {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
-            r = httpx.post(
-                f"{settings.ingest_url}/v1/datasets",
-                files={"file": (f"{dataset}.npz", _npz())},
-                headers=bearer(keys[(tenant, "all")]),
-            )
+def world(stack: Stack) -> Iterator[World]:
+    settings, home = stack.settings, stack.settings.home
+    admin = bearer(stack.identity.admin_key() or "")
+    keys: dict[tuple[str, str], str] = {}
+    for tenant in ("acme", "blue"):
+        for without in ["all", *SCOPES]:
+            scopes = [s for s in SCOPES if s != without]
+            r = httpx.post(f"{settings.ingest_url}/v1/keys", json={"tenant": tenant, "scopes": scopes}, headers=admin)
             assert r.status_code == 201, r.text
-        yield World(stack, settings.ingest_url, settings.inference_url, admin, keys)
+            keys[(tenant, without)] = r.json()["key"]
+    registry = open_registry(StoreSettings(home=home))  # signs with the stack's key, as trainers do
+    # Tenant acme has model m and dataset d; tenant blue has model n and dataset e, so any answer
+    # about m or d to blue's key would be a cross-tenant read.
+    for tenant, model, dataset in (("acme", "m", "d"), ("blue", "n", "e")):
+        for seed in (1, 2):
+            registry.register(tenant, model, {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
+        r = httpx.post(
+            f"{settings.ingest_url}/v1/datasets",
+            files={"file": (f"{dataset}.npz", _npz())},
+            headers=bearer(keys[(tenant, "all")]),
+        )
+        assert r.status_code == 201, r.text
+    yield World(stack, settings.ingest_url, settings.inference_url, admin, keys)
 
 
 ROW = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}

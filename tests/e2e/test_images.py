@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,37 +22,16 @@ import tritonclient.http as triton
 from fermion.events import Bus, DatasetUploaded, StoredMessage, parse_event
 from fermion.infra import Stack, StackSettings
 from fermion.infra.localstack import LocalStack
-from fermion.infra.provision import s3_drop_queue
-from tests.conftest import free_port, s3_client
-from tests.picture_data import bomb_png, digit_pictures, png, write_class_folders, zip_bytes, zip_folder
+from tests.helpers import StackOptions, s3_client
+from tests.helpers.pictures import bomb_png, digit_pictures, png, write_class_folders, zip_bytes, zip_folder
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
+def stack_options(localstack: LocalStack) -> StackOptions:
     """`fermion up`'s stack with its registry in a LocalStack bucket whose drops it ingests."""
-    bucket = f"pictures-{uuid.uuid4().hex[:10]}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "FERMION_STORE_URL": f"s3://{bucket}",
-        "FERMION_S3_ENDPOINT_URL": localstack.endpoint_url,
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        settings = StackSettings(
-            home=tmp_path_factory.mktemp("pictures-home"),
-            nats_port=free_port(),
-            ingest_port=free_port(),
-            inference_port=free_port(),
-            drop_queue_url=s3_drop_queue(bucket, endpoint_url=localstack.endpoint_url),
-            s3_endpoint_url=localstack.endpoint_url,
-        )
-        with Stack(settings) as s:
-            yield s, bucket
+    return StackOptions(localstack=localstack, bucket=f"pictures-{uuid.uuid4().hex[:10]}")
 
 
 def _fermion(s: StackSettings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -88,9 +66,9 @@ async def _wait_for(stack: Stack, subject: str, needle: bytes, timeout_s: float 
 
 @pytest.mark.timeout(300)  # a training on a shared 2-core machine; about a minute unloaded
 def test_digit_pictures_uploaded_trained_and_served(
-    stack: tuple[Stack, str], localstack: LocalStack, tmp_path: Path
+    stack: Stack, stack_options: StackOptions, localstack: LocalStack, tmp_path: Path
 ) -> None:
-    s, bucket = stack[0].settings, stack[1]
+    s, bucket = stack.settings, stack_options.bucket
     pictures, labels = digit_pictures(28)
     order = np.random.default_rng(3).permutation(len(pictures))
     held, train = order[:300], order[300:]
@@ -113,14 +91,14 @@ def test_digit_pictures_uploaded_trained_and_served(
     )  # fmt: skip
     assert "digits version 1" in trained.stdout, trained.stdout[-2000:]
 
-    dropped = asyncio.run(_wait_for(stack[0], "fermion.datasets.uploaded", b"dropped-digits"))
+    dropped = asyncio.run(_wait_for(stack, "fermion.datasets.uploaded", b"dropped-digits"))
     event = parse_event(dropped.data, DatasetUploaded)
     assert event.data.sha256 == ref["sha256"] and event.data.format == "zip"  # same bytes, by either door
-    refused = asyncio.run(_wait_for(stack[0], "fermion.dlq.datasets.uploaded", b"bomb.zip"))
+    refused = asyncio.run(_wait_for(stack, "fermion.dlq.datasets.uploaded", b"bomb.zip"))
     reason = refused.headers["Fermion-Reason"]
     assert "a/1.png: refused before decoding" in reason
 
-    auth = {"Authorization": f"Bearer {stack[0].identity.admin_key()}"}
+    auth = {"Authorization": f"Bearer {stack.identity.admin_key()}"}
     # 1. `fermion predict` on a folder of held-out PNG files.
     answer = json.loads(_fermion(s, "predict", "digits", "--input", str(tmp_path / "held")).stdout)
     by_file = {Path(a["file"]).name: a["label"] for a in answer}
@@ -162,4 +140,4 @@ def test_digit_pictures_uploaded_trained_and_served(
         headers=auth,
     )
     assert r.status_code == 400 and "picture truncated.png" in r.json()["error"]
-    assert stack[0].failed() == []
+    assert stack.failed() == []

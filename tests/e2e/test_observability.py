@@ -21,9 +21,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.parser import text_string_to_metric_families
 
 from fermion.client import Client, FermionError, JobFailed
-from fermion.infra import Stack, StackSettings
+from fermion.infra import Stack
 from fermion.model_store import PipelineRule, Pipelines, open_store
-from tests.conftest import free_port, wait_until
+from tests.helpers import StackOptions, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -65,14 +65,12 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("fermion-home")
-    ports = {"nats_port": free_port(), "ingest_port": free_port(), "inference_port": free_port()}
-    with pytest.MonkeyPatch.context() as env:  # the functions trace to the collector (and export quickly)
-        env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{collector.server_port}")
-        env.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
-        with Stack(StackSettings(home=home, trainer_metrics_port=free_port(), **ports)) as s:
-            yield s
+def stack_options(collector: Collector) -> StackOptions:
+    """The functions trace to the collector (and export quickly); the trainer's /metrics on a free port."""
+    collect = f"http://127.0.0.1:{collector.server_port}"
+    return StackOptions(
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": collect, "OTEL_BSP_SCHEDULE_DELAY": "100"}, trainer_metrics=True
+    )
 
 
 def _scrape(url: str, key: str | None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

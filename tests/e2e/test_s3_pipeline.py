@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,40 +18,19 @@ import pytest
 
 from fermion.client import Client
 from fermion.events import Bus, StoredMessage
-from fermion.infra import Stack, StackSettings
+from fermion.infra import Stack
 from fermion.infra.localstack import LocalStack
-from fermion.infra.provision import s3_drop_queue
 from fermion.model_store import PipelineRule, Pipelines
 from fermion.model_store.backends.s3 import S3Store
-from tests.conftest import free_port, s3_client, wait_for_model
+from tests.helpers import StackOptions, s3_client, wait_for_model
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def s3_stack(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
-    bucket = f"drops-{uuid.uuid4().hex[:10]}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "FERMION_STORE_URL": f"s3://{bucket}",
-        "FERMION_S3_ENDPOINT_URL": localstack.endpoint_url,
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        queue = s3_drop_queue(bucket, endpoint_url=localstack.endpoint_url)
-        settings = StackSettings(
-            home=tmp_path_factory.mktemp("s3-home"),
-            nats_port=free_port(),
-            ingest_port=free_port(),
-            inference_port=free_port(),
-            drop_queue_url=queue,
-            s3_endpoint_url=localstack.endpoint_url,
-        )
-        with Stack(settings) as stack:
-            yield stack, bucket
+def stack_options(localstack: LocalStack) -> StackOptions:
+    """The stack's registry in a LocalStack bucket whose drops it ingests."""
+    return StackOptions(localstack=localstack, bucket=f"drops-{uuid.uuid4().hex[:10]}")
 
 
 async def _history(stack: Stack, subject: str) -> list[StoredMessage]:
@@ -83,9 +61,9 @@ def _drop(localstack: LocalStack, path: Path, bucket: str, key: str) -> None:
 
 
 def test_aws_s3_cp_of_a_dataset_ends_in_a_promoted_served_model(
-    s3_stack: tuple[Stack, str], localstack: LocalStack, tmp_path: Path
+    stack: Stack, stack_options: StackOptions, localstack: LocalStack, tmp_path: Path
 ) -> None:
-    stack, bucket = s3_stack
+    bucket = stack_options.bucket
     Pipelines(S3Store(bucket, client=s3_client(localstack.endpoint_url))).put(
         "default",
         PipelineRule(

@@ -10,24 +10,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from fermion.infra import Stack, StackSettings
+from fermion.infra import Stack
 from fermion.infra.supervisor import Supervisor
-from tests.conftest import free_port, wait_until
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    settings = StackSettings(home=tmp_path, nats_port=free_port(), ingest_port=free_port(), inference_port=free_port())
-    with Stack(settings) as s:
-        yield s
 
 
 def _ok(url: str) -> bool:

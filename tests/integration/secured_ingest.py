@@ -23,7 +23,7 @@ from fermion.events import Bus, ConsumerPolicy
 from fermion.infra import NatsServer
 from fermion.infra.identity import LocalIdentity
 from fermion.model_store import Registry, StoreSettings, open_registry
-from tests.conftest import free_port, wait_until
+from tests.helpers import free_port, wait_until
 
 
 @dataclass

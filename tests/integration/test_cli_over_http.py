@@ -25,7 +25,7 @@ from fermion.events.schemas import parse_event
 from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs, StoreSettings, open_registry
 from fermion.model_store.runs import EpochRecord
 from fermion.model_store.signing import SigningKey
-from tests.conftest import bearer, linear_draft, linear_onnx
+from tests.helpers import bearer, linear_draft, linear_onnx
 from tests.integration.secured_ingest import SecuredIngest, secured_ingest
 
 pytestmark = pytest.mark.integration
@@ -187,7 +187,7 @@ async def test_a_canary_starts_while_nats_is_away(tmp_path: Path) -> None:
     from fermion.functions.ingest.app import create_app
     from fermion.functions.ingest.deps import get_keys, get_registry
     from fermion.functions.ingest.settings import IngestSettings
-    from tests.conftest import api_key
+    from tests.helpers import api_key
 
     registry = open_registry(StoreSettings(home=tmp_path))
     for seed in (1, 2):

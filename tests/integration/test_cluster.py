@@ -33,7 +33,7 @@ from fermion.events import (
 )
 from fermion.infra.nats_cluster import NatsCluster
 from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
-from tests.conftest import Trainer
+from tests.helpers import Trainer
 
 pytestmark = pytest.mark.integration
 JOBS = 30

@@ -41,7 +41,7 @@ from fermion.functions.ingest.deps import get_bus, get_datasets, get_keys, get_r
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, KeyStore, Registry
-from tests.conftest import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 pytestmark = pytest.mark.integration
 

@@ -212,7 +212,7 @@ def test_budgets_refuse_a_degraded_or_oversized_bundle(digits_ingest: SecuredIng
 def test_a_pushed_model_without_its_data_is_pruned_on_the_graph_and_must_opt_out_of_measuring(
     tmp_path: Path,
 ) -> None:
-    from tests.conftest import linear_draft, linear_onnx
+    from tests.helpers import linear_draft, linear_onnx
 
     home = tmp_path / "home"
     open_registry(StoreSettings(home=home)).register(

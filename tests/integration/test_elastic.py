@@ -35,7 +35,7 @@ from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
 from fermion.training.data import Dataset
 from fermion.training.loop import train
-from tests.conftest import Trainer
+from tests.helpers import Trainer
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,7 @@ from fermion.events import (
 )
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
-from tests.conftest import Trainer, wait_until
+from tests.helpers import Trainer, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,6 @@ import hashlib
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from fermion.events.schemas import parse_event
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, PreconditionFailed, StoreSettings, open_registry
 from fermion.model_store.signing import SigningKey
+from tests.helpers import FunctionProcess
 
 pytestmark = pytest.mark.integration
 SITES = {"site-a": [0, 1, 2, 3], "site-b": [4, 5, 6], "site-c": [7, 8, 9]}
@@ -70,23 +69,6 @@ def _split() -> tuple[tuple[np.ndarray, np.ndarray], dict[str, tuple[np.ndarray,
             parts[others[i % 2]].append(j)
     shards = {s: (x[np.asarray(p)], y[np.asarray(p)]) for s, p in parts.items()}
     return (x[np.asarray(hold)], y[np.asarray(hold)]), shards
-
-
-class Proc:
-    """A function process of ours, started and ended by this test only."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
@@ -133,8 +115,8 @@ def world(nats_server: NatsServer, tmp_path: Path) -> Any:
     }
 
 
-def _participant(site: dict[str, Any]) -> Proc:
-    return Proc(["fermion.functions.federated.participant"], site["env"], site["log"])
+def _participant(site: dict[str, Any]) -> FunctionProcess:
+    return FunctionProcess(["fermion.functions.federated.participant"], site["env"], site["log"]).start()
 
 
 async def _forged(bus: Bus, fed: str, r: int, participant: str, key: SigningKey, note: str, store: Any) -> None:
@@ -166,7 +148,8 @@ async def _forged(bus: Bus, fed: str, r: int, participant: str, key: SigningKey,
 async def test_three_non_iid_participants_reach_090_through_faults(world: Any) -> None:
     began = time.monotonic()
     sites = world["sites"]
-    coordinator = Proc(["fermion.functions.federated"], world["env"], world["home"] / "coordinator.log")
+    coordinator = FunctionProcess(["fermion.functions.federated"], world["env"], world["home"] / "coordinator.log")
+    coordinator.start()
     procs = {s: _participant(sites[s]) for s in sites}
     bus = await Bus.connect(world["env"]["FERMION_NATS_URL"])
     await bus.provision()

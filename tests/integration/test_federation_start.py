@@ -18,7 +18,7 @@ from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, KeyStore, LocalDirStore
 from fermion.model_store.signing import SigningKey
-from tests.conftest import bearer
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from fermion.compile import convert_fp16
 from fermion.functions.inference.runtime import ModelRef, ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import LocalDirStore, Registry
-from tests.conftest import linear_draft, linear_onnx
+from tests.helpers import linear_draft, linear_onnx
 
 pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 

@@ -29,7 +29,7 @@ from fermion.events import Bus, ConsumerPolicy, DatasetUploaded, TrainingComplet
 from fermion.infra import NatsServer
 from fermion.model_store import StoreSettings, generate_key_pair, open_registry
 from fermion.retry import Retry
-from tests.conftest import Trainer, api_key, bearer, free_port, wait_until
+from tests.helpers import Trainer, api_key, bearer, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 INGEST_APP = "fermion.functions.ingest.app:app"

@@ -23,8 +23,8 @@ from fermion.functions.ingest.deps import get_bus, get_datasets, get_keys, get_r
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, KeyStore, LocalDirStore, Registry
-from tests.conftest import api_key, bearer, free_port
-from tests.picture_data import bomb_png, gif, jpeg, png, zip_bytes
+from tests.helpers import api_key, bearer, free_port
+from tests.helpers.pictures import bomb_png, gif, jpeg, png, zip_bytes
 
 pytestmark = pytest.mark.integration
 

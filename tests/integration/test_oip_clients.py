@@ -18,7 +18,7 @@ import pytest
 import tritonclient.http as triton
 
 from fermion.model_store import StoreSettings, generate_key_pair, open_registry
-from tests.conftest import api_key, bearer, free_port, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, free_port, linear_draft, linear_onnx
 
 pytestmark = pytest.mark.integration
 

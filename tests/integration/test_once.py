@@ -33,7 +33,7 @@ from fermion.events import (
 )
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, Registry, StoreSettings, open_registry
-from tests.conftest import REPO, Trainer
+from tests.helpers import REPO, Trainer
 
 pytestmark = pytest.mark.integration
 COPIES = 10

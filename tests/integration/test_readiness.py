@@ -18,7 +18,7 @@ from fermion.functions.ingest.deps import get_keys, get_registry
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra.nats import NatsServer
 from fermion.model_store import KeyStore, LocalDirStore, Registry, StoreUnavailable
-from tests.conftest import api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
+from tests.helpers import api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
 
 pytestmark = pytest.mark.integration
 

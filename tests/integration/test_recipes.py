@@ -14,7 +14,7 @@ import pytest
 from fermion.events import Bus, DatasetRef, Recipe, TrainingCompleted, TrainingRequest, TrainingRequested, parse_event
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, StoreSettings, open_registry
-from tests.conftest import Trainer
+from tests.helpers import Trainer
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from fermion.model_store import (
     VersionNotFound,
 )
 from fermion.model_store.backends.s3 import S3Store
-from tests.conftest import free_port, linear_draft, linear_onnx, s3_client
+from tests.helpers import free_port, linear_draft, linear_onnx, s3_client
 
 pytestmark = pytest.mark.integration
 

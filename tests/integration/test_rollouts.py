@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,32 +50,11 @@ from fermion.model_store import (
     Signer,
 )
 from fermion.model_store.profiles import build_profile
-from tests.conftest import api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
+from tests.helpers import FunctionProcess, api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
 
 pytestmark = pytest.mark.integration
 TENANT = "default"
 N_FEATURES = 8
-
-
-class Proc:
-    """A function running as its own process, logging to a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +81,18 @@ def registry(env: dict[str, str]) -> Registry:
 
 
 @pytest.fixture(scope="module")
-def monitor(env: dict[str, str]) -> Iterator[Proc]:
-    proc = Proc(["fermion.functions.monitor"], env, Path(env["FERMION_HOME"]) / "monitor.log")
+def monitor(env: dict[str, str]) -> Iterator[FunctionProcess]:
+    proc = FunctionProcess(["fermion.functions.monitor"], env, Path(env["FERMION_HOME"]) / "monitor.log").start()
     wait_until(lambda: "monitor: consuming" in proc.text(), 60, "the monitor to consume")
     yield proc
     proc.stop()
 
 
 @pytest.fixture(scope="module")
-def inference(env: dict[str, str], monitor: Proc, registry: Registry) -> Iterator[httpx.Client]:
+def inference(env: dict[str, str], monitor: FunctionProcess, registry: Registry) -> Iterator[httpx.Client]:
     port = free_port()
     args = ["fermion.functions.inference", "--port", str(port), "--log-level", "info"]
-    proc = Proc(args, env, Path(env["FERMION_HOME"]) / "inference.log")
+    proc = FunctionProcess(args, env, Path(env["FERMION_HOME"]) / "inference.log").start()
     headers = bearer(api_key(registry, "infer"))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=headers) as client:
 
@@ -273,7 +250,7 @@ def _drift_model(registry: Registry, name: str) -> np.random.Generator:
     return rng
 
 
-def _windows(monitor: Proc, name: str) -> int:
+def _windows(monitor: FunctionProcess, name: str) -> int:
     return monitor.text().count(f" of {name} version 1:")
 
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from fermion.infra.localstack import LocalStack
 from fermion.model_store import PreconditionFailed, StoreFull, StoreSettings, StoreUnavailable, open_registry
 from fermion.model_store.backends.s3 import S3Store
-from tests.conftest import s3_client
+from tests.helpers import s3_client
 
 pytestmark = pytest.mark.integration
 PART = 5 << 20

@@ -28,7 +28,7 @@ from fermion.events import (
     subjects,
 )
 from fermion.model_store import DatasetStore, PipelineRule, Pipelines, Registry, StoreSettings, open_registry
-from tests.conftest import Trainer
+from tests.helpers import Trainer
 
 pytestmark = pytest.mark.integration
 

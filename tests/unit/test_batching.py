@@ -14,7 +14,7 @@ from fermion.functions.inference.errors import BadRequest
 from fermion.functions.inference.runtime import LoadedModel, ModelRef, ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import LocalDirStore, Registry
-from tests.conftest import linear_draft, linear_onnx
+from tests.helpers import linear_draft, linear_onnx
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fermion.events import Gate
 from fermion.functions.trainer.promote import apply_gate
 from fermion.model_store import Registry
-from tests.conftest import linear_draft, linear_onnx
+from tests.helpers import linear_draft, linear_onnx
 
 
 def _register(registry: Registry, f1: float) -> int:

@@ -24,8 +24,8 @@ from fermion.imaging import decode
 from fermion.model_store import Draft, LocalDirStore, Registry, Signature, TensorSpec
 from fermion.training.data import Dataset
 from fermion.training.loop import train
-from tests.conftest import api_key, bearer, linear_draft, linear_onnx
-from tests.picture_data import bomb_png, gif, jpeg, png
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers.pictures import bomb_png, gif, jpeg, png
 
 CONTRACT = ImageContract(height=8, width=8, channels=1)
 

@@ -19,7 +19,7 @@ from fermion.events import ImageContract
 from fermion.functions.inference.pictures import decode_pictures
 from fermion.training.data import load_dataset
 from fermion.training.pictures import ImageInput, fit_contract
-from tests.picture_data import jpeg, png, zip_bytes
+from tests.helpers.pictures import jpeg, png, zip_bytes
 
 
 def _pictures() -> dict[str, bytes]:

@@ -13,7 +13,7 @@ from fermion.training.data import Dataset, load_dataset
 from fermion.training.errors import DatasetError
 from fermion.training.loop import train
 from fermion.training.pictures import augment, fit_contract
-from tests.picture_data import zip_bytes
+from tests.helpers.pictures import zip_bytes
 
 
 def _batch() -> torch.Tensor:

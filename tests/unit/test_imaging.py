@@ -22,7 +22,7 @@ from fermion.imaging import (
     probe,
     read_archive,
 )
-from tests.picture_data import bomb_png, gif, jpeg, png, zip_bytes
+from tests.helpers.pictures import bomb_png, gif, jpeg, png, zip_bytes
 
 GRAY8 = ImageContract(height=8, width=8, channels=1)
 RGB8 = ImageContract(height=8, width=8, channels=3)

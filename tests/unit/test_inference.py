@@ -18,7 +18,7 @@ from fermion.functions.inference.app import create_app
 from fermion.functions.inference.runtime import ModelRef, ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Registry
-from tests.conftest import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from fermion.functions.inference.app import create_app
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Draft, Registry, Signature, TensorSpec
-from tests.conftest import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 INFERENCE = Path(__file__).resolve().parents[2] / "functions" / "inference"
 REQUESTS = "fermion_inference_requests_total"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fermion.model_store import LocalDirStore, PreconditionFailed, Registry
-from tests.conftest import linear_draft, linear_onnx
+from tests.helpers import linear_draft, linear_onnx
 
 
 @pytest.fixture

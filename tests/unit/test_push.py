@@ -17,7 +17,7 @@ from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.deps import get_keys, get_registry
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.model_store import KeyStore, LocalDirStore, Registry, StoreSettings, open_registry
-from tests.conftest import api_key, bearer, linear_onnx
+from tests.helpers import api_key, bearer, linear_onnx
 
 
 def _with_external_data(directory: Path, location: str = "weights.bin") -> Path:

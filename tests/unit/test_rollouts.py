@@ -19,7 +19,7 @@ from fermion.functions.inference.routing import ROUTING_KEY, VERSION_HEADER, Spl
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Alias, AliasConflict, Registry, Rollouts
-from tests.conftest import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 TTL_S = 0.5
 

@@ -17,7 +17,7 @@ from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Registry
 from fermion.service.observability import logs
-from tests.conftest import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 
 def scrape(client: TestClient, headers: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
