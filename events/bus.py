@@ -118,6 +118,24 @@ class Bus:
         except nats.errors.Error as exc:
             raise BusError(f"provisioning JetStream failed: {exc}") from exc
 
+    async def prepare(
+        self, settings: BusSettings, durables: list[tuple[str, str]], policy: streams.ConsumerPolicy | None = None
+    ) -> None:
+        """Make ready what a unit consumes: provision it where the settings say so, else check it exists."""
+        if settings.provision:
+            await self.provision(policy, replicas=settings.stream_replicas)
+            return
+        for stream, durable in durables:
+            try:
+                await self._js.consumer_info(stream, durable)
+            except nats.js.errors.NotFoundError as exc:
+                raise BusError(
+                    f"JetStream is not provisioned: {stream} has no consumer {durable!r}. Provisioning is an "
+                    "admin step: run `python -m fermion.infra.provision` with the admin NATS identity"
+                ) from exc
+            except nats.errors.Error as exc:
+                raise BusError(f"checking consumer {stream}/{durable} failed: {exc}") from exc
+
     async def publish(self, event: Event, *, subject: str | None = None) -> bool:
         """Publish `event` durably, with Nats-Msg-Id = event id; False if JetStream already had it.
 

@@ -49,6 +49,8 @@ def nats_options(settings: BusSettings) -> dict[str, Any]:
     if settings.nats_user:
         options["user"] = settings.nats_user
         options["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
+    if prefix := settings.inbox_prefix():
+        options["inbox_prefix"] = prefix
     if settings.nats_tls_ca or settings.nats_tls_cert:
         tls = ssl.create_default_context(cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None)
         if settings.nats_tls_cert:

@@ -29,3 +29,16 @@ class BusSettings(BaseSettings):
     """Copies of each stream and consumer in a JetStream cluster (3 in production; 1 on one server)."""
     publish_timeout_s: float = Field(default=5.0, gt=0)
     """How long a publish waits for JetStream's acknowledgement before its outcome is unknown."""
+    nats_inbox_prefix: str | None = None
+    """Where replies to this unit's requests come back; default `_INBOX.<nats_user>` when a user is
+    set, so a role's NATS permissions can let it subscribe to its own replies and no one else's."""
+    provision: bool = True
+    """Create or update the streams and durable consumers at start. A deployment turns it off: there
+    provisioning is an admin step (`fermion up`, `python -m fermion.infra.provision`), the units'
+    NATS identities hold no grant for it, and a unit only checks that what it consumes exists."""
+
+    def inbox_prefix(self) -> str | None:
+        """The inbox prefix this unit's connection uses (None: nats-py's `_INBOX`)."""
+        if self.nats_inbox_prefix:
+            return self.nats_inbox_prefix
+        return f"_INBOX.{self.nats_user}" if self.nats_user else None

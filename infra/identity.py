@@ -24,29 +24,35 @@ from fermion.model_store import KeyStore, ObjectStore, generate_key_pair
 
 ROLES = ("admin", "ingest", "trainer", "inference", "monitor")
 _JS = "$JS.API"
-
-# What each role may publish and subscribe to. JetStream's API is itself subjects: a role gets the
-# calls its code makes and no more (no stream deletion outside admin, no job reads outside trainers
-# and ingest, which counts a tenant's queued jobs for its quota).
 _EVENTS, _JOBS = streams.EVENTS_STREAM, streams.JOBS_STREAM
-_READ_EVENT_LOG = [
-    f"{_JS}.STREAM.INFO.{_EVENTS}",
-    f"{_JS}.CONSUMER.CREATE.{_EVENTS}",  # an ephemeral ordered consumer (nats-py names none)
-    f"{_JS}.CONSUMER.CREATE.{_EVENTS}.>",
-    f"{_JS}.CONSUMER.DELETE.{_EVENTS}.>",
-    f"{_JS}.CONSUMER.INFO.{_EVENTS}.>",
-    f"{_JS}.STREAM.MSG.GET.{_EVENTS}",
-    "$JS.FC.>",
-]
-_PROVISION = [  # create or update the streams and the durable consumers (idempotent, at start)
-    f"{_JS}.STREAM.CREATE.*",
-    f"{_JS}.STREAM.UPDATE.*",
-    f"{_JS}.STREAM.INFO.*",
-    f"{_JS}.CONSUMER.CREATE.*",
-    f"{_JS}.CONSUMER.CREATE.*.>",
-    f"{_JS}.CONSUMER.DURABLE.CREATE.*.*",
-    f"{_JS}.CONSUMER.INFO.*.*",
-]
+
+# Least privilege: each role may publish what its code publishes and call exactly the JetStream API
+# its code calls (the API is itself subjects), and subscribe only to its own inbox (`_INBOX.<role>`,
+# the prefix its connection uses: events/settings.py) plus the core-NATS subjects it listens on.
+# Nobody but the admin may create, update, delete or purge a stream, nor create or delete a durable
+# consumer: provisioning is the admin's step (infra/provision.py). tests/integration/test_bus_privileges.py
+# checks every role against this table, both ways.
+
+
+def _read_event_log() -> list[str]:
+    """Ordered reads of the event log (history, watch, last): an unnamed consumer and flow control."""
+    return [
+        f"{_JS}.STREAM.INFO.{_EVENTS}",
+        f"{_JS}.CONSUMER.CREATE.{_EVENTS}",  # unnamed (nats-py's ordered consumer); never a durable's name
+        f"{_JS}.STREAM.MSG.GET.{_EVENTS}",
+        f"$JS.FC.{_EVENTS}.>",
+    ]
+
+
+def _consume(stream: str, durable: str) -> list[str]:
+    """Pull from a durable consumer the admin made, and ack, nak, term or heartbeat what it delivers."""
+    return [
+        f"{_JS}.CONSUMER.INFO.{stream}.{durable}",
+        f"{_JS}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    ]
+
+
 PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "admin": {"publish": [">"], "subscribe": [">"]},
     "ingest": {
@@ -56,52 +62,54 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.TRAINING_SWEEP,
             f"{subjects.TRAINING_CANCEL}.>",
             subjects.MODELS_PROMOTED,
-            f"{subjects.MODELS_ROLLOUT}.started",  # a canary started over HTTP (its first step 100: promoted)
-            f"{subjects.MODELS_ROLLOUT}.promoted",
+            f"{subjects.MODELS_ROLLOUT}.started",  # canary start over HTTP
+            f"{subjects.MODELS_ROLLOUT}.promoted",  # canary finish over HTTP
             subjects.MODELS_LABELS,
             subjects.FEDERATED_REQUESTED,  # POST /v1/federations
             f"{subjects.AUDIT_PREFIX}.>",
             subjects.dead_letter(subjects.DATASETS_UPLOADED),  # drops refused by the S3 handler
-            f"{_JS}.INFO",
-            f"{_JS}.STREAM.INFO.{_JOBS}",
+            f"{_JS}.STREAM.INFO.{_JOBS}",  # a tenant's queued jobs, for its quota and /v1/jobs
             f"{_JS}.STREAM.MSG.GET.{_JOBS}",
-            f"{_JS}.CONSUMER.CREATE.{_EVENTS}",  # an ordered consumer reading the dead letters (/v1/dlq)
-            *_READ_EVENT_LOG,
+            *_read_event_log(),
         ],
-        "subscribe": ["_INBOX.>"],
+        "subscribe": ["_INBOX.ingest.>"],
     },
     "trainer": {
         "publish": [
-            subjects.TRAINING_REQUESTED,  # pipelines and sweeps request trainings
+            subjects.TRAINING_REQUESTED,  # pipelines, retrains and sweeps request trainings
             subjects.TRAINING_PROGRESS,
             subjects.TRAINING_COMPLETED,
             subjects.TRAINING_FAILED,
-            f"{subjects.PREFIX}.models.>",
+            subjects.MODELS_PUBLISHED,
+            subjects.MODELS_PROMOTED,
+            f"{subjects.MODELS_ROLLOUT}.started",  # a gate's canary
             f"{subjects.DLQ_PREFIX}.>",
-            f"{_JS}.INFO",
-            *_PROVISION,
-            f"{_JS}.CONSUMER.MSG.NEXT.{_JOBS}.*",
-            f"{_JS}.CONSUMER.MSG.NEXT.{_EVENTS}.{streams.PIPELINE_DURABLE}",
-            f"{_JS}.CONSUMER.MSG.NEXT.{_EVENTS}.{streams.RETRAIN_DURABLE}",
-            f"{_JS}.STREAM.MSG.GET.*",
-            f"{_JS}.STREAM.MSG.DELETE.{_JOBS}",
-            f"{_JS}.CONSUMER.DELETE.{_EVENTS}.>",
-            "$JS.ACK.>",
-            "$JS.FC.>",
+            f"{_JS}.STREAM.INFO.{_JOBS}",
+            f"{_JS}.STREAM.MSG.GET.{_JOBS}",  # the reaper reads a dead job by sequence
+            f"{_JS}.STREAM.MSG.DELETE.{_JOBS}",  # ... and takes it out once dead-lettered
+            *_consume(_JOBS, streams.TRAINER_DURABLE),
+            *_consume(_JOBS, streams.SWEEP_DURABLE),
+            *_consume(_EVENTS, streams.PIPELINE_DURABLE),
+            *_consume(_EVENTS, streams.RETRAIN_DURABLE),
+            *_read_event_log(),  # a job's cancel request, a sweep's trials, the newest matching upload
         ],
         "subscribe": [
-            "_INBOX.>",
+            "_INBOX.trainer.>",
             f"{subjects.TRAINING_CANCEL}.>",
             subjects.max_deliveries_advisory(_JOBS, "*"),
         ],
     },
     "inference": {
-        "publish": [f"{subjects.AUDIT_PREFIX}.>", subjects.TELEMETRY, f"{_JS}.INFO"],
-        "subscribe": ["_INBOX.>"],
+        "publish": [f"{subjects.AUDIT_PREFIX}.>", subjects.TELEMETRY],
+        "subscribe": ["_INBOX.inference.>"],
     },
     "monitor": {  # drift windows and the rollout controller
-        "publish": [f"{subjects.PREFIX}.models.>", f"{_JS}.INFO", *_PROVISION, *_READ_EVENT_LOG],
-        "subscribe": ["_INBOX.>", subjects.TELEMETRY],
+        "publish": [
+            f"{subjects.MODELS_ROLLOUT}.>",
+            subjects.MODELS_DRIFT_DETECTED,
+            *_read_event_log(),  # labels and rollout starts
+        ],
+        "subscribe": ["_INBOX.monitor.>", subjects.TELEMETRY],
     },
 }
 
@@ -145,6 +153,8 @@ class LocalIdentity:
     def env(self, role: str) -> dict[str, str]:
         """The environment a function of `role` needs to connect and sign."""
         out = {"FERMION_NATS_USER": role, "FERMION_NATS_PASSWORD": self.nats_password(role)}
+        if role != "admin":
+            out["FERMION_PROVISION"] = "false"  # the admin provisioned; a role only checks (it holds no grant)
         if role in ("ingest", "trainer"):
             out["FERMION_SIGNING_KEY_FILE"] = str(self.signing_key)
         return out

@@ -1,11 +1,41 @@
-"""Provisioning object-store plumbing: a bucket whose `incoming/` drops notify an SQS queue."""
+"""Provisioning, an admin step: JetStream's streams and consumers; a bucket whose `incoming/` drops go to SQS.
+
+`python -m fermion.infra.provision` provisions JetStream with the NATS identity in the environment
+(the admin's: no unit's role may create or change streams and consumers) and the consumer policy the
+trainers use (`FERMION_ACK_WAIT_S`, `FERMION_MAX_DELIVER`, `FERMION_STREAM_REPLICAS`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import boto3
+from pydantic import Field
+
+from fermion.events import Bus, BusSettings
+from fermion.events.streams import ConsumerPolicy
+
+
+class ProvisionSettings(BusSettings):
+    """The admin's NATS identity and the durable consumers' policy (the trainers' own settings names)."""
+
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    max_deliver: int = Field(default=5, ge=1)
+
+    def policy(self) -> ConsumerPolicy:
+        """The policy of the work-queue consumers."""
+        return ConsumerPolicy(ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver)
+
+
+async def provision_streams(settings: ProvisionSettings) -> None:
+    """Create or update the streams and every durable consumer (idempotent)."""
+    bus = await Bus.from_settings(settings, name="fermion-provision")
+    try:
+        await bus.provision(settings.policy(), replicas=settings.stream_replicas)
+    finally:
+        await bus.close()
 
 
 def s3_drop_queue(
@@ -45,3 +75,13 @@ def s3_drop_queue(
         },
     )
     return queue_url
+
+
+def main() -> None:
+    """Entry point: `python -m fermion.infra.provision` (JetStream, with the environment's admin identity)."""
+    asyncio.run(provision_streams(ProvisionSettings()))
+    print("JetStream provisioned: streams and durable consumers")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from fermion.events import Bus, BusSettings
 from fermion.model_store import open_store
 
 from . import processes
 from .identity import LocalIdentity
 from .nats import NatsServer, ServerError
+from .provision import ProvisionSettings, provision_streams
 from .settings import StackSettings
 
 log = logging.getLogger("fermion.infra")
@@ -82,7 +82,9 @@ class Stack:
                 log_file=self.logs / "nats.log",
                 auth=self.identity.nats_config,
             ).start()
-            asyncio.run(_provision(self.identity.bus_settings("admin", s.nats_url)))
+            # Provisioning is the admin's step: no function's NATS role may create or change streams.
+            admin = self.identity.bus_settings("admin", s.nats_url)
+            asyncio.run(provision_streams(ProvisionSettings(**admin.model_dump(exclude_unset=True))))
             python = sys.executable
             inference = [python, "-m", "fermion.functions.inference", "--log-level", "info", "--access-log"]
             uvicorn = [python, "-m", "uvicorn", "--host", s.host, "--no-access-log", "--log-level", "warning"]
@@ -164,14 +166,6 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-async def _provision(settings: BusSettings) -> None:
-    bus = await Bus.from_settings(settings, name="fermion-provision")
-    try:
-        await bus.provision()
-    finally:
-        await bus.close()
 
 
 def is_up(settings: StackSettings) -> bool:

@@ -326,7 +326,8 @@ async def serve(settings: CoordinatorSettings | None = None, stop: asyncio.Event
     stop = stop_on_signals(stop)
     bus = await Bus.from_settings(settings, name="fermion-federated-coordinator")
     try:
-        await bus.provision(ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver))
+        policy = ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
+        await bus.prepare(settings, [(streams.JOBS_STREAM, streams.FEDERATION_DURABLE)], policy)
         await Coordinator(bus, open_registry(settings), settings).run(stop)
     finally:
         await bus.close()

@@ -194,7 +194,7 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
     started = datetime.now(UTC)
     bus = await Bus.from_settings(settings, name="fermion-monitor")
     try:
-        await bus.provision()
+        await bus.prepare(settings, [])  # it consumes no durable consumer: ordered reads and core NATS
         monitor = Monitor(bus, open_registry(settings), settings)
         unsubscribe = await bus.on(subjects.TELEMETRY, monitor.on_telemetry, queue="monitors")
         tasks = [

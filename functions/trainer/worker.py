@@ -360,10 +360,14 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
     if trace.enabled:
         bus.context_headers = trace.inject
     try:
-        await bus.provision(
-            ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver),
-            replicas=settings.stream_replicas,
-        )
+        consumed = [
+            (streams.JOBS_STREAM, streams.TRAINER_DURABLE),
+            (streams.JOBS_STREAM, streams.SWEEP_DURABLE),
+            (streams.EVENTS_STREAM, streams.PIPELINE_DURABLE),
+            (streams.EVENTS_STREAM, streams.RETRAIN_DURABLE),
+        ]
+        policy = ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
+        await bus.prepare(settings, consumed, policy)
         registry = open_registry(settings)
         if settings.metrics and settings.metrics_port:
             serve_metrics(settings.metrics_port)
