@@ -91,7 +91,7 @@ class Mirror:
     ) -> tuple[float, bool]:
         tenant, name, _, _, version = key
         runtime, ref = self._runtime(), ModelRef(name, None, version)
-        model = runtime.cached(ref, variant) or runtime.get(ref, tenant, variant)
+        model = runtime.cached(ref, variant, tenant) or runtime.get(ref, tenant, variant)
         started = time.perf_counter()
         out = model.run(feeds, list(primary))
         seconds = time.perf_counter() - started

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from fermion.functions.inference.app import create_app
 from fermion.functions.inference.routing import ROUTING_KEY, VERSION_HEADER, Split
-from fermion.functions.inference.runtime import ModelRuntime
+from fermion.functions.inference.runtime import ModelRef, ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Alias, AliasConflict, Registry, Rollouts
 from tests.helpers import api_key, bearer, linear_draft, linear_onnx
@@ -138,3 +138,18 @@ def test_shadow_answers_are_compared_and_never_returned(split_alias, registry: R
     r = client.post("/v1/models/lin:predict", json={"instances": x})
     assert r.status_code == 200 and r.json()["model_version"] == "1" and r.headers[VERSION_HEADER] == "1"
     assert mirror._queue.qsize() <= 64  # a shadow slower than the traffic drops copies (counted); never unbounded
+
+
+def test_a_shadow_runs_its_own_tenants_version(split_alias, registry: Registry) -> None:
+    """Issue 25: the shadow was looked up without the tenant, so another tenant's same-named model ran."""
+    client, _ = split_alias
+    for _ in (1, 2):  # acme's v1 and v2 answer alike; the default tenant's v2 (seed 2) does not
+        registry.register("acme", "lin", {"model.onnx": linear_onnx(seed=3)}, linear_draft())
+    mirror = client.app.state.services.traffic.mirror
+    runtime = mirror._runtime()
+    primary = runtime.get(ModelRef("lin", None, 1), "acme")
+    runtime.get(ModelRef("lin", None, 2), "default", primary.variant)  # the other tenant's v2, warm here too
+    feeds = {"input": np.ones((2, 4), np.float32)}
+    answers = primary.run(feeds, None)
+    _, agreed = mirror._compare(("acme", "lin", "production", 1, 2), primary.variant, feeds, answers)
+    assert agreed, "the shadow ran another tenant's version 2"
