@@ -7,6 +7,7 @@ version folder changed what a model answered.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -166,3 +167,16 @@ def test_a_rewritten_file_in_the_unpacked_version_folder_is_not_served(tmp_path:
     os.utime(folder / "weights.bin", ns=(0, 0))
     out = ModelRuntime(registry, settings).get(ModelRef("ext")).run({"input": ROW})["logits"]
     np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_a_forged_event_claim_never_gets_another_place_signed(tmp_path: Path) -> None:
+    # A claim holds the manifest a writer commits (and signs) when it meets the event again; one
+    # written by hand under tenant b must not make b's writer sign a version at tenant a's place.
+    registry = _signed(tmp_path)
+    made = registry.register("a", "iris", {"model.onnx": linear_onnx(seed=1)}, linear_draft())
+    forged = made.model_copy(update={"version": 7})
+    claim = {"event_id": "job-1", "manifest": forged.model_dump(mode="json")}
+    registry.store.put(registry.claims.key("models/b/iris/", "job-1"), json.dumps(claim).encode())
+    with pytest.raises(IntegrityError, match="the claim of event 'job-1' under b/iris names a/iris version 7"):
+        registry.register("b", "iris", {"model.onnx": linear_onnx(seed=2)}, linear_draft(), event_id="job-1")
+    assert registry.versions("a", "iris") == [1]
