@@ -138,8 +138,12 @@ class VersionFolders:
     def _build(self, target: Path, paths: Mapping[str, Path]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-        for name, path in paths.items():
-            os.link(path, staging / name)
+        try:
+            for name, path in paths.items():
+                os.link(path, staging / name)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         try:
             os.rename(staging, target)
         except OSError:  # another process made it first: keep theirs, checked before it is used

@@ -155,7 +155,7 @@ class RegistryReader:
         def fill() -> dict[str, Path]:
             return {filename: self.fetch(manifest, filename) for filename in manifest.files}
 
-        what = self.version_uri(manifest.tenant, manifest.name, manifest.version)
+        what = f"{manifest.tenant}/{manifest.name} version {manifest.version}"  # no local paths in answers
         return self.folders.get(manifest.content_sha256, manifest.files, fill, what=what)
 
     def describe(self, tenant: str, name: str) -> ModelSummary:

@@ -180,3 +180,21 @@ def test_a_forged_event_claim_never_gets_another_place_signed(tmp_path: Path) ->
     with pytest.raises(IntegrityError, match="the claim of event 'job-1' under b/iris names a/iris version 7"):
         registry.register("b", "iris", {"model.onnx": linear_onnx(seed=2)}, linear_draft(), event_id="job-1")
     assert registry.versions("a", "iris") == [1]
+
+
+def test_an_unpacked_folder_is_hashed_once_per_process_while_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.model_store import cache
+
+    registry = _signed(tmp_path)
+    manifest = registry.register("default", "ext", _with_external_data(seed=1), _draft())
+    folder = registry.fetch_all(manifest)  # built from verified cache entries: not hashed again
+    hashed: list[Path] = []
+    real = cache.sha256_file
+    monkeypatch.setattr(cache, "sha256_file", lambda path: hashed.append(path) or real(path))
+    process = _signed(tmp_path)  # another process: it checks the folder once
+    assert process.fetch_all(manifest) == folder and sorted(p.name for p in hashed) == ["model.onnx", "weights.bin"]
+    assert process.fetch_all(manifest) == folder and len(hashed) == 2  # then a stat of each file
+    os.utime(folder / "weights.bin")  # anything that touches a file: checked again
+    assert process.fetch_all(manifest) == folder and len(hashed) == 4
