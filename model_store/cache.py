@@ -2,21 +2,33 @@
 
 Entries are written to a temporary name and renamed into place only after their checksum
 matched, so a reader never sees a partial file; a corrupted entry is detected and refetched.
+Beside them, `VersionFolders` holds a version's files together under their own names (a model
+with external data), checked before each reuse the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import shutil
+import stat
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import IntegrityError
 from .manifest import FileEntry
 
 _CHUNK = 1 << 20
+_FOLDER_ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
+
+Stamp = tuple[int, int, int, int]
+"""A file's inode, size, mtime and ctime (ns): any write, replacement or utime changes one of them."""
 
 
 def sha256_file(path: Path) -> str:
@@ -79,3 +91,90 @@ class FileCache:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
                 total -= size
+
+
+class VersionFolders:
+    """Directories `root/<content_sha256>` holding every file of a version under its own name.
+
+    The files are hard links to verified FileCache entries; a folder is staged and renamed into place,
+    so it appears whole or not at all. Before a folder is reused, its files are checked against the
+    manifest (exactly its names, each a regular file of the right size and sha256); one that differs
+    is removed and rebuilt from the store. A folder is hashed at most once per process while the
+    stamps (inode, size, mtime, ctime) of its files stay as they were when it last passed.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._passed: dict[Path, dict[str, Stamp]] = {}
+
+    def get(
+        self, digest: str, files: Mapping[str, FileEntry], fill: Callable[[], Mapping[str, Path]], *, what: str
+    ) -> Path:
+        """The checked folder for a version whose content digest is `digest`; `fill()` gives verified files."""
+        target = self.root / digest
+        for _ in range(_FOLDER_ATTEMPTS):
+            if os.path.lexists(target):
+                if self._intact(target, files):
+                    return target
+                log.warning("%s: the unpacked folder %s does not match the manifest; rebuilding it", what, target)
+                self._discard(target)
+            self._build(target, fill())
+        raise IntegrityError(f"{what}: its unpacked folder kept failing the manifest's checks; refusing to load it")
+
+    def _intact(self, target: Path, files: Mapping[str, FileEntry]) -> bool:
+        stamps = _stamps(target, files)
+        if stamps is None:
+            return False
+        if self._passed.get(target) == stamps:
+            return True  # hashed earlier in this process, and nothing has touched the files since
+        for name, entry in files.items():
+            if stamps[name][1] != entry.size or sha256_file(target / name) != entry.sha256:
+                self._passed.pop(target, None)
+                return False
+        # Stamps from before hashing: a write while we hashed changes ctime, so the next use re-checks.
+        self._passed[target] = stamps
+        return True
+
+    def _build(self, target: Path, paths: Mapping[str, Path]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        try:
+            for name, path in paths.items():
+                os.link(path, staging / name)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process made it first: keep theirs, checked before it is used
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        # Made from entries the FileCache verified a moment ago: no need to hash them again.
+        if (stamps := _stamps(target, paths)) is not None:
+            self._passed[target] = stamps
+
+    def _discard(self, target: Path) -> None:
+        # Renamed away first, so no other process sees a folder half removed; whoever wins removes it.
+        self._passed.pop(target, None)
+        trash = self.root / f".trash-{uuid.uuid4().hex}"
+        try:
+            os.rename(target, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _stamps(folder: Path, names: Mapping[str, object]) -> dict[str, Stamp] | None:
+    """Each file's stamp, or None unless the folder holds exactly `names`, each a regular file."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode) or set(os.listdir(folder)) != set(names):
+            return None
+        stamps = {}
+        for name in names:
+            st = os.lstat(folder / name)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            stamps[name] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        return None
+    return stamps

@@ -6,9 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TypedDict
 
@@ -16,7 +13,7 @@ from pydantic import ValidationError
 
 from .aliases import Alias
 from .backends import ObjectStore
-from .cache import FileCache
+from .cache import FileCache, VersionFolders
 from .errors import AliasNotFound, IntegrityError, InvalidName, ModelNotFound, ObjectNotFound, VersionNotFound
 from .manifest import MANIFEST, MODEL_FILE, Manifest
 from .names import LATEST, check_name
@@ -39,6 +36,7 @@ class RegistryReader:
     ) -> None:
         self.store = store
         self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
+        self.folders = VersionFolders(cache_dir / "versions")
         self.verifier = verifier  # refuses a manifest no trusted key signed
 
     # --- keys -----------------------------------------------------------------------------------
@@ -102,7 +100,8 @@ class RegistryReader:
     def manifest(self, tenant: str, name: str, version: int) -> Manifest:
         """The manifest of a version; VersionNotFound if it does not exist (yet).
 
-        With a verifier, SignatureError unless a trusted key signed exactly these bytes.
+        With a verifier, SignatureError unless a trusted key signed exactly these bytes; always,
+        IntegrityError unless the manifest names the tenant, model and version it was read for.
         """
         prefix = self._version_prefix(tenant, name, version)
         try:
@@ -118,9 +117,18 @@ class RegistryReader:
                 seal = None
             self.verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
         try:
-            return Manifest.model_validate_json(raw)
+            manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
             raise IntegrityError(f"manifest of {name} version {version} is unreadable: {exc}") from exc
+        # A signature vouches for the bytes, not for where they lie: a manifest copied to another
+        # tenant, model or version number (a replay, a rollback in disguise) is refused here, and its
+        # files, which `fetch` finds by the manifest's own place, are never reached.
+        if (manifest.tenant, manifest.name, manifest.version) != (tenant, name, version):
+            raise IntegrityError(
+                f"{tenant}/{name} version {version} holds the manifest of "
+                f"{manifest.tenant}/{manifest.name} version {manifest.version}: copied from elsewhere, refused"
+            )
+        return manifest
 
     def fetch(self, manifest: Manifest, filename: str = MODEL_FILE) -> Path:
         """A local path to a version's file, verified against the manifest's sha256 and size."""
@@ -140,21 +148,15 @@ class RegistryReader:
     def fetch_all(self, manifest: Manifest) -> Path:
         """A directory with every file of a version under its own name (an ONNX model with external data).
 
-        Files are hard links to verified cache entries; the directory appears whole or not at all.
+        Files are hard links to verified cache entries; the directory appears whole or not at all, and
+        is checked against the manifest before it is reused (cache.VersionFolders).
         """
-        target = self.cache.root.parent / "versions" / manifest.content_sha256
-        if target.is_dir():
-            return target
-        paths = {name: self.fetch(manifest, name) for name in manifest.files}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-        for name, path in paths.items():
-            os.link(path, staging / name)
-        try:
-            os.rename(staging, target)
-        except OSError:  # another process made it first: same content, keep theirs
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
+
+        def fill() -> dict[str, Path]:
+            return {filename: self.fetch(manifest, filename) for filename in manifest.files}
+
+        what = f"{manifest.tenant}/{manifest.name} version {manifest.version}"  # no local paths in answers
+        return self.folders.get(manifest.content_sha256, manifest.files, fill, what=what)
 
     def describe(self, tenant: str, name: str) -> ModelSummary:
         """A model's versions and aliases, for listings."""

@@ -21,7 +21,15 @@ from .aliases import Alias, moved
 from .backends import ObjectStore, open_store
 from .claims import EventClaims
 from .conformance import check_conditional_writes
-from .errors import AliasConflict, AliasNotFound, InvalidName, ObjectNotFound, PreconditionFailed, RegistryError
+from .errors import (
+    AliasConflict,
+    AliasNotFound,
+    IntegrityError,
+    InvalidName,
+    ObjectNotFound,
+    PreconditionFailed,
+    RegistryError,
+)
 from .manifest import MANIFEST, MODEL_FILE, Draft, Manifest, content_sha256, file_entry
 from .names import LATEST, SERVED
 from .reader import RegistryReader
@@ -106,13 +114,13 @@ class Registry(RegistryReader):
                 for filename in files:  # the model file stays: it holds the number, so none is ever reused
                     if filename != MODEL_FILE:
                         self.store.delete(prefix + filename)
-            return self._commit(winner, claimed=True)
+            return self._commit(_placed(winner, tenant, name, event_id), claimed=True)
         return self._commit(manifest)
 
     def registered_for(self, tenant: str, name: str, event_id: str) -> Manifest | None:
         """The version `event_id` became, if any writer claimed it (finishing a writer that died after its claim)."""
         claimed = self.claims.get(self._model_prefix(tenant, name), event_id)
-        return None if claimed is None else self._commit(claimed, claimed=True)
+        return None if claimed is None else self._commit(_placed(claimed, tenant, name, event_id), claimed=True)
 
     def _commit(self, manifest: Manifest, *, claimed: bool = False) -> Manifest:
         """Write the manifest (the version now exists) and move `latest` forward to it.
@@ -242,6 +250,16 @@ class Registry(RegistryReader):
         raise AliasConflict(
             f"alias {alias!r} of {tenant}/{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts"
         )
+
+
+def _placed(claimed: Manifest, tenant: str, name: str, event_id: str) -> Manifest:
+    """A claim's manifest, if it is for the model whose prefix holds the claim: a writer commits (signs) it."""
+    if (claimed.tenant, claimed.name) != (tenant, name):
+        raise IntegrityError(
+            f"the claim of event {event_id!r} under {tenant}/{name} names "
+            f"{claimed.tenant}/{claimed.name} version {claimed.version}; refusing to commit it"
+        )
+    return claimed
 
 
 def open_registry(settings: StoreSettings, *, signs: bool = True) -> Registry:

@@ -9,7 +9,8 @@
     ├── NotFound (404)          no such dataset, model, version or alias
     ├── Conflict (409)          an alias moved under a conditional update
     ├── NotBuilt (501)          this deployment cannot build what was asked (edge bundles without torch)
-    ├── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted
+    ├── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted;
+    │                           or a version failed its integrity checks (signature, place, checksums)
     ├── InsufficientStorage (507)  the object store is full: nothing was accepted
     └── OutcomeUnknown (504)    the event went out but was not confirmed: it may have been accepted
 
@@ -27,6 +28,7 @@ from fermion.model_store import (
     AliasConflict,
     AmbiguousDataset,
     DatasetNotFound,
+    IntegrityError,
     InvalidName,
     RegistryError,
     StoreError,
@@ -111,6 +113,7 @@ TRANSLATIONS = (
     Translation(RegistryNotFound, NotFound),
     Translation(AliasConflict, Conflict),
     Translation(StoreFull, InsufficientStorage, "the object store is full, nothing was accepted: {exc}"),
+    Translation(IntegrityError, Unavailable, "model refused: {exc}"),
     Translation(StoreError, Unavailable, "object store unavailable: {exc}"),
     Translation(RegistryError, Unavailable, "model registry error: {exc}"),
     Translation(

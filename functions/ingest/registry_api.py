@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import AliasMove, Bus, BusError, ModelPromoted
-from fermion.model_store import LATEST, Manifest
+from fermion.model_store import LATEST, IntegrityError, Manifest
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
@@ -56,14 +56,19 @@ async def list_models(
 async def model_versions(
     request: Request, name: ModelName, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
 ) -> dict[str, Any]:
-    """A model's versions with their metrics, and its aliases."""
+    """A model's versions with their metrics, and its aliases; a version that fails its checks says why in `refused`."""
     tenant = tenant_of(request, caller, tenant)
     info = await _call(registry.describe, tenant, name)
     if not info["versions"]:
         raise NotFound(f"no model {name!r} for tenant {tenant!r}")
     versions = []
     for v in info["versions"]:
-        m: Manifest = await _call(registry.manifest, tenant, name, v)
+        try:
+            m: Manifest = await _call(registry.manifest, tenant, name, v)
+        except IntegrityError as exc:
+            # Listed, since it exists, but nothing its manifest claims is shown: only why it is refused.
+            versions.append(_refused(v, str(exc)))
+            continue
         versions.append(
             {
                 "version": v,
@@ -71,9 +76,22 @@ async def model_versions(
                 "metrics": m.metrics,
                 "training_event_id": m.lineage.training_event_id,
                 "content_sha256": m.content_sha256,
+                "refused": None,
             }
         )
     return {"name": name, "aliases": info["aliases"], "versions": versions}
+
+
+def _refused(version: int, reason: str) -> dict[str, Any]:
+    """A version whose manifest failed its checks (signature, place): the fields a listing has, empty."""
+    return {
+        "version": version,
+        "created_at": None,
+        "metrics": {},
+        "training_event_id": None,
+        "content_sha256": "",
+        "refused": reason,
+    }
 
 
 @router.get("/{name}/versions/{version}", responses=error_responses(NotFound))
@@ -85,7 +103,10 @@ async def describe_version(
     tenant: Tenant = None,
     caller: Principal = needs("read"),
 ) -> Manifest:
-    """A version's manifest: files and checksums, signature, metrics, lineage, compile report."""
+    """A version's manifest: files and checksums, signature, metrics, lineage, compile report.
+
+    Only once its signature verified and it lies where it says it does; otherwise 503 naming why.
+    """
     tenant = tenant_of(request, caller, tenant)
     return await _call(registry.manifest, tenant, name, version)
 

@@ -15,6 +15,9 @@ from fermion.service.observability.settings import TelemetrySettings
 class IngestSettings(StoreSettings, BusSettings, SecuritySettings, TelemetrySettings):
     """Dataset uploads, training requests, the registry's control plane, API keys."""
 
+    verify_signatures: bool = Field(
+        default=True, description="show and move aliases to only versions a trusted key signed, where they were signed"
+    )
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     max_queued_jobs: int = Field(default=100, ge=1, description="per tenant: jobs waiting in the queue")
     max_upload_bytes_per_day: int = Field(default=10 << 30, ge=1, description="per tenant, UTC day")

@@ -244,11 +244,14 @@ def test_tampered_unsigned_and_foreign_versions_are_refused(world: World) -> Non
     store.delete(f"{prefix}/3/signature.json")
     foreign = Registry(registry.store, registry.cache.root, signer=Signer(Ed25519PrivateKey.generate()))
     foreign.register("acme", "sealed", {"model.onnx": linear_onnx(seed=5)}, linear_draft())  # version 5
+    for filename in ("manifest.json", "signature.json"):  # blue's signed version replayed as acme's 6
+        store.put(f"{prefix}/6/{filename}", store.get(f"models/blue/n/versions/1/{filename}")[0])
     reasons = {
         1: "expected sha256",
         2: "does not match its signature",
         3: "is not signed",
         5: "not trusted here",
+        6: "acme/sealed version 6 holds the manifest of blue/n version 1",
     }
     for version, reason in reasons.items():
         r = httpx.post(
@@ -257,7 +260,10 @@ def test_tampered_unsigned_and_foreign_versions_are_refused(world: World) -> Non
         assert r.status_code == 503 and reason in r.json()["error"], (version, r.text)
     ok = httpx.post(f"{world.inference}/v2/models/sealed/versions/4/infer", json=ROW, headers=world.key("acme"))
     assert ok.status_code == 200
-    assert registry.versions("acme", "sealed") == [1, 2, 3, 4, 5]  # refused, not removed or rewritten
+    for version in (2, 3, 5, 6):  # ingest verifies too: what a refused manifest claims is never shown
+        r = httpx.get(f"{world.ingest}/v1/models/sealed/versions/{version}", headers=world.key("acme"))
+        assert r.status_code == 503 and reasons[version] in r.json()["error"] and "0.99" not in r.text, r.text
+    assert registry.versions("acme", "sealed") == [1, 2, 3, 4, 5, 6]  # refused, not removed or rewritten
 
 
 def test_nats_refuses_clients_without_the_right(world: World) -> None:

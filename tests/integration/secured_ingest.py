@@ -64,8 +64,10 @@ def _answers(url: str) -> bool:
 @contextmanager
 def secured_ingest(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[SecuredIngest]:
     """nats-server with the roles' permissions, streams provisioned, ingest as the `ingest` role."""
+    identity = LocalIdentity(home).ensure(open_registry(StoreSettings(home=home)).store)
+    # Opened once the signing key exists: the scene it sets is signed, as a trainer's versions are,
+    # and the ingest (which verifies before it shows or moves to a version) accepts it.
     registry = open_registry(StoreSettings(home=home))
-    identity = LocalIdentity(home).ensure(registry.store)
     with NatsServer(home / "nats-data", auth=identity.nats_config) as nats:
 
         async def provision() -> None:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from fermion.cli import app
 from fermion.events import DatasetRef, Recipe, TrainingRequest, TrainingRequested
 from fermion.functions.trainer.job import run_job
-from fermion.model_store import DatasetStore, StoreSettings, open_registry
+from fermion.model_store import DatasetStore, StoreSettings, generate_key_pair, open_registry
 from tests.integration.secured_ingest import SecuredIngest, secured_ingest
 
 pytestmark = pytest.mark.integration
@@ -47,6 +47,7 @@ def digits_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from sklearn.datasets import load_digits
 
     home = tmp_path_factory.mktemp("edge-home")
+    generate_key_pair(home / "keys")  # the stack's key: the version is signed, as the ingest verifies
     settings = StoreSettings(home=home)
     registry = open_registry(settings)
     d = load_digits()
@@ -215,6 +216,7 @@ def test_a_pushed_model_without_its_data_is_pruned_on_the_graph_and_must_opt_out
     from tests.helpers import linear_draft, linear_onnx
 
     home = tmp_path / "home"
+    generate_key_pair(home / "keys")
     open_registry(StoreSettings(home=home)).register(
         "default", "digits", {"model.onnx": linear_onnx(64, 10)}, linear_draft(64, 10)
     )
