@@ -39,8 +39,8 @@ def validate_dataset(
         return
     try:
         header = next(csv.reader(io.StringIO(data[:65536].decode("utf-8"))), None)
-    except UnicodeDecodeError as exc:
-        raise BadUpload(f"the .csv is not UTF-8 text: {exc}") from exc
+    except UnicodeDecodeError as exc:  # its message quotes the bytes: name only where they are
+        raise BadUpload(f"the .csv is not UTF-8 text (at byte {exc.start})") from None
     if not header or len(header) < 2:
         raise BadUpload("the .csv needs a header row naming at least one feature and the label column")
 

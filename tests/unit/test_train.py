@@ -52,7 +52,7 @@ SENTINEL = "s3cr3t-cell-value"
     ("content", "named"),
     [
         (f"a,b,label\n1,2,x\n3,{SENTINEL},y\n", ["csv line 3", "column 2", "'b'"]),  # a cell that is no number
-        (f"a,label\n1,{SENTINEL}\n" * 6, ["single class"]),  # every row the same label
+        ("a,label\n" + f"1,{SENTINEL}\n" * 12, ["single class"]),  # every row the same label
         (b"a,label\n1,x\n" + SENTINEL.encode("utf-16"), ["not UTF-8", "byte 12"]),
     ],
 )
