@@ -2,6 +2,7 @@
 
 Entries are written to a temporary name and renamed into place only after their checksum
 matched, so a reader never sees a partial file; a corrupted entry is detected and refetched.
+Directories are 0700 and entries 0600: the cache holds the models' bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .backends.local import private_dir
 from .errors import IntegrityError
 from .manifest import FileEntry
 
@@ -33,7 +35,7 @@ class FileCache:
 
     def __init__(self, root: Path, *, max_bytes: int = 2 << 30) -> None:
         self.root = root / "sha256"
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         self.max_bytes = max_bytes
 
     def get(self, entry: FileEntry, fill: Callable[[Path], None], *, what: str) -> Path:
@@ -57,6 +59,7 @@ class FileCache:
                     f"{what}: expected sha256 {entry.sha256} ({entry.size} bytes), "
                     f"got {digest} ({size} bytes); refusing to load it"
                 )
+            tmp.chmod(0o600)  # `fill` may have replaced the file (a download renames its own into place)
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
