@@ -4,22 +4,32 @@ Refused, with the reason: a symlink, a file over the size limit, an external-dat
 is absolute, climbs out with `..`, is itself a symlink or is missing, a range of external data
 that runs past the end of its file or whose length is not the size its tensor declares (what
 ONNX Runtime would read and fail on at every request), a graph `onnx.checker` rejects, and inputs
-or outputs without a tensor type.
+or outputs without a tensor type, a file name the registry writes itself (`RESERVED_NAMES`), and a
+graph ONNX Runtime cannot load (an op of a custom domain, an IR version it does not read): the
+file is loaded into a CPU session here, with its external data, so it fails at push, not at serve.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from .errors import CompileError
 
 MAX_BYTES = 2 << 30  # protobuf's own ceiling for one file
+
+# What the registry writes into a version beside a pushed file: the model, its compiled variants
+# (compile/variants.py), the manifest and its signature (model_store). A pushed file of one of these
+# names would replace the model or collide with the registry's own write after the version is taken.
+RESERVED_NAMES = frozenset({"model.onnx", "model.int8.onnx", "model.fp16.onnx", "manifest.json", "signature.json"})
+_ORT_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
 
 # ONNX element types ↔ Open Inference Protocol datatypes.
 _DATATYPES: dict[int, str] = {  # ONNX element type -> Open Inference Protocol datatype
@@ -139,7 +149,7 @@ def validate_onnx(path: Path, *, max_bytes: int = MAX_BYTES) -> ValidatedModel:
             raise InvalidModel(f"external data file {location!r} is a symbolic link")
         if not data_path.is_file():
             raise InvalidModel(f"external data file {location!r} is missing beside {path.name}")
-        if location in files or location == "manifest.json" or location.startswith("."):
+        if location in RESERVED_NAMES or location.startswith("."):
             raise InvalidModel(f"external data file name {location!r} is reserved")
         total += data_path.stat().st_size
         if total > max_bytes:
@@ -154,8 +164,46 @@ def validate_onnx(path: Path, *, max_bytes: int = MAX_BYTES) -> ValidatedModel:
     outputs = [_tensor(v, "output") for v in model.graph.output]
     if not inputs or not outputs:
         raise InvalidModel(f"{path.name} declares {len(inputs)} inputs and {len(outputs)} outputs; it needs both")
+    _check_loads(path, model)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return ValidatedModel(files, inputs, outputs, opset, len(model.graph.node))
+
+
+def _check_loads(path: Path, model: onnx.ModelProto) -> None:
+    """ONNX Runtime builds a CPU session of the file and its external data, or InvalidModel says why."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # loading is the question
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's pybind errors share no base class but Exception
+        custom = sorted({(n.op_type, n.domain) for n in _nodes(model.graph) if n.domain not in _ORT_DOMAINS})
+        if custom:
+            ops = ", ".join(f"op {op!r} of domain {domain!r}" for op, domain in custom)
+            raise InvalidModel(
+                f"ONNX Runtime cannot load {path.name}: {ops} (custom op domains are not served)"
+            ) from None
+        raise InvalidModel(f"ONNX Runtime cannot load {path.name}: {_ort_reason(str(exc))}") from None
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of a graph, its subgraphs' included."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _nodes(attr.g)
+            for g in attr.graphs:
+                yield from _nodes(g)
+
+
+def _ort_reason(message: str) -> str:
+    """ONNX Runtime's message without its error code, the file's path or its own source location."""
+    reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", message)
+    reason = re.sub(r"^Load model from .*? failed:", "", reason)
+    reason = re.sub(r"^\S*\.(?:cc|cpp|h):\d+ [\w:~<>]+\([^)]*\) ", "", reason)  # where in its C++ source
+    return re.sub(r"\S*/\S*", "<path>", reason).strip()  # anything path-like left
 
 
 def _tensor(value: onnx.ValueInfoProto, kind: str) -> Tensor:

@@ -1,7 +1,9 @@
 """The local stack: nats-server, streams, and the three functions as processes on loopback.
 
 `fermion up` runs it in the foreground; `fermion demo` starts one if none is up. Every piece of
-state lives under FERMION_HOME, so two stacks with different homes and ports never collide.
+state lives under FERMION_HOME, so two stacks with different homes and ports never collide, and is
+its user's alone: the stack starts under umask 077 and so do its processes (directories 0700,
+files 0600: keys, models, datasets and logs), and the folders a home already holds are closed to others.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -26,6 +30,25 @@ from .provision import ProvisionSettings, provision_streams
 from .settings import StackSettings
 
 log = logging.getLogger("fermion.infra")
+
+PRIVATE_UMASK = 0o077  # what the stack creates under FERMION_HOME: 0700 directories, 0600 files
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Create files and start processes under umask 077 (the process-wide umask, restored after)."""
+    before = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def close_home(home: Path) -> None:
+    """Make FERMION_HOME and the folders in it 0700, so what an older stack left 0755 is closed too."""
+    for path in [home, *home.iterdir()]:
+        if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.getuid():
+            path.chmod(0o700)
 
 
 @dataclass
@@ -70,8 +93,13 @@ class Stack:
 
     def start(self, timeout_s: float = 60.0) -> Stack:
         """Start nats-server, provision streams, start the functions, wait until all are healthy."""
+        with private_umask():
+            self.logs.mkdir(parents=True, exist_ok=True)
+            close_home(self.settings.home)
+            return self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> Stack:
         s = self.settings
-        self.logs.mkdir(parents=True, exist_ok=True)
         try:
             # Signing keys, NATS users and the local admin API key, made once under FERMION_HOME.
             self.identity.ensure(open_store(self.store_url, s3_endpoint_url=s.s3_endpoint_url))
@@ -127,9 +155,11 @@ class Stack:
 
     def launch(self, p: Process) -> None:
         """Start (or start again) one function process, appending to its log."""
-        with open(self.logs / f"{p.name}.log", "ab") as out:
+        log_fd = os.open(self.logs / f"{p.name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(log_fd, 0o600)  # one an older stack left 0644
+        with os.fdopen(log_fd, "ab") as out:
             env = {**self.env(p.role), **p.env}
-            p.proc = subprocess.Popen(p.argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+            p.proc = subprocess.Popen(p.argv, env=env, stdout=out, stderr=subprocess.STDOUT, umask=PRIVATE_UMASK)
 
     def _wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

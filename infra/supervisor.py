@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from .nats import NatsServer, ServerError
-from .stack import Process, Stack
+from .stack import Process, Stack, private_umask
 
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
@@ -87,7 +87,8 @@ class Supervisor:
             nats.store_dir, host=nats.host, port=nats.port, log_file=nats.log_file, auth=nats.auth, config=nats.config
         )
         try:
-            self.stack.nats = restarted.start()
+            with private_umask():  # its log and JetStream files stay the user's alone
+                self.stack.nats = restarted.start()
         except ServerError as exc:
             return [f"nats-server did not start again: {exc}"]
         return [f"nats-server restarted on {restarted.url}"]

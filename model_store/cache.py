@@ -4,6 +4,7 @@ Entries are written to a temporary name and renamed into place only after their 
 matched, so a reader never sees a partial file; a corrupted entry is detected and refetched.
 Beside them, `VersionFolders` holds a version's files together under their own names (a model
 with external data), checked before each reuse the same way.
+Directories are 0700 and entries 0600: the cache holds the models' bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from .backends.local import private_dir
 from .errors import IntegrityError
 from .manifest import FileEntry
 
@@ -45,7 +47,7 @@ class FileCache:
 
     def __init__(self, root: Path, *, max_bytes: int = 2 << 30) -> None:
         self.root = root / "sha256"
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         self.max_bytes = max_bytes
 
     def get(self, entry: FileEntry, fill: Callable[[Path], None], *, what: str) -> Path:
@@ -69,6 +71,7 @@ class FileCache:
                     f"{what}: expected sha256 {entry.sha256} ({entry.size} bytes), "
                     f"got {digest} ({size} bytes); refusing to load it"
                 )
+            tmp.chmod(0o600)  # `fill` may have replaced the file (a download renames its own into place)
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -136,7 +139,7 @@ class VersionFolders:
         return True
 
     def _build(self, target: Path, paths: Mapping[str, Path]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
         try:
             for name, path in paths.items():

@@ -47,7 +47,7 @@ def load_dataset(path: Path, fmt: str, label_column: str, image: ImageContract |
         raise DatasetError("dataset features contain NaN or infinity")
     classes, y_idx = np.unique(y.astype(str) if y.dtype.kind in "OUS" else y, return_inverse=True)
     if len(classes) < 2:
-        raise DatasetError(f"dataset has a single class ({classes[0]!r}); a classifier needs at least two")
+        raise DatasetError("dataset has a single class; a classifier needs at least two")  # the value stays out
     return Dataset(x.astype(np.float32), y_idx.astype(np.int64), [str(c) for c in classes], contract)
 
 
@@ -70,8 +70,8 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _load_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"csv dataset is not UTF-8 text: {exc}") from exc
+    except UnicodeDecodeError as exc:  # its message quotes the bytes: name only where they are
+        raise DatasetError(f"csv dataset is not UTF-8 text (at byte {exc.start})") from None
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         raise DatasetError("csv dataset is empty")
@@ -85,12 +85,26 @@ def _load_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
     for n, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise DatasetError(f"csv line {n} has {len(row)} fields; the header has {len(header)}")
-        try:
-            features.append([float(v) for i, v in enumerate(row) if i != li])
-        except ValueError as exc:
-            raise DatasetError(f"csv line {n}: a feature is not a number ({exc})") from exc
+        features.append(_numbers(row, li, n, header))
         labels.append(row[li])
     return np.asarray(features, dtype=np.float32).reshape(len(body), len(header) - 1), np.asarray(labels)
+
+
+def _numbers(row: list[str], label: int, line: int, header: list[str]) -> list[float]:
+    """A row's features as floats; a cell that is no number is named by line and column, never by value.
+
+    The value stays out of the message (and, raised `from None`, out of any traceback): messages end
+    up in logs, `training.failed` reasons and dead letters, which a dataset's owner may not be alone to read.
+    """
+    out = []
+    for i, v in enumerate(row):
+        if i == label:
+            continue
+        try:
+            out.append(float(v))
+        except ValueError:
+            raise DatasetError(f"csv line {line}, column {i + 1} ({header[i]!r}): the value is not a number") from None
+    return out
 
 
 def split(ds: Dataset, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

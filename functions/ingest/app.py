@@ -55,7 +55,7 @@ from .canary_api import router as canary_router
 from .catalog_api import router as catalog_router
 from .console.headers import SecurityHeaders
 from .console.routes import router as console_router
-from .datasets import upload_limits, validate_dataset
+from .datasets import shown, upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
 from .edge_api import router as edge_router
 from .errors import (
@@ -216,8 +216,9 @@ async def upload_dataset(
     caller: Principal = needs("upload"),
 ) -> DatasetRef:
     """Store a dataset by sha256 and announce it with `datasets.uploaded`."""
+    scope = tenant_of(request, caller, tenant)
     try:
-        ref = await _upload(request, datasets, settings, bus, file, name, tenant_of(request, caller, tenant))
+        ref = await _upload(request, datasets, settings, bus, file, name, scope)
     except REFUSALS as exc:
         if settings.metrics:
             status = exc.status if isinstance(exc, HTTPError) else translate(exc, TRANSLATIONS).status
@@ -226,7 +227,7 @@ async def upload_dataset(
     if settings.metrics:
         ingest_metrics().uploads.labels(ref.format).inc()
         ingest_metrics().upload_bytes.labels(ref.format).inc(ref.size)
-    return ref
+    return shown(scope, ref)
 
 
 async def _upload(
@@ -289,7 +290,9 @@ async def request_training(
         data=TrainingRequest(model_name=spec.model_name, dataset=ref, recipe=recipe),
     )
     await bus.publish(event)
-    return Accepted(job_id=event.id, model_name=spec.model_name, dataset=ref, label_column=recipe.label_column)
+    return Accepted(
+        job_id=event.id, model_name=spec.model_name, dataset=shown(tenant, ref), label_column=recipe.label_column
+    )
 
 
 class SweepSpec(BaseModel):

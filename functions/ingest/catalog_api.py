@@ -116,18 +116,17 @@ async def push_model(
     """Register your own ONNX file as the next version of `name`, after checking it (onnx.checker)."""
     scope = tenant_of(request, caller, tenant)
     try:
-        from fermion.compile.validate import InvalidModel, validate_onnx
+        from fermion.compile.validate import RESERVED_NAMES, InvalidModel, validate_onnx
     except ImportError as exc:
         raise Unavailable(
             f"this ingest cannot check ONNX files ({exc}); install it with pip install 'fermion[train]'"
         ) from exc
     await asyncio.to_thread(check_models, registry, scope, name, settings)
+    names = _data_names(data, RESERVED_NAMES)  # every name checked before anything is written
     with tempfile.TemporaryDirectory(prefix="fermion-push-") as tmp:
         path = Path(tmp) / "model.onnx"
         total = 0
-        for upload, target in [(model, path), *((d, Path(tmp) / PurePath(d.filename or "").name) for d in data)]:
-            if target.name in ("", ".", "..") or (target != path and target.name == "model.onnx"):
-                raise BadUpload(f"invalid external data file name {upload.filename!r}")
+        for upload, target in [(model, path), *((d, Path(tmp) / n) for d, n in zip(data, names, strict=True))]:
             content = await upload.read(settings.max_upload_bytes + 1)
             total += len(content)
             if total > settings.max_upload_bytes:
@@ -156,3 +155,19 @@ async def push_model(
         "files": {f: e.size for f, e in manifest.files.items()},
         "content_sha256": manifest.content_sha256,
     }
+
+
+def _data_names(data: list[UploadFile], reserved: frozenset[str]) -> list[str]:
+    """The flat file names of the external data parts; a name the registry writes itself is a 400."""
+    names = [PurePath(d.filename or "").name for d in data]
+    for upload, flat in zip(data, names, strict=True):
+        if flat in ("", ".", "..") or flat.startswith("."):
+            raise BadUpload(f"invalid external data file name {upload.filename!r}")
+        if flat in reserved:
+            raise BadUpload(
+                f"external data file name {flat!r} is reserved: the registry writes "
+                f"{', '.join(sorted(reserved))} itself; rename the file (and its reference in the graph)"
+            )
+    if len(set(names)) != len(names):
+        raise BadUpload(f"external data file names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    return names

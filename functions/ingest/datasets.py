@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
+from fermion.events import DatasetRef
 from fermion.imaging import Limits
-from fermion.model_store import DatasetFormat
+from fermion.model_store import DatasetFormat, dataset_key
 
 from .archives import ArchiveLimits, npz_headers
 from .errors import BadUpload
@@ -38,8 +39,8 @@ def validate_dataset(
         return
     try:
         header = next(csv.reader(io.StringIO(data[:65536].decode("utf-8"))), None)
-    except UnicodeDecodeError as exc:
-        raise BadUpload(f"the .csv is not UTF-8 text: {exc}") from exc
+    except UnicodeDecodeError as exc:  # its message quotes the bytes: name only where they are
+        raise BadUpload(f"the .csv is not UTF-8 text (at byte {exc.start})") from None
     if not header or len(header) < 2:
         raise BadUpload("the .csv needs a header row naming at least one feature and the label column")
 
@@ -47,3 +48,8 @@ def validate_dataset(
 def upload_limits(settings: IngestSettings) -> ArchiveLimits:
     """The expansion limits the settings give uploads."""
     return ArchiveLimits(max_expanded_bytes=settings.max_expanded_bytes, max_ratio=settings.max_compression_ratio)
+
+
+def shown(tenant: str, ref: DatasetRef) -> DatasetRef:
+    """`ref` as an answer shows it: its uri the store key, never the store's address (a local path)."""
+    return ref.model_copy(update={"uri": dataset_key(tenant, ref.name, ref.sha256, ref.format)})

@@ -92,7 +92,7 @@ async def job_events(
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_s):
                         async for raw in live:
-                            if job_id.encode() in raw:
+                            if _names(raw, scope, job_id):  # another tenant's event never wakes us
                                 break
                 found = await _events(bus, scope, job_id, after)
     state = (await _jobs(bus, scope)).get(job_id)
@@ -122,6 +122,17 @@ async def _events(bus: Bus, tenant: str, job_id: str, after: int) -> list[dict[s
         if event.tenant == tenant and getattr(getattr(event, "data", None), "job_id", None) == job_id:
             found.append({"seq": m.seq, "event": event.model_dump(mode="json")})
     return found
+
+
+def _names(raw: bytes, tenant: str, job_id: str) -> bool:
+    """Whether a raw event is one of `tenant`'s about `job_id` (an unreadable one is not)."""
+    if job_id.encode() not in raw:
+        return False
+    try:
+        event = parse_event(raw)
+    except ValueError:
+        return False
+    return event.tenant == tenant and getattr(getattr(event, "data", None), "job_id", None) == job_id
 
 
 async def _letters(bus: Bus, tenant: str) -> list[DeadLetter]:

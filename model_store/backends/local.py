@@ -1,7 +1,8 @@
 """A directory as an object store: the embedded default, with the same atomicity as S3.
 
 Create-only writes use `link()` of a finished temporary file, which fails if the target exists;
-compare-and-swap takes a per-key `flock` so concurrent processes serialise on one alias.
+compare-and-swap takes a per-key `flock` so concurrent processes serialise on one alias. What it
+creates is its user's alone: directories 0700, files 0600 (models, datasets and keys live here).
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _LOCKS = ".locks"
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` and its missing parents 0700 (`mkdir -p` would make the parents 0777 less umask)."""
+    missing: list[Path] = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+
+
 def _etag(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -35,7 +47,7 @@ class LocalDirStore:
         self.root = root.resolve()
         self.url = self.root.as_uri()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create store directory {self.root}: {exc}") from exc
 
@@ -55,7 +67,7 @@ class LocalDirStore:
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             tmp = self._write_temp(path.parent, data)
         except OSError as exc:
             raise _failed(exc, key) from exc
@@ -136,9 +148,9 @@ class LocalDirStore:
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:
         lock_dir = self.root / _LOCKS
-        lock_dir.mkdir(exist_ok=True)
+        private_dir(lock_dir)
         name = hashlib.sha256(key.encode()).hexdigest()
-        with open(lock_dir / name, "a") as f:
+        with os.fdopen(os.open(lock_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield

@@ -243,3 +243,51 @@ async def test_labels_are_published_for_the_monitor_and_bad_ones_refused(ingest:
         assert r.status_code in (400, 422) and "error" in r.json(), r.text
     r = await ingest.post("/v1/models/Bad..Name/labels", json=body)
     assert 400 <= r.status_code < 500, r.text
+
+
+async def _poll_while_publishing(
+    ingest: httpx.AsyncClient, bus: Bus, key: str, job_id: str, publisher_tenant: str
+) -> tuple[float, dict]:
+    """Long-poll `job_id`'s events with `key` while a training.progress of `publisher_tenant` names it."""
+    from fermion.events import ProgressReport, TrainingProgress
+
+    async def publish_soon() -> None:
+        await asyncio.sleep(0.3)
+        report = ProgressReport(job_id=job_id, model_name="m", epoch=1, epochs=2, loss=0.5)
+        await bus.publish(TrainingProgress(id=f"{job_id}.{publisher_tenant}.1", tenant=publisher_tenant, data=report))
+
+    started = asyncio.get_running_loop().time()
+    publishing = asyncio.create_task(publish_soon())
+    r = await ingest.get(f"/v1/jobs/{job_id}/events", params={"wait_s": 3}, headers=bearer(key))
+    await publishing
+    assert r.status_code == 200, r.text
+    return asyncio.get_running_loop().time() - started, r.json()
+
+
+async def test_the_job_long_poll_hears_only_its_own_tenant(
+    ingest: httpx.AsyncClient, bus: Bus, registry: Registry
+) -> None:
+    # Issue 25: the long-poll woke on any tenant's event carrying the id, an oracle of others' job activity.
+    alice, bob = api_key(registry, "read", tenant="alice"), api_key(registry, "read", tenant="bob")
+    stamp = datetime.now(UTC).strftime("%H%M%S%f")
+    took, answer = await _poll_while_publishing(ingest, bus, alice, f"bobs-job-{stamp}", "bob")
+    assert took >= 2.9, f"alice's poll woke after {took:.2f}s on bob's event"
+    assert answer["events"] == [] and answer["job"] is None
+    took, answer = await _poll_while_publishing(ingest, bus, bob, f"bobs-own-{stamp}", "bob")  # the control
+    assert took < 2.5 and len(answer["events"]) == 1, (took, answer)
+
+
+async def test_answers_name_datasets_by_store_key_never_by_local_path(
+    ingest: httpx.AsyncClient, registry: Registry, tmp_path: Path
+) -> None:
+    # Issue 25: upload answers showed the local store's path (file:///.../store/datasets/...).
+    r = await ingest.post("/v1/datasets", files={"file": ("Paths.npz", _npz(n=23))}, data={"name": "paths"})
+    assert r.status_code == 201, r.text
+    key = f"datasets/default/paths/{r.json()['sha256']}.npz"
+    assert r.json()["uri"] == key
+    job = await ingest.post("/v1/trainings", json={"model_name": "paths", "dataset": {"name": "paths"}})
+    assert job.status_code == 202 and job.json()["dataset"]["uri"] == key, job.text
+    events = await ingest.get(f"/v1/jobs/{job.json()['job_id']}/events", params={"wait_s": 0})
+    assert events.status_code == 200, events.text
+    for answer in (r, job, events):
+        assert str(tmp_path) not in answer.text and "file:" not in answer.text, answer.text

@@ -159,6 +159,26 @@ async def test_a_bad_job_fails_with_its_reason_and_is_dead_lettered(
     assert mine and reason in mine[0]["Fermion-Reason"]
 
 
+async def test_a_bad_csv_cell_is_named_by_place_and_its_value_stays_out_of_reasons_and_logs(
+    bus: Bus, trainer: Trainer, stack_env: dict[str, str]
+) -> None:
+    # Issue 25: a trainer log quoted a dataset cell ("could not convert string to float: 'secret'").
+    sentinel = "s3cr3t-" + datetime.now(UTC).strftime("%H%M%S%f")
+    registry = _store(stack_env)
+    ref = _upload(registry, "leaky", f"a,b,label\n1,2,x\n3,{sentinel},y\n".encode() + b"1,2,x\n" * 20, "csv")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    event = TrainingRequested(data=TrainingRequest(model_name="leaky", dataset=ref, recipe=Recipe(epochs=1)))
+    await bus.publish(event)
+    failed = (await _outcome(bus, event.id, since))[-1]
+    assert isinstance(failed, TrainingFailed)
+    assert "csv line 3" in failed.data.reason and "column 2" in failed.data.reason, failed.data.reason
+    assert sentinel not in failed.data.reason
+    letters = await _dead_letters(stack_env["FERMION_NATS_URL"], since)
+    assert all(sentinel not in h.get("Fermion-Reason", "") for _, h in letters)
+    assert event.id in trainer.log.read_text(errors="replace")  # the failure was logged ...
+    assert sentinel not in trainer.log.read_text(errors="replace")  # ... without the cell
+
+
 async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(
     bus: Bus, trainer: Trainer, stack_env: dict[str, str]
 ) -> None:

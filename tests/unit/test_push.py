@@ -140,3 +140,81 @@ def test_an_external_length_that_disagrees_with_the_tensor_is_refused(tmp_path: 
     ok = tmp_path / "ok"
     ok.mkdir()
     assert set(validate_onnx(_with_external_data(ok)).files) == {"model.onnx", "weights.bin"}
+
+
+def _push_parts(home: Path, name: str, parts: list[tuple[str, str, bytes]]) -> httpx.Response:
+    """A push with the multipart parts given as (field, file name, bytes), as a hand-made request would send."""
+    registry = open_registry(StoreSettings(home=home))
+    app = create_app(lambda: IngestSettings(home=home))
+    app.dependency_overrides[get_registry] = lambda: registry
+    app.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
+    files = [(field, (filename, data)) for field, filename, data in parts]
+    with TestClient(app) as client:
+        return client.post(f"/v1/models/{name}/versions", files=files, headers=bearer(api_key(registry, "upload")))
+
+
+@pytest.mark.parametrize(
+    "reserved", ["model.onnx", "manifest.json", "signature.json", "model.int8.onnx", "model.fp16.onnx"]
+)
+def test_a_data_part_with_a_name_the_registry_writes_is_refused_before_anything_is_stored(
+    tmp_path: Path, reserved: str
+) -> None:
+    # Issue 25: a part named model.onnx replaced the model; one named signature.json burnt a version number.
+    home = tmp_path / "home"
+    out = _push_parts(home, "m", [("model", "m.onnx", linear_onnx()), ("data", reserved, linear_onnx(seed=1))])
+    assert out.status_code == 400, out.text
+    assert repr(reserved) in out.json()["error"] and "reserved" in out.json()["error"]
+    assert not list((home / "store").rglob("models/*")), "nothing of the refused push was written"
+    out = _push_parts(home, "m", [("model", "m.onnx", linear_onnx())])
+    assert out.status_code == 201 and out.json()["version"] == 1, out.text  # no number was burnt
+
+
+def test_the_registry_names_are_all_reserved() -> None:
+    from fermion.compile.validate import RESERVED_NAMES
+    from fermion.compile.variants import VARIANT_FILES
+    from fermion.model_store import MODEL_FILE
+    from fermion.model_store.manifest import MANIFEST
+    from fermion.model_store.signing import SIGNATURE_FILE
+
+    assert {MODEL_FILE, MANIFEST, SIGNATURE_FILE, *VARIANT_FILES.values()} <= RESERVED_NAMES
+
+
+def _custom_op_model() -> bytes:
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Exfiltrate", ["input"], ["logits"], domain="com.evil")],
+        "custom",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 4])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 4])],
+    )
+    opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("com.evil", 1)]
+    model = onnx.helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 9  # one ONNX Runtime reads: the op is the only thing wrong
+    return model.SerializeToString()
+
+
+def test_a_graph_onnx_runtime_cannot_load_is_refused_at_push_naming_the_op(tmp_path: Path) -> None:
+    # Issue 25: a custom op domain was registered, then failed at load with a 503 showing a cache path.
+    (tmp_path / "custom.onnx").write_bytes(_custom_op_model())
+    with pytest.raises(InvalidModel, match=r"Exfiltrate.*com\.evil|com\.evil.*Exfiltrate"):
+        validate_onnx(tmp_path / "custom.onnx")
+    home = tmp_path / "home"
+    out = _push_parts(home, "custom", [("model", "custom.onnx", _custom_op_model())])
+    assert out.status_code == 400, out.text
+    error = out.json()["error"]
+    assert "com.evil" in error and "Exfiltrate" in error, error
+    assert "/" not in error.replace("onnxruntime.ai/", ""), f"an internal path in {error!r}"
+    assert not list((home / "store").rglob("models/*"))
+    future = onnx.load_from_string(linear_onnx())
+    future.ir_version = 14  # onnx.checker passes what this ONNX Runtime (IR 13 at most) cannot read
+    out = _push_parts(home, "future", [("model", "future.onnx", future.SerializeToString())])
+    assert out.status_code == 400 and "IR version" in out.json()["error"], out.text
+    assert "/" not in out.json()["error"] and ".cc" not in out.json()["error"], out.text
+
+
+def test_push_answers_and_refusals_carry_no_internal_paths(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ok = _push_parts(home, "lin", [("model", "lin.onnx", linear_onnx())])
+    bad = _push_parts(home, "lin", [("model", "lin.onnx", b"\x00junk")])
+    assert ok.status_code == 201 and bad.status_code == 400
+    for answer in (ok.text, bad.text):
+        assert str(tmp_path) not in answer and "fermion-push-" not in answer and "/tmp" not in answer, answer

@@ -45,6 +45,33 @@ def test_a_non_numeric_feature_is_named_with_its_line(tmp_path: Path) -> None:
         load_dataset(tmp_path / "d.csv", "csv", "label")
 
 
+SENTINEL = "s3cr3t-cell-value"
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (f"a,b,label\n1,2,x\n3,{SENTINEL},y\n", ["csv line 3", "column 2", "'b'"]),  # a cell that is no number
+        ("a,label\n" + f"1,{SENTINEL}\n" * 12, ["single class"]),  # every row the same label
+        (b"a,label\n1,x\n" + SENTINEL.encode("utf-16"), ["not UTF-8", "byte 12"]),
+    ],
+)
+def test_csv_errors_name_the_place_never_the_value(
+    tmp_path: Path, content: str | bytes, named: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 25: a trainer log quoted a dataset cell ("could not convert string to float: 'secret'").
+    path = tmp_path / "d.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(path, "csv", "label")
+    message = str(caught.value)
+    for part in named:
+        assert part in message, (part, message)
+    seen = "".join(__import__("traceback").format_exception(caught.value))  # what log.exception would write
+    assert SENTINEL not in seen, seen
+    assert "0xff" not in message, f"a byte of the file in {message!r}"
+
+
 def test_an_npz_without_labels_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=np.zeros((20, 4)))
     with pytest.raises(DatasetError, match=r"lacks array\(s\) \['y'\]"):
