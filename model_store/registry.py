@@ -86,7 +86,7 @@ class Registry(RegistryReader):
         if MODEL_FILE not in files:
             raise InvalidName(f"a version needs a {MODEL_FILE}; got {sorted(files)}")
         for filename in files:
-            if filename == MANIFEST or "/" in filename or filename.startswith("."):
+            if filename in (MANIFEST, SIGNATURE_FILE) or "/" in filename or filename.startswith("."):
                 raise InvalidName(f"invalid file name {filename!r} in a model version")
         entries = {fn: file_entry(data) for fn, data in files.items()}
         self._writable()

@@ -355,8 +355,9 @@ class ModelRuntime:
                 str(path), options, providers=self._providers(), provider_options=self._provider_options()
             )
         except ORT_ERRORS as exc:
-            raise ModelUnavailable(
-                f"{manifest.name} version {manifest.version}: ONNX Runtime cannot load its {variant} file: {exc}"
+            reason = str(exc).replace(str(path.parent), "").replace(str(self.registry.cache.root.parent), "")
+            raise ModelUnavailable(  # ORT names the file by its path in our cache: never in an answer (issue 25)
+                f"{manifest.name} version {manifest.version}: ONNX Runtime cannot load its {variant} file: {reason}"
             ) from exc
 
     def _provider_options(self) -> list[dict[str, str]]:

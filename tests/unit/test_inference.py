@@ -184,6 +184,28 @@ def test_a_tampered_model_file_is_refused_not_loaded(served) -> None:
     assert "expected sha256" in r.json()["error"]
 
 
+def test_a_model_onnx_runtime_cannot_load_is_refused_without_internal_paths(served, tmp_path: Path) -> None:
+    """Issue 25: the 503 for a graph ONNX Runtime cannot load quoted the model's path in our cache."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    client, registry = served
+    node = helper.make_node("Exfiltrate", ["input"], ["output"], domain="com.evil")
+    graph = helper.make_graph(
+        [node],
+        "evil",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.evil", 1)])
+    registry.register("default", "evil", {"model.onnx": model.SerializeToString()}, linear_draft())
+    assert onnx.load_from_string(model.SerializeToString()).graph.node[0].domain == "com.evil"
+    r = client.post("/v2/models/evil/infer", json=_body(np.ones((1, 4), np.float32)))
+    assert r.status_code == 503, r.text
+    assert "cannot load" in r.json()["error"]
+    assert str(tmp_path) not in r.text and "/cache/" not in r.text, r.text
+
+
 def _api_gateway_v2(method: str, path: str, body: dict | None = None) -> dict:
     raw = json.dumps(body).encode() if body is not None else b""
     return {

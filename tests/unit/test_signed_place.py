@@ -35,7 +35,7 @@ from fermion.model_store import (
     generate_key_pair,
     open_registry,
 )
-from tests.conftest import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 ROW = np.ones((1, 4), np.float32)
 
