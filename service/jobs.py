@@ -131,6 +131,7 @@ def dead_letters(log: list[StoredMessage]) -> list[DeadLetter]:
     out = []
     for m in log:
         subject = f"{subjects.PREFIX}.{m.subject.removeprefix(subjects.DLQ_PREFIX + '.')}"
+        tenant: str | None
         try:
             event = parse_event(m.data)
             data = getattr(event, "data", None)

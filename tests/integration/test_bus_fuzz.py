@@ -53,7 +53,7 @@ from fermion.events.envelope import ID_PATTERN
 from fermion.events.federation import FederationMember, FederationRequested, FederationSpec
 from fermion.events.traffic import TelemetryBatch
 from fermion.model_store import LocalDirStore, PipelineRule, Pipelines
-from tests.conftest import Trainer, wait_until
+from tests.helpers import FunctionProcess, Trainer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -244,32 +244,15 @@ class Wire:
 # ---- the processes -----------------------------------------------------------------------------
 
 
-class Proc:
-    """A function running as its own process, logging to a file."""
+class Proc(FunctionProcess):
+    """A function process that is ready once its log says `ready`."""
 
     def __init__(self, module: str, env: dict[str, str], log: Path, ready: str) -> None:
-        import subprocess
-        import sys
-
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT)
-        wait_until(lambda: ready in self.text(), 60, f"{module} ready")
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__([module], env, log)
+        self.start().wait_for(ready, 60, f"{module} ready")
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+        return self.proc is not None and self.proc.poll() is None
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from fermion.cli import app as cli
 from fermion.events import DatasetRef, TrainingRequest, TrainingRequested, subjects
-from tests.conftest import api_key, bearer
+from tests.helpers import api_key, bearer
 from tests.integration.secured_ingest import SecuredIngest, secured_ingest
 
 pytestmark = pytest.mark.integration
