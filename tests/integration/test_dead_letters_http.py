@@ -48,6 +48,7 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredIngest]:
                     ]
                 ):
                     await bus.dead_letter(subject, data, f"reason {n}", deliveries=1, msg_id=f"dlq.test.{n}")
+                await bus.publish_bytes(subjects.TRAINING_PROGRESS, UNTENANTED, msg_id="malformed-progress")
             finally:
                 await bus.close()
 
@@ -102,3 +103,14 @@ def test_the_cli_lists_and_retries_an_untenanted_dead_letter_with_the_admin_key(
             await bus.close()
 
     assert UNTENANTED in asyncio.run(queued())  # published again where it came from
+
+
+def test_a_malformed_event_on_the_training_log_breaks_no_job_view(ingest: SecuredIngest) -> None:
+    answer = httpx.get(
+        f"{ingest.url}/v1/jobs/no-such-job/events",
+        params={"wait_s": "0.1"},
+        headers=bearer(ingest.admin_key),
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text  # was a 500: the log's malformed event raised
+    assert answer.json()["events"] == []
