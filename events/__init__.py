@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .audit import AuditEvent, AuditRecord
     from .bus import TENANT_HEADER, Bus
     from .deliveries import ConsumerState, Delivery, JobQueue, StoredMessage
-    from .envelope import Event, new_id
+    from .envelope import Event, derive_id, new_id, upload_id
     from .errors import BusError, BusUnavailable, PublishRejected, PublishUnconfirmed
     from .models import AliasMove, ModelPromoted, ModelPublished, ModelVersionRef
     from .monitoring import (
@@ -95,7 +95,9 @@ _EXPORTS = {
     "TrainingRequested": "training",
     "TrainingResult": "training",
     "TrainingSweep": "training",
+    "derive_id": "envelope",
     "new_id": "envelope",
+    "upload_id": "envelope",
     "parse_event": "schemas",
 }
 _MODULES = ("streams", "subjects")
@@ -145,10 +147,12 @@ __all__ = [
     "TrainingRequested",
     "TrainingResult",
     "TrainingSweep",
+    "derive_id",
     "new_id",
     "parse_event",
     "streams",
     "subjects",
+    "upload_id",
 ]
 
 

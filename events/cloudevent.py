@@ -67,7 +67,7 @@ def unwrap(raw: bytes | str) -> bytes | str:
     """The event in Fermion's own envelope: a CloudEvent is mapped back, anything else is returned as is."""
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for json (pydantic's parse says so)
         return raw  # the schema's parse reports what is wrong with it
     if not isinstance(doc, dict) or "specversion" not in doc:
         return raw

@@ -25,9 +25,9 @@ async def consume(
 ) -> None:
     """Fetch from a shared durable consumer and hand each delivery to `handle` until `stop` is set.
 
-    `handle` decides each message's fate. Only the bus can stop it deciding (its publish, ack or
-    term failed); the message is then nak'ed for a later delivery, or redelivered after ack_wait
-    if the nak fails too.
+    `handle` decides each message's fate. Only the bus (its publish, ack or term failed) or a fault
+    it did not foresee can stop it deciding; the message is then nak'ed for a later delivery (until
+    its consumer's max_deliver), or redelivered after ack_wait if the nak fails too.
     """
     queue = await bus.job_queue(durable, stream)
     log.info("%s: consuming", durable)
@@ -47,6 +47,10 @@ async def consume(
                     await handle(delivery)
             except BusError as exc:
                 log.warning("%s: message %d: %s; it will be redelivered", durable, delivery.seq, exc)
+                with contextlib.suppress(BusError):
+                    await delivery.nak(retry_delay_s)
+            except Exception:  # a fault `handle` did not foresee: one message must not end the process
+                log.exception("%s: message %d: unexpected error; it will be redelivered", durable, delivery.seq)
                 with contextlib.suppress(BusError):
                     await delivery.nak(retry_delay_s)
     finally:

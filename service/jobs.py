@@ -8,6 +8,7 @@ announced; a cancelled job's reason names the epoch it stopped after.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from fermion.events import cloudevent, subjects
+from fermion.events.envelope import NAME_PATTERN
 from fermion.events.schemas import parse_event
 from fermion.events.training import (
     ProgressReport,
@@ -62,15 +65,21 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A dead-lettered job message: the original event, why, and after how many deliveries."""
+    """A dead-lettered message: the original event, why, and after how many deliveries.
+
+    `tenant` is None for a letter that names no tenant (its bytes are not an event, or its tenant
+    field is missing or not a tenant name): only an admin sees those.
+    """
 
     seq: int
     job_id: str
     model_name: str
-    tenant: str
+    tenant: str | None
     reason: str
     deliveries: str
     data: bytes
+    subject: str = subjects.TRAINING_REQUESTED
+    """Where the original message was published (a retry publishes it there again)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "data"}
@@ -118,26 +127,32 @@ def _apply(job: JobStatus, event: Any) -> None:
 
 
 def dead_letters(log: list[StoredMessage]) -> list[DeadLetter]:
-    """The dead-letter log, oldest first."""
+    """The dead-letter log (`fermion.dlq.>`), oldest first."""
     out = []
     for m in log:
+        subject = f"{subjects.PREFIX}.{m.subject.removeprefix(subjects.DLQ_PREFIX + '.')}"
+        tenant: str | None
         try:
-            req = parse_event(m.data, TrainingRequested)
-            job_id, model, tenant = req.id, req.data.model_name, req.tenant  # type: ignore[attr-defined]
+            event = parse_event(m.data)
+            data = getattr(event, "data", None)
+            job_id, model, tenant = event.id, getattr(data, "model_name", "?"), event.tenant
         except ValidationError:
-            job_id, model, tenant = f"seq-{m.seq}", "?", m.headers.get("Fermion-Tenant", "?")
-        out.append(
-            DeadLetter(
-                m.seq,
-                job_id,
-                model,
-                tenant,
-                m.headers.get("Fermion-Reason", ""),
-                m.headers.get("Fermion-Deliveries", "?"),
-                m.data,
-            )
-        )
+            job_id, model, tenant = f"seq-{m.seq}", "?", _named_tenant(m.data)
+        reason, deliveries = m.headers.get("Fermion-Reason", ""), m.headers.get("Fermion-Deliveries", "?")
+        out.append(DeadLetter(m.seq, job_id, model, tenant, reason, deliveries, m.data, subject))
     return out
+
+
+def _named_tenant(data: bytes) -> str | None:
+    """The tenant a malformed event names, if it names one at all (either envelope); else None."""
+    try:
+        doc = json.loads(cloudevent.unwrap(data))
+    except (ValueError, RecursionError, ValidationError):
+        return None
+    tenant = doc.get("tenant") if isinstance(doc, dict) else None
+    if isinstance(tenant, str) and len(tenant) <= 63 and re.fullmatch(NAME_PATTERN, tenant):
+        return tenant
+    return None
 
 
 def by_prefix(ids: list[str], prefix: str, what: str = "job") -> str:

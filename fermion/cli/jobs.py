@@ -53,18 +53,20 @@ def jobs_cancel(job: Annotated[str, typer.Argument(help="a job id or a unique pr
 
 @dlq_app.command("list")
 def dlq_list(output: OutputOption = Output.table) -> None:
-    """Dead-lettered jobs with the reason and delivery count."""
-    letters = [d.as_dict() for d in Client.from_settings().dead_letters()]
+    """Dead-lettered messages with the reason and delivery count (an admin key: every tenant's; `-`: none named)."""
+    with Client.from_settings() as client:
+        letters = [d.as_dict() for d in client.dead_letters()]
     emit(
         letters,
         output,
-        ("seq", "job", "model", "deliveries", "reason"),
-        lambda d: [d["seq"], d["job_id"], d["model_name"], d["deliveries"], d["reason"][:100]],
+        ("seq", "tenant", "job", "model", "deliveries", "reason"),
+        lambda d: [d["seq"], d["tenant"] or "-", d["job_id"], d["model_name"], d["deliveries"], d["reason"][:100]],
     )
 
 
 @dlq_app.command("retry")
 def dlq_retry(job: Annotated[str, typer.Argument(help="the dead-lettered job's id or a unique prefix")]) -> None:
     """Publish a dead-lettered job again."""
-    out = Client.from_settings().retry(job)
+    with Client.from_settings() as client:
+        out = client.retry(job)
     say(f"job {out['job_id']} published again")

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fermion.events import Bus, BusError, subjects
+from fermion.events import Bus, BusError, derive_id, subjects
 from fermion.events.federation import FederationSpec, UpdateRefusal, UpdateRefused, UpdateSubmitted, update_message
 from fermion.events.schemas import parse_event
 from fermion.model_store.signing import BadSignature, verify
@@ -167,7 +167,7 @@ class RoundAggregator:
         with contextlib.suppress(BusError):
             await self.bus.publish(
                 UpdateRefused(
-                    id=f"{event.id}.refused"[:64],
+                    id=derive_id(event.id, "refused"),
                     tenant=self.tenant,
                     data=UpdateRefusal(
                         federation_id=u.federation_id, round=u.round, participant=u.participant, reason=reason

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from fermion.events import Bus, BusError, ConsumerPolicy, Delivery, streams, subjects
+from fermion.events import Bus, BusError, ConsumerPolicy, Delivery, derive_id, streams, subjects
 from fermion.events.federation import (
     FederationCompleted,
     FederationFailed,
@@ -148,7 +148,7 @@ class Coordinator:
                 break
         await self.bus.publish(
             FederationCompleted(
-                id=f"{fed}.completed",
+                id=derive_id(fed, "completed"),
                 tenant=event.tenant,
                 data=FederationResult(
                     federation_id=fed,
@@ -185,7 +185,7 @@ class Coordinator:
         spec = event.data
         await self.bus.publish(
             RoundStarted(
-                id=f"{event.id}.{r}.started",
+                id=derive_id(event.id, r, "started"),
                 tenant=event.tenant,
                 data=RoundAnnouncement(
                     federation_id=event.id,
@@ -274,7 +274,7 @@ class Coordinator:
     async def _completed(self, event: FederationRequested, r: int, done: dict[str, Any]) -> None:
         await self.bus.publish(
             RoundCompleted(
-                id=f"{event.id}.{r}.completed",
+                id=derive_id(event.id, r, "completed"),
                 tenant=event.tenant,
                 data=RoundResult(
                     federation_id=event.id,
@@ -293,7 +293,7 @@ class Coordinator:
         log.error("federation %s failed: %s", event.id, reason)
         await self.bus.publish(
             FederationFailed(
-                id=f"{event.id}.failed",
+                id=derive_id(event.id, "failed"),
                 tenant=event.tenant,
                 data=FederationFailure(
                     federation_id=event.id, model_name=event.data.model_name, round=0, reason=reason

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from fermion.events import Bus, subjects
+from fermion.events import Bus, derive_id, subjects
 from fermion.events.federation import RoundAnnouncement, RoundStarted, UpdateReport, UpdateSubmitted, update_message
 from fermion.events.schemas import parse_event
 from fermion.model_store import ObjectStore, open_store
@@ -114,7 +114,7 @@ class Participant:
         fstore.put_once(key, payload)
         message = update_message(a.federation_id, a.round, self.id, sha, len(x), metrics)
         return UpdateSubmitted(
-            id=f"{a.federation_id}.{a.round}.{self.id}"[:64],
+            id=derive_id(a.federation_id, a.round, self.id),
             tenant=event.tenant,
             data=UpdateReport(
                 federation_id=a.federation_id,

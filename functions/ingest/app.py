@@ -31,6 +31,7 @@ from fermion.events import (
     TrainingRequest,
     TrainingRequested,
     TrainingSweep,
+    upload_id,
 )
 from fermion.events.envelope import Name
 from fermion.model_store import (
@@ -261,7 +262,7 @@ async def _upload(
     await asyncio.to_thread(charge_upload, datasets.store, tenant, len(data), settings)
     stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
     ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)
-    await bus.publish(DatasetUploaded(id=f"{tenant}.{dataset_name}.{stored.sha256[:32]}", tenant=tenant, data=ref))
+    await bus.publish(DatasetUploaded(id=upload_id(tenant, dataset_name, stored.sha256), tenant=tenant, data=ref))
     return ref
 
 

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
 
 from fermion.events import Bus, CancelRequest, TrainingCancel, parse_event, subjects
-from fermion.service.auth import Principal
-from fermion.service.auth.http import needs, tenant_of
+from fermion.service.auth import Forbidden, Principal
+from fermion.service.auth.http import needs, refused, tenant_of
 from fermion.service.jobs import ENDED, DeadLetter, JobStatus, by_prefix, dead_letters, job_statuses
 from fermion.service.responses import error_responses
 
@@ -118,7 +119,10 @@ async def _events(bus: Bus, tenant: str, job_id: str, after: int) -> list[dict[s
     for m in await bus.history(TRAINING_LOG):
         if m.seq <= after:
             continue
-        event = parse_event(m.data)
+        try:
+            event = parse_event(m.data)
+        except ValidationError:  # anyone's malformed event on the log must not break every job's view
+            continue
         if event.tenant == tenant and getattr(getattr(event, "data", None), "job_id", None) == job_id:
             found.append({"seq": m.seq, "event": event.model_dump(mode="json")})
     return found
@@ -135,30 +139,54 @@ def _names(raw: bytes, tenant: str, job_id: str) -> bool:
     return event.tenant == tenant and getattr(getattr(event, "data", None), "job_id", None) == job_id
 
 
-async def _letters(bus: Bus, tenant: str) -> list[DeadLetter]:
-    letters = dead_letters(await bus.history(f"{subjects.DLQ_PREFIX}.training.>"))
-    return [d for d in letters if d.tenant == tenant]
+Untenanted = Annotated[
+    bool, Query(description="only the dead letters that name no tenant (an admin key's; shown with tenant null)")
+]
+
+
+async def _letters(
+    request: Request, bus: Bus, caller: Principal, tenant: str | None, *, untenanted: bool = False
+) -> list[DeadLetter]:
+    """The dead letters the caller may see: its tenant's; an admin's, every one (or one tenant's, or none's)."""
+    letters = dead_letters(await bus.history(f"{subjects.DLQ_PREFIX}.>"))
+    if untenanted:
+        if not caller.admin:  # letters that name no tenant may be anyone's: only an operator reads them
+            exc = Forbidden(f"key {caller.key_id} is no admin key: it cannot read dead letters that name no tenant")
+            refused(request, caller, exc)
+            raise exc
+        return [d for d in letters if d.tenant is None]
+    if tenant is None and caller.admin:
+        return letters
+    scope = tenant_of(request, caller, tenant)
+    return [d for d in letters if d.tenant == scope]
 
 
 @router.get("/v1/dlq")
 async def list_dead_letters(
-    request: Request, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("read")
+    request: Request,
+    bus: BusDep,
+    tenant: Tenant = None,
+    untenanted: Untenanted = False,
+    caller: Principal = needs("read"),
 ) -> list[dict[str, Any]]:
-    """Dead-lettered job messages of the tenant, with the reason and delivery count."""
-    return [d.as_dict() for d in await _letters(bus, tenant_of(request, caller, tenant))]
+    """Dead-lettered messages with the reason and delivery count: the tenant's; an admin key's, every one.
+
+    Each names the subject it came from and its tenant (null: it names none, and only an admin sees it).
+    """
+    return [d.as_dict() for d in await _letters(request, bus, caller, tenant, untenanted=untenanted)]
 
 
 @router.post("/v1/dlq/{job}/retry", status_code=202, responses=error_responses(NotFound, OutcomeUnknown))
 async def retry_dead_letter(
     request: Request, job: str, bus: BusDep, tenant: Tenant = None, caller: Principal = needs("train")
 ) -> dict[str, Any]:
-    """Publish a dead-lettered job's original event again (the same job id, a fresh delivery)."""
-    letters = await _letters(bus, tenant_of(request, caller, tenant))
+    """Publish a dead-lettered message again where it came from (the same job id, a fresh delivery)."""
+    letters = await _letters(request, bus, caller, tenant)
     job_id = _one([d.job_id for d in letters], job, "dead-lettered job")
     letter = [d for d in letters if d.job_id == job_id][-1]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     await bus.publish_bytes(
-        subjects.TRAINING_REQUESTED,
+        letter.subject,
         letter.data,
         msg_id=f"{job_id}.retry.{stamp}",
         headers={"Fermion-Retry-Of": str(letter.seq)},

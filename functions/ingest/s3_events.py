@@ -23,7 +23,7 @@ from urllib.parse import unquote_plus
 
 import boto3
 
-from fermion.events import Bus, DatasetRef, DatasetUploaded, subjects
+from fermion.events import Bus, DatasetRef, DatasetUploaded, subjects, upload_id
 from fermion.model_store import (
     DatasetFormat,
     DatasetStore,
@@ -105,7 +105,7 @@ async def ingest_records(records: list[dict[str, Any]], datasets: DatasetStore, 
         stored = await asyncio.to_thread(datasets.put, drop.tenant, drop.name, data, drop.format)
         ref = DatasetRef(name=drop.name, sha256=stored.sha256, uri=stored.uri, format=drop.format, size=stored.size)
         await bus.publish(
-            DatasetUploaded(id=f"{drop.tenant}.{drop.name}.{stored.sha256[:32]}", tenant=drop.tenant, data=ref)
+            DatasetUploaded(id=upload_id(drop.tenant, drop.name, stored.sha256), tenant=drop.tenant, data=ref)
         )
         log.info("dataset %s from s3 %s (%s)", drop.name, key, stored.sha256[:12])
         outcomes.append(f"stored {key} as {stored.key}")

@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime
 
 from fermion.events import TrainingRequested
-from fermion.model_store import EpochRecord, Manifest, RunRecord, Runs, StoreError
+from fermion.model_store import EpochRecord, Manifest, RunNotFound, RunRecord, Runs, StoreError
 
 log = logging.getLogger("fermion.trainer")
 
@@ -53,5 +53,5 @@ class JobRun:
     def _save(self) -> None:
         try:
             self._runs.put(self.record)
-        except StoreError as exc:
+        except (StoreError, RunNotFound) as exc:  # RunNotFound: an id no record can be kept under
             log.warning("job %s: run record not written: %s", self.record.job_id, exc)

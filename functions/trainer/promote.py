@@ -6,7 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from fermion.events import AliasMove, Bus, Gate, ModelPromoted, ModelRollout, RolloutChange
+from fermion.events import AliasMove, Bus, Gate, ModelPromoted, ModelRollout, RolloutChange, derive_id
 from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry, Rollouts
 
 log = logging.getLogger("fermion.trainer")
@@ -83,11 +83,11 @@ async def promote_and_announce(
             weights=decision.canary,
             reason=f"gate passed: {decision.reason}",
         )
-        await bus.publish(ModelRollout(id=f"{event_id}.canary", tenant=tenant, data=change))
+        await bus.publish(ModelRollout(id=derive_id(event_id, "canary"), tenant=tenant, data=change))
     elif decision.promoted:
         await bus.publish(
             ModelPromoted(
-                id=f"{event_id}.promoted",
+                id=derive_id(event_id, "promoted"),
                 tenant=tenant,
                 data=AliasMove(
                     model_name=manifest.name,

@@ -25,6 +25,7 @@ from fermion.events import (
     TrainingRequest,
     TrainingRequested,
     TrainingSweep,
+    derive_id,
     parse_event,
     streams,
 )
@@ -131,7 +132,7 @@ def _trials(sweep: TrainingSweep) -> list[TrainingRequested]:
     """One training request per trial recipe, its id derived from the sweep's."""
     return [
         TrainingRequested(
-            id=f"{sweep.id}.{i}",
+            id=derive_id(sweep.id, i),
             tenant=sweep.tenant,
             data=TrainingRequest(
                 model_name=sweep.data.model_name, dataset=sweep.data.dataset, recipe=recipe, sweep=sweep.id

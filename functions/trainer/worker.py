@@ -38,6 +38,7 @@ from fermion.events import (
     TrainingProgress,
     TrainingRequested,
     TrainingResult,
+    derive_id,
     parse_event,
     streams,
     subjects,
@@ -169,7 +170,7 @@ class Worker:
         )
         try:
             await self.bus.publish(
-                TrainingProgress(id=f"{event.id}.started.{delivery.seq}", tenant=event.tenant, data=report)
+                TrainingProgress(id=derive_id(event.id, "started", delivery.seq), tenant=event.tenant, data=report)
             )
         except BusError as exc:
             log.warning("job %s: started report not published: %s", event.id, exc)
@@ -236,7 +237,7 @@ class Worker:
         name, version = manifest.name, manifest.version
         await self.bus.publish(
             ModelPublished(
-                id=f"{event.id}.published.{delivery.seq}",
+                id=derive_id(event.id, "published", delivery.seq),
                 tenant=event.tenant,
                 data=ModelVersionRef(
                     model_name=name,
@@ -249,7 +250,7 @@ class Worker:
         )
         await self.bus.publish(
             TrainingCompleted(
-                id=f"{event.id}.completed.{delivery.seq}",
+                id=derive_id(event.id, "completed", delivery.seq),
                 tenant=event.tenant,
                 data=TrainingResult(
                     job_id=event.id,
@@ -338,7 +339,7 @@ class Worker:
         """`training.failed`, with an id per job message so a re-run of the same delivery is de-duplicated."""
         await self.bus.publish(
             TrainingFailed(
-                id=f"{event.id}.failed.{seq}",
+                id=derive_id(event.id, "failed", seq),
                 tenant=event.tenant,
                 data=FailureReport(
                     job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable

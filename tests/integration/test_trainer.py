@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -282,3 +283,24 @@ async def test_invalid_pipeline_rules_dead_letter_the_upload_once_the_valid_ones
             pipelines.remove("default", name)
     assert "pipeline rule 'a-bad' is invalid" in headers["Fermion-Reason"]
     assert "pipeline rule 'b-bad' is invalid" in headers["Fermion-Reason"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "job with spaces>",  # not a NATS subject token: training.cancel.<id> cannot be subscribed to
+        "a/b",  # not a store key part: runs/<tenant>/<model>/<id>.json cannot be written
+    ],
+)
+async def test_a_job_with_a_hostile_id_is_dead_lettered_and_the_worker_goes_on(
+    bus: Bus, trainer: Trainer, stack_env: dict[str, str], hostile: str
+) -> None:
+    ref = _upload(_store(stack_env), "blobs", _blobs_npz(), "npz")
+    valid = TrainingRequested(data=TrainingRequest(model_name="hostile", dataset=ref, recipe=Recipe(epochs=1)))
+    data = valid.to_json().replace(valid.id.encode(), json.dumps(hostile)[1:-1].encode())
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    await bus.publish_bytes(subjects.TRAINING_REQUESTED, data, msg_id=f"hostile-{since.timestamp()}")
+    headers = await _letter_of(stack_env["FERMION_NATS_URL"], since, subjects.TRAINING_REQUESTED, data.__eq__)
+    assert "malformed training.requested event: id: String should match pattern" in headers["Fermion-Reason"]
+    assert headers["Fermion-Deliveries"] == "1"  # refused at parse, never retried
+    assert trainer.proc is not None and trainer.proc.poll() is None
