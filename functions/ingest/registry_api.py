@@ -108,7 +108,12 @@ async def describe_version(
     Only once its signature verified and it lies where it says it does; otherwise 503 naming why.
     """
     tenant = tenant_of(request, caller, tenant)
-    return await _call(registry.manifest, tenant, name, version)
+    manifest: Manifest = await _call(registry.manifest, tenant, name, version)
+    uri = manifest.lineage.dataset_uri
+    if uri and (at := uri.find("datasets/")) > 0:  # the store key, never the store's address (a local path)
+        lineage = manifest.lineage.model_copy(update={"dataset_uri": uri[at:]})
+        manifest = manifest.model_copy(update={"lineage": lineage})
+    return manifest
 
 
 @router.put("/{name}/aliases/{alias}", responses=MOVES)

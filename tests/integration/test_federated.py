@@ -16,9 +16,11 @@ import io
 import os
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -26,9 +28,6 @@ from fermion.events import Bus, DatasetRef, Recipe, subjects
 from fermion.events.federation import (
     FederationCompleted,
     FederationFailed,
-    FederationMember,
-    FederationRequested,
-    FederationSpec,
     RoundCompleted,
     RoundStarted,
     UpdateRefused,
@@ -40,7 +39,7 @@ from fermion.events.schemas import parse_event
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, PreconditionFailed, StoreSettings, open_registry
 from fermion.model_store.signing import SigningKey
-from tests.helpers import FunctionProcess
+from tests.helpers import FunctionProcess, api_key, bearer, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 SITES = {"site-a": [0, 1, 2, 3], "site-b": [4, 5, 6], "site-c": [7, 8, 9]}
@@ -115,6 +114,23 @@ def world(nats_server: NatsServer, tmp_path: Path) -> Any:
     }
 
 
+def _ingest(world: Any) -> tuple[FunctionProcess, str]:
+    """Ingest on the coordinator's store and bus, answering on a free loopback port."""
+    port = free_port()
+    args = ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "fermion.functions.ingest.app:app"]
+    ingest = FunctionProcess(args, world["env"], world["home"] / "ingest.log").start()
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{url}/healthz"), 60, "ingest to answer")
+    return ingest, url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _participant(site: dict[str, Any]) -> FunctionProcess:
     return FunctionProcess(["fermion.functions.federated.participant"], site["env"], site["log"]).start()
 
@@ -153,27 +169,32 @@ async def test_three_non_iid_participants_reach_090_through_faults(world: Any) -
     procs = {s: _participant(sites[s]) for s in sites}
     bus = await Bus.connect(world["env"]["FERMION_NATS_URL"])
     await bus.provision()
-    spec = FederationSpec(
-        model_name="digits-fed",
-        recipe=RECIPE,
-        labels=[str(i) for i in range(10)],
-        n_features=64,
-        rounds=10,
-        participants=[FederationMember(id=s, public_key=sites[s]["key"].public_key.hex()) for s in sites],
-        min_updates=2,
-        round_deadline_s=8.0,
-        holdout=world["holdout"],
-    )
-    request = FederationRequested(data=spec)
-    fed = request.id
+    # Started the way a user starts one (issue 25): POST /v1/federations on a real ingest, the held-out
+    # set named, not addressed; the events below are only watched.
+    ingest, url = _ingest(world)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    body = {
+        "model_name": "digits-fed",
+        "recipe": RECIPE.model_dump(mode="json"),
+        "labels": [str(i) for i in range(10)],
+        "n_features": 64,
+        "rounds": 10,
+        "participants": [{"id": s, "public_key": sites[s]["key"].public_key.hex()} for s in sites],
+        "min_updates": 2,
+        "round_deadline_s": 8.0,
+        "holdout": {"name": world["holdout"].name},
+    }
+    key = bearer(api_key(world["registry"], "train", "read"))
+    answer = httpx.post(f"{url}/v1/federations", json=body, headers=key, timeout=30)
+    assert answer.status_code == 202, answer.text
+    fed = answer.json()["federation_id"]
     store = world["registry"].store
     mallory = SigningKey.generate()
     completed: dict[int, RoundCompleted] = {}
     refused: list[UpdateRefused] = []
     replayed = False
-    events = bus.watch("fermion.federated.>")
+    events = bus.watch("fermion.federated.>", since=since)
     try:
-        assert await bus.publish(request)
         async with asyncio.timeout(240):
             async for raw in events:
                 event = parse_event(raw)
@@ -209,6 +230,8 @@ async def test_three_non_iid_participants_reach_090_through_faults(world: Any) -
         await events.aclose()
         await bus.close()
         coordinator.stop()
+        rounds = httpx.get(f"{url}/v1/federations/{fed}/rounds", headers=key, timeout=30)
+        ingest.stop()
         for p in procs.values():
             p.stop()
         print(
@@ -227,6 +250,8 @@ async def test_three_non_iid_participants_reach_090_through_faults(world: Any) -
         assert len(names) == len(set(names)) and set(names) == set(c.participants)
         assert manifest.lineage.federated["n_examples"] == sum(n[p] for p in names)  # type: ignore[index]
         table.append((r, c.version, c.metrics["accuracy"], ",".join(sorted(names))))
+    assert rounds.status_code == 200, rounds.text  # what the user reads back: every round, over HTTP
+    assert len(rounds.json()) == 10, rounds.text
     assert set(completed[3].data.participants) == {"site-a", "site-b"}  # closed at the deadline, quorum 2
     assert any("site-c" in completed[r].data.participants for r in range(4, 11))  # it caught up after its restart
     assert replayed

@@ -16,8 +16,8 @@ from fermion.functions.inference.settings import InferenceSettings
 from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.deps import get_keys, get_registry
 from fermion.functions.ingest.settings import IngestSettings
-from fermion.model_store import KeyStore, LocalDirStore, Registry, StoreSettings, open_registry
-from tests.helpers import api_key, bearer, linear_onnx
+from fermion.model_store import KeyStore, Lineage, LocalDirStore, Registry, StoreSettings, open_registry
+from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 
 def _with_external_data(directory: Path, location: str = "weights.bin") -> Path:
@@ -218,3 +218,20 @@ def test_push_answers_and_refusals_carry_no_internal_paths(tmp_path: Path) -> No
     assert ok.status_code == 201 and bad.status_code == 400
     for answer in (ok.text, bad.text):
         assert str(tmp_path) not in answer and "fermion-push-" not in answer and "/tmp" not in answer, answer
+
+
+def test_a_versions_lineage_names_its_dataset_by_store_key_never_by_local_path(tmp_path: Path) -> None:
+    """Issue 25: no internal paths in answers; the manifest keeps the full URI, the answer shows the key."""
+    registry = open_registry(StoreSettings(home=tmp_path))
+    uri = (tmp_path / "store" / "datasets" / "default" / "iris" / f"{'a' * 64}.csv").as_uri()
+    lineage = Lineage(dataset_uri=uri, dataset_sha256="a" * 64)
+    registry.register("default", "iris", {"model.onnx": linear_onnx()}, linear_draft(lineage=lineage))
+    app = create_app(lambda: IngestSettings(home=tmp_path))
+    app.dependency_overrides[get_registry] = lambda: registry
+    app.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
+    with TestClient(app) as client:
+        r = client.get("/v1/models/iris/versions/1", headers=bearer(api_key(registry, "read")))
+    assert r.status_code == 200, r.text
+    assert r.json()["lineage"]["dataset_uri"] == f"datasets/default/iris/{'a' * 64}.csv"
+    assert str(tmp_path) not in r.text
+    assert registry.manifest("default", "iris", 1).lineage.dataset_uri == uri  # the record itself is unchanged
