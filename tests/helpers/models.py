@@ -23,6 +23,11 @@ def linear_onnx(n_in: int = 4, n_out: int = 3, seed: int = 0) -> bytes:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_out])],
         [w, b],
     )
+    return model_bytes(graph)
+
+
+def model_bytes(graph: onnx.GraphProto) -> bytes:
+    """A graph as a checked ONNX model file (opset 18, IR 9: what every ONNX Runtime here loads)."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     onnx.checker.check_model(model)

@@ -19,13 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fermion.cli import app as cli
-from fermion.events import subjects
 from fermion.events.federation import FederationRequested
-from fermion.events.schemas import parse_event
 from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs, StoreSettings, open_registry
 from fermion.model_store.runs import EpochRecord
-from fermion.model_store.signing import SigningKey
 from tests.helpers import bearer, linear_draft, linear_onnx
+from tests.helpers.federations import federation_body, requested
 from tests.integration.secured_ingest import SecuredIngest, secured_ingest
 
 pytestmark = pytest.mark.integration
@@ -101,31 +99,12 @@ def test_canary_moves_need_promote_and_status_needs_read(ingest: SecuredIngest, 
     assert seen.exit_code == 0 and "beer@production: v1 100%" in seen.output
 
 
-def _spec(holdout: dict[str, str]) -> dict[str, object]:
-    keys = [SigningKey.generate().public_key.hex() for _ in range(3)]
-    return {
-        "model_name": "fed-start",
-        "labels": [str(i) for i in range(10)],
-        "n_features": 64,
-        "rounds": 3,
-        "participants": [{"id": f"site-{i}", "public_key": k} for i, k in enumerate(keys)],
-        "min_updates": 2,
-        "holdout": holdout,
-    }
-
-
 async def _requested(ingest: SecuredIngest, federation_id: str) -> FederationRequested:
     bus = await ingest.admin_bus()
     try:
-        for m in reversed(await bus.queued_jobs()):
-            if m.subject == subjects.FEDERATED_REQUESTED:
-                event = parse_event(m.data, FederationRequested)
-                if event.id == federation_id:
-                    assert isinstance(event, FederationRequested)
-                    return event
+        return await requested(bus, federation_id)
     finally:
         await bus.close()
-    raise AssertionError(f"no federated.requested {federation_id}")
 
 
 def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest, tmp_path: Path) -> None:
@@ -136,21 +115,21 @@ def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest
     # The route itself, as the `ingest` NATS role: before its grant, a 504 every time (issue 25).
     answer = httpx.post(
         f"{ingest.url}/v1/federations",
-        json=_spec({"name": "digits-holdout"}),
+        json=federation_body({"name": "digits-holdout"}),
         headers=bearer(ingest.admin_key),
         timeout=30,
     )
     assert answer.status_code == 202, answer.text
 
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(_spec({"name": "digits-holdout"})))
+    spec.write_text(json.dumps(federation_body({"name": "digits-holdout"})))
     result = _fermion(ingest, tmp_path, "federated", "start", str(spec))
     assert result.exit_code == 0, (result.output, result.exception)
     fed = result.output.strip()
     started = asyncio.run(_requested(ingest, fed))
     assert started.data.holdout.sha256 == stored.sha256 and started.data.min_updates == 2
     # A spec that gives the held-out set's full address is sent by name and hash.
-    spec.write_text(json.dumps(_spec({"name": "digits-holdout", "sha256": stored.sha256, "uri": stored.uri})))
+    spec.write_text(json.dumps(federation_body({"name": "digits-holdout", "sha256": stored.sha256, "uri": stored.uri})))
     addressed = _fermion(ingest, tmp_path, "federated", "start", str(spec))
     assert addressed.exit_code == 0, (addressed.output, addressed.exception)
 

@@ -9,41 +9,17 @@ import httpx
 import numpy as np
 import pytest
 
-from fermion.events import Bus, streams, subjects
-from fermion.events.federation import FederationRequested
-from fermion.events.schemas import parse_event
+from fermion.events import Bus
 from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.deps import get_bus, get_datasets, get_keys
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, KeyStore, LocalDirStore
-from fermion.model_store.signing import SigningKey
 from tests.helpers import bearer
+from tests.helpers.federations import federation_body, requested
 
 pytestmark = pytest.mark.integration
-
-
-def _body(holdout: str = "digits-holdout", min_updates: int = 2) -> dict[str, object]:
-    keys = [SigningKey.generate().public_key.hex() for _ in range(3)]
-    return {
-        "model_name": "fed-start",
-        "labels": [str(i) for i in range(10)],
-        "n_features": 64,
-        "rounds": 3,
-        "participants": [{"id": f"site-{i}", "public_key": k} for i, k in enumerate(keys)],
-        "min_updates": min_updates,
-        "holdout": {"name": holdout},
-    }
-
-
-async def _requested(bus: Bus, federation_id: str) -> FederationRequested:
-    for m in reversed(await bus.queued_jobs()):
-        if m.subject == subjects.FEDERATED_REQUESTED:
-            event = parse_event(m.data, FederationRequested)
-            if event.id == federation_id:
-                assert isinstance(event, FederationRequested)
-                return event
-    raise AssertionError(f"no federated.requested {federation_id} in {streams.JOBS_STREAM}")
+HOLDOUT = {"name": "digits-holdout"}
 
 
 async def test_http_starts_a_federation(bus: Bus, nats_server: NatsServer, tmp_path: Path) -> None:
@@ -58,13 +34,15 @@ async def test_http_starts_a_federation(bus: Bus, nats_server: NatsServer, tmp_p
     _, key = KeyStore(datasets.store).create("default", ["train"])
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest", headers=bearer(key)) as client:
-        ok = await client.post("/v1/federations", json=_body())
-        missing = await client.post("/v1/federations", json=_body(holdout="nope"))
-        no_quorum = await client.post("/v1/federations", json=_body(min_updates=4))
-        once = _body()  # a retry carries the same Idempotency-Key: the same federation, not a second one
+        ok = await client.post("/v1/federations", json=federation_body(HOLDOUT))
+        missing = await client.post("/v1/federations", json=federation_body({"name": "nope"}))
+        no_quorum = await client.post("/v1/federations", json=federation_body(HOLDOUT, min_updates=4))
+        once = federation_body(
+            HOLDOUT
+        )  # a retry carries the same Idempotency-Key: the same federation, not a second one
         retried = [await client.post("/v1/federations", json=once, headers={"Idempotency-Key": "fed-1"}) for _ in "ab"]
     assert ok.status_code == 202, ok.text
-    event = await _requested(bus, ok.json()["federation_id"])
+    event = await requested(bus, ok.json()["federation_id"])
     assert event.data.holdout.sha256 == stored.sha256 and event.data.min_updates == 2
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
     assert no_quorum.status_code == 400 and "min_updates" in no_quorum.json()["error"]

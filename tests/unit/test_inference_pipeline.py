@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
@@ -22,6 +21,7 @@ from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import Draft, Registry, Signature, TensorSpec
 from tests.helpers import api_key, bearer, linear_draft, linear_onnx
+from tests.helpers.models import model_bytes
 
 INFERENCE = Path(__file__).resolve().parents[2] / "functions" / "inference"
 REQUESTS = "fermion_inference_requests_total"
@@ -45,12 +45,7 @@ def picture_onnx(side: int = 8) -> bytes:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
         [w, b],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    buf = io.BytesIO()
-    onnx.save(model, buf)
-    return buf.getvalue()
+    return model_bytes(graph)
 
 
 def png(value: int, side: int = 8) -> bytes:
