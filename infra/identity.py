@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from fermion.events import BusSettings, streams, subjects
-from fermion.model_store import KeyStore, ObjectStore, generate_key_pair
+from fermion.model_store import KeyRecord, KeyStore, ObjectStore, generate_key_pair, mint_key
 
 ROLES = ("admin", "ingest", "trainer", "inference", "monitor")
 _JS = "$JS.API"
@@ -132,15 +132,37 @@ class LocalIdentity:
     def admin_key_file(self) -> Path:
         return self.home / "admin.key"
 
+    @property
+    def admin_record_file(self) -> Path:
+        """The admin key's record (its hash, never the key), until a store holds it."""
+        return self.home / "admin.record.json"
+
     def ensure(self, store: ObjectStore) -> LocalIdentity:
         """Make whatever is missing: the signing pair, NATS users and config, the admin API key."""
-        generate_key_pair(self.home / "keys")
-        users = self._users()
-        _write_secret(self.nats_config, _nats_config(users))
-        if not self.admin_key_file.exists():
-            _, key = KeyStore(store).create("default", ["admin"], name="local admin (fermion up)")
-            _write_secret(self.admin_key_file, key + "\n")
+        self.ensure_files(name="local admin (fermion up)")
+        self.register_admin(store)
         return self
+
+    def ensure_files(self, name: str = "first admin (fermion deploy)") -> bool:
+        """Make the files alone (no store needed: a deployment renders before it has one); True if the
+        admin key is new here, so that the caller shows it once."""
+        generate_key_pair(self.home / "keys")
+        _write_secret(self.nats_config, _nats_config(self._users()))
+        if self.admin_key_file.exists():
+            return False
+        record, key = mint_key("default", ["admin"], name=name)
+        _write_secret(self.admin_record_file, record.model_dump_json(indent=2) + "\n")
+        _write_secret(self.admin_key_file, key + "\n")
+        return True
+
+    def register_admin(self, store: ObjectStore) -> None:
+        """Put the admin key's record in `store` (idempotent): from then on the key is accepted."""
+        if self.admin_record_file.exists():
+            KeyStore(store).add(KeyRecord.model_validate_json(self.admin_record_file.read_text()))
+
+    def public_key(self) -> str:
+        """The base64 public key that verifies what the signing key signs (inference's trusted key)."""
+        return (self.home / "keys" / "signing.pub").read_text().strip()
 
     def nats_password(self, role: str) -> str:
         """The password of `role`'s NATS user."""

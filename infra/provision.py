@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,6 +24,10 @@ class ProvisionSettings(BusSettings):
 
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
+    admin_record_file: Path | None = Field(
+        default=None,
+        description="a deployment's first admin key record (its hash: `fermion deploy`), put in the store once",
+    )
 
     def policy(self) -> ConsumerPolicy:
         """The policy of the work-queue consumers."""
@@ -77,10 +82,22 @@ def s3_drop_queue(
     return queue_url
 
 
+def register_admin(record_file: Path) -> bool:
+    """Put a deployment's first admin key record in the store the environment names; False if it was there."""
+    from fermion.model_store import KeyRecord, KeyStore, StoreSettings, open_registry
+
+    record = KeyRecord.model_validate_json(record_file.read_text())
+    return KeyStore(open_registry(StoreSettings(), signs=False).store).add(record)
+
+
 def main() -> None:
     """Entry point: `python -m fermion.infra.provision` (JetStream, with the environment's admin identity)."""
-    asyncio.run(provision_streams(ProvisionSettings()))
+    settings = ProvisionSettings()
+    asyncio.run(provision_streams(settings))
     print("JetStream provisioned: streams and durable consumers")
+    if settings.admin_record_file is not None:
+        added = register_admin(settings.admin_record_file)
+        print("first admin key registered" if added else "first admin key already registered")
 
 
 if __name__ == "__main__":

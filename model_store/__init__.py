@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         StoreUnavailable,
         VersionNotFound,
     )
-    from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
+    from .keys import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of, mint_key
     from .manifest import MODEL_FILE, Draft, FileEntry, Lineage, Manifest, Signature, TensorSpec, code_version
     from .names import LATEST, SERVED, check_name, normal_name
     from .pipelines import PipelineNotFound, PipelineRule, Pipelines
@@ -64,6 +64,7 @@ _EXPORTS = {
     "MalformedKey": "keys",
     "Scope": "keys",
     "key_id_of": "keys",
+    "mint_key": "keys",
     "SignatureError": "signing",
     "Signer": "signing",
     "Verifier": "signing",
@@ -182,6 +183,7 @@ __all__ = [
     "dataset_key",
     "generate_key_pair",
     "key_id_of",
+    "mint_key",
     "normal_name",
     "open_registry",
     "open_store",

@@ -106,6 +106,25 @@ def new_key() -> tuple[str, str]:
     return key_id, f"{PREFIX}{key_id}_{secret}{_checksum(f'{key_id}_{secret}')}"
 
 
+def mint_key(
+    tenant: str, scopes: builtins.list[Scope], *, name: str = "", expires_in: timedelta | None = None
+) -> tuple[KeyRecord, str]:
+    """A new key and its record, stored nowhere yet (KeyStore.create stores it; a deployment adds it later)."""
+    check_name("tenant", tenant)
+    key_id, key = new_key()
+    now = datetime.now(UTC)
+    record = KeyRecord(
+        key_id=key_id,
+        tenant=tenant,
+        name=name[:100],
+        scopes=sorted(set(scopes), key=SCOPES.index),
+        hash=key_hash(key),
+        created_at=now,
+        expires_at=now + expires_in if expires_in else None,
+    )
+    return record, key
+
+
 class KeyStore:
     """Create, look up, list and revoke keys."""
 
@@ -125,20 +144,17 @@ class KeyStore:
         expires_in: timedelta | None = None,
     ) -> tuple[KeyRecord, str]:
         """A new key for `tenant` with `scopes`; returns its record and the key (shown once, never stored)."""
-        check_name("tenant", tenant)
-        key_id, key = new_key()
-        now = datetime.now(UTC)
-        record = KeyRecord(
-            key_id=key_id,
-            tenant=tenant,
-            name=name[:100],
-            scopes=sorted(set(scopes), key=SCOPES.index),
-            hash=key_hash(key),
-            created_at=now,
-            expires_at=now + expires_in if expires_in else None,
-        )
-        self.store.put(self._path(key_id), record.model_dump_json().encode(), if_none_match=True)
+        record, key = mint_key(tenant, scopes, name=name, expires_in=expires_in)
+        self.store.put(self._path(record.key_id), record.model_dump_json().encode(), if_none_match=True)
         return record, key
+
+    def add(self, record: KeyRecord) -> bool:
+        """Store a record minted elsewhere (a deployment's first admin key); False if its id is taken."""
+        try:
+            self.store.put(self._path(record.key_id), record.model_dump_json().encode(), if_none_match=True)
+        except PreconditionFailed:
+            return False
+        return True
 
     def get(self, key_id: str) -> KeyRecord:
         """The record of `key_id`; KeyNotFound if there is none."""

@@ -19,6 +19,7 @@ from fermion.model_store import RegistryError
 from . import export, federated
 from .canary import canary_app
 from .console import fail
+from .deploy import deploy_app
 from .jobs import jobs_app
 from .keys import keys_app
 from .models import models_app
@@ -60,6 +61,7 @@ export.register(models_app)  # `fermion models export --edge` (fermion/cli/expor
 app.add_typer(federated.app, name="federated")  # `fermion federated ...` (fermion/cli/federated.py)
 app.add_typer(canary_app, name="canary")
 app.add_typer(runs_app, name="runs")
+app.add_typer(deploy_app, name="deploy")
 
 # What a user can cause (a bad file, an unreachable stack, a refused request): one line, exit 1, no traceback.
 USER_ERRORS = (FermionError, RegistryError, ServerError)

@@ -15,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_STACK = {"stack.py"}  # `fermion up` / `fermion demo`: they start the stack, so they open it
+# `fermion deploy ...` builds, starts and provisions a deployment on this machine (docker, kubectl, aws).
+LOCAL_STACK |= {"deploy.py", "deploy_compose.py", "deploy_k8s.py", "deploy_aws.py"}
 FORBIDDEN = ("fermion.model_store", "fermion.events.bus", "fermion.functions", "fermion.infra")
 # (module, name) pairs that open nothing.
 ALLOWED = {
