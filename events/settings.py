@@ -1,8 +1,10 @@
 """Where the bus is and who we are on it, read from the environment (FERMION_ prefix)."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +22,8 @@ class BusSettings(BaseSettings):
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="one URL, or several separated by commas")
     nats_user: str | None = None
     nats_password: SecretStr | None = None
+    nats_password_file: Path | None = None
+    """A file holding the password (a container's read-only secret mount), read when no password is set."""
     nats_creds: Path | None = None
     nats_nkey_seed: Path | None = None
     nats_tls_ca: Path | None = None
@@ -36,6 +40,13 @@ class BusSettings(BaseSettings):
     """Create or update the streams and durable consumers at start. A deployment turns it off: there
     provisioning is an admin step (`fermion up`, `python -m fermion.infra.provision`), the units'
     NATS identities hold no grant for it, and a unit only checks that what it consumes exists."""
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> BusSettings:
+        if self.nats_password is None and self.nats_password_file is not None:
+            password = SecretStr(self.nats_password_file.read_text().strip())
+            object.__setattr__(self, "nats_password", password)
+        return self
 
     def inbox_prefix(self) -> str | None:
         """The inbox prefix this unit's connection uses (None: nats-py's `_INBOX`)."""

