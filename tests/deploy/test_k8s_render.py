@@ -72,6 +72,19 @@ def test_the_rendered_platform_validates_with_this_clusters_settings(deployment:
         assert notes["iam.gke.io/gcp-service-account"] == f"fermion-{role}@acme-ml-prod.iam.gserviceaccount.com"
 
 
+def test_the_cpu_overlay_renders_without_gpus(tmp_path: Path) -> None:
+    _render(tmp_path, "--bucket", "acme-models", "--overlay", "cpu", "--image-registry", REGISTRY)
+    objects = render(tmp_path)
+    validate(objects)
+    limits = [c.get("resources", {}).get("limits", {}) for _, pod in pods(objects) for c in pod["containers"]]
+    assert not any("nvidia.com/gpu" in lim for lim in limits)
+    assert one(objects, "Service", "inference")["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        f"{REGISTRY}/fermion-inference-cpu:0.1.0"
+    )
+    bad = _fermion("deploy", "k8s", "render", "--dir", str(tmp_path), "--bucket", "acme-models", "--overlay", "tpu")
+    assert bad.exit_code == 1 and "--overlay" in bad.output
+
+
 def test_secrets_live_apart_from_the_platform_and_come_from_the_identity(deployment: Path) -> None:
     platform, kept = render(deployment), render(deployment / "secrets")
     assert validate(kept) == {"Namespace", "Secret"}
