@@ -48,11 +48,12 @@ class DistributedOptions:
     launcher: Literal["local", "kubernetes"] = "local"
     rank_job_template: Path | None = None
     namespace: str = "fermion"
+    image: str | None = None
 
     @classmethod
     def from_settings(cls, s: TrainingSettings) -> DistributedOptions:
         """The options a trainer's settings give."""
-        return cls(s.elastic_max_restarts, s.distributed_launcher, s.rank_job_template, s.k8s_namespace)
+        return cls(s.elastic_max_restarts, s.distributed_launcher, s.rank_job_template, s.k8s_namespace, s.rank_image)
 
 
 class DistributedJobFailed(JobError):

@@ -26,6 +26,7 @@ class TrainingSettings(BaseSettings):
     distributed_launcher: Literal["local", "kubernetes"] = "local"
     rank_job_template: Path | None = None
     k8s_namespace: str = "fermion"
+    rank_image: str | None = Field(default=None, description="the rank pods' image (the trainer's own)")
 
 
 class RankEnv(BaseSettings):

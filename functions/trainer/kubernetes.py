@@ -36,8 +36,9 @@ def job_name(job_id: str) -> str:
     return "fermion-ranks-" + (re.sub(r"[^a-z0-9-]", "-", job_id.lower()).strip("-")[:40] or "job")
 
 
-def rank_job(template: dict[str, Any], spec: RankSpec, workers: int) -> dict[str, Any]:
-    """The template filled in for one job: name, parallelism, the rendezvous endpoint and the rank spec."""
+def rank_job(template: dict[str, Any], spec: RankSpec, workers: int, image: str | None = None) -> dict[str, Any]:
+    """The template filled in for one job: name, parallelism, the rendezvous endpoint, the rank spec and
+    the image (the trainer's own, FERMION_RANK_IMAGE: kustomize cannot rewrite one in ConfigMap data)."""
     job = copy.deepcopy(template)
     name = job_name(spec.job_id)
     job["metadata"]["name"] = name
@@ -48,6 +49,8 @@ def rank_job(template: dict[str, Any], spec: RankSpec, workers: int) -> dict[str
         "FERMION_RANK_SPEC": spec.model_copy(update={"single_host": False, "workdir": None}).model_dump_json(),
     }
     (container,) = job["spec"]["template"]["spec"]["containers"]
+    if image:
+        container["image"] = image
     for var in container.get("env", []):
         if var["name"] in values:
             var["value"] = values.pop(var["name"])
@@ -86,7 +89,7 @@ def train_on_cluster(
         single_host=False,
     )
     template = yaml.safe_load(Path(options.rank_job_template).read_text())
-    manifest = rank_job(template, spec, event.data.recipe.workers)
+    manifest = rank_job(template, spec, event.data.recipe.workers, options.image)
     config.load_incluster_config()
     batch = client.BatchV1Api()
     name = manifest["metadata"]["name"]

@@ -4,65 +4,29 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 from fermion.events import streams
+from tests.helpers.manifests import K8S, KUBECTL, ROOTS, one, render, validate
 
-REPO = Path(__file__).resolve().parents[2]
-K8S = REPO / "infra" / "k8s"
-CRDS = REPO / "tests" / "fixtures" / "crds"
-KUBECTL = shutil.which("kubectl")
 pytestmark = [
     pytest.mark.deploy,
     pytest.mark.skipif(KUBECTL is None, reason="needs kubectl (its built-in kustomize renders the manifests)"),
 ]
-ROOTS = {"gpu": K8S, "cpu": K8S / "overlays" / "cpu"}
-
-
-def _render(root: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([str(KUBECTL), "kustomize", str(root)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    schemas = {}
-    for path in CRDS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
-    return schemas
 
 
 @pytest.fixture(scope="module", params=sorted(ROOTS))
 def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
-    return request.param, _render(ROOTS[request.param])
-
-
-def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    [obj] = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    return obj
+    return request.param, render(ROOTS[request.param])
 
 
 def test_every_object_validates(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, objects = rendered
-    crds = _crd_schemas()
-    kinds = set()
-    for obj in objects:
-        key = (obj["apiVersion"], obj["kind"])
-        kinds.add(obj["kind"])
-        if key in crds:
-            jsonschema.validate(obj, crds[key])
-        else:
-            kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    kinds = validate(objects)
     assert {"Service", "ScaledObject", "TriggerAuthentication", "Deployment", "NetworkPolicy", "Secret"} <= kinds
 
 
@@ -84,27 +48,26 @@ def test_inference_is_a_knative_service_that_scales_to_zero(rendered: tuple[str,
 
 def test_trainers_scale_from_zero_on_the_trainers_consumer(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     variant, objects = rendered
-    scaled = _one(objects, "ScaledObject", "trainers")
+    scaled = one(objects, "ScaledObject", "trainers")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "trainers"
     assert scaled["spec"]["minReplicaCount"] == 0
-    [trigger] = scaled["spec"]["triggers"]
+    trigger = next(t for t in scaled["spec"]["triggers"] if t["metadata"]["consumer"] == streams.TRAINER_DURABLE)
     assert trigger["type"] == "nats-jetstream"
     assert trigger["metadata"]["stream"] == streams.JOBS_STREAM
-    assert trigger["metadata"]["consumer"] == streams.TRAINER_DURABLE
-    auth = _one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    secret = _one(objects, "Secret", auth["spec"]["secretTargetRef"][0]["name"])
+    auth = one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    secret = one(objects, "Secret", auth["spec"]["secretTargetRef"][0]["name"])
     assert secret["stringData"]["endpoint"].endswith(":8222")
-    [trainer] = _one(objects, "Deployment", "trainers")["spec"]["template"]["spec"]["containers"]
+    [trainer] = one(objects, "Deployment", "trainers")["spec"]["template"]["spec"]["containers"]
     assert (trainer["resources"]["limits"].get("nvidia.com/gpu") == "1") == (variant == "gpu")
     assert trainer["image"].endswith("-cuda") == (variant == "gpu")
-    _one(objects, "Job", "provision-streams")  # the consumer exists before anything can be pending
+    one(objects, "Job", "provision-streams")  # the consumer exists before anything can be pending
     # KEDA never targets what Knative scales.
     assert not any(o["kind"] == "Deployment" and o["metadata"]["name"] == "inference" for o in objects)
 
 
-def test_only_ingest_and_trainers_reach_nats(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_only_fermions_units_reach_nats(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, objects = rendered
-    policy = _one(objects, "NetworkPolicy", "nats-clients-only")
+    policy = one(objects, "NetworkPolicy", "nats-clients-only")
     client_rule = next(r for r in policy["spec"]["ingress"] if {"port": 4222} in r["ports"])
     [peer] = client_rule["from"]
     ((label, value),) = peer["podSelector"]["matchLabels"].items()
@@ -113,7 +76,9 @@ def test_only_ingest_and_trainers_reach_nats(rendered: tuple[str, list[dict[str,
         pod = obj.get("spec", {}).get("template", {})
         if pod.get("metadata", {}).get("labels", {}).get(label) == value:
             labelled.add(obj["metadata"]["name"])
-    assert labelled == {"ingest", "trainers", "provision-streams"}
+    # Issue 24: the monitor and the federation coordinator are deployed, and inference sends the
+    # monitor its telemetry, each as its own NATS user.
+    assert labelled == {"ingest", "trainers", "provision-streams", "monitor", "federated", "inference"}
 
 
 def test_nats_values_ask_for_a_three_node_jetstream_cluster() -> None:
@@ -137,4 +102,4 @@ def test_a_new_component_directory_can_be_listed_in_the_root(tmp_path: Path) -> 
     kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
     kustomization["components"].append("components/extra")
     (root / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    assert any(o["metadata"]["name"] == "extra" for o in _render(root))
+    assert any(o["metadata"]["name"] == "extra" for o in render(root))

@@ -44,6 +44,14 @@ def test_the_template_is_filled_in_for_one_job() -> None:
     assert template["metadata"]["name"] != name  # the mounted template is left as it was
 
 
+def test_the_rank_pods_run_the_image_the_trainer_is_given() -> None:
+    """Kustomize rewrites no image inside ConfigMap data: the trainer sets the one it runs itself."""
+    template = yaml.safe_load((COMPONENT / "rank-job-template.yaml").read_text())
+    job = rank_job(template, _spec(), 2, image="registry.example/fermion-trainer:1.2.3")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example/fermion-trainer:1.2.3"
+
+
 def test_a_template_without_the_variables_is_refused() -> None:
     template = yaml.safe_load((COMPONENT / "rank-job-template.yaml").read_text())
     template["spec"]["template"]["spec"]["containers"][0]["env"] = []
