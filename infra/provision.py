@@ -24,6 +24,7 @@ class ProvisionSettings(BusSettings):
 
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
+    create_bucket: bool = Field(default=False, description="create the store's S3 bucket if missing (MinIO, tests)")
     admin_record_file: Path | None = Field(
         default=None,
         description="a deployment's first admin key record (its hash: `fermion deploy`), put in the store once",
@@ -82,6 +83,21 @@ def s3_drop_queue(
     return queue_url
 
 
+def ensure_bucket() -> bool:
+    """Create the S3 bucket the environment's store names, if missing; True if made."""
+    from urllib.parse import urlparse
+
+    from fermion.model_store import StoreSettings
+
+    store = StoreSettings()
+    bucket = urlparse(store.store_url).netloc
+    s3 = boto3.client("s3", endpoint_url=store.s3_endpoint_url, region_name=store.s3_region or "us-east-1")
+    if bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        return False
+    s3.create_bucket(Bucket=bucket)
+    return True
+
+
 def register_admin(record_file: Path) -> bool:
     """Put a deployment's first admin key record in the store the environment names; False if it was there."""
     from fermion.model_store import KeyRecord, KeyStore, StoreSettings, open_registry
@@ -93,6 +109,8 @@ def register_admin(record_file: Path) -> bool:
 def main() -> None:
     """Entry point: `python -m fermion.infra.provision` (JetStream, with the environment's admin identity)."""
     settings = ProvisionSettings()
+    if settings.create_bucket and ensure_bucket():
+        print("bucket created")
     asyncio.run(provision_streams(settings))
     print("JetStream provisioned: streams and durable consumers")
     if settings.admin_record_file is not None:

@@ -10,23 +10,24 @@
 # with its sha256) and wheels/ (those wheels and the fermion wheel). Nothing is downloaded here.
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS install
-COPY requirements.lock /tmp/requirements.lock
-COPY wheels /tmp/wheels
+COPY . /tmp/context
 # Offline and exact: only the locked wheels (each checked against its sha256), then fermion itself.
+# What the image needs is staged under /out, so that the final stage adds it as one layer.
 RUN python3 -m venv /opt/fermion \
-    && /opt/fermion/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels --require-hashes \
-       --no-deps -r /tmp/requirements.lock \
-    && /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheels/fermion-*.whl
+    && /opt/fermion/bin/pip install --no-cache-dir --no-index --find-links /tmp/context/wheels --require-hashes \
+       --no-deps -r /tmp/context/requirements.lock \
+    && /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/context/wheels/fermion-*.whl \
+    && mkdir -p /out/opt /out/var/lib/fermion && mv /opt/fermion /out/opt/ \
+    && cp /tmp/context/*.py /out/opt/fermion/ 2>/dev/null; chown -R 10001:10001 /out/var/lib/fermion
 
 FROM ${BASE}
-RUN useradd --system --uid 10001 --home-dir /var/lib/fermion --create-home fermion
-COPY --from=install /opt/fermion /opt/fermion
-USER 10001
+COPY --from=install /out /
+# A numeric user with no passwd entry: nothing in the image runs as root, and no layer adds a user.
+USER 10001:10001
 ENV PATH=/opt/fermion/bin:$PATH \
     FERMION_HOME=/var/lib/fermion \
     FERMION_TRT_CACHE_DIR=/var/lib/fermion/trt-cache \
     FERMION_REQUIRE_GPU=true
-COPY gpu_entry.py /opt/fermion/gpu_entry.py
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/live', timeout=2)"]

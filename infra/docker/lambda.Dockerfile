@@ -11,13 +11,12 @@
 # with its sha256) and wheels/ (those wheels and the fermion wheel). Nothing is downloaded here.
 ARG BASE=public.ecr.aws/lambda/python:3.12
 FROM ${BASE} AS install
-COPY requirements.lock /tmp/requirements.lock
-COPY wheels /tmp/wheels
+COPY . /tmp/context
 # Offline and exact: only the locked wheels (each checked against its sha256), then fermion itself.
 RUN python3 -m venv /opt/fermion \
-    && /opt/fermion/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels --require-hashes \
-       --no-deps -r /tmp/requirements.lock \
-    && /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheels/fermion-*.whl
+    && /opt/fermion/bin/pip install --no-cache-dir --no-index --find-links /tmp/context/wheels --require-hashes \
+       --no-deps -r /tmp/context/requirements.lock \
+    && /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/context/wheels/fermion-*.whl
 
 FROM ${BASE}
 COPY --from=install /opt/fermion /opt/fermion
