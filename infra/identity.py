@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from fermion.events import BusSettings, streams, subjects
 from fermion.model_store import KeyRecord, KeyStore, ObjectStore, generate_key_pair, mint_key
 
-ROLES = ("admin", "ingest", "trainer", "inference", "monitor")
+ROLES = ("admin", "ingest", "trainer", "inference", "monitor", "federated")
 _JS = "$JS.API"
 _EVENTS, _JOBS = streams.EVENTS_STREAM, streams.JOBS_STREAM
 
@@ -34,14 +34,17 @@ _EVENTS, _JOBS = streams.EVENTS_STREAM, streams.JOBS_STREAM
 # checks every role against this table, both ways.
 
 
-def _read_event_log() -> list[str]:
-    """Ordered reads of the event log (history, watch, last): an unnamed consumer and flow control."""
+def _watch_event_log() -> list[str]:
+    """Follow the event log (watch): an ordered consumer, which is unnamed, and its flow control."""
     return [
-        f"{_JS}.STREAM.INFO.{_EVENTS}",
         f"{_JS}.CONSUMER.CREATE.{_EVENTS}",  # unnamed (nats-py's ordered consumer); never a durable's name
-        f"{_JS}.STREAM.MSG.GET.{_EVENTS}",
         f"$JS.FC.{_EVENTS}.>",
     ]
+
+
+def _read_event_log() -> list[str]:
+    """Every ordered read of the event log: history (the stream's subjects first), watch, last."""
+    return [f"{_JS}.STREAM.INFO.{_EVENTS}", *_watch_event_log(), f"{_JS}.STREAM.MSG.GET.{_EVENTS}"]
 
 
 def _consume(stream: str, durable: str) -> list[str]:
@@ -111,6 +114,19 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         ],
         "subscribe": ["_INBOX.monitor.>", subjects.TELEMETRY],
     },
+    "federated": {  # the federation coordinator (functions/federated/coordinator.py, aggregator.py)
+        "publish": [
+            subjects.FEDERATED_ROUND_STARTED,  # each round's announcement, to the participants
+            subjects.FEDERATED_ROUND_COMPLETED,
+            subjects.FEDERATED_UPDATE_REFUSED,  # an update it will not apply, with the reason
+            subjects.FEDERATED_COMPLETED,
+            subjects.FEDERATED_FAILED,
+            subjects.dead_letter(subjects.FEDERATED_REQUESTED),  # a malformed or failed federation, before its term
+            *_consume(_JOBS, streams.FEDERATION_DURABLE),
+            *_watch_event_log(),  # a round's updates, from the federation's start; never history or last
+        ],
+        "subscribe": ["_INBOX.federated.>"],  # no core-NATS subject: its updates come from the log
+    },
 }
 
 
@@ -177,7 +193,7 @@ class LocalIdentity:
         out = {"FERMION_NATS_USER": role, "FERMION_NATS_PASSWORD": self.nats_password(role)}
         if role != "admin":
             out["FERMION_PROVISION"] = "false"  # the admin provisioned; a role only checks (it holds no grant)
-        if role in ("ingest", "trainer"):
+        if role in ("ingest", "trainer", "federated"):  # the coordinator registers each round's model
             out["FERMION_SIGNING_KEY_FILE"] = str(self.signing_key)
         return out
 

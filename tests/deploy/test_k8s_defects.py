@@ -208,7 +208,7 @@ def test_trainers_sign_and_inference_trusts_the_public_key(objects: Objects) -> 
 
 def test_each_unit_is_its_own_nats_user_and_only_the_admin_provisions(objects: Objects) -> None:
     roles = {"ingest": "ingest", "trainers": "trainer", "inference": "inference", "monitor": "monitor"}
-    roles |= {"provision-streams": "admin", "federated": "admin"}  # no coordinator role in identity.py yet
+    roles |= {"provision-streams": "admin", "federated": "federated"}
     for workload, pod in pods(objects):
         name = workload["metadata"]["name"]
         [container] = pod["containers"]

@@ -55,6 +55,13 @@ EVENT_SUBJECTS = [
     subjects.dead_letter(subjects.TRAINING_REQUESTED),
     subjects.audit("alias.moved"),
     subjects.FEDERATED_REQUESTED,
+    subjects.FEDERATED_ROUND_STARTED,
+    subjects.FEDERATED_ROUND_COMPLETED,
+    subjects.FEDERATED_UPDATE_SUBMITTED,  # the participants' (sites outside the platform: no role here)
+    subjects.FEDERATED_UPDATE_REFUSED,
+    subjects.FEDERATED_COMPLETED,
+    subjects.FEDERATED_FAILED,
+    subjects.dead_letter(subjects.FEDERATED_REQUESTED),
 ]
 
 
@@ -175,7 +182,7 @@ async def test_no_role_can_rewrite_a_durable_consumer_nor_cut_the_log(world: tup
     js = admin._nc.jetstream()
     before = (await js.consumer_info(EVENTS, streams.PIPELINE_DURABLE)).config.filter_subject
     limits = (await js.stream_info(EVENTS)).config.max_msgs
-    for role in ("ingest", "trainer", "monitor"):
+    for role in ("ingest", "trainer", "monitor", "federated"):
         conn = await _connect(world, role)
         try:
             hijack = {
@@ -205,8 +212,30 @@ async def test_no_role_can_rewrite_a_durable_consumer_nor_cut_the_log(world: tup
         await admin.close()
 
 
+async def test_the_coordinator_can_neither_start_a_federation_nor_speak_for_a_participant(
+    world: tuple[NatsServer, LocalIdentity],
+) -> None:
+    """Beyond the table: the `federated` row grants no request (ingest's), no update (a participant's),
+    no other unit's work and no read of the log but its watch; a grant added there by mistake fails here."""
+    conn = await _connect(world, "federated")
+    try:
+        for subject in (
+            subjects.FEDERATED_REQUESTED,
+            subjects.FEDERATED_UPDATE_SUBMITTED,
+            subjects.MODELS_PUBLISHED,
+            subjects.dead_letter(subjects.TRAINING_REQUESTED),
+            f"{JS}.CONSUMER.MSG.NEXT.{JOBS}.{streams.TRAINER_DURABLE}",
+            f"{JS}.STREAM.MSG.GET.{JOBS}",
+            f"{JS}.STREAM.MSG.GET.{EVENTS}",
+            f"{JS}.STREAM.INFO.{EVENTS}",
+        ):
+            assert await conn.refused("publish", subject), f"federated may publish {subject}"
+    finally:
+        await conn.nc.close()
+
+
 def test_units_under_these_roles_do_not_provision(tmp_path: Path) -> None:
     """A unit started by `fermion up` only checks the consumers exist; it holds no grant to create them."""
-    env = LocalIdentity(tmp_path).env("trainer")
-    assert env["FERMION_PROVISION"] == "false"
+    for role in ("trainer", "federated"):
+        assert LocalIdentity(tmp_path).env(role)["FERMION_PROVISION"] == "false"
     assert "FERMION_PROVISION" not in LocalIdentity(tmp_path).env("admin")

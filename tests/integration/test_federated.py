@@ -5,6 +5,11 @@ the coordinator holds the held-out set. Along the way one participant is frozen 
 mid-round, an update is replayed, a late update and updates from a non-participant and with a
 wrong key are sent: the round still closes at its deadline, the replay is applied once, the
 others are refused with their reasons, and no participant's rows ever reach the store.
+
+The server enforces the roles' permissions (infra/identity.py): the coordinator runs as the
+`federated` NATS user and ingest as `ingest`, so a grant the coordinator's code needs and its row
+lacks fails this test. The participants (sites outside the platform, no role of their own) and the
+test itself connect as the admin.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import io
 import os
 import signal
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,7 @@ import httpx
 import numpy as np
 import pytest
 
-from fermion.events import Bus, DatasetRef, Recipe, subjects
+from fermion.events import Bus, BusSettings, ConsumerPolicy, DatasetRef, Recipe, subjects
 from fermion.events.federation import (
     FederationCompleted,
     FederationFailed,
@@ -37,6 +43,7 @@ from fermion.events.federation import (
 )
 from fermion.events.schemas import parse_event
 from fermion.infra import NatsServer
+from fermion.infra.identity import LocalIdentity
 from fermion.model_store import DatasetStore, PreconditionFailed, StoreSettings, open_registry
 from fermion.model_store.signing import SigningKey
 from tests.helpers import FunctionProcess, api_key, bearer, free_port, wait_until
@@ -71,13 +78,31 @@ def _split() -> tuple[tuple[np.ndarray, np.ndarray], dict[str, tuple[np.ndarray,
 
 
 @pytest.fixture
-def world(nats_server: NatsServer, tmp_path: Path) -> Any:
-    """A store (the coordinator's side), three participant sites with their own keys and data, and env."""
+def world(tmp_path: Path) -> Iterator[Any]:
+    """A store (the coordinator's side), three participant sites with their own keys and data, and env;
+    nats-server with the roles' users, its streams provisioned by the admin."""
     home = tmp_path / "home"
+    registry = open_registry(StoreSettings(home=home))
+    identity = LocalIdentity(home).ensure(registry.store)
+    with NatsServer(tmp_path / "nats", auth=identity.nats_config) as server:
+        # The admin's step: the coordinator, as the `federated` user, only checks the consumer exists.
+        asyncio.run(_provision(identity.bus_settings("admin", server.url), ConsumerPolicy(ack_wait_s=10)))
+        yield _world(tmp_path, home, identity, server.url)
+
+
+async def _provision(admin: BusSettings, policy: ConsumerPolicy) -> None:
+    bus = await Bus.from_settings(admin, name="test-provision")
+    try:
+        await bus.provision(policy)
+    finally:
+        await bus.close()
+
+
+def _world(tmp_path: Path, home: Path, identity: LocalIdentity, nats_url: str) -> dict[str, Any]:
     env = {
         **os.environ,
         "FERMION_HOME": str(home),
-        "FERMION_NATS_URL": nats_server.url,
+        "FERMION_NATS_URL": nats_url,
         "FERMION_STORE_URL": (home / "store").as_uri(),
         "FERMION_ACK_WAIT_S": "10",
         "PYTHONUNBUFFERED": "1",
@@ -98,6 +123,7 @@ def world(nats_server: NatsServer, tmp_path: Path) -> Any:
         np.savez(folder / "data.npz", x=x, y=y)
         site_env = {
             **env,
+            **identity.env("admin"),
             "FERMION_PARTICIPANT_ID": site,
             "FERMION_PARTICIPANT_KEY": str(folder / "key.pem"),
             "FERMION_PARTICIPANT_DATA": str(folder / "data.npz"),
@@ -106,6 +132,8 @@ def world(nats_server: NatsServer, tmp_path: Path) -> Any:
     return {
         "home": home,
         "env": env,
+        "identity": identity,
+        "nats_url": nats_url,
         "registry": registry,
         "holdout": holdout,
         "sites": sites,
@@ -118,7 +146,8 @@ def _ingest(world: Any) -> tuple[FunctionProcess, str]:
     """Ingest on the coordinator's store and bus, answering on a free loopback port."""
     port = free_port()
     args = ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "fermion.functions.ingest.app:app"]
-    ingest = FunctionProcess(args, world["env"], world["home"] / "ingest.log").start()
+    env = {**world["env"], **world["identity"].env("ingest")}
+    ingest = FunctionProcess(args, env, world["home"] / "ingest.log").start()
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _answers(f"{url}/healthz"), 60, "ingest to answer")
     return ingest, url
@@ -164,11 +193,11 @@ async def _forged(bus: Bus, fed: str, r: int, participant: str, key: SigningKey,
 async def test_three_non_iid_participants_reach_090_through_faults(world: Any) -> None:
     began = time.monotonic()
     sites = world["sites"]
-    coordinator = FunctionProcess(["fermion.functions.federated"], world["env"], world["home"] / "coordinator.log")
+    env = {**world["env"], **world["identity"].env("federated")}
+    coordinator = FunctionProcess(["fermion.functions.federated"], env, world["home"] / "coordinator.log")
     coordinator.start()
     procs = {s: _participant(sites[s]) for s in sites}
-    bus = await Bus.connect(world["env"]["FERMION_NATS_URL"])
-    await bus.provision()
+    bus = await Bus.from_settings(world["identity"].bus_settings("admin", world["nats_url"]), name="test")
     # Started the way a user starts one (issue 25): POST /v1/federations on a real ingest, the held-out
     # set named, not addressed; the events below are only watched.
     ingest, url = _ingest(world)
