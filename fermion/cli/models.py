@@ -122,3 +122,42 @@ def models_unalias(
     """Delete an alias."""
     Client.from_settings().delete_alias(name, alias)
     say(f"{name}@{alias} deleted")
+
+
+@models_app.command("drift")
+def models_drift(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[int | None, typer.Option(help="only this version's windows")] = None,
+    limit: Annotated[int, typer.Option(help="the newest this many windows")] = 10,
+    output: OutputOption = Output.table,
+) -> None:
+    """What the monitor judged of NAME's served inputs: recent windows per feature and the last alarm."""
+    state = Client.from_settings().drift(name, version=version, limit=limit)
+    if output is not Output.table:
+        return emit(state, output)
+    alarm = state["last_alarm"]
+    say(f"last alarm: {_window(alarm)}: {_moved_features(alarm)}" if alarm else "last alarm: none")
+    rows = [(w, f) for w in state["windows"] for f in w["psi"]]
+    emit(
+        rows,
+        output,
+        ("window", "feature", "PSI", "KS p-value", "moved"),
+        lambda r: [_window(r[0]), r[1], f"{r[0]['psi'][r[1]]:.4f}", f"{r[0]['ks_pvalue'][r[1]]:.3g}", _mark(r)],
+    )
+    return None
+
+
+def _window(w: dict[str, Any]) -> str:
+    return f"v{w['version']} #{w['window']} {str(w['at'])[:19].replace('T', ' ')}"
+
+
+def _moved_features(w: dict[str, Any]) -> str:
+    moved = [f"{f} (PSI {w['psi'][f]:.3f}, KS p {w['ks_pvalue'][f]:.2g})" for f in w["features"]]
+    if w["prediction_drift"]:
+        moved.append(f"predictions (PSI {w['prediction_psi']:.3f})")
+    return ", ".join(moved) or "nothing"
+
+
+def _mark(row: tuple[dict[str, Any], str]) -> str:
+    window, feature = row
+    return "moved" if feature in window["features"] else "-"
