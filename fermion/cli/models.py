@@ -22,7 +22,8 @@ def _aliases(info: dict[str, Any]) -> str:
 @models_app.command("list")
 def models_list(output: OutputOption = Output.table) -> None:
     """List models with their versions and aliases."""
-    models = Client.from_settings().models()
+    with Client.from_settings() as client:
+        models = client.models()
     emit(
         models,
         output,
@@ -36,7 +37,8 @@ def models_versions(
     name: Annotated[str, typer.Argument(help="model name")], output: OutputOption = Output.table
 ) -> None:
     """A model's versions with their metrics and lineage."""
-    info = Client.from_settings().versions(name)
+    with Client.from_settings() as client:
+        info = client.versions(name)
     if output is not Output.table:
         return emit(info, output)
 
@@ -61,13 +63,14 @@ def models_show(
     output: OutputOption = Output.json,
 ) -> None:
     """A version's manifest: files, signature, metrics, lineage, compile report."""
-    client = Client.from_settings()
     name, _, version = ref.partition(":")
-    if not version:
-        version = str(max(v["version"] for v in client.versions(name)["versions"]))
-    if not version.isdigit():
-        raise FermionError(f"{ref!r}: give NAME or NAME:VERSION with a version number")
-    emit(client.manifest(name, int(version)), output)
+    with Client.from_settings() as client:
+        if not version:
+            version = str(max(v["version"] for v in client.versions(name)["versions"]))
+        if not version.isdigit():
+            raise FermionError(f"{ref!r}: give NAME or NAME:VERSION with a version number")
+        manifest = client.manifest(name, int(version))
+    emit(manifest, output)
 
 
 @models_app.command("push")
@@ -79,7 +82,8 @@ def models_push(
 ) -> None:
     """Upload your own ONNX file; ingest checks it and registers it as the next version of NAME."""
     name = model_name(name)
-    out = Client.from_settings().push(name, file, labels=labels.split(",") if labels else None)
+    with Client.from_settings() as client:
+        out = client.push(name, file, labels=labels.split(",") if labels else None)
     if output is not Output.table:
         return emit(out, output)
     files = ", ".join(f"{f} {size} B" for f, size in out["files"].items())
@@ -102,7 +106,8 @@ def models_promote(
     expected: Annotated[int | None, typer.Option(help="only if the alias still points at this version")] = None,
 ) -> None:
     """Point an alias at a version (compare-and-swap; publishes models.promoted)."""
-    say(_moved(Client.from_settings().promote(name, version, alias=alias, expected_version=expected)))
+    with Client.from_settings() as client:
+        say(_moved(client.promote(name, version, alias=alias, expected_version=expected)))
 
 
 @models_app.command("rollback")
@@ -111,7 +116,8 @@ def models_rollback(
     alias: Annotated[str, typer.Option(help="alias to roll back")] = "production",
 ) -> None:
     """Point an alias back at the version it held before its last move."""
-    say(_moved(Client.from_settings().rollback(name, alias=alias)))
+    with Client.from_settings() as client:
+        say(_moved(client.rollback(name, alias=alias)))
 
 
 @models_app.command("unalias")
@@ -120,7 +126,8 @@ def models_unalias(
     alias: Annotated[str, typer.Argument(help="alias to delete")],
 ) -> None:
     """Delete an alias."""
-    Client.from_settings().delete_alias(name, alias)
+    with Client.from_settings() as client:
+        client.delete_alias(name, alias)
     say(f"{name}@{alias} deleted")
 
 
@@ -132,7 +139,8 @@ def models_drift(
     output: OutputOption = Output.table,
 ) -> None:
     """What the monitor judged of NAME's served inputs: recent windows per feature and the last alarm."""
-    state = Client.from_settings().drift(name, version=version, limit=limit)
+    with Client.from_settings() as client:
+        state = client.drift(name, version=version, limit=limit)
     if output is not Output.table:
         return emit(state, output)
     alarm = state["last_alarm"]

@@ -88,7 +88,8 @@ def pipelines_add(
         rule["dataset_prefix"] = dataset
     else:
         rule |= {"dataset": dataset, "dataset_prefix": prefix}
-    stored = Client.from_settings().put_pipeline(name, {k: v for k, v in rule.items() if v is not None})
+    with Client.from_settings() as client:
+        stored = client.put_pipeline(name, {k: v for k, v in rule.items() if v is not None})
     if output is not Output.table:
         return emit(stored, output)
     say(f"pipeline {name}: {_trigger(stored)} → {model} ({architecture}), {_gate(stored['gate'])}")
@@ -98,8 +99,10 @@ def pipelines_add(
 @pipelines_app.command("list")
 def pipelines_list(output: OutputOption = Output.table) -> None:
     """Pipeline rules: trigger, model, recipe, gate and last firing."""
+    with Client.from_settings() as client:
+        rules = client.pipelines()
     emit(
-        Client.from_settings().pipelines(),
+        rules,
         output,
         ("rule", "trigger", "model", "recipe", "gate", "last fired"),
         lambda r: [r["name"], _trigger(r), r["model_name"], _recipe(r["recipe"]), _gate(r["gate"]), _fired(r)],
@@ -109,7 +112,8 @@ def pipelines_list(output: OutputOption = Output.table) -> None:
 @pipelines_app.command("delete")
 def pipelines_delete(name: Annotated[str, typer.Argument(help="rule name")]) -> None:
     """Delete a pipeline rule."""
-    Client.from_settings().delete_pipeline(name)
+    with Client.from_settings() as client:
+        client.delete_pipeline(name)
     say(f"pipeline {name} deleted")
 
 

@@ -19,8 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fermion.cli import app as cli
+from fermion.client import Client
 from fermion.events.federation import FederationRequested
-from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs, StoreSettings, open_registry
+from fermion.model_store import KeyStore, RunRecord, Runs, StoreSettings, open_registry
 from fermion.model_store.runs import EpochRecord
 from tests.helpers import bearer, linear_draft, linear_onnx
 from tests.helpers.federations import federation_body, requested
@@ -44,10 +45,18 @@ def _record(ingest: SecuredIngest, model: str) -> Any:
     return ingest.registry.alias("default", model, "production")
 
 
+def _versions(ingest: SecuredIngest, tmp: Path, model: str, *seeds: int) -> None:
+    """Versions pushed and version 1 promoted with the CLI, as a user makes them (no store writes)."""
+    for seed in seeds:
+        (tmp / f"{model}-{seed}.onnx").write_bytes(linear_onnx(seed=seed))
+        pushed = _fermion(ingest, tmp, "models", "push", model, str(tmp / f"{model}-{seed}.onnx"))
+        assert pushed.exit_code == 0, (pushed.output, pushed.exception)
+    promoted = _fermion(ingest, tmp, "models", "promote", model, "1")
+    assert promoted.exit_code == 0, (promoted.output, promoted.exception)
+
+
 def test_canary_commands_move_the_alias_over_http(ingest: SecuredIngest, tmp_path: Path) -> None:
-    for seed in (1, 2, 3):
-        ingest.registry.register("default", "wine", {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
-    ingest.registry.set_alias("default", "wine", "production", 1)
+    _versions(ingest, tmp_path, "wine", 1, 2, 3)
 
     started = _fermion(ingest, tmp_path, "canary", "start", "wine", "2", "--steps", "10,50,100", "--manual")
     assert started.exit_code == 0, (started.output, started.exception)
@@ -88,10 +97,10 @@ def test_canary_commands_move_the_alias_over_http(ingest: SecuredIngest, tmp_pat
 
 
 def test_canary_moves_need_promote_and_status_needs_read(ingest: SecuredIngest, tmp_path: Path) -> None:
-    ingest.registry.register("default", "beer", {"model.onnx": linear_onnx()}, linear_draft())
-    ingest.registry.register("default", "beer", {"model.onnx": linear_onnx(seed=5)}, linear_draft())
-    ingest.registry.set_alias("default", "beer", "production", 1)
-    _, reader = KeyStore(ingest.registry.store).create("default", ["read"])
+    _versions(ingest, tmp_path, "beer", 0, 5)
+    created = _fermion(ingest, tmp_path, "keys", "create", "--tenant", "default", "--scopes", "read")
+    assert created.exit_code == 0, (created.output, created.exception)
+    reader = created.output.strip().splitlines()[-1]
     refused = _fermion(ingest, tmp_path, "canary", "start", "beer", "2", key=reader)
     assert refused.exit_code == 1 and "403" in str(refused.exception)
     assert _record(ingest, "beer").split() == {1: 100}
@@ -110,7 +119,9 @@ async def _requested(ingest: SecuredIngest, federation_id: str) -> FederationReq
 def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest, tmp_path: Path) -> None:
     buf = io.BytesIO()
     np.savez(buf, x=np.zeros((20, 64), np.float32), y=np.arange(20) % 10)
-    stored = DatasetStore(ingest.registry.store).put("default", "digits-holdout", buf.getvalue(), "npz")
+    (tmp_path / "digits-holdout.npz").write_bytes(buf.getvalue())
+    with Client(ingest.url, ingest.url, api_key=ingest.admin_key) as client:  # over HTTP, as a user uploads
+        stored = client.upload(tmp_path / "digits-holdout.npz")
 
     # The route itself, as the `ingest` NATS role: before its grant, a 504 every time (issue 25).
     answer = httpx.post(
@@ -127,9 +138,11 @@ def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest
     assert result.exit_code == 0, (result.output, result.exception)
     fed = result.output.strip()
     started = asyncio.run(_requested(ingest, fed))
-    assert started.data.holdout.sha256 == stored.sha256 and started.data.min_updates == 2
+    assert started.data.holdout.sha256 == stored["sha256"] and started.data.min_updates == 2
     # A spec that gives the held-out set's full address is sent by name and hash.
-    spec.write_text(json.dumps(federation_body({"name": "digits-holdout", "sha256": stored.sha256, "uri": stored.uri})))
+    spec.write_text(
+        json.dumps(federation_body({"name": "digits-holdout", "sha256": stored["sha256"], "uri": stored["uri"]}))
+    )
     addressed = _fermion(ingest, tmp_path, "federated", "start", str(spec))
     assert addressed.exit_code == 0, (addressed.output, addressed.exception)
 
