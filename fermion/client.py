@@ -280,6 +280,12 @@ class Client(ControlPlane):
         params: dict[str, Any] = {"limit": limit, **self._tenant, **({"version": version} if version else {})}
         return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/drift", params=params))
 
+    def submit_labels(self, model: str, labels: dict[str, str]) -> dict[str, Any]:
+        """True labels of past predictions, by the request id they were answered under (online accuracy)."""
+        body = {"labels": [{"request_id": r, "label": label} for r, label in labels.items()]}
+        url = f"{self.ingest_url}/v1/models/{model}/labels"
+        return dict(self._call("POST", url, json=body, params=self._tenant))
+
     def push(self, model: str, path: str | Path, *, labels: list[str] | None = None) -> dict[str, Any]:
         """Upload an ONNX file (and the external data files beside it that it names) as the next version."""
         p = Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -169,3 +170,24 @@ def _moved_features(w: dict[str, Any]) -> str:
 def _mark(row: tuple[dict[str, Any], str]) -> str:
     window, feature = row
     return "moved" if feature in window["features"] else "-"
+
+
+@models_app.command("labels")
+def models_labels(
+    name: Annotated[str, typer.Argument(help="model name")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a CSV of request_id,label rows")],
+) -> None:
+    """Submit the true labels of past predictions (by request id): the monitor's online accuracy."""
+    labels: dict[str, str] = {}
+    with file.open(newline="") as f:
+        for row in csv.reader(f):
+            if not row or row[0].strip() in ("", "request_id"):  # blank lines and a header
+                continue
+            if len(row) != 2:
+                raise FermionError(f"{file.name}: each row is request_id,label; got {row!r}")
+            labels[row[0].strip()] = row[1].strip()
+    if not labels:
+        raise FermionError(f"{file.name} holds no request_id,label rows")
+    with Client.from_settings() as client:
+        out = client.submit_labels(name, labels)
+    say(f"{out['labels']} labels of {name} submitted (event {out['event_id']})")

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from fermion.cli import app as cli
 from fermion.client import Client
+from fermion.events import LabelsSubmitted, parse_event, subjects
 from fermion.events.federation import FederationRequested
 from fermion.model_store import KeyStore, RunRecord, Runs, StoreSettings, open_registry
 from fermion.model_store.runs import EpochRecord
@@ -195,3 +196,24 @@ async def test_a_canary_starts_while_nats_is_away(tmp_path: Path) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["announced"] is False and r.json()["record"]["weights"] == {"1": 90, "2": 10}
     assert registry.alias("default", "cider", "production").split() == {1: 90, 2: 10}
+
+
+async def _labels(ingest: SecuredIngest) -> list[LabelsSubmitted]:
+    bus = await ingest.admin_bus()
+    try:
+        found = [parse_event(m.data, LabelsSubmitted) for m in await bus.history(subjects.MODELS_LABELS)]
+    finally:
+        await bus.close()
+    return [e for e in found if isinstance(e, LabelsSubmitted)]
+
+
+def test_labels_are_submitted_with_the_cli(ingest: SecuredIngest, tmp_path: Path) -> None:
+    """The README's ground truth for online accuracy (`POST /v1/models/{name}/labels`), from a CSV."""
+    (tmp_path / "labels.csv").write_text("request_id,label\nreq-1,setosa\n\nreq-2,virginica\n")
+    done = _fermion(ingest, tmp_path, "models", "labels", "mead", str(tmp_path / "labels.csv"))
+    assert done.exit_code == 0 and "2 labels of mead submitted" in done.output, (done.output, done.exception)
+    (event,) = [e for e in asyncio.run(_labels(ingest)) if e.data.model_name == "mead"]
+    assert [(x.request_id, x.label) for x in event.data.labels] == [("req-1", "setosa"), ("req-2", "virginica")]
+    (tmp_path / "bad.csv").write_text("req-1,setosa,extra\n")
+    bad = _fermion(ingest, tmp_path, "models", "labels", "mead", str(tmp_path / "bad.csv"))
+    assert bad.exit_code == 1 and "request_id,label" in str(bad.exception)
