@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .models import AliasMove, ModelPromoted, ModelPublished, ModelVersionRef
     from .monitoring import (
         DriftDetected,
+        DriftJudged,
         DriftReport,
         LabelBatch,
         LabelEntry,
@@ -66,6 +67,7 @@ _EXPORTS = {
     "DatasetUploaded": "training",
     "Delivery": "deliveries",
     "DriftDetected": "monitoring",
+    "DriftJudged": "monitoring",
     "DriftReport": "monitoring",
     "Event": "envelope",
     "FailureReport": "training",
@@ -119,6 +121,7 @@ __all__ = [
     "DatasetUploaded",
     "Delivery",
     "DriftDetected",
+    "DriftJudged",
     "DriftReport",
     "Event",
     "FailureReport",

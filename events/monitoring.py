@@ -75,6 +75,15 @@ class DriftDetected(Event):
     data: DriftReport
 
 
+class DriftJudged(Event):
+    """One drift window judged, calm or not: what `GET /v1/models/{name}/drift` shows (alarms also go out
+    as `DriftDetected`, which the retrain rules consume)."""
+
+    subject: ClassVar[str] = subjects.MODELS_DRIFT_JUDGED
+    type: Literal["models.drift_judged"] = "models.drift_judged"
+    data: DriftReport
+
+
 class LabelsSubmitted(Event):
     subject: ClassVar[str] = subjects.MODELS_LABELS
     type: Literal["models.labels"] = "models.labels"

@@ -13,6 +13,7 @@ MODELS_PUBLISHED = f"{PREFIX}.models.published"
 MODELS_PROMOTED = f"{PREFIX}.models.promoted"
 MODELS_ROLLOUT = f"{PREFIX}.models.rollout"  # .{action}: started, stepped, promoted, rolled_back, waiting
 MODELS_DRIFT_DETECTED = f"{PREFIX}.models.drift_detected"
+MODELS_DRIFT_JUDGED = f"{PREFIX}.models.drift_judged"  # every judged window, calm or not
 MODELS_LABELS = f"{PREFIX}.models.labels"
 TELEMETRY = f"{PREFIX}.telemetry"  # core NATS, not stored: per-version stats, input samples, predictions
 DLQ_PREFIX = f"{PREFIX}.dlq"

@@ -77,13 +77,17 @@ class Recipe(Payload):
 class Gate(Payload):
     """When a freshly registered version is promoted: a metric floor, and optionally no regression."""
 
-    alias: Name = "production"
-    metric: str = Field(default="macro_f1", min_length=1, max_length=64)
-    minimum: float = 0.0
-    not_worse_than_current: bool = True
-    canary: list[int] = Field(default=[], max_length=10)
-    """Weight steps (say [10, 50, 100]): a passing version is canaried against the incumbent, not swapped in."""
-    bake_s: float = Field(default=300.0, ge=0, le=7 * 24 * 3600)
+    alias: Name = Field(default="production", description="the alias a passing version is promoted to")
+    metric: str = Field(default="macro_f1", min_length=1, max_length=64, description="the metric judged")
+    minimum: float = Field(default=0.0, description="promote only at or above this")
+    not_worse_than_current: bool = Field(default=True, description="never promote below the alias's version")
+    canary: list[int] = Field(
+        default=[],
+        max_length=10,
+        description="weight steps in percent (say [10, 50, 100]): a passing version is canaried against "
+        "the incumbent, not swapped in; empty: swapped in",
+    )
+    bake_s: float = Field(default=300.0, ge=0, le=7 * 24 * 3600, description="seconds each canary step bakes")
 
 
 class TrainingRequest(Payload):

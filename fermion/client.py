@@ -275,6 +275,17 @@ class Client(ControlPlane):
         """A version's manifest."""
         return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/versions/{version}", params=self._tenant))
 
+    def drift(self, model: str, *, version: int | None = None, limit: int = 20) -> dict[str, Any]:
+        """The model's recent drift windows (PSI, KS p-value, the decision per feature) and its last alarm."""
+        params: dict[str, Any] = {"limit": limit, **self._tenant, **({"version": version} if version else {})}
+        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/drift", params=params))
+
+    def submit_labels(self, model: str, labels: dict[str, str]) -> dict[str, Any]:
+        """True labels of past predictions, by the request id they were answered under (online accuracy)."""
+        body = {"labels": [{"request_id": r, "label": label} for r, label in labels.items()]}
+        url = f"{self.ingest_url}/v1/models/{model}/labels"
+        return dict(self._call("POST", url, json=body, params=self._tenant))
+
     def push(self, model: str, path: str | Path, *, labels: list[str] | None = None) -> dict[str, Any]:
         """Upload an ONNX file (and the external data files beside it that it names) as the next version."""
         p = Path(path)

@@ -110,6 +110,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "publish": [
             f"{subjects.MODELS_ROLLOUT}.>",
             subjects.MODELS_DRIFT_DETECTED,
+            subjects.MODELS_DRIFT_JUDGED,  # every window, for GET /v1/models/{name}/drift
             *_read_event_log(),  # labels and rollout starts
         ],
         "subscribe": ["_INBOX.monitor.>", subjects.TELEMETRY],

@@ -1,8 +1,9 @@
 """Pipeline rules, kept in the object store: `pipelines/{tenant}/{rule}.json`.
 
-A rule maps uploaded datasets (by name or name prefix) to a model, a training recipe and a
-promotion gate. The recipe and gate are stored as plain data here; the event contracts validate
-them where they become a `training.requested` event.
+A rule maps uploaded datasets (by name or name prefix), or drift alarms of its model (`on: drift`,
+retraining on `dataset`), to a model, a training recipe and a promotion gate. The recipe and gate
+are stored as plain data here; the event contracts validate them where they become a
+`training.requested` event (and ingest's `PUT /v1/pipelines/{name}` before they are stored).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .backends import ObjectStore
 from .errors import IntegrityError, NotFound, ObjectNotFound
@@ -27,14 +28,33 @@ class PipelineRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    dataset_prefix: str = Field(min_length=1, max_length=63)
-    model_name: str
+    dataset_prefix: str = Field(
+        min_length=1,
+        max_length=63,
+        description="upload rules: the dataset name or name prefix whose uploads trigger the rule; drift rules "
+        "without `dataset`: the newest upload whose name starts with it is retrained on",
+    )
+    model_name: str = Field(description="the model trained and registered")
     recipe: dict[str, Any] = {}
     gate: dict[str, Any] | None = None
-    on: Literal["upload", "drift"] = "upload"
-    """What triggers the rule: an upload matching the prefix, or `models.drift_detected` for the model
-    (which retrains on `dataset`, or on the newest upload matching the prefix)."""
-    dataset: str | None = None
+    on: Literal["upload", "drift"] = Field(
+        default="upload",
+        description="what triggers the rule: `upload`, an uploaded dataset matching `dataset_prefix`; `drift`, "
+        "`models.drift_detected` for `model_name` (which retrains on `dataset`, or on the newest upload "
+        "matching the prefix)",
+    )
+    dataset: str | None = Field(
+        default=None, description="drift rules: the dataset retrained on (its newest upload); upload rules have none"
+    )
+
+    @model_validator(mode="after")
+    def _trigger_fits(self) -> PipelineRule:
+        if self.on == "upload" and self.dataset is not None:
+            raise ValueError(
+                f"an upload rule trains on the upload that matches dataset_prefix; dataset ({self.dataset!r}) "
+                "names what a drift rule retrains on"
+            )
+        return self
 
     def matches(self, dataset_name: str) -> bool:
         """Whether an uploaded dataset of this name triggers the rule."""

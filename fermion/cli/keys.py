@@ -32,12 +32,13 @@ def keys_create(
     name: Annotated[str, typer.Option(help="what the key is for")] = "",
 ) -> None:
     """Create a key; it is printed once, as the last line."""
-    out = Client.from_settings().create_key(
-        tenant,
-        [s.strip() for s in scopes.split(",") if s.strip()],
-        name=name,
-        expires_in_s=seconds(expires) if expires else None,
-    )
+    with Client.from_settings() as client:  # closed: a command run in-process leaves no socket behind
+        out = client.create_key(
+            tenant,
+            [s.strip() for s in scopes.split(",") if s.strip()],
+            name=name,
+            expires_in_s=seconds(expires) if expires else None,
+        )
     console.print(f"key {out['key_id']} for tenant {out['tenant']} ({', '.join(out['scopes'])})", highlight=False)
     if out.get("expires_at"):
         console.print(f"expires {out['expires_at']}", highlight=False)

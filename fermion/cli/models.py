@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,8 @@ def _aliases(info: dict[str, Any]) -> str:
 @models_app.command("list")
 def models_list(output: OutputOption = Output.table) -> None:
     """List models with their versions and aliases."""
-    models = Client.from_settings().models()
+    with Client.from_settings() as client:
+        models = client.models()
     emit(
         models,
         output,
@@ -36,7 +38,8 @@ def models_versions(
     name: Annotated[str, typer.Argument(help="model name")], output: OutputOption = Output.table
 ) -> None:
     """A model's versions with their metrics and lineage."""
-    info = Client.from_settings().versions(name)
+    with Client.from_settings() as client:
+        info = client.versions(name)
     if output is not Output.table:
         return emit(info, output)
 
@@ -61,13 +64,14 @@ def models_show(
     output: OutputOption = Output.json,
 ) -> None:
     """A version's manifest: files, signature, metrics, lineage, compile report."""
-    client = Client.from_settings()
     name, _, version = ref.partition(":")
-    if not version:
-        version = str(max(v["version"] for v in client.versions(name)["versions"]))
-    if not version.isdigit():
-        raise FermionError(f"{ref!r}: give NAME or NAME:VERSION with a version number")
-    emit(client.manifest(name, int(version)), output)
+    with Client.from_settings() as client:
+        if not version:
+            version = str(max(v["version"] for v in client.versions(name)["versions"]))
+        if not version.isdigit():
+            raise FermionError(f"{ref!r}: give NAME or NAME:VERSION with a version number")
+        manifest = client.manifest(name, int(version))
+    emit(manifest, output)
 
 
 @models_app.command("push")
@@ -79,7 +83,8 @@ def models_push(
 ) -> None:
     """Upload your own ONNX file; ingest checks it and registers it as the next version of NAME."""
     name = model_name(name)
-    out = Client.from_settings().push(name, file, labels=labels.split(",") if labels else None)
+    with Client.from_settings() as client:
+        out = client.push(name, file, labels=labels.split(",") if labels else None)
     if output is not Output.table:
         return emit(out, output)
     files = ", ".join(f"{f} {size} B" for f, size in out["files"].items())
@@ -102,7 +107,8 @@ def models_promote(
     expected: Annotated[int | None, typer.Option(help="only if the alias still points at this version")] = None,
 ) -> None:
     """Point an alias at a version (compare-and-swap; publishes models.promoted)."""
-    say(_moved(Client.from_settings().promote(name, version, alias=alias, expected_version=expected)))
+    with Client.from_settings() as client:
+        say(_moved(client.promote(name, version, alias=alias, expected_version=expected)))
 
 
 @models_app.command("rollback")
@@ -111,7 +117,8 @@ def models_rollback(
     alias: Annotated[str, typer.Option(help="alias to roll back")] = "production",
 ) -> None:
     """Point an alias back at the version it held before its last move."""
-    say(_moved(Client.from_settings().rollback(name, alias=alias)))
+    with Client.from_settings() as client:
+        say(_moved(client.rollback(name, alias=alias)))
 
 
 @models_app.command("unalias")
@@ -120,5 +127,67 @@ def models_unalias(
     alias: Annotated[str, typer.Argument(help="alias to delete")],
 ) -> None:
     """Delete an alias."""
-    Client.from_settings().delete_alias(name, alias)
+    with Client.from_settings() as client:
+        client.delete_alias(name, alias)
     say(f"{name}@{alias} deleted")
+
+
+@models_app.command("drift")
+def models_drift(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[int | None, typer.Option(help="only this version's windows")] = None,
+    limit: Annotated[int, typer.Option(help="the newest this many windows")] = 10,
+    output: OutputOption = Output.table,
+) -> None:
+    """What the monitor judged of NAME's served inputs: recent windows per feature and the last alarm."""
+    with Client.from_settings() as client:
+        state = client.drift(name, version=version, limit=limit)
+    if output is not Output.table:
+        return emit(state, output)
+    alarm = state["last_alarm"]
+    say(f"last alarm: {_window(alarm)}: {_moved_features(alarm)}" if alarm else "last alarm: none")
+    rows = [(w, f) for w in state["windows"] for f in w["psi"]]
+    emit(
+        rows,
+        output,
+        ("window", "feature", "PSI", "KS p-value", "moved"),
+        lambda r: [_window(r[0]), r[1], f"{r[0]['psi'][r[1]]:.4f}", f"{r[0]['ks_pvalue'][r[1]]:.3g}", _mark(r)],
+    )
+    return None
+
+
+def _window(w: dict[str, Any]) -> str:
+    return f"v{w['version']} #{w['window']} {str(w['at'])[:19].replace('T', ' ')}"
+
+
+def _moved_features(w: dict[str, Any]) -> str:
+    moved = [f"{f} (PSI {w['psi'][f]:.3f}, KS p {w['ks_pvalue'][f]:.2g})" for f in w["features"]]
+    if w["prediction_drift"]:
+        moved.append(f"predictions (PSI {w['prediction_psi']:.3f})")
+    return ", ".join(moved) or "nothing"
+
+
+def _mark(row: tuple[dict[str, Any], str]) -> str:
+    window, feature = row
+    return "moved" if feature in window["features"] else "-"
+
+
+@models_app.command("labels")
+def models_labels(
+    name: Annotated[str, typer.Argument(help="model name")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a CSV of request_id,label rows")],
+) -> None:
+    """Submit the true labels of past predictions (by request id): the monitor's online accuracy."""
+    labels: dict[str, str] = {}
+    with file.open(newline="") as f:
+        for row in csv.reader(f):
+            if not row or row[0].strip() in ("", "request_id"):  # blank lines and a header
+                continue
+            if len(row) != 2:
+                raise FermionError(f"{file.name}: each row is request_id,label; got {row!r}")
+            labels[row[0].strip()] = row[1].strip()
+    if not labels:
+        raise FermionError(f"{file.name} holds no request_id,label rows")
+    with Client.from_settings() as client:
+        out = client.submit_labels(name, labels)
+    say(f"{out['labels']} labels of {name} submitted (event {out['event_id']})")

@@ -58,6 +58,7 @@ from .console.headers import SecurityHeaders
 from .console.routes import router as console_router
 from .datasets import shown, upload_limits, validate_dataset
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
+from .drift_api import router as drift_router
 from .edge_api import router as edge_router
 from .errors import (
     AUTHENTICATED,
@@ -78,6 +79,7 @@ from .keys_api import router as keys_router
 from .label_columns import resolve_labels
 from .labels import router as labels_router
 from .pictures import image_limits
+from .pipelines_api import router as pipelines_router
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .runs_api import router as runs_router
@@ -175,6 +177,8 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(keys_router)
     app.include_router(federations_router)
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
+    app.include_router(pipelines_router)  # issue 31: upload and drift rules
+    app.include_router(drift_router)
     app.include_router(runs_router)
     app.include_router(console_router)
     app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing, no Referer: on every answer (issue 25)

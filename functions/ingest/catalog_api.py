@@ -1,4 +1,4 @@
-"""What a remote user needs besides uploads and trainings: architectures, pipeline rules, pushed models.
+"""What a remote user needs besides uploads and trainings: architectures and pushed models.
 
 `POST /v1/models/{name}/versions` takes an ONNX file (and its external data files) and registers
 it after `fermion.compile.validate` checked it (onnx only; this function never imports torch).
@@ -12,19 +12,16 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fermion.events import Gate, Recipe
-from fermion.events.envelope import Name
-from fermion.model_store import Draft, Lineage, PipelineRule, Pipelines, Signature, TensorSpec
+from fermion.model_store import Draft, Lineage, Signature, TensorSpec
 from fermion.service.auth import Principal, QuotaExceeded
-from fermion.service.auth.http import also_needs, needs, tenant_of
+from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
 from fermion.training.catalog import architectures
 
 from .deps import RegistryDep, Settings
-from .errors import AUTHENTICATED, BadRequest, BadUpload, InsufficientStorage, NotFound, Unavailable, UploadTooLarge
-from .params import ModelName, PipelineName, Tenant
+from .errors import AUTHENTICATED, BadUpload, InsufficientStorage, Unavailable, UploadTooLarge
+from .params import ModelName
 from .quotas import check_models
 
 router = APIRouter(tags=["catalog"], responses=error_responses(*AUTHENTICATED))
@@ -34,67 +31,6 @@ router = APIRouter(tags=["catalog"], responses=error_responses(*AUTHENTICATED))
 async def list_architectures(caller: Principal = needs("read")) -> list[dict[str, str]]:
     """Every architecture a training may name: the built-ins and installed `fermion.recipes` packages."""
     return architectures()
-
-
-class PipelineSpec(BaseModel):
-    """PUT /v1/pipelines/{name}."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset_prefix: Name
-    model_name: Name
-    recipe: Recipe = Recipe()
-    gate: Gate = Gate()
-
-
-@router.get("/v1/pipelines")
-async def list_pipelines(
-    request: Request, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
-) -> list[dict[str, Any]]:
-    """The tenant's pipeline rules."""
-    scope = tenant_of(request, caller, tenant)
-    rules = await asyncio.to_thread(Pipelines(registry.store).list, scope)
-    return [r.model_dump(mode="json") for r in rules]
-
-
-@router.put("/v1/pipelines/{name}", responses=error_responses(BadRequest, InsufficientStorage))
-async def put_pipeline(
-    request: Request,
-    name: PipelineName,
-    spec: PipelineSpec,
-    registry: RegistryDep,
-    tenant: Tenant = None,
-    caller: Principal = needs("train"),
-) -> dict[str, Any]:
-    """Create or replace a rule: an upload whose dataset name starts with the prefix trains the model."""
-    scope = tenant_of(request, caller, tenant)
-    also_needs(request, caller, "promote")  # a rule's gate moves an alias
-    try:
-        rule = PipelineRule(
-            name=name,
-            dataset_prefix=spec.dataset_prefix,
-            model_name=spec.model_name,
-            recipe=spec.recipe.model_dump(),
-            gate=spec.gate.model_dump(),
-        )
-    except ValidationError as exc:
-        raise BadRequest(f"invalid pipeline rule: {exc.errors()[0]['msg']}") from exc
-    await asyncio.to_thread(Pipelines(registry.store).put, scope, rule)
-    return rule.model_dump(mode="json")
-
-
-@router.delete("/v1/pipelines/{name}", responses=error_responses(NotFound))
-async def delete_pipeline(
-    request: Request,
-    name: PipelineName,
-    registry: RegistryDep,
-    tenant: Tenant = None,
-    caller: Principal = needs("train"),
-) -> dict[str, str]:
-    """Remove a rule."""
-    scope = tenant_of(request, caller, tenant)
-    await asyncio.to_thread(Pipelines(registry.store).remove, scope, name)
-    return {"name": name, "removed": "true"}
 
 
 @router.post(

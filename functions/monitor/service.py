@@ -2,8 +2,9 @@
 
 `python -m fermion.functions.monitor` consumes the inference functions' telemetry (core NATS,
 queue group `monitors`), labels (`fermion.models.labels`) and rollout starts from the event log,
-judges drift per model version window by window (`drift.py`), publishes
-`fermion.models.drift_detected` naming the features that moved, and runs the rollout controller
+judges drift per model version window by window (`drift.py`), publishes every window's figures on
+`fermion.models.drift_judged` and an alarm on `fermion.models.drift_detected` naming the features
+that moved, and runs the rollout controller
 (`controller.py`) every `tick_s`.
 """
 
@@ -22,6 +23,7 @@ from fermion.events import (
     Bus,
     BusError,
     DriftDetected,
+    DriftJudged,
     DriftReport,
     LabelsSubmitted,
     ModelRollout,
@@ -144,10 +146,10 @@ class Monitor:
                 verdict.drifted,
                 verdict.prediction_psi,
             )
-            if verdict.alarm:
-                await self._alarm(key, window.index, verdict)
+            await self._judged(key, window.index, verdict)
 
-    async def _alarm(self, key: Key, index: int, verdict: Verdict) -> None:
+    async def _judged(self, key: Key, index: int, verdict: Verdict) -> None:
+        """Every window goes on the log (what a user sees of drift); an alarm also as `drift_detected`."""
         tenant, name, version = key
         report = DriftReport(
             model_name=name,
@@ -160,7 +162,9 @@ class Monitor:
             prediction_psi=verdict.prediction_psi,
             prediction_drift=verdict.prediction_drift,
         )
-        await self.bus.publish(DriftDetected(tenant=tenant, data=report))
+        await self.bus.publish(DriftJudged(tenant=tenant, data=report))
+        if verdict.alarm:
+            await self.bus.publish(DriftDetected(tenant=tenant, data=report))
 
     async def _manifest(self, tenant: str, name: str, version: int) -> Manifest | None:
         key = (tenant, name, version)

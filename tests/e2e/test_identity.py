@@ -57,9 +57,16 @@ def _npz(seed: int = 0, n: int = 60) -> bytes:
     return buf.getvalue()
 
 
+def _push(ingest: str, model: str, seed: int, headers: dict[str, str]) -> None:
+    """`fermion models push`'s request: a version registered (and signed) by ingest."""
+    files = {"model": ("model.onnx", linear_onnx(seed=seed))}
+    r = httpx.post(f"{ingest}/v1/models/{model}/versions", files=files, headers=headers, timeout=30)
+    assert r.status_code == 201, r.text
+
+
 @pytest.fixture(scope="module")
 def world(stack: Stack) -> Iterator[World]:
-    settings, home = stack.settings, stack.settings.home
+    settings = stack.settings
     admin = bearer(stack.identity.admin_key() or "")
     keys: dict[tuple[str, str], str] = {}
     for tenant in ("acme", "blue"):
@@ -68,12 +75,11 @@ def world(stack: Stack) -> Iterator[World]:
             r = httpx.post(f"{settings.ingest_url}/v1/keys", json={"tenant": tenant, "scopes": scopes}, headers=admin)
             assert r.status_code == 201, r.text
             keys[(tenant, without)] = r.json()["key"]
-    registry = open_registry(StoreSettings(home=home))  # signs with the stack's key, as trainers do
     # Tenant acme has model m and dataset d; tenant blue has model n and dataset e, so any answer
-    # about m or d to blue's key would be a cross-tenant read.
+    # about m or d to blue's key would be a cross-tenant read. Both pushed over HTTP, as a user would.
     for tenant, model, dataset in (("acme", "m", "d"), ("blue", "n", "e")):
         for seed in (1, 2):
-            registry.register(tenant, model, {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
+            _push(settings.ingest_url, model, seed, bearer(keys[(tenant, "all")]))
         r = httpx.post(
             f"{settings.ingest_url}/v1/datasets",
             files={"file": (f"{dataset}.npz", _npz())},
@@ -141,12 +147,11 @@ ROUTES = [
 
 def _prepare(world: World, route: Route, tenant: str) -> None:
     """What the right key's call needs in place: two moves of `staging` before a rollback, one before a delete."""
-    r = world.registry
-    if route.path.endswith("/rollback"):
-        r.set_alias(tenant, "m", "staging", 1)
-        r.set_alias(tenant, "m", "staging", 2)
-    elif route.method == "DELETE":
-        r.set_alias(tenant, "m", "staging", 1)
+    moves = [1, 2] if route.path.endswith("/rollback") else [1] if route.method == "DELETE" else []
+    for version in moves:  # as `fermion models promote m V --alias staging` moves it
+        url = f"{world.ingest}/v1/models/m/aliases/staging"
+        r = httpx.put(url, json={"version": version}, headers=world.key(tenant), timeout=30)
+        assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
@@ -182,8 +187,8 @@ def _tenant_state(world: World, tenant: str) -> dict[str, Any]:
 
 def test_a_train_key_cannot_change_what_a_model_serves(world: World) -> None:
     """The poisoning scenario: random labels trained into `digits` by a train-only key change nothing served."""
-    registry = world.registry
-    registry.register("acme", "digits", {"model.onnx": linear_onnx(seed=3)}, linear_draft())
+    registry = world.registry  # read only: what is registered and what the aliases point at
+    _push(world.ingest, "digits", 3, world.key("acme"))
     trainer_only = bearer(_key(world, "acme", ["upload", "train"]))
     rng = np.random.default_rng(9)
     buf = io.BytesIO()

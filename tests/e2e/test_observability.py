@@ -22,7 +22,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fermion.client import Client, FermionError, JobFailed
 from fermion.infra import Stack
-from fermion.model_store import PipelineRule, Pipelines, open_store
 from tests.helpers import StackOptions, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -210,14 +209,14 @@ def test_one_trace_spans_upload_pipeline_training_registration_and_promotion(
     stack: Stack, collector: Collector, tmp_path: Path
 ) -> None:
     s, key = stack.settings, stack.identity.admin_key()
-    rule = PipelineRule(
-        name="traced",
-        dataset_prefix="traced",
-        model_name="traced",
-        recipe={"architecture": "mlp", "epochs": 2},
-        gate={"alias": "staging", "metric": "accuracy", "minimum": 0.0},
-    )
-    Pipelines(open_store(stack.store_url)).put("default", rule)
+    rule = {
+        "dataset_prefix": "traced",
+        "model_name": "traced",
+        "recipe": {"architecture": "mlp", "epochs": 2},
+        "gate": {"alias": "staging", "metric": "accuracy", "minimum": 0.0},
+    }
+    with Client.from_settings(s) as client:
+        client.put_pipeline("traced", rule)  # as `fermion pipelines add` does: over HTTP, not into the store
     trace_id = os.urandom(16).hex()
     headers = {"Authorization": f"Bearer {key}", "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"}
     with open(_blobs(tmp_path), "rb") as f:

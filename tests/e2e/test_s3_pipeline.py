@@ -20,8 +20,6 @@ from fermion.client import Client
 from fermion.events import Bus, StoredMessage
 from fermion.infra import Stack
 from fermion.infra.localstack import LocalStack
-from fermion.model_store import PipelineRule, Pipelines
-from fermion.model_store.backends.s3 import S3Store
 from tests.helpers import StackOptions, s3_client, wait_for_model
 
 pytestmark = pytest.mark.e2e
@@ -64,16 +62,16 @@ def test_aws_s3_cp_of_a_dataset_ends_in_a_promoted_served_model(
     stack: Stack, stack_options: StackOptions, localstack: LocalStack, tmp_path: Path
 ) -> None:
     bucket = stack_options.bucket
-    Pipelines(S3Store(bucket, client=s3_client(localstack.endpoint_url))).put(
-        "default",
-        PipelineRule(
-            name="iris-like",
-            dataset_prefix="flowers",
-            model_name="flowers",
-            recipe={"architecture": "mlp", "epochs": 10, "learning_rate": 0.01},
-            gate={"alias": "production", "metric": "accuracy", "minimum": 0.9},
-        ),
-    )
+    with Client.from_settings(stack.settings) as client:  # the rule over HTTP, as a user makes it
+        client.put_pipeline(
+            "iris-like",
+            {
+                "dataset_prefix": "flowers",
+                "model_name": "flowers",
+                "recipe": {"architecture": "mlp", "epochs": 10, "learning_rate": 0.01},
+                "gate": {"alias": "production", "metric": "accuracy", "minimum": 0.9},
+            },
+        )
     rng = np.random.default_rng(5)
     y = rng.integers(0, 3, 300)
     x = (rng.normal(size=(300, 4)) + y[:, None] * 3).astype(np.float32)

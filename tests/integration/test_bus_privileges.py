@@ -50,6 +50,7 @@ EVENT_SUBJECTS = [
     f"{subjects.MODELS_ROLLOUT}.stepped",
     f"{subjects.MODELS_ROLLOUT}.rolled_back",
     subjects.MODELS_DRIFT_DETECTED,
+    subjects.MODELS_DRIFT_JUDGED,
     subjects.MODELS_LABELS,
     subjects.TELEMETRY,
     subjects.dead_letter(subjects.TRAINING_REQUESTED),

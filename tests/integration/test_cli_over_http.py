@@ -19,8 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fermion.cli import app as cli
+from fermion.client import Client
+from fermion.events import LabelsSubmitted, parse_event, subjects
 from fermion.events.federation import FederationRequested
-from fermion.model_store import DatasetStore, KeyStore, RunRecord, Runs, StoreSettings, open_registry
+from fermion.model_store import KeyStore, RunRecord, Runs, StoreSettings, open_registry
 from fermion.model_store.runs import EpochRecord
 from tests.helpers import bearer, linear_draft, linear_onnx
 from tests.helpers.federations import federation_body, requested
@@ -44,10 +46,18 @@ def _record(ingest: SecuredIngest, model: str) -> Any:
     return ingest.registry.alias("default", model, "production")
 
 
+def _versions(ingest: SecuredIngest, tmp: Path, model: str, *seeds: int) -> None:
+    """Versions pushed and version 1 promoted with the CLI, as a user makes them (no store writes)."""
+    for seed in seeds:
+        (tmp / f"{model}-{seed}.onnx").write_bytes(linear_onnx(seed=seed))
+        pushed = _fermion(ingest, tmp, "models", "push", model, str(tmp / f"{model}-{seed}.onnx"))
+        assert pushed.exit_code == 0, (pushed.output, pushed.exception)
+    promoted = _fermion(ingest, tmp, "models", "promote", model, "1")
+    assert promoted.exit_code == 0, (promoted.output, promoted.exception)
+
+
 def test_canary_commands_move_the_alias_over_http(ingest: SecuredIngest, tmp_path: Path) -> None:
-    for seed in (1, 2, 3):
-        ingest.registry.register("default", "wine", {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
-    ingest.registry.set_alias("default", "wine", "production", 1)
+    _versions(ingest, tmp_path, "wine", 1, 2, 3)
 
     started = _fermion(ingest, tmp_path, "canary", "start", "wine", "2", "--steps", "10,50,100", "--manual")
     assert started.exit_code == 0, (started.output, started.exception)
@@ -88,10 +98,10 @@ def test_canary_commands_move_the_alias_over_http(ingest: SecuredIngest, tmp_pat
 
 
 def test_canary_moves_need_promote_and_status_needs_read(ingest: SecuredIngest, tmp_path: Path) -> None:
-    ingest.registry.register("default", "beer", {"model.onnx": linear_onnx()}, linear_draft())
-    ingest.registry.register("default", "beer", {"model.onnx": linear_onnx(seed=5)}, linear_draft())
-    ingest.registry.set_alias("default", "beer", "production", 1)
-    _, reader = KeyStore(ingest.registry.store).create("default", ["read"])
+    _versions(ingest, tmp_path, "beer", 0, 5)
+    created = _fermion(ingest, tmp_path, "keys", "create", "--tenant", "default", "--scopes", "read")
+    assert created.exit_code == 0, (created.output, created.exception)
+    reader = created.output.strip().splitlines()[-1]
     refused = _fermion(ingest, tmp_path, "canary", "start", "beer", "2", key=reader)
     assert refused.exit_code == 1 and "403" in str(refused.exception)
     assert _record(ingest, "beer").split() == {1: 100}
@@ -110,7 +120,9 @@ async def _requested(ingest: SecuredIngest, federation_id: str) -> FederationReq
 def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest, tmp_path: Path) -> None:
     buf = io.BytesIO()
     np.savez(buf, x=np.zeros((20, 64), np.float32), y=np.arange(20) % 10)
-    stored = DatasetStore(ingest.registry.store).put("default", "digits-holdout", buf.getvalue(), "npz")
+    (tmp_path / "digits-holdout.npz").write_bytes(buf.getvalue())
+    with Client(ingest.url, ingest.url, api_key=ingest.admin_key) as client:  # over HTTP, as a user uploads
+        stored = client.upload(tmp_path / "digits-holdout.npz")
 
     # The route itself, as the `ingest` NATS role: before its grant, a 504 every time (issue 25).
     answer = httpx.post(
@@ -127,9 +139,11 @@ def test_federations_start_over_http_and_list_their_rounds(ingest: SecuredIngest
     assert result.exit_code == 0, (result.output, result.exception)
     fed = result.output.strip()
     started = asyncio.run(_requested(ingest, fed))
-    assert started.data.holdout.sha256 == stored.sha256 and started.data.min_updates == 2
+    assert started.data.holdout.sha256 == stored["sha256"] and started.data.min_updates == 2
     # A spec that gives the held-out set's full address is sent by name and hash.
-    spec.write_text(json.dumps(federation_body({"name": "digits-holdout", "sha256": stored.sha256, "uri": stored.uri})))
+    spec.write_text(
+        json.dumps(federation_body({"name": "digits-holdout", "sha256": stored["sha256"], "uri": stored["uri"]}))
+    )
     addressed = _fermion(ingest, tmp_path, "federated", "start", str(spec))
     assert addressed.exit_code == 0, (addressed.output, addressed.exception)
 
@@ -182,3 +196,24 @@ async def test_a_canary_starts_while_nats_is_away(tmp_path: Path) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["announced"] is False and r.json()["record"]["weights"] == {"1": 90, "2": 10}
     assert registry.alias("default", "cider", "production").split() == {1: 90, 2: 10}
+
+
+async def _labels(ingest: SecuredIngest) -> list[LabelsSubmitted]:
+    bus = await ingest.admin_bus()
+    try:
+        found = [parse_event(m.data, LabelsSubmitted) for m in await bus.history(subjects.MODELS_LABELS)]
+    finally:
+        await bus.close()
+    return [e for e in found if isinstance(e, LabelsSubmitted)]
+
+
+def test_labels_are_submitted_with_the_cli(ingest: SecuredIngest, tmp_path: Path) -> None:
+    """The README's ground truth for online accuracy (`POST /v1/models/{name}/labels`), from a CSV."""
+    (tmp_path / "labels.csv").write_text("request_id,label\nreq-1,setosa\n\nreq-2,virginica\n")
+    done = _fermion(ingest, tmp_path, "models", "labels", "mead", str(tmp_path / "labels.csv"))
+    assert done.exit_code == 0 and "2 labels of mead submitted" in done.output, (done.output, done.exception)
+    (event,) = [e for e in asyncio.run(_labels(ingest)) if e.data.model_name == "mead"]
+    assert [(x.request_id, x.label) for x in event.data.labels] == [("req-1", "setosa"), ("req-2", "virginica")]
+    (tmp_path / "bad.csv").write_text("req-1,setosa,extra\n")
+    bad = _fermion(ingest, tmp_path, "models", "labels", "mead", str(tmp_path / "bad.csv"))
+    assert bad.exit_code == 1 and "request_id,label" in str(bad.exception)
