@@ -11,7 +11,7 @@ class BusSettings(BaseSettings):
 
     Identity: a credentials file (`FERMION_NATS_CREDS`, NATS's .creds with JWT and nkey seed), an
     nkey seed file (`FERMION_NATS_NKEY_SEED`), or user and password (`FERMION_NATS_USER`,
-    `FERMION_NATS_PASSWORD`). TLS: `FERMION_NATS_TLS_CA` to verify the server, plus
+    `FERMION_NATS_PASSWORD`, or on AWS `FERMION_NATS_PASSWORD_SECRET`). TLS: `FERMION_NATS_TLS_CA` to verify the server, plus
     `FERMION_NATS_TLS_CERT` and `FERMION_NATS_TLS_KEY` for a client certificate.
     """
 
@@ -20,6 +20,9 @@ class BusSettings(BaseSettings):
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="one URL, or several separated by commas")
     nats_user: str | None = None
     nats_password: SecretStr | None = None
+    nats_password_secret: str | None = None
+    """AWS Secrets Manager secret (ARN or name) holding the password, read when the unit connects
+    (events/secrets.py); a deployment's alternative to a password in the environment."""
     nats_creds: Path | None = None
     nats_nkey_seed: Path | None = None
     nats_tls_ca: Path | None = None
