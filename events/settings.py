@@ -11,8 +11,9 @@ class BusSettings(BaseSettings):
 
     Identity: a credentials file (`FERMION_NATS_CREDS`, NATS's .creds with JWT and nkey seed), an
     nkey seed file (`FERMION_NATS_NKEY_SEED`), or user and password (`FERMION_NATS_USER`,
-    `FERMION_NATS_PASSWORD`, or on AWS `FERMION_NATS_PASSWORD_SECRET`). TLS: `FERMION_NATS_TLS_CA` to verify the server, plus
-    `FERMION_NATS_TLS_CERT` and `FERMION_NATS_TLS_KEY` for a client certificate.
+    `FERMION_NATS_PASSWORD`, or on AWS `FERMION_NATS_PASSWORD_SECRET`: a Secrets Manager secret).
+    TLS: `FERMION_NATS_TLS_CA` to verify the server, plus `FERMION_NATS_TLS_CERT` and
+    `FERMION_NATS_TLS_KEY` for a client certificate.
     """
 
     model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")

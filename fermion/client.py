@@ -138,7 +138,9 @@ class Client(ControlPlane):
         p = Path(path)
         if presigned or (presigned is None and p.stat().st_size > presigned_upload.DIRECT_LIMIT):
             try:
-                return presigned_upload.upload(self, p, name)
+                return presigned_upload.upload(self._call, self.ingest_url, self._tenant, p, name)
+            except (presigned_upload.PutRefused, httpx.HTTPError) as exc:
+                raise FermionError(str(exc)) from exc
             except FermionError as exc:
                 if presigned or "→ 501:" not in str(exc):
                     raise

@@ -9,29 +9,34 @@ drop handler stores and announces it (`datasets.uploaded`), a moment later.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from fermion.model_store import dataset_format, normal_name
 
-if TYPE_CHECKING:
-    from .client import Client
-
 DIRECT_LIMIT = 4 << 20
 """Bytes of file above which `Client.upload` goes through a presigned URL when the store allows it."""
 
 
-def upload(client: Client, path: Path, name: str | None) -> dict[str, Any]:
-    """PUT `path` to the URL ingest signs for it; the dataset's name, format, size, sha256 and drop key."""
+class PutRefused(Exception):
+    """S3 refused the PUT to a presigned URL (expired, or the file changed size since it was signed)."""
+
+
+def upload(
+    call: Callable[..., Any], ingest_url: str, tenant: dict[str, str], path: Path, name: str | None
+) -> dict[str, Any]:
+    """PUT `path` to the URL ingest signs for it (asked through `call`, the client's request); the
+    dataset's name, format, size, sha256 and drop key."""
     fmt = dataset_format(path.suffix)
     if fmt is None:
         raise ValueError(f"unsupported file {path.name!r}: upload an .npz, .csv, .zip or .tar")
     dataset = name.lower() if name else normal_name(path.stem)
     size = path.stat().st_size
-    body = {"format": fmt, "size": size, **client._tenant}
-    signed = client._call("POST", f"{client.ingest_url}/v1/datasets/{dataset}/upload-url", json=body)
+    body = {"format": fmt, "size": size, **tenant}
+    signed = call("POST", f"{ingest_url}/v1/datasets/{dataset}/upload-url", json=body)
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -41,7 +46,5 @@ def upload(client: Client, path: Path, name: str | None) -> dict[str, Any]:
         with httpx.Client(timeout=httpx.Timeout(60.0, write=None)) as s3:
             put = s3.request(signed["method"], signed["url"], content=f, headers=signed["headers"])
     if put.status_code >= 300:
-        from .client import FermionError
-
-        raise FermionError(f"PUT to the presigned URL → {put.status_code}: {put.text[:500]}")
+        raise PutRefused(f"PUT to the presigned URL → {put.status_code}: {put.text[:500]}")
     return {"name": dataset, "format": fmt, "size": size, "sha256": digest.hexdigest(), "key": signed["key"]}

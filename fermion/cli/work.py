@@ -33,7 +33,8 @@ def upload(
     """Upload a dataset; prints the name it is stored under (`Iris.csv` → `iris`)."""
     ref = Client.from_settings().upload(file, name, presigned=presigned)
     if "key" in ref and output is Output.table:
-        say(f"dataset {ref['name']}: {ref['size']} bytes put at {ref['key']}, sha256 {ref['sha256']}; announced once stored")
+        stored = f"{ref['size']} bytes put at {ref['key']}, sha256 {ref['sha256']}"
+        say(f"dataset {ref['name']}: {stored}; announced once the bucket's drop handler stores it")
         return None
     if output is not Output.table:
         return emit(ref, output)

@@ -9,23 +9,25 @@ signed for exactly the declared size, which is charged against the tenant's dail
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from fermion.events.envelope import Name
-from fermion.model_store import DatasetFormat, InvalidName, check_name
+from fermion.events.envelope import NAME_PATTERN, Name
+from fermion.model_store import DatasetFormat
 from fermion.service.auth import Principal, QuotaExceeded
 from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
 
 from .deps import Datasets, Settings
-from .errors import AUTHENTICATED, BadUpload, NotBuilt, UploadTooLarge
+from .errors import AUTHENTICATED, NotBuilt, UploadTooLarge
 from .quotas import charge_upload
 from .s3_events import INCOMING
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 EXPIRES_S = 900
+DatasetName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description="the dataset's name")]
 
 
 class UploadUrlSpec(BaseModel):
@@ -51,11 +53,11 @@ class UploadUrl(BaseModel):
 @router.post(
     "/{name}/upload-url",
     status_code=201,
-    responses=error_responses(*AUTHENTICATED, BadUpload, UploadTooLarge, QuotaExceeded, NotBuilt),
+    responses=error_responses(*AUTHENTICATED, UploadTooLarge, QuotaExceeded, NotBuilt),
 )
 async def upload_url(
     request: Request,
-    name: str,
+    name: DatasetName,
     spec: UploadUrlSpec,
     datasets: Datasets,
     settings: Settings,
@@ -63,18 +65,16 @@ async def upload_url(
 ) -> UploadUrl:
     """A presigned S3 PUT for a dataset of `size` bytes; the bucket's drop handler announces it."""
     tenant = tenant_of(request, caller, spec.tenant)
-    try:
-        dataset = check_name("dataset", name.lower())
-    except InvalidName as exc:
-        raise BadUpload(str(exc)) from exc
     presign = getattr(datasets.store, "presigned_put", None)
     if presign is None:
-        raise NotBuilt("presigned uploads need the S3 store (FERMION_STORE_URL=s3://...); upload with POST /v1/datasets")
+        raise NotBuilt(
+            "presigned uploads need the S3 store (FERMION_STORE_URL=s3://...); upload with POST /v1/datasets"
+        )
     if spec.size > settings.max_upload_bytes:
         raise UploadTooLarge(
             f"{spec.size} bytes exceed the limit of {settings.max_upload_bytes} (FERMION_MAX_UPLOAD_BYTES)"
         )
     await asyncio.to_thread(charge_upload, datasets.store, tenant, spec.size, settings)
-    key = f"{INCOMING}{tenant}/{dataset}.{spec.format}"
+    key = f"{INCOMING}{tenant}/{name}.{spec.format}"
     signed = presign(key, size=spec.size, expires_s=EXPIRES_S)
     return UploadUrl(url=signed["url"], headers=signed["headers"], key=key, expires_in=EXPIRES_S)

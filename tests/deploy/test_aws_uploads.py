@@ -46,7 +46,9 @@ def _serve(store: ObjectStore, nats_url: str, home: Path) -> Iterator[tuple[str,
     app.dependency_overrides[get_registry] = lambda: registry
     app.dependency_overrides[get_keys] = lambda: KeyStore(store)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -122,7 +124,9 @@ async def test_a_dataset_past_lambdas_limit_goes_through_a_presigned_put(
 def test_the_url_is_signed_for_the_declared_size_and_charged(s3_ingest: tuple[str, str, S3Store, str]) -> None:
     url, key, store, _ = s3_ingest
     headers = {"Authorization": f"Bearer {key}"}
-    r = httpx.post(f"{url}/v1/datasets/Toy/upload-url", json={"format": "csv", "size": 10}, headers=headers)
+    bad = httpx.post(f"{url}/v1/datasets/To..y/upload-url", json={"format": "csv", "size": 10}, headers=headers)
+    assert bad.status_code == 422, bad.text  # the naming rule, at the door
+    r = httpx.post(f"{url}/v1/datasets/toy/upload-url", json={"format": "csv", "size": 10}, headers=headers)
     assert r.status_code == 201, r.text
     signed = r.json()
     assert signed["key"] == "incoming/default/toy.csv"
