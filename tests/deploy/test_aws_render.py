@@ -130,3 +130,13 @@ def test_dry_run_prints_every_command_and_runs_none_then_deploy_runs_them(
         calls
     )
     assert calls[-1].startswith("aws --region eu-west-1 ecs run-task")
+
+
+def test_the_walkthrough_builds_images_lambda_accepts() -> None:
+    """BuildKit's default is a multi-platform index with provenance attestations, which Lambda refuses."""
+    section = (REPO / "README.md").read_text().split("**AWS**", 1)[1].split("**Kubernetes", 1)[0]
+    builds = [line for line in section.splitlines() if line.startswith("docker build")]
+    assert {"lambda.Dockerfile", "trainer.Dockerfile"} <= {w.rsplit("/", 1)[-1] for b in builds for w in b.split()}
+    for line in builds:
+        assert "--provenance=false" in line.split() and "--platform" in line.split(), line
+        assert line.split()[line.split().index("--platform") + 1] == "linux/amd64", line
