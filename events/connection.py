@@ -17,6 +17,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from .errors import BusUnavailable
+from .secrets import secret_password
 from .settings import BusSettings
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ def nats_options(settings: BusSettings) -> dict[str, Any]:
         options["nkeys_seed"] = str(settings.nats_nkey_seed)
     if settings.nats_user:
         options["user"] = settings.nats_user
-        options["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        if settings.nats_password:
+            options["password"] = settings.nats_password.get_secret_value()
+        elif settings.nats_password_secret:
+            options["password"] = secret_password(settings.nats_password_secret)
+        else:
+            options["password"] = ""
     if prefix := settings.inbox_prefix():
         options["inbox_prefix"] = prefix
     if settings.nats_tls_ca or settings.nats_tls_cert:

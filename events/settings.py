@@ -13,8 +13,9 @@ class BusSettings(BaseSettings):
 
     Identity: a credentials file (`FERMION_NATS_CREDS`, NATS's .creds with JWT and nkey seed), an
     nkey seed file (`FERMION_NATS_NKEY_SEED`), or user and password (`FERMION_NATS_USER`,
-    `FERMION_NATS_PASSWORD`). TLS: `FERMION_NATS_TLS_CA` to verify the server, plus
-    `FERMION_NATS_TLS_CERT` and `FERMION_NATS_TLS_KEY` for a client certificate.
+    `FERMION_NATS_PASSWORD`, or on AWS `FERMION_NATS_PASSWORD_SECRET`: a Secrets Manager secret).
+    TLS: `FERMION_NATS_TLS_CA` to verify the server, plus `FERMION_NATS_TLS_CERT` and
+    `FERMION_NATS_TLS_KEY` for a client certificate.
     """
 
     model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
@@ -24,6 +25,9 @@ class BusSettings(BaseSettings):
     nats_password: SecretStr | None = None
     nats_password_file: Path | None = None
     """A file holding the password (a container's read-only secret mount), read when no password is set."""
+    nats_password_secret: str | None = None
+    """AWS Secrets Manager secret (ARN or name) holding the password, read when the unit connects
+    (events/secrets.py); a deployment's alternative to a password in the environment."""
     nats_creds: Path | None = None
     nats_nkey_seed: Path | None = None
     nats_tls_ca: Path | None = None

@@ -26,6 +26,7 @@ from fermion.events import Event, TrainingCompleted, TrainingFailed, TrainingPro
 from fermion.infra import StackSettings
 from fermion.service.jobs import DeadLetter, JobStatus
 
+from . import presigned as presigned_upload
 from . import retry as retries
 from .control_plane import ControlPlane
 from .settings import ClientSettings
@@ -122,10 +123,27 @@ class Client(ControlPlane):
 
     # ---- data and training
     def upload(
-        self, path: str | Path, name: str | None = None, *, idempotency_key: str | None = None
+        self,
+        path: str | Path,
+        name: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        presigned: bool | None = None,
     ) -> dict[str, Any]:
-        """Upload a dataset file (.npz with x/y, .csv with a header, .zip/.tar of pictures); its stored reference."""
+        """Upload a dataset file (.npz with x/y, .csv with a header, .zip/.tar of pictures); its stored reference.
+
+        `presigned`: PUT it to S3 through a URL ingest signs (fermion/presigned.py); None: only past
+        DIRECT_LIMIT, and directly after all where the store cannot sign (a local directory: 501).
+        """
         p = Path(path)
+        if presigned or (presigned is None and p.stat().st_size > presigned_upload.DIRECT_LIMIT):
+            try:
+                return presigned_upload.upload(self._call, self.ingest_url, self._tenant, p, name)
+            except (presigned_upload.PutRefused, httpx.HTTPError) as exc:
+                raise FermionError(str(exc)) from exc
+            except FermionError as exc:
+                if presigned or "→ 501:" not in str(exc):
+                    raise
         key = idempotency_key or retries.new_key()
         with p.open("rb") as f:
             form = {**self._tenant, **({"name": name} if name else {})}

@@ -55,7 +55,7 @@ def install() -> Path:
 
 
 class LocalStack:
-    """One LocalStack process serving S3 (and SQS) on 127.0.0.1:`port`."""
+    """One LocalStack process serving S3 (SQS, Secrets Manager) on 127.0.0.1:`port`."""
 
     def __init__(self, data_dir: Path, *, port: int, log_file: Path | None = None) -> None:
         self.data_dir = data_dir
@@ -77,7 +77,7 @@ class LocalStack:
             "GATEWAY_SERVER": "hypercorn",
             "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
             "DNS_ADDRESS": "0",
-            "SERVICES": "s3,sqs",
+            "SERVICES": "s3,sqs,secretsmanager",
             "FILESYSTEM_ROOT": str(self.data_dir),
             "SKIP_SSL_CERT_DOWNLOAD": "1",
             "DISABLE_EVENTS": "1",

@@ -21,10 +21,21 @@ def upload(
         Path, typer.Argument(exists=True, dir_okay=False, help=".npz (x, y), .csv with a header, .zip/.tar of pictures")
     ],
     name: Annotated[str | None, typer.Option(help="dataset name (default: the file's stem, normalised)")] = None,
+    presigned: Annotated[
+        bool | None,
+        typer.Option(
+            "--presigned/--direct",
+            help="PUT the file to S3 through a URL ingest signs (default: only past 4 MiB, Lambda's request limit)",
+        ),
+    ] = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Upload a dataset; prints the name it is stored under (`Iris.csv` → `iris`)."""
-    ref = Client.from_settings().upload(file, name)
+    ref = Client.from_settings().upload(file, name, presigned=presigned)
+    if "key" in ref and output is Output.table:
+        stored = f"{ref['size']} bytes put at {ref['key']}, sha256 {ref['sha256']}"
+        say(f"dataset {ref['name']}: {stored}; announced once the bucket's drop handler stores it")
+        return None
     if output is not Output.table:
         return emit(ref, output)
     given = name or file.stem

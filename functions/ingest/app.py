@@ -84,6 +84,7 @@ from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .runs_api import router as runs_router
 from .settings import IngestSettings, get_settings
+from .upload_urls import router as upload_urls_router
 
 log = logging.getLogger("fermion.ingest")
 # What a request can be refused with: our errors, and the lower layers' that TRANSLATIONS maps.
@@ -169,6 +170,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     jobs = error_responses(*AUTHENTICATED, BadRequest, NotFound, QuotaExceeded, OutcomeUnknown)
     app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202, responses=jobs)
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202, responses=jobs)
+    app.include_router(upload_urls_router)  # datasets past Lambda's 6 MB request limit: a presigned PUT
     app.include_router(catalog_router)  # before the registry's /v1/models/{name} routes
     app.include_router(registry_router)
     app.include_router(canary_router)

@@ -70,7 +70,12 @@ class S3Store:
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
-            config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=30),
+            config=Config(
+                retries={"max_attempts": 4, "mode": "standard"},
+                connect_timeout=3,
+                read_timeout=30,
+                signature_version="s3v4",  # presigned PUTs sign their length (SigV2 cannot)
+            ),
         )
 
     def _key(self, key: str) -> str:
@@ -176,6 +181,21 @@ class S3Store:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._fail(exc, prefix) from exc
         return sorted(n for n in names if n)
+
+    def presigned_put(self, key: str, *, size: int, expires_s: int = 900) -> dict[str, object]:
+        """A URL that lets anyone holding it PUT exactly `size` bytes at `key` until it expires (no AWS call)."""
+        params: dict[str, object] = {"Bucket": self.bucket, "Key": self._key(key), "ContentLength": size, **self._sse}
+        try:
+            url = self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_s, HttpMethod="PUT")
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, key) from exc
+        # The signed headers the PUT must carry as signed: its length and the server-side encryption.
+        headers = {"Content-Length": str(size)}
+        if "ServerSideEncryption" in self._sse:
+            headers["x-amz-server-side-encryption"] = self._sse["ServerSideEncryption"]
+        if "SSEKMSKeyId" in self._sse:
+            headers["x-amz-server-side-encryption-aws-kms-key-id"] = self._sse["SSEKMSKeyId"]
+        return {"url": url, "method": "PUT", "headers": headers, "expires_in": expires_s}
 
     def delete(self, key: str) -> None:
         try:

@@ -36,3 +36,19 @@ def test_checkov_finds_nothing_unsuppressed() -> None:
         assert summary["passed"] > 0, (kind, summary)
     failed = [(c["check_id"], c["resource"], c["file_path"]) for r in reports for c in r["results"]["failed_checks"]]
     assert not failed, failed
+
+
+@pytest.mark.timeout(240)
+def test_checkov_finds_nothing_in_the_rendered_aws_deployment(tmp_path: Path) -> None:
+    """The ECS stack as `fermion deploy aws render` writes it (serverless.yml is scanned above)."""
+    from fermion.infra.aws_render import AwsTarget, render
+
+    render(tmp_path, AwsTarget("fermion-checkov", vpc_id="vpc-1", subnet_ids="subnet-a,subnet-b"))
+    cmd = [str(checkov.executable()), "-d", str(tmp_path), "--framework", "cloudformation", "--skip-path", "identity"]
+    out = subprocess.run(
+        [*cmd, "--quiet", "--skip-download", "--output", "json"], capture_output=True, text=True, timeout=230
+    )
+    report = json.loads(out.stdout)
+    assert report["check_type"] == "cloudformation", report
+    assert report["summary"]["parsing_errors"] == 0 and report["summary"]["passed"] > 0, report["summary"]
+    assert not [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
