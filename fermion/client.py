@@ -267,19 +267,6 @@ class Client(ControlPlane):
         """Publish a dead-lettered job's original event again (same job id, a fresh delivery)."""
         return dict(self._call("POST", f"{self.ingest_url}/v1/dlq/{job}/retry", params=self._tenant))
 
-    # ---- pipelines
-    def pipelines(self) -> list[dict[str, Any]]:
-        """The pipeline rules."""
-        return list(self._call("GET", f"{self.ingest_url}/v1/pipelines", params=self._tenant))
-
-    def put_pipeline(self, name: str, rule: dict[str, Any]) -> dict[str, Any]:
-        """Create or replace a pipeline rule."""
-        return dict(self._call("PUT", f"{self.ingest_url}/v1/pipelines/{name}", json=rule, params=self._tenant))
-
-    def delete_pipeline(self, name: str) -> None:
-        """Remove a pipeline rule."""
-        self._call("DELETE", f"{self.ingest_url}/v1/pipelines/{name}", params=self._tenant)
-
     # ---- registry
     def models(self) -> list[dict[str, Any]]:
         """Every model with its versions and aliases."""
@@ -292,17 +279,6 @@ class Client(ControlPlane):
     def manifest(self, model: str, version: int) -> dict[str, Any]:
         """A version's manifest."""
         return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/versions/{version}", params=self._tenant))
-
-    def drift(self, model: str, *, version: int | None = None, limit: int = 20) -> dict[str, Any]:
-        """The model's recent drift windows (PSI, KS p-value, the decision per feature) and its last alarm."""
-        params: dict[str, Any] = {"limit": limit, **self._tenant, **({"version": version} if version else {})}
-        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/drift", params=params))
-
-    def submit_labels(self, model: str, labels: dict[str, str]) -> dict[str, Any]:
-        """True labels of past predictions, by the request id they were answered under (online accuracy)."""
-        body = {"labels": [{"request_id": r, "label": label} for r, label in labels.items()]}
-        url = f"{self.ingest_url}/v1/models/{model}/labels"
-        return dict(self._call("POST", url, json=body, params=self._tenant))
 
     def push(self, model: str, path: str | Path, *, labels: list[str] | None = None) -> dict[str, Any]:
         """Upload an ONNX file (and the external data files beside it that it names) as the next version."""

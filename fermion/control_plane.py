@@ -1,4 +1,5 @@
-"""The client's methods for the control routes: run history, canaries and shadows, federations.
+"""The client's methods for the control routes: run history, canaries and shadows, federations,
+pipeline rules, drift windows and labels.
 
 `Client` (client.py) inherits them; they make their requests through its `_call`, so they share its
 connection, key, tenant, error translation and write retries.
@@ -93,3 +94,28 @@ class ControlPlane:
         """Each closed round of a federation: its version, held-out metrics, examples and participants."""
         url = f"{self.ingest_url}/v1/federations/{federation_id}/rounds"
         return list(self._call("GET", url, params=self._tenant))
+
+    # ---- pipelines
+    def pipelines(self) -> list[dict[str, Any]]:
+        """The pipeline rules."""
+        return list(self._call("GET", f"{self.ingest_url}/v1/pipelines", params=self._tenant))
+
+    def put_pipeline(self, name: str, rule: dict[str, Any]) -> dict[str, Any]:
+        """Create or replace a pipeline rule."""
+        return dict(self._call("PUT", f"{self.ingest_url}/v1/pipelines/{name}", json=rule, params=self._tenant))
+
+    def delete_pipeline(self, name: str) -> None:
+        """Remove a pipeline rule."""
+        self._call("DELETE", f"{self.ingest_url}/v1/pipelines/{name}", params=self._tenant)
+
+    # ---- drift and labels (the monitor's inputs and outputs)
+    def drift(self, model: str, *, version: int | None = None, limit: int = 20) -> dict[str, Any]:
+        """The model's recent drift windows (PSI, KS p-value, the decision per feature) and its last alarm."""
+        params: dict[str, Any] = {"limit": limit, **self._tenant, **({"version": version} if version else {})}
+        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/drift", params=params))
+
+    def submit_labels(self, model: str, labels: dict[str, str]) -> dict[str, Any]:
+        """True labels of past predictions, by the request id they were answered under (online accuracy)."""
+        body = {"labels": [{"request_id": r, "label": label} for r, label in labels.items()]}
+        url = f"{self.ingest_url}/v1/models/{model}/labels"
+        return dict(self._call("POST", url, json=body, params=self._tenant))
