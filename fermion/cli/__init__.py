@@ -19,6 +19,7 @@ from fermion.model_store import RegistryError
 from . import export, federated
 from .canary import canary_app
 from .console import fail
+from .distill import distill
 from .jobs import jobs_app
 from .keys import keys_app
 from .models import models_app
@@ -50,7 +51,7 @@ def _root(
     """Fermion: event-driven, serverless ML. Train on events, serve ONNX over HTTP."""
 
 
-for command in (up, demo, upload, train, sweep, predict):
+for command in (up, demo, upload, train, distill, sweep, predict):
     app.command()(command)
 app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
