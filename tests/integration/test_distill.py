@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from fermion.cli import app as cli
+from fermion.compile.edge import EdgeOptions
 from fermion.events import (
     Bus,
     DatasetRef,
@@ -32,6 +33,7 @@ from fermion.events import (
 )
 from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.deps import get_keys, get_registry
+from fermion.functions.ingest.edge_build import export_edge
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.model_store import (
     DatasetStore,
@@ -44,6 +46,7 @@ from fermion.model_store import (
     TensorSpec,
     open_registry,
 )
+from fermion.model_store.settings import SigningSettings
 from tests.helpers import Trainer, api_key, bearer, linear_draft, linear_onnx
 from tests.helpers.models import model_bytes
 from tests.helpers.pictures import digit_pictures, write_class_folders, zip_folder
@@ -151,6 +154,15 @@ async def test_a_pushed_onnx_file_teaches_and_the_student_names_it(
     for who in ("teacher", "student"):
         assert side[who]["parameters"] > 0 and side[who]["file_bytes"] > 0 and side[who]["latency_ms"] > 0
     assert student.compile_report["parity"]["max_abs_diff"] < 1e-4  # exported and checked like any version
+
+    # One path to the edge: the student (width 16) is rebuilt from its recipe, pruned and fine-tuned.
+    bundle = export_edge(
+        f"student:{student.version}",
+        EdgeOptions(prune=0.5, quantize="int8", accuracy_budget=0.05),
+        store=StoreSettings(home=Path(stack_env["FERMION_HOME"]), store_url=stack_env["FERMION_STORE_URL"]),
+        signing=SigningSettings(home=Path(stack_env["FERMION_HOME"])),
+    )
+    assert bundle.archive and '"on": "torch module"' in json.dumps(bundle.manifest), bundle.manifest
 
 
 async def test_a_teacher_that_bypassed_the_door_is_refused_by_the_trainer(
