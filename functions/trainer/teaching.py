@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fermion.events import Distillation, ImageContract, Recipe
-from fermion.model_store import MODEL_FILE, Manifest, Registry, RegistryError
+from fermion.model_store import MODEL_FILE, InvalidName, Manifest, NotFound, Registry
 from fermion.training.data import Dataset
 from fermion.training.distillation import Teacher, footprint
 from fermion.training.errors import DatasetError
@@ -34,10 +34,13 @@ class Lesson:
 
 
 def find_teacher(registry: Registry, tenant: str, spec: Distillation) -> Manifest:
-    """The version `spec.teacher` names; a teacher that does not exist fails the job for good."""
+    """The version `spec.teacher` names; a teacher that does not exist fails the job for good.
+
+    A store that cannot be reached (StoreError) is left to the worker, which retries it.
+    """
     try:
         return registry.lookup(tenant, spec.teacher)
-    except RegistryError as exc:
+    except (NotFound, InvalidName) as exc:
         raise DatasetError(f"teacher {spec.teacher!r} cannot teach: {exc}") from exc
 
 
