@@ -57,6 +57,23 @@ class Augmentation(Payload):
     rotation: float = Field(default=0.0, ge=0, le=180, description="rotate by up to this many degrees either way")
 
 
+TEACHER_REF = r"^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62}|:[1-9][0-9]{0,9})?$"
+
+
+class Distillation(Payload):
+    """Train on a registered version's soft targets as well as the labels (knowledge distillation).
+
+    The loss is alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(labels);
+    the teacher runs under ONNX Runtime, so any registered version can teach. The ingest door pins
+    `teacher` to NAME:VERSION before the job is queued.
+    """
+
+    teacher: str = Field(pattern=TEACHER_REF, description="NAME (its latest), NAME@ALIAS or NAME:VERSION")
+    temperature: float = Field(default=4.0, gt=0, le=100)
+    alpha: float = Field(default=0.7, ge=0, le=1)
+    """The soft targets' share of the loss; 0 trains on the labels alone."""
+
+
 class Recipe(Payload):
     """How to train: the architecture and its hyper-parameters."""
 
@@ -72,6 +89,16 @@ class Recipe(Payload):
     image: ImageContract | None = None
     """Image datasets (zip/tar archives of pictures): the contract; None infers it from the pictures."""
     augment: Augmentation | None = None
+    hidden: int | None = Field(default=None, ge=1, le=4096)
+    """Width knob of the built-in architectures (mlp: hidden, hidden/2 units; cnn: hidden, 2x hidden channels,
+    4x hidden units; rescnn: channels; textbag: embedding size); None keeps each one's default."""
+    distill: Distillation | None = None
+
+    @model_validator(mode="after")
+    def _one_worker_distils(self) -> Recipe:
+        if self.distill is not None and self.workers > 1:
+            raise ValueError("a distillation trains on one worker; leave workers at 1")
+        return self
 
 
 class Gate(Payload):

@@ -53,6 +53,8 @@ class Lineage(BaseModel):
     code_version: str | None = None
     federated: dict[str, Any] | None = None
     """A federated round's global model: the federation, the round, and every update it aggregated."""
+    teacher: dict[str, Any] | None = None
+    """A distilled student's teacher: {"name", "version", "content_sha256"}."""
 
 
 class Draft(BaseModel):
@@ -72,6 +74,9 @@ class Draft(BaseModel):
     compile_report: dict[str, Any] = {}
     profile: dict[str, Any] | None = None
     """The training data's reference profile (`profiles.Profile`), for drift checks; None: not recorded."""
+    distillation: dict[str, Any] | None = None
+    """A distilled student: temperature, alpha, and teacher and student side by side (held-out metrics on
+    the same split, parameters, file bytes, CPU latency at batch 1)."""
 
 
 class Manifest(Draft):

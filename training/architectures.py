@@ -47,37 +47,40 @@ class ToImage(nn.Module):
         return x.reshape(-1, 1, self.side, self.side)
 
 
-def mlp(x_train: np.ndarray, n_classes: int) -> nn.Module:
-    """A two-hidden-layer perceptron for tabular features."""
+def mlp(x_train: np.ndarray, n_classes: int, hidden: int = 256) -> nn.Module:
+    """A two-hidden-layer perceptron for tabular features: `hidden`, then `hidden`/2 units."""
     if x_train.ndim > 2:  # pictures: flattened, then treated as features
-        return nn.Sequential(nn.Flatten(), mlp(x_train.reshape(len(x_train), -1), n_classes))
-    n_features = x_train.shape[1]
+        return nn.Sequential(nn.Flatten(), mlp(x_train.reshape(len(x_train), -1), n_classes, hidden))
+    n_features, second = x_train.shape[1], max(hidden // 2, 1)
     return nn.Sequential(
         Standardize(x_train),
-        nn.Linear(n_features, 256),
+        nn.Linear(n_features, hidden),
         nn.ReLU(),
         nn.Dropout(0.1),
-        nn.Linear(256, 128),
+        nn.Linear(hidden, second),
         nn.ReLU(),
-        nn.Linear(128, n_classes),
+        nn.Linear(second, n_classes),
     )
 
 
-def cnn(x_train: np.ndarray, n_classes: int) -> nn.Module:
-    """A small convolutional net for images (N x C x H x W), or square single-channel ones as flat pixels."""
+def cnn(x_train: np.ndarray, n_classes: int, hidden: int = 32) -> nn.Module:
+    """A small convolutional net for images (N x C x H x W), or square single-channel ones as flat pixels.
+
+    `hidden` is the width: convolutions of `hidden` and 2 x `hidden` channels, a dense layer of 4 x `hidden`.
+    """
     head, (channels, height, width) = _image_input(x_train, "cnn")
     return nn.Sequential(
         *head,
-        nn.Conv2d(channels, 32, 3, padding=1),
+        nn.Conv2d(channels, hidden, 3, padding=1),
         nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1),
+        nn.Conv2d(hidden, 2 * hidden, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Dropout(0.2),
-        nn.Linear(64 * (height // 2) * (width // 2), 128),
+        nn.Linear(2 * hidden * (height // 2) * (width // 2), 4 * hidden),
         nn.ReLU(),
-        nn.Linear(128, n_classes),
+        nn.Linear(4 * hidden, n_classes),
     )
 
 
@@ -98,19 +101,19 @@ class ResidualBlock(nn.Module):
         return torch.relu(x + self.body(x))
 
 
-def rescnn(x_train: np.ndarray, n_classes: int) -> nn.Module:
-    """A small residual CNN for images (N x C x H x W), or square single-channel ones as flat pixels."""
+def rescnn(x_train: np.ndarray, n_classes: int, hidden: int = 32) -> nn.Module:
+    """A small residual CNN (`hidden` channels) for images (N x C x H x W), or square single-channel flat pixels."""
     head, (channels, _, _) = _image_input(x_train, "rescnn")
     return nn.Sequential(
         *head,
-        nn.Conv2d(channels, 32, 3, padding=1, bias=False),
-        nn.BatchNorm2d(32),
+        nn.Conv2d(channels, hidden, 3, padding=1, bias=False),
+        nn.BatchNorm2d(hidden),
         nn.ReLU(),
-        ResidualBlock(32),
-        ResidualBlock(32),
+        ResidualBlock(hidden),
+        ResidualBlock(hidden),
         nn.AdaptiveAvgPool2d(2),
         nn.Flatten(),
-        nn.Linear(32 * 4, n_classes),
+        nn.Linear(hidden * 4, n_classes),
     )
 
 
@@ -133,11 +136,11 @@ class TokenBag(nn.Module):
         return self.head(summed / mask.sum(dim=1).clamp(min=1.0))
 
 
-def textbag(x_train: np.ndarray, n_classes: int) -> nn.Module:
-    """A text classifier over tokenised text: rows of token ids, 0 for padding."""
+def textbag(x_train: np.ndarray, n_classes: int, hidden: int = 64) -> nn.Module:
+    """A text classifier over tokenised text (rows of token ids, 0 for padding); `hidden`: the embedding size."""
     if x_train.ndim != 2 or np.any(x_train < 0) or np.any(x_train != np.round(x_train)):
         raise DatasetError("architecture 'textbag' needs non-negative integer token ids (0 = padding)")
-    return TokenBag(int(x_train.max()) + 1, 64, n_classes)
+    return TokenBag(int(x_train.max()) + 1, hidden, n_classes)
 
 
 def _image_input(x_train: np.ndarray, name: str) -> tuple[list[nn.Module], tuple[int, int, int]]:
@@ -175,12 +178,16 @@ def available() -> dict[str, Factory | metadata.EntryPoint]:
     return found
 
 
-def build(name: str, x_train: np.ndarray, n_classes: int) -> nn.Module:
-    """The named architecture, sized for the data."""
+def build(name: str, x_train: np.ndarray, n_classes: int, hidden: int | None = None) -> nn.Module:
+    """The named architecture, sized for the data (and, for a built-in, to the width `hidden`)."""
     choices = available()
     factory = choices.get(name)
     if factory is None:
         raise UnknownArchitecture(f"unknown architecture {name!r}; available: {', '.join(sorted(choices))}")
+    if hidden is not None:
+        if name not in ARCHITECTURES:  # a recipe's factory takes (x_train, n_classes) only
+            raise UnknownArchitecture(f"recipe {name!r} has no width knob; leave `hidden` out")
+        return ARCHITECTURES[name](x_train, n_classes, hidden)  # type: ignore[call-arg]
     if isinstance(factory, metadata.EntryPoint):
         try:
             factory = factory.load()

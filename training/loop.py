@@ -18,6 +18,7 @@ from fermion.events import ImageContract, Recipe
 from .architectures import build
 from .checkpoints import Checkpointer, epoch_seed
 from .data import Dataset, split
+from .distillation import Criterion
 from .metrics import confusion, scores
 from .pictures import ImageInput, augment, fit_contract
 
@@ -79,12 +80,15 @@ def train(
     on_epoch: ProgressFn | None = None,
     checkpointer: Checkpointer | None = None,
     ranks: Ranks = Ranks(),
+    teacher: np.ndarray | None = None,
 ) -> Trained:
     """Train the recipe's architecture and evaluate it on the held-out split.
 
     With a checkpointer the job resumes from its newest checkpoint and saves as it goes; with `ranks`
     of a world larger than one (an initialised torch.distributed group) it is one rank of a
     data-parallel job: rows are sharded per rank, gradients averaged, metrics reduced across ranks.
+    With `teacher` (a teacher's logits for every row of `ds`) and the recipe's `distill`, the loss
+    blends its soft targets with the labels (distillation.py).
     """
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
@@ -93,11 +97,11 @@ def train(
     x_test, y_test = ds.x[test_idx], ds.y[test_idx]
     contract = fit_contract(ds.image, x_train) if ds.image is not None else None
     if contract is None:
-        module = build(recipe.architecture, x_train, len(ds.labels))
+        module = build(recipe.architecture, x_train, len(ds.labels), recipe.hidden)
     else:  # the architecture sees normalised N x C x H x W images; the graph takes pixels
         pre = ImageInput(contract)
         with torch.no_grad():
-            net = build(recipe.architecture, pre(torch.from_numpy(x_train)).numpy(), len(ds.labels))
+            net = build(recipe.architecture, pre(torch.from_numpy(x_train)).numpy(), len(ds.labels), recipe.hidden)
         module = nn.Sequential(pre, net)
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     history: list[dict[str, Any]] = []
@@ -114,7 +118,8 @@ def train(
         TensorDataset(xt), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
     )
     per_rank_batch = max(1, -(-recipe.batch_size // ranks.world))  # the recipe's batch is the global one
-    loss_fn = nn.CrossEntropyLoss()
+    soft = None if teacher is None else torch.from_numpy(teacher[train_idx]).to(ranks.device)
+    loss_fn = Criterion(recipe.distill if soft is not None else None, soft)
     metrics: dict[str, float] = dict(history[-1]["metrics"]) if history else {}
     for epoch in range(first, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))
@@ -129,7 +134,7 @@ def train(
             if recipe.augment is not None and contract is not None:  # training pictures only
                 xb = augment(xb.cpu(), recipe.augment, pictures).to(ranks.device)
             optimiser.zero_grad()
-            loss = loss_fn(net(xb), yt[batch])
+            loss = loss_fn(net(xb), yt[batch], batch)
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)

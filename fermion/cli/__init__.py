@@ -19,7 +19,11 @@ from fermion.model_store import RegistryError
 from . import export, federated
 from .canary import canary_app
 from .console import fail
+<<<<<<< HEAD
 from .deploy import deploy_app
+=======
+from .distill import distill
+>>>>>>> distill
 from .jobs import jobs_app
 from .keys import keys_app
 from .models import models_app
@@ -51,7 +55,7 @@ def _root(
     """Fermion: event-driven, serverless ML. Train on events, serve ONNX over HTTP."""
 
 
-for command in (up, demo, upload, train, sweep, predict):
+for command in (up, demo, upload, train, distill, sweep, predict):
     app.command()(command)
 app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")

@@ -38,7 +38,11 @@ def models_versions(
     name: Annotated[str, typer.Argument(help="model name")], output: OutputOption = Output.table
 ) -> None:
     """A model's versions with their metrics and lineage."""
+<<<<<<< HEAD
     with Client.from_settings() as client:
+=======
+    with Client.from_settings() as client:  # closed: a listing leaves no socket behind
+>>>>>>> distill
         info = client.versions(name)
     if output is not Output.table:
         return emit(info, output)
@@ -52,9 +56,11 @@ def models_versions(
             f"{m['macro_f1']:.4f}" if "macro_f1" in m else "-",
             v["training_event_id"] or "-",
             v["content_sha256"][:16],
+            v.get("teacher") or "-",  # a distilled student's teacher (issue 30); older ingests leave it out
         ]
 
-    emit(info["versions"], output, ("version", "created", "accuracy", "macro-F1", "training event", "sha256"), row)
+    columns = ("version", "created", "accuracy", "macro-F1", "training event", "sha256", "teacher")
+    emit(info["versions"], output, columns, row)
     return None
 
 

@@ -84,6 +84,7 @@ from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .runs_api import router as runs_router
 from .settings import IngestSettings, get_settings
+from .teachers import check_teacher
 from .upload_urls import router as upload_urls_router
 
 log = logging.getLogger("fermion.ingest")
@@ -289,6 +290,7 @@ async def request_training(
     tenant = tenant_of(request, caller, spec.tenant)
     ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
     (recipe,) = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, [spec.recipe])
+    recipe = await asyncio.to_thread(check_teacher, registry, datasets, tenant, ref, recipe)  # issue 30
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
     event = TrainingRequested(
@@ -331,6 +333,7 @@ async def request_sweep(
         also_needs(request, caller, "promote")  # a gate moves an alias
     ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
     trials = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, spec.trials)
+    trials = [await asyncio.to_thread(check_teacher, registry, datasets, tenant, ref, t) for t in trials]
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
     event = TrainingSweep(

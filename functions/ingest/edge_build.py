@@ -101,7 +101,7 @@ def export_edge(
     if found and options.prune > 0:
         from fermion.training.architectures import build
 
-        rebuilt = build(found[1].architecture, found[0].x_train, len(manifest.labels))
+        rebuilt = build(found[1].architecture, found[0].x_train, len(manifest.labels), found[1].hidden)
         # When the graph's weights do not map onto the recipe's module, the graph itself is pruned.
         module = rebuilt if load_onnx_weights(rebuilt, fp32) else None
     key = SigningKey.load_or_create(signing.key_path)

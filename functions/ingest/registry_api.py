@@ -76,6 +76,7 @@ async def model_versions(
                 "metrics": m.metrics,
                 "training_event_id": m.lineage.training_event_id,
                 "content_sha256": m.content_sha256,
+                "teacher": _teacher(m),
                 "refused": None,
             }
         )
@@ -90,8 +91,15 @@ def _refused(version: int, reason: str) -> dict[str, Any]:
         "metrics": {},
         "training_event_id": None,
         "content_sha256": "",
+        "teacher": None,
         "refused": reason,
     }
+
+
+def _teacher(m: Manifest) -> str | None:
+    """NAME:VERSION of the teacher a distilled version learnt from; None for any other version."""
+    t = m.lineage.teacher
+    return f"{t['name']}:{t['version']}" if t else None
 
 
 @router.get("/{name}/versions/{version}", responses=error_responses(NotFound))

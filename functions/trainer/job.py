@@ -6,15 +6,27 @@ import logging
 import tempfile
 from pathlib import Path
 
-from fermion.compile import INPUT_NAME, OUTPUT_NAME, compile_variants
-from fermion.events import TrainingRequested
-from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec, code_version
+from fermion.compile import INPUT_NAME, OUTPUT_NAME, Compiled, compile_variants
+from fermion.events import Recipe, TrainingRequested
+from fermion.model_store import (
+    MODEL_FILE,
+    DatasetStore,
+    Draft,
+    Lineage,
+    Manifest,
+    Registry,
+    Signature,
+    TensorSpec,
+    code_version,
+)
 from fermion.training.checkpoints import Checkpointer, CheckpointPolicy
-from fermion.training.data import load_dataset
+from fermion.training.data import Dataset, load_dataset
 from fermion.training.distributed import DistributedOptions, train_distributed
 from fermion.training.errors import DatasetError
-from fermion.training.loop import ProgressFn, train
+from fermion.training.loop import ProgressFn, Trained, train
 from fermion.training.profile import reference_profile
+
+from .teaching import find_teacher, lesson, report, taught_recipe
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +48,27 @@ def run_job(
     recipe with `workers` > 1 trains with that many data-parallel ranks (training/distributed.py).
     """
     request = event.data
-    dataset = request.dataset
+    dataset, recipe = request.dataset, request.recipe
     if f"datasets/{event.tenant}/" not in dataset.uri:  # the event names another tenant's data
         raise DatasetError(f"dataset {dataset.uri} lies outside tenant {event.tenant!r}; a job reads only its own")
+    spec = recipe.distill
+    teacher = find_teacher(registry, event.tenant, spec) if spec is not None else None
+    if teacher is not None:
+        recipe = taught_recipe(recipe, teacher)
     policy = checkpoints or CheckpointPolicy()
     checkpointer = Checkpointer.open(registry.store, event.tenant, event.id, policy)
     with tempfile.TemporaryDirectory(prefix="fermion-job-") as tmp:
         path = DatasetStore(registry.store).fetch(
             event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
         )
-        ds = load_dataset(path, dataset.format, request.recipe.label_column, request.recipe.image)
+        ds = load_dataset(path, dataset.format, recipe.label_column, recipe.image)
+        taught = lesson(registry, teacher, spec, ds) if teacher is not None and spec is not None else None
         options = distributed or DistributedOptions()
-        if request.recipe.workers > 1 and options.launcher == "kubernetes":
+        if recipe.workers > 1 and options.launcher == "kubernetes":
             from .kubernetes import train_on_cluster  # only a trainer on a cluster needs the client
 
             trained = train_on_cluster(event, ds, registry.store, policy=policy, options=options, on_epoch=on_epoch)
-        elif request.recipe.workers > 1:
+        elif recipe.workers > 1:
             trained = train_distributed(
                 event,
                 ds,
@@ -62,7 +79,7 @@ def run_job(
                 on_epoch=on_epoch,
             )
         else:
-            trained = train(ds, request.recipe, on_epoch, checkpointer)
+            trained = train(ds, recipe, on_epoch, checkpointer, teacher=taught.logits if taught else None)
     compiled = compile_variants(
         trained.module,
         trained.x_test,
@@ -72,8 +89,22 @@ def run_job(
         atol=atol,
         rtol=rtol,
     )
+    draft = _draft(event, recipe, ds, trained, compiled)
+    if taught is not None:
+        teacher_ref, comparison = report(taught, trained, compiled.files[MODEL_FILE])
+        lineage = draft.lineage.model_copy(update={"teacher": teacher_ref})
+        draft = draft.model_copy(update={"lineage": lineage, "distillation": comparison})
+    # The event id is the claim: however many deliveries get here, the event becomes one version.
+    manifest = registry.register(event.tenant, request.model_name, compiled.files, draft, event_id=event.id)
+    checkpointer.finish()
+    return manifest
+
+
+def _draft(event: TrainingRequested, recipe: Recipe, ds: Dataset, trained: Trained, compiled: Compiled) -> Draft:
+    """What the job says about the version it registers."""
     features = [int(d) for d in trained.x_test.shape[1:]]  # [n] for rows, [H, W, C] for pictures
-    draft = Draft(
+    dataset = event.data.dataset
+    return Draft(
         signature=Signature(
             inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, *features])],
             outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, len(trained.labels)])],
@@ -86,13 +117,9 @@ def run_job(
             training_event_id=event.id,
             dataset_sha256=dataset.sha256,
             dataset_uri=dataset.uri,
-            recipe=request.recipe.model_dump(),
+            recipe=recipe.model_dump(),
             code_version=code_version(),
         ),
         compile_report={**compiled.report, "train_seconds": round(trained.duration_s, 3)},
         profile=reference_profile(ds, trained).model_dump(),  # issue 17: the drift monitor's reference
     )
-    # The event id is the claim: however many deliveries get here, the event becomes one version.
-    manifest = registry.register(event.tenant, request.model_name, compiled.files, draft, event_id=event.id)
-    checkpointer.finish()
-    return manifest
