@@ -19,11 +19,8 @@ from fermion.model_store import RegistryError
 from . import export, federated
 from .canary import canary_app
 from .console import fail
-<<<<<<< HEAD
 from .deploy import deploy_app
-=======
 from .distill import distill
->>>>>>> distill
 from .jobs import jobs_app
 from .keys import keys_app
 from .models import models_app

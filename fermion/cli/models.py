@@ -38,11 +38,7 @@ def models_versions(
     name: Annotated[str, typer.Argument(help="model name")], output: OutputOption = Output.table
 ) -> None:
     """A model's versions with their metrics and lineage."""
-<<<<<<< HEAD
-    with Client.from_settings() as client:
-=======
     with Client.from_settings() as client:  # closed: a listing leaves no socket behind
->>>>>>> distill
         info = client.versions(name)
     if output is not Output.table:
         return emit(info, output)

@@ -42,7 +42,7 @@ class RuntimeAPI(ThreadingHTTPServer):
         self.init_errors: list[dict] = []
         self.answered = threading.Condition()
 
-    def invoke(self, event: dict, timeout_s: float = 120.0) -> tuple[str, dict]:
+    def invoke(self, event: dict, timeout_s: float = 60.0) -> tuple[str, dict]:
         """Queue `event` and wait for the function's response or error."""
         request_id = str(uuid.uuid4())
         self.events.put((request_id, event))
@@ -56,6 +56,7 @@ class RuntimeAPI(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: RuntimeAPI
+    protocol_version = "HTTP/1.1"  # the client keeps its connection, as with the Lambda service
 
     def log_message(self, *args: object) -> None:
         pass
@@ -69,6 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = json.dumps(event).encode()
         self.send_response(200)
+        self.send_header("Content-Type", "application/json")  # the client reads it unconditionally
         self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
         self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000))
         self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123:function:inference")
@@ -117,6 +119,7 @@ def _event(path: str, body: dict, key: str) -> dict:
     }
 
 
+@pytest.mark.timeout(600)
 def test_the_lambda_image_answers_api_gateway_through_the_runtime_api(runtime_api: RuntimeAPI, tmp_path: Path) -> None:
     tag = image("lambda")
     home = tmp_path / "home"
@@ -130,7 +133,7 @@ def test_the_lambda_image_answers_api_gateway_through_the_runtime_api(runtime_ap
     expected = ort.InferenceSession(linear_onnx(seed=3), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
 
     store = tmp_path / "store"
-    cmd = ["docker", "run", "-d", "--rm", "--network", "host", "-v", f"{store}:/store:ro"]
+    cmd = ["docker", "run", "-d", "--network", "host", "-v", f"{store}:/store:ro"]
     env = {
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{runtime_api.server_address[1]}",
         "FERMION_STORE_URL": "file:///store",
