@@ -118,7 +118,9 @@ def write_secrets(opts: ComposeOptions, identity: LocalIdentity) -> Path:
     return out
 
 
-def _unit(opts: ComposeOptions, role: str, public_key: str, secrets_: list[str]) -> dict[str, object]:
+def _unit(
+    opts: ComposeOptions, role: str, public_key: str, secrets_: list[str], env: dict[str, str] | None = None
+) -> dict[str, object]:
     """A Fermion unit's service: its image, its NATS identity, the store, what it trusts."""
     env = {
         "FERMION_NATS_URL": "nats://nats:4222",
@@ -131,6 +133,7 @@ def _unit(opts: ComposeOptions, role: str, public_key: str, secrets_: list[str])
         "AWS_DEFAULT_REGION": "us-east-1",
         "FERMION_TRUSTED_KEYS": json.dumps([public_key]),
         **opts.extra_env,
+        **(env or {}),
     }
     if "signing_key" in secrets_:
         env["FERMION_SIGNING_KEY_FILE"] = "/run/secrets/signing_key"
@@ -147,15 +150,17 @@ def compose_file(opts: ComposeOptions, identity: LocalIdentity) -> dict[str, obj
     """The compose document (JSON is YAML: compose reads it as is)."""
     nats_image, s3_image = (STAND_INS["nats"], STAND_INS["s3"]) if opts.local_base else (opts.nats_image, opts.s3_image)
     key = identity.public_key()
-    provision = _unit(opts, "admin", key, ["admin_record"])
+    provision_env = {
+        "FERMION_PROVISION": "true",
+        "FERMION_ADMIN_RECORD_FILE": "/run/secrets/admin_record",
+        "FERMION_CREATE_BUCKET": "true",
+    }
+    provision = _unit(opts, "admin", key, ["admin_record"], provision_env)
     provision.update(
         image=tag_of(by_name("ingest"), opts.version),
         command=["python", "-m", "fermion.infra.provision"],
         restart="on-failure",  # until NATS and the store answer
         depends_on={"nats": {"condition": "service_started"}, "s3": {"condition": "service_started"}},
-    )
-    provision["environment"].update(  # type: ignore[union-attr]
-        FERMION_PROVISION="true", FERMION_ADMIN_RECORD_FILE="/run/secrets/admin_record", FERMION_CREATE_BUCKET="true"
     )
     ingest = _unit(opts, "ingest", key, ["signing_key"])
     ingest["ports"] = [f"127.0.0.1:{opts.ingest_port}:8001"]
