@@ -1,13 +1,15 @@
 """Building the container images: hash-locked requirements, an offline build context, `docker build`.
 
 Every image under infra/docker/ installs the same way: its context holds the Dockerfile, the image's
-lock (`requirements/<image>.lock`: every package pinned with its sha256) and `wheels/` (those wheels
-and the fermion wheel). The build reads nothing from the network: pip installs `--no-index
---require-hashes` from `wheels/` into /opt/fermion, a virtual environment copied into the final stage.
+lock (`requirements/<image>.lock`: every package pinned with its sha256), `wheels/` (those wheels) and
+`fermion/` (the fermion wheel). The build reads nothing from the network: pip installs `--no-index
+--require-hashes` from `wheels/` into /opt/fermion (a layer reused until the lock changes), then the
+fermion wheel, and the final stage copies the virtual environment in as one layer.
 So a build is the same on a laptop, in CI and behind a proxy, and what runs is exactly what was locked.
 
     python -m fermion.infra.images lock [IMAGE ...]     # re-resolve the locks (needs the index)
     python -m fermion.infra.images build [IMAGE ...]    # fetch the wheels, build, tag fermion/<image>
+    python -m fermion.infra.images context IMAGE DIR    # only lay out DIR, for your own `docker build`
     python -m fermion.infra.images base                 # a local base from Debian (no registry)
 
 Each Dockerfile's base is a build argument whose default is the real one (python:3.11-slim-bookworm,
@@ -122,16 +124,19 @@ def fermion_wheel(dest: Path) -> Path:
 
 
 def context(image: Image, dest: Path, *, python: str, glibc: tuple[int, int], wheel: Path) -> Path:
-    """Lay out `image`'s build context in `dest`: Dockerfile, requirements.lock, wheels/."""
-    wheels = dest / "wheels"
+    """Lay out `image`'s build context in `dest`: Dockerfile, requirements.lock, wheels/, fermion/."""
+    wheels, own = dest / "wheels", dest / "fermion"
     wheels.mkdir(parents=True)
+    own.mkdir()
     for whl in fetch(image, python, glibc).glob("*.whl"):
         (wheels / whl.name).hardlink_to(whl)
-    shutil.copy2(wheel, wheels / wheel.name)
+    # fermion's own wheel (and the entry points some images copy, gpu_entry.py) apart from the locked
+    # wheels: the dependency layer is then reused across code changes.
+    shutil.copy2(wheel, own / wheel.name)
+    for extra in DOCKER_DIR.glob("*.py"):
+        shutil.copy2(extra, own / extra.name)
     shutil.copy2(lock_path(image), dest / "requirements.lock")
     shutil.copy2(DOCKER_DIR / image.dockerfile, dest / "Dockerfile")
-    for extra in DOCKER_DIR.glob("*.py"):  # entry points some images copy (gpu_entry.py)
-        shutil.copy2(extra, dest / extra.name)
     return dest
 
 
@@ -241,8 +246,8 @@ def _run(cmd: list[str], env_extra: dict[str, str] | None = None) -> str:
 def main(argv: list[str] | None = None) -> None:
     """`lock|build|base [IMAGE ...]`."""
     parser = argparse.ArgumentParser(prog="python -m fermion.infra.images")
-    parser.add_argument("command", choices=["lock", "build", "base", "stand-ins"])
-    parser.add_argument("images", nargs="*")
+    parser.add_argument("command", choices=["lock", "build", "context", "base", "stand-ins"])
+    parser.add_argument("images", nargs="*", help="image names (context: IMAGE DIR)")
     parser.add_argument("--local-base", action="store_true", help=f"build FROM {LOCAL_BASE} (made if missing)")
     args = parser.parse_args(argv)
     if args.command == "base":
@@ -250,6 +255,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "stand-ins":
         print(json.dumps(stand_ins()))
+        return
+    if args.command == "context":
+        image, where = by_name(args.images[0]), Path(args.images[1])
+        print(context(image, where, python=image.python, glibc=image.glibc, wheel=fermion_wheel(where / "_wheel")))
+        shutil.rmtree(where / "_wheel")
         return
     names = args.images or (sorted(BUILT) if args.command == "build" else [i.name for i in IMAGES if not i.large])
     chosen = [by_name(n) for n in names]

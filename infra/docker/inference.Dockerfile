@@ -7,18 +7,22 @@
 #   docker run --gpus all -p 127.0.0.1:8080:8080 -e FERMION_STORE_URL=s3://bucket fermion/inference-gpu
 # Build with `python -m fermion.infra.images build inference-gpu` (or `fermion deploy compose up`), which
 # lays out the context this file expects: requirements.lock (requirements/inference-gpu.lock, every package
-# with its sha256) and wheels/ (those wheels and the fermion wheel). Nothing is downloaded here.
+# with its sha256), wheels/ (those wheels) and fermion/ (the fermion wheel). Nothing is downloaded here.
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS install
-COPY . /tmp/context
-# Offline and exact: only the locked wheels (each checked against its sha256), then fermion itself.
-# What the image needs is staged under /out, so that the final stage adds it as one layer.
+COPY requirements.lock /tmp/context/requirements.lock
+COPY wheels /tmp/context/wheels
+# Offline and exact: only the locked wheels, each checked against its sha256. This layer changes only
+# with the lock, so a rebuild after a code change reuses it.
 RUN python3 -m venv /opt/fermion \
     && /opt/fermion/bin/pip install --no-cache-dir --no-index --find-links /tmp/context/wheels --require-hashes \
-       --no-deps -r /tmp/context/requirements.lock \
-    && /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/context/wheels/fermion-*.whl \
-    && mkdir -p /out/opt /out/var/lib/fermion && mv /opt/fermion /out/opt/ \
-    && cp /tmp/context/*.py /out/opt/fermion/ 2>/dev/null; chown -R 10001:10001 /out/var/lib/fermion
+       --no-deps -r /tmp/context/requirements.lock
+COPY fermion /tmp/context/fermion
+# Then fermion itself; what the image needs is staged under /out, so the final stage adds one layer.
+RUN /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/context/fermion/fermion-*.whl \
+    && { cp /tmp/context/fermion/*.py /opt/fermion/ 2>/dev/null || true; } \
+    && mkdir -p /out/opt /out/var/lib/fermion && cp -a /opt/fermion /out/opt/ \
+    && chown -R 10001:10001 /out/var/lib/fermion
 
 FROM ${BASE}
 COPY --from=install /out /

@@ -8,15 +8,17 @@
 # checkov:skip=CKV_DOCKER_3:Lambda runs the image as its own unprivileged sandbox user, whatever USER says.
 # Build with `python -m fermion.infra.images build lambda` (or `fermion deploy compose up`), which
 # lays out the context this file expects: requirements.lock (requirements/lambda.lock, every package
-# with its sha256) and wheels/ (those wheels and the fermion wheel). Nothing is downloaded here.
+# with its sha256), wheels/ (those wheels) and fermion/ (the fermion wheel). Nothing is downloaded here.
 ARG BASE=public.ecr.aws/lambda/python:3.12
 FROM ${BASE} AS install
-COPY . /tmp/context
-# Offline and exact: only the locked wheels (each checked against its sha256), then fermion itself.
+COPY requirements.lock /tmp/context/requirements.lock
+COPY wheels /tmp/context/wheels
+# Offline and exact: only the locked wheels, each checked against its sha256 (reused until the lock changes).
 RUN python3 -m venv /opt/fermion \
     && /opt/fermion/bin/pip install --no-cache-dir --no-index --find-links /tmp/context/wheels --require-hashes \
-       --no-deps -r /tmp/context/requirements.lock \
-    && /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/context/wheels/fermion-*.whl
+       --no-deps -r /tmp/context/requirements.lock
+COPY fermion /tmp/context/fermion
+RUN /opt/fermion/bin/pip install --no-cache-dir --no-index --no-deps /tmp/context/fermion/fermion-*.whl
 
 FROM ${BASE}
 COPY --from=install /opt/fermion /opt/fermion
