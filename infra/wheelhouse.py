@@ -133,8 +133,13 @@ def download(image: Image, *, python: str = sys.executable) -> Path:
     dest = wheelhouse(image)
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [python, "-m", "pip", "download", "-q", "--dest", str(dest), *image.pip_target_args()]
-    subprocess.run([*cmd, "-r", str(image.requirements_path), *image.extra], check=True)
-    (dest / ".fermion-complete").write_text(image.requirements_path.read_text())
+    lock = REQUIREMENTS_DIR / f"{image.name}.lock"  # infra/images.py: exact pins with hashes
+    if lock.exists():
+        subprocess.run([*cmd, "--no-deps", "--require-hashes", "-r", str(lock)], check=True)
+    else:
+        subprocess.run([*cmd, "-r", str(image.requirements_path), *image.extra], check=True)
+    stamp = lock.read_text() if lock.exists() else image.requirements_path.read_text()
+    (dest / ".fermion-complete").write_text(stamp)
     return dest
 
 

@@ -3,6 +3,7 @@
 # Build with `python -m fermion.infra.images build ingest` (or `fermion deploy compose up`), which
 # lays out the context this file expects: requirements.lock (requirements/ingest.lock, every package
 # with its sha256), wheels/ (those wheels) and fermion/ (the fermion wheel). Nothing is downloaded here.
+# checkov:skip=CKV_DOCKER_7:FROM is the BASE build argument, whose default is a tagged release (below)
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS install
 COPY requirements.lock /tmp/context/requirements.lock

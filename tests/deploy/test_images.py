@@ -172,4 +172,5 @@ def test_every_image_has_a_dockerfile_and_requirements() -> None:
     for image in wheelhouse.IMAGES:
         assert (REPO / "infra" / "docker" / image.dockerfile).is_file(), image.dockerfile
         assert image.requirements_path.is_file()
-        assert image.requirements_path.name in (REPO / "infra" / "docker" / image.dockerfile).read_text()
+        # The Dockerfile installs the image's lock, which the requirements file is locked into.
+        assert f"requirements/{image.name}.lock" in (REPO / "infra" / "docker" / image.dockerfile).read_text()
