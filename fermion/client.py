@@ -332,7 +332,7 @@ class Client(ControlPlane):
     # ---- inference
     def metadata(self, model: str) -> dict[str, Any]:
         """The model's Open Inference Protocol metadata (inputs, outputs, providers)."""
-        return dict(self._call("GET", f"{self.inference_url}/v2/models/{model}"))
+        return dict(self._call("GET", f"{self.inference_url}/v2/models/{_oip_path(model)}"))
 
     def predict_pictures(
         self, model: str, pictures: list[Path], *, per_request: int = 64, max_request_bytes: int = 4 << 20
@@ -359,8 +359,15 @@ class Client(ControlPlane):
         body = {
             "inputs": [{"name": input_name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
         }
-        out = self._call("POST", f"{self.inference_url}/v2/models/{model}/infer", json=body)["outputs"][0]
+        url = f"{self.inference_url}/v2/models/{_oip_path(model)}/infer"
+        out = self._call("POST", url, json=body)["outputs"][0]
         return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+def _oip_path(model: str) -> str:
+    """NAME, NAME@ALIAS or NAME:VERSION as the Open Inference Protocol's path (NAME/versions/VERSION)."""
+    name, sep, version = model.partition(":")
+    return f"{name}/versions/{version}" if sep else model
 
 
 def _job(row: dict[str, Any]) -> JobStatus:
