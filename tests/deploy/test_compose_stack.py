@@ -25,7 +25,7 @@ from sklearn.datasets import load_digits
 from tests.helpers import free_port
 from tests.helpers.containers import require_docker
 
-pytestmark = [pytest.mark.deploy, pytest.mark.containers]
+pytestmark = [pytest.mark.deploy, pytest.mark.containers, pytest.mark.timeout(900)]
 
 
 def _fermion(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -65,3 +65,14 @@ def test_the_trainer_image_carries_what_its_roles_run() -> None:
     pins = _pins(wheelhouse.by_name("trainer-cpu"))
     assert pins["torch"].endswith("+cpu")  # never the CUDA build from PyPI
     assert "kubernetes" in pins  # distributed ranks as indexed Jobs
+
+
+def test_no_dockerfile_copies_the_sources_or_reaches_the_network() -> None:
+    """Images install the built wheel, not source folders copied one by one, and download nothing."""
+    for dockerfile in wheelhouse.DOCKER_DIR.glob("*.Dockerfile"):
+        text = dockerfile.read_text()
+        copies = [line.split()[1] for line in text.splitlines() if line.startswith("COPY ") and "--from" not in line]
+        assert set(copies) <= {"requirements.lock", "wheels", "fermion"}, (dockerfile.name, copies)
+        installs = [line for line in text.splitlines() if "pip install" in line]
+        assert installs and all("--no-index" in line for line in installs), dockerfile.name
+        assert "ARG BASE=" in text and "FROM ${BASE}" in text, dockerfile.name
