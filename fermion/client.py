@@ -133,7 +133,7 @@ class Client(ControlPlane):
         """Upload a dataset file (.npz with x/y, .csv with a header, .zip/.tar of pictures); its stored reference.
 
         `presigned`: PUT it to S3 through a URL ingest signs (fermion/presigned.py); None: only past
-        DIRECT_LIMIT, and directly after all where the store cannot sign (a local directory: 501).
+        DIRECT_LIMIT, and directly after all where the store cannot sign (a local directory: 409).
         """
         p = Path(path)
         if presigned or (presigned is None and p.stat().st_size > presigned_upload.DIRECT_LIMIT):
@@ -142,7 +142,7 @@ class Client(ControlPlane):
             except (presigned_upload.PutRefused, httpx.HTTPError) as exc:
                 raise FermionError(str(exc)) from exc
             except FermionError as exc:
-                if presigned or "→ 501:" not in str(exc):
+                if presigned or "→ 409:" not in str(exc) or "presigned uploads need" not in str(exc):
                     raise
         key = idempotency_key or retries.new_key()
         with p.open("rb") as f:

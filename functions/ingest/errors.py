@@ -9,6 +9,7 @@
     ├── NotFound (404)          no such dataset, model, version or alias
     ├── Conflict (409)          an alias moved under a conditional update
     ├── NotBuilt (501)          this deployment cannot build what was asked (edge bundles without torch)
+    ├── NotSigned (409)         this store cannot sign an upload URL (a local directory): upload directly
     ├── Unavailable (503)       NATS or the object store cannot be reached: nothing was accepted;
     │                           or a version failed its integrity checks (signature, place, checksums)
     ├── InsufficientStorage (507)  the object store is full: nothing was accepted
@@ -89,6 +90,12 @@ class OutcomeUnknown(IngestError):
 
 class Conflict(IngestError):
     """409: an alias moved under a conditional update, or there is nothing to roll back to."""
+
+    status = 409
+
+
+class NotSigned(IngestError):
+    """409: the store cannot sign a presigned upload (a local directory); POST the file instead."""
 
     status = 409
 

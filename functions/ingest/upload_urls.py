@@ -21,7 +21,7 @@ from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
 
 from .deps import Datasets, Settings
-from .errors import AUTHENTICATED, NotBuilt, UploadTooLarge
+from .errors import AUTHENTICATED, NotSigned, UploadTooLarge
 from .quotas import charge_upload
 from .s3_events import INCOMING
 
@@ -53,7 +53,7 @@ class UploadUrl(BaseModel):
 @router.post(
     "/{name}/upload-url",
     status_code=201,
-    responses=error_responses(*AUTHENTICATED, UploadTooLarge, QuotaExceeded, NotBuilt),
+    responses=error_responses(*AUTHENTICATED, UploadTooLarge, QuotaExceeded, NotSigned),
 )
 async def upload_url(
     request: Request,
@@ -67,7 +67,7 @@ async def upload_url(
     tenant = tenant_of(request, caller, spec.tenant)
     presign = getattr(datasets.store, "presigned_put", None)
     if presign is None:
-        raise NotBuilt(
+        raise NotSigned(
             "presigned uploads need the S3 store (FERMION_STORE_URL=s3://...); upload with POST /v1/datasets"
         )
     if spec.size > settings.max_upload_bytes:

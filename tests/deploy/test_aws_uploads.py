@@ -138,7 +138,7 @@ def test_the_url_is_signed_for_the_declared_size_and_charged(s3_ingest: tuple[st
     assert too_big.status_code == 413, too_big.text
 
 
-def test_a_local_directory_store_answers_501_and_the_client_uploads_directly(
+def test_a_local_directory_store_answers_409_and_the_client_uploads_directly(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     for url, key in _serve(LocalDirStore(tmp_path / "store"), nats_server.url, tmp_path):
@@ -147,12 +147,12 @@ def test_a_local_directory_store_answers_501_and_the_client_uploads_directly(
             json={"format": "npz", "size": 10},
             headers={"Authorization": f"Bearer {key}"},
         )
-        assert r.status_code == 501, r.text
+        assert r.status_code == 409, r.text
         assert "presigned uploads need the S3 store" in r.text
         path = tmp_path / "big.npz"
         path.write_bytes(_npz(rows=18000))
         with Client(url, url, api_key=key) as client:
-            with pytest.raises(FermionError, match="501"):
+            with pytest.raises(FermionError, match="409"):
                 client.upload(path, presigned=True)  # asked for explicitly: the refusal stands
             ref = client.upload(path)  # automatic: falls back to a direct upload
         assert (ref["name"], ref["size"]) == ("big", path.stat().st_size)
