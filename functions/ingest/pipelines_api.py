@@ -119,7 +119,10 @@ class Pipeline(BaseModel):
 
 
 async def bus_if_up(settings: Settings) -> Bus | None:
-    """The bus, or None when it is away: the rules still list, without their last firing."""
+    """The bus, or None when it is away: the rules still list, without their last firing.
+
+    It calls get_bus itself (to catch its refusal), so an app that overrides get_bus overrides this too.
+    """
     try:
         return await get_bus(settings)
     except Unavailable as exc:
