@@ -118,13 +118,15 @@ class Pipeline(BaseModel):
         return cls.model_validate({**rule.model_dump(), "last_fired": firing})
 
 
-async def bus_if_up(settings: Settings) -> Bus | None:
+async def bus_if_up(request: Request, settings: Settings) -> Bus | None:
     """The bus, or None when it is away: the rules still list, without their last firing.
 
-    It calls get_bus itself (to catch its refusal), so an app that overrides get_bus overrides this too.
+    It calls get_bus itself (to catch its refusal), so it honours an override of get_bus as FastAPI
+    would (as canary_api does): a test's or an embedding app's bus, never a second connection.
     """
+    override = request.app.dependency_overrides.get(get_bus)
     try:
-        return await get_bus(settings)
+        return override() if override is not None else await get_bus(settings)
     except Unavailable as exc:
         log.warning("pipeline rules listed without their last firing: %s", exc)
         return None

@@ -38,7 +38,6 @@ from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.functions.ingest.app import create_app
 from fermion.functions.ingest.deps import _BusHolder, get_bus, get_datasets, get_keys, get_registry
-from fermion.functions.ingest.pipelines_api import bus_if_up
 from fermion.functions.ingest.settings import IngestSettings
 from fermion.infra import NatsServer
 from fermion.model_store import DatasetStore, KeyStore, Registry
@@ -90,7 +89,6 @@ class ConnectedBus:
             self.loop = asyncio.get_running_loop()
             bus = self.bus
             self.app.dependency_overrides[get_bus] = lambda: bus
-            self.app.dependency_overrides[bus_if_up] = lambda: bus  # GET /v1/pipelines asks for the bus itself
         await self.app(scope, receive, send)
 
     def close(self) -> None:
@@ -108,13 +106,14 @@ def ingest_target(nats_server: NatsServer, registry: Registry, tmp_path: Path) -
     app.dependency_overrides[get_registry] = lambda: registry
     app.dependency_overrides[get_keys] = lambda: KeyStore(registry.store)
     served = ConnectedBus(app, nats_server.url)
+    held = _BusHolder.bus  # the process's bus, if an earlier test's app connected one
     try:
         # A long-poll waits up to `wait_s` (20 s by default) for a job that never comes: ask for no wait.
         yield Target(served, bearer(api_key(registry, "admin")), {"GET /v1/jobs/{job}/events": {"wait_s": 0}})
     finally:
         served.close()
     # Every route used the test's bus: none connected one of its own, which nothing would close.
-    assert _BusHolder.bus is None, "a route connected the process's bus beside the overridden one"
+    assert _BusHolder.bus is held, "a route connected the process's bus beside the overridden one"
 
 
 @pytest.fixture
