@@ -9,7 +9,6 @@ canary and the rule's last firing. Nothing is written into the store or onto NAT
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 
 from fermion.infra import Stack, StackSettings
-from tests.helpers.stack import StackOptions
+from tests.helpers.stack import StackOptions, cli_env
 
 pytestmark = pytest.mark.e2e
 N_FEATURES = 8
@@ -43,16 +42,8 @@ def stack_options() -> StackOptions:
 
 
 def fermion(s: StackSettings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "FERMION_HOME": str(s.home),
-        "FERMION_NATS_PORT": str(s.nats_port),
-        "FERMION_INGEST_PORT": str(s.ingest_port),
-        "FERMION_INFERENCE_PORT": str(s.inference_port),
-        "COLUMNS": "200",
-    }
     out = subprocess.run(
-        [sys.executable, "-m", "fermion", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "fermion", *args], env=cli_env(s), capture_output=True, text=True, timeout=timeout
     )
     assert out.returncode == 0, (args, out.stdout, out.stderr)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,3 +58,16 @@ def running_stack(home: Path, options: StackOptions) -> Iterator[Stack]:
         )
         with Stack(settings) as stack:
             yield stack
+
+
+def cli_env(s: StackSettings, **extra: str) -> dict[str, str]:
+    """The environment that points the `fermion` CLI at the stack `s` describes (wide: no cut columns)."""
+    return {
+        **os.environ,
+        "FERMION_HOME": str(s.home),
+        "FERMION_NATS_PORT": str(s.nats_port),
+        "FERMION_INGEST_PORT": str(s.ingest_port),
+        "FERMION_INFERENCE_PORT": str(s.inference_port),
+        "COLUMNS": "200",
+        **extra,
+    }
