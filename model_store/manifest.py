@@ -74,6 +74,9 @@ class Draft(BaseModel):
     compile_report: dict[str, Any] = {}
     profile: dict[str, Any] | None = None
     """The training data's reference profile (`profiles.Profile`), for drift checks; None: not recorded."""
+    features: dict[str, Any] | None = None
+    """A table model's feature schema (`features.FeatureSchema` as JSON): its columns by name, how the
+    graph prepares them, the label column and the task. None for models on raw tensors or pictures."""
     distillation: dict[str, Any] | None = None
     """A distilled student: temperature, alpha, and teacher and student side by side (held-out metrics on
     the same split, parameters, file bytes, CPU latency at batch 1)."""
