@@ -86,26 +86,32 @@ async def open_connection(url: str, *, name: str, timeout_s: float, **options: A
         if not closing.is_set():
             log.warning("NATS error: %s", seen[-1])
 
+    nc = Client()
     try:
         # Once connected, reconnect forever (a NATS restart mid-job must not kill a worker);
         # the first connection, though, is bounded so a wrong URL fails fast instead of hanging.
-        nc = await asyncio.wait_for(
-            nats.connect(
-                servers,
-                name=name,
-                connect_timeout=min(timeout_s, 2.0),
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                # No buffer while disconnected: a publish fails now rather than going out later,
-                # after its caller was told it failed (and may have sent it again).
-                pending_size=0,
-                disconnected_cb=_disconnected,
-                error_cb=_error,
-                **options,
-            ),
-            timeout_s,
+        connect = nc.connect(
+            servers,
+            name=name,
+            connect_timeout=min(timeout_s, 2.0),
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            # No buffer while disconnected: a publish fails now rather than going out later,
+            # after its caller was told it failed (and may have sent it again).
+            pending_size=0,
+            disconnected_cb=_disconnected,
+            error_cb=_error,
+            **options,
         )
+        try:
+            await asyncio.wait_for(connect, timeout_s)
+        except BaseException:
+            # nats-py leaves the socket of an attempt cut short (our timeout, a cancel) open: close it
+            # now, on its own loop, or the collector finalizes it later inside whatever code runs then.
+            closing.set()
+            await _abandon(nc)
+            raise
     except (OSError, nats.errors.Error, TimeoutError) as exc:
         # A refusal of the credentials is the cause, whatever came last (a server that refuses
         # may also reset the socket mid-handshake): name it, since retrying will not help.
@@ -114,3 +120,11 @@ async def open_connection(url: str, *, name: str, timeout_s: float, **options: A
         why = refused[-1] if refused else last
         raise BusUnavailable(f"cannot reach NATS at {shown}: {why}") from exc
     return nc, closing
+
+
+async def _abandon(nc: Client) -> None:
+    """Close a client whose first connection failed: its socket and tasks; nothing it raises matters now."""
+    try:
+        await asyncio.shield(nc.close())
+    except Exception:  # the connect's own error is the one to report
+        log.debug("closing an unconnected NATS client failed", exc_info=True)
