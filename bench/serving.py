@@ -1,18 +1,26 @@
-"""Warm latency and throughput over loopback, measured by wrk (a separate process) at 1, 8 and 32
-concurrent connections: Fermion with batching on and off, beside the hand-written FastAPI server
-and KServe's model server (`common.py`) over the same ONNX file, in one run.
+"""Warm latency and throughput over loopback, servers interleaved round by round, measured by wrk.
+
+Each round starts every server in turn (A, B, C, ... then again), measures it at 1, 8 and 32
+concurrent connections and stops it, so drift in the machine's load hits every server alike; the
+report gives medians over the rounds with their spread (min..max). Servers, all over one ONNX file:
+Fermion's inference function (batching on and off, auth off, metrics off), the bare ASGI app (the practical limit of
+conventional Python serving) on uvicorn and on granian, the hand-written FastAPI server and KServe.
+The goal lines at the end (issue 28) compare Fermion as deployed with the bare ASGI app on uvicorn.
 
     apt-get install wrk   # once
-    .venv/bin/python bench/serving.py [--seconds 5]
+    .venv/bin/python bench/serving.py [--rounds 3] [--seconds 5] [--without-kserve]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
+import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,6 +31,7 @@ from common import (
     compile_bytecode,
     fermion_argv,
     free_port,
+    granian_argv,
     kserve_argv,
     oip_body,
     register_digits,
@@ -33,12 +42,23 @@ from common import (
 )
 
 CONNECTIONS = (1, 8, 32)
+Point = dict[str, float]
+BARE = "bare ASGI, uvicorn"
+FERMION = "fermion"
+# (figure, connections, measure, goal ratio vs BARE, True when lower is better)
+GOALS = (
+    ("p50 at 1 client", 1, "p50", 1.0, True),
+    ("req/s at 32 clients", 32, "rps", 1.2, False),
+    ("p99 at 32 clients", 32, "p99", 1.0, True),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (at least 3 for a median)")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per point")
     parser.add_argument("--without-kserve", action="store_true", help="skip KServe (its venv installs on first use)")
+    parser.add_argument("--only", action="append", default=[], help="only servers whose title contains this")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -51,61 +71,89 @@ def main() -> None:
         (home / "bare.py").write_text(BARE_ASGI.replace("MODEL", repr(str(model))))
         compile_bytecode(home / "hand.py", home / "bare.py")
         env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
-        servers = {
-            "fermion, batching on": lambda port: (fermion_argv(port), env),
-            "fermion, batching off": lambda port: (fermion_argv(port), {**env, "FERMION_BATCHING": "false"}),
-            # The cost of identity on the warm path: the same server with authentication off.
-            "fermion, auth off": lambda port: (fermion_argv(port), {**env, "FERMION_AUTH": "off"}),
-            # The cost of metrics on the warm path (bench/metrics_cost.py measures it alone, in rounds).
-            "fermion, metrics off": lambda port: (fermion_argv(port), {**env, "FERMION_METRICS": "false"}),
-            "hand-written FastAPI": lambda port: (uvicorn_argv("hand:app", port), {**env, "PYTHONPATH": str(home)}),
-            "bare ASGI": lambda port: (uvicorn_argv("bare:app", port), {**env, "PYTHONPATH": str(home)}),
-            "KServe 0.21": lambda port: (kserve_argv("digits", model, port), env),
-        }
-        if args.without_kserve:
-            del servers["KServe 0.21"]
-        results: dict[str, dict[int, dict[str, float]]] = {}
-        for name, make in servers.items():
-            port = free_port()
-            argv, server_env = make(port)
-            url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
-            headers = auth if name.startswith("fermion") else {}
-            proc = serve(argv, server_env, url, body, {"content-type": "application/json", **headers})
-            try:
-                wrk(url, body, 8, 1, headers=headers)  # warm-up: allocators, caches, the batcher's first batches
-                results[name] = {c: wrk(url, body, c, args.seconds, headers=headers) for c in CONNECTIONS}
-            finally:
-                stop(proc)
-    print(f"digits CNN, one OIP v2 JSON row per request, wrk {args.seconds}s per point")
-    print(f"{'server':22} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+        servers = _servers(home, model, env, args.without_kserve)
+        if args.only:
+            servers = {k: v for k, v in servers.items() if k in (FERMION, BARE) or any(o in k for o in args.only)}
+        results: dict[str, dict[int, list[Point]]] = {name: {c: [] for c in CONNECTIONS} for name in servers}
+        for r in range(args.rounds):
+            for name, make in servers.items():
+                print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr)
+                port = free_port()
+                argv, server_env = make(port)
+                url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
+                headers = auth if name.startswith(FERMION) else {}
+                proc = serve(argv, server_env, url, body, {"content-type": "application/json", **headers})
+                try:
+                    wrk(url, body, 8, 1, headers=headers)  # warm-up: allocators, caches, the batcher's first batches
+                    for c in CONNECTIONS:
+                        results[name][c].append(wrk(url, body, c, args.seconds, headers=headers))
+                finally:
+                    stop(proc)
+    _report(results, args.rounds, args.seconds)
+
+
+def _servers(
+    home: Path, model: Path, env: dict[str, str], without_kserve: bool
+) -> dict[str, Callable[[int], tuple[list[str], dict[str, str]]]]:
+    """Every server measured, by title: (port) -> (argv, environment)."""
+    bare_env = {**env, "PYTHONPATH": str(home)}
+    servers: dict[str, Callable[[int], tuple[list[str], dict[str, str]]]] = {
+        FERMION: lambda port: (fermion_argv(port), env),
+        "fermion, batching off": lambda port: (fermion_argv(port), {**env, "FERMION_BATCHING": "false"}),
+        # The cost of identity on the warm path: the same server with authentication off.
+        "fermion, auth off": lambda port: (fermion_argv(port), {**env, "FERMION_AUTH": "off"}),
+        # The cost of metrics on the warm path (bench/metrics_cost.py measures it alone, in rounds).
+        "fermion, metrics off": lambda port: (fermion_argv(port), {**env, "FERMION_METRICS": "false"}),
+        BARE: lambda port: (uvicorn_argv("bare:app", port), bare_env),
+        "hand-written FastAPI": lambda port: (uvicorn_argv("hand:app", port), bare_env),
+    }
+    if importlib.util.find_spec("granian") is not None:
+        servers["bare ASGI, granian"] = lambda port: (granian_argv("bare:app", port), bare_env)
+    if not without_kserve:
+        servers["KServe 0.21"] = lambda port: (kserve_argv("digits", model, port), env)
+    return servers
+
+
+def _report(results: dict[str, dict[int, list[Point]]], rounds: int, seconds: int) -> None:
+    """Medians over the rounds with their spread, ratios to the bare app, and the goals' pass/fail lines."""
+    med = {
+        n: {c: {k: statistics.median(p[k] for p in pts) for k in ("p50", "p99", "rps")} for c, pts in by.items()}
+        for n, by in results.items()
+    }
+    print(f"digits CNN, one OIP v2 JSON row per request, {rounds} interleaved rounds, wrk {seconds}s per point")
+    print(f"medians (min..max over rounds); ratios against {BARE!r} in the same round set")
+    print(f"{'server':34} {'conns':>5} {'p50 ms':>20} {'p99 ms':>22} {'req/s':>20}")
     for name, by_conns in results.items():
-        for c, r in by_conns.items():
-            print(f"{name:22} {c:5d} {r['p50']:8.3f} {r['p99']:8.3f} {r['rps']:8.0f}")
-    on, off = results["fermion, batching on"], results["fermion, auth off"]
-    print(
-        f"authentication's cost at 1 conn: p50 {on[1]['p50']:.3f} vs {off[1]['p50']:.3f} ms "
-        f"({on[1]['p50'] / off[1]['p50']:.2f}x), req/s at 32 conns {on[32]['rps'] / off[32]['rps']:.2f}x"
-    )
-    moff = results["fermion, metrics off"]
-    ratio = on[1]["p50"] / moff[1]["p50"]
-    print(f"metrics' cost at 1 conn: p50 {on[1]['p50']:.3f} vs {moff[1]['p50']:.3f} ms ({ratio:.2f}x)")
-    bare = results["bare ASGI"]
-    for name in ("fermion, batching on", "fermion, auth off"):
-        f = results[name]
+        for c, pts in by_conns.items():
+            m = med[name][c]
+            cells = [
+                f"{m[k]:.3f} ({min(p[k] for p in pts):.2f}..{max(p[k] for p in pts):.2f})"
+                if k != "rps"
+                else f"{m[k]:.0f} ({min(p[k] for p in pts):.0f}..{max(p[k] for p in pts):.0f})"
+                for k in ("p50", "p99", "rps")
+            ]
+            print(f"{name:34} {c:5d} {cells[0]:>20} {cells[1]:>22} {cells[2]:>20}")
+    if BARE not in med:
+        return
+    bare = med[BARE]
+    for name in med:
+        if name == BARE:
+            continue
+        f = med[name]
         print(
-            f"{name} vs bare ASGI: p50 @1 {f[1]['p50'] / bare[1]['p50']:.2f}x, "
+            f"{name} vs {BARE}: p50 @1 {f[1]['p50'] / bare[1]['p50']:.2f}x, "
             f"req/s @32 {f[32]['rps'] / bare[32]['rps']:.2f}x, p99 @32 {f[32]['p99'] / bare[32]['p99']:.2f}x"
         )
-    if "KServe 0.21" not in results:
+    if FERMION not in med:
         return
-    kserve = results["KServe 0.21"]
-    for name in ("fermion, batching on", "fermion, batching off", "hand-written FastAPI"):
-        ratios = ", ".join(
-            f"{c} conns {results[name][c]['rps'] / kserve[c]['rps']:.2f}x req/s, "
-            f"p99 {results[name][c]['p99'] / kserve[c]['p99']:.2f}x"
-            for c in CONNECTIONS
+    for figure, conns, key, goal, lower in GOALS:
+        ratio = med[FERMION][conns][key] / bare[conns][key]
+        ok = ratio <= goal if lower else ratio >= goal
+        sign = "<=" if lower else ">="
+        print(
+            f"GOAL {figure}: fermion {ratio:.2f}x the bare app on uvicorn (goal {sign} {goal}x): "
+            f"{'PASS' if ok else 'FAIL'}"
         )
-        print(f"{name} vs KServe: {ratios}")
 
 
 if __name__ == "__main__":
