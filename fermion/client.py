@@ -96,7 +96,7 @@ class Client(ControlPlane):
             else:
                 response = retries.send(self._http, method, url, key=key, retry=self.write_retry, **kwargs)
         except httpx.HTTPError as exc:
-            raise FermionError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
+            raise self._unreachable(method, url, exc) from exc
         if response.status_code >= 400:
             try:
                 detail = response.json().get("error", response.text)
@@ -104,6 +104,13 @@ class Client(ControlPlane):
                 detail = response.text
             raise FermionError(f"{method} {url} → {response.status_code}: {detail}")
         return response.json() if response.content else None
+
+    def _unreachable(self, method: str, url: str, exc: httpx.HTTPError) -> FermionError:
+        """The one translation of a failed connection: nothing listening is said as such, with the fix."""
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            base = next((b for b in (self.ingest_url, self.inference_url) if url.startswith(b)), url)
+            return FermionError(f"no Fermion stack answers at {base} — start one with `fermion up` or set FERMION_URL")
+        return FermionError(f"{method} {url} failed: {exc or type(exc).__name__}")
 
     # ---- keys
     def create_key(
@@ -320,7 +327,7 @@ class Client(ControlPlane):
         try:
             response = self._http.post(url, json=options, params=self._tenant, timeout=timeout_s)
         except httpx.HTTPError as exc:
-            raise FermionError(f"POST {url} failed: {exc or type(exc).__name__}") from exc
+            raise self._unreachable("POST", url, exc) from exc
         if response.status_code >= 400:
             try:
                 detail = response.json().get("error", response.text)

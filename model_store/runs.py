@@ -89,6 +89,11 @@ class Runs:
             return RunRecord.model_validate(json.loads(raw))
         raise RunNotFound(f"no run {job_id!r} in tenant {tenant!r}")
 
+    def job_ids(self, tenant: str, model: str | None = None) -> list[str]:
+        """Every run's job id in `tenant` (of one model), from the keys alone: nothing is read."""
+        prefix = f"runs/{check_name('tenant', tenant)}/" + (f"{check_name('model', model)}/" if model else "")
+        return [k.rsplit("/", 1)[1].removesuffix(".json") for k in self.store.list(prefix) if k.endswith(".json")]
+
     def list(self, tenant: str, model: str | None = None, limit: int = 500) -> list[RunRecord]:
         """A tenant's runs (of one model), newest first, at most `limit`."""
         prefix = f"runs/{check_name('tenant', tenant)}/" + (f"{check_name('model', model)}/" if model else "")

@@ -26,7 +26,7 @@ from .keys import keys_app
 from .models import models_app
 from .pipelines import pipelines_app
 from .runs import runs_app
-from .stack import demo, up
+from .stack import demo, up, up_help
 from .work import predict, sweep, train, upload
 
 app = typer.Typer(
@@ -52,7 +52,8 @@ def _root(
     """Fermion: event-driven, serverless ML. Train on events, serve ONNX over HTTP."""
 
 
-for command in (up, demo, upload, train, distill, sweep, predict):
+app.command(epilog=up_help())(up)
+for command in (demo, upload, train, distill, sweep, predict):
     app.command()(command)
 app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")

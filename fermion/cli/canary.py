@@ -36,6 +36,7 @@ def canary_start(
     bake: Annotated[float, typer.Option(help="seconds each step bakes before the next")] = 300.0,
     manual: Annotated[bool, typer.Option(help="step by hand: the controller neither steps nor rolls back")] = False,
     min_requests: Annotated[int, typer.Option(help="canary requests per step before it is judged")] = 50,
+    output: OutputOption = Output.table,
 ) -> None:
     """Send the first step's share of the alias's traffic to VERSION."""
     try:
@@ -54,7 +55,7 @@ def canary_start(
         )
     if state.get("announced") is False:
         errors.print("warning: the rollout started but was not announced on NATS", markup=False)
-    _show(model, alias, state["record"])
+    _answer(model, alias, state, output)
 
 
 @canary_app.command("step")
@@ -62,24 +63,25 @@ def canary_step(
     model: Model,
     alias: AliasOpt = "production",
     to: Annotated[int | None, typer.Option(help="set the canary's weight to this percentage")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
     """Move the canary to its next step (or to --to percent; 100 finishes it, 0 ends it)."""
     with _client() as client:
-        _show(model, alias, client.step_canary(model, alias=alias, to=to)["record"])
+        _answer(model, alias, client.step_canary(model, alias=alias, to=to), output)
 
 
 @canary_app.command("finish")
-def canary_finish(model: Model, alias: AliasOpt = "production") -> None:
+def canary_finish(model: Model, alias: AliasOpt = "production", output: OutputOption = Output.table) -> None:
     """Send all of the alias's traffic to the canary (`fermion models rollback` undoes it)."""
     with _client() as client:
-        _show(model, alias, client.finish_canary(model, alias=alias)["record"])
+        _answer(model, alias, client.finish_canary(model, alias=alias), output)
 
 
 @canary_app.command("abort")
-def canary_abort(model: Model, alias: AliasOpt = "production") -> None:
+def canary_abort(model: Model, alias: AliasOpt = "production", output: OutputOption = Output.table) -> None:
     """Send all of the alias's traffic back to the incumbent."""
     with _client() as client:
-        _show(model, alias, client.abort_canary(model, alias=alias)["record"])
+        _answer(model, alias, client.abort_canary(model, alias=alias), output)
 
 
 @canary_app.command("status")
@@ -98,13 +100,22 @@ def canary_shadow(
     model: Model,
     version: Annotated[str, typer.Argument(help="the version to mirror traffic to, or 'off'")],
     alias: AliasOpt = "production",
+    output: OutputOption = Output.table,
 ) -> None:
     """Mirror the alias's traffic to VERSION (answers compared, never returned); 'off' stops it."""
     if version != "off" and not version.isdigit():
         raise FermionError(f"give a version number or 'off'; got {version!r}")
     with _client() as client:
         state = client.set_shadow(model, None if version == "off" else int(version), alias=alias)
-    _show(model, alias, state["record"])
+    _answer(model, alias, state, output)
+
+
+def _answer(model: str, alias: str, state: dict[str, Any], output: Output) -> None:
+    """A rollout route's answer: the alias's record for people, or the whole answer for scripts."""
+    if output is Output.table:
+        _show(model, alias, state["record"])
+    else:
+        emit(state, output)
 
 
 def _split(weights: dict[str, int]) -> str:

@@ -46,6 +46,12 @@ def note(message: str) -> None:
     errors.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
+def show(table: Table) -> None:
+    """A table at the terminal's width (long ids fold), or piped, as wide as its rows: ids whole on one line."""
+    # Console.print(width=) only narrows, so a wide console of its own prints the piped table.
+    (console if console.is_terminal else Console(width=100_000)).print(table)
+
+
 def emit(
     data: Any, output: Output, columns: Sequence[str] = (), row: Callable[[Any], Sequence[Any]] | None = None
 ) -> None:
@@ -62,6 +68,6 @@ def emit(
             table.add_column(c, overflow="fold")  # ids are never cut with an ellipsis: they fold
         for item in data:
             table.add_row(*(str(c) for c in row(item)), style=None)
-        console.print(table)
+        show(table)
     else:
         console.print_json(json.dumps(data, default=str))

@@ -56,11 +56,13 @@ def keygen(path: Annotated[Path, typer.Argument(help="PEM file for the participa
 @app.command("start")
 def start(
     spec_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="FederationSpec as JSON")],
+    output: OutputOption = Output.table,
 ) -> None:
     """Start a federation (the platform publishes federated.requested); prints the federation id."""
     spec = load_spec(spec_file)
     with _client() as client:
-        console.print(client.start_federation(spec)["federation_id"])
+        out = client.start_federation(spec)
+    print(out["federation_id"]) if output is Output.table else emit(out, output)
 
 
 @app.command("rounds")

@@ -45,10 +45,16 @@ def jobs_show(
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job: Annotated[str, typer.Argument(help="a job id or a unique prefix of one")]) -> None:
+def jobs_cancel(
+    job: Annotated[str, typer.Argument(help="a job id or a unique prefix of one")], output: OutputOption = Output.table
+) -> None:
     """Cancel a job: before it starts, or after its current epoch."""
-    out = Client.from_settings().cancel(job)
+    with Client.from_settings() as client:
+        out = client.cancel(job)
+    if output is not Output.table:
+        return emit(out, output)
     say(f"cancel requested for {out['job_id']} (it was {out['state']})")
+    return None
 
 
 @dlq_app.command("list")
@@ -65,8 +71,11 @@ def dlq_list(output: OutputOption = Output.table) -> None:
 
 
 @dlq_app.command("retry")
-def dlq_retry(job: Annotated[str, typer.Argument(help="the dead-lettered job's id or a unique prefix")]) -> None:
+def dlq_retry(
+    job: Annotated[str, typer.Argument(help="the dead-lettered job's id or a unique prefix")],
+    output: OutputOption = Output.table,
+) -> None:
     """Publish a dead-lettered job again."""
     with Client.from_settings() as client:
         out = client.retry(job)
-    say(f"job {out['job_id']} published again")
+    say(f"job {out['job_id']} published again") if output is Output.table else emit(out, output)

@@ -30,8 +30,9 @@ def keys_create(
     scopes: Annotated[str, typer.Option(help="comma-separated: upload,train,promote,infer,read,admin")],
     expires: Annotated[str | None, typer.Option(help="lifetime, like 30d or 12h (default: never)")] = None,
     name: Annotated[str, typer.Option(help="what the key is for")] = "",
+    output: OutputOption = Output.table,
 ) -> None:
-    """Create a key; it is printed once, as the last line."""
+    """Create a key; it is printed once, as the last line (`-o json|yaml`: the answer, `key` in it)."""
     with Client.from_settings() as client:  # closed: a command run in-process leaves no socket behind
         out = client.create_key(
             tenant,
@@ -39,10 +40,13 @@ def keys_create(
             name=name,
             expires_in_s=seconds(expires) if expires else None,
         )
+    if output is not Output.table:
+        return emit(out, output)
     console.print(f"key {out['key_id']} for tenant {out['tenant']} ({', '.join(out['scopes'])})", highlight=False)
     if out.get("expires_at"):
         console.print(f"expires {out['expires_at']}", highlight=False)
     print(out["key"])  # plain, last: scripts take the last line
+    return None
 
 
 @keys_app.command("list")
@@ -68,7 +72,13 @@ def keys_list(
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id (the part after fmn_)")]) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key id (the part after fmn_)")], output: OutputOption = Output.table
+) -> None:
     """Revoke a key; warm functions refuse it within seconds."""
-    out = Client.from_settings().revoke_key(key_id.removeprefix("fmn_").split("_")[0])
+    with Client.from_settings() as client:
+        out = client.revoke_key(key_id.removeprefix("fmn_").split("_")[0])
+    if output is not Output.table:
+        return emit(out, output)
     console.print(f"revoked {out['masked']} (tenant {out['tenant']})", highlight=False)
+    return None

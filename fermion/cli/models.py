@@ -107,20 +107,27 @@ def models_promote(
     version: Annotated[int, typer.Argument(help="version to point the alias at")],
     alias: Annotated[str, typer.Option(help="alias to move")] = "production",
     expected: Annotated[int | None, typer.Option(help="only if the alias still points at this version")] = None,
+    output: OutputOption = Output.table,
 ) -> None:
     """Point an alias at a version (compare-and-swap; publishes models.promoted)."""
     with Client.from_settings() as client:
-        say(_moved(client.promote(name, version, alias=alias, expected_version=expected)))
+        _said(client.promote(name, version, alias=alias, expected_version=expected), output)
 
 
 @models_app.command("rollback")
 def models_rollback(
     name: Annotated[str, typer.Argument(help="model name")],
     alias: Annotated[str, typer.Option(help="alias to roll back")] = "production",
+    output: OutputOption = Output.table,
 ) -> None:
     """Point an alias back at the version it held before its last move."""
     with Client.from_settings() as client:
-        say(_moved(client.rollback(name, alias=alias)))
+        _said(client.rollback(name, alias=alias), output)
+
+
+def _said(out: dict[str, Any], output: Output) -> None:
+    """An alias move: one line for people, the answer for scripts."""
+    say(_moved(out)) if output is Output.table else emit(out, output)
 
 
 @models_app.command("unalias")
@@ -178,6 +185,7 @@ def _mark(row: tuple[dict[str, Any], str]) -> str:
 def models_labels(
     name: Annotated[str, typer.Argument(help="model name")],
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a CSV of request_id,label rows")],
+    output: OutputOption = Output.table,
 ) -> None:
     """Submit the true labels of past predictions (by request id): the monitor's online accuracy."""
     labels: dict[str, str] = {}
@@ -192,4 +200,7 @@ def models_labels(
         raise FermionError(f"{file.name} holds no request_id,label rows")
     with Client.from_settings() as client:
         out = client.submit_labels(name, labels)
+    if output is not Output.table:
+        return emit(out, output)
     say(f"{out['labels']} labels of {name} submitted (event {out['event_id']})")
+    return None

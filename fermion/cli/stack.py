@@ -14,7 +14,7 @@ import typer
 from fermion.client import Client, FermionError
 from fermion.infra import StackSettings
 
-from .console import console, fail
+from .console import console, fail, say
 from .follow import follow_job
 
 
@@ -27,8 +27,33 @@ def _print_endpoints(s: StackSettings) -> None:
     console.print(f"  api key    {s.home / 'admin.key'}   (admin; the CLI uses it unless FERMION_API_KEY is set)")
 
 
+# What each StackSettings field `up` reads means; the defaults come from StackSettings itself.
+UP_SETTINGS = {
+    "home": "where the stack keeps its state: NATS, the registry, the cache, logs, keys",
+    "host": "the address every function listens on",
+    "nats_port": "nats-server's port",
+    "ingest_port": "the ingest function's port (its console at /console)",
+    "inference_port": "the inference function's port",
+    "trainers": "how many trainer processes share the work",
+    "trainer_metrics_port": "trainer i serves /metrics on this port + i (0: none)",
+    "drop_queue_url": "an SQS queue of S3 drops to bridge (LocalStack)",
+    "s3_endpoint_url": "the S3 API's endpoint, with FERMION_STORE_URL=s3://...",
+}
+
+
+def up_help() -> str:
+    """`fermion up --help`'s list of the environment it reads, each with its default."""
+    fields = StackSettings.model_fields
+    lines = [
+        f"FERMION_{name.upper()} (default {'unset' if fields[name].default is None else fields[name].default}): {what}"
+        for name, what in UP_SETTINGS.items()
+    ]
+    lines.append("FERMION_STORE_URL (default file://FERMION_HOME/store): the registry, or s3://BUCKET/PREFIX")
+    return "Settings, from the environment:\n\n" + "\n\n".join(lines)
+
+
 def up() -> None:
-    """Run nats-server, a trainer, ingest and inference on 127.0.0.1 until Ctrl-C."""
+    """Run nats-server, a trainer, ingest and inference on 127.0.0.1 until Ctrl-C; prints the console's URL."""
     # The stack imports every function's needs (the `local` extra): only here, so the base CLI starts without.
     from fermion.infra import Stack, is_up
     from fermion.infra.supervisor import Supervisor
@@ -42,6 +67,7 @@ def up() -> None:
     stack = Stack(settings)
     stack.start()
     _print_endpoints(settings)
+    say(f"console: {settings.ingest_url}/console")
     console.print("[green]up[/] — Ctrl-C to stop")
     stopping = False
 

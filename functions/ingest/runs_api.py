@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from fermion.model_store import RunRecord, Runs
+from fermion.model_store import RunNotFound, RunRecord, Runs
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
+from fermion.service.jobs import by_prefix
 from fermion.service.responses import error_responses
 
 from .deps import RegistryDep
@@ -38,14 +39,16 @@ async def list_runs(
 async def compare_runs(
     request: Request,
     registry: RegistryDep,
-    job: Annotated[list[str], Query(min_length=2, max_length=20, description="two or more job ids")],
+    job: Annotated[
+        list[str], Query(min_length=2, max_length=20, description="two or more job ids, or unique prefixes of them")
+    ],
     tenant: Tenant = None,
     caller: Principal = needs("read"),
 ) -> dict[str, Any]:
     """Several runs side by side: parameters, final metrics and curves, and which parameters differ."""
     tenant = tenant_of(request, caller, tenant)
     store = Runs(registry.store)
-    runs = [await asyncio.to_thread(store.get, tenant, j) for j in job]
+    runs = [await asyncio.to_thread(_find, store, tenant, j) for j in job]
     keys = sorted({k for r in runs for k in r.parameters})
     differs = [k for k in keys if len({repr(r.parameters.get(k)) for r in runs}) > 1]
     return {"runs": [r.model_dump(mode="json") for r in runs], "differing_parameters": differs}
@@ -60,10 +63,22 @@ async def get_run(
     tenant: Tenant = None,
     caller: Principal = needs("read"),
 ) -> dict[str, Any]:
-    """One run: parameters, dataset, every epoch, final metrics, version and lineage (or its error)."""
+    """One run (by its job id or a unique prefix): parameters, dataset, every epoch, final metrics, lineage."""
     tenant = tenant_of(request, caller, tenant)
-    record = await asyncio.to_thread(Runs(registry.store).get, tenant, job_id, model)
+    record = await asyncio.to_thread(_find, Runs(registry.store), tenant, job_id, model)
     return record.model_dump(mode="json")
+
+
+def _find(runs: Runs, tenant: str, job: str, model: str | None = None) -> RunRecord:
+    """The run of job id `job`, else of the one job id it is a prefix of (an ambiguous one names them)."""
+    try:
+        return runs.get(tenant, job, model)
+    except RunNotFound:
+        try:
+            job = by_prefix(runs.job_ids(tenant, model), job, "run")
+        except LookupError as exc:
+            raise RunNotFound(f"{exc} in tenant {tenant!r}") from None
+    return runs.get(tenant, job, model)
 
 
 def _summary(run: RunRecord) -> dict[str, Any]:

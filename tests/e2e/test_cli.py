@@ -161,7 +161,7 @@ def test_every_user_error_is_one_line_and_exit_1(stack: Stack, tmp_path: Path) -
     assert "--install-completion" in fermion(s, "--help").stdout  # shell completion is on
     one_line_error(fermion(s, "models", "list", FERMION_API_KEY="fmn_bogus_key"), "401")
     closed = f"http://127.0.0.1:{free_port()}"
-    one_line_error(fermion(s, "models", "list", FERMION_URL=closed), "failed")
+    one_line_error(fermion(s, "models", "list", FERMION_URL=closed), f"no Fermion stack answers at {closed}")
 
 
 class _Gateway(http.server.ThreadingHTTPServer):

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from fermion.cli import app as cli
-from fermion.client import Client
+from fermion.client import Client, FermionError
 from fermion.events import LabelsSubmitted, parse_event, subjects
 from fermion.events.federation import FederationRequested
 from fermion.model_store import KeyStore, RunRecord, Runs, StoreSettings, open_registry
@@ -173,6 +174,33 @@ def test_runs_are_read_over_http(ingest: SecuredIngest, tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "0.2500" in shown.output and "learning_rate" in shown.output, shown.output
     compared = _fermion(ingest, tmp_path, "runs", "compare", "job-aaa", "job-bbb")
     assert compared.exit_code == 0 and "learning_rate" in compared.output and "0.003" in compared.output
+
+
+def test_runs_take_prefixes_print_whole_ids_and_answer_json_or_yaml(ingest: SecuredIngest, tmp_path: Path) -> None:
+    """Issue 27: ids never cut (piped, at 80 columns), prefixes taken, an ambiguous one refused naming both."""
+    runs = Runs(ingest.registry.store)
+    long_ids = [f"sweep-{'7' * 24}-trial-{n}-{'e' * 20}" for n in (1, 2)]
+    for job, lr in zip(long_ids, (0.01, 0.003), strict=True):
+        record = RunRecord(job_id=job, tenant="default", model_name="longs", status="completed")
+        runs.put(record.model_copy(update={"parameters": {"learning_rate": lr}, "metrics": {"accuracy": 0.8}}))
+    env = {**ingest.cli_env(tmp_path / "client", None), "COLUMNS": "80"}
+
+    def fermion(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), env=env)
+
+    listed = fermion("runs", "list", "--model", "longs")
+    assert listed.exit_code == 0 and all(j in listed.output for j in long_ids), listed.output  # whole, one line
+    as_json = json.loads(fermion("runs", "list", "--model", "longs", "-o", "json").output)
+    assert sorted(r["job_id"] for r in as_json) == sorted(long_ids)
+    shown = yaml.safe_load(fermion("runs", "show", long_ids[1][:-3], "-o", "yaml").output)
+    assert shown["job_id"] == long_ids[1]
+    compared = json.loads(fermion("runs", "compare", long_ids[0][:-5], long_ids[1][:-5], "-o", "json").output)
+    assert [r["job_id"] for r in compared["runs"]] == long_ids and compared["differing_parameters"] == ["learning_rate"]
+    table = fermion("runs", "compare", long_ids[0][:-5], long_ids[1][:-5])
+    assert table.exit_code == 0 and all(j in table.output for j in long_ids), table.output
+    ambiguous = fermion("runs", "show", "sweep-7777")
+    assert ambiguous.exit_code == 1 and isinstance(ambiguous.exception, FermionError)
+    assert "ambiguous" in str(ambiguous.exception) and all(j in str(ambiguous.exception) for j in long_ids)
 
 
 async def test_a_canary_starts_while_nats_is_away(tmp_path: Path) -> None:
