@@ -225,6 +225,8 @@ def _follow_sweep(client: Client, out: dict[str, Any], model: str, epochs: int, 
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in w["params"].items() if v is not None
     )
     verdict = "promoted" if w["promoted"] else "not promoted"
+    pruned = f", {states.count('pruned')} pruned" if "pruned" in states else ""
+    say(f"sweep {out['sweep_id']}: {states.count('complete')} of {len(states)} trials completed{pruned}")
     say(
         f"sweep {out['sweep_id']}: winner {w['trial_job_id']} ({said}) {metric} {w['value']:.4f} "
         f"→ {model} version {w['version']}, {verdict}: {w['reason']}"

@@ -29,15 +29,9 @@ from fermion.events import (
     BusError,
     ConsumerPolicy,
     Delivery,
-    FailureReport,
-    ModelPublished,
-    ModelVersionRef,
     ProgressReport,
-    TrainingCompleted,
-    TrainingFailed,
     TrainingProgress,
     TrainingRequested,
-    TrainingResult,
     derive_id,
     parse_event,
     streams,
@@ -62,7 +56,7 @@ from fermion.training.checkpoints import CheckpointPolicy
 from fermion.training.distributed import DistributedOptions
 from fermion.training.errors import JobCancelled, PermanentJobError
 
-from . import rules
+from . import outcomes, rules
 from .history import JobRun
 from .job import run_job, run_trial
 from .pipeline import UploadRule
@@ -250,32 +244,9 @@ class Worker:
         self, delivery: Delivery, event: TrainingRequested, manifest: Manifest, duration_s: float
     ) -> None:
         name, version = manifest.name, manifest.version
-        await self.bus.publish(
-            ModelPublished(
-                id=derive_id(event.id, "published", delivery.seq),
-                tenant=event.tenant,
-                data=ModelVersionRef(
-                    model_name=name,
-                    version=version,
-                    sha256=manifest.files["model.onnx"].sha256,
-                    uri=self.registry.version_uri(event.tenant, name, version),
-                    job_id=event.id,
-                ),
-            )
-        )
-        await self.bus.publish(
-            TrainingCompleted(
-                id=derive_id(event.id, "completed", delivery.seq),
-                tenant=event.tenant,
-                data=TrainingResult(
-                    job_id=event.id,
-                    model_name=name,
-                    version=version,
-                    metrics=manifest.metrics,
-                    duration_s=round(duration_s, 3),
-                ),
-            )
-        )
+        uri = self.registry.version_uri(event.tenant, name, version)
+        await self.bus.publish(outcomes.published(event, delivery.seq, manifest, uri))
+        await self.bus.publish(outcomes.completed(event, delivery.seq, manifest.metrics, duration_s, version))
         if event.data.gate is not None:
             await self._promote(event, manifest)
         await delivery.ack()
@@ -288,19 +259,7 @@ class Worker:
         self, delivery: Delivery, event: TrainingRequested, metrics: dict[str, float], duration_s: float
     ) -> None:
         """A sweep's trial ends with its metrics and no version: the sweep registers only its winner."""
-        await self.bus.publish(
-            TrainingCompleted(
-                id=derive_id(event.id, "completed", delivery.seq),
-                tenant=event.tenant,
-                data=TrainingResult(
-                    job_id=event.id,
-                    model_name=event.data.model_name,
-                    version=None,
-                    metrics=metrics,
-                    duration_s=round(duration_s, 3),
-                ),
-            )
-        )
+        await self.bus.publish(outcomes.completed(event, delivery.seq, metrics, duration_s, None))
         await delivery.ack()
         await asyncio.to_thread(self.runs[event.id].trial_completed, metrics)
         self.metrics.completed.inc()
@@ -382,15 +341,7 @@ class Worker:
         self, event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool
     ) -> None:
         """`training.failed`, with an id per job message so a re-run of the same delivery is de-duplicated."""
-        await self.bus.publish(
-            TrainingFailed(
-                id=derive_id(event.id, "failed", seq),
-                tenant=event.tenant,
-                data=FailureReport(
-                    job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
-                ),
-            )
-        )
+        await self.bus.publish(outcomes.failed(event, seq, reason, error, retryable=retryable))
 
 
 def _brief(exc: ValidationError) -> str:

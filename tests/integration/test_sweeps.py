@@ -36,8 +36,10 @@ def _registry(env: dict[str, str]) -> Registry:
 
 
 def _wine_csv(registry: Registry) -> DatasetRef:
-    wine = load_wine(as_frame=True).frame  # 13 features and `target`, 178 rows
-    stored = DatasetStore(registry.store).put("default", "wine", wine.to_csv(index=False).encode(), "csv")
+    wine = load_wine()  # 13 features, 3 cultivars, 178 rows
+    rows = [",".join([*wine.feature_names, "target"])]
+    rows += [",".join([*(repr(float(v)) for v in x), str(int(y))]) for x, y in zip(wine.data, wine.target, strict=True)]
+    stored = DatasetStore(registry.store).put("default", "wine", "\n".join(rows).encode() + b"\n", "csv")
     return DatasetRef(name="wine", sha256=stored.sha256, uri=stored.uri, format="csv", size=stored.size)
 
 
