@@ -201,6 +201,11 @@ class SweepRequest(Payload):
             raise ValueError(f"a {self.search} search needs a space (--param) and n_trials >= 1")
         if unknown := sorted(set(self.space) - SEARCHABLE):
             raise ValueError(f"cannot search {unknown}; searchable recipe fields: {sorted(SEARCHABLE)}")
+        for name, spec in self.space.items():  # every value the sampler may draw makes a valid recipe
+            ends = spec.choices if spec.kind == "choice" else [spec.low, spec.high]
+            for value in ends:
+                value = int(value) if spec.kind == "int" and value is not None else value
+                Recipe.model_validate({**self.base.model_dump(), name: value})
         return self
 
     @property

@@ -154,7 +154,7 @@ def sweep(
     except ValueError as exc:
         raise FermionError(f"--epochs and --learning-rates take comma-separated numbers: {exc}") from exc
     client = Client.from_settings()
-    extra = {} if search == "grid" else {"n_trials": trials, "space": space, "base": base}
+    extra: dict[str, Any] = {} if search == "grid" else {"n_trials": trials, "space": space, "base": base}
     gate = {"alias": alias, "metric": metric, "minimum": minimum}
     out = client.sweep(
         model, dataset, grid, metric=metric, gate=gate, search=search, parallel=parallel, prune=prune, **extra

@@ -348,20 +348,20 @@ async def request_sweep(
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
     try:
-        request = SweepRequest(
+        swept = SweepRequest(
             model_name=spec.model_name, dataset=ref, trials=trials[1:], metric=spec.metric, gate=spec.gate,
             search=spec.search, n_trials=spec.n_trials, space=spec.space, base=trials[0], parallel=spec.parallel,
             prune=spec.prune,
         )  # fmt: skip
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
-    event = TrainingSweep(id=event_id(tenant, "sweeps", idempotency_key), tenant=tenant, data=request)
+    event = TrainingSweep(id=event_id(tenant, "sweeps", idempotency_key), tenant=tenant, data=swept)
     await bus.publish(event)
     return {
         "sweep_id": event.id,
-        "trial_job_ids": [derive_id(event.id, i) for i in range(request.size)],
+        "trial_job_ids": [derive_id(event.id, i) for i in range(swept.size)],
         "winner_job_id": derive_id(event.id, "winner"),
-        "search": request.search,
+        "search": swept.search,
     }
 
 

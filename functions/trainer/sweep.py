@@ -44,6 +44,7 @@ from .search import Search
 
 log = logging.getLogger("fermion.sweeps")
 RETRY_DELAY_S = 5.0
+TrialEvent = TrainingProgress | TrainingCompleted | TrainingFailed
 TRAINING_LOG = "fermion.training.>"
 
 
@@ -140,7 +141,7 @@ class SweepRule(Rule[TrainingSweep]):
             if await asyncio.to_thread(self._take, sweep, search, event):
                 await self._prune(sweep, event.data.job_id)
 
-    def _take(self, sweep: TrainingSweep, search: Search, event: object) -> bool:
+    def _take(self, sweep: TrainingSweep, search: Search, event: TrialEvent) -> bool:
         """Fold one trial event into the study (and the record); True when the trial is to be pruned."""
         if isinstance(event, TrainingProgress):
             if event.data.loss is None:  # the "started" report
@@ -153,8 +154,6 @@ class SweepRule(Rule[TrainingSweep]):
             state = "pruned" if event.data.error == "JobCancelled" else "failed"
             search.finish(event.data.job_id, state, reason=event.data.reason)
             prune = False
-        else:
-            return False
         self.sweeps.put(search.record)
         return prune
 
@@ -203,7 +202,7 @@ class SweepRule(Rule[TrainingSweep]):
                 await delivery.in_progress()
 
 
-async def _next_event(events: AsyncIterator[bytes], jobs: set[str]) -> object:
+async def _next_event(events: AsyncIterator[bytes], jobs: set[str]) -> TrialEvent:
     """The next progress or outcome event of one of `jobs` on the training log."""
     async for raw in events:
         with contextlib.suppress(ValidationError):

@@ -50,6 +50,8 @@ def test_param_specs_parse_and_refuse_nonsense() -> None:
         _request(space={"label_column": ParamSpec.parse("choice:a,b")})
     with pytest.raises(ValidationError, match="needs a space"):
         _request(space={})
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):  # epochs 0 is no recipe
+        _request(space={"epochs": ParamSpec.parse("int:0:5")})
     with pytest.raises(ValidationError, match="needs its trials"):
         SweepRequest(model_name="wine", dataset=REF)
 
