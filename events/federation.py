@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,11 +24,23 @@ class FederationMember(Payload):
 
 
 class Privacy(Payload):
-    """Differential privacy on each update: clip the weight delta's L2 norm, add Gaussian noise."""
+    """Differential privacy on each update: clip the weight delta's L2 norm, add Gaussian noise.
+
+    With `epsilon`, the federation has a budget: the coordinator's accountant (dp-accounting, RDP)
+    stops it before a round that would spend more than (epsilon, delta).
+    """
 
     clip_norm: float = Field(gt=0)
     noise_multiplier: float = Field(default=0.0, ge=0)
     """The noise's standard deviation, in units of clip_norm."""
+    epsilon: float | None = Field(default=None, gt=0, le=1000, description="the budget; None: no limit")
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _noise_for_a_budget(self) -> Privacy:
+        if self.epsilon is not None and self.noise_multiplier <= 0:
+            raise ValueError("an epsilon budget needs noise: set noise_multiplier > 0")
+        return self
 
 
 class FederationSpec(Payload):
@@ -113,16 +125,21 @@ class RoundResult(Payload):
     metrics: dict[str, float]
     participants: list[Name]
     n_examples: int
+    privacy: dict[str, Any] | None = None
+    """The privacy spent (functions/federated/accountant.py): this round's epsilon and the total so far."""
 
 
 class FederationResult(Payload):
-    """A federation ended: after its last round, or early at its target accuracy."""
+    """A federation ended: after its last round, early at its target accuracy, or at its privacy budget."""
 
     federation_id: str
     model_name: Name
     rounds: int
     version: int
     metrics: dict[str, float]
+    stopped: str | None = None
+    """Why it ended before its last round (the target accuracy, or the privacy budget); None: all ran."""
+    privacy: dict[str, Any] | None = None
 
 
 class FederationFailure(Payload):

@@ -126,16 +126,92 @@ class TrainingRequest(Payload):
     gate: Gate | None = None
     pipeline: str | None = None
     sweep: str | None = None
+    trial: bool = False
+    """A sweep's trial: trained and recorded as a run, never registered (only the sweep's winner is)."""
+
+
+SEARCHABLE = frozenset({"architecture", "epochs", "learning_rate", "batch_size", "hidden", "seed", "test_fraction"})
+
+
+class ParamSpec(Payload):
+    """One searched recipe field: `loguniform:1e-4:1e-1`, `uniform:0:1`, `int:5:30` or `choice:mlp,cnn`."""
+
+    kind: Literal["loguniform", "uniform", "int", "choice"]
+    low: float | None = None
+    high: float | None = None
+    choices: list[str | int | float] = Field(default=[], max_length=256)
+
+    @classmethod
+    def parse(cls, text: str) -> ParamSpec:
+        """The spec a `KIND:ARGS` string names (ValueError, listing the kinds, when it names none)."""
+        kind, _, rest = text.partition(":")
+        if kind == "choice":
+            return cls(kind="choice", choices=[_scalar(c) for c in rest.split(",") if c])
+        low, _, high = rest.partition(":")
+        if kind not in ("loguniform", "uniform", "int") or not low or not high:
+            raise ValueError(f"{text!r}: expected loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or choice:A,B,..")
+        return cls(kind=kind, low=float(low), high=float(high))  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParamSpec:
+        if self.kind == "choice":
+            if not self.choices:
+                raise ValueError("choice needs at least one value")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"{self.kind} needs low < high")
+        elif self.kind == "loguniform" and self.low <= 0:
+            raise ValueError("loguniform needs low > 0")
+        return self
+
+
+def _scalar(text: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 class SweepRequest(Payload):
-    """Train `trials` variations of one recipe; with a `gate`, promote the best by `metric` through it."""
+    """Search a recipe's space; with a `gate`, promote the best trial by `metric` through it.
+
+    `grid` trains the explicit `trials`; `random` and `tpe` (Optuna's samplers) draw `n_trials`
+    recipes from `space` over `base`. Trials report per-epoch progress; with `prune`, Optuna's
+    median pruner stops those behind the median. Trials are runs: only the winner is registered.
+    """
 
     model_name: Name
     dataset: DatasetRef
-    trials: list[Recipe] = Field(min_length=1, max_length=64)
+    trials: list[Recipe] = Field(default=[], max_length=64)
     metric: str = Field(default="macro_f1", min_length=1, max_length=64)
     gate: Gate | None = None
+    search: Literal["grid", "random", "tpe"] = "grid"
+    n_trials: int = Field(default=0, ge=0, le=64)
+    space: dict[str, ParamSpec] = Field(default={}, max_length=len(SEARCHABLE))
+    base: Recipe = Recipe()
+    parallel: int = Field(default=4, ge=1, le=64, description="trials in flight at once")
+    prune: bool = True
+
+    @model_validator(mode="after")
+    def _searchable(self) -> SweepRequest:
+        if self.search == "grid" and not self.trials:
+            raise ValueError("a grid sweep needs its trials")
+        if self.search != "grid" and (not self.space or self.n_trials < 1):
+            raise ValueError(f"a {self.search} search needs a space (--param) and n_trials >= 1")
+        if unknown := sorted(set(self.space) - SEARCHABLE):
+            raise ValueError(f"cannot search {unknown}; searchable recipe fields: {sorted(SEARCHABLE)}")
+        for name, spec in self.space.items():  # every value the sampler may draw makes a valid recipe
+            ends = spec.choices if spec.kind == "choice" else [spec.low, spec.high]
+            for value in ends:
+                value = int(value) if spec.kind == "int" and value is not None else value
+                Recipe.model_validate({**self.base.model_dump(), name: value})
+        return self
+
+    @property
+    def size(self) -> int:
+        """How many trials the sweep trains."""
+        return len(self.trials) if self.search == "grid" else self.n_trials
 
 
 class ProgressReport(Payload):
@@ -158,11 +234,11 @@ class ProgressReport(Payload):
 
 
 class TrainingResult(Payload):
-    """A job registered a model version."""
+    """A job registered a model version (a sweep's trial ends with its metrics and no version)."""
 
     job_id: str
     model_name: Name
-    version: int
+    version: int | None
     metrics: dict[str, float]
     duration_s: float
 

@@ -198,8 +198,14 @@ class Client(ControlPlane):
         gate: dict[str, Any] | None = None,
         sha256: str | None = None,
         idempotency_key: str | None = None,
+        **search: Any,
     ) -> dict[str, Any]:
-        """Request a sweep; returns the sweep id and its trials' job ids."""
+        """Request a sweep; returns the sweep id and its trials' job ids.
+
+        `search` takes SweepRequest's fields: search ("grid", "random", "tpe"), n_trials, space
+        ({field: {"kind": ..., "low": ..., "high": ...} or {"kind": "choice", "choices": [...]}}),
+        base (a recipe), parallel, prune.
+        """
         body = {
             "model_name": model_name,
             **self._tenant,
@@ -207,6 +213,7 @@ class Client(ControlPlane):
             "metric": metric,
             "gate": gate,
             "dataset": {"name": dataset, **({"sha256": sha256} if sha256 else {})},
+            **{k: v for k, v in search.items() if v is not None},
         }
         key = idempotency_key or retries.new_key()
         return dict(self._call("POST", f"{self.ingest_url}/v1/sweeps", key=key, json=body))

@@ -39,6 +39,11 @@ class ControlPlane:
         params: dict[str, Any] = {"job": jobs, **self._tenant}
         return dict(self._call("GET", f"{self.ingest_url}/v1/runs/compare", params=params))
 
+    def sweep_record(self, sweep_id: str, model: str | None = None) -> dict[str, Any]:
+        """A sweep's study: its trials and, once it is done, its winner and gate decision."""
+        params = {**self._tenant, **({"model": model} if model else {})}
+        return dict(self._call("GET", f"{self.ingest_url}/v1/sweeps/{sweep_id}", params=params))
+
     # ---- canaries and shadows
     def start_canary(
         self,

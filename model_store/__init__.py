@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .runs import EpochRecord, RunNotFound, RunRecord, Runs
     from .settings import StoreSettings
     from .signing import SignatureError, Signer, Verifier, generate_key_pair
+    from .sweeps import SweepNotFound, SweepRecord, Sweeps, TrialRecord, Winner
     from .usage import Usage, UsageLimitReached
 
 _EXPORTS = {
@@ -54,6 +55,11 @@ _EXPORTS = {
     "RunNotFound": "runs",
     "RunRecord": "runs",
     "Runs": "runs",
+    "SweepNotFound": "sweeps",
+    "SweepRecord": "sweeps",
+    "Sweeps": "sweeps",
+    "TrialRecord": "sweeps",
+    "Winner": "sweeps",
     "SERVED": "names",
     "UsageLimitReached": "usage",
     "Usage": "usage",
@@ -171,11 +177,16 @@ __all__ = [
     "StoreSettings",
     "StoreUnavailable",
     "StoredDataset",
+    "SweepNotFound",
+    "SweepRecord",
+    "Sweeps",
     "TensorSpec",
+    "TrialRecord",
     "Usage",
     "UsageLimitReached",
     "Verifier",
     "VersionNotFound",
+    "Winner",
     "check_conditional_writes",
     "check_name",
     "code_version",

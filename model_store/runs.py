@@ -21,7 +21,8 @@ from .backends import ObjectStore
 from .errors import NotFound, ObjectNotFound
 from .names import check_name
 
-RunStatus = Literal["running", "completed", "failed"]
+RunStatus = Literal["running", "completed", "failed", "pruned"]
+"""`pruned`: a sweep's trial its median pruner stopped."""
 
 
 class RunNotFound(NotFound):
@@ -56,6 +57,8 @@ class RunRecord(BaseModel):
     lineage: dict[str, Any] = {}
     error: str | None = None
     deliveries: int = 1
+    sweep: str | None = None
+    """The sweep this run is a trial (or the winner) of."""
 
     @property
     def duration_s(self) -> float | None:

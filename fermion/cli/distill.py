@@ -55,6 +55,7 @@ def distill(
 def _follow(client: Client, model: str, job: str, epochs: int) -> None:
     """Progress until the job ends, then the student beside its teacher."""
     result = follow_job(client, job, epochs)
+    assert result.data.version is not None  # only a sweep's trial completes without a version
     side = client.manifest(model, result.data.version).get("distillation") or {}
     t, s = side.get("teacher", {}), side.get("student", {})
     say(

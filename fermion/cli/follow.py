@@ -31,7 +31,13 @@ def _track(client: Client, progress: Progress, task: TaskID, job: str) -> Traini
                 status += f", {d.workers} workers, {sum(d.samples_per_s):.0f} samples/s, {d.restarts or 0} restarts"
             progress.update(task, completed=d.epoch, total=d.epochs, status=status)
         elif isinstance(event, TrainingCompleted):
-            progress.update(task, status=f"registered version {event.data.version}")
+            v = event.data.version
+            done = (
+                f"registered version {v}"
+                if v is not None
+                else f"trial done, acc {event.data.metrics.get('accuracy', 0):.3f}"
+            )
+            progress.update(task, status=done)
             return event
         elif isinstance(event, TrainingFailed):
             cancelled = event.data.error == "JobCancelled"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import typer
 
 from fermion.client import Client, FermionError
+from fermion.events import ParamSpec
 
 from .console import Output, OutputOption, emit, say
 from .follow import follow_job, follow_jobs
@@ -114,48 +116,122 @@ def train(
 
 
 def sweep(
-    model: Annotated[str, typer.Argument(help="model name to register the trials under")],
+    model: Annotated[str, typer.Argument(help="model name to register the winner under")],
     dataset: Annotated[str, typer.Option(help="name of an uploaded dataset")],
     architecture: str = "mlp",
-    epochs: Annotated[str, typer.Option(help="comma-separated values to try")] = "20",
-    learning_rates: Annotated[str, typer.Option(help="comma-separated values to try")] = "0.001,0.01",
+    epochs: Annotated[str, typer.Option(help="grid: comma-separated values to try; a search: the base value")] = "20",
+    learning_rates: Annotated[str, typer.Option(help="grid: comma-separated values to try")] = "0.001,0.01",
     label_column: Annotated[str | None, typer.Option(help="as for train")] = None,
     metric: str = "macro_f1",
     alias: str = "production",
     minimum: float = 0.0,
-    follow: Annotated[bool, typer.Option(help="show every trial's progress until all end")] = False,
+    search: Annotated[str, typer.Option(help="grid, random or tpe (Optuna's samplers)")] = "grid",
+    trials: Annotated[int, typer.Option("--trials", help="random/tpe: how many trials")] = 8,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="NAME=SPEC, repeatable: loguniform:1e-4:1e-1, uniform:A:B, int:5:30, choice:mlp,cnn (grid: choice)",
+        ),
+    ] = None,
+    parallel: Annotated[int, typer.Option(help="trials in flight at once")] = 4,
+    prune: Annotated[bool, typer.Option(help="stop trials behind the median (Optuna's median pruner)")] = True,
+    follow: Annotated[bool, typer.Option(help="show every trial's progress, then the winner")] = False,
     output: OutputOption = Output.table,
 ) -> None:
-    """Train every combination of the given epochs and learning rates; promote the best through the gate."""
+    """Search recipes (a grid, random or TPE); only the best trial is registered, then gated."""
     model = model_name(model)
+    space = _space(param or [])
+    if search not in ("grid", "random", "tpe"):
+        raise FermionError(f"--search takes grid, random or tpe; got {search!r}")
+    base: dict[str, Any] = {"architecture": architecture, "label_column": label_column}
+    grid: list[dict[str, Any]] = []
     try:
-        trials: list[dict[str, Any]] = [
-            {"architecture": architecture, "epochs": int(e), "learning_rate": float(lr), "label_column": label_column}
-            for e in epochs.split(",")
-            for lr in learning_rates.split(",")
-        ]
+        if search == "grid":
+            grid = sweep_grid(base, epochs, learning_rates, space)
+        else:
+            base.update(epochs=int(epochs), learning_rate=float(learning_rates.split(",")[0]))
     except ValueError as exc:
         raise FermionError(f"--epochs and --learning-rates take comma-separated numbers: {exc}") from exc
     client = Client.from_settings()
+    extra: dict[str, Any] = {} if search == "grid" else {"n_trials": trials, "space": space, "base": base}
+    gate = {"alias": alias, "metric": metric, "minimum": minimum}
     out = client.sweep(
-        model, dataset, trials, metric=metric, gate={"alias": alias, "metric": metric, "minimum": minimum}
+        model, dataset, grid, metric=metric, gate=gate, search=search, parallel=parallel, prune=prune, **extra
     )
-    if output is not Output.table:
-        emit(out, output)
-    else:
-        say(f"sweep {out['sweep_id']}: {len(trials)} trials; the best by {metric} goes to {alias} if ≥ {minimum}")
-        for job, t in zip(out["trial_job_ids"], trials, strict=True):
+    if output is Output.table:
+        n = len(out["trial_job_ids"])
+        say(
+            f"sweep {out['sweep_id']}: {search}, {n} trials; "
+            f"the best by {metric} is registered, to {alias} if ≥ {minimum}"
+        )
+        for job, t in zip(out["trial_job_ids"], grid, strict=False):
             say(f"  {job}  epochs {t['epochs']}, learning rate {t['learning_rate']}")
+    elif not follow:
+        emit(out, output)
     if follow:
-        bars = [
-            (j, f"epochs {t['epochs']} lr {t['learning_rate']}", t["epochs"])
-            for j, t in zip(out["trial_job_ids"], trials, strict=True)
-        ]
-        outcomes = follow_jobs(client, bars)
-        done = {j: o for j, o in outcomes.items() if o.type == "training.completed"}
-        if not done:
-            raise FermionError(f"sweep {out['sweep_id']}: no trial completed")
-        say(f"sweep {out['sweep_id']}: {len(done)} of {len(trials)} trials completed")
+        _follow_sweep(client, out, model, int(epochs.split(",")[0]), output)
+
+
+def sweep_grid(base: dict[str, Any], epochs: str, learning_rates: str, space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the epochs, learning rates and choice parameters given."""
+    grid = [
+        {**base, "epochs": int(e), "learning_rate": float(lr)}
+        for e in epochs.split(",")
+        for lr in learning_rates.split(",")
+    ]
+    for name, spec in space.items():
+        if spec["kind"] != "choice":
+            raise FermionError(f"a grid takes choice:A,B,.. parameters; {name} is {spec['kind']}")
+        grid = [{**t, name: c} for t in grid for c in spec["choices"]]
+    return grid
+
+
+def _space(params: list[str]) -> dict[str, Any]:
+    space: dict[str, Any] = {}
+    for text in params:
+        name, sep, spec = text.partition("=")
+        if not sep or not name:
+            raise FermionError(f"--param takes NAME=SPEC; got {text!r}")
+        try:
+            space[name.strip().replace("-", "_")] = ParamSpec.parse(spec.strip()).model_dump(exclude_defaults=True)
+        except ValueError as exc:
+            raise FermionError(f"--param {text}: {exc}") from exc
+    return space
+
+
+def _follow_sweep(client: Client, out: dict[str, Any], model: str, epochs: int, output: Output) -> None:
+    """Bars for every trial and the winner, then the sweep's last line: its winner and the gate's decision."""
+    bars = [(j, f"trial {i}", epochs) for i, j in enumerate(out["trial_job_ids"])]
+    follow_jobs(client, [*bars, (out["winner_job_id"], "winner", epochs)])
+    record: dict[str, Any] = {}
+    for _ in range(120):  # the winner's gate decision lands in the record just after its training ends
+        record = client.sweep_record(out["sweep_id"], model)
+        if record["status"] != "running":
+            break
+        time.sleep(0.5)
+    if record.get("status") != "completed" or not record.get("winner"):
+        raise FermionError(f"sweep {out['sweep_id']}: {record.get('error') or 'no winner'}")
+    w, metric = record["winner"], record["metric"]
+    states = [t["state"] for t in record["trials"]]
+    summary = {
+        "sweep_id": out["sweep_id"], "search": record["search"], "metric": metric, "winner": w["trial_job_id"],
+        "value": w["value"], "params": w["params"], "version": w["version"], "promoted": w["promoted"],
+        "reason": w["reason"], "trials": {s: states.count(s) for s in sorted(set(states))},
+    }  # fmt: skip
+    if output is not Output.table:
+        return emit(summary, output)
+    said = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in w["params"].items() if v is not None
+    )
+    verdict = "promoted" if w["promoted"] else "not promoted"
+    pruned = f", {states.count('pruned')} pruned" if "pruned" in states else ""
+    say(f"sweep {out['sweep_id']}: {states.count('complete')} of {len(states)} trials completed{pruned}")
+    say(
+        f"sweep {out['sweep_id']}: winner {w['trial_job_id']} ({said}) {metric} {w['value']:.4f} "
+        f"→ {model} version {w['version']}, {verdict}: {w['reason']}"
+    )
+    return None
 
 
 def _image_contract(size: str | None, channels: int | None, resize: str | None) -> dict[str, object]:

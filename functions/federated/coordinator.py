@@ -54,6 +54,7 @@ from fermion.model_store import (
 from fermion.service.consumer import consume
 from fermion.service.lifecycle import stop_on_signals
 
+from . import accountant
 from .aggregator import Applied, RoundAggregator
 from .data import load_labelled
 from .errors import FederationError, NoQuorum
@@ -124,8 +125,17 @@ class Coordinator:
         aggregator = RoundAggregator(self.bus, fstore, fed, event.tenant, spec)
         since = event.time - timedelta(seconds=1)
         result: dict[str, Any] = {}
+        stopped: str | None = None
+        if not accountant.affordable(spec.privacy, 1):
+            assert spec.privacy is not None
+            raise FederationError(accountant.refusal(spec.privacy, 1))
         for r in range(1, spec.rounds + 1):
             done = fstore.result(r)
+            if done is None and not accountant.affordable(spec.privacy, r):
+                assert spec.privacy is not None
+                stopped = accountant.refusal(spec.privacy, r)  # before the round: no update of it exists
+                log.warning("federation %s: %s", fed, stopped)
+                break
             if done is None:
                 global_bytes, global_sha = self._global(fstore, r, like)
                 like = loads(global_bytes, like)
@@ -144,7 +154,8 @@ class Coordinator:
             result = done
             like = loads(fstore.get(fstore.global_key(r + 1)) or b"", like)
             if spec.target_accuracy is not None and done["metrics"]["accuracy"] >= spec.target_accuracy:
-                log.info("federation %s: target accuracy reached in round %d", fed, r)
+                stopped = f"target accuracy {spec.target_accuracy} reached in round {r}"
+                log.info("federation %s: %s", fed, stopped)
                 break
         await self.bus.publish(
             FederationCompleted(
@@ -156,6 +167,8 @@ class Coordinator:
                     rounds=int(result["round"]),
                     version=int(result["version"]),
                     metrics=result["metrics"],
+                    stopped=stopped,
+                    privacy=result.get("privacy"),
                 ),
             )
         )
@@ -220,6 +233,7 @@ class Coordinator:
         spec, fed = event.data, event.id
         fstore = FederationStore(self.registry.store, event.tenant, fed)
         run_id = f"{fed}.round.{r}"
+        spent = accountant.ledger(spec.privacy, r) if spec.privacy else None
         manifest = next(
             (
                 m
@@ -250,7 +264,7 @@ class Coordinator:
                         "aggregation": spec.aggregation,
                         "trim_fraction": spec.trim_fraction if spec.aggregation == "trimmed_mean" else None,
                         "proximal_mu": spec.proximal_mu,
-                        "privacy": spec.privacy.model_dump() if spec.privacy else None,
+                        "privacy": {**spec.privacy.model_dump(), **spent} if spec.privacy and spent else None,
                         "global_weights_sha256": global_sha,
                         "updates": updates,
                         "n_examples": sum(int(u["n_examples"]) for u in updates),
@@ -268,6 +282,7 @@ class Coordinator:
                 "metrics": manifest.metrics,
                 "participants": sorted(applied),
                 "n_examples": sum(int(a.record["n_examples"]) for a in applied.values()),
+                "privacy": spent,
             },
         )
 
@@ -284,6 +299,7 @@ class Coordinator:
                     metrics=done["metrics"],
                     participants=done["participants"],
                     n_examples=int(done["n_examples"]),
+                    privacy=done.get("privacy"),
                 ),
             )
         )

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from .noise import secure_normal
+
 State = dict[str, np.ndarray]
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -87,15 +89,18 @@ def privatize(
 ) -> tuple[State, float]:
     """Clip the update (local - global) of the trainable tensors to `clip_norm` in L2, add Gaussian noise.
 
-    Returns the privatised weights and the update's norm before clipping. `seed` is for tests only:
-    noise from a known seed can be regenerated and subtracted.
+    Returns the privatised weights and the update's norm before clipping. The noise comes from the
+    OS CSPRNG (noise.py); `seed` is for tests only: noise from a known seed can be regenerated and
+    subtracted.
     """
     delta = {k: local[k].astype(np.float64) - global_[k] for k in trainable}
     norm = float(np.sqrt(sum(float(np.sum(d * d)) for d in delta.values())))
     scale = min(1.0, clip_norm / norm) if norm > 0 else 1.0
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    std = noise_multiplier * clip_norm
     out = dict(local)
     for k, d in delta.items():
-        noisy = d * scale + rng.normal(0.0, noise_multiplier * clip_norm, size=d.shape)
+        noise = rng.normal(0.0, std, size=d.shape) if rng is not None else secure_normal(d.shape, std)
+        noisy = d * scale + noise
         out[k] = (global_[k] + noisy).astype(local[k].dtype)
     return out, norm

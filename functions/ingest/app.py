@@ -14,11 +14,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fermion.events import (
     Bus,
@@ -26,11 +27,13 @@ from fermion.events import (
     DatasetRef,
     DatasetUploaded,
     Gate,
+    ParamSpec,
     Recipe,
     SweepRequest,
     TrainingRequest,
     TrainingRequested,
     TrainingSweep,
+    derive_id,
     upload_id,
 )
 from fermion.events.envelope import Name
@@ -83,6 +86,7 @@ from .pipelines_api import router as pipelines_router
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .runs_api import router as runs_router
+from .runs_api import sweeps_router
 from .settings import IngestSettings, get_settings
 from .teachers import check_teacher
 from .upload_urls import router as upload_urls_router
@@ -183,6 +187,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(pipelines_router)  # issue 31: upload and drift rules
     app.include_router(drift_router)
     app.include_router(runs_router)
+    app.include_router(sweeps_router)
     app.include_router(console_router)
     app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing, no Referer: on every answer (issue 25)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
@@ -311,10 +316,16 @@ class SweepSpec(BaseModel):
 
     model_name: Name
     dataset: DatasetSelector
-    trials: list[Recipe] = Field(min_length=1, max_length=64)
+    trials: list[Recipe] = Field(default=[], max_length=64, description="a grid's recipes, one per trial")
     metric: str = Field(default="macro_f1", min_length=1, max_length=64)
     gate: Gate | None = Field(default=None, description="promote the best trial through this gate (needs `promote`)")
     tenant: Name | None = Field(default=None, description="default: the key's tenant (another needs an admin key)")
+    search: Literal["grid", "random", "tpe"] = "grid"
+    n_trials: int = Field(default=0, ge=0, le=64, description="random/tpe: how many trials")
+    space: dict[str, ParamSpec] = Field(default={}, description="random/tpe: the recipe fields searched")
+    base: Recipe = Field(default=Recipe(), description="random/tpe: the recipe the searched fields vary")
+    parallel: int = Field(default=4, ge=1, le=64, description="trials in flight at once")
+    prune: bool = Field(default=True, description="stop trials behind the median (Optuna's median pruner)")
 
 
 async def request_sweep(
@@ -332,17 +343,26 @@ async def request_sweep(
     if spec.gate is not None:
         also_needs(request, caller, "promote")  # a gate moves an alias
     ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
-    trials = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, spec.trials)
+    trials = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, [spec.base, *spec.trials])
     trials = [await asyncio.to_thread(check_teacher, registry, datasets, tenant, ref, t) for t in trials]
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
     await check_queued_jobs(bus, tenant, settings)
-    event = TrainingSweep(
-        id=event_id(tenant, "sweeps", idempotency_key),
-        tenant=tenant,
-        data=SweepRequest(model_name=spec.model_name, dataset=ref, trials=trials, metric=spec.metric, gate=spec.gate),
-    )
+    try:
+        swept = SweepRequest(
+            model_name=spec.model_name, dataset=ref, trials=trials[1:], metric=spec.metric, gate=spec.gate,
+            search=spec.search, n_trials=spec.n_trials, space=spec.space, base=trials[0], parallel=spec.parallel,
+            prune=spec.prune,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    event = TrainingSweep(id=event_id(tenant, "sweeps", idempotency_key), tenant=tenant, data=swept)
     await bus.publish(event)
-    return {"sweep_id": event.id, "trial_job_ids": [f"{event.id}.{i}" for i in range(len(spec.trials))]}
+    return {
+        "sweep_id": event.id,
+        "trial_job_ids": [derive_id(event.id, i) for i in range(swept.size)],
+        "winner_job_id": derive_id(event.id, "winner"),
+        "search": swept.search,
+    }
 
 
 def _find_dataset(datasets: DatasetStore, tenant: str, sel: DatasetSelector) -> DatasetRef:

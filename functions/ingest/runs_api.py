@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from fermion.model_store import RunNotFound, RunRecord, Runs
+from fermion.model_store import RunNotFound, RunRecord, Runs, Sweeps
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
 from fermion.service.jobs import by_prefix
@@ -86,3 +86,21 @@ def _summary(run: RunRecord) -> dict[str, Any]:
     data["epochs_done"] = len(run.epochs)
     data["duration_s"] = run.duration_s
     return data
+
+
+sweeps_router = APIRouter(prefix="/v1/sweeps", tags=["runs"], responses=error_responses(*AUTHENTICATED))
+
+
+@sweeps_router.get("/{sweep_id}", responses=error_responses(NotFound))
+async def get_sweep(
+    request: Request,
+    sweep_id: JobId,
+    registry: RegistryDep,
+    model: ModelFilter = None,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> dict[str, Any]:
+    """One sweep's study: every trial (parameters, epochs, end), and once done its winner and gate decision."""
+    tenant = tenant_of(request, caller, tenant)
+    record = await asyncio.to_thread(Sweeps(registry.store).get, tenant, sweep_id, model)
+    return record.model_dump(mode="json")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from fermion.events import TrainingRequested
 from fermion.model_store import EpochRecord, Manifest, RunNotFound, RunRecord, Runs, StoreError
+from fermion.model_store.runs import RunStatus
 
 log = logging.getLogger("fermion.trainer")
 
@@ -25,6 +26,7 @@ class JobRun:
             tenant=event.tenant,
             model_name=event.data.model_name,
             parameters=event.data.recipe.model_dump(mode="json"),
+            sweep=event.data.sweep,
             dataset=event.data.dataset.model_dump(mode="json"),
             deliveries=deliveries,
         )
@@ -44,8 +46,15 @@ class JobRun:
         self.record.finished = datetime.now(UTC)
         self._save()
 
-    def failed(self, reason: str) -> None:
-        self.record.status = "failed"
+    def trial_completed(self, metrics: dict[str, float]) -> None:
+        """A sweep's trial ended: its metrics, no version."""
+        self.record.status = "completed"
+        self.record.metrics = dict(metrics)
+        self.record.finished = datetime.now(UTC)
+        self._save()
+
+    def failed(self, reason: str, status: RunStatus = "failed") -> None:
+        self.record.status = status
         self.record.error = reason
         self.record.finished = datetime.now(UTC)
         self._save()

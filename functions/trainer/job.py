@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fermion.compile import INPUT_NAME, OUTPUT_NAME, Compiled, compile_variants
 from fermion.events import Recipe, TrainingRequested
@@ -57,6 +58,59 @@ def run_job(
         recipe = taught_recipe(recipe, teacher)
     policy = checkpoints or CheckpointPolicy()
     checkpointer = Checkpointer.open(registry.store, event.tenant, event.id, policy)
+    ds, trained, taught = _train(event, registry, recipe, teacher, on_epoch, checkpointer, distributed)
+    compiled = compile_variants(
+        trained.module,
+        trained.x_test,
+        trained.y_test,
+        calibration=trained.x_calibration,
+        budget=accuracy_budget,
+        atol=atol,
+        rtol=rtol,
+    )
+    draft = _draft(event, recipe, ds, trained, compiled)
+    if taught is not None:
+        teacher_ref, comparison = report(taught, trained, compiled.files[MODEL_FILE])
+        lineage = draft.lineage.model_copy(update={"teacher": teacher_ref})
+        draft = draft.model_copy(update={"lineage": lineage, "distillation": comparison})
+    # The event id is the claim: however many deliveries get here, the event becomes one version.
+    manifest = registry.register(event.tenant, request.model_name, compiled.files, draft, event_id=event.id)
+    checkpointer.finish()
+    return manifest
+
+
+def run_trial(
+    event: TrainingRequested,
+    registry: Registry,
+    *,
+    on_epoch: ProgressFn | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    distributed: DistributedOptions | None = None,
+) -> dict[str, float]:
+    """Train a sweep's trial and return its held-out metrics: a run, never compiled nor registered."""
+    recipe, spec = event.data.recipe, event.data.recipe.distill
+    if f"datasets/{event.tenant}/" not in event.data.dataset.uri:
+        raise DatasetError(f"dataset {event.data.dataset.uri} lies outside tenant {event.tenant!r}")
+    teacher = find_teacher(registry, event.tenant, spec) if spec is not None else None
+    if teacher is not None:
+        recipe = taught_recipe(recipe, teacher)
+    checkpointer = Checkpointer.open(registry.store, event.tenant, event.id, checkpoints or CheckpointPolicy())
+    _, trained, _ = _train(event, registry, recipe, teacher, on_epoch, checkpointer, distributed)
+    checkpointer.finish()
+    return dict(trained.metrics)
+
+
+def _train(
+    event: TrainingRequested,
+    registry: Registry,
+    recipe: Recipe,
+    teacher: Any,
+    on_epoch: ProgressFn | None,
+    checkpointer: Checkpointer,
+    distributed: DistributedOptions | None,
+) -> tuple[Dataset, Trained, Any]:
+    """Fetch the dataset and train the recipe on it (data-parallel when it asks for workers)."""
+    dataset, spec, policy = event.data.dataset, recipe.distill, checkpointer.policy
     with tempfile.TemporaryDirectory(prefix="fermion-job-") as tmp:
         path = DatasetStore(registry.store).fetch(
             event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
@@ -80,24 +134,7 @@ def run_job(
             )
         else:
             trained = train(ds, recipe, on_epoch, checkpointer, teacher=taught.logits if taught else None)
-    compiled = compile_variants(
-        trained.module,
-        trained.x_test,
-        trained.y_test,
-        calibration=trained.x_calibration,
-        budget=accuracy_budget,
-        atol=atol,
-        rtol=rtol,
-    )
-    draft = _draft(event, recipe, ds, trained, compiled)
-    if taught is not None:
-        teacher_ref, comparison = report(taught, trained, compiled.files[MODEL_FILE])
-        lineage = draft.lineage.model_copy(update={"teacher": teacher_ref})
-        draft = draft.model_copy(update={"lineage": lineage, "distillation": comparison})
-    # The event id is the claim: however many deliveries get here, the event becomes one version.
-    manifest = registry.register(event.tenant, request.model_name, compiled.files, draft, event_id=event.id)
-    checkpointer.finish()
-    return manifest
+    return ds, trained, taught
 
 
 def _draft(event: TrainingRequested, recipe: Recipe, ds: Dataset, trained: Trained, compiled: Compiled) -> Draft:

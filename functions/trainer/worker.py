@@ -29,15 +29,9 @@ from fermion.events import (
     BusError,
     ConsumerPolicy,
     Delivery,
-    FailureReport,
-    ModelPublished,
-    ModelVersionRef,
     ProgressReport,
-    TrainingCompleted,
-    TrainingFailed,
     TrainingProgress,
     TrainingRequested,
-    TrainingResult,
     derive_id,
     parse_event,
     streams,
@@ -62,9 +56,9 @@ from fermion.training.checkpoints import CheckpointPolicy
 from fermion.training.distributed import DistributedOptions
 from fermion.training.errors import JobCancelled, PermanentJobError
 
-from . import rules
+from . import outcomes, rules
 from .history import JobRun
-from .job import run_job
+from .job import run_job, run_trial
 from .pipeline import UploadRule
 from .promote import promote_and_announce
 from .retrain import DriftRule
@@ -127,8 +121,8 @@ class Worker:
     async def _decide(self, delivery: Delivery, event: TrainingRequested) -> None:
         try:
             await self._attempt(delivery, event)
-        except JobCancelled as exc:
-            await self._fail(delivery, event, exc, retryable=False, dead_letter=False)
+        except JobCancelled as exc:  # a sweep cancels the trials its pruner stops: their runs say "pruned"
+            await self._fail(delivery, event, exc, retryable=False, dead_letter=False, pruned=event.data.trial)
         except PERMANENT as exc:
             await self._fail(delivery, event, exc, retryable=False)
         except BusError as exc:  # the bus failed under a publish or an ack: the world is briefly wrong
@@ -153,9 +147,12 @@ class Worker:
             try:
                 trace = tracing("trainer")
                 with trace.span("train, compile and register", model=event.data.model_name):
-                    manifest = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
-                with trace.span("registration", model=manifest.name, version=manifest.version):
-                    await self._complete(delivery, event, manifest, time.perf_counter() - started)
+                    outcome = await asyncio.to_thread(self._run, event, asyncio.get_running_loop(), cancelled)
+                if isinstance(outcome, dict):  # a sweep's trial: a run, not a version
+                    await self._complete_trial(delivery, event, outcome, time.perf_counter() - started)
+                    return
+                with trace.span("registration", model=outcome.name, version=outcome.version):
+                    await self._complete(delivery, event, outcome, time.perf_counter() - started)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -175,11 +172,15 @@ class Worker:
         except BusError as exc:
             log.warning("job %s: started report not published: %s", event.id, exc)
 
-    def _run(self, event: TrainingRequested, loop: asyncio.AbstractEventLoop, cancelled: threading.Event) -> Manifest:
+    def _run(
+        self, event: TrainingRequested, loop: asyncio.AbstractEventLoop, cancelled: threading.Event
+    ) -> Manifest | dict[str, float]:
         """The blocking part of a job, in a worker thread; progress goes out through `loop`."""
         if cancelled.is_set():
             raise JobCancelled(f"job {event.id} was cancelled before it started")
-        if (done := self.registry.registered_for(event.tenant, event.data.model_name, event.id)) is not None:
+        if event.data.trial:
+            pass  # a trial registers nothing, so a redelivery trains again (resuming from its checkpoint)
+        elif (done := self.registry.registered_for(event.tenant, event.data.model_name, event.id)) is not None:
             log.info("job %s already registered as version %d; not training again", event.id, done.version)
             return done
 
@@ -211,6 +212,14 @@ class Worker:
                 log.warning("job %s: progress event not published: %s", event.id, exc)
 
         s = self.settings
+        if event.data.trial:
+            return run_trial(
+                event,
+                self.registry,
+                on_epoch=on_epoch,
+                checkpoints=CheckpointPolicy.from_settings(s),
+                distributed=DistributedOptions.from_settings(s),
+            )
         return run_job(
             event,
             self.registry,
@@ -235,32 +244,9 @@ class Worker:
         self, delivery: Delivery, event: TrainingRequested, manifest: Manifest, duration_s: float
     ) -> None:
         name, version = manifest.name, manifest.version
-        await self.bus.publish(
-            ModelPublished(
-                id=derive_id(event.id, "published", delivery.seq),
-                tenant=event.tenant,
-                data=ModelVersionRef(
-                    model_name=name,
-                    version=version,
-                    sha256=manifest.files["model.onnx"].sha256,
-                    uri=self.registry.version_uri(event.tenant, name, version),
-                    job_id=event.id,
-                ),
-            )
-        )
-        await self.bus.publish(
-            TrainingCompleted(
-                id=derive_id(event.id, "completed", delivery.seq),
-                tenant=event.tenant,
-                data=TrainingResult(
-                    job_id=event.id,
-                    model_name=name,
-                    version=version,
-                    metrics=manifest.metrics,
-                    duration_s=round(duration_s, 3),
-                ),
-            )
-        )
+        uri = self.registry.version_uri(event.tenant, name, version)
+        await self.bus.publish(outcomes.published(event, delivery.seq, manifest, uri))
+        await self.bus.publish(outcomes.completed(event, delivery.seq, manifest.metrics, duration_s, version))
         if event.data.gate is not None:
             await self._promote(event, manifest)
         await delivery.ack()
@@ -268,6 +254,17 @@ class Worker:
         self.metrics.completed.inc()
         self.metrics.duration.observe(duration_s)
         log.info("job %s: %s version %d registered in %.1fs %s", event.id, name, version, duration_s, manifest.metrics)
+
+    async def _complete_trial(
+        self, delivery: Delivery, event: TrainingRequested, metrics: dict[str, float], duration_s: float
+    ) -> None:
+        """A sweep's trial ends with its metrics and no version: the sweep registers only its winner."""
+        await self.bus.publish(outcomes.completed(event, delivery.seq, metrics, duration_s, None))
+        await delivery.ack()
+        await asyncio.to_thread(self.runs[event.id].trial_completed, metrics)
+        self.metrics.completed.inc()
+        self.metrics.duration.observe(duration_s)
+        log.info("job %s: trial of sweep %s done in %.1fs %s", event.id, event.data.sweep, duration_s, metrics)
 
     async def _promote(self, event: TrainingRequested, manifest: Manifest) -> None:
         """Apply the request's gate; a promotion is announced with `models.promoted`."""
@@ -279,7 +276,14 @@ class Worker:
         log.info("job %s: gate %s: %s", event.id, "passed" if decision.promoted else "held", decision.reason)
 
     async def _fail(
-        self, delivery: Delivery, event: TrainingRequested, exc: Exception, *, retryable: bool, dead_letter: bool = True
+        self,
+        delivery: Delivery,
+        event: TrainingRequested,
+        exc: Exception,
+        *,
+        retryable: bool,
+        dead_letter: bool = True,
+        pruned: bool = False,
     ) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         last = delivery.num_delivered >= self.settings.max_deliver
@@ -293,7 +297,7 @@ class Worker:
             return
         self.metrics.failed.labels("final").inc()
         if (run := self.runs.get(event.id)) is not None:
-            await asyncio.to_thread(run.failed, reason)
+            await asyncio.to_thread(run.failed, reason, "pruned" if pruned else "failed")
         await self._publish_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
         if dead_letter:
             await rules.dead_letter(self.bus, delivery, reason, tag="jobs", deliveries=delivery.num_delivered)
@@ -337,15 +341,7 @@ class Worker:
         self, event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool
     ) -> None:
         """`training.failed`, with an id per job message so a re-run of the same delivery is de-duplicated."""
-        await self.bus.publish(
-            TrainingFailed(
-                id=derive_id(event.id, "failed", seq),
-                tenant=event.tenant,
-                data=FailureReport(
-                    job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
-                ),
-            )
-        )
+        await self.bus.publish(outcomes.failed(event, seq, reason, error, retryable=retryable))
 
 
 def _brief(exc: ValidationError) -> str:

@@ -109,6 +109,8 @@ def test_first_hour_from_a_header_csv_to_a_served_prediction(stack: Stack, tmp_p
     )
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert "2 of 2 trials completed" in swept.stdout and "learning rate 0.003" in swept.stdout  # trials told apart
+    last = swept.stdout.strip().splitlines()[-1]  # the winner, its metric, its version and the gate's decision
+    assert "winner" in last and "macro_f1" in last and "iris version 2" in last and "promoted" in last, last
 
     tx, ty = _blobs(60, 1)
     _write_csv(tmp_path / "test_header.csv", tx, ty, header=True)  # the training file's shape, label included

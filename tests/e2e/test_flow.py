@@ -224,9 +224,11 @@ def test_a_sweep_fans_out_and_promotes_the_best_trial(stack: Stack, tmp_path: Pa
         assert len(out["trial_job_ids"]) == 3
         champion = wait_for_model(client, "swept@champion")
         jobs = client.jobs()
+        record = client.sweep_record(out["sweep_id"], "swept")
     trial_jobs = [jobs[j] for j in out["trial_job_ids"]]
-    assert all(j.state == "completed" for j in trial_jobs)
+    assert all(j.state == "completed" and j.version is None for j in trial_jobs)  # trials are runs, not versions
     best_score = max(j.metrics["accuracy"] for j in trial_jobs)
-    (winner,) = [j for j in trial_jobs if str(j.version) == champion["versions"][0]]
-    assert winner.metrics["accuracy"] == best_score  # ties go to the newer version
-    assert winner.job_id != out["trial_job_ids"][0]
+    winner = jobs[out["winner_job_id"]]
+    assert str(winner.version) == champion["versions"][0] == "1"  # the sweep's one version
+    assert winner.metrics["accuracy"] == best_score  # the best trial, trained again with its recipe
+    assert record["winner"]["trial_job_id"] != out["trial_job_ids"][0] and record["winner"]["promoted"]

@@ -333,3 +333,66 @@ def _assert_no_raw_data_in_store(store: Path, sites: dict[str, Any], x_hold: np.
         blob = path.read_bytes()
         for probe in probes:
             assert probe not in blob, f"a participant's raw data is in the store at {path.relative_to(store)}"
+
+
+@pytest.mark.timeout(300)
+async def test_a_federation_with_a_privacy_budget_stops_when_it_is_spent(world: Any) -> None:
+    """ε = 8 at δ = 1e-5 with noise multiplier 2 (dp-accounting's RDP): two rounds fit, a third would not."""
+    sites = world["sites"]
+    env = {**world["env"], **world["identity"].env("federated")}
+    coordinator = FunctionProcess(["fermion.functions.federated"], env, world["home"] / "coordinator.log").start()
+    procs = [_participant(sites[s]) for s in sites]
+    bus = await Bus.from_settings(world["identity"].bus_settings("admin", world["nats_url"]), name="test")
+    ingest, url = _ingest(world)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    body = {
+        "model_name": "digits-private",
+        "recipe": RECIPE.model_dump(mode="json"),
+        "labels": [str(i) for i in range(10)],
+        "n_features": 64,
+        "rounds": 10,
+        "participants": [{"id": s, "public_key": sites[s]["key"].public_key.hex()} for s in sites],
+        "min_updates": 3,
+        "round_deadline_s": 60.0,
+        "holdout": {"name": world["holdout"].name},
+        "privacy": {"clip_norm": 1.0, "noise_multiplier": 2.0, "epsilon": 8.0, "delta": 1e-5},
+    }
+    key = bearer(api_key(world["registry"], "train", "read"))
+    events = bus.watch("fermion.federated.>", since=since)
+    try:
+        answer = httpx.post(f"{url}/v1/federations", json=body, headers=key, timeout=30)
+        assert answer.status_code == 202, answer.text
+        fed = answer.json()["federation_id"]
+        completed: dict[int, RoundCompleted] = {}
+        async with asyncio.timeout(240):
+            async for raw in events:
+                event = parse_event(raw)
+                if getattr(event.data, "federation_id", None) != fed:
+                    continue
+                if isinstance(event, RoundCompleted):
+                    completed[event.data.round] = event
+                elif isinstance(event, FederationCompleted):
+                    done = event
+                    break
+                elif isinstance(event, FederationFailed):
+                    pytest.fail(f"the federation failed: {event.data.reason}")
+        rounds = httpx.get(f"{url}/v1/federations/{fed}/rounds", headers=key, timeout=30).json()
+    finally:
+        await events.aclose()
+        await bus.close()
+        coordinator.stop()
+        ingest.stop()
+        for p in procs:
+            p.stop()
+    assert sorted(completed) == [1, 2] and done.data.rounds == 2
+    assert done.data.stopped is not None and "privacy budget spent: round 3" in done.data.stopped
+    spent = [completed[r].data.privacy for r in (1, 2)]
+    assert spent[0] is not None and spent[1] is not None
+    assert 0 < spent[0]["epsilon_total"] < spent[1]["epsilon_total"] <= 8.0 < spent[1]["epsilon_after_next_round"]
+    assert spent[0]["epsilon_round"] == spent[0]["epsilon_total"] and spent[1]["budget_allows_next_round"] is False
+    assert [r["privacy"]["epsilon_total"] for r in rounds] == [s["epsilon_total"] for s in spent]  # over HTTP
+    manifest = world["registry"].manifest("default", "digits-private", completed[2].data.version)
+    lineage = manifest.lineage.federated["privacy"]  # type: ignore[index]
+    assert lineage["epsilon_total"] == spent[1]["epsilon_total"] and lineage["noise_multiplier"] == 2.0
+    assert "RDP" in lineage["accountant"]
+    print(f"\nbudget ε=8, δ=1e-5, noise 2.0: rounds {sorted(completed)}, ε {[s['epsilon_total'] for s in spent]}")

@@ -1,0 +1,62 @@
+"""The events that end a job: its version published, its completion (a trial's has no version), its failure.
+
+Each id is derived from the job's and the delivery's stream sequence, so a re-run of the same
+delivery is de-duplicated by JetStream.
+"""
+
+from __future__ import annotations
+
+from fermion.events import (
+    FailureReport,
+    ModelPublished,
+    ModelVersionRef,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingRequested,
+    TrainingResult,
+    derive_id,
+)
+from fermion.model_store import Manifest
+
+
+def published(event: TrainingRequested, seq: int, manifest: Manifest, uri: str) -> ModelPublished:
+    """`models.published` for the version a job registered."""
+    return ModelPublished(
+        id=derive_id(event.id, "published", seq),
+        tenant=event.tenant,
+        data=ModelVersionRef(
+            model_name=manifest.name,
+            version=manifest.version,
+            sha256=manifest.files["model.onnx"].sha256,
+            uri=uri,
+            job_id=event.id,
+        ),
+    )
+
+
+def completed(
+    event: TrainingRequested, seq: int, metrics: dict[str, float], duration_s: float, version: int | None
+) -> TrainingCompleted:
+    """`training.completed`: with the version registered, or none for a sweep's trial."""
+    return TrainingCompleted(
+        id=derive_id(event.id, "completed", seq),
+        tenant=event.tenant,
+        data=TrainingResult(
+            job_id=event.id,
+            model_name=event.data.model_name,
+            version=version,
+            metrics=metrics,
+            duration_s=round(duration_s, 3),
+        ),
+    )
+
+
+def failed(event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool) -> TrainingFailed:
+    """`training.failed`, with the reason and whether a retry could help."""
+    return TrainingFailed(
+        id=derive_id(event.id, "failed", seq),
+        tenant=event.tenant,
+        data=FailureReport(
+            job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
+        ),
+    )
