@@ -24,7 +24,7 @@ import numpy as np
 from fermion.model_store.features import PREDICTION, PROBABILITIES, Column, FeatureSchema
 
 from .errors import BadRequest
-from .protocol import datatype_name
+from .protocol import RequestInput, datatype_name, to_array
 from .runtime import LoadedModel
 
 TRUE = frozenset({"true", "yes", "y", "t", "1"})
@@ -142,6 +142,41 @@ def _boolean(column: Column, value: Any, i: int) -> float:
         if text in FALSE:
             return 0.0
     raise BadRequest(f"row {i}, column {column.name!r}: {_shown(value)} is not a boolean (true/false, yes/no, 1/0)")
+
+
+def oip_feeds(tensors: list[RequestInput], binary: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A table model's OIP v2 tensors: BYTES columns as text (JSON strings, or UTF-8 in binary), others as sent."""
+    feeds = {}
+    for tensor in tensors:
+        if tensor.datatype != "BYTES":
+            feeds[tensor.name] = to_array(tensor, binary)
+            continue
+        sent = binary[tensor.name].ravel().tolist() if tensor.name in binary else _flat(tensor.data)
+        try:
+            text = [v.decode("utf-8") if isinstance(v, bytes) else v for v in sent]
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"input {tensor.name!r}: BYTES elements must be UTF-8 text ({exc})") from exc
+        if not all(isinstance(v, str) for v in text):
+            raise BadRequest(f"input {tensor.name!r}: BYTES data in JSON must be strings")
+        if len(text) != math.prod(tensor.shape) or any(d < 0 for d in tensor.shape):
+            raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} needs {math.prod(tensor.shape)} elements")
+        array = np.empty(len(text), dtype=object)
+        array[:] = text
+        feeds[tensor.name] = array.reshape(tensor.shape)
+    return feeds
+
+
+def _flat(data: list[Any]) -> list[Any]:
+    """Nested JSON lists in row-major order."""
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
 
 
 # --- other graphs ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Runtime sessions; the test models follow the graph contract of model_store/featu
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +171,36 @@ def test_whatever_the_rows_the_answer_is_never_a_server_error(client: TestClient
     for model in ("churn", "spend", "text", "lin"):
         r = client.post(f"/v1/models/{model}:predict", json={"instances": instances})
         assert r.status_code in (200, 400), (model, r.text)
+
+
+def test_an_oip_client_sends_one_tensor_per_column_and_gets_the_same_probabilities(client: TestClient) -> None:
+    rows = [[31.0, "plus", 1.0], [58.5, "pro", 0.0]]
+    body = {
+        "inputs": [
+            {"name": "age", "shape": [2, 1], "datatype": "FP32", "data": [r[0] for r in rows]},
+            {"name": "plan", "shape": [2, 1], "datatype": "BYTES", "data": [r[1] for r in rows]},  # text, as KServe's
+            {"name": "member", "shape": [2, 1], "datatype": "FP32", "data": [r[2] for r in rows]},
+        ]
+    }
+    r = client.post("/v2/models/churn/infer", json=body)
+    assert r.status_code == 200, r.text
+    outputs = {o["name"]: o for o in r.json()["outputs"]}
+    assert set(outputs) == {"logits", "probabilities"}  # the outputs stay as the graph has them
+    predicted = client.post("/v1/models/churn:predict", json={"instances": rows}).json()
+    np.testing.assert_allclose(np.reshape(outputs["probabilities"]["data"], (2, 3)), predicted["probabilities"])
+    body["inputs"][1]["data"] = [1, 2]
+    refused = client.post("/v2/models/churn/infer", json=body)
+    assert refused.status_code == 400 and "must be strings" in refused.json()["error"], refused.text
+    # The binary tensor extension, as tritonclient sends BYTES: each element its length, then UTF-8 text.
+    blob = b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in ("plus", "pro"))
+    sized = {"binary_data_size": len(blob)}
+    body["inputs"][1] = {"name": "plan", "shape": [2, 1], "datatype": "BYTES", "parameters": sized}
+    header = json.dumps(body).encode()
+    binary = client.post(
+        "/v2/models/churn/infer",
+        content=header + blob,
+        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+    )
+    assert binary.status_code == 200, binary.text
+    got = {o["name"]: o for o in binary.json()["outputs"]}["probabilities"]["data"]
+    np.testing.assert_allclose(np.reshape(got, (2, 3)), predicted["probabilities"])
