@@ -69,24 +69,49 @@ def feeds(model: LoadedModel, instances: list[Any]) -> dict[str, np.ndarray]:
 
 def _table_feeds(model: LoadedModel, schema: FeatureSchema, instances: list[Any]) -> dict[str, np.ndarray]:
     names = schema.names()
+    known = {schema.label, *schema.dropped, *names}
     rows = [
-        _by_name(schema, row, i) if isinstance(row, dict) else _by_position(names, row, i)
+        _by_name(names, known, row, i) if isinstance(row, dict) else _by_position(names, row, i)
         for i, row in enumerate(instances)
     ]
     out: dict[str, np.ndarray] = {}
-    for j, column in enumerate(schema.columns):
-        values = [_cell(column, row[j], i) for i, row in enumerate(rows)]
-        array = np.asarray(values, dtype=object if column.datatype == "BYTES" else np.float32)
+    for column, values in zip(schema.columns, zip(*rows, strict=True), strict=True):
+        array = _column(column, list(values))
         rank = len(model.inputs[column.name][1]) if column.name in model.inputs else 2
         out[column.name] = array.reshape(-1, 1) if rank == 2 else array
     return out
 
 
-def _by_name(schema: FeatureSchema, row: dict[str, Any], i: int) -> list[Any]:
-    names = schema.names()
-    ignored = {schema.label, *schema.dropped}
+def _column(column: Column, values: list[Any]) -> np.ndarray:
+    """One column's values as its graph input; plain numbers and plain text skip the per-cell reading."""
+    if column.datatype == "BYTES":
+        if all(type(v) is str for v in values):
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+            return array
+        return np.asarray([_cell(column, v, i) for i, v in enumerate(values)], dtype=object)
+    if all(type(v) in (int, float, bool) for v in values):
+        array = np.asarray(values, dtype=np.float32)
+        if column.kind != "boolean" or np.isin(array, (0.0, 1.0)).all():
+            return array
+    elif column.kind != "boolean" and all(type(v) is str for v in values):  # a CSV's numbers, as text
+        try:
+            return np.asarray(values, dtype=np.float32)
+        except ValueError:
+            pass  # a blank or a word: read cell by cell, which names it
+    return np.asarray([_cell(column, v, i) for i, v in enumerate(values)], dtype=np.float32)
+
+
+def _by_name(names: list[str], known: set[str], row: dict[str, Any], i: int) -> list[Any]:
+    """The row's values in the model's column order; its label and dropped columns (in `known`) ignored."""
+    try:
+        values = [row[n] for n in names]
+    except KeyError:
+        values = []
+    if values and len(row) == len(names):
+        return values  # the common case: exactly the model's columns
     missing = [n for n in names if n not in row]
-    unknown = [k for k in row if k not in ignored and k not in set(names)]
+    unknown = [k for k in row if k not in known]
     if missing or unknown:
         problems = []
         if missing:

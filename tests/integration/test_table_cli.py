@@ -99,7 +99,10 @@ def test_shuffled_columns_with_the_label_left_in_predict_as_the_ordered_rows(ser
     order = [4, 3, 0, 2, 1]  # outcome, member, id, plan, age
     shuffled = _write_csv(tmp_path / "shuffled.csv", [HEADER[i] for i in order], [[r[i] for i in order] for r in TABLE])
     expected = _json(_predict(served, tmp_path, "churn", "--input", str(ordered), "-o", "json"))
-    assert _json(_predict(served, tmp_path, "churn", "--input", str(shuffled), "-o", "json")) == expected
+    from_shuffled = _predict(served, tmp_path, "churn", "--input", str(shuffled), "-o", "json")
+    assert _json(from_shuffled) == expected
+    assert "ignoring column 'outcome' of shuffled.csv (the model's label)" in from_shuffled.stderr
+    assert "ignoring column(s) 'id' (id)" in from_shuffled.stderr  # a column the trainer dropped
     assert len(expected) == len(TABLE) and all(set(row) == {"prediction", "probabilities"} for row in expected)
     assert all(row["prediction"] in CLASSES and list(row["probabilities"]) == CLASSES for row in expected)
     assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-5 for row in expected)
