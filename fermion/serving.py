@@ -90,15 +90,20 @@ def _body(rows: list[Any], max_bytes: int) -> tuple[bytes, int]:
     """The `:predict` body of the first of `rows` that fit in `max_bytes` (at least one), and how many it took."""
     while True:
         # JSON has no NaN: a missing number is a blank (null), which a table model imputes.
-        body = json.dumps({"instances": _blank_nans(rows)}, default=str).encode()
+        body = json.dumps({"instances": _blank_nans(rows)}, default=_plain).encode()
         if len(body) <= max_bytes or len(rows) == 1:
             return body, len(rows)
         rows = rows[: len(rows) // 2]
 
 
+def _plain(value: Any) -> Any:
+    """A value JSON does not know: a numpy scalar as its Python value, anything else (a date) as text."""
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
 def _blank_nans(value: Any) -> Any:
     """`value` with every float NaN (a blank cell as pyarrow or numpy reads it) as None."""
-    if isinstance(value, float):
+    if isinstance(value, float | np.floating):
         return None if math.isnan(value) else value
     if isinstance(value, dict):
         return {k: _blank_nans(v) for k, v in value.items()}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -193,3 +194,17 @@ def test_a_model_on_float_features_takes_its_rows_as_before(served: Served, tmp_
     result = _predict(served, tmp_path, "lin", "--input", str(labelled), "-o", "json")
     assert _json(result) == plain and "ignoring column 'target'" in result.stderr
     assert all(row["prediction"] in ("0", "1", "2") for row in plain)
+
+
+def test_the_client_takes_numpy_values_and_blanks_as_nan(served: Served) -> None:
+    rows = [
+        {"age": np.float32(31.0), "plan": "plus", "member": np.int64(1)},
+        {"age": np.nan, "plan": "pro", "member": 0},
+    ]
+    with Client(served.url, served.url, api_key=served.key) as client:
+        typed = client.predict_rows("churn", rows)
+        plain = client.predict_rows(
+            "churn", [{"age": 31.0, "plan": "plus", "member": 1}, {"age": None, "plan": "pro", "member": 0}]
+        )
+        lin = client.predict_rows("lin", np.eye(4, dtype=np.float32)[:2].tolist())
+    assert typed == plain and len(lin["predictions"]) == 2
