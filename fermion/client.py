@@ -5,6 +5,7 @@
 >>> job = client.train("iris", ds["name"])    # label column: `label`, `target`, else the last one
 >>> result = client.wait(job)                 # or: for event in client.follow(job): ...
 >>> logits = client.predict("iris", x)        # Open Inference Protocol v2
+>>> client.predict_rows("churn", [{"age": 31, "plan": "pro"}])   # {"predictions": ["stay"], "probabilities": ...}
 >>> client.predict_pictures("digits", [Path("seven.png")])   # [{"name": "seven.png", "label": "7", ...}]
 
 Writes carry an Idempotency-Key, one per logical operation, and are retried with it on 502/503/504
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import numpy as np
 
 from fermion.events import Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
 from fermion.infra import StackSettings
@@ -29,6 +29,7 @@ from fermion.service.jobs import DeadLetter, JobStatus
 from . import presigned as presigned_upload
 from . import retry as retries
 from .control_plane import ControlPlane
+from .serving import Serving
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class JobFailed(FermionError):
     """A training job ended with `training.failed` (or was cancelled)."""
 
 
-class Client(ControlPlane):
+class Client(ControlPlane, Serving):
     """Talks to the ingest and inference functions over HTTP (https or http) with an API key."""
 
     def __init__(
@@ -342,46 +343,6 @@ class Client(ControlPlane):
                 detail = response.text
             raise FermionError(f"POST {url} → {response.status_code}: {detail}")
         return response.content
-
-    # ---- inference
-    def metadata(self, model: str) -> dict[str, Any]:
-        """The model's Open Inference Protocol metadata (inputs, outputs, providers)."""
-        return dict(self._call("GET", f"{self.inference_url}/v2/models/{_oip_path(model)}"))
-
-    def predict_pictures(
-        self, model: str, pictures: list[Path], *, per_request: int = 64, max_request_bytes: int = 4 << 20
-    ) -> list[dict[str, Any]]:
-        """Send PNG/JPEG files to `:predict` (a few per request); each one's label and probabilities, in order."""
-        results: list[dict[str, Any]] = []
-        batch: list[Path] = []
-        size = 0
-        for path in [*pictures, None]:
-            length = path.stat().st_size if path is not None else 0
-            if batch and (path is None or len(batch) >= per_request or size + length > max_request_bytes):
-                files = [("files", (p.name, p.read_bytes())) for p in batch]
-                answer = self._call("POST", f"{self.inference_url}/v1/models/{model}:predict", files=files)
-                results.extend(answer["predictions"])
-                batch, size = [], 0
-            if path is not None:
-                batch.append(path)
-                size += length
-        return results
-
-    def predict(self, model: str, x: np.ndarray, *, input_name: str = "input") -> np.ndarray:
-        """Run `x` (rows of float32 features) through the served model; returns the first output."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        body = {
-            "inputs": [{"name": input_name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
-        }
-        url = f"{self.inference_url}/v2/models/{_oip_path(model)}/infer"
-        out = self._call("POST", url, json=body)["outputs"][0]
-        return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
-
-
-def _oip_path(model: str) -> str:
-    """NAME, NAME@ALIAS or NAME:VERSION as the Open Inference Protocol's path (NAME/versions/VERSION)."""
-    name, sep, version = model.partition(":")
-    return f"{name}/versions/{version}" if sep else model
 
 
 def _job(row: dict[str, Any]) -> JobStatus:

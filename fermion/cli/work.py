@@ -6,16 +6,16 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
 from fermion.client import Client, FermionError
 from fermion.events import ParamSpec
 
-from .console import Output, OutputOption, emit, say
+from . import predictions
+from .console import Output, OutputOption, emit, note, say
 from .follow import follow_job, follow_jobs
 from .names import model_name
-from .rows import fit_columns, read_rows
+from .rows import by_name, fit_columns, float_rows, ignored, known_names, read_rows
 
 
 def upload(
@@ -259,13 +259,21 @@ def predict(
         typer.Option(
             "--input",
             exists=True,
-            help=".csv (header or not), .npy, .npz (x), .jsonl; or pictures (.png/.jpg, repeat, or a folder)",
+            help=".csv (header or not), .parquet, .npy, .npz (x), .jsonl (objects by column or input name, or lists); "
+            "or pictures (.png/.jpg, repeat, or a folder)",
         ),
     ],
+    out: Annotated[
+        Path | None, typer.Option("--out", dir_okay=False, help="write the predictions to a .csv or .parquet file")
+    ] = None,
     output: OutputOption = Output.json,
 ) -> None:
-    """Send rows of features, or pictures, to the inference endpoint; prints the predicted class of each."""
-    client = Client.from_settings()
+    """Send rows, or pictures, to the inference endpoint; prints each row's prediction (and class probabilities)."""
+    with Client.from_settings() as client:
+        _predict(client, model, inputs, out, output)
+
+
+def _predict(client: Client, model: str, inputs: list[Path], out: Path | None, output: Output) -> None:
     if pictures := _pictures(inputs):
         found = client.predict_pictures(model, pictures)
         answer = [
@@ -275,17 +283,26 @@ def predict(
         emit(answer, output, ("file", "label", "probability"), lambda a: [a["file"], a["label"], a["probability"]])
         return
     if len(inputs) != 1 or inputs[0].is_dir():
-        raise FermionError("give one file of features (.csv, .npy, .npz, .jsonl), or pictures")
-    x, header = read_rows(inputs[0])
+        raise FermionError("give one file of rows (.csv, .parquet, .npy, .npz, .jsonl), or pictures")
+    if out is not None:
+        predictions.check_out(out)
     meta = client.metadata(model)
-    x = fit_columns(x.reshape(len(x), -1), header, meta, inputs[0].name)
-    logits = client.predict(model, x)
-    labels = (meta.get("parameters") or {}).get("labels") or []
-    pred = [labels[i] if i < len(labels) else int(i) for i in np.asarray(logits).argmax(axis=1)]
+    features = (meta.get("parameters") or {}).get("features")
+    rows, header = read_rows(inputs[0], known_names(meta) if features else None)
+    if features and header:
+        ignored(features, header, inputs[0].name)
+    if not by_name(meta, rows):  # a model on float features: the rows as its one input takes them
+        rows = fit_columns(float_rows(rows, header, inputs[0].name), header, meta, inputs[0].name).tolist()
+    found = predictions.per_row(client.predict_rows(model, rows))
+    if out is not None:
+        predictions.write(out, found)
+        note(f"wrote {len(found)} predictions to {out}")
+        if output is Output.table:
+            return
     if output is Output.table:
-        emit(list(enumerate(pred)), output, ("row", "prediction"), list)
+        emit(list(enumerate(found)), output, ("row", "prediction", "probability"), predictions.table_row)
     else:
-        emit(pred, output)
+        emit(found, output)
 
 
 def _pictures(inputs: list[Path]) -> list[Path]:

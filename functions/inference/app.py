@@ -179,7 +179,11 @@ class OipRequest:
         return cls(payload, binary, settings.max_picture_pixels)
 
     async def feeds(self, model: LoadedModel) -> dict[str, np.ndarray]:
-        """The input tensors as arrays; BYTES inputs are encoded pictures, decoded by the model's contract."""
+        """The input tensors as arrays; BYTES inputs are a table model's categories, else pictures to decode."""
+        if model.manifest.features:
+            from .columns import oip_feeds  # a table model's text columns: not on every cold start
+
+            return oip_feeds(self.payload.inputs, self.binary)
         feeds = {t.name: to_array(t, self.binary) for t in self.payload.inputs}
         if any(a.dtype == object for a in feeds.values()):
             from . import pictures  # its multipart parser is for pictures only: not on every cold start

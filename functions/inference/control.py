@@ -6,7 +6,7 @@ part of a cold start, and the warm infer path does not need it. It is handed the
 state (`services`, `security`, `pipeline`, `readiness`) and imports nothing of `app.py`, and it
 answers errors in the same shape. `:predict` runs through the same pipeline as infer
 (`pipeline.py`): this module only parses its rows (`RowsRequest`; pictures: `pictures.py`) and
-encodes its answer.
+encodes its answer (`columns.py`).
 
 The routes take the request and return plain dicts (`response_model=None`): a typed parameter or
 return makes FastAPI build validators per route and import pydantic.v1, tens of milliseconds.
@@ -32,7 +32,7 @@ from fermion.service.auth import Forbidden, Unauthorized
 from fermion.service.auth.http import authorize
 from fermion.service.responses import describe_validation, install_error_handlers
 
-from . import pictures, preload
+from . import columns, pictures, preload
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable, PayloadTooLarge
 from .openapi import ERROR_BODY, ON_A_MODEL, SECURITY, SERVER_VERSION, PredictRequest, build_openapi, doc
 from .pipeline import Answer, Call, Parsed, Pipeline
@@ -113,22 +113,23 @@ async def model_ready(request: Request) -> dict[str, Any]:
 
 
 async def predict(request: Request) -> Response:
-    """Rows in, the first output's rows out (and the predicted labels, when the model has them); or pictures."""
+    """Rows in (by column name or position), predictions out (class names and probabilities); or pictures."""
     pipeline: Pipeline = request.app.state.pipeline
-    call = Call(request.url.path, request.path_params["name"], None, request.headers, request.receive)
+    params = request.path_params
+    call = Call(request.url.path, params["name"], params.get("model_version"), request.headers, request.receive)
     answer = await pipeline.serve(call, predict_wire)
     return Response(answer.content, media_type=answer.media_type.decode(), headers=answer.headers)
 
 
 def predict_wire(body: bytes, headers: Mapping[str, str], settings: InferenceSettings) -> Parsed:
-    """The `:predict` wire format: pictures (`pictures.py`), else `{"instances": [[...], ...]}` rows."""
+    """The `:predict` wire format: pictures (`pictures.py`), else `{"instances": [{...} or [...], ...]}` rows."""
     if pictures.is_picture_request(headers, body):
         return pictures.PictureRequest(body, headers, settings.max_picture_pixels)
     return RowsRequest(body, headers.get("fermion-request-id"))
 
 
 class RowsRequest:
-    """`:predict` on rows: one input, its rows as JSON; the first output's rows (and labels) back."""
+    """`:predict` on rows: objects by column or input name, or lists; answers people can use (`columns.py`)."""
 
     variant: str | None = None  # the runtime's choice
     wanted: list[str] | None = None  # every output
@@ -141,26 +142,12 @@ class RowsRequest:
         self.request_id = request_id
 
     async def feeds(self, model: LoadedModel) -> dict[str, np.ndarray]:
-        """The rows as the model's one input."""
-        if len(model.inputs) != 1:
-            raise BadRequest(f"model {model.name} has {len(model.inputs)} inputs; use the v2 infer route")
-        ((input_name, (dtype, _)),) = model.inputs.items()
-        try:
-            return {input_name: np.asarray(self.instances, dtype=dtype)}
-        except ValueError as exc:
-            raise BadRequest(f"instances must be rows of equal length: {exc}") from exc
+        """The rows as the model's inputs: by column name, by input name, or positional."""
+        return columns.feeds(model, self.instances)
 
     def encode(self, model: LoadedModel, results: dict[str, np.ndarray], headers: dict[str, str]) -> Answer:
-        """The predictions as JSON, with the labels when the model has one per output column."""
-        (out,) = results.values()
-        labels = model.manifest.labels
-        answer: dict[str, Any] = {
-            "model_name": model.name,
-            "model_version": str(model.version),
-            "predictions": out.tolist(),
-        }
-        if labels and out.ndim == 2 and out.shape[1] == len(labels):
-            answer["labels"] = [labels[i] for i in out.argmax(axis=1)]
+        """Class names and probabilities, values in the label's units, or the first output's rows."""
+        answer = {"model_name": model.name, "model_version": str(model.version), **columns.answer(model, results)}
         return Answer.json(answer, headers)
 
 
@@ -176,6 +163,18 @@ READY = {
         },
     },
 }
+PREDICT = doc("{name}", *ON_A_MODEL, PayloadTooLarge, body=PredictRequest)
+PREDICT["responses"] = {
+    "200": {
+        "description": "predictions per row (class names or values), with probabilities for a classifier",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
+    },
+    **PREDICT["responses"],
+}
+PREDICT_VERSION = {
+    **doc("{name}{model_version}", *ON_A_MODEL, PayloadTooLarge, body=PredictRequest),
+    "responses": PREDICT["responses"],
+}
 CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]] = [
     ("GET", "/v2/health/live", live, None),
     ("GET", "/v2/health/ready", ready, READY),
@@ -189,7 +188,8 @@ CONTROL_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any] | None]]
         model_ready,
         doc("{name}{model_version}", *ON_A_MODEL),
     ),
-    ("POST", "/v1/models/{name}:predict", predict, doc("{name}", *ON_A_MODEL, PayloadTooLarge, body=PredictRequest)),
+    ("POST", "/v1/models/{name}:predict", predict, PREDICT),
+    ("POST", "/v1/models/{name}/versions/{model_version}:predict", predict, PREDICT_VERSION),
 ]
 
 
@@ -212,6 +212,7 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
             "variant": model.variant,
             "variants": sorted(model.manifest.variants or {"fp32": "model.onnx"}),
             "labels": model.manifest.labels,
+            "features": model.manifest.features,  # a table model's columns by name (model_store/features.py)
             "image": model.manifest.image,  # the image contract of a model on pictures (pictures.py)
             "metrics": model.manifest.metrics,
             "content_sha256": model.manifest.content_sha256,

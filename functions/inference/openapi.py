@@ -47,12 +47,35 @@ SECURITY: list[dict[str, list[str]]] = [{"APIKey": []}]
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 
 
+Cell = float | str | bool | None
+
+
 class PredictRequest(BaseModel):
-    """POST /v1/models/{name}:predict: rows of features, the KServe v1 convenience form."""
+    """POST /v1/models/{name}:predict: rows, the KServe v1 convenience form.
+
+    A row is an object keyed by column name (a table model: any order, its label column ignored) or by
+    graph input name (any other graph: each value that input's row), or a list of values (a table
+    model's columns in its order, or a single-input model's features).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    instances: list[list[float]] = Field(min_length=1)
+    instances: list[dict[str, Any] | list[Cell]] = Field(min_length=1)
+
+
+class PredictResponse(BaseModel):
+    """200 of :predict: one prediction per row; a classifier's probabilities per row, in `classes` order.
+
+    `predictions` are class names for a classifier (indices when it has none recorded), values in the
+    label's units for a regression, the first output's rows for any other model (the raw outputs of
+    every model stay on the OIP v2 infer route). Pictures answer with one object per picture.
+    """
+
+    model_name: str
+    model_version: str
+    predictions: list[Any]
+    probabilities: list[list[float | None]] | None = None
+    classes: list[str | int] | None = None
 
 
 class NotReady(BaseModel):
@@ -84,7 +107,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         document = get_openapi(title=app.title, version=app.version, routes=app.routes)
         components = document.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
-        for model in (InferenceRequest, InferenceResponse, PredictRequest, ErrorBody, NotReady):
+        for model in (InferenceRequest, InferenceResponse, PredictRequest, PredictResponse, ErrorBody, NotReady):
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema

@@ -100,7 +100,12 @@ class LoadedModel:
         ):
             want = [d if d is not None else -1 for d in shape]
             raise BadRequest(f"input {name!r} must have shape {want} (-1: any), got {list(array.shape)}")
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        # A table model imputes blanks (NaN) inside its graph (model_store/features.py); infinity is never a value.
+        if (
+            array.dtype.kind == "f"
+            and not np.isfinite(array).all()
+            and (not self.manifest.features or np.isinf(array).any())
+        ):
             raise BadRequest(f"input {name!r} contains NaN or infinity")
 
     def run(
@@ -189,6 +194,7 @@ def _onnx_dtype(type_name: str) -> np.dtype:
         "uint32": np.uint32,
         "uint64": np.uint64,
         "bool": np.bool_,
+        "string": object,  # BYTES: a table model's category columns
     }
     return np.dtype(table.get(type_name.removeprefix("tensor(").removesuffix(")"), np.float32))
 

@@ -128,7 +128,7 @@ def test_compose_up_trains_and_serves_a_signed_version(deployed: Deployed, tmp_p
     assert job["state"] == "completed", job
     predicted = d.fermion("predict", "digits:1", "--input", str(tmp_path / "held.npy"), "-o", "json")
     assert predicted.returncode == 0, predicted.stderr  # inference serves only signed versions
-    labels = [str(label) for label in json.loads(predicted.stdout)]  # the classes' names, as the CLI prints them
+    labels = [str(row["prediction"]) for row in json.loads(predicted.stdout)]  # the classes' names, per row
     accuracy = float(np.mean([p == str(y) for p, y in zip(labels, y_held, strict=True)]))
     since_up = time.monotonic() - d.started
     print(f"compose: up (built images included) {d.up_s:.0f} s; first served prediction {since_up:.0f} s after `up`")

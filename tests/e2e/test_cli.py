@@ -119,7 +119,7 @@ def test_first_hour_from_a_header_csv_to_a_served_prediction(stack: Stack, tmp_p
         out = fermion(s, "predict", "iris", "--input", str(tmp_path / name), "-o", "json")
         assert out.returncode == 0, out.stderr
         assert ("ignoring column 'target'" in out.stderr) is (name == "test_header.csv")
-        predicted = np.asarray([int(p) for p in json.loads(out.stdout)])  # stdout is the data alone
+        predicted = np.asarray([int(p["prediction"]) for p in json.loads(out.stdout)])  # stdout is the data alone
         assert np.mean(predicted == ty) >= 0.9
     (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps([float(v) for v in r]) for r in tx))
     out = fermion(s, "predict", "iris", "--input", str(tmp_path / "rows.jsonl"), "-o", "json")
@@ -253,7 +253,7 @@ def test_a_base_install_drives_a_remote_stack_with_url_and_key_only(stack: Stack
         assert "remote-lin" in listed.stdout
         predicted = base("predict", "remote-lin", "--input", str(tmp_path / "rows.csv"), "-o", "json")
         assert predicted.returncode == 0, predicted.stderr
-        assert set(json.loads(predicted.stdout)) <= {"a", "b", "c"}
+        assert {row["prediction"] for row in json.loads(predicted.stdout)} <= {"a", "b", "c"}
         refused = base("models", "push", "x", str(tmp_path / "lin.onnx"))  # a read+infer key may not push
         one_line_error(refused, "403", "upload")
     finally:

@@ -26,9 +26,10 @@ def linear_onnx(n_in: int = 4, n_out: int = 3, seed: int = 0) -> bytes:
     return model_bytes(graph)
 
 
-def model_bytes(graph: onnx.GraphProto) -> bytes:
-    """A graph as a checked ONNX model file (opset 18, IR 9: what every ONNX Runtime here loads)."""
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+def model_bytes(graph: onnx.GraphProto, *, ml: bool = False) -> bytes:
+    """A graph as a checked ONNX model file (opset 18, IR 9: what every ONNX Runtime here loads); `ml`: ONNX-ML too."""
+    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid("ai.onnx.ml", 3)] if ml else [])
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 9
     onnx.checker.check_model(model)
     buf = io.BytesIO()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fermion.cli.rows import fit_columns, read_rows
+from fermion.cli.rows import by_name, fit_columns, float_rows, read_rows
 from fermion.client import FermionError
 from fermion.events import FailureReport, ProgressReport, TrainingFailed, TrainingProgress
 from fermion.events.deliveries import StoredMessage
@@ -50,16 +50,24 @@ def test_ids_by_unique_prefix() -> None:
 def test_csv_rows_with_or_without_a_header(tmp_path: Path) -> None:
     (tmp_path / "h.csv").write_text("a,b,target\n1,2,0\n3,4,1\n")
     (tmp_path / "p.csv").write_text("1,2\n3,4\n")
-    x, header = read_rows(tmp_path / "h.csv")
-    assert header == ["a", "b", "target"] and x.shape == (2, 3)
-    meta = {"inputs": [{"shape": [-1, 2]}], "parameters": {}}
+    rows, header = read_rows(tmp_path / "h.csv")
+    assert header == ["a", "b", "target"] and rows == [
+        {"a": "1", "b": "2", "target": "0"},
+        {"a": "3", "b": "4", "target": "1"},
+    ]
+    meta = {"inputs": [{"name": "input", "shape": [-1, 2]}], "parameters": {}}
+    assert not by_name(meta, rows)  # a model on float features: its rows by count
+    x = float_rows(rows, header, "h.csv")
     assert fit_columns(x, header, meta, "h.csv").tolist() == [[1, 2], [3, 4]]  # the label column is dropped
-    x, header = read_rows(tmp_path / "p.csv")
-    assert header is None and fit_columns(x, header, meta, "p.csv").shape == (2, 2)
-    named = {"inputs": [{"shape": [-1, 2]}], "parameters": {"features": ["b", "a"]}}
-    assert fit_columns(*read_rows(tmp_path / "h.csv"), named, "h.csv").tolist() == [[2, 1], [4, 3]]
+    rows, header = read_rows(tmp_path / "p.csv")
+    assert header is None and fit_columns(float_rows(rows, header, "p.csv"), header, meta, "p.csv").shape == (2, 2)
+    table = {"inputs": [{"name": "a", "shape": [-1, 1]}], "parameters": {"features": {"columns": []}}}
+    assert by_name(table, read_rows(tmp_path / "h.csv")[0])  # a table model: the server matches names
+    (tmp_path / "w.csv").write_text("a,b\n1,x\n")
+    with pytest.raises(FermionError, match=r"w\.csv line 2: 'x' is not a number"):
+        float_rows(*read_rows(tmp_path / "w.csv"), "w.csv")
     with pytest.raises(FermionError, match="has 3 columns; the model takes 5"):
-        fit_columns(np.zeros((1, 3), np.float32), None, {"inputs": [{"shape": [-1, 5]}]}, "z.csv")
+        fit_columns(np.zeros((1, 3), np.float32), None, {"inputs": [{"name": "input", "shape": [-1, 5]}]}, "z.csv")
 
 
 def test_one_naming_rule_for_datasets_and_models() -> None:

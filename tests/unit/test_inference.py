@@ -370,8 +370,10 @@ def test_the_v1_predict_convenience_route(served) -> None:
     x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
     r = client.post("/v1/models/lin@latest:predict", json={"instances": x.tolist()})
     assert r.status_code == 200, r.text
-    np.testing.assert_allclose(r.json()["predictions"], _reference(2, x), rtol=1e-5)
-    assert r.json()["labels"] == [str(i) for i in _reference(2, x).argmax(1)]
+    logits = _reference(2, x)  # the raw outputs stay on the OIP v2 route; :predict answers with names
+    assert r.json()["predictions"] == [str(i) for i in logits.argmax(1)] and r.json()["classes"] == ["0", "1", "2"]
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(r.json()["probabilities"], softmax, rtol=1e-5)
     assert client.post("/v1/models/lin:predict", json={"instances": [[1.0, 2.0]]}).status_code == 400
     assert client.post("/v1/models/lin:predict", json={"instances": []}).status_code == 400
 
@@ -388,6 +390,11 @@ def test_the_openapi_document_describes_the_infer_routes(served) -> None:
     predict = doc["paths"]["/v1/models/{name}:predict"]["post"]
     assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
     assert "PredictRequest" in doc["components"]["schemas"]
+    ok = predict["responses"]["200"]["content"]["application/json"]["schema"]
+    assert (
+        ok["$ref"].endswith("/PredictResponse")
+        and "probabilities" in doc["components"]["schemas"]["PredictResponse"]["properties"]
+    )
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(served) -> None:
