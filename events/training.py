@@ -223,6 +223,8 @@ class ProgressReport(Payload):
     epochs: int
     loss: float | None = None
     """None at epoch 0, the "started" report a worker sends when it takes the job."""
+    val_loss: float | None = None
+    """The held-out split's mean cross-entropy (the validation loss); None where not measured."""
     metrics: dict[str, float] = Field(default={})
     resumed_at: int | None = None
     """Set on the report that says the job resumed from its checkpoint of this epoch."""

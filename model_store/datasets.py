@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .backends import ObjectStore
 from .cache import sha256_file
@@ -80,6 +80,19 @@ class DatasetStore:
             raise DatasetNotFound(f"dataset {name!r} is stored as {candidates[0]!r}, not a format the trainer reads")
         key = prefix + candidates[0]
         return StoredDataset(key, self._uri(key), sha, self.store.size(key), fmt)
+
+    def listing(self, tenant: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The tenant's stored datasets: name, sha256, format, size and store key of each upload."""
+        root = f"datasets/{check_name('tenant', tenant)}/"
+        out: list[dict[str, Any]] = []
+        for name in sorted(n.rstrip("/") for n in self.store.children(root)):
+            for file in sorted(f for f in self.store.children(f"{root}{name}/") if "." in f):
+                sha, ext = file.split(".", 1)
+                key = f"{root}{name}/{file}"
+                out.append({"name": name, "sha256": sha, "format": ext, "size": self.store.size(key), "key": key})
+                if len(out) >= limit:
+                    return out
+        return out
 
     def _uri(self, key: str) -> str:
         return f"{self.store.url.rstrip('/')}/{key}"

@@ -67,6 +67,9 @@ class Draft(BaseModel):
     variants: dict[str, str] = {}
     """Compiled variants by name ("fp32", "int8", "fp16") → file; empty means just model.onnx."""
     metrics: dict[str, float] = {}
+    evaluation: dict[str, Any] | None = None
+    """The held-out evaluation behind `metrics`: {"labels", "confusion" (rows true, columns predicted),
+    "per_class": [{"label", "precision", "recall", "f1", "support"}]}. None where not recorded."""
     image: dict[str, Any] | None = None
     """A picture model's image contract (fermion.events.ImageContract as JSON, mean and std resolved):
     how a client turns a picture into the input tensor. None for models on features."""

@@ -34,6 +34,9 @@ class EpochRecord(BaseModel):
 
     epoch: int
     loss: float | None = None
+    """The mean training loss."""
+    val_loss: float | None = None
+    """The held-out split's mean cross-entropy; None in records written before it was measured."""
     metrics: dict[str, float] = {}
     seconds: float | None = None
 
@@ -46,6 +49,8 @@ class RunRecord(BaseModel):
     job_id: str
     tenant: str
     model_name: str
+    sweep: str | None = None
+    """The sweep this run is a trial of (its id), if any."""
     status: RunStatus = "running"
     started: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished: datetime | None = None

@@ -130,7 +130,8 @@ class Checkpointer:
         torch.save(state, buf)
         try:
             # The last epoch's loss and metrics ride in the pointer: a watcher follows a job from it alone.
-            meta = {"format": FORMAT, "epochs_total": epochs, **(history[-1] if history else {})}
+            last = {k: v for k, v in (history[-1] if history else {}).items() if k != "confusion"}
+            meta = {"format": FORMAT, "epochs_total": epochs, **last}
             saved = self.store.save(self.tenant, self.job_id, epoch, buf.getvalue(), meta)
             self.store.prune(self.tenant, self.job_id, self.policy.keep_last)
         except StoreError as exc:

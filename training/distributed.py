@@ -31,7 +31,7 @@ from .architectures import build
 from .checkpoints import Checkpointer, CheckpointPolicy
 from .data import Dataset, split
 from .errors import JobError
-from .loop import ProgressFn, Trained
+from .loop import ProgressFn, Trained, last_evaluation
 from .rank import RankSpec, die_with_parent
 from .settings import TrainingSettings
 
@@ -171,6 +171,7 @@ def final_model(
         x_train[: min(len(x_train), 512)],
         ds.labels,
         took_s,
+        evaluation=last_evaluation(restored.history, ds),
     )
 
 

@@ -19,7 +19,7 @@ from .architectures import build
 from .checkpoints import Checkpointer, epoch_seed
 from .data import Dataset, split
 from .distillation import Criterion
-from .metrics import confusion, scores
+from .metrics import confusion, evaluation, scores
 from .pictures import ImageInput, augment, fit_contract
 
 
@@ -36,6 +36,8 @@ class Trained:
     duration_s: float
     image: ImageContract | None = None
     """The image contract, mean and std fitted: what the manifest records."""
+    evaluation: dict[str, Any] | None = None
+    """The last epoch's held-out confusion matrix and per-class scores (metrics.evaluation)."""
 
 
 class ProgressFn(Protocol):
@@ -110,7 +112,7 @@ def train(
         history, first = restored.history, restored.epoch + 1
         if on_epoch and history:
             last = history[-1]
-            extra = {**ranks.report([]), "resumed_at": restored.epoch}
+            extra = {**ranks.report([]), "resumed_at": restored.epoch, "val_loss": last.get("val_loss")}
             on_epoch(restored.epoch, recipe.epochs, last["loss"], last["metrics"], **extra)
     net = ranks.wrap(module)
     xt, yt = torch.from_numpy(x_train).to(ranks.device), torch.from_numpy(y_train).to(ranks.device)
@@ -139,15 +141,37 @@ def train(
             optimiser.step()
             total += loss.item() * len(batch)
         rate = len(order) / max(time.perf_counter() - tick, 1e-9)
-        mean_loss, metrics, rates = _reduce(module, x_test, y_test, len(ds.labels), ranks, total, len(order), rate)
-        history.append({"loss": mean_loss, "metrics": metrics})
+        mean_loss, held_out, rates = _reduce(module, x_test, y_test, len(ds.labels), ranks, total, len(order), rate)
+        metrics = held_out.metrics
+        if history:  # only the newest epoch keeps its confusion matrix: a checkpoint stays small
+            history[-1].pop("confusion", None)
+        history.append(
+            {"loss": mean_loss, "val_loss": held_out.loss, "metrics": metrics, "confusion": held_out.confusion}
+        )
         if checkpointer and checkpointer.due(epoch, recipe.epochs):
             checkpointer.save(epoch, module, optimiser, history, recipe.epochs)
         if on_epoch:
-            on_epoch(epoch, recipe.epochs, mean_loss, metrics, **ranks.report(rates))
+            on_epoch(epoch, recipe.epochs, mean_loss, metrics, val_loss=held_out.loss, **ranks.report(rates))
     module.eval().to("cpu")  # exported and checked on the CPU
     calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
-    return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started, contract)
+    took, evaluated = time.perf_counter() - started, last_evaluation(history, ds)
+    return Trained(module, metrics, x_test, y_test, calibration, ds.labels, took, contract, evaluated)
+
+
+def last_evaluation(history: list[dict[str, Any]], ds: Dataset) -> dict[str, Any] | None:
+    """The newest epoch's confusion matrix and per-class scores (None from a checkpoint that predates them)."""
+    cm = history[-1].get("confusion") if history else None
+    return evaluation(np.asarray(cm, dtype=np.int64), ds.labels) if cm is not None else None
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One epoch's evaluation on the held-out split, over every rank."""
+
+    loss: float
+    """Mean cross-entropy against the labels (the validation loss; no distillation term)."""
+    metrics: dict[str, float]
+    confusion: list[list[int]]
 
 
 def _reduce(
@@ -159,8 +183,8 @@ def _reduce(
     loss_sum: float,
     rows: int,
     rate: float,
-) -> tuple[float, dict[str, float], list[float]]:
-    """The epoch's mean loss, held-out metrics and per-rank samples/s, over every rank.
+) -> tuple[float, HeldOut, list[float]]:
+    """The epoch's mean training loss, its held-out evaluation and per-rank samples/s, over every rank.
 
     Each rank evaluates its share of the held-out rows; one all-reduce sums the losses, the row
     counts, the confusion matrices and the per-rank throughputs.
@@ -168,13 +192,18 @@ def _reduce(
     mine = slice(ranks.rank, None, ranks.world)
     module.eval()
     with torch.no_grad():
-        logits = module(torch.from_numpy(x[mine]).to(ranks.device)).cpu().numpy()
+        out = module(torch.from_numpy(x[mine]).to(ranks.device))
+        target = torch.from_numpy(y[mine]).long().to(ranks.device)
+        val_sum = float(nn.functional.cross_entropy(out, target, reduction="sum")) if len(target) else 0.0
+        logits = out.cpu().numpy()
     cm = confusion(logits, y[mine], n_classes)
     rates = np.zeros(ranks.world)
     rates[ranks.rank] = rate
-    flat = np.concatenate([[loss_sum, rows], rates, cm.ravel()])
+    flat = np.concatenate([[loss_sum, rows, val_sum, len(target)], rates, cm.ravel()])
     flat = ranks.sum(flat)
     loss = float(flat[0] / max(flat[1], 1))
-    rates = flat[2 : 2 + ranks.world]
-    cm = flat[2 + ranks.world :].reshape(n_classes, n_classes)
-    return loss, scores(cm), [round(float(r), 1) for r in rates]
+    val_loss = float(flat[2] / max(flat[3], 1))
+    rates = flat[4 : 4 + ranks.world]
+    cm = flat[4 + ranks.world :].reshape(n_classes, n_classes).round().astype(np.int64)
+    held_out = HeldOut(val_loss, scores(cm), cm.tolist())
+    return loss, held_out, [round(float(r), 1) for r in rates]

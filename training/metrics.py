@@ -1,6 +1,8 @@
-"""Held-out metrics of a classifier: the confusion matrix, accuracy and macro-F1."""
+"""Held-out metrics of a classifier: the confusion matrix, accuracy, macro-F1 and per-class scores."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -12,12 +14,38 @@ def confusion(logits: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     return cm
 
 
+def _counts(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tp = np.diag(cm).astype(np.float64)
+    return tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
+
+
 def scores(cm: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 from a confusion matrix."""
-    tp = np.diag(cm).astype(np.float64)
-    fp, fn = cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
+    tp, fp, fn = _counts(cm)
     f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=tp > 0)
     return {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1.mean())}
+
+
+def evaluation(cm: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """The confusion matrix (rows: true class, columns: predicted) and each class's precision, recall, F1.
+
+    A class never predicted has precision 0, one absent from the held-out split recall 0 (support says which).
+    """
+    tp, fp, fn = _counts(cm)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=tp > 0)
+    per_class = [
+        {
+            "label": label,
+            "precision": round(float(precision[i]), 6),
+            "recall": round(float(recall[i]), 6),
+            "f1": round(float(f1[i]), 6),
+            "support": int(tp[i] + fn[i]),
+        }
+        for i, label in enumerate(labels)
+    ]
+    return {"labels": list(labels), "confusion": [[int(c) for c in row] for row in cm], "per_class": per_class}
 
 
 def evaluate(logits: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:

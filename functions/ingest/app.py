@@ -58,8 +58,10 @@ from fermion.service.responses import HTTPError, document_validation, error_resp
 from .canary_api import router as canary_router
 from .catalog_api import router as catalog_router
 from .console.headers import SecurityHeaders
+from .console.routes import entry as console_entry
 from .console.routes import router as console_router
 from .datasets import shown, upload_limits, validate_dataset
+from .datasets_api import router as datasets_router
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
 from .drift_api import router as drift_router
 from .edge_api import router as edge_router
@@ -189,6 +191,8 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(runs_router)
     app.include_router(sweeps_router)
     app.include_router(console_router)
+    app.include_router(console_entry)  # `/` answers with the console
+    app.include_router(datasets_router)
     app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing, no Referer: on every answer (issue 25)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app

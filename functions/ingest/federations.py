@@ -129,6 +129,35 @@ async def federation_rounds(
         raise Unavailable(f"object store unavailable: {exc}") from exc
 
 
+@router.get("/v1/federations")
+async def list_federations(
+    request: Request, datasets: Datasets, tenant: Tenant = None, caller: Principal = needs("read")
+) -> list[dict[str, Any]]:
+    """The tenant's federations that have stored anything: each id and how many rounds have closed."""
+    tenant = tenant_of(request, caller, tenant)
+    try:
+        return await asyncio.to_thread(_federations, datasets.store, tenant)
+    except StoreError as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+
+
+def _federations(store: ObjectStore, tenant: str) -> list[dict[str, Any]]:
+    out = []
+    for name in sorted(n.rstrip("/") for n in store.children(f"federated/{tenant}/")):
+        rounds = _rounds(store, tenant, name)
+        last = rounds[-1] if rounds else None
+        out.append(
+            {
+                "federation_id": name,
+                "rounds_closed": len(rounds),
+                "last_version": last.version if last else None,
+                "last_metrics": last.metrics if last else {},
+                "participants": last.participants if last else [],
+            }
+        )
+    return out
+
+
 def _rounds(store: ObjectStore, tenant: str, federation_id: str) -> list[RoundResult]:
     out = []
     for r in range(1, MAX_ROUNDS + 1):

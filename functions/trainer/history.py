@@ -25,6 +25,7 @@ class JobRun:
             job_id=event.id,
             tenant=event.tenant,
             model_name=event.data.model_name,
+            sweep=event.data.sweep,
             parameters=event.data.recipe.model_dump(mode="json"),
             sweep=event.data.sweep,
             dataset=event.data.dataset.model_dump(mode="json"),
@@ -34,8 +35,11 @@ class JobRun:
     def started(self) -> None:
         self._save()
 
-    def epoch(self, epoch: int, loss: float, metrics: dict[str, float], seconds: float) -> None:
-        self.record.epochs.append(EpochRecord(epoch=epoch, loss=loss, metrics=metrics, seconds=round(seconds, 4)))
+    def epoch(
+        self, epoch: int, loss: float, metrics: dict[str, float], seconds: float, val_loss: float | None = None
+    ) -> None:
+        record = EpochRecord(epoch=epoch, loss=loss, val_loss=val_loss, metrics=metrics, seconds=round(seconds, 4))
+        self.record.epochs.append(record)
         self._save()
 
     def completed(self, manifest: Manifest) -> None:

@@ -149,6 +149,7 @@ def _draft(event: TrainingRequested, recipe: Recipe, ds: Dataset, trained: Train
         labels=trained.labels,
         variants={name: v["file"] for name, v in compiled.variants.items()},
         metrics=trained.metrics,
+        evaluation=trained.evaluation,
         image=trained.image.model_dump() if trained.image is not None else None,
         lineage=Lineage(
             training_event_id=event.id,

@@ -124,5 +124,12 @@ def _relay_pointer(store: CheckpointStore, event: TrainingRequested, seen: int, 
     meta = pointer.get("meta") or {}
     if on_epoch and "loss" in meta:
         epochs = event.data.recipe.epochs
-        on_epoch(int(pointer["epoch"]), epochs, meta["loss"], meta["metrics"], workers=event.data.recipe.workers)
+        on_epoch(
+            int(pointer["epoch"]),
+            epochs,
+            meta["loss"],
+            meta["metrics"],
+            workers=event.data.recipe.workers,
+            val_loss=meta.get("val_loss"),
+        )
     return int(pointer["epoch"])

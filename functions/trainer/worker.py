@@ -189,7 +189,7 @@ class Worker:
         def on_epoch(epoch: int, epochs: int, loss: float, metrics: dict[str, float], **extra: Any) -> None:
             now = time.perf_counter()
             self.metrics.epoch.observe(now - epoch_started[0])
-            self.runs[event.id].epoch(epoch, loss, metrics, now - epoch_started[0])
+            self.runs[event.id].epoch(epoch, loss, metrics, now - epoch_started[0], extra.get("val_loss"))
             epoch_started[0] = now
             if cancelled.is_set():
                 raise JobCancelled(f"job {event.id} was cancelled after epoch {epoch} of {epochs}")

@@ -280,6 +280,8 @@ def test_console_shows_models_curves_and_comparisons_and_promotes(stack: Stack, 
         expect(page.locator("#version-comparison thead th")).to_have_count(3)  # metric, v1, v2
         page.screenshot(path=ARTEFACTS / "console-model.png", full_page=True)
         page.locator("[data-promote='2']").click()
+        expect(page.locator("[data-promote='2']")).to_have_text("Confirm: v2 to production?")  # asks first
+        page.locator("[data-promote='2']").click()
         expect(page.locator("#status")).to_have_text("production → version 2")
         aliases = httpx.get(f"{s.ingest_url}/v1/models/console", headers=headers, timeout=10).json()["aliases"]
         assert aliases["production"] == 2
@@ -288,9 +290,10 @@ def test_console_shows_models_curves_and_comparisons_and_promotes(stack: Stack, 
         for job in jobs:
             page.get_by_label(f"plot run {job}").check()
         page.get_by_role("button", name="Plot selected runs").click()
-        loss = page.locator("#charts svg").first
-        expect(loss.locator("circle.point")).to_have_count(2 + 4)  # a point for every epoch of both runs
-        expect(loss.locator("g.run")).to_have_count(2)
+        loss = page.locator("#charts figure.chart[data-metric='loss']")
+        expect(loss.locator(".u-legend .u-series")).to_have_count(1 + 2 * 2)  # epoch; each run's training, validation
+        points = loss.evaluate("f => f.uplot.data.slice(1).map(s => s.filter(v => v !== null).length)")
+        assert points == [2, 2, 4, 4], points  # a point for every epoch of both runs
         page.screenshot(path=ARTEFACTS / "console-curves.png", full_page=True)
         audits = [Axe().run(page)]
 

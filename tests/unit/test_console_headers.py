@@ -20,7 +20,8 @@ PATHS = [
     "/console/static/console.js",
     "/console/static/console.css",
     "/console/static/nope.js",  # 404
-    "/console/curves.svg?job=a",  # 401: no key
+    "/console/static/uPlot-1.6.32.iife.min.js",  # vendored
+    "/",  # redirects to /console
     "/healthz",
     "/v1/models",  # 401
     "/v1/nowhere",  # 404 from the router
@@ -49,7 +50,9 @@ async def test_every_answer_carries_the_security_headers(registry: Registry, pat
 
 def test_the_console_has_no_inline_script_handlers_or_markup_from_strings() -> None:
     html = (STATIC / "index.html").read_text()
-    js = (STATIC / "console.js").read_text()
+    ours = [p for p in sorted(STATIC.glob("*.js")) if not p.name.startswith("uPlot-")]
+    assert {p.name for p in ours} >= {"console.js", "dom.js", "charts.js"}
+    js = "\n".join(p.read_text() for p in ours)
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []  # every script is a file of ours
     assert re.findall(r"\son[a-z]+\s*=", html) == []  # no onclick= and the like
     assert re.findall(r"\sstyle\s*=", html) == []
@@ -58,3 +61,38 @@ def test_the_console_has_no_inline_script_handlers_or_markup_from_strings() -> N
         assert sink not in js, sink
     assert re.findall(r"setAttribute\(\s*[\"']on", js) == []
     assert re.findall(r"\.on[a-z]+\s*=", js) == []  # handlers through addEventListener only
+
+
+# The vendored chart library, as VENDORED.md records it (npm pack uplot@1.6.32): a changed file fails here.
+VENDORED = {
+    "uPlot-1.6.32.iife.min.js": "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f",
+    "uPlot-1.6.32.min.css": "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04",
+}
+
+
+def test_the_chart_library_is_vendored_pinned_and_served_from_self() -> None:
+    import hashlib
+
+    from fermion.functions.ingest.console.routes import ASSETS
+
+    notes = (STATIC / "VENDORED.md").read_text()
+    for name, digest in VENDORED.items():
+        assert hashlib.sha256((STATIC / name).read_bytes()).hexdigest() == digest, name
+        assert digest in notes and name in notes, name
+        assert name in ASSETS, name
+    assert "MIT" in (STATIC / "uPlot-LICENSE.txt").read_text()
+    html = (STATIC / "index.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    files = [u for u in sources if not u.startswith("#")]
+    assert files and all(u.startswith("/console/static/") and u.split("/")[-1] in ASSETS for u in files), files
+    assert all((STATIC / name).is_file() for name in ASSETS)
+    library = (STATIC / "uPlot-1.6.32.iife.min.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in library, sink  # its legend and title take text (textContent): names stay text
+
+
+async def test_the_ingest_root_redirects_to_the_console(registry: Registry) -> None:
+    app = create_app(lambda: IngestSettings(nats_url="nats://127.0.0.1:1", metrics=False))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client:
+        r = await client.get("/")
+    assert r.status_code == 307 and r.headers["location"] == "/console"

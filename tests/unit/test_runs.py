@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from fermion.functions.ingest.console.curves import render
 from fermion.model_store import EpochRecord, LocalDirStore, RunNotFound, RunRecord, Runs
 
 
@@ -40,12 +39,3 @@ def test_hundreds_of_runs_list_newest_first_quickly(tmp_path: Path) -> None:
         runs.get("other", "job-0007")  # another tenant's run is not found
     with pytest.raises(RunNotFound):
         runs.get("default", "../keys/x")
-
-
-def test_curves_have_a_point_per_epoch_per_run_and_escape_names() -> None:
-    one, two = _record(1), _record(2)
-    two.job_id = "<script>"
-    svg = render([one, two], "accuracy")
-    assert svg.count('class="point"') == 6 and svg.count('class="run"') == 2
-    assert "<script>" not in svg and "&lt;script&gt;" in svg
-    assert "no loss recorded" in render([RunRecord(job_id="j", tenant="t", model_name="m")], "loss")

@@ -13,7 +13,7 @@ from fermion.training.architectures import build
 from fermion.training.data import Dataset, load_dataset
 from fermion.training.errors import DatasetError, UnknownArchitecture
 from fermion.training.loop import train
-from fermion.training.metrics import evaluate
+from fermion.training.metrics import confusion, evaluate, evaluation
 
 
 def _blobs(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +109,33 @@ def test_mlp_learns_and_carries_its_preprocessing() -> None:
     with torch.no_grad():
         pred = result.module(torch.from_numpy(x)).argmax(1).numpy()
     assert np.mean(pred == y) >= 0.95
+
+
+def test_training_keeps_the_validation_loss_per_epoch_and_the_last_confusion_matrix() -> None:
+    x, y = _blobs(120)
+    val_losses: list[float] = []
+    result = train(
+        Dataset(x, y, ["a", "b", "c"]),
+        Recipe(architecture="mlp", epochs=3, learning_rate=3e-3),
+        lambda epoch, total, loss, metrics, **extra: val_losses.append(extra["val_loss"]),
+    )
+    assert len(val_losses) == 3 and all(v > 0 for v in val_losses)
+    assert result.evaluation is not None
+    cm = np.array(result.evaluation["confusion"])
+    assert cm.shape == (3, 3) and cm.sum() == len(result.y_test)
+    assert [c["label"] for c in result.evaluation["per_class"]] == ["a", "b", "c"]
+    assert np.trace(cm) / cm.sum() == pytest.approx(result.metrics["accuracy"])
+
+
+def test_per_class_precision_recall_f1_from_the_confusion_matrix() -> None:
+    # true 0 predicted 0, 0; true 1 predicted 0, 1; true 2 predicted 2; class 3 never seen nor predicted
+    cm = confusion(np.eye(4)[[0, 0, 0, 1, 2]], np.array([0, 0, 1, 1, 2]), 4)
+    ev = evaluation(cm, ["w", "x", "y", "z"])
+    assert ev["confusion"] == [[2, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    w, x, _, z = ev["per_class"]
+    assert (w["precision"], w["recall"], w["support"]) == (pytest.approx(2 / 3, abs=1e-6), 1.0, 2)
+    assert (x["precision"], x["recall"], x["f1"]) == (1.0, 0.5, pytest.approx(2 / 3, abs=1e-6))
+    assert z == {"label": "z", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
 
 
 def test_evaluate_macro_f1() -> None:

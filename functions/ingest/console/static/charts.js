@@ -1,0 +1,89 @@
+// Charts drawn by uPlot (vendored, pinned: VENDORED.md), with axes, grid, hover values in a legend
+// below the plot (never over the data); and the confusion matrix as a table shaded by row share.
+import { h, num, table, view } from "./dom.js";
+
+const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#555555", "#bcbd22"];
+
+// Series of [x, y] points on one x axis: uPlot wants the x values once and each series aligned to them.
+function aligned(series) {
+  const xs = [...new Set(series.flatMap((s) => s.points.map(([x]) => x)))].sort((a, b) => a - b);
+  return [xs, ...series.map((s) => {
+    const at = new Map(s.points);
+    return xs.map((x) => (at.has(x) ? at.get(x) : null));
+  })];
+}
+
+// A figure holding one line chart; `series` is [{label, points: [[x, y], ...]}].
+export function lineChart(title, xLabel, yLabel, series) {
+  const plot = h("div", { class: "plot" });
+  const figure = h("figure", { class: "chart", "data-metric": yLabel }, h("figcaption", {}, title), plot);
+  const drawn = series.filter((s) => s.points.length);
+  if (!drawn.length) { plot.append(h("p", { class: "hint" }, `no ${yLabel} recorded yet`)); return figure; }
+  const width = Math.max(260, Math.min(720, view.clientWidth - 16));
+  const opts = {
+    width,
+    height: 240,
+    scales: { x: { time: false } },
+    axes: [
+      { label: xLabel, grid: { show: true }, incrs: [1, 2, 5, 10, 20, 50, 100] },
+      { label: yLabel, grid: { show: true }, size: 56, values: (u, ticks) => ticks.map((t) => num(t)) },
+    ],
+    series: [
+      { label: xLabel },
+      ...drawn.map((s, i) => ({
+        label: s.label,
+        stroke: COLOURS[i % COLOURS.length],
+        width: 2,
+        spanGaps: true,
+        points: { show: true, size: 6 },
+        value: (u, v) => (v === null || v === undefined ? "–" : num(v)),
+      })),
+    ],
+    legend: { live: true },
+  };
+  // uPlot builds its DOM with createElement and textContent, and styles through the CSSOM: the CSP holds.
+  figure.uplot = new window.uPlot(opts, aligned(drawn), plot);
+  return figure;
+}
+
+// The confusion matrix as a table: rows are the true class, columns the predicted; each cell shaded
+// by its share of the row (ten classes in console.css, so the page needs no inline style).
+export function confusionMatrix(evaluation, caption) {
+  const labels = evaluation.labels;
+  const rows = evaluation.confusion.map((counts, i) => {
+    const total = counts.reduce((a, b) => a + b, 0);
+    return [h("th", { scope: "row" }, labels[i]), ...counts.map((n, j) => {
+      const share = total ? n / total : 0;
+      return h("td", {
+        class: `heat heat-${Math.min(9, Math.round(share * 9))}${i === j ? " diagonal" : ""}`,
+        title: `true ${labels[i]}, predicted ${labels[j]}: ${n} (${(share * 100).toFixed(1)}% of the row)`,
+      }, String(n));
+    })];
+  });
+  const corner = h("th", { scope: "col" }, "true ↓ / predicted →");
+  return table({ id: "confusion", class: "confusion" }, [corner, ...labels], rows, caption);
+}
+
+export function perClass(evaluation, caption) {
+  const rows = evaluation.per_class.map((c) => [h("th", { scope: "row" }, c.label),
+    num(c.precision), num(c.recall), num(c.f1), String(c.support)]);
+  return table({ id: "per-class" }, ["Class", "Precision", "Recall", "F1", "Support"], rows, caption);
+}
+
+// The curves of runs: loss (training and validation) and every metric any epoch recorded.
+export function runCurves(runs) {
+  const label = (r) => `${r.model_name} ${r.job_id}`;
+  const one = runs.length === 1;
+  const loss = runs.flatMap((r) => [
+    { label: one ? "training loss" : `${label(r)} training`, points: r.epochs.filter((e) => e.loss != null).map((e) => [e.epoch, e.loss]) },
+    { label: one ? "validation loss" : `${label(r)} validation`, points: r.epochs.filter((e) => e.val_loss != null).map((e) => [e.epoch, e.val_loss]) },
+  ]);
+  const names = [...new Set(runs.flatMap((r) => r.epochs.flatMap((e) => Object.keys(e.metrics || {}))))].sort();
+  return [
+    lineChart("Loss per epoch", "epoch", "loss", loss),
+    ...names.map((m) => lineChart(`${m} per epoch`, "epoch", m, runs.map((r) => ({
+      label: one ? m : label(r),
+      points: r.epochs.filter((e) => e.metrics && Object.hasOwn(e.metrics, m)).map((e) => [e.epoch, Number(e.metrics[m])]),
+    })))),
+  ];
+}

@@ -1,0 +1,85 @@
+// Models: which version serves each alias, every version's metrics side by side, and a version's
+// evaluation (confusion matrix, per-class scores).
+import { confusionMatrix, perClass } from "./charts.js";
+import { api, button, confirmed, h, link, metric, metricNames, say, show, table, view, when } from "./dom.js";
+
+const enc = encodeURIComponent;
+
+export async function models() {
+  const list = await api("/v1/models");
+  show(h("h2", {}, "Models"), table({ id: "models" }, ["Model", "Serving", "Versions"], list.map((m) => [
+    link(`model/${enc(m.name)}`, m.name),
+    Object.entries(m.aliases).map(([a, v]) => `${a} → v${v}`).join(", "),
+    m.versions.join(", "),
+  ])));
+  say(`${list.length} model(s)`);
+}
+
+// Where the live split and the rollout go: the rollouts work fills this from its GET routes.
+function liveSplit(name) {
+  return h("section", { id: "live-split", class: "pending", "data-model": name, "aria-labelledby": "live-split-h" },
+    h("h3", { id: "live-split-h" }, "Live split and rollout"),
+    h("p", { class: "hint" }, "The live traffic split and any rollout in progress will show here (from the rollout routes)."));
+}
+
+async function evaluation(name, version, into) {
+  const m = await api(`/v1/models/${enc(name)}/versions/${enc(version)}`);
+  const ev = m.evaluation;
+  const shown = ev ? [confusionMatrix(ev, `Confusion matrix of version ${version} (held-out split)`),
+    perClass(ev, `Per-class scores of version ${version}`)]
+    : [h("p", { class: "hint" }, "This version recorded no confusion matrix (trained before it was kept).")];
+  into.replaceChildren(h("h3", { id: "evaluation-h" }, `Evaluation of version ${version}`), ...shown);
+}
+
+export async function model(name) {
+  const m = await api(`/v1/models/${enc(name)}`);
+  const names = metricNames(m.versions);
+  const path = `/v1/models/${enc(name)}/aliases`;
+  const serving = {};
+  for (const [a, v] of Object.entries(m.aliases)) (serving[v] ||= []).push(a);
+  const aliases = Object.entries(m.aliases).map(([a, v]) => [a, `v${v}`, a === "latest" ? "" :
+    confirmed({ "data-rollback": a }, `Roll back ${a}`, `Confirm: roll back ${a}?`, "Rollback refused", async () => {
+      const r = await api(`${path}/${enc(a)}/rollback`, { method: "POST" });
+      await model(name);
+      say(`${r.alias} rolled back to version ${r.version}`);
+    })]);
+  const evalBox = h("section", { id: "evaluation", "aria-labelledby": "evaluation-h" });
+  const versions = m.versions.map((v) => [
+    h("input", { type: "checkbox", "aria-label": `compare version ${v.version}`, "data-version": v.version }),
+    v.version,
+    (serving[v.version] || []).join(", "),
+    when(v.created_at),
+    ...names.map((n) => metric(v.metrics, n)),
+    v.training_event_id ? link(`run/${enc(v.training_event_id)}`, v.training_event_id) : "",
+    [button({ "data-evaluate": v.version }, "Evaluation", "Evaluation unavailable", () => evaluation(name, v.version, evalBox)),
+      m.aliases.production === v.version || v.refused ? "" :
+        confirmed({ "data-promote": v.version }, "Promote to production", `Confirm: v${v.version} to production?`,
+          "Promote refused", async () => {
+            await api(`${path}/production`, {
+              method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ version: Number(v.version) }),
+            });
+            await model(name);
+            say(`production → version ${v.version}`);
+          })],
+  ]);
+  const comparison = h("div", { id: "comparison" });
+  const compare = h("button", { id: "compare", type: "button" }, "Compare selected versions");
+  compare.addEventListener("click", () => {
+    const picked = [...view.querySelectorAll("[data-version]:checked")].map((c) => Number(c.dataset.version));
+    const rows = m.versions.filter((v) => picked.includes(v.version));
+    if (rows.length < 2) { say("Pick two or more versions to compare.", true); return; }
+    comparison.replaceChildren(table({ id: "version-comparison" }, ["Metric", ...rows.map((r) => `v${r.version}`)],
+      names.map((n) => [h("th", { scope: "row" }, n), ...rows.map((r) => metric(r.metrics, n))]),
+      `Versions ${picked.join(" vs ")}`));
+    say(`Comparing versions ${picked.join(", ")}`);
+  });
+  show(h("h2", {}, `Model ${name}`),
+    h("h3", {}, "Serving"), table({ id: "aliases" }, ["Alias", "Version", "Action"], aliases),
+    liveSplit(name),
+    h("h3", {}, "Versions, metrics side by side"),
+    table({ id: "versions" }, ["Compare", "Version", "Serves", "Created", ...names, "Training job", "Actions"], versions),
+    compare, comparison, evalBox);
+  const shown = m.aliases.production ?? m.versions.filter((v) => !v.refused).map((v) => v.version).pop();
+  if (shown !== undefined) await evaluation(name, shown, evalBox).catch((e) => say(e.message, true));
+  say(`${m.versions.length} version(s)`);
+}
