@@ -22,13 +22,22 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 
-from fermion.events import Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
+from fermion.events import (
+    Event,
+    ScoringCompleted,
+    ScoringFailed,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    parse_event,
+)
 from fermion.infra import StackSettings
 from fermion.service.jobs import DeadLetter, JobStatus
 
 from . import presigned as presigned_upload
 from . import retry as retries
 from .control_plane import ControlPlane
+from .data_plane import DataPlane
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
@@ -43,7 +52,7 @@ class JobFailed(FermionError):
     """A training job ended with `training.failed` (or was cancelled)."""
 
 
-class Client(ControlPlane):
+class Client(ControlPlane, DataPlane):
     """Talks to the ingest and inference functions over HTTP (https or http) with an API key."""
 
     def __init__(
@@ -88,8 +97,10 @@ class Client(ControlPlane):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, url: str, *, key: str | None = None, **kwargs: Any) -> Any:
-        """One request; with an idempotency `key`, a write retried with that key until it is settled."""
+    def _call(self, method: str, url: str, *, key: str | None = None, raw: bool = False, **kwargs: Any) -> Any:
+        """One request; with an idempotency `key`, a write retried with that key until it is settled.
+
+        Its JSON answer, or with `raw` the response itself (a file's bytes)."""
         try:
             if key is None:
                 response = self._http.request(method, url, **kwargs)
@@ -103,6 +114,8 @@ class Client(ControlPlane):
             except ValueError:
                 detail = response.text
             raise FermionError(f"{method} {url} → {response.status_code}: {detail}")
+        if raw:
+            return response
         return response.json() if response.content else None
 
     # ---- keys
@@ -129,8 +142,11 @@ class Client(ControlPlane):
         *,
         idempotency_key: str | None = None,
         presigned: bool | None = None,
+        label_column: str | None = None,
+        task: str | None = None,
     ) -> dict[str, Any]:
-        """Upload a dataset file (.npz with x/y, .csv with a header, .zip/.tar of pictures); its stored reference.
+        """Upload a dataset file (.npz with x/y, .csv with a header, .parquet, .zip/.tar of pictures); its stored
+        reference, and a table's profile (`label_column` and `task` override the profile's guesses).
 
         `presigned`: PUT it to S3 through a URL ingest signs (fermion/presigned.py); None: only past
         DIRECT_LIMIT, and directly after all where the store cannot sign (a local directory: 409).
@@ -147,6 +163,7 @@ class Client(ControlPlane):
         key = idempotency_key or retries.new_key()
         with p.open("rb") as f:
             form = {**self._tenant, **({"name": name} if name else {})}
+            form |= {k: v for k, v in (("label_column", label_column), ("task", task)) if v}
             return dict(
                 self._call(
                     "POST",
@@ -233,7 +250,7 @@ class Client(ControlPlane):
             for item in out["events"]:
                 event = parse_event(json.dumps(item["event"]).encode())
                 yield event
-                if isinstance(event, TrainingCompleted | TrainingFailed):
+                if isinstance(event, TrainingCompleted | TrainingFailed | ScoringCompleted | ScoringFailed):
                     return
             after = out["next"]
             if out["ended"] and not out["events"]:
