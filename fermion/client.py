@@ -34,22 +34,14 @@ from fermion.events import (
 from fermion.infra import StackSettings
 from fermion.service.jobs import DeadLetter, JobStatus
 
-from . import presigned as presigned_upload
 from . import retry as retries
 from .control_plane import ControlPlane
 from .data_plane import DataPlane
+from .errors import FermionError, JobFailed
 from .settings import ClientSettings
 
 if TYPE_CHECKING:
     from fermion.infra.identity import LocalIdentity
-
-
-class FermionError(Exception):
-    """A request to Fermion failed; the message is the server's explanation."""
-
-
-class JobFailed(FermionError):
-    """A training job ended with `training.failed` (or was cancelled)."""
 
 
 class Client(ControlPlane, DataPlane):
@@ -135,46 +127,6 @@ class Client(ControlPlane, DataPlane):
         return dict(self._call("DELETE", f"{self.ingest_url}/v1/keys/{key_id}"))
 
     # ---- data and training
-    def upload(
-        self,
-        path: str | Path,
-        name: str | None = None,
-        *,
-        idempotency_key: str | None = None,
-        presigned: bool | None = None,
-        label_column: str | None = None,
-        task: str | None = None,
-    ) -> dict[str, Any]:
-        """Upload a dataset file (.npz with x/y, .csv with a header, .parquet, .zip/.tar of pictures); its stored
-        reference, and a table's profile (`label_column` and `task` override the profile's guesses).
-
-        `presigned`: PUT it to S3 through a URL ingest signs (fermion/presigned.py); None: only past
-        DIRECT_LIMIT, and directly after all where the store cannot sign (a local directory: 409).
-        """
-        p = Path(path)
-        if presigned or (presigned is None and p.stat().st_size > presigned_upload.DIRECT_LIMIT):
-            try:
-                return presigned_upload.upload(self._call, self.ingest_url, self._tenant, p, name)
-            except (presigned_upload.PutRefused, httpx.HTTPError) as exc:
-                raise FermionError(str(exc)) from exc
-            except FermionError as exc:
-                if presigned or "→ 409:" not in str(exc) or "presigned uploads need" not in str(exc):
-                    raise
-        key = idempotency_key or retries.new_key()
-        with p.open("rb") as f:
-            form = {**self._tenant, **({"name": name} if name else {})}
-            form |= {k: v for k, v in (("label_column", label_column), ("task", task)) if v}
-            return dict(
-                self._call(
-                    "POST",
-                    f"{self.ingest_url}/v1/datasets",
-                    key=key,
-                    rewind=lambda: f.seek(0),
-                    files={"file": (p.name, f)},
-                    data=form,
-                )
-            )
-
     def train(self, model_name: str, dataset: str, *, sha256: str | None = None, **recipe: Any) -> str:
         """Request a training; returns the job id. Recipe fields left out (or None) take the server's default."""
         return str(self.request_training(model_name, dataset, sha256=sha256, **recipe)["job_id"])

@@ -1,4 +1,4 @@
-"""The client's methods for stored datasets and batch scoring (issue 26).
+"""The client's methods for datasets (upload, profiles) and batch scoring (issue 26).
 
 `Client` (client.py) inherits them; they make their requests through its `_call` and `_http`, so
 they share its connection, key, tenant, error translation and write retries.
@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
+from . import presigned as presigned_upload
 from . import retry as retries
+from .errors import FermionError
 
 
 class DataPlane:
@@ -26,6 +28,46 @@ class DataPlane:
 
     def _call(self, method: str, url: str, *, key: str | None = None, **kwargs: Any) -> Any:
         raise NotImplementedError  # Client's
+
+    def upload(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        presigned: bool | None = None,
+        label_column: str | None = None,
+        task: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a dataset file (.npz with x/y, .csv with a header, .parquet, .zip/.tar of pictures); its stored
+        reference, and a table's profile (`label_column` and `task` override the profile's guesses).
+
+        `presigned`: PUT it to S3 through a URL ingest signs (fermion/presigned.py); None: only past
+        DIRECT_LIMIT, and directly after all where the store cannot sign (a local directory: 409).
+        """
+        p = Path(path)
+        if presigned or (presigned is None and p.stat().st_size > presigned_upload.DIRECT_LIMIT):
+            try:
+                return presigned_upload.upload(self._call, self.ingest_url, self._tenant, p, name)
+            except (presigned_upload.PutRefused, httpx.HTTPError) as exc:
+                raise FermionError(str(exc)) from exc
+            except FermionError as exc:
+                if presigned or "→ 409:" not in str(exc) or "presigned uploads need" not in str(exc):
+                    raise
+        key = idempotency_key or retries.new_key()
+        with p.open("rb") as f:
+            form = {**self._tenant, **({"name": name} if name else {})}
+            form |= {k: v for k, v in (("label_column", label_column), ("task", task)) if v}
+            return dict(
+                self._call(
+                    "POST",
+                    f"{self.ingest_url}/v1/datasets",
+                    key=key,
+                    rewind=lambda: f.seek(0),
+                    files={"file": (p.name, f)},
+                    data=form,
+                )
+            )
 
     def datasets(self) -> list[dict[str, Any]]:
         """The tenant's stored datasets, one entry per upload, with a table's rows, columns and label."""

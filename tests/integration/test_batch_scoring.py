@@ -39,7 +39,8 @@ pytestmark = pytest.mark.integration
 
 ROWS = 1000
 TABLE = "customer_id,age,plan,smoker,churned\n" + "".join(
-    f"c{i},{'' if i % 7 == 0 else 20 + i % 50},{'abc'[i % 3]},{'yes' if i % 2 else 'no'},{'stay' if i % 3 else 'leave'}\n"
+    f"c{i},{'' if i % 7 == 0 else 20 + i % 50},{'abc'[i % 3]},{'yes' if i % 2 else 'no'},"
+    f"{'stay' if i % 3 else 'leave'}\n"
     for i in range(ROWS)
 )
 SCHEMA = FeatureSchema(
