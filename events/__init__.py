@@ -28,6 +28,15 @@ if TYPE_CHECKING:
         RolloutChange,
     )
     from .schemas import parse_event
+    from .scoring import (
+        ScoringCompleted,
+        ScoringFailed,
+        ScoringProgress,
+        ScoringReport,
+        ScoringRequest,
+        ScoringRequested,
+        ScoringResult,
+    )
     from .settings import BusSettings
     from .streams import ConsumerPolicy
     from .training import (
@@ -54,6 +63,18 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    **dict.fromkeys(
+        [
+            "ScoringCompleted",
+            "ScoringFailed",
+            "ScoringProgress",
+            "ScoringReport",
+            "ScoringRequest",
+            "ScoringRequested",
+            "ScoringResult",
+        ],
+        "scoring",
+    ),
     "AliasMove": "models",
     "AuditEvent": "audit",
     "AuditRecord": "audit",
@@ -146,6 +167,13 @@ __all__ = [
     "PublishUnconfirmed",
     "Recipe",
     "RolloutChange",
+    "ScoringCompleted",
+    "ScoringFailed",
+    "ScoringProgress",
+    "ScoringReport",
+    "ScoringRequest",
+    "ScoringRequested",
+    "ScoringResult",
     "StoredMessage",
     "SweepRequest",
     "TrainingCancel",

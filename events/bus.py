@@ -111,6 +111,9 @@ class Bus:
             await self._js.add_consumer(
                 streams.JOBS_STREAM, streams.federation_consumer(policy or streams.ConsumerPolicy())
             )
+            await self._js.add_consumer(
+                streams.JOBS_STREAM, streams.scorer_consumer(policy or streams.ConsumerPolicy())
+            )
             with contextlib.suppress(nats.js.errors.BadRequestError):  # exists: its start point must not move
                 await self._js.add_consumer(streams.EVENTS_STREAM, streams.pipeline_consumer())
             with contextlib.suppress(nats.js.errors.BadRequestError):  # issue 17: drift → retraining

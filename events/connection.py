@@ -90,20 +90,16 @@ async def open_connection(url: str, *, name: str, timeout_s: float, **options: A
     try:
         # Once connected, reconnect forever (a NATS restart mid-job must not kill a worker);
         # the first connection, though, is bounded so a wrong URL fails fast instead of hanging.
-        connect = nc.connect(
-            servers,
-            name=name,
-            connect_timeout=min(timeout_s, 2.0),
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+        behaviour: dict[str, Any] = {
+            "connect_timeout": min(timeout_s, 2.0),  # nats-py takes seconds as floats, whatever its hints say
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
             # No buffer while disconnected: a publish fails now rather than going out later,
             # after its caller was told it failed (and may have sent it again).
-            pending_size=0,
-            disconnected_cb=_disconnected,
-            error_cb=_error,
-            **options,
-        )
+            "pending_size": 0,
+        }
+        connect = nc.connect(servers, name=name, disconnected_cb=_disconnected, error_cb=_error, **behaviour, **options)
         try:
             await asyncio.wait_for(connect, timeout_s)
         except BaseException:

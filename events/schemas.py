@@ -1,7 +1,7 @@
 """Every event type as one union, and parsing an event from the wire (either envelope).
 
 The types live by what they describe: envelope.py (the shared envelope), training.py, models.py,
-audit.py and federation.py.
+audit.py, federation.py and scoring.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .federation import (
     UpdateSubmitted,
 )
 from .models import ModelPromoted, ModelPublished
+from .scoring import ScoringCompleted, ScoringFailed, ScoringProgress, ScoringRequested
 from .training import (
     DatasetUploaded,
     TrainingCancel,
@@ -50,7 +51,11 @@ AnyEvent = Annotated[
     | UpdateRefused
     | RoundCompleted
     | FederationCompleted
-    | FederationFailed,
+    | FederationFailed
+    | ScoringRequested  # batch scoring (issue 26)
+    | ScoringProgress
+    | ScoringCompleted
+    | ScoringFailed,
     Field(discriminator="type"),
 ]
 

@@ -22,6 +22,7 @@ PIPELINE_DURABLE = "pipelines"
 SWEEP_DURABLE = "sweeps"
 RETRAIN_DURABLE = "retrains"
 FEDERATION_DURABLE = "federations"
+SCORER_DURABLE = "scorers"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,12 @@ def stream_configs(duplicate_window_s: float = 600.0, replicas: int = 1) -> list
     return [
         StreamConfig(
             name=JOBS_STREAM,
-            subjects=[subjects.TRAINING_REQUESTED, subjects.TRAINING_SWEEP, subjects.FEDERATED_REQUESTED],
+            subjects=[
+                subjects.TRAINING_REQUESTED,
+                subjects.TRAINING_SWEEP,
+                subjects.FEDERATED_REQUESTED,
+                subjects.SCORING_REQUESTED,
+            ],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
@@ -58,6 +64,9 @@ def stream_configs(duplicate_window_s: float = 600.0, replicas: int = 1) -> list
                 subjects.TRAINING_COMPLETED,
                 subjects.TRAINING_FAILED,
                 f"{subjects.TRAINING_CANCEL}.>",
+                subjects.SCORING_PROGRESS,
+                subjects.SCORING_COMPLETED,
+                subjects.SCORING_FAILED,
                 f"{subjects.PREFIX}.models.>",
                 f"{subjects.DLQ_PREFIX}.>",
                 f"{subjects.AUDIT_PREFIX}.>",
@@ -107,3 +116,8 @@ def retrain_consumer() -> ConsumerConfig:
 def federation_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
     """The durable pull consumer the federation coordinators share: one holds a federation, heartbeating."""
     return _durable(FEDERATION_DURABLE, subjects.FEDERATED_REQUESTED, policy, DeliverPolicy.ALL)
+
+
+def scorer_consumer(policy: ConsumerPolicy) -> ConsumerConfig:
+    """The durable pull consumer the batch scorers share (issue 26)."""
+    return _durable(SCORER_DURABLE, subjects.SCORING_REQUESTED, policy, DeliverPolicy.ALL)

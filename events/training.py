@@ -16,7 +16,7 @@ class DatasetRef(Payload):
     name: Name
     sha256: Sha256
     uri: str
-    format: Literal["npz", "csv", "zip", "tar"]
+    format: Literal["npz", "csv", "parquet", "zip", "tar"]
     size: int = Field(ge=0)
 
 

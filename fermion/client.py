@@ -22,13 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from fermion.events import Event, TrainingCompleted, TrainingFailed, TrainingProgress, parse_event
+from fermion.events import (
+    Event,
+    ScoringCompleted,
+    ScoringFailed,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    parse_event,
+)
 from fermion.infra import StackSettings
 from fermion.service.jobs import DeadLetter, JobStatus
 
-from . import presigned as presigned_upload
 from . import retry as retries
 from .control_plane import ControlPlane
+from .data_plane import DataPlane
+from .errors import FermionError, JobFailed
 from .serving import Serving
 from .settings import ClientSettings
 
@@ -36,15 +45,7 @@ if TYPE_CHECKING:
     from fermion.infra.identity import LocalIdentity
 
 
-class FermionError(Exception):
-    """A request to Fermion failed; the message is the server's explanation."""
-
-
-class JobFailed(FermionError):
-    """A training job ended with `training.failed` (or was cancelled)."""
-
-
-class Client(ControlPlane, Serving):
+class Client(ControlPlane, Serving, DataPlane):
     """Talks to the ingest and inference functions over HTTP (https or http) with an API key."""
 
     def __init__(
@@ -89,8 +90,10 @@ class Client(ControlPlane, Serving):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, url: str, *, key: str | None = None, **kwargs: Any) -> Any:
-        """One request; with an idempotency `key`, a write retried with that key until it is settled."""
+    def _call(self, method: str, url: str, *, key: str | None = None, raw: bool = False, **kwargs: Any) -> Any:
+        """One request; with an idempotency `key`, a write retried with that key until it is settled.
+
+        Its JSON answer, or with `raw` the response itself (a file's bytes)."""
         try:
             if key is None:
                 response = self._http.request(method, url, **kwargs)
@@ -104,6 +107,8 @@ class Client(ControlPlane, Serving):
             except ValueError:
                 detail = response.text
             raise FermionError(f"{method} {url} → {response.status_code}: {detail}")
+        if raw:
+            return response
         return response.json() if response.content else None
 
     def _unreachable(self, method: str, url: str, exc: httpx.HTTPError) -> FermionError:
@@ -130,42 +135,6 @@ class Client(ControlPlane, Serving):
         return dict(self._call("DELETE", f"{self.ingest_url}/v1/keys/{key_id}"))
 
     # ---- data and training
-    def upload(
-        self,
-        path: str | Path,
-        name: str | None = None,
-        *,
-        idempotency_key: str | None = None,
-        presigned: bool | None = None,
-    ) -> dict[str, Any]:
-        """Upload a dataset file (.npz with x/y, .csv with a header, .zip/.tar of pictures); its stored reference.
-
-        `presigned`: PUT it to S3 through a URL ingest signs (fermion/presigned.py); None: only past
-        DIRECT_LIMIT, and directly after all where the store cannot sign (a local directory: 409).
-        """
-        p = Path(path)
-        if presigned or (presigned is None and p.stat().st_size > presigned_upload.DIRECT_LIMIT):
-            try:
-                return presigned_upload.upload(self._call, self.ingest_url, self._tenant, p, name)
-            except (presigned_upload.PutRefused, httpx.HTTPError) as exc:
-                raise FermionError(str(exc)) from exc
-            except FermionError as exc:
-                if presigned or "→ 409:" not in str(exc) or "presigned uploads need" not in str(exc):
-                    raise
-        key = idempotency_key or retries.new_key()
-        with p.open("rb") as f:
-            form = {**self._tenant, **({"name": name} if name else {})}
-            return dict(
-                self._call(
-                    "POST",
-                    f"{self.ingest_url}/v1/datasets",
-                    key=key,
-                    rewind=lambda: f.seek(0),
-                    files={"file": (p.name, f)},
-                    data=form,
-                )
-            )
-
     def train(self, model_name: str, dataset: str, *, sha256: str | None = None, **recipe: Any) -> str:
         """Request a training; returns the job id. Recipe fields left out (or None) take the server's default."""
         return str(self.request_training(model_name, dataset, sha256=sha256, **recipe)["job_id"])
@@ -248,7 +217,7 @@ class Client(ControlPlane, Serving):
             for item in out["events"]:
                 event = parse_event(json.dumps(item["event"]).encode())
                 yield event
-                if isinstance(event, TrainingCompleted | TrainingFailed):
+                if isinstance(event, TrainingCompleted | TrainingFailed | ScoringCompleted | ScoringFailed):
                     return
             after = out["next"]
             if out["ended"] and not out["events"]:

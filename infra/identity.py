@@ -69,8 +69,10 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{subjects.MODELS_ROLLOUT}.promoted",  # canary finish over HTTP
             subjects.MODELS_LABELS,
             subjects.FEDERATED_REQUESTED,  # POST /v1/federations
+            subjects.SCORING_REQUESTED,  # POST /v1/scorings, and drops under score/ (issue 26)
             f"{subjects.AUDIT_PREFIX}.>",
             subjects.dead_letter(subjects.DATASETS_UPLOADED),  # drops refused by the S3 handler
+            subjects.dead_letter(subjects.SCORING_REQUESTED),  # score/ drops it cannot score
             f"{_JS}.STREAM.INFO.{_JOBS}",  # a tenant's queued jobs, for its quota and /v1/jobs
             f"{_JS}.STREAM.MSG.GET.{_JOBS}",
             *_read_event_log(),
@@ -83,6 +85,9 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.TRAINING_PROGRESS,
             subjects.TRAINING_COMPLETED,
             subjects.TRAINING_FAILED,
+            subjects.SCORING_PROGRESS,  # batch scoring (functions/trainer/scoring.py)
+            subjects.SCORING_COMPLETED,
+            subjects.SCORING_FAILED,
             subjects.MODELS_PUBLISHED,
             subjects.MODELS_PROMOTED,
             f"{subjects.MODELS_ROLLOUT}.started",  # a gate's canary
@@ -92,6 +97,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{_JS}.STREAM.MSG.DELETE.{_JOBS}",  # ... and takes it out once dead-lettered
             *_consume(_JOBS, streams.TRAINER_DURABLE),
             *_consume(_JOBS, streams.SWEEP_DURABLE),
+            *_consume(_JOBS, streams.SCORER_DURABLE),
             *_consume(_EVENTS, streams.PIPELINE_DURABLE),
             *_consume(_EVENTS, streams.RETRAIN_DURABLE),
             *_read_event_log(),  # a job's cancel request, a sweep's trials, the newest matching upload

@@ -24,6 +24,7 @@ log = logging.getLogger("fermion.jetstream_lag")
 TRAINER_CONSUMERS = {
     (streams.JOBS_STREAM, streams.TRAINER_DURABLE),
     (streams.JOBS_STREAM, streams.SWEEP_DURABLE),
+    (streams.JOBS_STREAM, streams.SCORER_DURABLE),
     (streams.EVENTS_STREAM, streams.PIPELINE_DURABLE),
     (streams.EVENTS_STREAM, streams.RETRAIN_DURABLE),
 }

@@ -6,16 +6,18 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from .backends import ObjectStore
 from .cache import sha256_file
 from .errors import IntegrityError, NotFound, ObjectNotFound, PreconditionFailed
 from .names import check_name
 
-DatasetFormat = Literal["npz", "csv", "zip", "tar"]
-FORMATS: tuple[DatasetFormat, ...] = ("npz", "csv", "zip", "tar")
-"""npz (arrays x, y), csv (a header and a label column), zip or tar (pictures: fermion.imaging)."""
+DatasetFormat = Literal["npz", "csv", "parquet", "zip", "tar"]
+FORMATS: tuple[DatasetFormat, ...] = ("npz", "csv", "parquet", "zip", "tar")
+"""npz (arrays x, y), csv or parquet (a table with a label column), zip or tar (pictures: fermion.imaging)."""
+PROFILE = "profile.json"
+"""A table's profile (model_store/tables.py) lies beside it: `{sha256}.profile.json`."""
 
 
 def dataset_format(ext: str) -> DatasetFormat | None:
@@ -67,7 +69,7 @@ class DatasetStore:
     def find(self, tenant: str, name: str, sha256: str | None = None) -> StoredDataset:
         """A stored dataset by name (and sha256 when the name has several uploads)."""
         prefix = f"datasets/{check_name('tenant', tenant)}/{check_name('dataset', name)}/"
-        stored = [f for f in self.store.children(prefix) if "." in f]
+        stored = [f for f in self.store.children(prefix) if "." in f and not f.endswith("." + PROFILE)]
         candidates = [f for f in stored if f.split(".")[0] == sha256] if sha256 else stored
         if not candidates:
             what = f"dataset {name!r}" + (f" with sha256 {sha256}" if sha256 else "")
@@ -81,18 +83,31 @@ class DatasetStore:
         key = prefix + candidates[0]
         return StoredDataset(key, self._uri(key), sha, self.store.size(key), fmt)
 
-    def listing(self, tenant: str, limit: int = 1000) -> list[dict[str, Any]]:
-        """The tenant's stored datasets: name, sha256, format, size and store key of each upload."""
-        root = f"datasets/{check_name('tenant', tenant)}/"
-        out: list[dict[str, Any]] = []
-        for name in sorted(n.rstrip("/") for n in self.store.children(root)):
-            for file in sorted(f for f in self.store.children(f"{root}{name}/") if "." in f):
-                sha, ext = file.split(".", 1)
-                key = f"{root}{name}/{file}"
-                out.append({"name": name, "sha256": sha, "format": ext, "size": self.store.size(key), "key": key})
-                if len(out) >= limit:
-                    return out
+    def names(self, tenant: str) -> list[str]:
+        """The dataset names a tenant has, sorted."""
+        return sorted(self.store.children(f"datasets/{check_name('tenant', tenant)}/"))
+
+    def uploads(self, tenant: str, name: str) -> list[StoredDataset]:
+        """Every stored upload of one dataset name (by sha256)."""
+        prefix = f"datasets/{check_name('tenant', tenant)}/{check_name('dataset', name)}/"
+        out = []
+        for f in sorted(self.store.children(prefix)):
+            sha, _, ext = f.partition(".")
+            if (fmt := dataset_format(ext)) is not None:
+                out.append(StoredDataset(prefix + f, self._uri(prefix + f), sha, self.store.size(prefix + f), fmt))
         return out
+
+    def put_profile(self, stored: StoredDataset, profile: bytes) -> None:
+        """Keep a table's profile beside it (a profile of the same bytes is the same: written once)."""
+        with contextlib.suppress(PreconditionFailed):
+            self.store.put(_profile_key(stored.key), profile, if_none_match=True)
+
+    def profile(self, key: str) -> bytes | None:
+        """The profile kept beside the table at `key`, or None (npz, pictures, an upload from before profiles)."""
+        try:
+            return self.store.get(_profile_key(key))[0]
+        except ObjectNotFound:
+            return None
 
     def _uri(self, key: str) -> str:
         return f"{self.store.url.rstrip('/')}/{key}"
@@ -107,3 +122,7 @@ class DatasetStore:
         if (got := sha256_file(dest)) != sha256:
             raise IntegrityError(f"dataset {key} has sha256 {got}, expected {sha256}")
         return dest
+
+
+def _profile_key(key: str) -> str:
+    return f"{key.rsplit('.', 1)[0]}.{PROFILE}"

@@ -62,8 +62,6 @@ class RunRecord(BaseModel):
     lineage: dict[str, Any] = {}
     error: str | None = None
     deliveries: int = 1
-    sweep: str | None = None
-    """The sweep this run is a trial (or the winner) of."""
 
     @property
     def duration_s(self) -> float | None:

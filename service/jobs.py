@@ -1,4 +1,4 @@
-"""Job status, rebuilt from the event log: nothing but NATS remembers a job.
+"""Job status, rebuilt from the event log: nothing but NATS remembers a job (trainings and batch scorings).
 
 States say what happened: `queued` → `running` → `completed`, `failed` or `cancelled` (a
 `training.failed` whose error is `JobCancelled`). `epoch` is the last epoch a progress report
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from fermion.events import cloudevent, subjects
 from fermion.events.envelope import NAME_PATTERN
 from fermion.events.schemas import parse_event
+from fermion.events.scoring import ScoringCompleted, ScoringFailed, ScoringProgress, ScoringRequested
 from fermion.events.training import (
     ProgressReport,
     TrainingCompleted,
@@ -56,6 +57,12 @@ class JobStatus:
     """The checkpoint epoch of every resume (after a redelivery or a restart), in order."""
     samples_per_s: list[float] = field(default_factory=list)
     """Each rank's training throughput in the latest epoch."""
+    kind: str = "training"
+    """`training` or `scoring` (a batch scoring job: rows instead of epochs, its predictions in `output`)."""
+    rows_done: int = 0
+    rows: int | None = None
+    output: str | None = None
+    """A finished scoring job's predictions: their object key in the store (`fermion jobs fetch`)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -90,12 +97,15 @@ def job_statuses(queued: list[StoredMessage], log: list[StoredMessage]) -> dict[
     jobs: dict[str, JobStatus] = {}
     for m in queued:
         with contextlib.suppress(ValidationError):  # malformed ones are in the dead-letter log
-            req = parse_event(m.data, TrainingRequested)
-            assert isinstance(req, TrainingRequested)
-            jobs.setdefault(
-                req.id,
-                JobStatus(req.id, req.data.model_name, req.tenant, epochs=req.data.recipe.epochs, updated=req.time),
-            )
+            req = parse_event(m.data)
+            if isinstance(req, TrainingRequested):
+                status = JobStatus(req.id, req.data.model_name, req.tenant, epochs=req.data.recipe.epochs)
+            elif isinstance(req, ScoringRequested):
+                status = JobStatus(req.id, req.data.model_name, req.tenant, kind="scoring", version=req.data.version)
+            else:
+                continue
+            status.updated = req.time
+            jobs.setdefault(req.id, status)
     for m in log:
         with contextlib.suppress(ValidationError):  # malformed ones are in the dead-letter log
             event = parse_event(m.data)
@@ -104,7 +114,10 @@ def job_statuses(queued: list[StoredMessage], log: list[StoredMessage]) -> dict[
             if job_id is None:
                 continue
             job = jobs.setdefault(job_id, JobStatus(job_id, getattr(data, "model_name", "?"), event.tenant))
-            _apply(job, event)
+            if isinstance(event, ScoringProgress | ScoringCompleted | ScoringFailed):
+                _apply_scoring(job, event)
+            else:
+                _apply(job, event)
     return jobs
 
 
@@ -124,6 +137,24 @@ def _apply(job: JobStatus, event: Any) -> None:
                 job.epoch = int(m[1])
         else:
             job.state = "failed"
+
+
+def _apply_scoring(job: JobStatus, event: ScoringProgress | ScoringCompleted | ScoringFailed) -> None:
+    job.updated, job.kind = event.time, "scoring"
+    if isinstance(event, ScoringProgress) and job.state in ("queued", "running"):
+        job.state, job.rows_done, job.rows = "running", event.data.rows_done, event.data.rows or job.rows
+    elif isinstance(event, ScoringCompleted):
+        d = event.data
+        job.state, job.version, job.rows_done, job.rows, job.output, job.reason = (
+            "completed",
+            d.version,
+            d.rows,
+            d.rows,
+            d.key,
+            None,
+        )
+    elif isinstance(event, ScoringFailed):
+        job.state, job.reason = "failed", event.data.reason
 
 
 def dead_letters(log: list[StoredMessage]) -> list[DeadLetter]:

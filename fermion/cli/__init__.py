@@ -19,6 +19,7 @@ from fermion.model_store import RegistryError
 from . import export, federated
 from .canary import canary_app
 from .console import fail
+from .datasets import datasets_app, score
 from .deploy import deploy_app
 from .distill import distill
 from .jobs import jobs_app
@@ -53,10 +54,11 @@ def _root(
 
 
 app.command(epilog=up_help())(up)
-for command in (demo, upload, train, distill, sweep, predict):
+for command in (demo, upload, train, distill, sweep, predict, score):
     app.command()(command)
 app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(datasets_app, name="datasets")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(keys_app, name="keys")
 export.register(models_app)  # `fermion models export --edge` (fermion/cli/export.py)

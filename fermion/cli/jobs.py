@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,18 +11,22 @@ from fermion.client import Client
 
 from .console import Output, OutputOption, emit, say
 
-jobs_app = typer.Typer(help="Training jobs, from the event log.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Training and scoring jobs, from the event log.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-lettered jobs.", no_args_is_help=True)
 jobs_app.add_typer(dlq_app, name="dlq")
 JOB_COLUMNS = ("job", "model", "state", "epoch", "accuracy", "version", "reason")
 
 
 def job_row(j: dict[str, Any]) -> list[str]:
+    if j.get("kind") == "scoring":  # rows instead of epochs
+        progress = f"{j['rows_done']:,}/{j['rows']:,} rows" if j.get("rows") else f"{j.get('rows_done', 0):,} rows"
+    else:
+        progress = f"{j['epoch']}/{j['epochs']}" if j["epochs"] else "-"
     return [
         j["job_id"],
         j["model_name"],
         j["state"],
-        f"{j['epoch']}/{j['epochs']}" if j["epochs"] else "-",
+        progress,
         f"{j['metrics']['accuracy']:.4f}" if "accuracy" in j["metrics"] else "-",
         str(j["version"] or "-"),
         (j["reason"] or "")[:80],
@@ -54,6 +59,21 @@ def jobs_cancel(
     if output is not Output.table:
         return emit(out, output)
     say(f"cancel requested for {out['job_id']} (it was {out['state']})")
+    return None
+
+
+@jobs_app.command("fetch")
+def jobs_fetch(
+    job: Annotated[str, typer.Argument(help="a scoring job's id or a unique prefix of one")],
+    out: Annotated[Path | None, typer.Option(help="where to write it (default: the file's own name here)")] = None,
+    url: Annotated[bool, typer.Option(help="print a presigned URL instead (where the store signs)")] = False,
+) -> None:
+    """Download a finished scoring job's predictions."""
+    with Client.from_settings() as client:
+        if url:
+            return say(client.output_url(job)["url"])
+        path = client.fetch_output(job, out)
+    say(f"predictions of {job} written to {path}")
     return None
 
 

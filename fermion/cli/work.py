@@ -13,6 +13,7 @@ from fermion.events import ParamSpec
 
 from . import predictions
 from .console import Output, OutputOption, emit, note, say
+from .datasets import print_profile
 from .follow import follow_job, follow_jobs
 from .names import model_name
 from .rows import by_name, fit_columns, float_rows, ignored, known_names, read_rows
@@ -20,9 +21,14 @@ from .rows import by_name, fit_columns, float_rows, ignored, known_names, read_r
 
 def upload(
     file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help=".npz (x, y), .csv with a header, .zip/.tar of pictures")
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help=".npz (x, y), .csv with a header, .parquet, .zip/.tar of pictures"
+        ),
     ],
     name: Annotated[str | None, typer.Option(help="dataset name (default: the file's stem, normalised)")] = None,
+    label_column: Annotated[str | None, typer.Option(help="tables: the label column (default: guessed)")] = None,
+    task: Annotated[str | None, typer.Option(help="tables: classification or regression (default: guessed)")] = None,
     presigned: Annotated[
         bool | None,
         typer.Option(
@@ -32,8 +38,8 @@ def upload(
     ] = None,
     output: OutputOption = Output.table,
 ) -> None:
-    """Upload a dataset; prints the name it is stored under (`Iris.csv` → `iris`)."""
-    ref = Client.from_settings().upload(file, name, presigned=presigned)
+    """Upload a dataset; prints the name it is stored under (`Iris.csv` → `iris`) and a table's profile."""
+    ref = Client.from_settings().upload(file, name, presigned=presigned, label_column=label_column, task=task)
     if "key" in ref and output is Output.table:
         stored = f"{ref['size']} bytes put at {ref['key']}, sha256 {ref['sha256']}"
         say(f"dataset {ref['name']}: {stored}; announced once the bucket's drop handler stores it")
@@ -43,6 +49,8 @@ def upload(
     given = name or file.stem
     renamed = f" (from {given!r}: names are lower case)" if ref["name"] != given else ""
     say(f"dataset {ref['name']}{renamed}: {ref['format']}, {ref['size']} bytes, sha256 {ref['sha256']}")
+    if ref.get("profile"):
+        print_profile(ref["profile"])
     return None
 
 

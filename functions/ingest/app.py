@@ -47,6 +47,7 @@ from fermion.model_store import (
     dataset_format,
     normal_name,
 )
+from fermion.model_store.features import Task
 from fermion.service import endpoints
 from fermion.service.auth import Auditor, Authenticator, Principal, QuotaExceeded
 from fermion.service.auth.http import SecurityState, also_needs, needs, tenant_of
@@ -60,7 +61,8 @@ from .catalog_api import router as catalog_router
 from .console.headers import SecurityHeaders
 from .console.routes import entry as console_entry
 from .console.routes import router as console_router
-from .datasets import shown, upload_limits, validate_dataset
+from .datasets import UploadedDataset, check_table, shown, upload_limits, validate_dataset
+from .datasets_api import DatasetSelector, find_dataset
 from .datasets_api import router as datasets_router
 from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
 from .drift_api import router as drift_router
@@ -89,6 +91,7 @@ from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .runs_api import router as runs_router
 from .runs_api import sweeps_router
+from .scorings_api import router as scorings_router
 from .settings import IngestSettings, get_settings
 from .teachers import check_teacher
 from .upload_urls import router as upload_urls_router
@@ -98,15 +101,6 @@ log = logging.getLogger("fermion.ingest")
 REFUSALS: tuple[type[Exception], ...] = (HTTPError, *(row.theirs for row in TRANSLATIONS))
 # Bytes a multipart upload may carry beyond the file itself: framing and the small form fields.
 FORM_OVERHEAD = 1 << 20
-
-
-class DatasetSelector(BaseModel):
-    """A stored dataset: its name and, when more than one upload has that name, its sha256."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class TrainingSpec(BaseModel):
@@ -177,6 +171,8 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     jobs = error_responses(*AUTHENTICATED, BadRequest, NotFound, QuotaExceeded, OutcomeUnknown)
     app.add_api_route("/v1/trainings", request_training, methods=["POST"], status_code=202, responses=jobs)
     app.add_api_route("/v1/sweeps", request_sweep, methods=["POST"], status_code=202, responses=jobs)
+    app.include_router(datasets_router)  # issue 26: profiles, GET /v1/datasets[/{name}]
+    app.include_router(scorings_router)  # issue 26: batch scoring
     app.include_router(upload_urls_router)  # datasets past Lambda's 6 MB request limit: a presigned PUT
     app.include_router(catalog_router)  # before the registry's /v1/models/{name} routes
     app.include_router(registry_router)
@@ -227,15 +223,21 @@ async def upload_dataset(
     datasets: Datasets,
     settings: Settings,
     bus: BusDep,
-    file: UploadFile = File(..., description="an .npz with arrays x and y, or a .csv with a header"),
+    file: UploadFile = File(..., description="an .npz with arrays x and y, a .csv with a header, or a .parquet"),
     name: str | None = Form(default=None, description="dataset name; defaults to the file's stem"),
     tenant: str | None = Form(default=None, description="default: the key's tenant (another needs an admin key)"),
+    label_column: str | None = Form(default=None, description="tables: the label column the profile assumes"),
+    task: Literal["classification", "regression"] | None = Form(default=None, description="tables: override"),
     caller: Principal = needs("upload"),
-) -> DatasetRef:
-    """Store a dataset by sha256 and announce it with `datasets.uploaded`."""
+) -> UploadedDataset:
+    """Store a dataset by sha256 and announce it with `datasets.uploaded`; a table is profiled first.
+
+    A table no model could train on (no usable column, a label with one class) is refused with a 400
+    naming why, and nothing is stored.
+    """
     scope = tenant_of(request, caller, tenant)
     try:
-        ref = await _upload(request, datasets, settings, bus, file, name, scope)
+        ref = await _upload(request, datasets, settings, bus, file, name, scope, (label_column, task))
     except REFUSALS as exc:
         if settings.metrics:
             status = exc.status if isinstance(exc, HTTPError) else translate(exc, TRANSLATIONS).status
@@ -255,11 +257,15 @@ async def _upload(
     file: UploadFile,
     name: str | None,
     tenant: str,
-) -> DatasetRef:
+    assume: tuple[str | None, Task | None] = (None, None),
+) -> UploadedDataset:
     filename = PurePath(file.filename or "").name
     fmt = dataset_format(PurePath(filename).suffix)
     if fmt is None:
-        raise BadUpload(f"unsupported file {filename!r}: upload an .npz (arrays x, y) or a .csv with a header")
+        raise BadUpload(
+            f"unsupported file {filename!r}: upload an .npz (arrays x, y), a .csv with a header, a .parquet, "
+            "or a .zip/.tar of pictures"
+        )
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLarge(
@@ -275,11 +281,14 @@ async def _upload(
         raise BadUpload(str(exc)) from exc
     # Off the event loop: reading a large upload through must not stall health checks and other requests.
     await asyncio.to_thread(validate_dataset, data, fmt, upload_limits(settings), image_limits(settings))
+    profile = await asyncio.to_thread(check_table, data, fmt, *assume)  # refused here: nothing stored yet
     await asyncio.to_thread(charge_upload, datasets.store, tenant, len(data), settings)
     stored = await asyncio.to_thread(datasets.put, tenant, dataset_name, data, fmt)
+    if profile is not None:  # before the announcement: whoever reacts to it finds the profile
+        await asyncio.to_thread(datasets.put_profile, stored, profile.model_dump_json().encode())
     ref = DatasetRef(name=dataset_name, sha256=stored.sha256, uri=stored.uri, format=fmt, size=stored.size)
     await bus.publish(DatasetUploaded(id=upload_id(tenant, dataset_name, stored.sha256), tenant=tenant, data=ref))
-    return ref
+    return UploadedDataset(**ref.model_dump(), profile=profile)
 
 
 async def request_training(
@@ -297,7 +306,7 @@ async def request_training(
     A training registers a new immutable version; it never moves what a bare model name serves.
     """
     tenant = tenant_of(request, caller, spec.tenant)
-    ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
+    ref = await asyncio.to_thread(find_dataset, datasets, tenant, spec.dataset)
     (recipe,) = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, [spec.recipe])
     recipe = await asyncio.to_thread(check_teacher, registry, datasets, tenant, ref, recipe)  # issue 30
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
@@ -346,7 +355,7 @@ async def request_sweep(
     tenant = tenant_of(request, caller, spec.tenant)
     if spec.gate is not None:
         also_needs(request, caller, "promote")  # a gate moves an alias
-    ref = await asyncio.to_thread(_find_dataset, datasets, tenant, spec.dataset)
+    ref = await asyncio.to_thread(find_dataset, datasets, tenant, spec.dataset)
     trials = await asyncio.to_thread(resolve_labels, datasets, tenant, ref, [spec.base, *spec.trials])
     trials = [await asyncio.to_thread(check_teacher, registry, datasets, tenant, ref, t) for t in trials]
     await asyncio.to_thread(check_models, registry, tenant, spec.model_name, settings)
@@ -367,11 +376,6 @@ async def request_sweep(
         "winner_job_id": derive_id(event.id, "winner"),
         "search": swept.search,
     }
-
-
-def _find_dataset(datasets: DatasetStore, tenant: str, sel: DatasetSelector) -> DatasetRef:
-    stored = datasets.find(tenant, sel.name, sel.sha256)
-    return DatasetRef(name=sel.name, sha256=stored.sha256, uri=stored.uri, format=stored.format, size=stored.size)
 
 
 def __getattr__(name: str) -> Any:

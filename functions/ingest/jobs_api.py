@@ -1,4 +1,5 @@
-"""Training jobs and dead letters over HTTP, from the event log: list, show, follow, cancel, retry.
+"""Jobs (trainings and batch scorings) and dead letters over HTTP, from the event log: list, show, follow,
+cancel, retry; a scoring job's predictions.
 
 Job ids are the `training.requested` event ids; every route takes a unique prefix of one. A job
 outside the key's tenant is looked for only in the key's tenant (404 as if absent).
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
-from fermion.events import Bus, CancelRequest, TrainingCancel, parse_event, subjects
+from fermion.events import Bus, CancelRequest, StoredMessage, TrainingCancel, parse_event, subjects
 from fermion.service.auth import Forbidden, Principal
 from fermion.service.auth.http import needs, refused, tenant_of
 from fermion.service.jobs import ENDED, DeadLetter, JobStatus, by_prefix, dead_letters, job_statuses
@@ -26,10 +27,16 @@ from .params import Tenant
 
 router = APIRouter(tags=["jobs"], responses=error_responses(*AUTHENTICATED))
 TRAINING_LOG = f"{subjects.PREFIX}.training.>"
+SCORING_LOG = f"{subjects.PREFIX}.scoring.>"  # batch scoring jobs (issue 26)
+
+
+async def _job_log(bus: Bus) -> list[StoredMessage]:
+    """The training and scoring event logs as one, in stream order."""
+    return sorted([*await bus.history(TRAINING_LOG), *await bus.history(SCORING_LOG)], key=lambda m: m.seq)
 
 
 async def _jobs(bus: Bus, tenant: str) -> dict[str, JobStatus]:
-    jobs = job_statuses(await bus.queued_jobs(), await bus.history(TRAINING_LOG))
+    jobs = job_statuses(await bus.queued_jobs(), await _job_log(bus))
     return {k: j for k, j in jobs.items() if j.tenant == tenant}
 
 
@@ -72,14 +79,17 @@ async def job_events(
     tenant: Tenant = None,
     caller: Principal = needs("read"),
 ) -> dict[str, Any]:
-    """The job's training.* events after `after`, waiting up to `wait_s` for one (a long-poll).
+    """The job's training.* (or scoring.*) events after `after`, waiting up to `wait_s` for one (a long-poll).
 
     `ended` is true once the job completed, failed or was cancelled; `next` is the `after` to send
     next time.
     """
     scope = tenant_of(request, caller, tenant)
+    log = TRAINING_LOG
     try:
-        job_id = _one(list(await _jobs(bus, scope)), job)
+        known = await _jobs(bus, scope)
+        job_id = _one(list(known), job)
+        log = SCORING_LOG if known[job_id].kind == "scoring" else TRAINING_LOG
     except NotFound:
         if wait_s == 0:
             raise
@@ -87,7 +97,7 @@ async def job_events(
     found = await _events(bus, scope, job_id, after)
     if not found and wait_s > 0:
         # Subscribe first, then read again: an event cannot slip between the two.
-        async with contextlib.aclosing(bus.watch(TRAINING_LOG)) as live:
+        async with contextlib.aclosing(bus.watch(log)) as live:
             found = await _events(bus, scope, job_id, after)
             if not found:
                 with contextlib.suppress(TimeoutError):
@@ -116,7 +126,7 @@ async def cancel_job(
 
 async def _events(bus: Bus, tenant: str, job_id: str, after: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    for m in await bus.history(TRAINING_LOG):
+    for m in await _job_log(bus):
         if m.seq <= after:
             continue
         try:

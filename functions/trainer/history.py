@@ -27,7 +27,6 @@ class JobRun:
             model_name=event.data.model_name,
             sweep=event.data.sweep,
             parameters=event.data.recipe.model_dump(mode="json"),
-            sweep=event.data.sweep,
             dataset=event.data.dataset.model_dump(mode="json"),
             deliveries=deliveries,
         )

@@ -62,6 +62,7 @@ from .job import run_job, run_trial
 from .pipeline import UploadRule
 from .promote import promote_and_announce
 from .retrain import DriftRule
+from .scoring import Scorer
 from .settings import TrainerSettings, get_settings
 from .sweep import SweepRule
 
@@ -360,6 +361,7 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
         consumed = [
             (streams.JOBS_STREAM, streams.TRAINER_DURABLE),
             (streams.JOBS_STREAM, streams.SWEEP_DURABLE),
+            (streams.JOBS_STREAM, streams.SCORER_DURABLE),
             (streams.EVENTS_STREAM, streams.PIPELINE_DURABLE),
             (streams.EVENTS_STREAM, streams.RETRAIN_DURABLE),
         ]
@@ -372,6 +374,7 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
             consumers = [streams.TRAINER_DURABLE, streams.SWEEP_DURABLE]
             group.create_task(watch_consumer(bus.consumer_state, consumers, stop))
             group.create_task(Worker(bus, registry, settings).run(stop))
+            group.create_task(Scorer(bus, registry, settings).run(stop))  # issue 26: batch scoring
             group.create_task(rules.RuleRunner(bus, UploadRule(Pipelines(registry.store))).run(stop))
             group.create_task(rules.RuleRunner(bus, DriftRule(bus, registry)).run(stop))  # issue 17: drift → retraining
             sweeps = SweepRule(bus, registry, heartbeat_s=max(settings.ack_wait_s / 3, 0.5))

@@ -197,6 +197,17 @@ class S3Store:
             headers["x-amz-server-side-encryption-aws-kms-key-id"] = self._sse["SSEKMSKeyId"]
         return {"url": url, "method": "PUT", "headers": headers, "expires_in": expires_s}
 
+    def presigned_get(self, key: str, *, expires_s: int = 900) -> str:
+        """A URL that lets anyone holding it GET the object at `key` until it expires (no AWS call)."""
+        try:
+            return str(
+                self._s3.generate_presigned_url(
+                    "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s
+                )
+            )
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail(exc, key) from exc
+
     def delete(self, key: str) -> None:
         try:
             self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -32,6 +32,7 @@ DURABLES = [
     (JOBS, streams.TRAINER_DURABLE),
     (JOBS, streams.SWEEP_DURABLE),
     (JOBS, streams.FEDERATION_DURABLE),
+    (JOBS, streams.SCORER_DURABLE),
     (EVENTS, streams.PIPELINE_DURABLE),
     (EVENTS, streams.RETRAIN_DURABLE),
 ]
@@ -63,6 +64,11 @@ EVENT_SUBJECTS = [
     subjects.FEDERATED_COMPLETED,
     subjects.FEDERATED_FAILED,
     subjects.dead_letter(subjects.FEDERATED_REQUESTED),
+    subjects.SCORING_REQUESTED,
+    subjects.SCORING_PROGRESS,
+    subjects.SCORING_COMPLETED,
+    subjects.SCORING_FAILED,
+    subjects.dead_letter(subjects.SCORING_REQUESTED),
 ]
 
 
