@@ -291,20 +291,43 @@ class Client(ControlPlane):
             return dict(self._call("POST", f"{self.ingest_url}/v1/models/{model}/versions", files=files, data=form))
 
     def promote(
-        self, model: str, version: int, *, alias: str = "production", expected_version: int | None = None
+        self,
+        model: str,
+        version: int,
+        *,
+        alias: str = "production",
+        expected_version: int | None = None,
+        abort_rollout: bool = False,
     ) -> dict[str, Any]:
-        """Point `alias` at `version` (only if it still points at `expected_version`, when given)."""
+        """Point `alias` at `version` (only if it still points at `expected_version`, when given).
+
+        A rollout running on the alias refuses it (409) unless `abort_rollout`.
+        """
         body: dict[str, Any] = {"version": version}
         if expected_version is not None:
             body["expected_version"] = expected_version
+        if abort_rollout:
+            body["abort_rollout"] = True
         return dict(
             self._call("PUT", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", json=body, params=self._tenant)
         )
 
-    def rollback(self, model: str, *, alias: str = "production") -> dict[str, Any]:
-        """Point `alias` back at the version it held before its last move."""
+    def rollback(self, model: str, *, alias: str = "production", abort_rollout: bool = False) -> dict[str, Any]:
+        """Point `alias` back at the version it held before its last move (a running rollout: 409 unless aborted)."""
         url = f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback"
-        return dict(self._call("POST", url, params=self._tenant))
+        params = {**self._tenant, **({"abort_rollout": "true"} if abort_rollout else {})}
+        return dict(self._call("POST", url, params=params))
+
+    def serving(
+        self, model: str, *, window_s: int = 3600, step_s: int | None = None, version: int | None = None
+    ) -> dict[str, Any]:
+        """Request rate, p50/p99 latency, error ratio and online accuracy per version over the last `window_s`."""
+        params: dict[str, Any] = {**self._tenant, "window": window_s}
+        if step_s is not None:
+            params["step"] = step_s
+        if version is not None:
+            params["version"] = version
+        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/serving", params=params))
 
     def delete_alias(self, model: str, alias: str) -> None:
         """Remove an alias."""

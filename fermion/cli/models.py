@@ -107,20 +107,23 @@ def models_promote(
     version: Annotated[int, typer.Argument(help="version to point the alias at")],
     alias: Annotated[str, typer.Option(help="alias to move")] = "production",
     expected: Annotated[int | None, typer.Option(help="only if the alias still points at this version")] = None,
+    abort_rollout: Annotated[bool, typer.Option(help="end a rollout running on the alias (else refused)")] = False,
 ) -> None:
-    """Point an alias at a version (compare-and-swap; publishes models.promoted)."""
+    """Point an alias at a version (compare-and-swap; publishes models.promoted); refused while a rollout runs."""
     with Client.from_settings() as client:
-        say(_moved(client.promote(name, version, alias=alias, expected_version=expected)))
+        moved = client.promote(name, version, alias=alias, expected_version=expected, abort_rollout=abort_rollout)
+    say(_moved(moved))
 
 
 @models_app.command("rollback")
 def models_rollback(
     name: Annotated[str, typer.Argument(help="model name")],
     alias: Annotated[str, typer.Option(help="alias to roll back")] = "production",
+    abort_rollout: Annotated[bool, typer.Option(help="abort a rollout running on the alias (else refused)")] = False,
 ) -> None:
-    """Point an alias back at the version it held before its last move."""
+    """Point an alias back at the version it held before its last move; refused while a rollout runs."""
     with Client.from_settings() as client:
-        say(_moved(client.rollback(name, alias=alias)))
+        say(_moved(client.rollback(name, alias=alias, abort_rollout=abort_rollout)))
 
 
 @models_app.command("unalias")

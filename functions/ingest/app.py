@@ -83,6 +83,7 @@ from .pipelines_api import router as pipelines_router
 from .quotas import charge_upload, check_models, check_queued_jobs
 from .registry_api import router as registry_router
 from .runs_api import router as runs_router
+from .serving_api import router as serving_router
 from .settings import IngestSettings, get_settings
 from .teachers import check_teacher
 from .upload_urls import router as upload_urls_router
@@ -182,6 +183,7 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
     app.include_router(pipelines_router)  # issue 31: upload and drift rules
     app.include_router(drift_router)
+    app.include_router(serving_router)  # issue 27: per-version request rate, latency, errors, accuracy
     app.include_router(runs_router)
     app.include_router(console_router)
     app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing, no Referer: on every answer (issue 25)
