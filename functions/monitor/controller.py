@@ -198,6 +198,8 @@ class Controller:
         accuracy = (self._accuracy(tenant, name, plan.canary), self._accuracy(tenant, name, plan.incumbent))
         observed = (seen.get(plan.canary, Observed()), seen.get(plan.incumbent, Observed()))
         decision = judge(plan, *observed, accuracy, datetime.now(UTC))
+        # What the decision saw, before any await lets more telemetry into the same counters.
+        traffic = (_traffic(plan.canary, observed[0], accuracy[0]), _traffic(plan.incumbent, observed[1], accuracy[1]))
         weight = record.split().get(plan.canary, 0)
         if self.metrics is not None:
             self.metrics.compared(key, plan.canary, plan.incumbent, weight, decision.observed)
@@ -210,7 +212,7 @@ class Controller:
                 self._acted(key, "waiting")
         elif plan.automatic and decision.action != "wait":
             action = await self._act(key, record, plan, decision)
-        await self._keep(key, plan, weight, decision, observed, accuracy, action)
+        await self._keep(key, plan, weight, decision, traffic, action)
 
     async def _act(self, key: AliasKey, record: Alias, plan: Rollout, decision: Decision) -> str | None:
         tenant, name, alias = key
@@ -241,8 +243,7 @@ class Controller:
         plan: Rollout,
         weight: int,
         decision: Decision,
-        observed: tuple[Observed, Observed],
-        accuracy: tuple[Accuracy, Accuracy],
+        traffic: tuple[VersionTraffic, VersionTraffic],
         action: str | None,
     ) -> None:
         """Store the analysis for the rollout page: when it changed, or every KEEP_EVERY_S while it stands."""
@@ -264,8 +265,8 @@ class Controller:
             decision=decision.action,  # type: ignore[arg-type]
             action=action,  # type: ignore[arg-type]
             reason=decision.reason,
-            canary_traffic=_traffic(plan.canary, observed[0], accuracy[0]),
-            incumbent_traffic=_traffic(plan.incumbent, observed[1], accuracy[1]),
+            canary_traffic=traffic[0],
+            incumbent_traffic=traffic[1],
             bounds=plan.bounds,
         )
         try:
