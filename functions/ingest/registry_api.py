@@ -60,7 +60,10 @@ async def list_models(
 async def model_versions(
     request: Request, name: ModelName, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
 ) -> dict[str, Any]:
-    """A model's versions with their metrics, and its aliases; a version that fails its checks says why in `refused`."""
+    """A model's versions with their metrics, and its aliases; a version that fails its checks says why in `refused`.
+
+    `splits`: each alias's live split, version → percent (one version at 100 unless a rollout runs).
+    """
     tenant = tenant_of(request, caller, tenant)
     info = await _call(registry.describe, tenant, name)
     if not info["versions"]:
@@ -84,7 +87,8 @@ async def model_versions(
                 "refused": None,
             }
         )
-    return {"name": name, "aliases": info["aliases"], "versions": versions}
+    splits = {a: (await _call(registry.alias, tenant, name, a)).split() for a in info["aliases"]}
+    return {"name": name, "aliases": info["aliases"], "splits": splits, "versions": versions}
 
 
 def _refused(version: int, reason: str) -> dict[str, Any]:

@@ -73,6 +73,7 @@ def test_a_promote_or_rollback_during_a_rollout_is_refused_naming_it_unless_abor
     started = client.post("/v1/models/wine/aliases/production/canary", json={"version": 2, "steps": [10, 50, 100]})
     assert started.status_code == 200, started.text
     assert started.json()["split"] == {"1": 90, "2": 10}
+    assert client.get("/v1/models/wine").json()["splits"] == {"latest": {"3": 100}, "production": {"1": 90, "2": 10}}
 
     promoted = client.put("/v1/models/wine/aliases/production", json={"version": 3})
     assert promoted.status_code == 409, promoted.text
