@@ -299,10 +299,7 @@ class Client(ControlPlane):
         expected_version: int | None = None,
         abort_rollout: bool = False,
     ) -> dict[str, Any]:
-        """Point `alias` at `version` (only if it still points at `expected_version`, when given).
-
-        A rollout running on the alias refuses it (409) unless `abort_rollout`.
-        """
+        """Point `alias` at `version` (if it is still at `expected_version`); under a rollout: 409 unless aborted."""
         body: dict[str, Any] = {"version": version}
         if expected_version is not None:
             body["expected_version"] = expected_version
@@ -317,17 +314,6 @@ class Client(ControlPlane):
         url = f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback"
         params = {**self._tenant, **({"abort_rollout": "true"} if abort_rollout else {})}
         return dict(self._call("POST", url, params=params))
-
-    def serving(
-        self, model: str, *, window_s: int = 3600, step_s: int | None = None, version: int | None = None
-    ) -> dict[str, Any]:
-        """Request rate, p50/p99 latency, error ratio and online accuracy per version over the last `window_s`."""
-        params: dict[str, Any] = {**self._tenant, "window": window_s}
-        if step_s is not None:
-            params["step"] = step_s
-        if version is not None:
-            params["version"] = version
-        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/serving", params=params))
 
     def delete_alias(self, model: str, alias: str) -> None:
         """Remove an alias."""

@@ -1,13 +1,14 @@
 """What the monitor measured of serving, kept where the ingest function can read it.
 
-- `monitoring/{tenant}/{model}/serving.json`: a bounded series of windows per version (requests,
+- `models/{tenant}/{model}/monitoring/serving.json`: a bounded series of windows per version (requests,
   errors, p50/p99 latency, labelled predictions and how many were right), from the inference
   functions' own telemetry as the monitor aggregates it. Appended by compare-and-swap, so several
   monitor replicas (each sees part of the telemetry: a queue group) never lose each other's windows.
-- `monitoring/{tenant}/{model}/rollouts/{alias}.json`: the rollout controller's latest analysis of
+- `models/{tenant}/{model}/monitoring/rollouts/{alias}.json`: the rollout controller's latest analysis of
   the alias (its comparison of canary and incumbent, its decision and why), overwritten each time.
 
-Neither is a source of truth for anything: losing them loses a graph, never a decision.
+Neither is a source of truth for anything: losing them loses a graph, never a decision. They lie
+under the model's prefix, so whoever may read a model may read them; the monitor writes them.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class ServingLog:
 
     @staticmethod
     def _prefix(tenant: str, name: str) -> str:
-        return f"monitoring/{check_name('tenant', tenant)}/{check_name('model', name)}/"
+        return f"models/{check_name('tenant', tenant)}/{check_name('model', name)}/monitoring/"
 
     def append(self, tenant: str, name: str, windows: list[ServingWindow]) -> None:
         """Add windows to the model's series, dropping the oldest past `kept`."""

@@ -4,6 +4,11 @@ Every move is `model_store.Rollouts` (one compare-and-swap of the alias record),
 CLI made it before it went over HTTP: a move that meets another one, or a rollout that is not
 there, is a 409. Starting one is announced as `models.rollout.started` so the monitor judges the
 alias before traffic comes; the move stands when NATS is away (`announced: false`).
+
+The status (GET .../canary) adds what a rollout page shows: each step and the bake time left
+(`progress`), and the rollout controller's latest comparison of canary and incumbent with its
+decision and reason (`analysis`, kept in the store by the monitor: `model_store/serving.py`).
+A promote or rollback of an alias under a rollout is refused (409) unless it says `abort_rollout`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Each tick, per alias under an automatic rollout (`judge`):
 - its error ratio, p99 latency or (with enough labels) accuracy is outside the bounds of the
   incumbent's → roll back, and say which bound and by how much;
 - the bake time has passed and it is within bounds → the next step (100: the canary is the alias).
+
+Every verdict, a manual rollout's too (advice there, never acted on), is kept in the store as the
+alias's latest `RolloutAnalysis` (`model_store/serving.py`) for the rollout status route, and in
+the monitor's metrics.
 """
 
 from __future__ import annotations
