@@ -275,20 +275,29 @@ class Client(ControlPlane, Serving, DataPlane):
             return dict(self._call("POST", f"{self.ingest_url}/v1/models/{model}/versions", files=files, data=form))
 
     def promote(
-        self, model: str, version: int, *, alias: str = "production", expected_version: int | None = None
+        self,
+        model: str,
+        version: int,
+        *,
+        alias: str = "production",
+        expected_version: int | None = None,
+        abort_rollout: bool = False,
     ) -> dict[str, Any]:
-        """Point `alias` at `version` (only if it still points at `expected_version`, when given)."""
+        """Point `alias` at `version` (if it is still at `expected_version`); under a rollout: 409 unless aborted."""
         body: dict[str, Any] = {"version": version}
         if expected_version is not None:
             body["expected_version"] = expected_version
+        if abort_rollout:
+            body["abort_rollout"] = True
         return dict(
             self._call("PUT", f"{self.ingest_url}/v1/models/{model}/aliases/{alias}", json=body, params=self._tenant)
         )
 
-    def rollback(self, model: str, *, alias: str = "production") -> dict[str, Any]:
-        """Point `alias` back at the version it held before its last move."""
+    def rollback(self, model: str, *, alias: str = "production", abort_rollout: bool = False) -> dict[str, Any]:
+        """Point `alias` back at the version it held before its last move (a running rollout: 409 unless aborted)."""
         url = f"{self.ingest_url}/v1/models/{model}/aliases/{alias}/rollback"
-        return dict(self._call("POST", url, params=self._tenant))
+        params = {**self._tenant, **({"abort_rollout": "true"} if abort_rollout else {})}
+        return dict(self._call("POST", url, params=params))
 
     def delete_alias(self, model: str, alias: str) -> None:
         """Remove an alias."""

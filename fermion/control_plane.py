@@ -44,6 +44,18 @@ class ControlPlane:
         params = {**self._tenant, **({"model": model} if model else {})}
         return dict(self._call("GET", f"{self.ingest_url}/v1/sweeps/{sweep_id}", params=params))
 
+    # ---- serving per version
+    def serving(
+        self, model: str, *, window_s: int = 3600, step_s: int | None = None, version: int | None = None
+    ) -> dict[str, Any]:
+        """Request rate, p50/p99 latency, error ratio and online accuracy per version over the last `window_s`."""
+        params: dict[str, Any] = {**self._tenant, "window": window_s}
+        if step_s is not None:
+            params["step"] = step_s
+        if version is not None:
+            params["version"] = version
+        return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/serving", params=params))
+
     # ---- canaries and shadows
     def start_canary(
         self,

@@ -23,6 +23,9 @@ class StackSettings(BaseSettings):
     trainer_metrics_port: int = Field(
         default=9108, ge=0, le=65535, description="trainer i serves /metrics on this port + i (0: none)"
     )
+    monitor_metrics_port: int = Field(
+        default=9107, ge=0, le=65535, description="the monitor serves /metrics on this port (0: none)"
+    )
     drop_queue_url: str | None = Field(default=None, description="SQS queue of S3 drops to bridge (LocalStack)")
     s3_endpoint_url: str | None = None
     api_key: SecretStr | None = Field(default=None, description="FERMION_API_KEY: the key the CLI and client send")

@@ -138,7 +138,12 @@ class Stack:
                     )
                     for i in range(s.trainers)
                 ],
-                Process("monitor", "monitor", [python, "-m", "fermion.functions.monitor"]),  # drift and rollouts
+                Process(  # drift and rollouts
+                    "monitor",
+                    "monitor",
+                    [python, "-m", "fermion.functions.monitor"],
+                    env={"FERMION_METRICS_PORT": str(s.monitor_metrics_port)},
+                ),
             ]
             if s.drop_queue_url:
                 bridge = [python, "-m", "fermion.functions.ingest.s3_events", "--queue-url", s.drop_queue_url]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ObjectNotFound,
         PreconditionFailed,
         RegistryError,
+        RolloutInProgress,
         StoreError,
         StoreFull,
         StoreUnavailable,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from .registry import Registry, open_registry
     from .rollouts import Rollouts
     from .runs import EpochRecord, RunNotFound, RunRecord, Runs
+    from .serving import RolloutAnalysis, ServingLog, ServingWindow, VersionTraffic
     from .settings import StoreSettings
     from .signing import SignatureError, Signer, Verifier, generate_key_pair
     from .sweeps import SweepNotFound, SweepRecord, Sweeps, TrialRecord, Winner
@@ -107,6 +109,11 @@ _EXPORTS = {
     "Registry": "registry",
     "Rollouts": "rollouts",
     "RegistryError": "errors",
+    "RolloutInProgress": "errors",
+    "RolloutAnalysis": "serving",
+    "ServingLog": "serving",
+    "ServingWindow": "serving",
+    "VersionTraffic": "serving",
     "Signature": "manifest",
     "StoreError": "errors",
     "StoreNotConformant": "conformance",
@@ -163,11 +170,15 @@ __all__ = [
     "Registry",
     "RegistryError",
     "Rollout",
+    "RolloutAnalysis",
+    "RolloutInProgress",
     "Rollouts",
     "RunNotFound",
     "RunRecord",
     "Runs",
     "Scope",
+    "ServingLog",
+    "ServingWindow",
     "Signature",
     "SignatureError",
     "Signer",
@@ -186,6 +197,7 @@ __all__ = [
     "UsageLimitReached",
     "Verifier",
     "VersionNotFound",
+    "VersionTraffic",
     "Winner",
     "check_conditional_writes",
     "check_name",

@@ -14,6 +14,7 @@
     │   ├── VersionNotFound
     │   └── AliasNotFound
     ├── AliasConflict             an alias moved under us more times than we retry
+    │   └── RolloutInProgress     a promote or rollback met a rollout it was not told to abort
     └── IntegrityError            a file does not match its manifest (checksum, size, missing)
 """
 
@@ -64,6 +65,10 @@ class AliasNotFound(NotFound):
 
 class AliasConflict(RegistryError):
     """A compare-and-swap on an alias kept losing to concurrent writers."""
+
+
+class RolloutInProgress(AliasConflict):
+    """A promote or rollback of an alias under a rollout, without leave to abort it (names the rollout)."""
 
 
 class IntegrityError(RegistryError):

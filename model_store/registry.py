@@ -29,6 +29,7 @@ from .errors import (
     ObjectNotFound,
     PreconditionFailed,
     RegistryError,
+    RolloutInProgress,
 )
 from .manifest import MANIFEST, MODEL_FILE, Draft, Manifest, content_sha256, file_entry
 from .names import LATEST, SERVED
@@ -153,18 +154,27 @@ class Registry(RegistryReader):
         raise RegistryError(f"could not claim a version of {tenant}/{name} in {_MAX_CLAIM_ATTEMPTS} attempts")
 
     def set_alias(
-        self, tenant: str, name: str, alias: str, version: int, *, expected: int | Unset | None = UNSET
+        self,
+        tenant: str,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        expected: int | Unset | None = UNSET,
+        abort_rollout: bool = False,
     ) -> int | None:
         """Point `alias` at `version`; returns the version it pointed to before.
 
         With `expected`, the move happens only if the alias still points there (None: does not
         exist yet); otherwise AliasConflict says who moved it. Without, concurrent moves are
-        serialised by compare-and-swap and none is lost.
+        serialised by compare-and-swap and none is lost. A rollout on the alias refuses the move
+        (RolloutInProgress) unless `abort_rollout`: the move then ends it.
         """
         self.manifest(tenant, name, version)  # an alias only ever points at a version that exists
         self._writable()
 
         def move(current: Alias | None) -> Alias | None:
+            _refuse_under_rollout(current, name, alias, abort_rollout, f"promoting version {version}")
             previous = current.version if current else None
             if not isinstance(expected, Unset) and previous != expected:
                 raise AliasConflict(
@@ -177,14 +187,19 @@ class Registry(RegistryReader):
 
         return self._swap_alias(tenant, name, alias, move)
 
-    def rollback(self, tenant: str, name: str, alias: str) -> tuple[int, int]:
-        """Point `alias` back at the version it held before its last move; returns (from, to)."""
+    def rollback(self, tenant: str, name: str, alias: str, *, abort_rollout: bool = False) -> tuple[int, int]:
+        """Point `alias` back at the version it held before its last move; returns (from, to).
+
+        A rollout on the alias refuses it (RolloutInProgress) unless `abort_rollout`: then the
+        split ends and the incumbent serves alone.
+        """
         self._writable()
         undone: list[tuple[int, int]] = []
 
         def back(current: Alias | None) -> Alias:
             if current is None:
                 raise AliasNotFound(f"model {name!r} has no alias {alias!r}")
+            _refuse_under_rollout(current, name, alias, abort_rollout, "rolling back")
             if current.weights:  # a split in progress: back to the incumbent alone (rollouts.py)
                 undone[:] = [(max(current.weights, key=lambda v: (v != current.version, v)), current.version)]
                 return current.with_split({current.version: 100}, "rolled back", None)
@@ -250,6 +265,19 @@ class Registry(RegistryReader):
         raise AliasConflict(
             f"alias {alias!r} of {tenant}/{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts"
         )
+
+
+def _refuse_under_rollout(current: Alias | None, name: str, alias: str, abort: bool, what: str) -> None:
+    """A person's promote or rollback never replaces a running rollout silently (issue 27)."""
+    if current is None or current.rollout is None or abort:
+        return
+    plan = current.rollout
+    split = ", ".join(f"v{v} {w}%" for v, w in sorted(current.split().items()))
+    raise RolloutInProgress(
+        f"{name}@{alias} is rolling out version {plan.canary} over version {plan.incumbent} ({split}, "
+        f"step {plan.step + 1} of {len(plan.steps)}); {what} would end it: abort the rollout explicitly "
+        "(abort_rollout, --abort-rollout, or `fermion canary abort`) or wait for it to finish"
+    )
 
 
 def _placed(claimed: Manifest, tenant: str, name: str, event_id: str) -> Manifest:

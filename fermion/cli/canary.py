@@ -93,6 +93,10 @@ def canary_status(model: Model, alias: AliasOpt = "production", output: OutputOp
         emit(state, output)
         return
     _show(model, alias, state["record"], changes=True)
+    if (progress := state.get("progress")) is not None:
+        console.print(f"bake time left in this step: {progress['bake_left_s']:g}s")
+    if (seen := state.get("analysis")) is not None:
+        _analysis(seen)
 
 
 @canary_app.command("shadow")
@@ -141,3 +145,23 @@ def _show(model: str, alias: str, record: dict[str, Any], *, changes: bool = Fal
         for c in record["changes"][-10:]:
             table.add_row(_at(c["at"]), _split(c["weights"]), c["reason"])
         console.print(table)
+
+
+def _analysis(seen: dict[str, Any]) -> None:
+    """The controller's latest comparison of canary and incumbent, and its decision."""
+    did = f", {seen['action'].replace('_', ' ')}" if seen.get("action") else ""
+    console.print(f"controller at {_at(seen['at'])}: {seen['decision']}{did} ({seen['reason']})")
+    table = Table("version", "role", "requests", "error ratio", "p99 ms", "labelled", "online accuracy")
+    for role in ("canary", "incumbent"):
+        t = seen[f"{role}_traffic"]
+        accuracy = "-" if t["accuracy"] is None else f"{t['accuracy']:.4f}"
+        table.add_row(
+            f"v{t['version']}",
+            role,
+            str(t["requests"]),
+            f"{t['error_ratio']:.4f}",
+            f"{t['p99_ms']:.2f}",
+            str(t["labelled"]),
+            accuracy,
+        )
+    console.print(table)

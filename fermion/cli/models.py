@@ -108,10 +108,12 @@ def models_promote(
     alias: Annotated[str, typer.Option(help="alias to move")] = "production",
     expected: Annotated[int | None, typer.Option(help="only if the alias still points at this version")] = None,
     output: OutputOption = Output.table,
+    abort_rollout: Annotated[bool, typer.Option(help="end a rollout running on the alias (else refused)")] = False,
 ) -> None:
-    """Point an alias at a version (compare-and-swap; publishes models.promoted)."""
+    """Point an alias at a version (compare-and-swap; publishes models.promoted); refused while a rollout runs."""
     with Client.from_settings() as client:
-        _said(client.promote(name, version, alias=alias, expected_version=expected), output)
+        moved = client.promote(name, version, alias=alias, expected_version=expected, abort_rollout=abort_rollout)
+    _said(moved, output)
 
 
 @models_app.command("rollback")
@@ -119,10 +121,11 @@ def models_rollback(
     name: Annotated[str, typer.Argument(help="model name")],
     alias: Annotated[str, typer.Option(help="alias to roll back")] = "production",
     output: OutputOption = Output.table,
+    abort_rollout: Annotated[bool, typer.Option(help="abort a rollout running on the alias (else refused)")] = False,
 ) -> None:
-    """Point an alias back at the version it held before its last move."""
+    """Point an alias back at the version it held before its last move; refused while a rollout runs."""
     with Client.from_settings() as client:
-        _said(client.rollback(name, alias=alias), output)
+        _said(client.rollback(name, alias=alias, abort_rollout=abort_rollout), output)
 
 
 def _said(out: dict[str, Any], output: Output) -> None:

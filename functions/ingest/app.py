@@ -92,6 +92,7 @@ from .registry_api import router as registry_router
 from .runs_api import router as runs_router
 from .runs_api import sweeps_router
 from .scorings_api import router as scorings_router
+from .serving_api import router as serving_router
 from .settings import IngestSettings, get_settings
 from .teachers import check_teacher
 from .upload_urls import router as upload_urls_router
@@ -184,11 +185,11 @@ def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI
     app.include_router(labels_router)  # issue 17: ground truth for online accuracy
     app.include_router(pipelines_router)  # issue 31: upload and drift rules
     app.include_router(drift_router)
+    app.include_router(serving_router)  # issue 27: per-version request rate, latency, errors, accuracy
     app.include_router(runs_router)
     app.include_router(sweeps_router)
     app.include_router(console_router)
     app.include_router(console_entry)  # `/` answers with the console
-    app.include_router(datasets_router)
     app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing, no Referer: on every answer (issue 25)
     endpoints.install(app, settings(), ingest_metrics().registry if settings().metrics else None, function="ingest")
     return app

@@ -4,19 +4,25 @@ Every move is `model_store.Rollouts` (one compare-and-swap of the alias record),
 CLI made it before it went over HTTP: a move that meets another one, or a rollout that is not
 there, is a 409. Starting one is announced as `models.rollout.started` so the monitor judges the
 alias before traffic comes; the move stands when NATS is away (`announced: false`).
+
+The status (GET .../canary) adds what a rollout page shows: each step and the bake time left
+(`progress`), and the rollout controller's latest comparison of canary and incumbent with its
+decision and reason (`analysis`, kept in the store by the monitor: `model_store/serving.py`).
+A promote or rollback of an alias under a rollout is refused (409) unless it says `abort_rollout`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fermion.events import Bus, BusError, ModelRollout, RolloutChange
-from fermion.model_store import Alias, Bounds, Rollouts
+from fermion.model_store import Alias, Bounds, RolloutAnalysis, Rollouts, ServingLog
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
@@ -62,13 +68,75 @@ class ShadowUpdate(BaseModel):
     version: int | None = Field(default=None, ge=1, description="the version mirrored to; null stops mirroring")
 
 
+class RolloutStep(BaseModel):
+    """One step of a rollout's plan."""
+
+    index: int
+    weight: int = Field(description="the canary's share of the traffic at this step, in percent")
+    state: Literal["done", "current", "next"]
+
+
+class RolloutProgress(BaseModel):
+    """Where a running rollout stands: its steps, the live split and the bake time left."""
+
+    canary: int
+    incumbent: int
+    automatic: bool = Field(description="false: stepped by hand; the controller only advises")
+    steps: list[RolloutStep]
+    step: int = Field(description="index of the current step")
+    weight: int = Field(description="the canary's live share of the traffic, in percent")
+    step_started_at: datetime
+    bake_s: float
+    bake_left_s: float = Field(description="seconds until the current step has baked (0: baked)")
+    bounds: Bounds
+
+    @classmethod
+    def of(cls, record: Alias, now: datetime) -> RolloutProgress | None:
+        """The progress of `record`'s rollout (None: none runs)."""
+        plan = record.rollout
+        if plan is None:
+            return None
+        steps = [
+            RolloutStep(index=i, weight=w, state="done" if i < plan.step else "current" if i == plan.step else "next")
+            for i, w in enumerate(plan.steps)
+        ]
+        baked = (now - plan.step_started_at).total_seconds()
+        return cls(
+            canary=plan.canary,
+            incumbent=plan.incumbent,
+            automatic=plan.automatic,
+            steps=steps,
+            step=plan.step,
+            weight=record.split().get(plan.canary, 0),
+            step_started_at=plan.step_started_at,
+            bake_s=plan.bake_s,
+            bake_left_s=round(max(plan.bake_s - baked, 0.0), 3),
+            bounds=plan.bounds,
+        )
+
+
 class AliasState(BaseModel):
     """An alias's record after a move (or as it is): its split, rollout plan, shadow and recent moves."""
 
     name: str
     alias: str
     record: Alias
+    split: dict[int, int] = Field(default={}, description="version → live share of the traffic in percent")
     announced: bool | None = Field(default=None, description="start only: models.rollout.started was published")
+    progress: RolloutProgress | None = Field(
+        default=None, description="status only: the running rollout's steps and bake time left (null: none runs)"
+    )
+    analysis: RolloutAnalysis | None = Field(
+        default=None,
+        description="status only: the rollout controller's latest comparison of canary and incumbent, its decision "
+        "and reason (kept after the rollout ended; null: never judged)",
+    )
+
+    @model_validator(mode="after")
+    def _split(self) -> AliasState:
+        if not self.split:
+            self.split = self.record.split()
+        return self
 
 
 async def _move(request: Request, caller: Principal, tenant: str, name: str, alias: str, fn: Any, *args: Any) -> Alias:
@@ -162,10 +230,12 @@ async def canary_status(
     tenant: Tenant = None,
     caller: Principal = needs("read"),
 ) -> AliasState:
-    """The alias's split, its rollout plan (if any), its shadow and its recent moves."""
+    """The alias's split, its rollout's progress and the controller's latest analysis, its shadow, its moves."""
     tenant = tenant_of(request, caller, tenant)
     record = await asyncio.to_thread(registry.alias, tenant, name, alias)
-    return AliasState(name=name, alias=alias, record=record)
+    analysis = await asyncio.to_thread(ServingLog(registry.store).analysis, tenant, name, alias)
+    progress = RolloutProgress.of(record, datetime.now(UTC))
+    return AliasState(name=name, alias=alias, record=record, progress=progress, analysis=analysis)
 
 
 @router.put("/{name}/aliases/{alias}/shadow", responses=MOVES)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import AliasMove, Bus, BusError, ModelPromoted
@@ -40,6 +40,10 @@ class AliasUpdate(BaseModel):
         default=None, description="move only if the alias still points here (optimistic concurrency)"
     )
     create_only: bool = Field(default=False, description="move only if the alias does not exist yet")
+    abort_rollout: bool = Field(
+        default=False,
+        description="a rollout running on the alias is ended by this move (false: the move is refused with 409)",
+    )
 
 
 @router.get("")
@@ -56,7 +60,10 @@ async def list_models(
 async def model_versions(
     request: Request, name: ModelName, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
 ) -> dict[str, Any]:
-    """A model's versions with their metrics, and its aliases; a version that fails its checks says why in `refused`."""
+    """A model's versions with their metrics, and its aliases; a version that fails its checks says why in `refused`.
+
+    `splits`: each alias's live split, version → percent (one version at 100 unless a rollout runs).
+    """
     tenant = tenant_of(request, caller, tenant)
     info = await _call(registry.describe, tenant, name)
     if not info["versions"]:
@@ -80,7 +87,8 @@ async def model_versions(
                 "refused": None,
             }
         )
-    return {"name": name, "aliases": info["aliases"], "versions": versions}
+    splits = {a: (await _call(registry.alias, tenant, name, a)).split() for a in info["aliases"]}
+    return {"name": name, "aliases": info["aliases"], "splits": splits, "versions": versions}
 
 
 def _refused(version: int, reason: str) -> dict[str, Any]:
@@ -135,7 +143,10 @@ async def set_alias(
     tenant: Tenant = None,
     caller: Principal = needs("promote"),
 ) -> dict[str, Any]:
-    """Point an alias at a version (compare-and-swap); publishes `models.promoted`."""
+    """Point an alias at a version (compare-and-swap); publishes `models.promoted`.
+
+    A rollout running on the alias refuses the move (409 naming it) unless `abort_rollout` is true.
+    """
     tenant = tenant_of(request, caller, tenant)
     movable(alias)
     kwargs: dict[str, Any] = {}
@@ -143,6 +154,7 @@ async def set_alias(
         kwargs["expected"] = None
     elif update.expected_version is not None:
         kwargs["expected"] = update.expected_version
+    kwargs["abort_rollout"] = update.abort_rollout
     previous = await _call(registry.set_alias, tenant, name, alias, update.version, **kwargs)
     _audit(request, caller, "alias.moved", tenant, name, alias, update.version, previous)
     announced = await _announce(bus, tenant, name, alias, update.version, previous)
@@ -162,13 +174,16 @@ async def rollback(
     alias: AliasName,
     registry: RegistryDep,
     bus: BusDep,
+    abort_rollout: Annotated[
+        bool, Query(description="a rollout running on the alias is aborted (false: refused with 409)")
+    ] = False,
     tenant: Tenant = None,
     caller: Principal = needs("promote"),
 ) -> dict[str, Any]:
-    """Point an alias back at the version it held before its last move."""
+    """Point an alias back at the version it held before its last move (a running rollout: 409 unless aborted)."""
     tenant = tenant_of(request, caller, tenant)
     movable(alias)
-    was, now = await _call(registry.rollback, tenant, name, alias)
+    was, now = await _call(registry.rollback, tenant, name, alias, abort_rollout=abort_rollout)
     _audit(request, caller, "alias.moved", tenant, name, alias, now, was)
     announced = await _announce(bus, tenant, name, alias, now, was)
     return {"name": name, "alias": alias, "version": now, "previous_version": was, "announced": announced}

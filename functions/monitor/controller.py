@@ -12,6 +12,10 @@ Each tick, per alias under an automatic rollout (`judge`):
 - its error ratio, p99 latency or (with enough labels) accuracy is outside the bounds of the
   incumbent's → roll back, and say which bound and by how much;
 - the bake time has passed and it is within bounds → the next step (100: the canary is the alias).
+
+Every verdict, a manual rollout's too (advice there, never acted on), is kept in the store as the
+alias's latest `RolloutAnalysis` (`model_store/serving.py`) for the rollout status route, and in
+the monitor's metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,12 +32,25 @@ import numpy as np
 
 from fermion.events import Bus, ModelRollout, RolloutChange
 from fermion.events.traffic import VersionStats
-from fermion.model_store import Alias, AliasConflict, Registry, RegistryError, Rollout, Rollouts
+from fermion.model_store import (
+    Alias,
+    AliasConflict,
+    Registry,
+    RegistryError,
+    Rollout,
+    RolloutAnalysis,
+    Rollouts,
+    ServingLog,
+    VersionTraffic,
+)
+from fermion.service.observability.monitor import MonitorMetrics
 
 from .ledger import Accuracy
 
 log = logging.getLogger("fermion.monitor")
 MAX_LATENCIES = 20_000
+KEEP_EVERY_S = 10.0
+"""An unchanged analysis is stored again this often (its `at` says the controller still judges)."""
 AliasKey = tuple[str, str, str]
 
 
@@ -123,17 +141,28 @@ def judge(
 
 
 class Controller:
-    """Judges every alias seen under a rollout, each tick."""
+    """Judges every alias seen under a rollout, each tick; keeps its latest analysis where ingest reads it."""
 
-    def __init__(self, bus: Bus, registry: Registry, accuracy: Callable[[str, str, int], Accuracy]) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        registry: Registry,
+        accuracy: Callable[[str, str, int], Accuracy],
+        *,
+        serving: ServingLog | None = None,
+        metrics: MonitorMetrics | None = None,
+    ) -> None:
         self.bus = bus
         self.registry = registry
         self.rollouts = Rollouts(registry)
+        self.serving = serving
+        self.metrics = metrics
         self._accuracy = accuracy
         self.watched: set[AliasKey] = set()
         self._observed: dict[AliasKey, dict[int, Observed]] = {}
         self._step_of: dict[AliasKey, tuple[int, int]] = {}
         self._announced: set[tuple[AliasKey, int, int]] = set()
+        self._kept: dict[AliasKey, tuple[object, float]] = {}
 
     def watch(self, tenant: str, name: str, alias: str) -> None:
         """Judge this alias from now on (a rollout started on it)."""
@@ -159,9 +188,11 @@ class Controller:
 
     async def _judge(self, key: AliasKey, record: Alias) -> None:
         plan = record.rollout
-        if plan is None or not plan.automatic:
+        if plan is None:
             self._observed.pop(key, None)
             self._step_of.pop(key, None)
+            if self.metrics is not None:
+                self.metrics.ended(key)
             return
         if self._step_of.get(key) != (plan.canary, plan.step):  # a new step: observe it from scratch
             self._step_of[key] = (plan.canary, plan.step)
@@ -169,19 +200,25 @@ class Controller:
         seen = self._observed.setdefault(key, {})
         tenant, name, _ = key
         accuracy = (self._accuracy(tenant, name, plan.canary), self._accuracy(tenant, name, plan.incumbent))
-        decision = judge(
-            plan, seen.get(plan.canary, Observed()), seen.get(plan.incumbent, Observed()), accuracy, datetime.now(UTC)
-        )
-        if decision.action == "wait":
-            return
-        if decision.action == "waiting":
+        observed = (seen.get(plan.canary, Observed()), seen.get(plan.incumbent, Observed()))
+        decision = judge(plan, *observed, accuracy, datetime.now(UTC))
+        # What the decision saw, before any await lets more telemetry into the same counters.
+        traffic = (_traffic(plan.canary, observed[0], accuracy[0]), _traffic(plan.incumbent, observed[1], accuracy[1]))
+        weight = record.split().get(plan.canary, 0)
+        if self.metrics is not None:
+            self.metrics.compared(key, plan.canary, plan.incumbent, weight, decision.observed)
+        action = None
+        # A manual rollout is judged too (its page shows the verdict) but never moved by the controller.
+        if plan.automatic and decision.action == "waiting":
             if (key, plan.canary, plan.step) not in self._announced:
                 self._announced.add((key, plan.canary, plan.step))
                 await self._announce(key, record, plan, "waiting", decision, record.split())
-            return
-        await self._act(key, record, plan, decision)
+                self._acted(key, "waiting")
+        elif plan.automatic and decision.action != "wait":
+            action = await self._act(key, record, plan, decision)
+        await self._keep(key, plan, weight, decision, traffic, action)
 
-    async def _act(self, key: AliasKey, record: Alias, plan: Rollout, decision: Decision) -> None:
+    async def _act(self, key: AliasKey, record: Alias, plan: Rollout, decision: Decision) -> str | None:
         tenant, name, alias = key
         try:
             if decision.action == "rollback":
@@ -192,9 +229,56 @@ class Controller:
                 action = "promoted" if moved.rollout is None else "stepped"
         except AliasConflict as exc:  # someone else moved it meanwhile: judge the new state next tick
             log.info("rollout of %s@%s moved under us: %s", name, alias, exc)
-            return
+            return None
         log.info("rollout of %s@%s version %d: %s (%s)", name, alias, plan.canary, action, decision.reason)
         await self._announce(key, record, plan, action, decision, moved.split())
+        self._acted(key, action)
+        return action
+
+    def _acted(self, key: AliasKey, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.acted(key, action)
+            if action in ("promoted", "rolled_back"):
+                self.metrics.ended(key)
+
+    async def _keep(
+        self,
+        key: AliasKey,
+        plan: Rollout,
+        weight: int,
+        decision: Decision,
+        traffic: tuple[VersionTraffic, VersionTraffic],
+        action: str | None,
+    ) -> None:
+        """Store the analysis for the rollout page: when it changed, or every KEEP_EVERY_S while it stands."""
+        if self.serving is None:
+            return
+        fingerprint = (plan.canary, plan.step, decision.action, decision.reason, decision.observed, action)
+        was = self._kept.get(key)
+        now = time.monotonic()
+        if was is not None and was[0] == fingerprint and now - was[1] < KEEP_EVERY_S:
+            return
+        analysis = RolloutAnalysis(
+            at=datetime.now(UTC),
+            canary=plan.canary,
+            incumbent=plan.incumbent,
+            step=plan.step,
+            weight=weight,
+            step_started_at=plan.step_started_at,
+            automatic=plan.automatic,
+            decision=decision.action,  # type: ignore[arg-type]
+            action=action,  # type: ignore[arg-type]
+            reason=decision.reason,
+            canary_traffic=traffic[0],
+            incumbent_traffic=traffic[1],
+            bounds=plan.bounds,
+        )
+        try:
+            await asyncio.to_thread(self.serving.put_analysis, *key, analysis)
+        except RegistryError as exc:  # the page goes stale for a tick; the rollout itself is unaffected
+            log.warning("rollout analysis of %s not kept: %s", key, exc)
+            return
+        self._kept[key] = (fingerprint, now)
 
     async def _announce(
         self, key: AliasKey, record: Alias, plan: Rollout, action: str, decision: Decision, weights: dict[int, int]
@@ -214,3 +298,15 @@ class Controller:
         # The same verdict from two replicas (or a retried tick) is one event on the log.
         event_id = hashlib.sha256(f"{tenant}/{name}@{alias}:{plan.canary}:{plan.step}:{stamp}:{action}".encode())
         await self.bus.publish(ModelRollout(id=event_id.hexdigest()[:40], tenant=tenant, data=change))
+
+
+def _traffic(version: int, seen: Observed, accuracy: Accuracy) -> VersionTraffic:
+    return VersionTraffic(
+        version=version,
+        requests=seen.requests,
+        errors=seen.errors,
+        error_ratio=round(seen.error_ratio, 4),
+        p99_ms=round(seen.p99_ms, 3),
+        labelled=accuracy.labelled,
+        accuracy=None if accuracy.ratio is None else round(accuracy.ratio, 4),
+    )

@@ -7,6 +7,7 @@ prediction's telemetry batch waits (bounded) for it.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 Key = tuple[str, str, int]  # tenant, model, version
@@ -28,8 +29,9 @@ class Accuracy:
 class Ledger:
     """Predictions by request id, labels waiting for them, and accuracy per version."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 200_000, settled: Callable[[Key, bool, Accuracy], None] | None = None) -> None:
         self.capacity = capacity
+        self._on_settled = settled
         self._predictions: OrderedDict[tuple[str, str, str], tuple[int, str]] = OrderedDict()
         self._waiting: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self.accuracy: dict[Key, Accuracy] = {}
@@ -58,3 +60,5 @@ class Ledger:
         tally = self.accuracy.setdefault((key[0], key[1], version), Accuracy())
         tally.labelled += 1
         tally.correct += predicted == label
+        if self._on_settled is not None:  # the monitor's metrics
+            self._on_settled((key[0], key[1], version), predicted == label, tally)

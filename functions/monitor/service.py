@@ -4,8 +4,10 @@
 queue group `monitors`), labels (`fermion.models.labels`) and rollout starts from the event log,
 judges drift per model version window by window (`drift.py`), publishes every window's figures on
 `fermion.models.drift_judged` and an alarm on `fermion.models.drift_detected` naming the features
-that moved, and runs the rollout controller
-(`controller.py`) every `tick_s`.
+that moved, runs the rollout controller
+(`controller.py`) every `tick_s`, keeps each version's serving windows in the store every
+`serving_window_s` (`traffic.py`, `model_store/serving.py`), and serves its metrics on
+`FERMION_METRICS_PORT` (`service/observability/monitor.py`).
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ from fermion.events import (
     subjects,
 )
 from fermion.events.traffic import Sample, TelemetryBatch
-from fermion.model_store import Manifest, Registry, RegistryError, open_registry
+from fermion.model_store import Manifest, Registry, RegistryError, ServingLog, open_registry
 from fermion.model_store.profiles import Profile
 from fermion.service.lifecycle import stop_on_signals
+from fermion.service.observability.monitor import MonitorMetrics, monitor_metrics, serve_monitor_metrics
 
 from .controller import Controller
 from .drift import Verdict, Window, judge
 from .ledger import Accuracy, Ledger
 from .settings import MonitorSettings, get_settings
+from .traffic import TrafficWindows
 
 log = logging.getLogger("fermion.monitor")
 Key = tuple[str, str, int]
@@ -47,12 +51,17 @@ Key = tuple[str, str, int]
 class Monitor:
     """Drift windows per version, the label ledger and the rollout controller of one replica."""
 
-    def __init__(self, bus: Bus, registry: Registry, settings: MonitorSettings) -> None:
+    def __init__(
+        self, bus: Bus, registry: Registry, settings: MonitorSettings, metrics: MonitorMetrics | None = None
+    ) -> None:
         self.bus = bus
         self.registry = registry
         self.settings = settings
-        self.ledger = Ledger(settings.predictions_kept)
-        self.controller = Controller(bus, registry, self.accuracy)
+        self.metrics = metrics
+        self.serving = ServingLog(registry.store)
+        self.traffic = TrafficWindows()
+        self.ledger = Ledger(settings.predictions_kept, settled=self._settled)
+        self.controller = Controller(bus, registry, self.accuracy, serving=self.serving, metrics=metrics)
         self.windows: dict[Key, Window] = {}
         self.verdicts: dict[Key, list[Verdict]] = {}
         """Every judged window per version, newest last (bounded): the monitor's drift metrics."""
@@ -64,6 +73,18 @@ class Monitor:
         """Online accuracy of a version from submitted labels."""
         return self.ledger.accuracy.get((tenant, name, version), Accuracy())
 
+    def _settled(self, key: Key, correct: bool, tally: Accuracy) -> None:
+        if self.metrics is not None and tally.ratio is not None:
+            self.metrics.labelled(*key, correct, tally.ratio)
+
+    async def keep_traffic(self) -> None:
+        """Close the open serving window and append it to each model's series in the store."""
+        for (tenant, name), windows in self.traffic.close(self.ledger.accuracy).items():
+            try:
+                await asyncio.to_thread(self.serving.append, tenant, name, windows)
+            except RegistryError as exc:  # a gap in the graph, nothing worse
+                log.warning("serving windows of %s not kept: %s", name, exc)
+
     async def on_telemetry(self, data: bytes) -> None:
         """One inference function's interval: stats to the controller, predictions to the ledger, samples to drift."""
         try:
@@ -73,6 +94,7 @@ class Monitor:
             return
         for stats in batch.stats:
             self.controller.record(stats)
+            self.traffic.add(stats)
         for p in batch.predictions:
             manifest = await self._manifest(p.tenant, p.name, p.version)
             labels = manifest.labels if manifest else []
@@ -146,6 +168,14 @@ class Monitor:
                 verdict.drifted,
                 verdict.prediction_psi,
             )
+            if self.metrics is not None:
+                self.metrics.judged_window(
+                    *key,
+                    alarm=verdict.alarm,
+                    max_psi=max(verdict.psi.values(), default=0.0),
+                    prediction_psi=verdict.prediction_psi,
+                    drifted=len(verdict.drifted),
+                )
             await self._judged(key, window.index, verdict)
 
     async def _judged(self, key: Key, index: int, verdict: Verdict) -> None:
@@ -191,6 +221,12 @@ async def _ticks(monitor: Monitor, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+async def _windows(monitor: Monitor, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        await monitor.keep_traffic()
+
+
 async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run one monitor replica until SIGINT/SIGTERM (or `stop`)."""
     settings = settings or get_settings()
@@ -199,7 +235,10 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
     bus = await Bus.from_settings(settings, name="fermion-monitor")
     try:
         await bus.prepare(settings, [])  # it consumes no durable consumer: ordered reads and core NATS
-        monitor = Monitor(bus, open_registry(settings), settings)
+        metrics = monitor_metrics() if settings.metrics else None
+        if metrics is not None and settings.metrics_port:
+            serve_monitor_metrics(settings.metrics_port)
+        monitor = Monitor(bus, open_registry(settings), settings, metrics)
         unsubscribe = await bus.on(subjects.TELEMETRY, monitor.on_telemetry, queue="monitors")
         tasks = [
             asyncio.create_task(_pump(bus.watch(subjects.MODELS_LABELS, since=started), monitor.on_labels)),
@@ -207,6 +246,7 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
                 _pump(bus.watch(f"{subjects.MODELS_ROLLOUT}.started", since=started), monitor.on_rollout)
             ),
             asyncio.create_task(_ticks(monitor, settings.tick_s)),
+            asyncio.create_task(_windows(monitor, settings.serving_window_s)),
         ]
         log.info("monitor: consuming telemetry on %s", subjects.TELEMETRY)
         await stop.wait()
@@ -214,6 +254,7 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await monitor.keep_traffic()  # the last, partial window
     finally:
         await bus.close()
 

@@ -18,6 +18,11 @@ class MonitorSettings(StoreSettings, BusSettings):
     ks_alpha: float = Field(default=0.01, gt=0, lt=1, description="family-wise level over a window's features")
     tick_s: float = Field(default=2.0, gt=0, le=300, description="how often rollouts are judged")
     predictions_kept: int = Field(default=200_000, ge=1, description="predictions remembered for late labels")
+    serving_window_s: float = Field(
+        default=30.0, ge=1, le=3600, description="each version's traffic is kept in the store per window this long"
+    )
+    metrics: bool = Field(default=True, description="Prometheus metrics (drift, online accuracy, rollouts)")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="serve /metrics on 127.0.0.1 here (0: off)")
 
 
 @lru_cache(maxsize=1)

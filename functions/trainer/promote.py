@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from fermion.events import AliasMove, Bus, Gate, ModelPromoted, ModelRollout, RolloutChange, derive_id
-from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry, Rollouts
+from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry, RolloutInProgress, Rollouts
 
 log = logging.getLogger("fermion.trainer")
 
@@ -50,6 +50,8 @@ def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: 
             return _canary(registry, manifest, gate, current)
         try:
             registry.set_alias(tenant, name, gate.alias, version, expected=current)
+        except RolloutInProgress as exc:  # a gate never ends a running rollout (issue 27)
+            return Decision(False, f"not promoted: {exc}", current)
         except AliasConflict:
             continue  # someone moved it while we compared: judge against the new incumbent
         return Decision(True, f"{gate.metric} {score:.4f} ≥ {gate.minimum}", current)

@@ -59,8 +59,8 @@ class InferenceMetrics:
         )
         self.latency = Histogram(
             "fermion_inference_request_duration_seconds",
-            "Inference request time in the app, from routing to the response body, by model.",
-            ["model"],
+            "Inference request time in the app, from routing to the response body, by model and version answering.",
+            ["model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -117,7 +117,7 @@ class InferenceMetrics:
         if children is None:
             children = self._children[key] = (
                 self.requests.labels(model, str(version), alias, "200"),
-                self.latency.labels(model),
+                self.latency.labels(model, str(version)),  # per version: a canary's p99 beside its incumbent's
             )
         seconds = time.perf_counter() - started
         children[0].inc()

@@ -49,7 +49,9 @@ def running_stack(home: Path, options: StackOptions) -> Iterator[Stack]:
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
-        extra: dict[str, Any] = {"trainer_metrics_port": free_port()} if options.trainer_metrics else {}
+        extra: dict[str, Any] = {}
+        if options.trainer_metrics:  # the functions that serve /metrics on a port of their own
+            extra = {"trainer_metrics_port": free_port(), "monitor_metrics_port": free_port()}
         if localstack:  # the drop queue is made with the S3 environment above, as a user's shell has it
             queue = s3_drop_queue(options.bucket, endpoint_url=localstack.endpoint_url)
             extra |= {"drop_queue_url": queue, "s3_endpoint_url": localstack.endpoint_url}

@@ -98,6 +98,28 @@ def test_canary_commands_move_the_alias_over_http(ingest: SecuredIngest, tmp_pat
     assert _record(ingest, "wine").shadow is None
 
 
+def test_a_promote_or_rollback_under_a_rollout_is_refused_naming_it_unless_aborted(
+    ingest: SecuredIngest, tmp_path: Path
+) -> None:
+    _versions(ingest, tmp_path, "sake", 1, 2, 3)
+    assert _fermion(ingest, tmp_path, "canary", "start", "sake", "2", "--manual").exit_code == 0
+    shown = _fermion(ingest, tmp_path, "canary", "status", "sake")
+    assert "bake time left in this step: " in shown.output, shown.output
+
+    for refused in (("models", "promote", "sake", "3"), ("models", "rollback", "sake")):
+        out = _fermion(ingest, tmp_path, *refused)
+        said = str(out.exception)
+        assert out.exit_code == 1 and "409" in said, (refused, out.output, said)
+        assert "sake@production is rolling out version 2 over version 1 (v1 90%, v2 10%" in said, said
+        assert "--abort-rollout" in said, said
+    assert _record(ingest, "sake").split() == {1: 90, 2: 10}
+
+    promoted = _fermion(ingest, tmp_path, "models", "promote", "sake", "3", "--abort-rollout")
+    assert promoted.exit_code == 0 and "sake@production → version 3 (was 1)" in promoted.output, promoted.output
+    record = _record(ingest, "sake")
+    assert (record.version, record.rollout, record.split()) == (3, None, {3: 100})
+
+
 def test_canary_moves_need_promote_and_status_needs_read(ingest: SecuredIngest, tmp_path: Path) -> None:
     _versions(ingest, tmp_path, "beer", 0, 5)
     created = _fermion(ingest, tmp_path, "keys", "create", "--tenant", "default", "--scopes", "read")

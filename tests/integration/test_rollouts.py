@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from fermion.events import (
@@ -40,6 +41,7 @@ from fermion.model_store import (
     LocalDirStore,
     Registry,
     Rollouts,
+    ServingLog,
     Signer,
 )
 from fermion.model_store.profiles import build_profile
@@ -63,6 +65,8 @@ def env(stack_env: dict[str, str]) -> dict[str, str]:
         "FERMION_PROVIDERS": '["CPUExecutionProvider"]',
         "FERMION_TICK_S": "0.2",
         "FERMION_WINDOW_ROWS": "500",
+        "FERMION_SERVING_WINDOW_S": "1",
+        "FERMION_METRICS_PORT": str(free_port()),  # the monitor's /metrics
     }
 
 
@@ -169,7 +173,7 @@ def _versions(registry: Registry, name: str, *models: bytes) -> None:
 FAST = Bounds(min_requests=20, min_labels=20, p99_slack_ms=50)  # sub-ms models on a shared machine: judge errors
 
 
-async def test_a_canary_that_errors_is_rolled_back_with_the_reason(inference, bus, registry) -> None:
+async def test_a_canary_that_errors_is_rolled_back_with_the_reason(env, inference, bus, registry) -> None:
     _versions(registry, "errs", linear_onnx(seed=1), broken_onnx())
     Rollouts(registry).start(TENANT, "errs", "production", 2, steps=[10, 50, 100], bake_s=30, bounds=FAST)
     events = await _drive(inference, bus, "errs", "rolled_back")
@@ -177,6 +181,28 @@ async def test_a_canary_that_errors_is_rolled_back_with_the_reason(inference, bu
     assert "error ratio 1.000" in rolled.reason and rolled.weights == {1: 100}, rolled
     assert rolled.observed["canary_requests"] >= 20
     assert registry.alias(TENANT, "errs", "production").split() == {1: 100}
+    # Issue 27: what the rollout page reads (the controller's analysis), the serving series and the metrics.
+    serving = ServingLog(registry.store)
+    analysis = serving.analysis(TENANT, "errs", "production")
+    assert analysis is not None and (analysis.decision, analysis.action) == ("rollback", "rolled_back")
+    assert analysis.reason == rolled.reason and analysis.canary_traffic.error_ratio == 1.0
+    assert analysis.canary_traffic.requests == rolled.observed["canary_requests"]
+
+    def canary_errors_kept() -> bool:
+        return any(w.version == 2 and w.errors > 0 for w in serving.windows(TENANT, "errs"))
+
+    wait_until(canary_errors_kept, 30, "the monitor to keep the canary's serving window")
+    windows = serving.windows(TENANT, "errs")
+    assert sum(w.requests for w in windows if w.version == 1) > 0
+    assert all(w.p99_ms is not None for w in windows if w.requests)
+    metrics = httpx.get(f"http://127.0.0.1:{env['FERMION_METRICS_PORT']}/metrics", timeout=5).text
+    actions = {
+        (s.labels["model"], s.labels["action"]): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "fermion_monitor_rollout_actions_total"
+    }
+    assert actions[("errs", "rolled_back")] == 1
 
 
 async def test_a_healthy_canary_reaches_100_percent_by_itself(inference, bus, registry) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fermion.events import Gate
 from fermion.functions.trainer.promote import apply_gate
-from fermion.model_store import Registry
+from fermion.model_store import Registry, Rollouts
 from tests.helpers import linear_draft, linear_onnx
 
 
@@ -39,3 +39,13 @@ def test_a_missing_metric_holds_the_version(registry: Registry) -> None:
     v = _register(registry, 0.99)
     decision = apply_gate(registry, registry.manifest("default", "g", v), Gate(metric="auc"))
     assert not decision.promoted and "no metric 'auc'" in decision.reason
+
+
+def test_a_gate_never_ends_a_running_rollout(registry: Registry) -> None:
+    gate = Gate(alias="production", metric="macro_f1", minimum=0.5, not_worse_than_current=False)
+    first, canary, better = _register(registry, 0.6), _register(registry, 0.7), _register(registry, 0.9)
+    registry.set_alias("default", "g", "production", first)
+    Rollouts(registry).start("default", "g", "production", canary)
+    decision = apply_gate(registry, registry.manifest("default", "g", better), gate)
+    assert not decision.promoted and "not promoted: g@production is rolling out version 2" in decision.reason
+    assert registry.alias("default", "g", "production").split() == {first: 90, canary: 10}

@@ -18,7 +18,7 @@ from fermion.functions.inference.app import create_app
 from fermion.functions.inference.routing import ROUTING_KEY, VERSION_HEADER, Split
 from fermion.functions.inference.runtime import ModelRef, ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
-from fermion.model_store import Alias, AliasConflict, Registry, Rollouts
+from fermion.model_store import Alias, AliasConflict, Registry, RolloutInProgress, Rollouts
 from tests.helpers import api_key, bearer, linear_draft, linear_onnx
 
 TTL_S = 0.5
@@ -98,7 +98,14 @@ def test_rollout_moves_are_logged_and_rolled_back(registry: Registry) -> None:
     with pytest.raises(AliasConflict, match="moved to step 0"):
         rollouts.step("default", "m", "production", expected_step=1)
     assert rollouts.step("default", "m", "production").split() == {1: 50, 2: 50}
-    assert registry.rollback("default", "m", "production") == (2, 1)  # a split rolls back to the incumbent
+    # Issue 27: a person's rollback or promote never ends a running rollout silently.
+    with pytest.raises(RolloutInProgress, match=r"m@production is rolling out version 2 over version 1 \(v1 50%"):
+        registry.rollback("default", "m", "production")
+    with pytest.raises(RolloutInProgress, match="promoting version 3 would end it"):
+        registry.set_alias("default", "m", "production", 3)
+    assert registry.alias("default", "m", "production").split() == {1: 50, 2: 50}
+    # Told to abort it, a rollback sends the traffic back to the incumbent alone.
+    assert registry.rollback("default", "m", "production", abort_rollout=True) == (2, 1)
     record = registry.alias("default", "m", "production")
     assert (record.split(), record.rollout, record.history) == ({1: 100}, None, [])
     assert [c.reason for c in record.changes] == ["canary at 10%", "canary at 50%", "rolled back"]

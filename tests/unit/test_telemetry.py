@@ -70,7 +70,9 @@ def test_infer_requests_latency_rows_and_refusals_are_counted(app_with, registry
     assert m[(refused, (("reason", "Forbidden"), ("status", "403")))] == 1
     assert m[(refused, (("reason", "Unauthorized"), ("status", "401")))] == 1
     assert sum(v for (n, labels), v in m.items() if n == refused and ("status", "404") in labels) == 1
-    assert m[("fermion_inference_request_duration_seconds_count", (("model", "lin"),))] == 3
+    latency = "fermion_inference_request_duration_seconds_count"  # by version since issue 27 (canary vs incumbent)
+    assert m[(latency, (("model", "lin"), ("version", "2")))] == 2
+    assert m[(latency, (("model", "lin"), ("version", "1")))] == 1
     assert m[("fermion_inference_rows_total", (("model", "lin"),))] == 7
     assert m[("fermion_inference_compute_duration_seconds_count", (("model", "lin"),))] == 3
     assert m[("fermion_inference_batch_size_rows_sum", (("model", "lin"),))] == 7
