@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from fermion.client import Client, FermionError
+from fermion.training.catalog import CLASSIC
 
 from .console import Output, OutputOption, emit, say
 from .follow import follow_job, follow_jobs
@@ -108,7 +109,7 @@ def train(
         label = f", label column {out['label_column']!r}" if out["dataset"]["format"] == "csv" else ""
         say(f"job {out['job_id']} ({model} on {out['dataset']['name']}{label})")
     if follow:
-        result = follow_job(client, out["job_id"], epochs)
+        result = follow_job(client, out["job_id"], 1 if architecture in CLASSIC else epochs)  # a fit is one step
         say(f"{model} version {result.data.version}: {result.data.metrics}")
     return None
 
