@@ -74,10 +74,14 @@ class Distillation(Payload):
     """The soft targets' share of the loss; 0 trains on the labels alone."""
 
 
+ARCHITECTURE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}(:[a-z0-9][a-z0-9._-]{0,62})?$"
+"""A name, or FAMILY:NAME (the classic estimators: `sklearn:logistic`); never a path or a subject wildcard."""
+
+
 class Recipe(Payload):
     """How to train: the architecture and its hyper-parameters."""
 
-    architecture: Name = "mlp"
+    architecture: str = Field(default="mlp", pattern=ARCHITECTURE_PATTERN, max_length=127)
     epochs: int = Field(default=20, ge=1, le=1000)
     learning_rate: float = Field(default=1e-3, gt=0, le=10)
     batch_size: int = Field(default=64, ge=1, le=65536)

@@ -109,6 +109,8 @@ class Client(ControlPlane, Serving, DataPlane):
             raise FermionError(f"{method} {url} → {response.status_code}: {detail}")
         if raw:
             return response
+        if response.headers.get("content-type", "").startswith("application/octet-stream"):
+            return response.content  # a version's file
         return response.json() if response.content else None
 
     def _unreachable(self, method: str, url: str, exc: httpx.HTTPError) -> FermionError:
@@ -264,15 +266,19 @@ class Client(ControlPlane, Serving, DataPlane):
         """A version's manifest."""
         return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/versions/{version}", params=self._tenant))
 
-    def push(self, model: str, path: str | Path, *, labels: list[str] | None = None) -> dict[str, Any]:
-        """Upload an ONNX file (and the external data files beside it that it names) as the next version."""
+    def push(self, model: str, path: str | Path, *, labels: list[str] | None = None, **form: Any) -> dict[str, Any]:
+        """Upload an ONNX file (and the external data files beside it that it names) as the next version.
+
+        `form`: `metrics` (the version's) and `origin` (where the graph came from: its lineage), sent as JSON.
+        """
         p = Path(path)
         extra = [q for q in p.parent.iterdir() if q.is_file() and q != p and q.suffix in (".data", ".bin", ".weights")]
         with p.open("rb") as f:
             files: list[tuple[str, Any]] = [("model", (p.name, f))]
             files += [("data", (q.name, q.read_bytes())) for q in extra]
-            form = {**self._tenant, "labels": ",".join(labels or [])}
-            return dict(self._call("POST", f"{self.ingest_url}/v1/models/{model}/versions", files=files, data=form))
+            data = {**self._tenant, "labels": ",".join(labels or [])}
+            data |= {k: json.dumps(v) for k, v in form.items() if k in ("metrics", "origin") and v}
+            return dict(self._call("POST", f"{self.ingest_url}/v1/models/{model}/versions", files=files, data=data))
 
     def promote(
         self,

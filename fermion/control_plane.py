@@ -56,6 +56,12 @@ class ControlPlane:
             params["version"] = version
         return dict(self._call("GET", f"{self.ingest_url}/v1/models/{model}/serving", params=params))
 
+    # ---- a version's files
+    def model_file(self, model: str, version: int, filename: str = "model.onnx") -> bytes:
+        """One file of a version, as the registry verified it against the signed manifest."""
+        url = f"{self.ingest_url}/v1/models/{model}/versions/{version}/files/{filename}"
+        return bytes(self._call("GET", url, params=self._tenant))
+
     # ---- canaries and shadows
     def start_canary(
         self,

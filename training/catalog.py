@@ -16,12 +16,21 @@ BUILTIN: dict[str, str] = {
     "rescnn": "a small residual CNN for square single-channel images given as flat pixels",
     "textbag": "an embedding-bag text classifier over rows of token ids (0 = padding)",
 }
+# Classic estimators (training/classic.py fits them, compile/classic.py converts them; a unit test keeps
+# the names in step). A package's recipe cannot take one of these names either.
+CLASSIC: dict[str, str] = {
+    "sklearn:hist_gradient_boosting": "scikit-learn's histogram gradient-boosted trees for tabular features",
+    "sklearn:logistic": "scikit-learn's logistic regression on standardised tabular features",
+    "xgboost": "XGBoost gradient-boosted trees for tabular features",
+    "lightgbm": "LightGBM gradient-boosted trees for tabular features",
+}
 
 
 def architectures() -> list[dict[str, str]]:
-    """Every architecture a trainer with the same packages installed can build, built-ins first."""
+    """Every architecture a trainer with the same packages installed can build: built-ins, classic, recipes."""
     out = [{"name": n, "source": "built-in", "description": d} for n, d in BUILTIN.items()]
+    out += [{"name": n, "source": "classic", "description": d} for n, d in CLASSIC.items()]
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name not in BUILTIN:  # a package cannot shadow a built-in
+        if ep.name not in BUILTIN and ep.name not in CLASSIC:  # a package cannot shadow a built-in
             out.append({"name": ep.name, "source": f"recipe ({ep.value})", "description": ""})
     return out

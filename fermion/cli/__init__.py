@@ -83,6 +83,8 @@ EXTRAS = {
     ),
     **dict.fromkeys(["prometheus_client", "opentelemetry", "multipart", "python_multipart"], "serve"),
     "kubernetes": "kubernetes",
+    **dict.fromkeys(["skl2onnx", "onnxmltools", "skops", "xgboost", "lightgbm"], "classic"),
+    "mlflow": "mlflow",
 }
 
 

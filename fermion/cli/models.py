@@ -79,18 +79,79 @@ def models_show(
 @models_app.command("push")
 def models_push(
     name: Annotated[str, typer.Argument(help="model name to register")],
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="an .onnx file (external data beside it)")],
+    file: Annotated[
+        Path | None, typer.Argument(exists=True, dir_okay=False, help="an .onnx file (external data beside it)")
+    ] = None,
     labels: Annotated[str | None, typer.Option(help="comma-separated class names, in output order")] = None,
+    sklearn: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="a fitted scikit-learn pipeline saved with skops (.skops)"),
+    ] = None,
+    sample: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="--sklearn: rows (CSV, NPY) the parity runs on")
+    ] = None,
     output: OutputOption = Output.table,
 ) -> None:
-    """Upload your own ONNX file; ingest checks it and registers it as the next version of NAME."""
+    """Upload your own ONNX file, or a scikit-learn pipeline (--sklearn) converted here; registers the next version."""
     name = model_name(name)
+    if (file is None) == (sklearn is None):
+        raise FermionError("give an .onnx FILE or --sklearn PIPELINE.skops, one of them")
+    if sklearn is not None:
+        return _push_sklearn(name, sklearn, sample, output)
+    assert file is not None
     with Client.from_settings() as client:
         out = client.push(name, file, labels=labels.split(",") if labels else None)
     if output is not Output.table:
         return emit(out, output)
     files = ", ".join(f"{f} {size} B" for f, size in out["files"].items())
     say(f"registered {name} version {out['version']} ({files})")
+    return None
+
+
+def _push_sklearn(name: str, path: Path, sample: Path | None, output: Output) -> None:
+    """Load the pipeline safely (skops, trusted types only), convert it, check parity, push it."""
+    from fermion.compile.pipeline_file import UntrustedFile, load_pipeline
+
+    from .convert import push_converted
+
+    try:
+        estimator = load_pipeline(path)
+    except UntrustedFile as exc:
+        raise FermionError(str(exc)) from exc
+    with Client.from_settings() as client:
+        out, done = push_converted(client, name, estimator, sample, {"source": "sklearn", "file": path.name})
+    if output is not Output.table:
+        return emit({**out, "parity": done.parity, "parity_rows": done.rows}, output)
+    say(
+        f"registered {name} version {out['version']} from {path.name}: probabilities within "
+        f"{done.parity['max_abs_diff']:.2g} of scikit-learn's on {done.rows}"
+    )
+    return None
+
+
+@models_app.command("import")
+def models_import(
+    name: Annotated[str, typer.Argument(help="model name to register")],
+    source: Annotated[str, typer.Argument(help="mlflow:runs:/RUN/model, mlflow:models:/NAME/VERSION, or a folder")],
+    tracking_uri: Annotated[str | None, typer.Option(help="the MLflow tracking server (default: MLflow's own)")] = None,
+    sample: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="scikit-learn flavour: rows the parity runs on")
+    ] = None,
+    labels: Annotated[str | None, typer.Option(help="ONNX flavour: comma-separated class names")] = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Register an MLflow model (ONNX or scikit-learn flavour) as the next version, with its run's metrics."""
+    from .tracking import import_model
+
+    name = model_name(name)
+    with Client.from_settings() as client:
+        out = import_model(
+            client, name, source, tracking_uri=tracking_uri, sample=sample, labels=labels.split(",") if labels else None
+        )
+    if output is not Output.table:
+        return emit(out, output)
+    said = ", ".join(f"{k} {v:.4f}" for k, v in sorted(out["metrics"].items())) or "no metrics"
+    say(f"registered {name} version {out['version']} from {source} ({out['flavor']} flavour; {said})")
     return None
 
 

@@ -113,3 +113,25 @@ def runs_compare(
 def _final_loss(run: dict[str, Any]) -> str:
     last = run["epochs"][-1] if run["epochs"] else {}
     return f"{last['loss']:.4f}" if last.get("loss") else "-"
+
+
+@runs_app.command("export")
+def runs_export(
+    mlflow: Annotated[str, typer.Option("--mlflow", help="the MLflow tracking server's URI (http://HOST:PORT)")],
+    run: Annotated[str | None, typer.Option("--run", help="the job id of the run to export")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="NAME or NAME:VERSION: its version's run")] = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Log a run into MLflow: parameters, per-epoch loss and metrics, and the version's graph (ONNX flavour)."""
+    from .tracking import export_run
+
+    with Client.from_settings() as client:
+        out = export_run(client, mlflow, job=run, model=model)
+    if output is not Output.table:
+        emit(out, output)
+        return
+    say(
+        f"exported to MLflow run {out['run_id']} (experiment {out['experiment_id']}): "
+        f"{out['params']} parameters, {out['metrics']} metric points"
+        + (f"; model {out['model_uri']}" if out["model_uri"] else "")
+    )

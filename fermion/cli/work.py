@@ -10,6 +10,7 @@ import typer
 
 from fermion.client import Client, FermionError
 from fermion.events import ParamSpec
+from fermion.training.catalog import CLASSIC
 
 from . import predictions
 from .console import Output, OutputOption, emit, note, say
@@ -118,7 +119,7 @@ def train(
         label = f", label column {out['label_column']!r}" if out["dataset"]["format"] == "csv" else ""
         say(f"job {out['job_id']} ({model} on {out['dataset']['name']}{label})")
     if follow:
-        result = follow_job(client, out["job_id"], epochs)
+        result = follow_job(client, out["job_id"], 1 if architecture in CLASSIC else epochs)  # a fit is one step
         say(f"{model} version {result.data.version}: {result.data.metrics}")
     return None
 

@@ -7,6 +7,7 @@ it after `fermion.compile.validate` checked it (onnx only; this function never i
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from pathlib import Path, PurePath
 from typing import Any
@@ -46,11 +47,18 @@ async def push_model(
     model: UploadFile = File(..., description="the .onnx file"),
     data: list[UploadFile] = File(default=[], description="external data files, by their names in the graph"),
     labels: str = Form(default="", description="comma-separated class names, in output order"),
+    metrics: str = Form(default="", description="a JSON object of held-out metrics (name → number)"),
+    origin: str = Form(
+        default="", description="a JSON object saying where the graph came from (a converted pipeline, an MLflow run)"
+    ),
     tenant: str | None = Form(default=None, description="default: the key's tenant (admin keys only)"),
     caller: Principal = needs("upload"),
 ) -> dict[str, Any]:
     """Register your own ONNX file as the next version of `name`, after checking it (onnx.checker)."""
     scope = tenant_of(request, caller, tenant)
+    said, came_from = _json_form("metrics", metrics), _json_form("origin", origin)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in said.values()):
+        raise BadUpload("metrics must map names to numbers")
     try:
         from fermion.compile.validate import RESERVED_NAMES, InvalidModel, validate_onnx
     except ImportError as exc:
@@ -81,8 +89,9 @@ async def push_model(
             outputs=[TensorSpec(name=t.name, datatype=t.datatype, shape=t.shape) for t in checked.outputs],
         ),
         labels=[x for x in labels.split(",") if x] if labels else [],
-        lineage=Lineage(recipe={"source": "push", "file": PurePath(model.filename or "model.onnx").name}),
-        compile_report={"source": "push", "opset": checked.opset, "node_count": checked.node_count},
+        metrics={k: float(v) for k, v in said.items()},
+        lineage=Lineage(recipe={"source": "push", "file": PurePath(model.filename or "model.onnx").name, **came_from}),
+        compile_report={"source": "push", "opset": checked.opset, "node_count": checked.node_count, **came_from},
     )
     manifest = await asyncio.to_thread(registry.register, scope, name, checked.files, draft)
     return {
@@ -91,6 +100,19 @@ async def push_model(
         "files": {f: e.size for f, e in manifest.files.items()},
         "content_sha256": manifest.content_sha256,
     }
+
+
+def _json_form(field: str, text: str) -> dict[str, Any]:
+    """A form field holding a JSON object (empty: none); anything else is a 400 naming the field."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise BadUpload(f"{field} is not JSON: {exc}") from None
+    if not isinstance(value, dict) or len(text) > 64_000:
+        raise BadUpload(f"{field} must be a JSON object of at most 64 kB")
+    return value
 
 
 def _data_names(data: list[UploadFile], reserved: frozenset[str]) -> list[str]:

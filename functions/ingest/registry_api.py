@@ -7,6 +7,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fermion.events import AliasMove, Bus, BusError, ModelPromoted
@@ -130,6 +131,29 @@ async def describe_version(
         lineage = manifest.lineage.model_copy(update={"dataset_uri": uri[at:]})
         manifest = manifest.model_copy(update={"lineage": lineage})
     return manifest
+
+
+@router.get(
+    "/{name}/versions/{version}/files/{filename}",
+    responses={**error_responses(NotFound), 200: {"content": {"application/octet-stream": {}}}},
+    response_class=Response,
+)
+async def version_file(
+    request: Request,
+    name: ModelName,
+    version: Version,
+    filename: str,
+    registry: RegistryDep,
+    tenant: Tenant = None,
+    caller: Principal = needs("read"),
+) -> Response:
+    """One file of a version (model.onnx, a variant, external data), verified against its signed manifest."""
+    tenant = tenant_of(request, caller, tenant)
+    manifest: Manifest = await _call(registry.manifest, tenant, name, version)
+    if filename not in manifest.files:
+        raise NotFound(f"{name} version {version} has no file {filename!r}; it has {sorted(manifest.files)}")
+    path = await _call(registry.fetch, manifest, filename)
+    return Response(await _call(path.read_bytes), media_type="application/octet-stream")
 
 
 @router.put("/{name}/aliases/{alias}", responses=MOVES)

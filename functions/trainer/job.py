@@ -21,12 +21,14 @@ from fermion.model_store import (
     code_version,
 )
 from fermion.training.checkpoints import Checkpointer, CheckpointPolicy
+from fermion.training.classic import is_classic
 from fermion.training.data import Dataset, load_dataset
 from fermion.training.distributed import DistributedOptions, train_distributed
 from fermion.training.errors import DatasetError
 from fermion.training.loop import ProgressFn, Trained, train
 from fermion.training.profile import reference_profile
 
+from .classic import run_classic_job
 from .teaching import find_teacher, lesson, report, taught_recipe
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ def run_job(
     """
     request = event.data
     dataset, recipe = request.dataset, request.recipe
+    if is_classic(recipe.architecture):  # scikit-learn, XGBoost, LightGBM: no torch loop, no checkpoints
+        return run_classic_job(event, registry, on_epoch=on_epoch, atol=atol)
     if f"datasets/{event.tenant}/" not in dataset.uri:  # the event names another tenant's data
         raise DatasetError(f"dataset {dataset.uri} lies outside tenant {event.tenant!r}; a job reads only its own")
     spec = recipe.distill
