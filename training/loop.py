@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
@@ -19,7 +20,7 @@ from .architectures import build
 from .checkpoints import Checkpointer, epoch_seed
 from .data import Dataset, split
 from .distillation import Criterion
-from .metrics import confusion, scores
+from .metrics import confusion, error_sums, regression_scores, scores
 from .pictures import ImageInput, augment, fit_contract
 
 
@@ -31,6 +32,7 @@ class Trained:
     metrics: dict[str, float]
     x_test: np.ndarray
     y_test: np.ndarray
+    """Held-out class indices, or a regression's target values."""
     x_calibration: np.ndarray
     labels: list[str]
     duration_s: float
@@ -93,15 +95,16 @@ def train(
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
-    x_train, y_train = ds.x[train_idx], ds.y[train_idx]
     x_test, y_test = ds.x[test_idx], ds.y[test_idx]
-    contract = fit_contract(ds.image, x_train) if ds.image is not None else None
-    if contract is None:
-        module = build(recipe.architecture, x_train, len(ds.labels), recipe.hidden)
+    contract = fit_contract(ds.image, ds.x[train_idx]) if ds.image is not None else None
+    if contract is None:  # a large table sizes the network on a sample: no copy of its training rows
+        sizing = ds.x[np.sort(train_idx[:SIZING_ROWS])] if ds.schema is not None else ds.x[train_idx]
+        module = build(recipe.architecture, sizing, ds.outputs, recipe.hidden)
+        del sizing
     else:  # the architecture sees normalised N x C x H x W images; the graph takes pixels
         pre = ImageInput(contract)
         with torch.no_grad():
-            net = build(recipe.architecture, pre(torch.from_numpy(x_train)).numpy(), len(ds.labels), recipe.hidden)
+            net = build(recipe.architecture, pre(torch.from_numpy(ds.x[train_idx])).numpy(), ds.outputs, recipe.hidden)
         module = nn.Sequential(pre, net)
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     history: list[dict[str, Any]] = []
@@ -113,13 +116,17 @@ def train(
             extra = {**ranks.report([]), "resumed_at": restored.epoch}
             on_epoch(restored.epoch, recipe.epochs, last["loss"], last["metrics"], **extra)
     net = ranks.wrap(module)
-    xt, yt = torch.from_numpy(x_train).to(ranks.device), torch.from_numpy(y_train).to(ranks.device)
+    # Every row stays where it is; batches index them through the training rows (no copy of a large table).
+    xt, yt = torch.from_numpy(ds.x).to(ranks.device), torch.from_numpy(_targets(ds)).to(ranks.device)
+    rows = torch.from_numpy(train_idx).to(ranks.device)
     sampler: DistributedSampler[int] = DistributedSampler(
-        TensorDataset(xt), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
+        TensorDataset(rows), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
     )
     per_rank_batch = max(1, -(-recipe.batch_size // ranks.world))  # the recipe's batch is the global one
-    soft = None if teacher is None else torch.from_numpy(teacher[train_idx]).to(ranks.device)
-    loss_fn = Criterion(recipe.distill if soft is not None else None, soft)
+    soft = None if teacher is None else torch.from_numpy(teacher).to(ranks.device)
+    loss_fn: Any = Criterion(recipe.distill if soft is not None else None, soft)
+    if ds.task == "regression":
+        loss_fn = _squared_error
     metrics: dict[str, float] = dict(history[-1]["metrics"]) if history else {}
     for epoch in range(first, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))
@@ -129,7 +136,7 @@ def train(
         net.train()
         total, tick = 0.0, time.perf_counter()
         for start in range(0, len(order), per_rank_batch):
-            batch = order[start : start + per_rank_batch]
+            batch = rows[order[start : start + per_rank_batch]]
             xb = xt[batch]
             if recipe.augment is not None and contract is not None:  # training pictures only
                 xb = augment(xb.cpu(), recipe.augment, pictures).to(ranks.device)
@@ -139,22 +146,37 @@ def train(
             optimiser.step()
             total += loss.item() * len(batch)
         rate = len(order) / max(time.perf_counter() - tick, 1e-9)
-        mean_loss, metrics, rates = _reduce(module, x_test, y_test, len(ds.labels), ranks, total, len(order), rate)
+        mean_loss, metrics, rates = _reduce(module, x_test, y_test, ds, ranks, total, len(order), rate)
         history.append({"loss": mean_loss, "metrics": metrics})
         if checkpointer and checkpointer.due(epoch, recipe.epochs):
             checkpointer.save(epoch, module, optimiser, history, recipe.epochs)
         if on_epoch:
             on_epoch(epoch, recipe.epochs, mean_loss, metrics, **ranks.report(rates))
     module.eval().to("cpu")  # exported and checked on the CPU
-    calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
+    calibration = ds.x[train_idx[:512]]  # for static int8 quantisation: training data only
     return Trained(module, metrics, x_test, y_test, calibration, ds.labels, time.perf_counter() - started, contract)
+
+
+SIZING_ROWS = 100_000
+
+
+def _targets(ds: Dataset) -> np.ndarray:
+    """What the network learns: class indices, or a regression's target standardised (float32)."""
+    if ds.task != "regression" or ds.schema is None or ds.schema.target is None:
+        return ds.y
+    t = ds.schema.target
+    return ((ds.y.astype(np.float64) - t.mean) / t.std).astype(np.float32)
+
+
+def _squared_error(out: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return functional.mse_loss(out[:, 0], target)
 
 
 def _reduce(
     module: nn.Module,
     x: np.ndarray,
     y: np.ndarray,
-    n_classes: int,
+    ds: Dataset,
     ranks: Ranks,
     loss_sum: float,
     rows: int,
@@ -169,12 +191,20 @@ def _reduce(
     module.eval()
     with torch.no_grad():
         logits = module(torch.from_numpy(x[mine]).to(ranks.device)).cpu().numpy()
-    cm = confusion(logits, y[mine], n_classes)
+    regression = ds.task == "regression" and ds.schema is not None and ds.schema.target is not None
+    if regression:
+        assert ds.schema is not None and ds.schema.target is not None
+        t = ds.schema.target
+        sums = error_sums(logits[:, 0].astype(np.float64) * t.std + t.mean, y[mine])
+    else:
+        sums = confusion(logits, y[mine], len(ds.labels)).ravel()
     rates = np.zeros(ranks.world)
     rates[ranks.rank] = rate
-    flat = np.concatenate([[loss_sum, rows], rates, cm.ravel()])
+    flat = np.concatenate([[loss_sum, rows], rates, sums])
     flat = ranks.sum(flat)
     loss = float(flat[0] / max(flat[1], 1))
     rates = flat[2 : 2 + ranks.world]
-    cm = flat[2 + ranks.world :].reshape(n_classes, n_classes)
-    return loss, scores(cm), [round(float(r), 1) for r in rates]
+    tail = flat[2 + ranks.world :]
+    n = len(ds.labels)
+    metrics = regression_scores(tail) if regression else scores(tail.reshape(n, n))
+    return loss, metrics, [round(float(r), 1) for r in rates]

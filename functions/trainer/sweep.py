@@ -29,6 +29,7 @@ from fermion.events import (
     parse_event,
     streams,
 )
+from fermion.events.training import LOWER_IS_BETTER
 from fermion.model_store import Registry, RegistryError
 
 from .promote import promote_and_announce
@@ -93,15 +94,17 @@ class SweepRule(Rule[TrainingSweep]):
         self, sweep: TrainingSweep, outcomes: dict[str, TrainingCompleted | TrainingFailed]
     ) -> None:
         metric = sweep.data.metric
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0  # an error metric's best is its smallest
         scored = [
-            (e.data.metrics.get(metric, float("-inf")), e.data.version)
+            (sign * e.data.metrics.get(metric, sign * float("-inf")), e.data.version)
             for e in outcomes.values()
             if isinstance(e, TrainingCompleted)
         ]
         if not scored:
             log.error("sweep %s: every trial failed; nothing to promote", sweep.id)
             return
-        score, version = max(scored)
+        signed, version = max(scored)
+        score = sign * signed
         if sweep.data.gate is None:
             log.info(
                 "sweep %s: best is version %d (%s %.4f); no gate, nothing promoted", sweep.id, version, metric, score
