@@ -277,6 +277,15 @@ def load_table(
     """Read, type, fit on the training split and encode a table; DatasetError naming what makes it unusable."""
     table = read_table(path, fmt)
     label = choose_label(table.column_names, label_column)
+    try:
+        return _prepared(table, label, task, test_fraction, seed)
+    except DatasetError as exc:
+        if label_column and label != label_column:  # say which column stood in for the one asked for
+            raise DatasetError(f"{exc} (label column {label!r}: the table has no {label_column!r})") from None
+        raise
+
+
+def _prepared(table: pa.Table, label: str, task: Task | None, test_fraction: float, seed: int) -> Table:
     array = _normalise(table.column(label))
     if array.null_count:  # a row without its label teaches nothing
         table = table.filter(pc.is_valid(array))
