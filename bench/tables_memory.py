@@ -40,20 +40,28 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
             f.write("\n".join(",".join(r) for r in cells) + "\n")
 
 
+def peak_rss() -> int:
+    """This process's RSS high-water mark (VmHWM: per address space, unlike ru_maxrss, which survives exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(path: str) -> None:
     """Load and train one epoch as the trainer does; print the figures."""
     from fermion.events import Recipe
     from fermion.training.data import load_dataset
     from fermion.training.loop import train
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak_rss()
     started = time.perf_counter()
     recipe = Recipe(epochs=1, batch_size=4096, label_column="label")
     ds = load_dataset(Path(path), "csv", recipe.label_column, seed=recipe.seed, test_fraction=recipe.test_fraction)
     loaded = time.perf_counter() - started
-    after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after_load = peak_rss()
     trained = train(ds, recipe)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     matrix = ds.x.nbytes
     mb = 1 << 20
     print(f"rows {len(ds.x):,}, network inputs {ds.x.shape[1]} (from {len(ds.schema.columns)} columns)")

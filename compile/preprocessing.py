@@ -14,15 +14,17 @@ output times the target's std plus its mean is `prediction`, in the label's unit
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
-from fermion.model_store.features import LOGITS, PREDICTION, PROBABILITIES, Column, FeatureSchema
-
 from .errors import ExportError
 from .export import INPUT_NAME, OUTPUT_NAME
 
+# model_store.features' names (compile sits below model_store, so they are repeated, not imported).
+LOGITS, PROBABILITIES, PREDICTION = "logits", "probabilities", "prediction"
 ML_DOMAIN = "ai.onnx.ml"
 ML_OPSET = 3
 FEATURES = "pre/features"
@@ -35,7 +37,7 @@ def _const(name: str, value: np.ndarray) -> TensorProto:
     return numpy_helper.from_array(value, name)
 
 
-def _column(column: Column, i: int) -> tuple[list[onnx.NodeProto], list[TensorProto], str]:
+def _column(column: Any, i: int) -> tuple[list[onnx.NodeProto], list[TensorProto], str]:
     """The nodes and constants preparing one column; the name of its prepared [-1, k] float tensor."""
     p = f"pre/{i}/"
     if column.kind == "category":
@@ -75,9 +77,7 @@ def _column(column: Column, i: int) -> tuple[list[onnx.NodeProto], list[TensorPr
     return nodes, consts, out
 
 
-def preprocessing_graph(
-    schema: FeatureSchema, opset: int, ir_version: int, ml_opset: int = ML_OPSET
-) -> onnx.ModelProto:
+def preprocessing_graph(schema: Any, opset: int, ir_version: int, ml_opset: int = ML_OPSET) -> onnx.ModelProto:
     """Raw columns → one [-1, width] float tensor named `pre/features`."""
     nodes: list[onnx.NodeProto] = []
     consts: list[TensorProto] = []
@@ -115,7 +115,7 @@ def _sorted(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def preparation(schema: FeatureSchema, net_bytes: bytes) -> bytes:
+def preparation(schema: Any, net_bytes: bytes) -> bytes:
     """The preparation alone (raw columns → FEATURES), with the opsets the network's graph uses."""
     net = onnx.load_from_string(net_bytes)
     opset = next((o.version for o in net.opset_import if o.domain in ("", "ai.onnx")), 18)
@@ -123,7 +123,7 @@ def preparation(schema: FeatureSchema, net_bytes: bytes) -> bytes:
     return preprocessing_graph(schema, opset, net.ir_version, ml).SerializeToString()
 
 
-def attach(net_bytes: bytes, schema: FeatureSchema) -> bytes:
+def attach(net_bytes: bytes, schema: Any) -> bytes:
     """The network's graph (input `input`, output `logits`) inside the table's preparation and answers."""
     net = onnx.load_from_string(net_bytes)
     _sorted(net.graph)

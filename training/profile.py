@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fermion.model_store.features import LOGITS, PREDICTION, PROBABILITIES, FeatureSchema
 from fermion.model_store.profiles import Profile, build_profile, column_values
 
 from .data import Dataset
@@ -29,7 +30,6 @@ def reference_profile(ds: Dataset, trained: Trained) -> Profile:
 
 
 def _table_profile(ds: Dataset, trained: Trained) -> Profile:
-    from .tablegraph import answers  # the graph's own outputs
     from .tables import encode, graph_inputs
 
     assert ds.schema is not None
@@ -43,3 +43,14 @@ def _table_profile(ds: Dataset, trained: Trained) -> Profile:
     if schema.task == "regression":
         return build_profile(values, None, 0, schema.names(), values=out["prediction"][:, 0])
     return build_profile(values, out["logits"].argmax(axis=1), len(schema.classes), schema.names())
+
+
+def answers(module: torch.nn.Module, schema: FeatureSchema, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What the trainer says for encoded rows `x`, by graph output name (float32 steps, as the graph)."""
+    with torch.no_grad():
+        out = module.eval()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    if schema.task == "classification":
+        return {LOGITS: out.numpy(), PROBABILITIES: torch.softmax(out, dim=-1).numpy()}
+    assert schema.target is not None
+    std, mean = np.float32(schema.target.std), np.float32(schema.target.mean)
+    return {PREDICTION: out.numpy() * std + mean}

@@ -28,8 +28,8 @@ from fermion.training.distributed import DistributedOptions, train_distributed
 from fermion.training.errors import DatasetError
 from fermion.training.loop import ProgressFn, Trained, train
 from fermion.training.profile import reference_profile
-from fermion.training.tablegraph import table_graphs
 
+from .tablegraph import table_graphs
 from .teaching import find_teacher, lesson, report, taught_recipe
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ import pytest
 
 from fermion.compile import compile_variants
 from fermion.events import Recipe
+from fermion.functions.trainer.tablegraph import table_graphs
 from fermion.model_store.features import FeatureSchema
 from fermion.training.data import Dataset, load_dataset, split
 from fermion.training.errors import DatasetError
 from fermion.training.loop import Trained, train
-from fermion.training.profile import reference_profile
-from fermion.training.tablegraph import answers, table_graphs
+from fermion.training.profile import answers, reference_profile
 from fermion.training.tables import encode, graph_inputs
 
 

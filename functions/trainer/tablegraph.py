@@ -19,28 +19,17 @@ from fermion.compile import Compiled
 from fermion.compile.export import INPUT_NAME
 from fermion.compile.preprocessing import FEATURES, attach, preparation
 from fermion.compile.verify import check_graph_parity
-from fermion.model_store.features import LOGITS, PREDICTION, PROBABILITIES, FeatureSchema
-
-from .data import Dataset
-from .metrics import evaluate_regression
-from .tables import encode, graph_inputs
+from fermion.model_store.features import FeatureSchema
+from fermion.training.data import Dataset
+from fermion.training.metrics import evaluate_regression
+from fermion.training.profile import answers
+from fermion.training.tables import encode, graph_inputs
 
 PARITY_ROWS = 2_000
 PARITY_ATOL = 1e-6
 PARITY_RTOL = 1e-6
 """The preparation must match the trainer's to 1e-6 (it is exact: the same float32 steps); the whole graph's
 outputs to 1e-6 of their size as well, since ONNX Runtime and torch sum a layer's products in their own order."""
-
-
-def answers(module: torch.nn.Module, schema: FeatureSchema, x: np.ndarray) -> dict[str, np.ndarray]:
-    """What the trainer says for encoded rows `x`, by graph output name (float32 steps, as the graph)."""
-    with torch.no_grad():
-        out = module.eval()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    if schema.task == "classification":
-        return {LOGITS: out.numpy(), PROBABILITIES: torch.softmax(out, dim=-1).numpy()}
-    assert schema.target is not None
-    std, mean = np.float32(schema.target.std), np.float32(schema.target.mean)
-    return {PREDICTION: out.numpy() * std + mean}
 
 
 def table_graphs(
