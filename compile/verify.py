@@ -59,3 +59,36 @@ def check_parity(
             f"max |diff| = {report.max_abs_diff:.3g} (atol {atol}, rtol {rtol}); refusing to register it"
         )
     return report
+
+
+def check_graph_parity(
+    expected: dict[str, np.ndarray],
+    onnx_bytes: bytes,
+    feeds: dict[str, np.ndarray],
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = 0.0,
+) -> ParityReport:
+    """Compare a whole graph's named outputs on `feeds` with `expected` (the trainer's own answers).
+
+    Each output agrees within atol + rtol x its largest magnitude (a regression's prediction is in the label's units).
+    """
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    names = list(expected)
+    got = dict(zip(names, session.run(names, feeds), strict=True))
+    worst, agreement, rows = 0.0, 1.0, 0
+    for name in names:
+        want, have = expected[name], got[name]
+        if have.shape != want.shape:
+            raise ParityError(f"ONNX output {name!r} has shape {have.shape}; the trainer's has {want.shape}")
+        diff = np.abs(have.astype(np.float64) - want.astype(np.float64))
+        worst, rows = max(worst, float(diff.max(initial=0.0))), len(want)
+        if want.shape[-1] > 1 and len(want):
+            agreement = min(agreement, float((have.argmax(-1) == want.argmax(-1)).mean()))
+        scale = float(np.abs(want).max(initial=0.0))  # rtol of the output's size, not of each value near 0
+        if not np.all(diff <= atol + rtol * scale) or not np.all(np.isfinite(have)):
+            raise ParityError(
+                f"the table model's graph disagrees with the trainer on {len(want)} rows ({name}): "
+                f"max |diff| = {float(diff.max(initial=0.0)):.3g} (atol {atol}, rtol {rtol}); refusing to register it"
+            )
+    return ParityReport(max_abs_diff=worst, argmax_agreement=agreement, samples=rows, atol=atol, rtol=rtol)

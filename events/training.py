@@ -97,6 +97,8 @@ class Recipe(Payload):
     """Width knob of the built-in architectures (mlp: hidden, hidden/2 units; cnn: hidden, 2x hidden channels,
     4x hidden units; rescnn: channels; textbag: embedding size); None keeps each one's default."""
     distill: Distillation | None = None
+    task: Literal["classification", "regression"] | None = None
+    """Tables: what to learn; None infers it from the label (text, booleans, few integers: classification)."""
 
     @model_validator(mode="after")
     def _one_worker_distils(self) -> Recipe:
@@ -105,12 +107,25 @@ class Recipe(Payload):
         return self
 
 
+LOWER_IS_BETTER = frozenset({"mse", "mae", "loss"})
+"""Metrics where smaller is better (a regression's errors); every other metric is better higher."""
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether score `a` of `metric` is strictly better than `b`."""
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
 class Gate(Payload):
-    """When a freshly registered version is promoted: a metric floor, and optionally no regression."""
+    """When a freshly registered version is promoted: a metric floor (or ceiling), and optionally no regression.
+
+    For an error metric (mse, mae: `LOWER_IS_BETTER`) `maximum` is the bar and "not worse" means not higher.
+    """
 
     alias: Name = Field(default="production", description="the alias a passing version is promoted to")
     metric: str = Field(default="macro_f1", min_length=1, max_length=64, description="the metric judged")
     minimum: float = Field(default=0.0, description="promote only at or above this")
+    maximum: float | None = Field(default=None, description="promote only at or below this (mse, mae)")
     not_worse_than_current: bool = Field(default=True, description="never promote below the alias's version")
     canary: list[int] = Field(
         default=[],

@@ -1,44 +1,75 @@
-"""Datasets as arrays: `.npz`, `.csv` with a label column, or archives of pictures; the held-out split."""
+"""Datasets as arrays: `.npz`, tables (`.csv`, `.parquet`: training/tables.py), or archives of pictures; the split."""
 
 from __future__ import annotations
 
-import csv
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fermion.events import ImageContract
+from fermion.model_store.features import FeatureSchema, Task
 
 from .errors import DatasetError
 from .pictures import load_pictures
-
-MAX_ROWS = 5_000_000
+from .splits import split_rows
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features as float32 rows (or pixels, N x H x W x C), labels as class indices, and the class names."""
+    """Features as float32 rows (or pixels, N x H x W x C), labels as class indices, and the class names.
+
+    A table's rows are its columns encoded (training/tables.py) and `schema` says how; a regression's
+    `y` holds the target values (float32) and `labels` is empty.
+    """
 
     x: np.ndarray
     y: np.ndarray
     labels: list[str]
     image: ImageContract | None = None
+    schema: FeatureSchema | None = None
+    sample: Any = None
+    """A table's raw rows (a pyarrow.Table of up to 20,000 rows): the graph's parity check and drift profile."""
+
+    @property
+    def task(self) -> Task:
+        """Classification, or regression (a table with a continuous label)."""
+        return self.schema.task if self.schema is not None else "classification"
+
+    @property
+    def outputs(self) -> int:
+        """The network's output width: one per class, or one value."""
+        return 1 if self.task == "regression" else len(self.labels)
 
 
-def load_dataset(path: Path, fmt: str, label_column: str, image: ImageContract | None = None) -> Dataset:
-    """Parse an `.npz` (arrays `x`, `y`), a `.csv` with a header and a label column, or a zip/tar of pictures."""
+def load_dataset(
+    path: Path,
+    fmt: str,
+    label_column: str | None,
+    image: ImageContract | None = None,
+    *,
+    task: Task | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
+    """Parse an `.npz` (arrays `x`, `y`), a table (`.csv` with a header, `.parquet`), or a zip/tar of pictures.
+
+    A table's preparation is fitted on the training rows of the split `test_fraction` and `seed` make.
+    """
     contract = None
+    if fmt in ("csv", "parquet"):
+        from .tables import load_table  # pyarrow: only tables need it
+
+        table = load_table(path, fmt, label_column, task, test_fraction, seed)
+        return Dataset(table.x, table.y, table.schema.classes, schema=table.schema, sample=table.sample)
     if fmt == "npz":
         x, y = _load_npz(path)
-    elif fmt == "csv":
-        x, y = _load_csv(path, label_column)
     elif fmt in ("zip", "tar"):
         x, y, contract = load_pictures(path, fmt, image)
     else:
-        raise DatasetError(f"unsupported dataset format {fmt!r}: use npz, csv, zip or tar")
+        raise DatasetError(f"unsupported dataset format {fmt!r}: use npz, csv, parquet, zip or tar")
     if x.ndim != (2 if contract is None else 4) or len(x) != len(y):
         raise DatasetError(f"features must be rows by columns matching the labels; got x {x.shape}, y {y.shape}")
     if len(x) < 10:
@@ -67,56 +98,8 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y.reshape(-1)
 
 
-def _load_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:  # its message quotes the bytes: name only where they are
-        raise DatasetError(f"csv dataset is not UTF-8 text (at byte {exc.start})") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        raise DatasetError("csv dataset is empty")
-    header, body = rows[0], [r for r in rows[1:] if r]
-    if label_column not in header:
-        raise DatasetError(f"csv dataset has no label column {label_column!r}; its columns are {header}")
-    if len(body) > MAX_ROWS:
-        raise DatasetError(f"csv dataset has {len(body)} rows; the limit is {MAX_ROWS}")
-    li = header.index(label_column)
-    features, labels = [], []
-    for n, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DatasetError(f"csv line {n} has {len(row)} fields; the header has {len(header)}")
-        features.append(_numbers(row, li, n, header))
-        labels.append(row[li])
-    return np.asarray(features, dtype=np.float32).reshape(len(body), len(header) - 1), np.asarray(labels)
-
-
-def _numbers(row: list[str], label: int, line: int, header: list[str]) -> list[float]:
-    """A row's features as floats; a cell that is no number is named by line and column, never by value.
-
-    The value stays out of the message (and, raised `from None`, out of any traceback): messages end
-    up in logs, `training.failed` reasons and dead letters, which a dataset's owner may not be alone to read.
-    """
-    out = []
-    for i, v in enumerate(row):
-        if i == label:
-            continue
-        try:
-            out.append(float(v))
-        except ValueError:
-            raise DatasetError(f"csv line {line}, column {i + 1} ({header[i]!r}): the value is not a number") from None
-    return out
-
-
 def split(ds: Dataset, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/test row indices, deterministic for a seed."""
-    rng = np.random.default_rng(seed)
-    train: list[np.ndarray] = []
-    test: list[np.ndarray] = []
-    for cls in range(len(ds.labels)):
-        idx = rng.permutation(np.flatnonzero(ds.y == cls))
-        n_test = round(len(idx) * test_fraction) if len(idx) > 1 else 0
-        test.extend(idx[:n_test])
-        train.extend(idx[n_test:])
-    if not test:
-        raise DatasetError("the held-out split is empty: add rows or raise test_fraction")
-    return rng.permutation(np.asarray(train)), np.asarray(test)
+    """Train/test row indices (stratified for a classifier), deterministic for a seed."""
+    if ds.task == "regression":
+        return split_rows(None, 0, test_fraction, seed, rows=len(ds.y))
+    return split_rows(ds.y, len(ds.labels), test_fraction, seed)

@@ -64,7 +64,7 @@ def check_buildable(event: TrainingRequested, ds: Dataset) -> None:
     """Build the model once here, so a bad dataset or architecture fails the job before any rank starts."""
     recipe = event.data.recipe
     train_idx, _ = split(ds, recipe.test_fraction, recipe.seed)
-    build(recipe.architecture, ds.x[train_idx[:1024]], len(ds.labels))
+    build(recipe.architecture, ds.x[train_idx[:1024]], ds.outputs)
 
 
 def launch_command(workers: int, max_restarts: int, workdir: Path, run_id: str, spec_path: Path) -> list[str]:
@@ -155,7 +155,7 @@ def final_model(
     recipe = event.data.recipe
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
     x_train = ds.x[train_idx]
-    module = build(recipe.architecture, x_train, len(ds.labels))
+    module = build(recipe.architecture, x_train, ds.outputs)
     restored = Checkpointer.open(store, event.tenant, event.id, policy, writer=False).restore(
         module, torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     )

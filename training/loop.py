@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
@@ -19,7 +20,7 @@ from .architectures import build
 from .checkpoints import Checkpointer, epoch_seed
 from .data import Dataset, split
 from .distillation import Criterion
-from .metrics import confusion, evaluation, scores
+from .metrics import confusion, error_sums, evaluation, regression_scores, scores
 from .pictures import ImageInput, augment, fit_contract
 
 
@@ -31,6 +32,7 @@ class Trained:
     metrics: dict[str, float]
     x_test: np.ndarray
     y_test: np.ndarray
+    """Held-out class indices, or a regression's target values."""
     x_calibration: np.ndarray
     labels: list[str]
     duration_s: float
@@ -95,15 +97,16 @@ def train(
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
-    x_train, y_train = ds.x[train_idx], ds.y[train_idx]
     x_test, y_test = ds.x[test_idx], ds.y[test_idx]
-    contract = fit_contract(ds.image, x_train) if ds.image is not None else None
-    if contract is None:
-        module = build(recipe.architecture, x_train, len(ds.labels), recipe.hidden)
+    contract = fit_contract(ds.image, ds.x[train_idx]) if ds.image is not None else None
+    if contract is None:  # a large table sizes the network on a sample: no copy of its training rows
+        sizing = ds.x[np.sort(train_idx[:SIZING_ROWS])] if ds.schema is not None else ds.x[train_idx]
+        module = build(recipe.architecture, sizing, ds.outputs, recipe.hidden)
+        del sizing
     else:  # the architecture sees normalised N x C x H x W images; the graph takes pixels
         pre = ImageInput(contract)
         with torch.no_grad():
-            net = build(recipe.architecture, pre(torch.from_numpy(x_train)).numpy(), len(ds.labels), recipe.hidden)
+            net = build(recipe.architecture, pre(torch.from_numpy(ds.x[train_idx])).numpy(), ds.outputs, recipe.hidden)
         module = nn.Sequential(pre, net)
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     history: list[dict[str, Any]] = []
@@ -115,13 +118,17 @@ def train(
             extra = {**ranks.report([]), "resumed_at": restored.epoch, "val_loss": last.get("val_loss")}
             on_epoch(restored.epoch, recipe.epochs, last["loss"], last["metrics"], **extra)
     net = ranks.wrap(module)
-    xt, yt = torch.from_numpy(x_train).to(ranks.device), torch.from_numpy(y_train).to(ranks.device)
+    # Every row stays where it is; batches index them through the training rows (no copy of a large table).
+    xt, yt = torch.from_numpy(ds.x).to(ranks.device), torch.from_numpy(_targets(ds)).to(ranks.device)
+    rows = torch.from_numpy(train_idx).to(ranks.device)
     sampler: DistributedSampler[int] = DistributedSampler(
-        TensorDataset(xt), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
+        TensorDataset(rows), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
     )
     per_rank_batch = max(1, -(-recipe.batch_size // ranks.world))  # the recipe's batch is the global one
-    soft = None if teacher is None else torch.from_numpy(teacher[train_idx]).to(ranks.device)
-    loss_fn = Criterion(recipe.distill if soft is not None else None, soft)
+    soft = None if teacher is None else torch.from_numpy(teacher).to(ranks.device)
+    loss_fn: Any = Criterion(recipe.distill if soft is not None else None, soft)
+    if ds.task == "regression":
+        loss_fn = _squared_error
     metrics: dict[str, float] = dict(history[-1]["metrics"]) if history else {}
     for epoch in range(first, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))
@@ -131,7 +138,7 @@ def train(
         net.train()
         total, tick = 0.0, time.perf_counter()
         for start in range(0, len(order), per_rank_batch):
-            batch = order[start : start + per_rank_batch]
+            batch = rows[order[start : start + per_rank_batch]]
             xb = xt[batch]
             if recipe.augment is not None and contract is not None:  # training pictures only
                 xb = augment(xb.cpu(), recipe.augment, pictures).to(ranks.device)
@@ -141,7 +148,7 @@ def train(
             optimiser.step()
             total += loss.item() * len(batch)
         rate = len(order) / max(time.perf_counter() - tick, 1e-9)
-        mean_loss, held_out, rates = _reduce(module, x_test, y_test, len(ds.labels), ranks, total, len(order), rate)
+        mean_loss, held_out, rates = _reduce(module, x_test, y_test, ds, ranks, total, len(order), rate)
         metrics = held_out.metrics
         if history:  # only the newest epoch keeps its confusion matrix: a checkpoint stays small
             history[-1].pop("confusion", None)
@@ -153,7 +160,7 @@ def train(
         if on_epoch:
             on_epoch(epoch, recipe.epochs, mean_loss, metrics, val_loss=held_out.loss, **ranks.report(rates))
     module.eval().to("cpu")  # exported and checked on the CPU
-    calibration = x_train[: min(len(x_train), 512)]  # for static int8 quantisation: training data only
+    calibration = ds.x[train_idx[:512]]  # for static int8 quantisation: training data only
     took, evaluated = time.perf_counter() - started, last_evaluation(history, ds)
     return Trained(module, metrics, x_test, y_test, calibration, ds.labels, took, contract, evaluated)
 
@@ -171,14 +178,35 @@ class HeldOut:
     loss: float
     """Mean cross-entropy against the labels (the validation loss; no distillation term)."""
     metrics: dict[str, float]
-    confusion: list[list[int]]
+    confusion: list[list[int]] | None
+    """None for a regression."""
+
+
+SIZING_ROWS = 100_000
+
+
+def _targets(ds: Dataset) -> np.ndarray:
+    """What the network learns: class indices, or a regression's target standardised (float32)."""
+    return _targets_of(ds, ds.y)
+
+
+def _targets_of(ds: Dataset, y: np.ndarray) -> np.ndarray:
+    """`y` as the network learns it: class indices as they are, a regression's target standardised."""
+    if ds.task != "regression" or ds.schema is None or ds.schema.target is None:
+        return y
+    t = ds.schema.target
+    return ((y.astype(np.float64) - t.mean) / t.std).astype(np.float32)
+
+
+def _squared_error(out: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return functional.mse_loss(out[:, 0], target)
 
 
 def _reduce(
     module: nn.Module,
     x: np.ndarray,
     y: np.ndarray,
-    n_classes: int,
+    ds: Dataset,
     ranks: Ranks,
     loss_sum: float,
     rows: int,
@@ -193,17 +221,32 @@ def _reduce(
     module.eval()
     with torch.no_grad():
         out = module(torch.from_numpy(x[mine]).to(ranks.device))
-        target = torch.from_numpy(y[mine]).long().to(ranks.device)
-        val_sum = float(nn.functional.cross_entropy(out, target, reduction="sum")) if len(target) else 0.0
+        regression = ds.task == "regression" and ds.schema is not None and ds.schema.target is not None
+        if regression:
+            target = torch.from_numpy(_targets_of(ds, y[mine])).to(ranks.device)
+            val_sum = float(functional.mse_loss(out[:, 0], target, reduction="sum")) if len(target) else 0.0
+        else:
+            target = torch.from_numpy(y[mine]).long().to(ranks.device)
+            val_sum = float(nn.functional.cross_entropy(out, target, reduction="sum")) if len(target) else 0.0
         logits = out.cpu().numpy()
-    cm = confusion(logits, y[mine], n_classes)
+    n = len(ds.labels)
+    if regression:
+        assert ds.schema is not None and ds.schema.target is not None
+        t = ds.schema.target
+        sums = error_sums(logits[:, 0].astype(np.float64) * t.std + t.mean, y[mine])
+    else:
+        sums = confusion(logits, y[mine], n).ravel()
     rates = np.zeros(ranks.world)
     rates[ranks.rank] = rate
-    flat = np.concatenate([[loss_sum, rows, val_sum, len(target)], rates, cm.ravel()])
+    flat = np.concatenate([[loss_sum, rows, val_sum, len(target)], rates, sums])
     flat = ranks.sum(flat)
     loss = float(flat[0] / max(flat[1], 1))
     val_loss = float(flat[2] / max(flat[3], 1))
     rates = flat[4 : 4 + ranks.world]
-    cm = flat[4 + ranks.world :].reshape(n_classes, n_classes).round().astype(np.int64)
-    held_out = HeldOut(val_loss, scores(cm), cm.tolist())
+    tail = flat[4 + ranks.world :]
+    if regression:
+        held_out = HeldOut(val_loss, regression_scores(tail), None)
+    else:
+        cm = tail.reshape(n, n).round().astype(np.int64)
+        held_out = HeldOut(val_loss, scores(cm), cm.tolist())
     return loss, held_out, [round(float(r), 1) for r in rates]

@@ -1,4 +1,5 @@
-"""Held-out metrics of a classifier: the confusion matrix, accuracy, macro-F1 and per-class scores."""
+"""Held-out metrics: a classifier's confusion matrix, accuracy, macro-F1 and per-class scores; a regression's
+mse, mae and r2."""
 
 from __future__ import annotations
 
@@ -51,3 +52,26 @@ def evaluation(cm: np.ndarray, labels: list[str]) -> dict[str, Any]:
 def evaluate(logits: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
     """Accuracy and macro-F1 of arg-max predictions."""
     return scores(confusion(logits, y, n_classes))
+
+
+def error_sums(predicted: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sums a regression's metrics need, in the label's units: they add up across ranks.
+
+    [rows, squared errors, absolute errors, y, y squared].
+    """
+    err = np.asarray(predicted, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return np.array([len(y), float(np.sum(err**2)), float(np.sum(np.abs(err))), float(y.sum()), float(np.sum(y**2))])
+
+
+def regression_scores(sums: np.ndarray) -> dict[str, float]:
+    """Mean squared and absolute error, and R² (1 - SSE / total variance; 0 is predicting the mean)."""
+    n, sse, sae, sy, syy = (float(v) for v in sums)
+    n = max(n, 1.0)
+    total = syy - sy * sy / n
+    return {"mse": sse / n, "mae": sae / n, "r2": 1.0 - sse / total if total > 0 else 0.0}
+
+
+def evaluate_regression(predicted: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """mse, mae and r2 of predictions in the label's units."""
+    return regression_scores(error_sums(predicted, y))

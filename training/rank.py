@@ -107,7 +107,10 @@ def run(spec: RankSpec, env: RankEnv) -> None:
             path = DatasetStore(store).fetch(
                 spec.tenant, ds_ref.name, ds_ref.sha256, ds_ref.format, Path(tmp) / f"data.{ds_ref.format}"
             )
-            ds = load_dataset(path, ds_ref.format, spec.recipe.label_column, spec.recipe.image)
+            r = spec.recipe  # a table is fitted on the same split as the job's own load: the same schema
+            ds = load_dataset(
+                path, ds_ref.format, r.label_column, r.image, task=r.task, test_fraction=r.test_fraction, seed=r.seed
+            )
         lead = env.rank == 0
         checkpointer = Checkpointer.open(store, spec.tenant, spec.job_id, spec.policy, writer=lead)
         progress = ProgressLines(Path(spec.workdir) / "progress.jsonl") if lead and spec.workdir else None

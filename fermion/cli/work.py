@@ -75,6 +75,9 @@ def train(
     label_column: Annotated[
         str | None, typer.Option(help="CSV label column (default: `label`, else `target`, else the last column)")
     ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="tables: classification or regression (default: inferred from the label)")
+    ] = None,
     sha256: Annotated[str | None, typer.Option(help="which upload, if the name has several")] = None,
     follow: Annotated[bool, typer.Option(help="show progress until the job ends")] = False,
     workers: Annotated[int, typer.Option(help="data-parallel ranks for this one job (torch.distributed)")] = 1,
@@ -100,6 +103,10 @@ def train(
         extra["augment"] = {"crop_padding": crop_padding, "flip": flip, "rotation": rotation}
     if workers > 1:
         extra["workers"] = workers
+    if task is not None:
+        if task not in ("classification", "regression"):
+            raise FermionError(f"--task is classification or regression, not {task!r}")
+        extra["task"] = task
     client = Client.from_settings()
     out = client.request_training(
         model,
@@ -116,7 +123,7 @@ def train(
     if output is not Output.table:
         emit(out, output)
     else:
-        label = f", label column {out['label_column']!r}" if out["dataset"]["format"] == "csv" else ""
+        label = f", label column {out['label_column']!r}" if out["dataset"]["format"] in ("csv", "parquet") else ""
         say(f"job {out['job_id']} ({model} on {out['dataset']['name']}{label})")
     if follow:
         result = follow_job(client, out["job_id"], 1 if architecture in CLASSIC else epochs)  # a fit is one step

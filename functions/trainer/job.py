@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fermion.compile import INPUT_NAME, OUTPUT_NAME, Compiled, compile_variants
 from fermion.events import Recipe, TrainingRequested
 from fermion.model_store import (
@@ -20,6 +22,7 @@ from fermion.model_store import (
     TensorSpec,
     code_version,
 )
+from fermion.model_store.features import LOGITS, PREDICTION, PROBABILITIES
 from fermion.training.checkpoints import Checkpointer, CheckpointPolicy
 from fermion.training.classic import is_classic
 from fermion.training.data import Dataset, load_dataset
@@ -29,6 +32,7 @@ from fermion.training.loop import ProgressFn, Trained, train
 from fermion.training.profile import reference_profile
 
 from .classic import run_classic_job
+from .tablegraph import table_graphs
 from .teaching import find_teacher, lesson, report, taught_recipe
 
 log = logging.getLogger(__name__)
@@ -63,15 +67,18 @@ def run_job(
     policy = checkpoints or CheckpointPolicy()
     checkpointer = Checkpointer.open(registry.store, event.tenant, event.id, policy)
     ds, trained, taught = _train(event, registry, recipe, teacher, on_epoch, checkpointer, distributed)
+    regression = ds.task == "regression"  # its variants are judged by R² (tablegraph), not by accuracy
     compiled = compile_variants(
         trained.module,
         trained.x_test,
-        trained.y_test,
+        np.zeros(len(trained.y_test), dtype=np.int64) if regression else trained.y_test,
         calibration=trained.x_calibration,
         budget=accuracy_budget,
         atol=atol,
         rtol=rtol,
     )
+    if ds.schema is not None:
+        compiled = table_graphs(compiled, trained.module, ds, trained.x_test, trained.y_test, budget=accuracy_budget)
     draft = _draft(event, recipe, ds, trained, compiled)
     if taught is not None:
         teacher_ref, comparison = report(taught, trained, compiled.files[MODEL_FILE])
@@ -119,7 +126,17 @@ def _train(
         path = DatasetStore(registry.store).fetch(
             event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
         )
-        ds = load_dataset(path, dataset.format, recipe.label_column, recipe.image)
+        ds = load_dataset(
+            path,
+            dataset.format,
+            recipe.label_column,
+            recipe.image,
+            task=recipe.task,
+            test_fraction=recipe.test_fraction,
+            seed=recipe.seed,
+        )
+        if teacher is not None and ds.schema is not None:
+            raise DatasetError("distillation takes npz or picture datasets; a table model's teacher is not supported")
         taught = lesson(registry, teacher, spec, ds) if teacher is not None and spec is not None else None
         options = distributed or DistributedOptions()
         if recipe.workers > 1 and options.launcher == "kubernetes":
@@ -143,14 +160,11 @@ def _train(
 
 def _draft(event: TrainingRequested, recipe: Recipe, ds: Dataset, trained: Trained, compiled: Compiled) -> Draft:
     """What the job says about the version it registers."""
-    features = [int(d) for d in trained.x_test.shape[1:]]  # [n] for rows, [H, W, C] for pictures
     dataset = event.data.dataset
     return Draft(
-        signature=Signature(
-            inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, *features])],
-            outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, len(trained.labels)])],
-        ),
+        signature=_signature(ds, trained),
         labels=trained.labels,
+        features=ds.schema.model_dump() if ds.schema is not None else None,
         variants={name: v["file"] for name, v in compiled.variants.items()},
         metrics=trained.metrics,
         evaluation=trained.evaluation,
@@ -165,3 +179,19 @@ def _draft(event: TrainingRequested, recipe: Recipe, ds: Dataset, trained: Train
         compile_report={**compiled.report, "train_seconds": round(trained.duration_s, 3)},
         profile=reference_profile(ds, trained).model_dump(),  # issue 17: the drift monitor's reference
     )
+
+
+def _signature(ds: Dataset, trained: Trained) -> Signature:
+    """One `input` tensor (rows, pictures), or a table's columns by name and its answers."""
+    if ds.schema is None:
+        features = [int(d) for d in trained.x_test.shape[1:]]  # [n] for rows, [H, W, C] for pictures
+        return Signature(
+            inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, *features])],
+            outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, len(trained.labels)])],
+        )
+    inputs = [TensorSpec(name=c.name, datatype=c.datatype, shape=[-1, 1]) for c in ds.schema.columns]
+    if ds.schema.task == "regression":
+        return Signature(inputs=inputs, outputs=[TensorSpec(name=PREDICTION, datatype="FP32", shape=[-1, 1])])
+    n = len(ds.schema.classes)
+    outputs = [TensorSpec(name=name, datatype="FP32", shape=[-1, n]) for name in (LOGITS, PROBABILITIES)]
+    return Signature(inputs=inputs, outputs=outputs)

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from fermion.events import AliasMove, Bus, Gate, ModelPromoted, ModelRollout, RolloutChange, derive_id
+from fermion.events.training import LOWER_IS_BETTER, better
 from fermion.model_store import AliasConflict, AliasNotFound, Manifest, Registry, RolloutInProgress, Rollouts
 
 log = logging.getLogger("fermion.trainer")
@@ -31,6 +32,8 @@ def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: 
         return Decision(False, f"the version has no metric {gate.metric!r}; it has {sorted(manifest.metrics)}")
     if score < gate.minimum:
         return Decision(False, f"{gate.metric} {score:.4f} is below the gate's minimum {gate.minimum}")
+    if gate.maximum is not None and score > gate.maximum:
+        return Decision(False, f"{gate.metric} {score:.4f} is above the gate's maximum {gate.maximum}")
     for _ in range(attempts):
         try:
             current = registry.resolve(tenant, name, gate.alias)
@@ -39,8 +42,9 @@ def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: 
         if current == version:
             return Decision(True, f"{gate.alias} already points at version {version}", current)
         if current is not None and gate.not_worse_than_current:
-            incumbent = registry.manifest(tenant, name, current).metrics.get(gate.metric, float("-inf"))
-            if score < incumbent:
+            worst = float("inf") if gate.metric in LOWER_IS_BETTER else float("-inf")
+            incumbent = registry.manifest(tenant, name, current).metrics.get(gate.metric, worst)
+            if better(gate.metric, incumbent, score):
                 return Decision(
                     False,
                     f"{gate.metric} {score:.4f} is worse than {gate.alias} version {current}'s {incumbent:.4f}",
@@ -54,7 +58,8 @@ def apply_gate(registry: Registry, manifest: Manifest, gate: Gate, *, attempts: 
             return Decision(False, f"not promoted: {exc}", current)
         except AliasConflict:
             continue  # someone moved it while we compared: judge against the new incumbent
-        return Decision(True, f"{gate.metric} {score:.4f} ≥ {gate.minimum}", current)
+        bar = f"≤ {gate.maximum}" if gate.maximum is not None else f"≥ {gate.minimum}"
+        return Decision(True, f"{gate.metric} {score:.4f} {bar}", current)
     return Decision(False, f"{gate.alias} kept moving under us; left it alone")
 
 

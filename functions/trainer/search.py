@@ -17,6 +17,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from fermion.events import ParamSpec, Recipe, SweepRequest
+from fermion.events.training import LOWER_IS_BETTER
 from fermion.model_store import SweepRecord, TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep logs its own lines
@@ -46,7 +47,7 @@ class Search:
         self.space = {name: distribution(spec) for name, spec in request.space.items()}
         seed = int(hashlib.sha256(record.sweep_id.encode()).hexdigest()[:8], 16)
         self.study = optuna.create_study(
-            direction="maximize",
+            direction="minimize" if request.metric in LOWER_IS_BETTER else "maximize",
             sampler=_sampler(request, seed),
             pruner=optuna.pruners.MedianPruner(
                 n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS
@@ -119,9 +120,11 @@ class Search:
             self.study.tell(trial, state=STATES[state])
 
     def best(self) -> TrialRecord | None:
-        """The completed trial with the highest metric (the earlier one on a tie), or None."""
+        """The completed trial with the best metric (the highest; the lowest for an error metric such as mse;
+        the earlier one on a tie), or None."""
         done = [t for t in self.record.trials if t.state == "complete" and t.value is not None]
-        return max(done, key=lambda t: (t.value, -t.index)) if done else None
+        sign = -1.0 if self.request.metric in LOWER_IS_BETTER else 1.0
+        return max(done, key=lambda t: (sign * (t.value or 0.0), -t.index)) if done else None
 
 
 def _sampler(request: SweepRequest, seed: int) -> optuna.samplers.BaseSampler:

@@ -132,11 +132,11 @@ async def test_a_job_trains_registers_and_reports(bus: Bus, trainer: Trainer, st
     ("recipe", "data", "fmt", "reason"),
     [
         (Recipe(architecture="transformer", epochs=1), _blobs_npz(), "npz", "unknown architecture 'transformer'"),
-        (
-            Recipe(label_column="species", epochs=1),
-            b"a,b,label\n" + b"1,2,x\n" * 20,
+        (  # issue 26: a table with nothing usable names every column and why
+            Recipe(epochs=1),
+            b"id,b,label\n" + b"".join(b"%d,2,%s\n" % (i, b"xy"[i % 2 : i % 2 + 1]) for i in range(20)),
             "csv",
-            "no label column 'species'",
+            "no column of the table can be used as a feature (label 'label'; 'id': id; 'b': constant)",
         ),
         (Recipe(architecture="cnn", epochs=1), _blobs_npz(), "npz", "square"),
         (Recipe(epochs=1), b"\x00not an npz", "npz", "not a readable .npz"),
@@ -160,19 +160,22 @@ async def test_a_bad_job_fails_with_its_reason_and_is_dead_lettered(
     assert mine and reason in mine[0]["Fermion-Reason"]
 
 
-async def test_a_bad_csv_cell_is_named_by_place_and_its_value_stays_out_of_reasons_and_logs(
+async def test_an_unusable_csv_is_named_by_column_and_its_values_stay_out_of_reasons_and_logs(
     bus: Bus, trainer: Trainer, stack_env: dict[str, str]
 ) -> None:
     # Issue 25: a trainer log quoted a dataset cell ("could not convert string to float: 'secret'").
     sentinel = "s3cr3t-" + datetime.now(UTC).strftime("%H%M%S%f")
     registry = _store(stack_env)
-    ref = _upload(registry, "leaky", f"a,b,label\n1,2,x\n3,{sentinel},y\n".encode() + b"1,2,x\n" * 20, "csv")
+    # Issue 26: a text column no longer fails a job; one with nothing else usable does, naming columns only.
+    rows = "".join(f"1,{sentinel}-{i},{'xy'[i % 2]}\n" for i in range(22))
+    ref = _upload(registry, "leaky", f"a,b,label\n{rows}".encode(), "csv")
     since = datetime.now(UTC) - timedelta(seconds=1)
     event = TrainingRequested(data=TrainingRequest(model_name="leaky", dataset=ref, recipe=Recipe(epochs=1)))
     await bus.publish(event)
     failed = (await _outcome(bus, event.id, since))[-1]
     assert isinstance(failed, TrainingFailed)
-    assert "csv line 3" in failed.data.reason and "column 2" in failed.data.reason, failed.data.reason
+    named = "'a': constant; 'b': text or id-like: 22 distinct values in 22 rows"
+    assert named in failed.data.reason, failed.data.reason
     assert sentinel not in failed.data.reason
     letters = await _dead_letters(stack_env["FERMION_NATS_URL"], since)
     assert all(sentinel not in h.get("Fermion-Reason", "") for _, h in letters)

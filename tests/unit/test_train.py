@@ -30,19 +30,25 @@ def test_csv_with_a_label_column_loads_with_string_labels(tmp_path: Path) -> Non
     ds = load_dataset(tmp_path / "d.csv", "csv", "species")
     assert ds.x.shape == (20, 4) and ds.x.dtype == np.float32
     assert ds.labels == sorted({"xyz"[c] for c in y})
-    np.testing.assert_allclose(ds.x, x, rtol=1e-6)
+    assert ds.schema is not None and ds.schema.names() == ["a", "b", "c", "d"] and ds.schema.label == "species"
+    # Issue 26: the columns are scaled inside the graph now, so the rows are (x - mean) / std of the training split.
+    means = np.array([c.mean for c in ds.schema.columns], dtype=np.float32)
+    stds = np.array([c.std for c in ds.schema.columns], dtype=np.float32)
+    np.testing.assert_allclose(ds.x * stds + means, x, rtol=1e-5)
 
 
-def test_a_missing_label_column_is_named(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(DatasetError, match=r"no label column 'label'; its columns are \['a', 'b'\]"):
-        load_dataset(tmp_path / "d.csv", "csv", "label")
+def test_a_label_column_the_table_lacks_falls_back_to_the_shared_rule(tmp_path: Path) -> None:
+    # Issue 26: the recipe's column if present, else label/target/class/y/outcome, else the last column.
+    (tmp_path / "d.csv").write_text("a,b\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    ds = load_dataset(tmp_path / "d.csv", "csv", "species")
+    assert ds.schema is not None and ds.schema.label == "b" and ds.labels == ["0", "1"]
 
 
-def test_a_non_numeric_feature_is_named_with_its_line(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("a,label\n1,x\nnope,y\n")
-    with pytest.raises(DatasetError, match="csv line 3"):
-        load_dataset(tmp_path / "d.csv", "csv", "label")
+def test_a_text_column_is_dropped_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,note,label\n" + "".join(f"{i},words {i},{'xy'[i % 2]}\n" for i in range(20)))
+    ds = load_dataset(tmp_path / "d.csv", "csv", "label")
+    assert ds.schema is not None and ds.schema.names() == ["a"]
+    assert ds.schema.dropped == {"note": "text or id-like: 20 distinct values in 20 rows"}
 
 
 SENTINEL = "s3cr3t-cell-value"
@@ -51,9 +57,13 @@ SENTINEL = "s3cr3t-cell-value"
 @pytest.mark.parametrize(
     ("content", "named"),
     [
-        (f"a,b,label\n1,2,x\n3,{SENTINEL},y\n", ["csv line 3", "column 2", "'b'"]),  # a cell that is no number
-        ("a,label\n" + f"1,{SENTINEL}\n" * 12, ["single class"]),  # every row the same label
-        (b"a,label\n1,x\n" + SENTINEL.encode("utf-16"), ["not UTF-8", "byte 12"]),
+        # a table with nothing usable: every column is named with why, never a cell
+        (
+            "a,b,label\n" + "".join(f"1,{SENTINEL}{i},{'xy'[i % 2]}\n" for i in range(12)),
+            ["'a': constant", "'b': text"],
+        ),
+        ("a,label\n" + "".join(f"{i},{SENTINEL}\n" for i in range(12)), ["single class"]),  # every row the same label
+        (b"a,label\n1,x\n" + SENTINEL.encode("utf-16"), ["does not parse", "Expected 2 columns"]),
     ],
 )
 def test_csv_errors_name_the_place_never_the_value(

@@ -1,0 +1,97 @@
+"""Issue 26's bar for large tables: a 2,000,000-row x 20-column CSV trains with the trainer's peak RSS <= 3x
+the float32 feature matrix.
+
+Generates the CSV in a temporary directory (16 numbers with blanks, 2 integers, a category, a yes/no
+column and an integer class label), then, in a fresh process, loads it and trains one epoch through the
+trainer's own path (training.data.load_dataset -> training.loop.train), and prints the peak RSS beside
+the matrix's size; also the RSS after the imports (torch alone is a few hundred MB), so both readings
+of the bar are shown. Usage: python bench/tables_memory.py [ROWS]
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROWS = 2_000_000
+
+
+def write_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """The table, written in chunks (the generator's own memory stays small)."""
+    rng = np.random.default_rng(seed)
+    header = [f"n{i}" for i in range(16)] + ["k1", "k2", "region", "member", "label"]
+    with open(path, "w") as f:
+        f.write(",".join(header) + "\n")
+        for start in range(0, rows, 200_000):
+            n = min(200_000, rows - start)
+            numbers = rng.normal(size=(n, 16)).round(4).astype(str)
+            numbers[rng.random((n, 16)) < 0.02] = ""  # blanks
+            ints = rng.integers(0, 1000, size=(n, 2)).astype(str)
+            region = rng.choice(np.array(["north", "south", "east", "west", "centre"]), n)
+            member = rng.choice(np.array(["yes", "no"]), n)
+            label = (numbers[:, 0] != "").astype(int) + rng.integers(0, 2, n)
+            cells = np.column_stack([numbers, ints, region, member, label.astype(str)])
+            f.write("\n".join(",".join(r) for r in cells) + "\n")
+
+
+def peak_rss() -> int:
+    """This process's RSS high-water mark (VmHWM: per address space, unlike ru_maxrss, which survives exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(path: str) -> None:
+    """Load and train one epoch as the trainer does; print the figures."""
+    from fermion.events import Recipe
+    from fermion.training.data import load_dataset
+    from fermion.training.loop import train
+
+    base = peak_rss()
+    started = time.perf_counter()
+    recipe = Recipe(epochs=1, batch_size=4096, label_column="label")
+    ds = load_dataset(Path(path), "csv", recipe.label_column, seed=recipe.seed, test_fraction=recipe.test_fraction)
+    loaded = time.perf_counter() - started
+    after_load = peak_rss()
+    trained = train(ds, recipe)
+    peak = peak_rss()
+    matrix = ds.x.nbytes
+    mb = 1 << 20
+    print(f"rows {len(ds.x):,}, network inputs {ds.x.shape[1]} (from {len(ds.schema.columns)} columns)")
+    print(f"float32 feature matrix: {matrix / mb:.0f} MiB")
+    print(
+        f"RSS after imports: {base / mb:.0f} MiB; peak after loading: {after_load / mb:.0f} MiB; "
+        f"peak: {peak / mb:.0f} MiB"
+    )
+    print(f"load {loaded:.1f} s, one epoch + evaluation {trained.duration_s:.1f} s, metrics {trained.metrics}")
+    whole, above = peak / matrix, (peak - base) / matrix
+    print(f"peak RSS / matrix: {whole:.2f}x ({'pass' if whole <= 3 else 'FAIL'} at <= 3x)")
+    print(f"peak RSS above the imports / matrix: {above:.2f}x ({'pass' if above <= 3 else 'FAIL'} at <= 3x)")
+
+
+def main() -> None:
+    """Generate, then measure in a fresh process (ru_maxrss is a process's high-water mark)."""
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else ROWS
+    with tempfile.TemporaryDirectory(prefix="fermion-tables-") as tmp:
+        path = Path(tmp) / "big.csv"
+        started = time.perf_counter()
+        write_csv(path, rows)
+        print(
+            f"wrote {rows:,} rows x 21 columns ({path.stat().st_size / (1 << 20):.0f} MiB) "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
+        subprocess.run([sys.executable, __file__, "--child", str(path)], check=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2])
+    else:
+        main()

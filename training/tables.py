@@ -1,0 +1,317 @@
+"""Tables (CSV, Parquet) read with pyarrow: typed columns, the label and task, a fitted FeatureSchema, float rows.
+
+Torch-free. The rules are the shared ones (model_store/features.py and the upload profile agree on them):
+a column is a number, integer, boolean, category or text; text, constant and id columns are dropped with
+the reason (`FeatureSchema.dropped`); the label is the recipe's column, else the first of label, target,
+class, y, outcome, else the last column. Statistics (medians, scaling, vocabularies, the target's) are
+fitted on the training rows only, so the held-out split judges the whole pipeline.
+
+`encode` turns raw columns into the float32 rows the network trains on, exactly as the exported graph
+does it (compile/preprocessing.py): the parity check runs both on the same raw rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from fermion.model_store.features import (
+    LOGITS,
+    PREDICTION,
+    PROBABILITIES,
+    Column,
+    FeatureSchema,
+    Target,
+    Task,
+)
+
+from .errors import DatasetError
+from .splits import split_rows
+
+MAX_ROWS = 5_000_000
+MAX_CATEGORIES = 100
+MAX_CLASSES_OF_INTEGERS = 20
+SAMPLE_ROWS = 20_000
+"""Raw rows kept beside the encoded matrix: the parity check's and the drift profile's."""
+LABEL_NAMES = ("label", "target", "class", "y", "outcome")
+TRUE_WORDS = ("1", "t", "true", "y", "yes")
+BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "y", "n", "t", "f"})
+RESERVED = frozenset({LOGITS, PROBABILITIES, PREDICTION})
+
+
+def read_table(path: Path, fmt: str) -> pa.Table:
+    """A CSV (header, blanks as nulls) or Parquet file as an Arrow table; DatasetError if it does not parse."""
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(path)
+        else:
+            convert = pacsv.ConvertOptions(strings_can_be_null=True)
+            table = pacsv.read_csv(path, convert_options=convert)
+    except (pa.ArrowInvalid, OSError) as exc:  # pyarrow quotes the offending row after a colon: keep it out
+        reason = ": ".join(str(exc).splitlines()[0].split(": ")[:2])
+        raise DatasetError(f"{fmt} dataset does not parse: {reason}") from None
+    if table.num_rows > MAX_ROWS:
+        raise DatasetError(f"{fmt} dataset has {table.num_rows} rows; the limit is {MAX_ROWS}")
+    if table.num_columns < 2:
+        raise DatasetError(f"{fmt} dataset has {table.num_columns} column(s); it needs features and a label")
+    return table
+
+
+def choose_label(names: list[str], wanted: str | None) -> str:
+    """The recipe's label column if the table has it, else the first of LABEL_NAMES (any case), else the last."""
+    if wanted and wanted in names:
+        return wanted
+    lower = {n.lower(): n for n in reversed(names)}
+    return next((lower[c] for c in LABEL_NAMES if c in lower), names[-1])
+
+
+def column_kind(name: str, array: pa.ChunkedArray) -> tuple[str | None, str]:
+    """A column's kind, or None and why it cannot be used."""
+    t = array.type
+    valid = len(array) - array.null_count
+    if valid == 0:
+        return None, "empty: every value is blank"
+    if pa.types.is_integer(t) and (name.lower() == "id" or name.lower().endswith("_id")):
+        return None, "id"
+    distinct = pc.count_distinct(array).as_py()
+    if distinct == 1:
+        return None, "constant"
+    if pa.types.is_boolean(t):
+        return "boolean", ""
+    if pa.types.is_integer(t):
+        return "integer", ""
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number", ""
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        words = pc.unique(pc.utf8_lower(pc.utf8_trim_whitespace(array.drop_null()))).to_pylist()
+        if set(words) <= BOOLEAN_WORDS:
+            return "boolean", ""
+        if distinct <= MAX_CATEGORIES and distinct <= valid / 2:
+            return "category", ""
+        return None, f"text or id-like: {distinct:,} distinct values in {valid:,} rows"
+    return None, f"unsupported type {t}"
+
+
+def decide_task(array: pa.ChunkedArray, wanted: Task | None) -> Task:
+    """Classification for a boolean or text label or one of few integers; regression otherwise (or as asked)."""
+    t = array.type
+    numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    if wanted == "regression" and not numeric:
+        raise DatasetError(f"the label is of type {t}; a regression needs a numeric label")
+    if wanted is not None:
+        return wanted
+    if not numeric:
+        return "classification"
+    if pa.types.is_integer(t) and pc.count_distinct(array).as_py() <= MAX_CLASSES_OF_INTEGERS:
+        return "classification"
+    return "regression"
+
+
+def _normalise(array: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Parquet's dictionaries as strings, decimals as float64: the kinds above see plain types."""
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    if pa.types.is_decimal(array.type):
+        array = pc.cast(array, pa.float64())
+    if pa.types.is_large_string(array.type):
+        array = array.cast(pa.string())
+    return array
+
+
+def class_names(array: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """The classes (numbers in numeric order, other values as text, sorted) and each row's class index."""
+    if pa.types.is_boolean(array.type):
+        values = np.asarray(array.to_numpy(zero_copy_only=False)).astype(bool)
+        classes, index = np.unique(values, return_inverse=True)
+        return [str(c).lower() for c in classes], index.astype(np.int64)
+    values = np.asarray(array.to_numpy(zero_copy_only=False))
+    if values.dtype.kind in "iuf":
+        classes, index = np.unique(values, return_inverse=True)
+        names = [str(int(c)) if values.dtype.kind in "iu" or float(c).is_integer() else str(c) for c in classes]
+        return names, index.astype(np.int64)
+    classes, index = np.unique(values.astype(str), return_inverse=True)
+    return [str(c) for c in classes], index.astype(np.int64)
+
+
+def numbers(array: pa.ChunkedArray, kind: str) -> np.ndarray:
+    """A number, integer or boolean column as float32 with NaN for blanks (booleans as 0/1)."""
+    if kind == "boolean" and not pa.types.is_boolean(array.type):
+        array = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(array)), value_set=pa.array(TRUE_WORDS))
+    if pa.types.is_boolean(array.type):
+        array = pc.cast(array, pa.uint8())
+    wide = pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    return np.asarray(wide, dtype=np.float32)
+
+
+def category_index(column: Column, array: pa.ChunkedArray) -> np.ndarray:
+    """Each row's position in the vocabulary: blanks as the imputed value's, values outside it -1."""
+    found = pc.index_in(array, value_set=pa.array(column.categories, pa.string()))
+    index = np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    blank = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    blank |= np.asarray(pc.equal(array, "").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    index[blank] = column.categories.index(str(column.impute))
+    return index
+
+
+def width(column: Column) -> int:
+    """How many network inputs a column becomes (a category: one per vocabulary entry)."""
+    return len(column.categories) if column.kind == "category" else 1
+
+
+def fit_column(name: str, kind: str, array: pa.ChunkedArray, rows: np.ndarray) -> Column | str:
+    """A column's preparation fitted on the training `rows`, or why it cannot be used."""
+    train = array.take(pa.array(rows))
+    if kind == "category":
+        counts = pc.value_counts(train.drop_null()).to_pylist()
+        counts = [c for c in counts if c["values"] != ""]
+        if not counts:
+            return "empty on the training rows"
+        vocabulary = sorted(c["values"] for c in counts)
+        mode = min(counts, key=lambda c: (-c["counts"], c["values"]))["values"]
+        return Column(name=name, kind="category", datatype="BYTES", impute=mode, categories=vocabulary)
+    values = numbers(train, kind)
+    seen = values[~np.isnan(values)]
+    if not len(seen):
+        return "empty on the training rows"
+    if kind == "boolean":
+        mode = float(np.float32(np.mean(seen) > 0.5))
+        return Column(name=name, kind="boolean", datatype="FP32", impute=mode, true_values=list(TRUE_WORDS))
+    median = np.float32(np.median(seen))
+    filled = np.where(np.isnan(values), median, values).astype(np.float64)
+    std = float(np.float32(filled.std())) or 1.0
+    return Column(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]  # number or integer here
+        datatype="FP32",
+        impute=float(median),
+        mean=float(np.float32(filled.mean())),
+        std=std,
+    )
+
+
+def encode(schema: FeatureSchema, table: pa.Table | dict[str, pa.ChunkedArray], *, consume: bool = False) -> np.ndarray:
+    """Raw columns → the float32 rows the network takes, as the graph computes them (float32 steps).
+
+    With `consume`, `table` is a dict of columns, each taken out of it as it is encoded (its memory freed).
+    """
+    columns = table if isinstance(table, dict) else {n: table.column(n) for n in schema.names()}
+    n = len(next(iter(columns.values())))
+    x = np.empty((n, sum(width(c) for c in schema.columns)), dtype=np.float32)
+    at = 0
+    for column in schema.columns:
+        array = _normalise(columns.pop(column.name) if consume else columns[column.name])
+        if column.kind == "category":
+            index = category_index(column, array)
+            k = len(column.categories)
+            x[:, at : at + k] = index[:, None] == np.arange(k)[None, :]
+            at += k
+            continue
+        v = numbers(array, column.kind)
+        np.copyto(v, np.float32(column.impute), where=np.isnan(v))
+        if column.mean is not None and column.std is not None:
+            np.subtract(v, np.float32(column.mean), out=v)
+            np.divide(v, np.float32(column.std), out=v)
+        x[:, at] = v
+        at += 1
+    return x
+
+
+def graph_inputs(schema: FeatureSchema, table: pa.Table) -> dict[str, np.ndarray]:
+    """Raw columns as the exported graph's inputs: [n, 1] float32 (NaN blanks) or strings ("" blanks)."""
+    feeds: dict[str, np.ndarray] = {}
+    for column in schema.columns:
+        array = _normalise(table.column(column.name))
+        if column.kind == "category":
+            values = pc.fill_null(pc.cast(array, pa.string()), "").to_pylist()
+            feeds[column.name] = np.asarray(values, dtype=object).reshape(-1, 1)
+        else:
+            feeds[column.name] = numbers(array, column.kind).reshape(-1, 1)
+    return feeds
+
+
+def fit_schema(
+    table: pa.Table, label: str, task: Task, rows: np.ndarray, labels: list[str], target: Target | None
+) -> FeatureSchema:
+    """The FeatureSchema of `table`'s usable columns, fitted on the training `rows`."""
+    columns: list[Column] = []
+    dropped: dict[str, str] = {}
+    for name in table.column_names:
+        if name == label:
+            continue
+        if name in RESERVED:
+            dropped[name] = f"its name is one of the graph's outputs ({', '.join(sorted(RESERVED))})"
+            continue
+        array = _normalise(table.column(name))
+        kind, reason = column_kind(name, array)
+        fitted = fit_column(name, kind, array, rows) if kind is not None else reason
+        if isinstance(fitted, Column):
+            columns.append(fitted)
+        else:
+            dropped[name] = fitted
+    if not columns:
+        why = "; ".join(f"{k!r}: {v}" for k, v in dropped.items()) or "it has only the label"
+        raise DatasetError(f"no column of the table can be used as a feature (label {label!r}; {why})")
+    return FeatureSchema(columns=columns, label=label, task=task, classes=labels, target=target, dropped=dropped)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table ready to train on: encoded rows, labels (class indices or target values), schema, raw sample."""
+
+    x: np.ndarray
+    y: np.ndarray
+    schema: FeatureSchema
+    sample: pa.Table
+    """Up to SAMPLE_ROWS raw rows of the used columns (blanks kept): parity and the drift profile."""
+
+
+def load_table(
+    path: Path, fmt: str, label_column: str | None, task: Task | None, test_fraction: float, seed: int
+) -> Table:
+    """Read, type, fit on the training split and encode a table; DatasetError naming what makes it unusable."""
+    table = read_table(path, fmt)
+    label = choose_label(table.column_names, label_column)
+    try:
+        return _prepared(table, label, task, test_fraction, seed)
+    except DatasetError as exc:
+        if label_column and label != label_column:  # say which column stood in for the one asked for
+            raise DatasetError(f"{exc} (label column {label!r}: the table has no {label_column!r})") from None
+        raise
+
+
+def _prepared(table: pa.Table, label: str, task: Task | None, test_fraction: float, seed: int) -> Table:
+    array = _normalise(table.column(label))
+    if array.null_count:  # a row without its label teaches nothing
+        table = table.filter(pc.is_valid(array))
+        array = _normalise(table.column(label))
+    if table.num_rows < 10:
+        raise DatasetError(f"dataset has {table.num_rows} labelled rows; at least 10 are needed to train and evaluate")
+    chosen = decide_task(array, task)
+    target = None
+    if chosen == "classification":
+        labels, y = class_names(array)
+        if len(labels) < 2:
+            raise DatasetError(f"label column {label!r} has a single class; a classifier needs at least two")
+        train_rows, _ = split_rows(y, len(labels), test_fraction, seed)
+    else:
+        labels, y = [], numbers(array, "number")
+        train_rows, _ = split_rows(None, 0, test_fraction, seed, rows=len(y))
+        seen = y[train_rows].astype(np.float64)
+        target = Target(
+            mean=float(seen.mean()), std=float(seen.std()) or 1.0, min=float(seen.min()), max=float(seen.max())
+        )
+    del array
+    schema = fit_schema(table, label, chosen, train_rows, labels, target)
+    picked = np.random.default_rng(seed).choice(table.num_rows, min(table.num_rows, SAMPLE_ROWS), replace=False)
+    sample = table.select(schema.names()).take(pa.array(np.sort(picked)))
+    columns = {name: table.column(name) for name in schema.names()}
+    del table  # each column's buffers go as soon as it is encoded
+    x = encode(schema, columns, consume=True)
+    pa.default_memory_pool().release_unused()
+    return Table(x, y, schema, sample)
