@@ -98,16 +98,7 @@ def train(
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
     x_test, y_test = ds.x[test_idx], ds.y[test_idx]
-    contract = fit_contract(ds.image, ds.x[train_idx]) if ds.image is not None else None
-    if contract is None:  # a large table sizes the network on a sample: no copy of its training rows
-        sizing = ds.x[np.sort(train_idx[:SIZING_ROWS])] if ds.schema is not None else ds.x[train_idx]
-        module = build(recipe.architecture, sizing, ds.outputs, recipe.hidden)
-        del sizing
-    else:  # the architecture sees normalised N x C x H x W images; the graph takes pixels
-        pre = ImageInput(contract)
-        with torch.no_grad():
-            net = build(recipe.architecture, pre(torch.from_numpy(ds.x[train_idx])).numpy(), ds.outputs, recipe.hidden)
-        module = nn.Sequential(pre, net)
+    module, contract = _module(ds, recipe, train_idx)
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     history: list[dict[str, Any]] = []
     first = 1
@@ -183,6 +174,18 @@ class HeldOut:
 
 
 SIZING_ROWS = 100_000
+
+
+def _module(ds: Dataset, recipe: Recipe, train_idx: np.ndarray) -> tuple[nn.Module, ImageContract | None]:
+    """The recipe's network sized on the training rows, and a picture dataset's fitted contract."""
+    contract = fit_contract(ds.image, ds.x[train_idx]) if ds.image is not None else None
+    if contract is None:  # a large table sizes the network on a sample: no copy of its training rows
+        sizing = ds.x[np.sort(train_idx[:SIZING_ROWS])] if ds.schema is not None else ds.x[train_idx]
+        return build(recipe.architecture, sizing, ds.outputs, recipe.hidden), None
+    pre = ImageInput(contract)  # the architecture sees normalised N x C x H x W images; the graph takes pixels
+    with torch.no_grad():
+        net = build(recipe.architecture, pre(torch.from_numpy(ds.x[train_idx])).numpy(), ds.outputs, recipe.hidden)
+    return nn.Sequential(pre, net), contract
 
 
 def _targets(ds: Dataset) -> np.ndarray:
