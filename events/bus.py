@@ -238,6 +238,24 @@ class Bus:
             raise BusError(f"cannot read job message {seq}: {exc}") from exc
         return StoredMessage.of(raw)
 
+    async def stranded_jobs(self, durable: str, subject: str, limit: int = 1000) -> list[int]:
+        """Job messages on `subject` that `durable` delivered and gave up on: nothing of it is waiting or in
+        flight, yet they are still in the work queue (their max-deliveries advisory had no listener)."""
+        try:
+            info = await self._js.consumer_info(streams.JOBS_STREAM, durable)
+            if info.num_pending or info.num_ack_pending:  # in flight: cannot be told from given up
+                return []
+            first = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+            last = info.delivered.stream_seq if info.delivered else 0
+            out = []
+            for seq in range(max(first, last - limit + 1), last + 1):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    if (await self._js.get_msg(streams.JOBS_STREAM, seq)).subject == subject:
+                        out.append(seq)
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read consumer {durable!r}: {exc}") from exc
+        return out
+
     async def drop_job(self, seq: int) -> None:
         """Remove a job message from the work queue (gone already is fine)."""
         try:

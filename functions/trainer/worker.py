@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -61,6 +60,7 @@ from .history import JobRun
 from .job import run_job, run_trial
 from .pipeline import UploadRule
 from .promote import promote_and_announce
+from .reaper import Reaper
 from .retrain import DriftRule
 from .scoring import Scorer
 from .settings import TrainerSettings, get_settings
@@ -83,7 +83,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
-        reaper = asyncio.create_task(self._reap())
+        reaper = asyncio.create_task(Reaper(self.bus, self.settings, self.metrics).run())
         try:
             await consume(
                 self.bus,
@@ -305,38 +305,6 @@ class Worker:
             self.metrics.dead_lettered.labels("failed").inc()
         await delivery.term()
         log.error("job %s failed: %s", event.id, reason)
-
-    async def _reap(self) -> None:
-        """Dead-letter messages that ran out of deliveries without a worker seeing their last one.
-
-        A job whose worker dies (SIGKILL, OOM) on every delivery never reaches `_fail`; JetStream then
-        leaves it in the stream and says so in an advisory. One replica (a queue group) takes it out,
-        publishes `training.failed` and dead-letters it with the reason.
-        """
-        advisory = subjects.max_deliveries_advisory(streams.JOBS_STREAM, streams.TRAINER_DURABLE)
-        async for raw in self.bus.listen(advisory, queue="fermion-reapers"):
-            try:
-                info = json.loads(raw)
-                await self._reap_one(int(info["stream_seq"]), int(info.get("deliveries", self.settings.max_deliver)))
-            except (ValueError, KeyError, BusError) as exc:
-                log.warning("could not handle a max-deliveries advisory: %s", exc)
-
-    async def _reap_one(self, seq: int, deliveries: int) -> None:
-        """Dead-letter and report one exhausted job message, then remove it (in that order: nothing is lost)."""
-        taken = await self.bus.job(seq)
-        if taken is None:
-            return
-        reason = (
-            f"ran out of deliveries ({deliveries}): the worker handling it died or hung every time "
-            f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
-        )
-        await rules.dead_letter(self.bus, taken, reason, tag="jobs", deliveries=deliveries)
-        self.metrics.dead_lettered.labels("exhausted").inc()
-        with contextlib.suppress(ValidationError):
-            event = parse_event(taken.data, TrainingRequested)
-            assert isinstance(event, TrainingRequested)
-            await self._publish_failed(event, taken.seq, reason, "MaxDeliveriesExceeded", retryable=True)
-        await self.bus.drop_job(taken.seq)
 
     async def _publish_failed(
         self, event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool
