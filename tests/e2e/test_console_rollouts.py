@@ -11,6 +11,7 @@ test-artifacts/, axe finds nothing serious, nothing overflows at 420 px.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +50,57 @@ def _irises(tmp_path: Path) -> Path:
     return path
 
 
+def _points(tmp_path: Path) -> Path:
+    """An npz of one input (the monitor joins labels to single-input models' predictions)."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    x = (rng.normal(size=(300, 4)) + y[:, None] * 1.5).astype(np.float32)
+    path = tmp_path / "points.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def _row(rng: np.random.Generator) -> list[float]:
+    return [float(v) for v in rng.normal(size=4) * 2 + 1.5]
+
+
 def _traffic(stack: Stack, headers: dict[str, str], n: int) -> None:
     """`n` one-row `:predict` calls, each under its own routing key (the canary gets its share)."""
     rng = np.random.default_rng(5)
     with httpx.Client(base_url=stack.settings.inference_url, headers=headers, timeout=30) as http:
         for i in range(n):
-            row = dict(zip("abcd", (float(v) for v in rng.normal(size=4) * 2 + 1.5), strict=True))
+            row = _row(rng)
             routed = {"Fermion-Routing-Key": f"u{i}"}
             r = http.post(f"/v1/models/{MODEL}:predict", json={"instances": [row]}, headers=routed)
             assert r.status_code == 200, r.text
+
+
+def _labelled_traffic(stack: Stack, headers: dict[str, str], alias: str, timeout_s: float = 90) -> str:
+    """Rows to NAME@alias, each labelled with what v1 answers: a canary that disagrees anywhere trails on
+    online accuracy. Until the controller rolls the canary back; its reason."""
+    rng = np.random.default_rng(9)
+    aliases = f"{stack.settings.ingest_url}/v1/models/{MODEL}/aliases/{alias}/canary"
+    deadline, n = time.monotonic() + timeout_s, 0
+    with httpx.Client(base_url=stack.settings.inference_url, headers=headers, timeout=30) as http:
+        while time.monotonic() < deadline:
+            rows = [_row(rng) for _ in range(40)]
+            truth = http.post(f"/v1/models/{MODEL}/versions/1:predict", json={"instances": rows}).json()
+            labels = []
+            for row, said in zip(rows, truth["predictions"], strict=True):
+                extra = {"Fermion-Routing-Key": f"t{n}", "Fermion-Request-Id": f"t-{n}"}
+                r = http.post(f"/v1/models/{MODEL}@{alias}:predict", json={"instances": [row]}, headers=extra)
+                assert r.status_code == 200, r.text
+                labels.append({"request_id": f"t-{n}", "label": str(truth["classes"].index(said))})
+                n += 1
+            r = httpx.post(
+                f"{stack.settings.ingest_url}/v1/models/{MODEL}/labels", json={"labels": labels}, headers=headers
+            )
+            assert r.status_code == 202, r.text
+            analysis = httpx.get(aliases, headers=headers, timeout=10).json()["analysis"]
+            if analysis and analysis["action"] == "rolled_back":
+                return str(analysis["reason"])
+            time.sleep(0.5)
+    pytest.fail(f"the controller did not roll {alias}'s canary back after {n} labelled requests: {analysis}")
 
 
 @pytest.fixture(scope="module")
@@ -67,26 +110,33 @@ def held(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     assert key is not None
     headers = {"Authorization": f"Bearer {key}"}
     with Client.from_settings(s) as client:
-        client.upload(_irises(tmp_path_factory.mktemp("irises")), name="irises")
+        client.upload(_irises(tmp_path_factory.mktemp("irises")), name="irises")  # a table: its profile
+        client.upload(_points(tmp_path_factory.mktemp("points")), name="points")
         for lr in (3e-3, 3e-2):
-            job = client.train(MODEL, "irises", architecture="mlp", epochs=3, learning_rate=lr, label_column="species")
+            job = client.train(MODEL, "points", architecture="mlp", epochs=3, learning_rate=lr)
             client.wait(job, timeout_s=240)
         client.promote(MODEL, 1)
         client.promote(MODEL, 1, alias="staging")
+        client.promote(MODEL, 1, alias="trial")
     model = f"{s.ingest_url}/v1/models/{MODEL}/aliases"
     with httpx.Client(headers=headers, timeout=30) as http:
         body = {"version": 2, "steps": [10, 50, 100], "bake_s": 600, "automatic": False}
         assert http.post(f"{model}/production/canary", json=body).status_code == 200
         assert http.post(f"{model}/staging/canary", json=body).status_code == 200
         assert http.post(f"{model}/staging/canary/abort").status_code == 200
+        # judged by the controller: any drop in online accuracy rolls it back (latency judged loosely)
+        bounds = {"min_requests": 20, "min_labels": 20, "max_accuracy_drop": 0, "max_p99_ratio": 100}
+        automatic = {"version": 2, "steps": [50, 100], "bake_s": 600, "bounds": bounds}
+        assert http.post(f"{model}/trial/canary", json=automatic).status_code == 200
     _traffic(stack, headers, 200)
+    reason = _labelled_traffic(stack, headers, "trial")
 
     def both_versions_measured() -> bool:
         r = httpx.get(f"{s.ingest_url}/v1/models/{MODEL}/serving", headers=headers, timeout=10).json()
         return {v["version"] for v in r["versions"] if v["requests"]} == {1, 2}
 
     wait_until(both_versions_measured, 60, "the monitor to keep both versions' serving windows")
-    return {"key": key, "headers": headers, "aliases": model}
+    return {"key": key, "headers": headers, "aliases": model, "reason": reason}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./scripts/setup installs it)")
@@ -175,6 +225,12 @@ def test_rollouts_are_visible_live_and_safe_in_the_console(stack: Stack, held: d
         expect(page.locator("#last-change")).to_contain_text("canary 2 rolled back")
         expect(page.locator("#changes")).to_contain_text("canary 2 rolled back")
         expect(page.locator("#rollout-actions")).to_be_hidden()
+        check("aborted canary", "rollout-aborted")
+        visit(f"rollout/{MODEL}/trial")  # rolled back by the controller: its decision and reason
+        expect(page.locator("#rollout-state")).to_contain_text("No rollout runs")
+        expect(page.locator("#decision")).to_contain_text("rollback (rolled back)")
+        expect(page.locator("#decision-reason")).to_have_text(held["reason"])
+        expect(page.locator("#analysis")).to_contain_text("Online accuracy")
         check("rolled-back canary", "rollout-rolled-back")
 
         # The datasets page: the table's profile, columns with kinds, the label's classes.
@@ -189,7 +245,7 @@ def test_rollouts_are_visible_live_and_safe_in_the_console(stack: Stack, held: d
 
         # At 420 px: nothing overflows sideways.
         page.set_viewport_size({"width": 420, "height": 900})
-        for where in [f"model/{MODEL}", f"rollout/{MODEL}/production", f"rollout/{MODEL}/staging", "datasets"]:
+        for where in [f"model/{MODEL}", f"rollout/{MODEL}/production", f"rollout/{MODEL}/trial", "datasets"]:
             visit(where)
             page.wait_for_timeout(300)
             wide = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")

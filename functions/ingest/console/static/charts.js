@@ -45,6 +45,7 @@ export function lineChart(title, xLabel, yLabel, series, time = null) {
     ],
     legend: { live: true },
   };
+  if (time) opts.tzDate = (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); // the axis says UTC
   // uPlot builds its DOM with createElement and textContent, and styles through the CSSOM: the CSP holds.
   figure.uplot = new window.uPlot(opts, aligned(drawn), plot);
   return figure;
