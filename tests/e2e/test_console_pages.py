@@ -45,7 +45,8 @@ async def _failing(stack: Stack, ref: DatasetRef) -> str:
     """A training past ingest's checks (as a producer on the bus can send): the trainer fails it, with a reason."""
     bus = await Bus.from_settings(stack.identity.bus_settings("ingest", stack.settings.nats_url), name="pages-ingest")
     try:
-        recipe = Recipe(epochs=1, label_column="no-such-column")
+        # a missing label column falls back to the last (species): a regression on that text label fails
+        recipe = Recipe(epochs=1, label_column="no-such-column", task="regression")
         event = TrainingRequested(data=TrainingRequest(model_name=MODEL, dataset=ref, recipe=recipe))
         await bus.publish(event)
         return event.id
@@ -71,7 +72,9 @@ def held(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
         ]
         gate = {"alias": "production", "metric": "accuracy", "minimum": 0.0}
         sweep = client.sweep(MODEL, "flowers", trials, metric="accuracy", gate=gate)
-        ref = DatasetRef.model_validate(client.upload(_flowers(tmp_path_factory.mktemp("again")), name="flowers-copy"))
+        copy = client.upload(_flowers(tmp_path_factory.mktemp("again")), name="flowers-copy")
+        # the upload's answer carries the table's profile beside the reference a training takes
+        ref = DatasetRef.model_validate({k: v for k, v in copy.items() if k in DatasetRef.model_fields})
         client.put_pipeline(PIPELINE, {"dataset_prefix": "flowers-new", "model_name": MODEL, "recipe": {"epochs": 2}})
     failed = asyncio.run(_failing(stack, ref))
     jobs = list(sweep["trial_job_ids"])
@@ -149,8 +152,8 @@ def test_every_console_page_shows_what_it_must(stack: Stack, held: dict[str, Any
         # Runs: the sweep's trials together with learning_rate as a column; the failure reason whole.
         visit("runs")
         sweep = page.locator(f"section.group[data-sweep='{held['sweep']}']")
-        expect(sweep.locator("tbody tr")).to_have_count(2)
-        expect(sweep.locator("h3")).to_contain_text("2 trials")
+        expect(sweep.locator("tbody tr")).to_have_count(3)  # the two trials, then the winner's own training
+        expect(sweep.locator("h3")).to_contain_text("2 trials, then the winner retrained")
         assert "learning_rate" in " ".join(sweep.locator("thead th").all_inner_texts())
         expect(page.locator("#runs .reason")).to_have_text(held["error"])
         sweep.get_by_role("button", name="learning_rate").click()  # sortable

@@ -19,6 +19,7 @@ ASSETS = {
     "models.js": JS,
     "runs.js": JS,
     "operations.js": JS,
+    "rollouts.js": JS,
     "console.css": CSS,
     f"uPlot-{UPLOT}.iife.min.js": JS,
     f"uPlot-{UPLOT}.min.css": CSS,

@@ -13,8 +13,9 @@ function aligned(series) {
   })];
 }
 
-// A figure holding one line chart; `series` is [{label, points: [[x, y], ...]}].
-export function lineChart(title, xLabel, yLabel, series) {
+// A figure holding one line chart; `series` is [{label, points: [[x, y], ...]}]. With `time` ({since,
+// until} in Unix seconds) x is a clock over that span and y starts at 0 (rates, latencies, ratios).
+export function lineChart(title, xLabel, yLabel, series, time = null) {
   const plot = h("div", { class: "plot" });
   const figure = h("figure", { class: "chart", "data-metric": yLabel }, h("figcaption", {}, title), plot);
   const drawn = series.filter((s) => s.points.length);
@@ -23,13 +24,16 @@ export function lineChart(title, xLabel, yLabel, series) {
   const opts = {
     width,
     height: 240,
-    scales: { x: { time: false } },
+    scales: time ? {
+      x: { time: true, range: [time.since, time.until] },
+      y: { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.1 : 1] },
+    } : { x: { time: false } },
     axes: [
-      { label: xLabel, grid: { show: true }, incrs: [1, 2, 5, 10, 20, 50, 100] },
+      time ? { label: xLabel, grid: { show: true } } : { label: xLabel, grid: { show: true }, incrs: [1, 2, 5, 10, 20, 50, 100] },
       { label: yLabel, grid: { show: true }, size: 56, values: (u, ticks) => ticks.map((t) => num(t)) },
     ],
     series: [
-      { label: xLabel },
+      time ? { label: xLabel, value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().slice(11, 19)) } : { label: xLabel },
       ...drawn.map((s, i) => ({
         label: s.label,
         stroke: COLOURS[i % COLOURS.length],
@@ -41,6 +45,7 @@ export function lineChart(title, xLabel, yLabel, series) {
     ],
     legend: { live: true },
   };
+  if (time) opts.tzDate = (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); // the axis says UTC
   // uPlot builds its DOM with createElement and textContent, and styles through the CSSOM: the CSP holds.
   figure.uplot = new window.uPlot(opts, aligned(drawn), plot);
   return figure;
@@ -85,5 +90,23 @@ export function runCurves(runs) {
       label: one ? m : label(r),
       points: r.epochs.filter((e) => e.metrics && Object.hasOwn(e.metrics, m)).map((e) => [e.epoch, Number(e.metrics[m])]),
     })))),
+  ];
+}
+
+// Serving per version over time (GET /v1/models/{name}/serving): request rate, p50/p99 latency, error
+// ratio and online accuracy, one series per version so a canary reads against its incumbent.
+export function servingCharts(serving) {
+  const seconds = (iso) => new Date(iso).getTime() / 1000;
+  const at = (p) => seconds(p.at);
+  const span = { since: seconds(serving.since), until: seconds(serving.until) };
+  const per = (field, suffix = "") => serving.versions.map((v) => ({
+    label: `v${v.version}${suffix}`,
+    points: v.points.filter((p) => p[field] !== null && p[field] !== undefined).map((p) => [at(p), p[field]]),
+  }));
+  return [
+    lineChart("Request rate per version", "time (UTC)", "requests/s", per("rate_per_s"), span),
+    lineChart("Latency per version (p50, p99)", "time (UTC)", "latency ms", [...per("p50_ms", " p50"), ...per("p99_ms", " p99")], span),
+    lineChart("Error ratio per version", "time (UTC)", "error ratio", per("error_ratio"), span),
+    lineChart("Online accuracy per version", "time (UTC)", "online accuracy", per("accuracy"), span),
   ];
 }

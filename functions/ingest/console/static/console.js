@@ -4,11 +4,12 @@
 import { KEY, say, stopRefresh, view, whenLoggedOut } from "./dom.js";
 import { model, models } from "./models.js";
 import { datasets, dlq, federation, federations, jobs, keys, pipelines } from "./operations.js";
+import { rollout } from "./rollouts.js";
 import { compare, run, runs } from "./runs.js";
 
 const login = document.getElementById("login");
 const PAGES = { models, model, runs, run, compare: (arg) => compare(arg.split("&").map(decodeURIComponent)),
-  jobs, datasets, pipelines, federations, federation, keys, dlq };
+  rollout, jobs, datasets, pipelines, federations, federation, keys, dlq };
 
 function showLogin(message) {
   login.hidden = false;
@@ -26,7 +27,7 @@ login.addEventListener("submit", (e) => {
 
 // The current page in the navigation (aria-current), so a reader knows where they are.
 function mark(page) {
-  const section = { model: "models", run: "runs", compare: "runs", federation: "federations" }[page] || page;
+  const section = { model: "models", rollout: "models", run: "runs", compare: "runs", federation: "federations" }[page] || page;
   for (const a of document.querySelectorAll("nav a")) {
     if (a.getAttribute("href") === `#${section}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");

@@ -2,6 +2,7 @@
 // evaluation (confusion matrix, per-class scores).
 import { confusionMatrix, perClass } from "./charts.js";
 import { api, button, confirmed, h, link, metric, metricNames, say, show, table, view, when } from "./dom.js";
+import { liveSplit, servingSection, splitText } from "./rollouts.js";
 
 const enc = encodeURIComponent;
 
@@ -13,13 +14,6 @@ export async function models() {
     m.versions.join(", "),
   ])));
   say(`${list.length} model(s)`);
-}
-
-// Where the live split and the rollout go: the rollouts work fills this from its GET routes.
-function liveSplit(name) {
-  return h("section", { id: "live-split", class: "pending", "data-model": name, "aria-labelledby": "live-split-h" },
-    h("h3", { id: "live-split-h" }, "Live split and rollout"),
-    h("p", { class: "hint" }, "The live traffic split and any rollout in progress will show here (from the rollout routes)."));
 }
 
 async function evaluation(name, version, into) {
@@ -35,14 +29,20 @@ export async function model(name) {
   const m = await api(`/v1/models/${enc(name)}`);
   const names = metricNames(m.versions);
   const path = `/v1/models/${enc(name)}/aliases`;
-  const serving = {};
-  for (const [a, v] of Object.entries(m.aliases)) (serving[v] ||= []).push(a);
-  const aliases = Object.entries(m.aliases).map(([a, v]) => [a, `v${v}`, a === "latest" ? "" :
+  const serving = {}; // version → the aliases it serves, with its share where traffic is split
+  const splits = m.splits || {};
+  for (const [a, v] of Object.entries(m.aliases)) {
+    const split = Object.hasOwn(splits, a) ? splits[a] : { [v]: 100 };
+    for (const [sv, w] of Object.entries(split)) (serving[sv] ||= []).push(w === 100 ? a : `${a} ${w}%`);
+  }
+  const aliasVersion = (a, v) => (Object.hasOwn(splits, a) && Object.keys(splits[a]).length > 1 ? `v${v} (split: ${splitText(splits[a])})` : `v${v}`);
+  const aliases = Object.entries(m.aliases).map(([a, v]) => [a, aliasVersion(a, v), a === "latest" ? "" :
     confirmed({ "data-rollback": a }, `Roll back ${a}`, `Confirm: roll back ${a}?`, "Rollback refused", async () => {
       const r = await api(`${path}/${enc(a)}/rollback`, { method: "POST" });
       await model(name);
       say(`${r.alias} rolled back to version ${r.version}`);
     })]);
+  const servingBox = await servingSection(name).catch((e) => h("p", { class: "error", id: "serving" }, `Serving unavailable: ${e.message}`));
   const evalBox = h("section", { id: "evaluation", "aria-labelledby": "evaluation-h" });
   const versions = m.versions.map((v) => [
     h("input", { type: "checkbox", "aria-label": `compare version ${v.version}`, "data-version": v.version }),
@@ -75,10 +75,10 @@ export async function model(name) {
   });
   show(h("h2", {}, `Model ${name}`),
     h("h3", {}, "Serving"), table({ id: "aliases" }, ["Alias", "Version", "Action"], aliases),
-    liveSplit(name),
+    liveSplit(name, m),
     h("h3", {}, "Versions, metrics side by side"),
     table({ id: "versions" }, ["Compare", "Version", "Serves", "Created", ...names, "Training job", "Actions"], versions),
-    compare, comparison, evalBox);
+    compare, comparison, evalBox, servingBox);
   const shown = m.aliases.production ?? m.versions.filter((v) => !v.refused).map((v) => v.version).pop();
   if (shown !== undefined) await evaluation(name, shown, evalBox).catch((e) => say(e.message, true));
   say(`${m.versions.length} version(s)`);

@@ -32,12 +32,42 @@ function size(bytes) {
   return `${i ? v.toFixed(1) : v} ${units[i]}`;
 }
 
+// A table upload's profile: every column with its kind and missing count, the label with its class
+// counts (or the target's statistics), and the columns a model would drop, each with why.
+function profileSection(d) {
+  const p = d.profile;
+  const title = `Profile of ${d.name}`;
+  const columns = table({ class: "profile-columns", "aria-label": `columns of ${d.name}` },
+    ["Column", "Kind", "Type", "Missing", "Distinct", "Used", "Why not"], p.columns.map((c) => [
+      h("th", { scope: "row" }, c.name), c.kind, h("code", {}, c.arrow_type), String(c.missing),
+      `${c.distinct}${c.distinct_more ? "+" : ""}`, c.used ? "yes" : "no", c.reason || ""]), `Columns of ${d.name}`);
+  const l = p.label;
+  const label = !l ? h("p", { class: "hint" }, "No label column.") : h("div", { class: "profile-label" },
+    h("p", {}, `Label ${l.column} (${l.task}), ${l.missing} missing`),
+    Object.keys(l.classes || {}).length ? table({ class: "profile-classes", "aria-label": `classes of ${d.name}` }, ["Class", "Rows"],
+      Object.entries(l.classes).map(([k, n]) => [h("th", { scope: "row" }, k), String(n)]), `Rows per class of ${l.column}`) : null,
+    l.target ? table({ class: "profile-target", "aria-label": `target of ${d.name}` }, ["Mean", "Std", "Min", "Max"],
+      [[num(l.target.mean), num(l.target.std), num(l.target.min), num(l.target.max)]], `Target ${l.column}`) : null);
+  const dropped = Object.entries(p.dropped || {});
+  return h("section", { class: "profile", "data-dataset": d.name, "aria-label": title }, h("h3", {}, title),
+    h("p", {}, `${p.format}, ${p.rows} rows, ${p.columns.length} columns; a model uses ${p.used.length}: ${p.used.join(", ")}`),
+    p.problem ? h("p", { class: "error" }, p.problem) : null, columns, label,
+    dropped.length ? table({ class: "profile-dropped", "aria-label": `dropped columns of ${d.name}` }, ["Dropped column", "Why"],
+      dropped.map(([c, why]) => [h("th", { scope: "row" }, c), why]), `Columns a model of ${d.name} drops`)
+      : h("p", { class: "hint" }, "No column is dropped."));
+}
+
 export async function datasets() {
   const list = await api("/v1/datasets");
-  show(h("h2", {}, "Datasets"), table({ id: "datasets" }, ["Name", "Format", "Size", "sha256"], list.map((d) =>
-    [d.name, d.format, size(d.size), h("code", {}, d.sha256)]), "Stored uploads"),
-  h("p", { class: "hint", id: "profiles-pending" }, "Each dataset's profile will show here once profiles are served."));
-  say(`${list.length} dataset upload(s)`);
+  const profiled = list.filter((d) => d.rows !== null && d.rows !== undefined);
+  const details = await Promise.all(profiled.map((d) =>
+    api(`/v1/datasets/${enc(d.name)}?sha256=${enc(d.sha256)}`).catch((e) => ({ ...d, error: e.message }))));
+  show(h("h2", {}, "Datasets"), table({ id: "datasets" }, ["Name", "Format", "Size", "Rows", "Columns", "Label", "Task", "sha256"],
+    list.map((d) => [d.name, d.format, size(d.size), d.rows ?? "", d.columns ?? "", d.label ?? "", d.task ?? "", h("code", {}, d.sha256)]),
+    "Stored uploads"),
+  h("div", { id: "profiles" }, details.map((d) => (d.profile ? profileSection(d)
+    : h("p", { class: "error" }, `No profile for ${d.name}: ${d.error || "none stored"}`)))));
+  say(`${list.length} dataset upload(s), ${profiled.length} profiled`);
 }
 
 export async function pipelines() {

@@ -61,6 +61,13 @@ function group(title, runs, redraw) {
   return h("section", { class: "group", "data-sweep": runs[0].sweep || "" }, h("h3", {}, title), table({ class: "runs", "aria-label": title }, heads, rows));
 }
 
+// A sweep's trials, and the winner's own training (its id is the sweep's with ".winner") apart.
+function sweepTitle(sweep, rs) {
+  const winner = rs.some((r) => r.job_id === `${sweep}.winner`);
+  const trials = rs.length - (winner ? 1 : 0);
+  return `Sweep ${sweep} (${trials} trials${winner ? ", then the winner retrained" : ""})`;
+}
+
 function matches(r, text) {
   if (!text) return true;
   const hay = [r.job_id, r.model_name, r.status, r.error, r.sweep, ...Object.entries(r.parameters || {}).map(([k, v]) => `${k}=${param(v)}`)];
@@ -75,7 +82,7 @@ export async function runs() {
     const sweeps = new Map();
     for (const r of shown) { const k = r.sweep || ""; if (!sweeps.has(k)) sweeps.set(k, []); sweeps.get(k).push(r); }
     box.replaceChildren(...[...sweeps].sort(([a], [b]) => (a === "") - (b === "")).map(([sweep, rs]) =>
-      group(sweep ? `Sweep ${sweep} (${rs.length} trials)` : `Runs outside a sweep (${rs.length})`, rs, draw)));
+      group(sweep ? sweepTitle(sweep, rs) : `Runs outside a sweep (${rs.length})`, rs, draw)));
     say(`${shown.length} of ${list.length} run(s)`);
   };
   const filter = h("input", { id: "run-filter", type: "search", placeholder: "model, job, status, lr=0.01 …" });
