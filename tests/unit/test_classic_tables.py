@@ -162,6 +162,23 @@ def test_a_classic_classifier_on_a_mixed_table_serves_by_column_name_as_it_was_f
     assert np.abs(np.asarray(answer["probabilities"]) - expected).max() <= 1e-5
     assert answer["predictions"] == [schema.classes[k] for k in expected.argmax(axis=1)]
 
+    # OIP v2 clients send one tensor per column, named by it; the label comes back as the class name.
+    picked = [i for i, r in enumerate(ordered) if r["tenure"] is not None][:3]  # JSON has no NaN: numbers only
+    head = [ordered[i] for i in picked]
+    paperless = [float(r["paperless"] == "Yes") for r in head]
+    inputs = [
+        {"name": "tenure", "shape": [3, 1], "datatype": "FP32", "data": [r["tenure"] for r in head]},
+        {"name": "calls", "shape": [3, 1], "datatype": "FP32", "data": [r["calls"] for r in head]},
+        {"name": "plan", "shape": [3, 1], "datatype": "BYTES", "data": [r["plan"] or "" for r in head]},
+        {"name": "paperless", "shape": [3, 1], "datatype": "FP32", "data": paperless},
+    ]
+    oip = client.post(f"/v2/models/{manifest.name}/infer", json={"inputs": inputs})
+    assert oip.status_code == 200, oip.text
+    outputs = {o["name"]: o for o in oip.json()["outputs"]}
+    assert outputs["label"]["datatype"] == "BYTES"
+    assert outputs["label"]["data"] == [answer["predictions"][i] for i in picked]
+    np.testing.assert_allclose(np.reshape(outputs["probabilities"]["data"], (3, 3)), expected[picked], atol=1e-5)
+
     # Blanks become the training values and an unseen plan no plan at all, inside the graph.
     path = served["registry"].fetch(manifest)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
