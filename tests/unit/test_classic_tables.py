@@ -94,12 +94,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     pq.write_table(pa.table({**columns, "progression": bunch.target}), tmp / "diabetes.parquet")
     out: dict[str, Any] = {"tmp": tmp, "models": {}}
     for i, architecture in enumerate(CLASSIFIERS):
-        recipe = Recipe(architecture=architecture, label_column="outcome", epochs=10)
+        recipe = Recipe(architecture=architecture, label_column="outcome", epochs=6)
         out["models"][("mixed", architecture)] = _train(
             registry, (tmp / "mixed.csv").read_bytes(), "csv", f"mixed-{i}", recipe
         )
     for i, architecture in enumerate(REGRESSORS):
-        recipe = Recipe(architecture=architecture, label_column="progression", epochs=10)
+        recipe = Recipe(architecture=architecture, label_column="progression", epochs=6)
         out["models"][("diabetes", architecture)] = _train(
             registry, (tmp / "diabetes.parquet").read_bytes(), "parquet", f"diabetes-{i}", recipe
         )
