@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
 CLASSIC: dict[str, str] = {
     "sklearn:hist_gradient_boosting": "scikit-learn's histogram gradient-boosted trees for tabular features",
     "sklearn:logistic": "scikit-learn's logistic regression on standardised tabular features",
+    "sklearn:ridge": "scikit-learn's ridge regression on standardised tabular features (regression tables)",
     "xgboost": "XGBoost gradient-boosted trees for tabular features",
     "lightgbm": "LightGBM gradient-boosted trees for tabular features",
 }

@@ -48,9 +48,16 @@ def _csv(path: Path, x: np.ndarray, y: np.ndarray | None) -> None:
     path.write_text("\n".join([",".join(header), *body]) + "\n")
 
 
-def _infer(stack: Stack, model: str, x: np.ndarray) -> dict[str, np.ndarray]:
-    """The Open Inference Protocol's answer, as any OIP v2 client gets it."""
+def _infer(stack: Stack, model: str, x: np.ndarray, *, columns: bool = False) -> dict[str, np.ndarray]:
+    """The Open Inference Protocol's answer, as any OIP v2 client gets it (a table model: one tensor per column)."""
     body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    if columns:
+        body = {
+            "inputs": [
+                {"name": f"f{i}", "shape": [len(x), 1], "datatype": "FP32", "data": x[:, i].tolist()}
+                for i in range(x.shape[1])
+            ]
+        }
     url = f"http://127.0.0.1:{stack.settings.inference_port}/v2/models/{model}/infer"
     answer = httpx.post(url, json=body, headers=bearer(stack.identity.admin_key() or ""), timeout=60)
     assert answer.status_code == 200, answer.text
@@ -78,10 +85,15 @@ def test_classic_architectures_train_into_signed_versions(stack: Stack, tmp_path
         assert manifest.compile_report["parity"]["max_abs_diff"] <= 1e-4
         assert manifest.lineage.recipe["architecture"] == architecture and manifest.labels == ["0", "1", "2"]
         assert [o.name for o in manifest.signature.outputs] == ["label", "probabilities", "logits"]
+        # A CSV is a table: the columns by name, prepared inside the graph, as torch table models take them.
+        assert [i.name for i in manifest.signature.inputs] == [f"f{i}" for i in range(6)] and manifest.features
+        assert manifest.compile_report["table_parity"]["max_abs_diff"] <= 1e-4
         signature, _ = registry.store.get(f"models/default/{model}/versions/1/signature.json")  # signed
         assert signature
-        served = _infer(stack, model, x[:50])
+        served = _infer(stack, model, x[:50], columns=True)
         assert served["probabilities"].shape == (50, 3)
+        assert np.mean(served["probabilities"].argmax(axis=1) == y[:50]) >= 0.6
+        assert [str(v) for v in served["label"].reshape(-1)] == [str(k) for k in served["probabilities"].argmax(axis=1)]
 
 
 @pytest.mark.timeout(300)

@@ -39,7 +39,7 @@ def test_the_catalog_names_every_classic_estimator_and_recipes_accept_them() -> 
             Recipe(architecture=bad)
 
 
-@pytest.mark.parametrize("architecture", sorted(ESTIMATORS))
+@pytest.mark.parametrize("architecture", sorted(set(ESTIMATORS) - {"sklearn:ridge"}))  # ridge: regression only
 def test_each_classic_estimator_trains_converts_and_answers_as_fitted(architecture: str) -> None:
     ds = _wine()
     seen: list[tuple[float, dict[str, float]]] = []
