@@ -205,6 +205,16 @@ def _squared_error(out: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) 
     return functional.mse_loss(out[:, 0], target)
 
 
+EVAL_ROWS = 16_384
+"""Held-out rows evaluated per forward pass (a smaller split is evaluated in one, as it always was)."""
+
+
+def _mine(x: np.ndarray, ranks: Ranks, start: int) -> np.ndarray:
+    """Rows start .. start + EVAL_ROWS of this rank's share of `x` (every world-th row from its rank)."""
+    first = ranks.rank + start * ranks.world
+    return x[first : first + EVAL_ROWS * ranks.world : ranks.world]
+
+
 def _reduce(
     module: nn.Module,
     x: np.ndarray,
@@ -221,27 +231,32 @@ def _reduce(
     counts, the confusion matrices and the per-rank throughputs.
     """
     mine = slice(ranks.rank, None, ranks.world)
+    regression = ds.task == "regression" and ds.schema is not None and ds.schema.target is not None
+    val_sum, outputs, ys = 0.0, [], y[mine]
     module.eval()
-    with torch.no_grad():
-        out = module(torch.from_numpy(x[mine]).to(ranks.device))
-        regression = ds.task == "regression" and ds.schema is not None and ds.schema.target is not None
-        if regression:
-            target = torch.from_numpy(_targets_of(ds, y[mine])).to(ranks.device)
-            val_sum = float(functional.mse_loss(out[:, 0], target, reduction="sum")) if len(target) else 0.0
-        else:
-            target = torch.from_numpy(y[mine]).long().to(ranks.device)
-            val_sum = float(nn.functional.cross_entropy(out, target, reduction="sum")) if len(target) else 0.0
-        logits = out.cpu().numpy()
+    with torch.no_grad():  # in chunks: a large held-out split's activations never exist all at once
+        for start in range(0, len(ys), EVAL_ROWS):
+            chunk = _mine(x, ranks, start)
+            out = module(torch.from_numpy(chunk).to(ranks.device))
+            if regression:
+                target = torch.from_numpy(_targets_of(ds, ys[start : start + EVAL_ROWS])).to(ranks.device)
+                val_sum += float(functional.mse_loss(out[:, 0], target, reduction="sum"))
+            else:
+                target = torch.from_numpy(ys[start : start + EVAL_ROWS]).long().to(ranks.device)
+                val_sum += float(nn.functional.cross_entropy(out, target, reduction="sum"))
+            outputs.append(out.cpu().numpy())
+    width = 1 if regression else len(ds.labels)
+    logits = np.concatenate(outputs) if outputs else np.zeros((0, width), dtype=np.float32)
     n = len(ds.labels)
     if regression:
         assert ds.schema is not None and ds.schema.target is not None
         t = ds.schema.target
-        sums = error_sums(logits[:, 0].astype(np.float64) * t.std + t.mean, y[mine])
+        sums = error_sums(logits[:, 0].astype(np.float64) * t.std + t.mean, ys)
     else:
-        sums = confusion(logits, y[mine], n).ravel()
+        sums = confusion(logits, ys, n).ravel()
     rates = np.zeros(ranks.world)
     rates[ranks.rank] = rate
-    flat = np.concatenate([[loss_sum, rows, val_sum, len(target)], rates, sums])
+    flat = np.concatenate([[loss_sum, rows, val_sum, len(ys)], rates, sums])
     flat = ranks.sum(flat)
     loss = float(flat[0] / max(flat[1], 1))
     val_loss = float(flat[2] / max(flat[3], 1))

@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from fermion.model_store.features import (
     LOGITS,
@@ -33,6 +31,7 @@ from fermion.model_store.features import (
 
 from .errors import DatasetError
 from .splits import split_rows
+from .tablescan import Source, columns, groups, rows_of, scan
 
 MAX_ROWS = 5_000_000
 MAX_CATEGORIES = 100
@@ -43,24 +42,6 @@ LABEL_NAMES = ("label", "target", "class", "y", "outcome")
 TRUE_WORDS = ("1", "t", "true", "y", "yes")
 BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "y", "n", "t", "f"})
 RESERVED = frozenset({LOGITS, PROBABILITIES, PREDICTION})
-
-
-def read_table(path: Path, fmt: str) -> pa.Table:
-    """A CSV (header, blanks as nulls) or Parquet file as an Arrow table; DatasetError if it does not parse."""
-    try:
-        if fmt == "parquet":
-            table = pq.read_table(path)
-        else:
-            convert = pacsv.ConvertOptions(strings_can_be_null=True)
-            table = pacsv.read_csv(path, convert_options=convert)
-    except (pa.ArrowInvalid, OSError) as exc:  # pyarrow quotes the offending row after a colon: keep it out
-        reason = ": ".join(str(exc).splitlines()[0].split(": ")[:2])
-        raise DatasetError(f"{fmt} dataset does not parse: {reason}") from None
-    if table.num_rows > MAX_ROWS:
-        raise DatasetError(f"{fmt} dataset has {table.num_rows} rows; the limit is {MAX_ROWS}")
-    if table.num_columns < 2:
-        raise DatasetError(f"{fmt} dataset has {table.num_columns} column(s); it needs features and a label")
-    return table
 
 
 def choose_label(names: list[str], wanted: str | None) -> str:
@@ -235,29 +216,37 @@ def graph_inputs(schema: FeatureSchema, table: pa.Table) -> dict[str, np.ndarray
     return feeds
 
 
-def fit_schema(
-    table: pa.Table, label: str, task: Task, rows: np.ndarray, labels: list[str], target: Target | None
+def fit_named(name: str, array: pa.ChunkedArray, rows: np.ndarray) -> Column | str:
+    """Column `name` (not the label) fitted on the training `rows`, or why it cannot be used."""
+    if name in RESERVED:
+        return f"its name is one of the graph's outputs ({', '.join(sorted(RESERVED))})"
+    array = _normalise(array)
+    kind, reason = column_kind(name, array)
+    return fit_column(name, kind, array, rows) if kind is not None else reason
+
+
+def schema_of(
+    fitted: list[Column | tuple[str, str]], label: str, task: Task, labels: list[str], target: Target | None
 ) -> FeatureSchema:
-    """The FeatureSchema of `table`'s usable columns, fitted on the training `rows`."""
-    columns: list[Column] = []
-    dropped: dict[str, str] = {}
-    for name in table.column_names:
-        if name == label:
-            continue
-        if name in RESERVED:
-            dropped[name] = f"its name is one of the graph's outputs ({', '.join(sorted(RESERVED))})"
-            continue
-        array = _normalise(table.column(name))
-        kind, reason = column_kind(name, array)
-        fitted = fit_column(name, kind, array, rows) if kind is not None else reason
-        if isinstance(fitted, Column):
-            columns.append(fitted)
-        else:
-            dropped[name] = fitted
+    """The FeatureSchema of the fitted columns (a dropped one as its name and why); DatasetError if none is usable."""
+    columns = [c for c in fitted if isinstance(c, Column)]
+    dropped = dict(c for c in fitted if not isinstance(c, Column))
     if not columns:
         why = "; ".join(f"{k!r}: {v}" for k, v in dropped.items()) or "it has only the label"
         raise DatasetError(f"no column of the table can be used as a feature (label {label!r}; {why})")
     return FeatureSchema(columns=columns, label=label, task=task, classes=labels, target=target, dropped=dropped)
+
+
+def fit_schema(
+    table: pa.Table, label: str, task: Task, rows: np.ndarray, labels: list[str], target: Target | None
+) -> FeatureSchema:
+    """The FeatureSchema of `table`'s usable columns, fitted on the training `rows`."""
+    fitted = [_named(n, fit_named(n, table.column(n), rows)) for n in table.column_names if n != label]
+    return schema_of(fitted, label, task, labels, target)
+
+
+def _named(name: str, fitted: Column | str) -> Column | tuple[str, str]:
+    return fitted if isinstance(fitted, Column) else (name, fitted)
 
 
 @dataclass(frozen=True)
@@ -274,24 +263,34 @@ class Table:
 def load_table(
     path: Path, fmt: str, label_column: str | None, task: Task | None, test_fraction: float, seed: int
 ) -> Table:
-    """Read, type, fit on the training split and encode a table; DatasetError naming what makes it unusable."""
-    table = read_table(path, fmt)
-    label = choose_label(table.column_names, label_column)
+    """Read, type, fit on the training split and encode a table; DatasetError naming what makes it unusable.
+
+    The file is streamed (training/tablescan.py), never held whole: the label first, then the feature
+    columns in groups to fit them, then every used column in batches into the preallocated matrix.
+    """
+    source, label, array = scan(path, fmt, lambda names: choose_label(names, label_column))
+    if source.rows > MAX_ROWS:
+        raise DatasetError(f"{fmt} dataset has {source.rows} rows; the limit is {MAX_ROWS}")
+    if len(source.names) < 2:
+        raise DatasetError(f"{fmt} dataset has {len(source.names)} column(s); it needs features and a label")
     try:
-        return _prepared(table, label, task, test_fraction, seed)
+        return _prepared(source, label, array, task, test_fraction, seed)
     except DatasetError as exc:
         if label_column and label != label_column:  # say which column stood in for the one asked for
             raise DatasetError(f"{exc} (label column {label!r}: the table has no {label_column!r})") from None
         raise
 
 
-def _prepared(table: pa.Table, label: str, task: Task | None, test_fraction: float, seed: int) -> Table:
-    array = _normalise(table.column(label))
+def _prepared(
+    source: Source, label: str, array: pa.ChunkedArray, task: Task | None, test_fraction: float, seed: int
+) -> Table:
+    array, keep = _normalise(array), None
     if array.null_count:  # a row without its label teaches nothing
-        table = table.filter(pc.is_valid(array))
-        array = _normalise(table.column(label))
-    if table.num_rows < 10:
-        raise DatasetError(f"dataset has {table.num_rows} labelled rows; at least 10 are needed to train and evaluate")
+        valid = pc.is_valid(array)
+        keep = np.asarray(valid.to_numpy(zero_copy_only=False), dtype=bool)
+        array = _normalise(array.filter(valid))
+    if len(array) < 10:
+        raise DatasetError(f"dataset has {len(array)} labelled rows; at least 10 are needed to train and evaluate")
     chosen = decide_task(array, task)
     target = None
     if chosen == "classification":
@@ -307,11 +306,37 @@ def _prepared(table: pa.Table, label: str, task: Task | None, test_fraction: flo
             mean=float(seen.mean()), std=float(seen.std()) or 1.0, min=float(seen.min()), max=float(seen.max())
         )
     del array
-    schema = fit_schema(table, label, chosen, train_rows, labels, target)
-    picked = np.random.default_rng(seed).choice(table.num_rows, min(table.num_rows, SAMPLE_ROWS), replace=False)
-    sample = table.select(schema.names()).take(pa.array(np.sort(picked)))
-    columns = {name: table.column(name) for name in schema.names()}
-    del table  # each column's buffers go as soon as it is encoded
-    x = encode(schema, columns, consume=True)
-    pa.default_memory_pool().release_unused()
+    fitted: list[Column | tuple[str, str]] = []
+    features = [n for n in source.names if n != label]
+    for group in groups([n for n in features if n not in RESERVED], len(y)):  # a group's columns at a time
+        held = columns(source, group, keep)
+        fitted += [_named(n, fit_named(n, held.pop(n), train_rows)) for n in group]
+        del held
+    order = {n: i for i, n in enumerate(features)}
+    reserved = [_named(n, fit_named(n, pa.chunked_array([], pa.null()), train_rows)) for n in features if n in RESERVED]
+    fitted = sorted(fitted + reserved, key=lambda c: order[c.name if isinstance(c, Column) else c[0]])
+    schema = schema_of(fitted, label, chosen, labels, target)
+    x, sample = _encoded(source, schema, keep, len(y), seed)
     return Table(x, y, schema, sample)
+
+
+def _encoded(
+    source: Source, schema: FeatureSchema, keep: np.ndarray | None, n: int, seed: int
+) -> tuple[np.ndarray, pa.Table]:
+    """The used columns encoded batch by batch into one float32 matrix, and the raw sample rows."""
+    picked = np.sort(np.random.default_rng(seed).choice(n, min(n, SAMPLE_ROWS), replace=False))
+    x = np.empty((n, sum(width(c) for c in schema.columns)), dtype=np.float32)
+    names, parts = schema.names(), []
+    done = 0
+    for at, batch in rows_of(source, names, keep):
+        done = at + batch.num_rows
+        if done > n:  # the passes must see the same file
+            raise DatasetError(f"{source.fmt} dataset changed while it was read")
+        x[at:done] = encode(schema, {name: batch.column(name) for name in names})
+        here = picked[(picked >= at) & (picked < at + batch.num_rows)] - at
+        if len(here):
+            parts.append(pa.Table.from_batches([batch.select(names).take(pa.array(here))]))
+    pa.default_memory_pool().release_unused()
+    if done != n:
+        raise DatasetError(f"{source.fmt} dataset changed while it was read")
+    return x, pa.concat_tables(parts).combine_chunks()

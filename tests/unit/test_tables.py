@@ -193,3 +193,32 @@ def test_task_is_overridable_and_a_regression_on_text_is_refused(tmp_path: Path)
     (tmp_path / "t.csv").write_text("a,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(30)))
     with pytest.raises(DatasetError, match="regression needs a numeric label"):
         load_dataset(tmp_path / "t.csv", "csv", "label", task="regression")
+
+
+def test_a_streamed_csv_is_typed_as_a_whole_read_types_it_when_later_blocks_need_wider_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trainer never holds the table: it streams it in blocks typed from the first one. Later blocks
+    # widen a column (an integer column gets 2.5, a blank column gets numbers, 0/1 gets "true").
+    from fermion.training import tablescan
+
+    rng = np.random.default_rng(3)
+    lines = ["count,late,flag,plan,label"]
+    for i in range(3000):
+        late = f"{rng.normal():.3f}" if i > 2500 else ""
+        flag = "true" if i == 2990 else str(i % 2)
+        count = "2.5" if i == 2995 else str(i % 7)
+        plan = "" if i % 13 == 0 else "abc"[i % 3]
+        lines.append(f"{count},{late},{flag},{plan},{'yn'[(i * 7) % 3 == 0]}")
+    path = tmp_path / "wide.csv"
+    path.write_text("\n".join(lines) + "\n")
+    whole = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    assert [f.type for f in whole.schema][:3] == [pa.float64(), pa.float64(), pa.bool_()]
+    default = load_dataset(path, "csv", "label")
+    monkeypatch.setattr(tablescan, "BLOCK_BYTES", 4096)  # many blocks, a narrow first one
+    monkeypatch.setattr(tablescan, "GROUP_BYTES", 1)  # one column per fitting pass
+    streamed = load_dataset(path, "csv", "label")
+    assert streamed.schema is not None and streamed.schema == default.schema
+    assert [c.kind for c in streamed.schema.columns] == ["number", "number", "boolean", "category"]
+    assert np.array_equal(streamed.x, encode(streamed.schema, whole), equal_nan=True)
+    assert np.array_equal(streamed.x, default.x) and np.array_equal(streamed.y, default.y)

@@ -201,3 +201,20 @@ def test_the_other_built_ins_train_to_their_stated_accuracy(
 def test_textbag_refuses_features_that_are_not_token_ids() -> None:
     with pytest.raises(DatasetError, match="token ids"):
         build("textbag", np.array([[0.5, 1.0]] * 10, np.float32), 2)
+
+
+def test_the_held_out_rows_are_evaluated_in_chunks_with_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A large held-out split is evaluated EVAL_ROWS at a time (its activations never exist at once).
+    from fermion.training import loop
+
+    x, y = _blobs(400)
+    recipe = Recipe(architecture="mlp", epochs=2, learning_rate=3e-3)
+    losses: dict[str, list[float]] = {"whole": [], "chunked": []}
+    whole = train(Dataset(x, y, ["a", "b", "c"]), recipe, lambda *a, **e: losses["whole"].append(e["val_loss"]))
+    monkeypatch.setattr(loop, "EVAL_ROWS", 7)
+    chunked = train(Dataset(x, y, ["a", "b", "c"]), recipe, lambda *a, **e: losses["chunked"].append(e["val_loss"]))
+    assert losses["chunked"] == pytest.approx(losses["whole"], rel=1e-6)
+    assert whole.evaluation is not None and chunked.evaluation is not None
+    assert chunked.evaluation["confusion"] == whole.evaluation["confusion"]
+    assert np.array(chunked.evaluation["confusion"]).sum() == len(whole.y_test)
+    assert chunked.metrics == whole.metrics
