@@ -20,7 +20,7 @@ from .architectures import build
 from .checkpoints import Checkpointer, epoch_seed
 from .data import Dataset, split
 from .distillation import Criterion
-from .metrics import confusion, error_sums, evaluation, regression_scores, scores
+from .metrics import confusion, error_sums, evaluation, regression_scores, residuals, scores
 from .pictures import ImageInput, augment, fit_contract
 
 
@@ -152,7 +152,10 @@ def train(
             on_epoch(epoch, recipe.epochs, mean_loss, metrics, val_loss=held_out.loss, **ranks.report(rates))
     module.eval().to("cpu")  # exported and checked on the CPU
     calibration = ds.x[train_idx[:512]]  # for static int8 quantisation: training data only
-    took, evaluated = time.perf_counter() - started, last_evaluation(history, ds)
+    evaluated = (
+        last_evaluation(history, ds) if ds.task != "regression" else regression_evaluation(module, x_test, y_test, ds)
+    )
+    took = time.perf_counter() - started
     return Trained(module, metrics, x_test, y_test, calibration, ds.labels, took, contract, evaluated)
 
 
@@ -160,6 +163,17 @@ def last_evaluation(history: list[dict[str, Any]], ds: Dataset) -> dict[str, Any
     """The newest epoch's confusion matrix and per-class scores (None from a checkpoint that predates them)."""
     cm = history[-1].get("confusion") if history else None
     return evaluation(np.asarray(cm, dtype=np.int64), ds.labels) if cm is not None else None
+
+
+def regression_evaluation(module: nn.Module, x: np.ndarray, y: np.ndarray, ds: Dataset) -> dict[str, Any] | None:
+    """A regression's residuals on the held-out split, in the label's units (metrics.residuals)."""
+    if ds.schema is None or ds.schema.target is None:
+        return None
+    t = ds.schema.target
+    with torch.no_grad():  # in chunks, as the epochs' evaluation
+        out = [module(torch.from_numpy(x[i : i + EVAL_ROWS]))[:, 0].numpy() for i in range(0, len(x), EVAL_ROWS)]
+    predicted = np.concatenate(out).astype(np.float64) * t.std + t.mean if out else np.zeros(0)
+    return residuals(predicted, y, pairs=200)
 
 
 @dataclass(frozen=True)

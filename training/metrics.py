@@ -75,3 +75,19 @@ def regression_scores(sums: np.ndarray) -> dict[str, float]:
 def evaluate_regression(predicted: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """mse, mae and r2 of predictions in the label's units."""
     return regression_scores(error_sums(predicted, y))
+
+
+def residuals(predicted: np.ndarray, actual: np.ndarray, bins: int = 20, pairs: int = 200) -> dict[str, Any]:
+    """A regression's held-out errors: a histogram of actual - predicted, its quantiles, and a sample of
+    (actual, predicted) pairs evenly spread over the split, in the label's units."""
+    predicted, actual = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    error = actual - predicted
+    counts, edges = np.histogram(error, bins=bins)
+    quantiles = np.quantile(error, [0.05, 0.25, 0.5, 0.75, 0.95]) if len(error) else np.zeros(5)
+    picked = np.linspace(0, max(len(error) - 1, 0), min(pairs, len(error))).round().astype(int)
+    return {
+        "task": "regression",
+        "residuals": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        "quantiles": dict(zip(("p5", "p25", "p50", "p75", "p95"), (float(q) for q in quantiles), strict=True)),
+        "pairs": [[float(actual[i]), float(predicted[i])] for i in picked],
+    }

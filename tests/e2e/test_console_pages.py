@@ -26,9 +26,20 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium")
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 CLASSES = ["setosa", "versicolor", "virginica"]
-MODEL, FEDERATION, PIPELINE = "flowers", "fed-one", "flowers-rule"
+MODEL, FEDERATION, PIPELINE, REGRESSION = "flowers", "fed-one", "flowers-rule", "growth"
 MICROSECONDS = re.compile(r"\d{2}:\d{2}:\d{2}\.\d{3,}")
 PAGES = ["models", f"model/{MODEL}", "runs", "jobs", "datasets", "pipelines", "federations", "keys", "dlq"]
+
+
+def _growth(tmp_path: Path) -> Path:
+    """A table with a continuous label: a regression, whose evaluation is its residuals."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3))
+    y = 10 + 3 * x[:, 0] - 2 * x[:, 1] + rng.normal(scale=0.5, size=200)
+    rows = ["a,b,c,height"] + [",".join(f"{v:.3f}" for v in (*r, t)) for r, t in zip(x, y, strict=True)]
+    path = tmp_path / "growth.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def _flowers(tmp_path: Path) -> Path:
@@ -75,12 +86,15 @@ def held(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
         copy = client.upload(_flowers(tmp_path_factory.mktemp("again")), name="flowers-copy")
         # the upload's answer carries the table's profile beside the reference a training takes
         ref = DatasetRef.model_validate({k: v for k, v in copy.items() if k in DatasetRef.model_fields})
+        client.upload(_growth(tmp_path_factory.mktemp("growth")), name="growth")
+        growth = client.train(REGRESSION, "growth", epochs=10, label_column="height")
         client.put_pipeline(PIPELINE, {"dataset_prefix": "flowers-new", "model_name": MODEL, "recipe": {"epochs": 2}})
     failed = asyncio.run(_failing(stack, ref))
     jobs = list(sweep["trial_job_ids"])
     for job in jobs:
         wait_until(lambda j=job: _status(s, headers, j) == "completed", 180, f"sweep trial {job}")
     wait_until(lambda: _status(s, headers, failed) == "failed", 60, "the failed run")
+    wait_until(lambda: _status(s, headers, growth) == "completed", 180, "the regression")
     models = lambda: httpx.get(f"{s.ingest_url}/v1/models/{MODEL}", headers=headers, timeout=10).json()  # noqa: E731
     wait_until(lambda: "production" in models().get("aliases", {}), 60, "the sweep's promotion")
     result = {"version": 1, "metrics": {"accuracy": 0.9}, "n_examples": 120, "participants": ["clinic-a", "clinic-b"]}
@@ -148,6 +162,12 @@ def test_every_console_page_shows_what_it_must(stack: Stack, held: dict[str, Any
         expect(page.locator("#per-class tbody tr")).to_have_count(3)
         expect(page.locator("#per-class")).to_contain_text("virginica")
         check("model page", "model")
+        visit(f"model/{REGRESSION}")  # a regression's evaluation: its residuals, not a confusion matrix
+        page.get_by_role("button", name="Evaluation").first.click()
+        expect(page.locator("#residuals .u-legend")).to_contain_text("rows per bin")
+        expect(page.locator("#residual-quantiles tbody tr")).to_have_count(5)
+        expect(page.locator("#confusion")).to_have_count(0)
+        check("regression model page", "model-regression")
 
         # Runs: the sweep's trials together with learning_rate as a column; the failure reason whole.
         visit("runs")

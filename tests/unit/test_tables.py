@@ -184,6 +184,11 @@ def test_diabetes_trains_a_regression_that_beats_predicting_the_mean(tmp_path: P
     assert r2 > 0 and r2 == pytest.approx(trained.metrics["r2"], abs=1e-3)  # in the label's units
     profile = reference_profile(ds, trained)
     assert profile.prediction is not None and profile.classes == [] and profile.features[0].name == "age"
+    ev = trained.evaluation  # issue 27: a regression's evaluation is its residuals, in the label's units
+    assert ev is not None and ev["task"] == "regression" and sum(ev["residuals"]["counts"]) == len(test_idx)
+    errors = y - predicted
+    assert ev["quantiles"]["p50"] == pytest.approx(float(np.median(errors)), abs=0.05 * float(np.std(y)))
+    assert len(ev["pairs"]) == min(200, len(test_idx)) and ev["pairs"][0][0] == pytest.approx(float(y[0]))
 
 
 def test_task_is_overridable_and_a_regression_on_text_is_refused(tmp_path: Path) -> None:

@@ -110,3 +110,22 @@ export function servingCharts(serving) {
     lineChart("Online accuracy per version", "time (UTC)", "online accuracy", per("accuracy"), span),
   ];
 }
+
+// A regression's held-out errors: the residual histogram (actual - predicted, per bin centre), actual
+// against predicted for a sample of rows, and the residuals' quantiles, all in the label's units.
+export function residualCharts(evaluation, version) {
+  const { edges, counts } = evaluation.residuals;
+  const centres = counts.map((c, i) => [(edges[i] + edges[i + 1]) / 2, c]);
+  const pairs = [...evaluation.pairs].sort((a, b) => a[0] - b[0]);
+  const q = evaluation.quantiles;
+  const figures = [
+    lineChart(`Residuals of version ${version} (held-out split)`, "actual − predicted", "rows",
+      [{ label: "rows per bin", points: centres }]),
+    lineChart(`Predicted against actual, version ${version}`, "actual", "predicted",
+      [{ label: "predicted", points: pairs }, { label: "perfect", points: pairs.map(([a]) => [a, a]) }]),
+  ];
+  figures[0].id = "residuals";
+  const rows = Object.entries(q).map(([k, v]) => [h("th", { scope: "row" }, k), num(v)]);
+  return [...figures, table({ id: "residual-quantiles" }, ["Quantile", "Residual"], rows,
+    `Residual quantiles of version ${version}`)];
+}

@@ -1,6 +1,6 @@
 // Models: which version serves each alias, every version's metrics side by side, and a version's
 // evaluation (confusion matrix, per-class scores).
-import { confusionMatrix, perClass } from "./charts.js";
+import { confusionMatrix, perClass, residualCharts } from "./charts.js";
 import { api, button, confirmed, h, link, metric, metricNames, say, show, table, view, when } from "./dom.js";
 import { liveSplit, servingSection, splitText } from "./rollouts.js";
 
@@ -19,9 +19,10 @@ export async function models() {
 async function evaluation(name, version, into) {
   const m = await api(`/v1/models/${enc(name)}/versions/${enc(version)}`);
   const ev = m.evaluation;
-  const shown = ev ? [confusionMatrix(ev, `Confusion matrix of version ${version} (held-out split)`),
-    perClass(ev, `Per-class scores of version ${version}`)]
-    : [h("p", { class: "hint" }, "This version recorded no confusion matrix (trained before it was kept).")];
+  const shown = ev?.residuals ? residualCharts(ev, version)
+    : ev ? [confusionMatrix(ev, `Confusion matrix of version ${version} (held-out split)`),
+      perClass(ev, `Per-class scores of version ${version}`)]
+    : [h("p", { class: "hint" }, "This version recorded no evaluation (trained before it was kept).")];
   into.replaceChildren(h("h3", { id: "evaluation-h" }, `Evaluation of version ${version}`), ...shown);
 }
 
