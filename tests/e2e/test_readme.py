@@ -38,10 +38,6 @@ SKIPPED = {
     r"/fermion up( &)?( +#.*)?$": "runs until Ctrl-C: the `stack` fixture is the Stack `fermion up` runs",
     r"^export FERMION_(URL|API_KEY)=": "a remote deployment's placeholders; test_cli.py drives one through a gateway",
     r"--workers 2": "two ranks under torch.distributed: tests/integration/test_elastic.py",
-    r"models export digits@production --edge": (
-        "KNOWN DEFECT (issue 27, found by this test): the edge build of a picture model fails "
-        "(\"architecture 'cnn' needs images of at least 4x4; these are 28x1\"); remove this entry once fixed"
-    ),
     r"python -m fermion_edge": "the runner on a device: tests/integration/test_edge.py runs it on a bundle",
     r"python -m fermion\.functions\.federated": "long-running coordinator/participants: test_federated.py",
     r"federated (start|rounds)": "needs running participants: tests/integration/test_federation_start.py",
