@@ -65,8 +65,9 @@ def _skipped(command: str) -> str | None:
 
 
 def _files(cwd: Path) -> None:
-    """What the commands name: rows to predict, digits as pictures, an ONNX file; `.venv` as the README has it."""
+    """What the commands name: rows to predict, digits as pictures, an ONNX file; `.venv` and `examples/`."""
     (cwd / ".venv").symlink_to(REPO / ".venv")
+    (cwd / "examples").symlink_to(REPO / "examples")
     iris = load_iris()
     np.savetxt(cwd / "rows.csv", iris.data[1::25], delimiter=",", fmt="%g")
     pictures, labels = digit_pictures()
@@ -96,7 +97,17 @@ def _prepare(stack: Stack, cwd: Path, ids: dict[str, str]) -> dict[str, Callable
         with Client.from_settings(stack.settings) as client:
             client.push("wine", cwd / "model.onnx", labels=["a", "b", "c"])
 
-    return {r"models show iris:2": second_iris, r"jobs show JOB_ID_PREFIX": failed_job, r"models drift wine": wine}
+    def scored() -> None:  # `jobs fetch SCORING_JOB_ID` takes the scoring job `fermion score` queued, finished
+        with Client.from_settings(stack.settings) as client:
+            for _ in client.follow(ids["SCORING_JOB_ID"], timeout_s=120):
+                pass
+
+    return {
+        r"models show iris:2": second_iris,
+        r"jobs show JOB_ID_PREFIX": failed_job,
+        r"models drift wine": wine,
+        r"jobs fetch SCORING_JOB_ID": scored,
+    }
 
 
 def _fill(command: str, ids: dict[str, str]) -> str:
@@ -128,6 +139,8 @@ def test_every_readme_command_runs_or_says_why_not(stack: Stack, tmp_path: Path)
         assert out.returncode == 0, f"README command failed: {filled}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
         if m := re.search(r"^key (\S+) for tenant", out.stdout, re.M):
             ids["KEY_ID"] = m.group(1)
+        if m := re.search(r"^scoring job (\S+):", out.stdout, re.M):
+            ids["SCORING_JOB_ID"] = m.group(1)
         ran.append(command)
     assert len(ran) >= 30, ran  # the first hour, the registry, keys, jobs, pipelines, sweeps, edge, drift
 
