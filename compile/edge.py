@@ -167,10 +167,10 @@ def accuracy(model: bytes, x: np.ndarray, y: np.ndarray, fmt: Format = "onnx") -
     return float(np.mean(logits.argmax(axis=1) == y))
 
 
-def latency_ms(model: bytes, n_features: int, batch: int, fmt: Format = "onnx", runs: int = 50) -> float:
-    """Median CPU `session.run` time in milliseconds."""
+def latency_ms(model: bytes, row: tuple[int, ...], batch: int, fmt: Format = "onnx", runs: int = 50) -> float:
+    """Median CPU `session.run` time in milliseconds, on `batch` random inputs of shape `row` each."""
     s = session(model, fmt)
-    feed = {s.get_inputs()[0].name: np.random.default_rng(0).normal(size=(batch, n_features)).astype(np.float32)}
+    feed = {s.get_inputs()[0].name: np.random.default_rng(0).normal(size=(batch, *row)).astype(np.float32)}
     s.run(None, feed)
     times = []
     for _ in range(runs):
@@ -243,7 +243,7 @@ def build_bundle(
     if options.format == "ort":
         model = to_ort(model)
     measured = _measure(fp32, model, options.format, data, options.accuracy_budget)
-    n_features = int(contract["input"]["shape"][-1])
+    row = tuple(int(d) for d in contract["input"]["shape"][1:])  # one row of features, or one picture (H, W, C)
     model_file = f"model.{options.format}.gz"
     manifest = {
         "format": "fermion-edge-bundle",
@@ -265,10 +265,10 @@ def build_bundle(
             "ratio_vs_served": round(len(fp32) / len(model), 3),
         },
         "cpu_latency_ms": {
-            "served_fp32": {"batch1": latency_ms(fp32, n_features, 1), "batch32": latency_ms(fp32, n_features, 32)},
+            "served_fp32": {"batch1": latency_ms(fp32, row, 1), "batch32": latency_ms(fp32, row, 32)},
             "bundle": {
-                "batch1": latency_ms(model, n_features, 1, options.format),
-                "batch32": latency_ms(model, n_features, 32, options.format),
+                "batch1": latency_ms(model, row, 1, options.format),
+                "batch32": latency_ms(model, row, 32, options.format),
             },
         },
         "runner": {"module": "fermion_edge", "requires": ["onnxruntime", "numpy"]},

@@ -32,7 +32,7 @@ class VersionStats(_Part):
 
 
 class Sample(_Part):
-    """Inputs a version was asked about, and the class it predicted for each row."""
+    """Inputs a version was asked about, and the class it predicted for each row (a regression: the value)."""
 
     tenant: str
     name: str
@@ -41,14 +41,30 @@ class Sample(_Part):
     rows_f32: str
     """The rows, row-major little-endian float32, base64 (a fifth of the size of JSON numbers)."""
     predictions: list[int]
+    values: list[float] = []
+    """A regression's predicted values, one per row (its `predictions` are empty)."""
 
     @classmethod
-    def of(cls, tenant: str, name: str, version: int, rows: np.ndarray, predictions: list[int]) -> Sample:
-        """From a rows-by-features array."""
+    def of(
+        cls,
+        tenant: str,
+        name: str,
+        version: int,
+        rows: np.ndarray,
+        predictions: list[int],
+        values: list[float] | None = None,
+    ) -> Sample:
+        """From a rows-by-features array (a table's: `model_store.profiles.column_values`)."""
         rows = np.ascontiguousarray(rows.reshape(len(rows), -1), dtype="<f4")
         data = base64.b64encode(rows.tobytes()).decode()
         return cls(
-            tenant=tenant, name=name, version=version, features=rows.shape[1], rows_f32=data, predictions=predictions
+            tenant=tenant,
+            name=name,
+            version=version,
+            features=rows.shape[1],
+            rows_f32=data,
+            predictions=predictions,
+            values=values or [],
         )
 
     def rows(self) -> np.ndarray:

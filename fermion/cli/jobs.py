@@ -36,7 +36,8 @@ def job_row(j: dict[str, Any]) -> list[str]:
 @jobs_app.command("list")
 def jobs_list(limit: Annotated[int, typer.Option(help="newest N")] = 20, output: OutputOption = Output.table) -> None:
     """Jobs with their state, progress and outcome (full ids; `jobs show` takes a unique prefix)."""
-    jobs = [j.as_dict() for j in Client.from_settings().jobs(limit).values()]
+    with Client.from_settings() as client:
+        jobs = [j.as_dict() for j in client.jobs(limit).values()]
     emit(jobs, output, JOB_COLUMNS, job_row)
 
 
@@ -46,7 +47,9 @@ def jobs_show(
     output: OutputOption = Output.json,
 ) -> None:
     """One job in full."""
-    emit(Client.from_settings().job(job).as_dict(), output)
+    with Client.from_settings() as client:
+        found = client.job(job).as_dict()
+    emit(found, output)
 
 
 @jobs_app.command("cancel")

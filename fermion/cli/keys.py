@@ -55,8 +55,10 @@ def keys_list(
     output: OutputOption = Output.table,
 ) -> None:
     """Keys, masked, with their scopes and state."""
+    with Client.from_settings() as client:
+        keys = client.keys(tenant)
     emit(
-        Client.from_settings().keys(tenant),
+        keys,
         output,
         ("key", "tenant", "name", "scopes", "created", "expires", "state"),
         lambda k: [

@@ -40,7 +40,8 @@ def upload(
     output: OutputOption = Output.table,
 ) -> None:
     """Upload a dataset; prints the name it is stored under (`Iris.csv` → `iris`) and a table's profile."""
-    ref = Client.from_settings().upload(file, name, presigned=presigned, label_column=label_column, task=task)
+    with Client.from_settings() as client:  # closed: its connection is not left to the garbage collector
+        ref = client.upload(file, name, presigned=presigned, label_column=label_column, task=task)
     if "key" in ref and output is Output.table:
         stored = f"{ref['size']} bytes put at {ref['key']}, sha256 {ref['sha256']}"
         say(f"dataset {ref['name']}: {stored}; announced once the bucket's drop handler stores it")
@@ -56,8 +57,10 @@ def upload(
 
 
 def _architectures(output: Output) -> None:
+    with Client.from_settings() as client:
+        found = client.architectures()
     emit(
-        Client.from_settings().architectures(),
+        found,
         output,
         ("architecture", "source", "description"),
         lambda a: [a["name"], a["source"], a["description"]],

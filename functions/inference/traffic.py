@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -34,6 +34,11 @@ log = logging.getLogger("fermion.inference")
 MAX_MESSAGE = 512 * 1024  # bytes per telemetry message (NATS refuses over 1 MiB by default)
 SAMPLE_MAX_ELEMENTS = 65_536  # larger requests are never sampled (one would outgrow a message)
 LATENCY_CAP = 1024  # latencies kept per version per interval (a uniform reservoir beyond)
+ANSWERS = ("probabilities", "logits", "prediction")  # the outputs a prediction is read from, in preference
+Fed = np.ndarray | dict[str, np.ndarray]  # one input tensor, or a table model's columns by name
+Features = dict[str, Any] | None  # a table model's feature schema (its manifest's `features`)
+Sampled = tuple[str, str, int, Fed, np.ndarray, Features]
+Predicted = tuple[str, str, int, str, np.ndarray, Features]
 
 
 class Routed(Protocol):
@@ -83,9 +88,9 @@ class Telemetry:
         self._stats: dict[tuple[str, str, str | None, int], Counter] = {}
         self._shadows: dict[tuple[str, str, str, int, int], ShadowCounter] = {}
         self._shadow_lock = threading.Lock()
-        self._samples: deque[tuple[str, str, int, np.ndarray, np.ndarray]] = deque()
+        self._samples: deque[Sampled] = deque()
         self._sampled_rows = 0
-        self._predictions: deque[tuple[str, str, int, str, np.ndarray]] = deque(maxlen=10_000)
+        self._predictions: deque[Predicted] = deque(maxlen=10_000)
         self._task: asyncio.Task[None] | None = None
         self._bus: Bus | None = None
         self._started = False
@@ -116,22 +121,27 @@ class Telemetry:
     def sample(
         self, model: LoadedModel, feeds: dict[str, np.ndarray], results: dict[str, np.ndarray], request_id: str | None
     ) -> None:
-        """Keep references to a request's input and output, at the sample rate, up to the cap."""
-        if not self.enabled or len(feeds) != 1 or not results:
-            return
-        output = next(iter(results.values()))
+        """Keep references to a request's inputs and output, at the sample rate, up to the cap.
+
+        A table model's columns are kept as fed (one array per column) with its feature schema: the
+        batch's worker thread turns them into the profile's values (`column_values`), off the request.
+        """
         m = model.manifest
+        if not self.enabled or not results or (len(feeds) != 1 and m.features is None):
+            return
+        output = _answer(results)
         if request_id:
-            self._predictions.append((m.tenant, m.name, m.version, request_id, output))
+            self._predictions.append((m.tenant, m.name, m.version, request_id, output, m.features))
         settings = self._settings()
-        x = next(iter(feeds.values()))
+        x: Fed = feeds if m.features is not None else next(iter(feeds.values()))
+        rows = len(output)
         if (
             self._sampled_rows < settings.sample_max_rows
-            and x.size <= SAMPLE_MAX_ELEMENTS
+            and sum(a.size for a in feeds.values()) <= SAMPLE_MAX_ELEMENTS
             and random.random() < settings.sample_rate
         ):
-            self._sampled_rows += len(x)
-            self._samples.append((m.tenant, m.name, m.version, x, output))
+            self._sampled_rows += rows
+            self._samples.append((m.tenant, m.name, m.version, x, output, m.features))
 
     def shadowed(
         self, key: tuple[str, str, str, int, int], primary_s: float, shadow_s: float | None, agreed: bool
@@ -188,14 +198,29 @@ def _encode(
     source: str,
     stats: dict[tuple[str, str, str | None, int], Counter],
     shadows: dict[tuple[str, str, str, int, int], ShadowCounter],
-    samples: deque[tuple[str, str, int, np.ndarray, np.ndarray]],
-    predictions: list[tuple[str, str, int, str, np.ndarray]],
+    samples: deque[Sampled],
+    predictions: list[Predicted],
 ) -> list[bytes]:
     """The batch as JSON (a worker thread: numpy to lists, arg-max of predictions)."""
     from fermion.events.traffic import Prediction, Sample, ShadowStats, TelemetryBatch, VersionStats
+    from fermion.model_store.features import FeatureSchema
+    from fermion.model_store.profiles import column_values
 
-    def classes(out: np.ndarray) -> list[int]:
+    schemas: dict[str, FeatureSchema] = {}
+
+    def classes(out: np.ndarray, features: Features) -> list[int]:
+        if _regression(features):  # a value, not a class: the ledger counts classes
+            return []
         return [int(c) for c in (out.argmax(axis=1) if out.ndim == 2 else np.zeros(len(out), dtype=int))]
+
+    def sample(t: str, n: str, v: int, x: Fed, out: np.ndarray, features: Features) -> Sample:
+        if isinstance(x, dict):
+            key = f"{t}/{n}/{v}"
+            schema = schemas.get(key) or schemas.setdefault(key, FeatureSchema.model_validate(features))
+            x = column_values(schema, {name: a.reshape(-1) for name, a in x.items()})
+        if _regression(features):
+            return Sample.of(t, n, v, x, [], values=[float(p) for p in out.reshape(len(out), -1)[:, 0]])
+        return Sample.of(t, n, v, x, classes(out, features))
 
     batch = TelemetryBatch(
         source=source,
@@ -209,14 +234,26 @@ def _encode(
             ShadowStats(tenant=t, name=n, alias=a, primary=p, shadow=s, **vars(c))
             for (t, n, a, p, s), c in shadows.items()
         ],
-        samples=[Sample.of(t, n, v, x, classes(out)) for t, n, v, x, out in samples],
+        samples=[sample(*entry) for entry in samples],
         predictions=[
             Prediction(tenant=t, name=n, version=v, request_id=rid if len(out) == 1 else f"{rid}/{i}", predicted=p)
-            for t, n, v, rid, out in predictions
-            for i, p in enumerate(classes(out))
+            for t, n, v, rid, out, features in predictions
+            for i, p in enumerate(classes(out, features))
         ],
     )
     return _chunks(batch)
+
+
+def _answer(results: dict[str, np.ndarray]) -> np.ndarray:
+    """The output a prediction is read from: probabilities, logits or a regression's value; else the first."""
+    for name in ANSWERS:
+        if name in results:
+            return results[name]
+    return next(iter(results.values()))
+
+
+def _regression(features: Features) -> bool:
+    return features is not None and features.get("task") == "regression"
 
 
 def _chunks(batch: TelemetryBatch) -> list[bytes]:

@@ -26,6 +26,7 @@ from fermion.service.auth.http import needs, tenant_of
 from fermion.service.responses import error_responses
 
 from .deps import RegistryDep, Settings
+from .edge_build import refusal
 from .errors import AUTHENTICATED, BadRequest, IngestError, NotBuilt, NotFound, Unavailable
 from .params import ModelName, Tenant
 from .settings import IngestSettings
@@ -88,6 +89,8 @@ async def export_edge(
     # Resolved here (no torch): a missing version is a 404 without a child process, and the build
     # takes the version the alias named at the time of the request.
     manifest = await asyncio.to_thread(registry.lookup, tenant, ref)
+    if (why := refusal(manifest)) is not None:  # known from the manifest: no child process for it
+        raise BadRequest(why)
     options = body.model_dump(exclude={"version", "alias"})
     job = {"tenant": tenant, "ref": f"{name}:{manifest.version}", "options": options}
     async with _one_build(request):

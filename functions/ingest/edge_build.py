@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fermion.events import Recipe
+from fermion.events import ImageContract, Recipe
 from fermion.model_store import (
     DatasetStore,
     InvalidName,
@@ -63,7 +63,16 @@ def _run_data(registry: Registry, manifest: Manifest) -> tuple[EdgeData, Recipe]
             path = DatasetStore(registry.store).fetch(
                 manifest.tenant, name, lineage.dataset_sha256, fmt, Path(tmp) / filename
             )
-            ds = load_dataset(path, fmt, recipe.label_column)
+            # Loaded as the trainer loaded it: pictures as pixels under the version's contract, the same split.
+            ds = load_dataset(
+                path,
+                fmt,
+                recipe.label_column,
+                _image(manifest, recipe),
+                task=recipe.task,
+                test_fraction=recipe.test_fraction,
+                seed=recipe.seed,
+            )
         except (NotFound, ObjectNotFound, DatasetError):
             return None
     if ds.labels != manifest.labels:
@@ -72,8 +81,52 @@ def _run_data(registry: Registry, manifest: Manifest) -> tuple[EdgeData, Recipe]
     return EdgeData(ds.x[train_idx], ds.y[train_idx], ds.x[test_idx], ds.y[test_idx]), recipe
 
 
+def _image(manifest: Manifest, recipe: Recipe) -> ImageContract | None:
+    """A picture model's contract as it was resolved at training (the recipe's, for older versions)."""
+    return ImageContract.model_validate(manifest.image) if manifest.image else recipe.image
+
+
+def _module(architecture: str, data: EdgeData, manifest: Manifest, hidden: int | None) -> Any:
+    """The recipe's network rebuilt as the trainer built it (a picture model: its input layer first)."""
+    from fermion.training.architectures import build
+
+    if not manifest.image:
+        return build(architecture, data.x_train, len(manifest.labels), hidden)
+    import torch
+    from torch import nn
+
+    from fermion.training.pictures import ImageInput
+
+    pre = ImageInput(ImageContract.model_validate(manifest.image))
+    with torch.no_grad():  # the architecture sizes itself on normalised N x C x H x W images
+        net = build(architecture, pre(torch.from_numpy(data.x_train)).numpy(), len(manifest.labels), hidden)
+    return nn.Sequential(pre, net)
+
+
+def refusal(manifest: Manifest) -> str | None:
+    """Why this version cannot become an edge bundle (None: it can); the ingest asks before any build."""
+    if manifest.features is not None:
+        return (
+            f"model {manifest.name} version {manifest.version} is a table model: it takes one input per column "
+            f"({len(manifest.signature.inputs)} of them, categories as text), and edge bundles take models with "
+            "one input tensor (npz and picture datasets); serve it over HTTP (:predict or OIP v2) instead"
+        )
+    if len(manifest.signature.inputs) != 1 or len(manifest.signature.outputs) != 1:
+        return "edge bundles take models with one input and one output"
+    return None
+
+
 def _contract(manifest: Manifest) -> dict[str, Any]:
     (inp,), (out,) = manifest.signature.inputs, manifest.signature.outputs
+    if manifest.image:
+        return {
+            "input": {"name": inp.name, "dtype": "float32", "shape": inp.shape},
+            "preprocessing": "pictures resized and laid out as the image contract says, pixels 0-255 "
+            "(scaling and normalisation are inside the graph)",
+            "image": manifest.image,
+            "output": {"name": out.name, "dtype": "float32", "shape": out.shape, "labels": manifest.labels},
+            "postprocessing": "argmax over the output row; the class is labels[argmax]",
+        }
     return {
         "input": {"name": inp.name, "dtype": "float32", "shape": inp.shape},
         "preprocessing": "none outside the model: rows of raw features as the dataset held them "
@@ -92,16 +145,14 @@ def export_edge(
 
     registry = open_registry(store)
     manifest = registry.lookup(tenant or store.tenant, ref)
-    if len(manifest.signature.inputs) != 1 or len(manifest.signature.outputs) != 1:
-        raise CompileError("edge bundles take models with one input and one output")
+    if (why := refusal(manifest)) is not None:
+        raise CompileError(why)
     fp32 = registry.fetch(manifest).read_bytes()
     found = _run_data(registry, manifest)
     data = found[0] if found else None
     module = None
     if found and options.prune > 0:
-        from fermion.training.architectures import build
-
-        rebuilt = build(found[1].architecture, found[0].x_train, len(manifest.labels), found[1].hidden)
+        rebuilt = _module(found[1].architecture, found[0], manifest, found[1].hidden)
         # When the graph's weights do not map onto the recipe's module, the graph itself is pruned.
         module = rebuilt if load_onnx_weights(rebuilt, fp32) else None
     key = SigningKey.load_or_create(signing.key_path)

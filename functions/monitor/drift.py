@@ -6,7 +6,8 @@ reference distribution, evaluated at the bin edges (a lower bound of the KS stat
 test is conservative). A feature has drifted when its PSI is over the threshold *and* its KS
 p-value is significant after Holm's correction for testing every feature at once: PSI alone
 flags noise on small windows, KS alone flags tiny shifts on large ones. Predictions drift when
-the predicted-class frequencies' PSI is over the threshold.
+the predicted-class frequencies' PSI is over the threshold (a regression's: its predicted values'
+PSI against the binned predictions of its reference).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Verdict:
 def judge(
     profile: Profile, x: np.ndarray, predicted: np.ndarray, *, psi_threshold: float = 0.2, alpha: float = 0.01
 ) -> Verdict:
-    """Compare a window of inputs (rows by features) and predicted classes with the reference."""
+    """Compare a window of inputs (rows by features) and predicted classes (a regression: values) with the reference."""
     psis: dict[str, float] = {}
     pvalues: dict[str, float] = {}
     for i, feature in enumerate(profile.features):
@@ -89,7 +90,10 @@ def judge(
     significant = holm(pvalues, alpha)
     drifted = [f.name for f in profile.features if f.name in significant and psis[f.name] > psi_threshold]
     prediction_psi = None
-    if profile.classes and len(predicted):
+    if profile.prediction is not None and len(predicted):  # a regression: its values against their bins
+        counts = profile.prediction.counts(np.asarray(predicted, dtype=np.float64))
+        prediction_psi = round(psi(np.asarray(profile.prediction.fractions), counts), 6)
+    elif profile.classes and len(predicted):
         counts = np.bincount(predicted, minlength=len(profile.classes))[: len(profile.classes)]
         prediction_psi = round(psi(np.asarray(profile.classes), counts), 6)
     return Verdict(

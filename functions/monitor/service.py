@@ -138,19 +138,24 @@ class Monitor:
 
     async def _sampled(self, sample: Sample) -> None:
         manifest = await self._manifest(sample.tenant, sample.name, sample.version)
-        if manifest is None or manifest.profile is None or not sample.predictions:
+        if manifest is None or manifest.profile is None:
             return
         profile = Profile.model_validate(manifest.profile)
+        # A regression's reference bins its predicted values; a classifier's counts predicted classes.
+        if profile.prediction is not None:
+            predicted = np.asarray(sample.values, dtype=np.float64)
+        else:
+            predicted = np.asarray(sample.predictions, dtype=np.int64)
         try:
             x = sample.rows()
         except ValueError as exc:
             log.warning("dropped an unreadable sample of %s: %s", sample.name, exc)
             return
-        if x.shape[1] != len(profile.features) or len(x) != len(sample.predictions):
+        if not len(predicted) or x.shape[1] != len(profile.features) or len(x) != len(predicted):
             return
         key = (sample.tenant, sample.name, sample.version)
         window = self.windows.setdefault(key, Window(self.settings.window_rows))
-        if not window.add(x, np.asarray(sample.predictions, dtype=np.int64)):
+        if not window.add(x, predicted):
             return
         while window.count >= window.size:
             rows, predicted = window.take()

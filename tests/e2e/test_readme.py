@@ -38,10 +38,6 @@ SKIPPED = {
     r"/fermion up( &)?( +#.*)?$": "runs until Ctrl-C: the `stack` fixture is the Stack `fermion up` runs",
     r"^export FERMION_(URL|API_KEY)=": "a remote deployment's placeholders; test_cli.py drives one through a gateway",
     r"--workers 2": "two ranks under torch.distributed: tests/integration/test_elastic.py",
-    r"models export digits@production --edge": (
-        "KNOWN DEFECT (issue 27, found by this test): the edge build of a picture model fails "
-        "(\"architecture 'cnn' needs images of at least 4x4; these are 28x1\"); remove this entry once fixed"
-    ),
     r"python -m fermion_edge": "the runner on a device: tests/integration/test_edge.py runs it on a bundle",
     r"python -m fermion\.functions\.federated": "long-running coordinator/participants: test_federated.py",
     r"federated (start|rounds)": "needs running participants: tests/integration/test_federation_start.py",
@@ -69,8 +65,9 @@ def _skipped(command: str) -> str | None:
 
 
 def _files(cwd: Path) -> None:
-    """What the commands name: rows to predict, digits as pictures, an ONNX file; `.venv` as the README has it."""
+    """What the commands name: rows to predict, digits as pictures, an ONNX file; `.venv` and `examples/`."""
     (cwd / ".venv").symlink_to(REPO / ".venv")
+    (cwd / "examples").symlink_to(REPO / "examples")
     iris = load_iris()
     np.savetxt(cwd / "rows.csv", iris.data[1::25], delimiter=",", fmt="%g")
     pictures, labels = digit_pictures()
@@ -100,7 +97,17 @@ def _prepare(stack: Stack, cwd: Path, ids: dict[str, str]) -> dict[str, Callable
         with Client.from_settings(stack.settings) as client:
             client.push("wine", cwd / "model.onnx", labels=["a", "b", "c"])
 
-    return {r"models show iris:2": second_iris, r"jobs show JOB_ID_PREFIX": failed_job, r"models drift wine": wine}
+    def scored() -> None:  # `jobs fetch SCORING_JOB_ID` takes the scoring job `fermion score` queued, finished
+        with Client.from_settings(stack.settings) as client:
+            for _ in client.follow(ids["SCORING_JOB_ID"], timeout_s=120):
+                pass
+
+    return {
+        r"models show iris:2": second_iris,
+        r"jobs show JOB_ID_PREFIX": failed_job,
+        r"models drift wine": wine,
+        r"jobs fetch SCORING_JOB_ID": scored,
+    }
 
 
 def _fill(command: str, ids: dict[str, str]) -> str:
@@ -132,6 +139,8 @@ def test_every_readme_command_runs_or_says_why_not(stack: Stack, tmp_path: Path)
         assert out.returncode == 0, f"README command failed: {filled}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
         if m := re.search(r"^key (\S+) for tenant", out.stdout, re.M):
             ids["KEY_ID"] = m.group(1)
+        if m := re.search(r"^scoring job (\S+):", out.stdout, re.M):
+            ids["SCORING_JOB_ID"] = m.group(1)
         ran.append(command)
     assert len(ran) >= 30, ran  # the first hour, the registry, keys, jobs, pipelines, sweeps, edge, drift
 

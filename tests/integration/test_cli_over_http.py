@@ -267,3 +267,62 @@ def test_labels_are_submitted_with_the_cli(ingest: SecuredIngest, tmp_path: Path
     (tmp_path / "bad.csv").write_text("req-1,setosa,extra\n")
     bad = _fermion(ingest, tmp_path, "models", "labels", "mead", str(tmp_path / "bad.csv"))
     assert bad.exit_code == 1 and "request_id,label" in str(bad.exception)
+
+
+CUSTOMERS = "id,member,plan,age,outcome\n" + "".join(
+    f"{i},{'yes' if i % 2 else 'no'},{('basic', 'plus', 'pro')[i % 3]},{'' if i % 9 == 0 else 20 + i % 45},"
+    f"{('churn', 'stay', 'upgrade')[i % 3]}\n"
+    for i in range(1, 301)
+)
+
+
+async def test_datasets_are_listed_and_shown_and_a_table_scored_and_fetched_over_http(
+    ingest: SecuredIngest, tmp_path: Path
+) -> None:
+    from fermion.functions.trainer.scoring import Scorer
+    from fermion.functions.trainer.settings import TrainerSettings
+    from tests.helpers.tables import table_draft, table_onnx
+
+    ingest.registry.register("default", "churn", {"model.onnx": table_onnx()}, table_draft())
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+
+    def fermion(*args: str) -> Any:  # the CLI blocks: it runs in a thread while the scorer runs on this loop
+        result = _fermion(ingest, tmp_path, *args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result
+
+    uploaded = await asyncio.to_thread(fermion, "upload", str(tmp_path / "customers.csv"))
+    assert "300 rows" in uploaded.output and "outcome" in uploaded.output, uploaded.output
+    listed = json.loads((await asyncio.to_thread(fermion, "datasets", "list", "-o", "json")).output)
+    (customers,) = [d for d in listed if d["name"] == "customers"]
+    assert (customers["rows"], customers["columns"], customers["label"]) == (300, 5, "outcome")
+    shown = (await asyncio.to_thread(fermion, "datasets", "show", "customers")).output
+    assert "plan" in shown and "category" in shown and "age" in shown, shown
+    detail = json.loads((await asyncio.to_thread(fermion, "datasets", "show", "customers", "-o", "json")).output)
+    assert detail["profile"]["rows"] == 300
+
+    scored = await asyncio.to_thread(fermion, "score", "churn", "--dataset", "customers", "--id-column", "id")
+    job = scored.output.split("scoring job ", 1)[1].split(":", 1)[0]
+    bus = await ingest.admin_bus()
+    stop = asyncio.Event()
+    settings = TrainerSettings(nats_url=ingest.nats.url, ack_wait_s=10, max_deliver=3, retry_delay_s=0.2)
+    task = asyncio.create_task(Scorer(bus, ingest.registry, settings).run(stop))
+    try:
+        for _ in range(300):  # bounded: 30 s
+            state = json.loads((await asyncio.to_thread(fermion, "jobs", "show", job, "-o", "json")).output)
+            if state["state"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await bus.close()
+    assert state["state"] == "completed", state
+    out = tmp_path / "scored.csv"
+    fetched = await asyncio.to_thread(fermion, "jobs", "fetch", job[:8], "--out", str(out))
+    assert str(out) in fetched.output.replace("\n", "")
+    import pyarrow.parquet as pq
+
+    scores = pq.read_table(out)  # the job wrote parquet (the default); the name is the user's
+    assert scores.num_rows == 300 and scores.column_names[:2] == ["id", "prediction"]
+    assert set(scores["prediction"].to_pylist()) <= {"churn", "stay", "upgrade"}

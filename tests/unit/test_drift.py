@@ -102,3 +102,14 @@ def test_the_verdicts() -> None:
     assert worse.action == "rollback" and "online accuracy 0.500" in worse.reason
     assert judge(_plan(), _observed(30), _observed(300), NO_LABELS, now).action == "wait"  # still baking
     assert judge(_plan(started_s_ago=20), _observed(30), _observed(300), NO_LABELS, now).action == "step"
+
+
+def test_a_regressions_predicted_values_drift_against_their_bins() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5000, 2))
+    profile = build_profile(x, None, 0, ["a", "b"], values=100 + 20 * x[:, 0])
+    calm = rng.normal(size=(500, 2))
+    verdict = judge_drift(profile, calm, 100 + 20 * calm[:, 0])
+    assert verdict.prediction_psi is not None and not verdict.alarm
+    moved = judge_drift(profile, calm, 130 + 20 * calm[:, 0])  # the same inputs, values 1.5 std higher
+    assert moved.prediction_drift and moved.drifted == []
