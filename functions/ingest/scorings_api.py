@@ -120,6 +120,8 @@ async def _output(bus: Bus, tenant: str, job: str) -> str:
     if status.output is None:
         what = "not a scoring job" if status.kind != "scoring" else f"{status.state}, with no predictions yet"
         raise Conflict(f"job {status.job_id} is {what}")
+    if not status.output.startswith(f"scores/{tenant}/"):  # the key comes from an event: read only our own
+        raise Conflict(f"job {status.job_id} names its predictions outside this tenant's scores")
     return status.output
 
 

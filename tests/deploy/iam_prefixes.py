@@ -97,9 +97,10 @@ def _store_modules() -> dict[Path, tuple[set[str], set[str]]]:
 
 
 def key_roots() -> set[str]:
-    """Every top-level prefix the code builds keys under: model_store's, and the two units build
-    themselves (functions/federated/store.py's rounds, functions/ingest/s3_events.py's drops)."""
-    return set().union(*(built for _, built in _store_modules().values())) | {"federated", "incoming"}
+    """Every top-level prefix the code builds keys under: model_store's, and the three units build
+    themselves (functions/federated/store.py's rounds, functions/ingest/s3_events.py's drops,
+    functions/trainer/predictions.py's scoring outputs, which ingest reads back only under scores/)."""
+    return set().union(*(built for _, built in _store_modules().values())) | {"federated", "incoming", "scores"}
 
 
 def prefixes(entry: str) -> set[str]:

@@ -61,6 +61,7 @@ def test_trainers_scale_from_zero_on_the_backlog_the_sidecar_publishes(res: dict
     assert {d for _, d in TRAINER_CONSUMERS} == {
         streams.TRAINER_DURABLE,
         streams.SWEEP_DURABLE,
+        streams.SCORER_DURABLE,
         streams.PIPELINE_DURABLE,
         streams.RETRAIN_DURABLE,
     }
@@ -126,12 +127,14 @@ async def test_the_backlog_counts_waiting_work_of_every_trainer_consumer(monitor
         await bus.publish_bytes(subjects.TRAINING_REQUESTED, b"{}", msg_id="t1")
         await bus.publish_bytes(subjects.TRAINING_SWEEP, b"{}", msg_id="s1")
         await bus.publish_bytes(subjects.DATASETS_UPLOADED, b"{}", msg_id="d1")
+        await bus.publish_bytes(subjects.SCORING_REQUESTED, b"{}", msg_id="c1")
         counts = await asyncio.to_thread(read_backlog, monitor_url)
     finally:
         await bus.close()
     assert counts == {
         f"{streams.JOBS_STREAM}/{streams.TRAINER_DURABLE}": 1,
         f"{streams.JOBS_STREAM}/{streams.SWEEP_DURABLE}": 1,
+        f"{streams.JOBS_STREAM}/{streams.SCORER_DURABLE}": 1,
         f"{streams.EVENTS_STREAM}/{streams.PIPELINE_DURABLE}": 1,
         f"{streams.EVENTS_STREAM}/{streams.RETRAIN_DURABLE}": 0,
     }

@@ -36,6 +36,7 @@ WITHHELD = {
         "keys": "API keys authenticate HTTP callers; a bucket notification has none",
         "models": "a drop stores a dataset, never a version",
         "usage": "quotas are charged when ingest signs the upload URL, not when the drop lands",
+        "scores": "a score/ drop is stored as a dataset and queued; the trainer writes the predictions",
     },
     "TrainerTaskRole": {},
     "MonitorTaskRole": {},

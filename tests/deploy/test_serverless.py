@@ -156,7 +156,10 @@ def test_s3_drop_is_triggered_by_incoming_and_reaches_nats_in_the_vpc(template: 
 NEEDED = {
     "InferenceRole": {"s3:GetObject": {"models/*", "keys/*"}, "s3:ListBucket": {""}},
     "IngestRole": {
-        "s3:GetObject": {"datasets/*", "models/*", "keys/*", "usage/*", "runs/*", "pipelines/*", "federated/*"},
+        "s3:GetObject": {
+            *("datasets/*", "models/*", "keys/*", "usage/*", "runs/*", "sweeps/*", "scores/*"),
+            *("pipelines/*", "federated/*"),
+        },
         "s3:PutObject": {
             "incoming/*",
             "datasets/*",

@@ -167,7 +167,8 @@ def test_every_user_error_is_one_line_and_exit_1(stack: Stack, tmp_path: Path) -
 
 
 class _Gateway(http.server.ThreadingHTTPServer):
-    """One base URL in front of both functions (/v2 → inference, the rest → ingest), as a deployment has."""
+    """One base URL in front of both functions (/v2 and `:predict` → inference, the rest → ingest), as a
+    deployment has (serverless.yml: API Gateway's routes)."""
 
     def __init__(self, ingest: str, inference: str) -> None:
         self.ingest, self.inference = ingest, inference
@@ -178,7 +179,8 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     server: _Gateway
 
     def _forward(self) -> None:
-        base = self.server.inference if self.path.startswith("/v2") else self.server.ingest
+        to_inference = self.path.startswith("/v2") or self.path.split("?")[0].endswith(":predict")
+        base = self.server.inference if to_inference else self.server.ingest
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
         r = httpx.request(self.command, base + self.path, content=body, headers=headers, timeout=60)

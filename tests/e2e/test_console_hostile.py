@@ -43,6 +43,11 @@ MODEL = "hostile"
 TRAINED, FAILED = "hostile-trained", "hostile-failed"  # the real trainings' ids: within the id charset
 
 
+def _ref(uploaded: dict[str, Any]) -> DatasetRef:
+    """The reference a training takes, from an upload's answer (which also carries the table's profile)."""
+    return DatasetRef.model_validate({k: v for k, v in uploaded.items() if k in DatasetRef.model_fields})
+
+
 def _datasets(client: Client, tmp_path: Path) -> tuple[DatasetRef, DatasetRef]:
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 60)
@@ -50,8 +55,8 @@ def _datasets(client: Client, tmp_path: Path) -> tuple[DatasetRef, DatasetRef]:
     np.savez(buf, x=(rng.normal(size=(60, 4)) + y[:, None] * 3).astype(np.float32), y=y)
     (tmp_path / "blobs.npz").write_bytes(buf.getvalue())
     (tmp_path / "rows.csv").write_text("a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n")
-    npz = DatasetRef.model_validate(client.upload(tmp_path / "blobs.npz", name="blobs"))
-    csv = DatasetRef.model_validate(client.upload(tmp_path / "rows.csv", name="rows"))
+    npz = _ref(client.upload(tmp_path / "blobs.npz", name="blobs"))
+    csv = _ref(client.upload(tmp_path / "rows.csv", name="rows"))
     return npz, csv
 
 
