@@ -91,6 +91,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.MODELS_PUBLISHED,
             subjects.MODELS_PROMOTED,
             f"{subjects.MODELS_ROLLOUT}.started",  # a gate's canary
+            f"{subjects.TRAINING_CANCEL}.>",  # a sweep's median pruner stops a trial by cancelling it
             f"{subjects.DLQ_PREFIX}.>",
             f"{_JS}.STREAM.INFO.{_JOBS}",
             f"{_JS}.STREAM.MSG.GET.{_JOBS}",  # the reaper reads a dead job by sequence
