@@ -21,13 +21,15 @@ from fermion.compile.classic import check_parity, to_onnx
 from fermion.compile.classic_tables import check_table_parity, estimator_answers, on_table
 from fermion.compile.validate import validate_onnx
 from fermion.events import TrainingRequested
-from fermion.model_store import DatasetStore, Draft, Lineage, Manifest, Registry, Signature, TensorSpec, code_version
+from fermion.model_store import Draft, Lineage, Manifest, Registry, Signature, TensorSpec, code_version
 from fermion.model_store.profiles import Profile, build_profile, column_values
 from fermion.training.classic import Fitted, fit
-from fermion.training.data import Dataset, load_dataset
+from fermion.training.data import Dataset
 from fermion.training.errors import DatasetError, PermanentJobError
 from fermion.training.loop import ProgressFn
 from fermion.training.tables import encode, graph_inputs
+
+from .data import fetch_dataset
 
 PROFILE_ROWS = 20_000
 PARITY_ROWS = 2_000
@@ -44,18 +46,7 @@ def run_classic_job(
     if recipe.workers > 1 or recipe.distill is not None:
         raise PermanentJobError(f"{recipe.architecture!r} trains on one worker without a teacher")
     with tempfile.TemporaryDirectory(prefix="fermion-job-") as tmp:
-        path = DatasetStore(registry.store).fetch(
-            event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
-        )
-        ds = load_dataset(
-            path,
-            dataset.format,
-            recipe.label_column,
-            recipe.image,
-            task=recipe.task,
-            test_fraction=recipe.test_fraction,
-            seed=recipe.seed,
-        )
+        ds = fetch_dataset(event, registry, recipe, Path(tmp))
 
     def done(loss: float, metrics: dict[str, float]) -> None:
         if on_epoch is not None:

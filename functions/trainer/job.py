@@ -13,7 +13,6 @@ from fermion.compile import INPUT_NAME, OUTPUT_NAME, Compiled, compile_variants
 from fermion.events import Recipe, TrainingRequested
 from fermion.model_store import (
     MODEL_FILE,
-    DatasetStore,
     Draft,
     Lineage,
     Manifest,
@@ -25,13 +24,14 @@ from fermion.model_store import (
 from fermion.model_store.features import LOGITS, PREDICTION, PROBABILITIES
 from fermion.training.checkpoints import Checkpointer, CheckpointPolicy
 from fermion.training.classic import is_classic
-from fermion.training.data import Dataset, load_dataset
+from fermion.training.data import Dataset
 from fermion.training.distributed import DistributedOptions, train_distributed
 from fermion.training.errors import DatasetError
 from fermion.training.loop import ProgressFn, Trained, train
 from fermion.training.profile import reference_profile
 
 from .classic import run_classic_job
+from .data import fetch_dataset
 from .tablegraph import table_graphs
 from .teaching import find_teacher, lesson, report, taught_recipe
 
@@ -121,20 +121,9 @@ def _train(
     distributed: DistributedOptions | None,
 ) -> tuple[Dataset, Trained, Any]:
     """Fetch the dataset and train the recipe on it (data-parallel when it asks for workers)."""
-    dataset, spec, policy = event.data.dataset, recipe.distill, checkpointer.policy
+    spec, policy = recipe.distill, checkpointer.policy
     with tempfile.TemporaryDirectory(prefix="fermion-job-") as tmp:
-        path = DatasetStore(registry.store).fetch(
-            event.tenant, dataset.name, dataset.sha256, dataset.format, Path(tmp) / f"data.{dataset.format}"
-        )
-        ds = load_dataset(
-            path,
-            dataset.format,
-            recipe.label_column,
-            recipe.image,
-            task=recipe.task,
-            test_fraction=recipe.test_fraction,
-            seed=recipe.seed,
-        )
+        ds = fetch_dataset(event, registry, recipe, Path(tmp))
         if teacher is not None and ds.schema is not None:
             raise DatasetError("distillation takes npz or picture datasets; a table model's teacher is not supported")
         taught = lesson(registry, teacher, spec, ds) if teacher is not None and spec is not None else None
