@@ -8,6 +8,7 @@ the unit first connects; botocore's errors stop here as BusUnavailable.
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from functools import lru_cache
 
 from .errors import BusUnavailable
@@ -20,7 +21,8 @@ def secret_password(secret_id: str) -> str:
     import botocore.exceptions
 
     try:
-        text = boto3.session.Session().client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        with closing(boto3.session.Session().client("secretsmanager")) as client:
+            text = client.get_secret_value(SecretId=secret_id)["SecretString"]
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise BusUnavailable(f"the NATS password in Secrets Manager ({secret_id}) could not be read: {exc}") from exc
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -50,36 +51,37 @@ def s3_drop_queue(
     """Create the bucket and an SQS queue, route `incoming/` ObjectCreated events to it; returns the queue URL."""
     s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
     sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if bucket not in existing:
-        s3.create_bucket(Bucket=bucket)
-    queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    policy: dict[str, Any] = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": arn,
-                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
-            }
-        ],
-    }
-    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
+    with closing(s3), closing(sqs):
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        if bucket not in existing:
+            s3.create_bucket(Bucket=bucket)
+        queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy: dict[str, Any] = {
+            "Version": "2012-10-17",
+            "Statement": [
                 {
-                    "QueueArn": arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}},
+                    "Effect": "Allow",
+                    "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": arn,
+                    "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
                 }
             ],
-        },
-    )
+        }
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}},
+                    }
+                ],
+            },
+        )
     return queue_url
 
 
@@ -91,11 +93,13 @@ def ensure_bucket() -> bool:
 
     store = StoreSettings()
     bucket = urlparse(store.store_url).netloc
-    s3 = boto3.client("s3", endpoint_url=store.s3_endpoint_url, region_name=store.s3_region or "us-east-1")
-    if bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-        return False
-    s3.create_bucket(Bucket=bucket)
-    return True
+    with closing(
+        boto3.client("s3", endpoint_url=store.s3_endpoint_url, region_name=store.s3_region or "us-east-1")
+    ) as s3:
+        if bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            return False
+        s3.create_bucket(Bucket=bucket)
+        return True
 
 
 def register_admin(record_file: Path) -> bool:

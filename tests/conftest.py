@@ -21,6 +21,14 @@ from fermion.infra.localstack import installed as localstack_installed
 from fermion.model_store import LocalDirStore, Registry, generate_key_pair
 from fermion.model_store.backends.s3 import S3Store
 from tests.helpers import REPO, StackOptions, Trainer, free_port, running_stack, s3_client
+from tests.helpers.s3 import close_s3_clients
+
+
+@pytest.fixture(autouse=True)
+def _s3_clients_closed() -> Iterator[None]:
+    """Each test's boto3 clients are closed when it ends (tests/helpers/s3.py)."""
+    yield
+    close_s3_clients()
 
 
 @pytest.fixture(scope="session")

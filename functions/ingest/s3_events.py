@@ -194,6 +194,7 @@ async def bridge(queue_url: str, settings: IngestSettings, stop: asyncio.Event, 
                 await asyncio.to_thread(sqs.delete_message, QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     finally:
         await bus.close()
+        sqs.close()
 
 
 def main() -> None:

@@ -78,6 +78,10 @@ class S3Store:
             ),
         )
 
+    def close(self) -> None:
+        """Close the client's pooled connections (a dropped boto3 client leaves its sockets to the collector)."""
+        self._s3.close()
+
     def _key(self, key: str) -> str:
         return self.prefix + key
 

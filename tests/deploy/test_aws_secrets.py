@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import boto3
@@ -31,7 +32,8 @@ def secrets_env(localstack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iter
     }.items():
         monkeypatch.setenv(name, value)
     secret_password.cache_clear()
-    yield boto3.client("secretsmanager")
+    with closing(boto3.client("secretsmanager")) as client:
+        yield client
     secret_password.cache_clear()
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,8 +72,11 @@ def s3_ingest(
     bucket = f"fermion-{uuid.uuid4().hex[:12]}"
     queue = s3_drop_queue(bucket, endpoint_url=localstack.endpoint_url, queue_name=f"drops-{bucket}")
     store = S3Store(bucket, endpoint_url=localstack.endpoint_url, region="us-east-1")  # its own client: SigV4
-    for url, key in _serve(store, nats_server.url, tmp_path):
-        yield url, key, store, queue
+    try:
+        for url, key in _serve(store, nats_server.url, tmp_path):
+            yield url, key, store, queue
+    finally:
+        store.close()
 
 
 def _npz(rows: int) -> bytes:
@@ -86,12 +90,13 @@ async def _drain_drops(queue_url: str, endpoint: str, store: S3Store, bus: Bus) 
     sqs = boto3.client(
         "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
     )
-    for _ in range(40):
-        reply = await asyncio.to_thread(sqs.receive_message, QueueUrl=queue_url, WaitTimeSeconds=1)
-        for message in reply.get("Messages", []):
-            await asyncio.to_thread(sqs.delete_message, QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            if records := s3_records(json.loads(message["Body"])):  # not S3's test event
-                return await ingest_records(records, DatasetStore(store), bus)
+    with closing(sqs):
+        for _ in range(40):
+            reply = await asyncio.to_thread(sqs.receive_message, QueueUrl=queue_url, WaitTimeSeconds=1)
+            for message in reply.get("Messages", []):
+                await asyncio.to_thread(sqs.delete_message, QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                if records := s3_records(json.loads(message["Body"])):  # not S3's test event
+                    return await ingest_records(records, DatasetStore(store), bus)
     raise AssertionError("no S3 notification reached the queue")
 
 

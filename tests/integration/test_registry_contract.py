@@ -225,6 +225,7 @@ def test_s3_faults_are_named_errors(localstack: LocalStack, monkeypatch: pytest.
     no_credentials = S3Store("b", endpoint_url=localstack.endpoint_url, region="us-east-1")
     with pytest.raises(StoreUnavailable, match="no AWS credentials"):
         no_credentials.get("k")
+    no_credentials.close()
 
 
 def test_the_cache_is_bounded(tmp_path: Path) -> None:

@@ -157,6 +157,7 @@ def test_the_multipart_settings_reach_the_store(tmp_path: Path) -> None:
     )
     store = open_registry(settings).store
     assert isinstance(store, S3Store)
+    store.close()
     assert (store._multipart_threshold, store._multipart_part_size, store._multipart_concurrency) == (
         100 << 20,
         8 << 20,
