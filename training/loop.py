@@ -12,7 +12,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler, TensorDataset
 
 from fermion.events import ImageContract, Recipe
 
@@ -78,6 +77,20 @@ class Ranks:
         return {"workers": self.world, "restarts": self.restarts, "samples_per_s": rates}
 
 
+def epoch_order(n: int, world: int, rank: int, seed: int, epoch: int) -> torch.Tensor:
+    """This rank's positions in the training rows for one epoch: DistributedSampler's, as one tensor.
+
+    The same shuffle (randperm seeded with seed + epoch), padding and striding as
+    `DistributedSampler(shuffle=True, drop_last=False)`, without its list of Python ints: 2 M rows
+    made that list ~60 MB, a third of a 20-column float32 table.
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+    total = -(-n // world) * world
+    if total > n:  # pad by repeating from the start, evenly divisible across ranks
+        perm = torch.cat([perm] * (total // n) + [perm[: total % n]]) if n else perm
+    return perm[rank:total:world]
+
+
 def train(
     ds: Dataset,
     recipe: Recipe,
@@ -97,7 +110,7 @@ def train(
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     train_idx, test_idx = split(ds, recipe.test_fraction, recipe.seed)
-    x_test, y_test = ds.x[test_idx], ds.y[test_idx]
+    y_test = ds.y[test_idx]  # the held-out rows are gathered chunk by chunk: no copy of them while training
     module, contract = _module(ds, recipe, train_idx)
     optimiser = torch.optim.AdamW(module.parameters(), lr=recipe.learning_rate)
     history: list[dict[str, Any]] = []
@@ -112,9 +125,6 @@ def train(
     # Every row stays where it is; batches index them through the training rows (no copy of a large table).
     xt, yt = torch.from_numpy(ds.x).to(ranks.device), torch.from_numpy(_targets(ds)).to(ranks.device)
     rows = torch.from_numpy(train_idx).to(ranks.device)
-    sampler: DistributedSampler[int] = DistributedSampler(
-        TensorDataset(rows), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=recipe.seed
-    )
     per_rank_batch = max(1, -(-recipe.batch_size // ranks.world))  # the recipe's batch is the global one
     soft = None if teacher is None else torch.from_numpy(teacher).to(ranks.device)
     loss_fn: Any = Criterion(recipe.distill if soft is not None else None, soft)
@@ -124,8 +134,7 @@ def train(
     for epoch in range(first, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))
         pictures = torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ranks.rank))  # augmentation
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long, device=ranks.device)
+        order = epoch_order(len(rows), ranks.world, ranks.rank, recipe.seed, epoch).to(ranks.device)
         net.train()
         total, tick = 0.0, time.perf_counter()
         for start in range(0, len(order), per_rank_batch):
@@ -139,7 +148,7 @@ def train(
             optimiser.step()
             total += loss.item() * len(batch)
         rate = len(order) / max(time.perf_counter() - tick, 1e-9)
-        mean_loss, held_out, rates = _reduce(module, x_test, y_test, ds, ranks, total, len(order), rate)
+        mean_loss, held_out, rates = _reduce(module, ds.x, test_idx, y_test, ds, ranks, total, len(order), rate)
         metrics = held_out.metrics
         if history:  # only the newest epoch keeps its confusion matrix: a checkpoint stays small
             history[-1].pop("confusion", None)
@@ -151,6 +160,8 @@ def train(
         if on_epoch:
             on_epoch(epoch, recipe.epochs, mean_loss, metrics, val_loss=held_out.loss, **ranks.report(rates))
     module.eval().to("cpu")  # exported and checked on the CPU
+    del xt, yt, rows
+    x_test = ds.x[test_idx]  # what the export is checked on: copied once the training's tensors are gone
     calibration = ds.x[train_idx[:512]]  # for static int8 quantisation: training data only
     evaluated = (
         last_evaluation(history, ds) if ds.task != "regression" else regression_evaluation(module, x_test, y_test, ds)
@@ -223,15 +234,16 @@ EVAL_ROWS = 16_384
 """Held-out rows evaluated per forward pass (a smaller split is evaluated in one, as it always was)."""
 
 
-def _mine(x: np.ndarray, ranks: Ranks, start: int) -> np.ndarray:
-    """Rows start .. start + EVAL_ROWS of this rank's share of `x` (every world-th row from its rank)."""
+def _mine(x: np.ndarray, held: np.ndarray, ranks: Ranks, start: int) -> np.ndarray:
+    """Held-out rows start .. start + EVAL_ROWS of this rank's share (every world-th from its rank) of `x[held]`."""
     first = ranks.rank + start * ranks.world
-    return x[first : first + EVAL_ROWS * ranks.world : ranks.world]
+    return x[held[first : first + EVAL_ROWS * ranks.world : ranks.world]]
 
 
 def _reduce(
     module: nn.Module,
     x: np.ndarray,
+    held: np.ndarray,
     y: np.ndarray,
     ds: Dataset,
     ranks: Ranks,
@@ -239,7 +251,8 @@ def _reduce(
     rows: int,
     rate: float,
 ) -> tuple[float, HeldOut, list[float]]:
-    """The epoch's mean training loss, its held-out evaluation and per-rank samples/s, over every rank.
+    """The epoch's mean training loss, its held-out evaluation (rows `held` of `x`, labels `y`) and per-rank
+    samples/s, over every rank.
 
     Each rank evaluates its share of the held-out rows; one all-reduce sums the losses, the row
     counts, the confusion matrices and the per-rank throughputs.
@@ -250,7 +263,7 @@ def _reduce(
     module.eval()
     with torch.no_grad():  # in chunks: a large held-out split's activations never exist all at once
         for start in range(0, len(ys), EVAL_ROWS):
-            chunk = _mine(x, ranks, start)
+            chunk = _mine(x, held, ranks, start)
             out = module(torch.from_numpy(chunk).to(ranks.device))
             if regression:
                 target = torch.from_numpy(_targets_of(ds, ys[start : start + EVAL_ROWS])).to(ranks.device)

@@ -29,6 +29,7 @@ from fermion.model_store import DatasetStore, StoreSettings, open_store
 from .checkpoints import Checkpointer, CheckpointPolicy
 from .data import load_dataset
 from .loop import Ranks, train
+from .memory import fix_mmap_threshold
 from .settings import RankEnv
 
 _PR_SET_PDEATHSIG = 1
@@ -124,6 +125,7 @@ def run(spec: RankSpec, env: RankEnv) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `python -m fermion.training.rank SPEC`."""
     die_with_parent()
+    fix_mmap_threshold()
     arg = (argv if argv is not None else sys.argv[1:])[0]
     text = arg if arg.lstrip().startswith("{") else Path(arg).read_text()
     run(RankSpec.model_validate_json(text), RankEnv())

@@ -111,11 +111,14 @@ def class_names(array: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
         values = np.asarray(array.to_numpy(zero_copy_only=False)).astype(bool)
         classes, index = np.unique(values, return_inverse=True)
         return [str(c).lower() for c in classes], index.astype(np.int64)
-    values = np.asarray(array.to_numpy(zero_copy_only=False))
-    if values.dtype.kind in "iuf":
-        classes, index = np.unique(values, return_inverse=True)
-        names = [str(int(c)) if values.dtype.kind in "iu" or float(c).is_integer() else str(c) for c in classes]
+    numeric = pa.types.is_integer(array.type) or array.type == pa.float64()  # float32 prints its own way
+    if numeric or pa.types.is_string(array.type):
+        # Arrow's hash lookup: int32 positions, not np.unique's sorted copies of the whole column.
+        found = sorted(pc.unique(array).to_pylist())
+        names = [str(int(c)) if numeric and float(c).is_integer() else str(c) for c in found]
+        index = pc.index_in(array, value_set=pa.array(found, array.type)).to_numpy(zero_copy_only=False)
         return names, index.astype(np.int64)
+    values = np.asarray(array.to_numpy(zero_copy_only=False))
     classes, index = np.unique(values.astype(str), return_inverse=True)
     return [str(c) for c in classes], index.astype(np.int64)
 

@@ -54,6 +54,7 @@ from fermion.service.observability.trainer import serve_metrics, trainer_metrics
 from fermion.training.checkpoints import CheckpointPolicy
 from fermion.training.distributed import DistributedOptions
 from fermion.training.errors import JobCancelled, PermanentJobError
+from fermion.training.memory import fix_mmap_threshold
 
 from . import outcomes, rules
 from .history import JobRun
@@ -354,6 +355,7 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
 
 def main() -> None:
     """Entry point: `python -m fermion.functions.trainer`."""
+    fix_mmap_threshold()  # training/memory.py: a trainer's peak stays near its table
     settings = get_settings()
     logs.configure("trainer", json_lines=settings.log_format == "json")
     asyncio.run(serve(settings))

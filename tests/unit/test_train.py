@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 from fermion.events import Recipe
 from fermion.training.architectures import build
 from fermion.training.data import Dataset, load_dataset
 from fermion.training.errors import DatasetError, UnknownArchitecture
-from fermion.training.loop import train
+from fermion.training.loop import epoch_order, train
 from fermion.training.metrics import confusion, evaluate, evaluation
 
 
@@ -218,3 +219,12 @@ def test_the_held_out_rows_are_evaluated_in_chunks_with_the_same_results(monkeyp
     assert chunked.evaluation["confusion"] == whole.evaluation["confusion"]
     assert np.array(chunked.evaluation["confusion"]).sum() == len(whole.y_test)
     assert chunked.metrics == whole.metrics
+
+
+@pytest.mark.parametrize(("n", "world"), [(10, 1), (10, 3), (7, 4), (2, 5), (1000, 8), (1, 2)])
+def test_an_epochs_order_is_distributed_samplers(n: int, world: int) -> None:
+    for rank in range(world):
+        sampler: DistributedSampler[int] = DistributedSampler(range(n), num_replicas=world, rank=rank, seed=7)  # type: ignore[arg-type]
+        for epoch in (1, 2):
+            sampler.set_epoch(epoch)
+            assert epoch_order(n, world, rank, 7, epoch).tolist() == list(sampler)
