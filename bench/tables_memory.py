@@ -8,11 +8,14 @@ the matrix's size, and beside it the fixed cost: the peak of the same job on a 2
 file, run first in the same process (Python, torch with the torch._dynamo that torch.optim imports at
 its first step, and the code pages of Arrow's compute library: ~440 MiB whatever the table). Both
 readings of the bar are shown: the whole peak, and the part above the fixed cost.
-Usage: python bench/tables_memory.py [ROWS]
+With --job, the trainer's whole job is measured the same way in a third process: load, train, compile
+and check the ONNX variants, register (functions/trainer/job.py's run_job on a local-directory store).
+Usage: python bench/tables_memory.py [ROWS] [--job]
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -87,9 +90,48 @@ def child(path: str, small: str) -> None:
     print(f"peak RSS above the fixed cost / matrix: {above:.2f}x ({'pass' if above <= 3 else 'FAIL'} at <= 3x)")
 
 
+def job_child(home: str, big: str, small: str) -> None:
+    """The trainer's whole job (load, train, compile and check the variants, register), on the slice first."""
+    import torch._dynamo  # noqa: F401  (as in child)
+
+    from fermion.events import DatasetRef, Recipe, TrainingRequest, TrainingRequested
+    from fermion.functions.trainer.job import run_job
+    from fermion.model_store import StoreSettings, open_registry
+    from fermion.model_store.features import FeatureSchema
+    from fermion.training.memory import fix_mmap_threshold
+
+    fix_mmap_threshold()
+    registry = open_registry(StoreSettings(home=Path(home)))
+    recipe = Recipe(epochs=1, batch_size=4096, label_column="label")
+
+    def run(ref: str, model: str) -> int:
+        """The job; the network's input width from the manifest's feature schema."""
+        data = TrainingRequest(model_name=model, dataset=DatasetRef.model_validate_json(ref), recipe=recipe)
+        manifest = run_job(TrainingRequested(data=data), registry)
+        schema = FeatureSchema.model_validate(manifest.features)
+        return sum(len(c.categories) if c.kind == "category" else 1 for c in schema.columns)
+
+    imports = peak_rss()
+    run(small, "slice")
+    fixed = peak_rss()
+    started = time.perf_counter()
+    inputs = run(big, "big")
+    took, peak, mb = time.perf_counter() - started, peak_rss(), 1 << 20
+    print(f"the trainer's whole job (load, train, compile, check, register): {took:.0f} s")
+    print(
+        f"RSS after imports: {imports / mb:.0f} MiB; the job on the slice (fixed cost): {fixed / mb:.0f} MiB; "
+        f"peak: {peak / mb:.0f} MiB"
+    )
+    matrix = int(os.environ["FERMION_BENCH_ROWS"]) * inputs * 4  # every generated row is labelled
+    whole, above = peak / matrix, (peak - fixed) / matrix
+    print(f"job peak RSS / matrix: {whole:.2f}x ({'pass' if whole <= 3 else 'FAIL'} at <= 3x)")
+    print(f"job peak RSS above the fixed cost / matrix: {above:.2f}x ({'pass' if above <= 3 else 'FAIL'} at <= 3x)")
+
+
 def main() -> None:
     """Generate, then measure in a fresh process (ru_maxrss is a process's high-water mark)."""
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else ROWS
+    numbers = [a for a in sys.argv[1:] if a.isdigit()]
+    rows = int(numbers[0]) if numbers else ROWS
     with tempfile.TemporaryDirectory(prefix="fermion-tables-") as tmp:
         path = Path(tmp) / "big.csv"
         started = time.perf_counter()
@@ -102,10 +144,26 @@ def main() -> None:
         with open(path) as whole, open(small, "w") as out:
             out.writelines(line for _, line in zip(range(2001), whole, strict=False))
         subprocess.run([sys.executable, __file__, "--child", str(path), str(small)], check=True)
+        if "--job" in sys.argv:
+            from fermion.events import DatasetRef
+            from fermion.model_store import DatasetStore, LocalDirStore
+
+            home = Path(tmp) / "home"
+            datasets = DatasetStore(LocalDirStore(home / "store"))
+            refs = []
+            for name, file in (("big", path), ("slice", small)):
+                stored = datasets.put("default", name, file.read_bytes(), "csv")
+                ref = DatasetRef(name=name, sha256=stored.sha256, uri=stored.uri, format="csv", size=stored.size)
+                refs.append(ref.model_dump_json())
+            path.unlink()  # the store holds its copy
+            env = {**os.environ, "FERMION_BENCH_ROWS": str(rows)}
+            subprocess.run([sys.executable, __file__, "--job-child", str(home), *refs], check=True, env=env)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 3 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 4 and sys.argv[1] == "--job-child":
+        job_child(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         main()

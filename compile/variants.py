@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from .chunks import session_outputs, torch_outputs
 from .errors import ParityError
 from .export import INPUT_NAME, Exported, export_onnx
 from .optimize import convert_fp16, optimize_fp32, quantize_int8
@@ -67,8 +68,8 @@ def compile_variants(
     exported: Exported = export_onnx(module, torch.from_numpy(x[:2]))
     fp32 = optimize_fp32(exported.onnx_bytes)
     parity = check_parity(module, fp32, x, atol=atol, rtol=rtol)  # fp32 must match: ParityError otherwise
-    with torch.no_grad():
-        torch_acc = _accuracy(module.eval()(torch.from_numpy(x)).numpy(), y_holdout)
+    expected = torch_outputs(module, x)  # once, for every variant's judgement
+    torch_acc = _accuracy(expected, y_holdout)
     n_features = tuple(x.shape[1:])
     report: dict[str, Any] = {
         "exporter": exported.exporter,
@@ -94,7 +95,7 @@ def compile_variants(
         report["refused"]["fp16"] = f"fp16 conversion failed: {type(exc).__name__}: {exc}"
     for name, (data, extra) in candidates.items():
         try:
-            entry = _judge(module, data, x, y_holdout, torch_acc, budget, exact=name == "fp32")
+            entry = _judge(expected, data, x, y_holdout, torch_acc, budget, exact=name == "fp32")
         except ParityError as exc:
             report["refused"][name] = str(exc)
             continue
@@ -113,7 +114,7 @@ def compile_variants(
 
 
 def _judge(
-    module: torch.nn.Module,
+    expected: np.ndarray,
     model: bytes,
     x: np.ndarray,
     y: np.ndarray,
@@ -122,11 +123,10 @@ def _judge(
     *,
     exact: bool = False,
 ) -> dict[str, Any]:
-    """Accuracy and parity of a variant; ParityError past the budget (`exact`: already proven, kept)."""
+    """Accuracy and parity of a variant against torch's `expected` outputs; ParityError past the budget
+    (`exact`: already proven, kept)."""
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT_NAME: x})[0]
-    with torch.no_grad():
-        expected = module.eval()(torch.from_numpy(x)).numpy()
+    got = session_outputs(session, INPUT_NAME, x)
     acc = _accuracy(got, y)
     drop = torch_acc - acc
     entry = {

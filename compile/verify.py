@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from .chunks import session_outputs, torch_outputs
 from .errors import ParityError
 
 DEFAULT_ATOL = 1e-4
@@ -39,10 +40,9 @@ def check_parity(
 ) -> ParityReport:
     """Compare outputs on `inputs`; raise ParityError when any differs beyond atol + rtol·|torch|."""
     x = np.ascontiguousarray(inputs, dtype=np.float32)
-    with torch.no_grad():
-        expected = module.eval()(torch.from_numpy(x)).numpy()
+    expected = torch_outputs(module, x)
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x})[:1]
+    got = session_outputs(session, session.get_inputs()[0].name, x)
     if got.shape != expected.shape:
         raise ParityError(f"ONNX output shape {got.shape} differs from torch's {expected.shape}")
     diff = np.abs(got - expected)

@@ -16,6 +16,7 @@ import onnxruntime as ort
 import torch
 
 from fermion.compile import Compiled
+from fermion.compile.chunks import session_outputs
 from fermion.compile.export import INPUT_NAME
 from fermion.compile.preprocessing import FEATURES, attach, preparation
 from fermion.compile.verify import check_graph_parity
@@ -77,7 +78,7 @@ def _judge_regression(
     scores: dict[str, float] = {}
     for name, entry in list(variants.items()):
         session = ort.InferenceSession(compiled.files[entry["file"]], providers=["CPUExecutionProvider"])
-        out = session.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        out = session_outputs(session, INPUT_NAME, np.ascontiguousarray(x, dtype=np.float32))
         metrics = evaluate_regression(out[:, 0].astype(np.float64) * schema.target.std + schema.target.mean, y)
         scores[name] = metrics["r2"]
         entry.pop("accuracy", None), entry.pop("accuracy_delta", None), entry.pop("argmax_agreement", None)
