@@ -12,8 +12,8 @@ on the one port (`servers.py`). Its order is the cold start:
    start-up they are moved to the permanent generation (`gc.freeze`) so later collections, on the
    warm path, never walk them; then collection is switched back on.
 3. With several workers, they are forked from this process once the socket is bound and the
-   settings read, before the app is imported: each imports and loads its models itself (steps 2
-   and 4 run in every worker), and all accept on the one socket.
+   settings read, before the app is imported: each worker imports the app, loads its models and
+   runs its own server (steps 2, 4 and 5 happen in every worker), and all accept on the one socket.
 4. The server runs without the parts a model server does not use: no WebSocket protocol (importing
    the `websockets` package alone costs tens of milliseconds), no lifespan (nothing is loaded in
    one; see `app.py`), no proxy-header rewriting (nothing reads the client's address); granian
