@@ -154,9 +154,9 @@ def compile_bytecode(*extra: Path) -> None:
         compileall.compile_file(path, quiet=1)
 
 
-def fermion_argv(port: int) -> list[str]:
-    """The inference function's own entry point, as its container runs it."""
-    return [sys.executable, "-m", "fermion.functions.inference", "--port", str(port)]
+def fermion_argv(port: int, *options: str) -> list[str]:
+    """The inference function's own entry point, as its container runs it (`options`: --server, --workers)."""
+    return [sys.executable, "-m", "fermion.functions.inference", "--port", str(port), *options]
 
 
 def uvicorn_argv(app: str, port: int) -> list[str]:

@@ -70,6 +70,10 @@ class InferenceSettings(StoreSettings, SecuritySettings, BusSettings, TelemetryS
     sample_rate: float = Field(default=0.01, ge=0, le=1, description="fraction of requests whose inputs are sampled")
     sample_max_rows: int = Field(default=2000, ge=0, description="sampled rows kept per telemetry interval")
     telemetry_interval_s: float = Field(default=5.0, gt=0, le=300)
+    server: Literal["uvicorn", "granian"] = Field(
+        default="uvicorn", description="the entry point's HTTP server (granian: the `granian` extra)"
+    )
+    workers: int = Field(default=1, ge=1, description="the entry point's processes, all on one port")
     trt_cache_dir: str | None = Field(default=None, description="TensorRT engine cache (default: HOME/trt-cache)")
 
     def provider_order(self) -> list[str]:

@@ -1,0 +1,168 @@
+"""The entry point on either HTTP server and with several workers: real processes on loopback over a
+registry with a signed model `lin`, answering the same as each other; SIGTERM ends them; a server that is
+not installed is a one-line error."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from fermion.functions.inference.servers import GRACE_S
+from fermion.model_store import StoreSettings, generate_key_pair, open_registry
+from tests.helpers import api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
+
+pytestmark = pytest.mark.integration
+needs_granian = pytest.mark.skipif(
+    importlib.util.find_spec("granian") is None, reason="granian is not installed (the `granian` extra)"
+)
+ROW = {"name": "input", "shape": [2, 4], "datatype": "FP32", "data": np.arange(8, dtype=np.float32).tolist()}
+BODY = {"id": "same-request", "inputs": [ROW]}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A FERMION_HOME with model `lin` registered (signed, trusted), and an infer key's headers."""
+    home = tmp_path_factory.mktemp("servers-home")
+    generate_key_pair(home / "keys")
+    registry = open_registry(StoreSettings(home=home))
+    registry.register("default", "lin", {"model.onnx": linear_onnx(n_in=4, n_out=3, seed=1)}, linear_draft())
+    return home, bearer(api_key(registry, "infer"))
+
+
+class Served:
+    """`python -m fermion.functions.inference *args` on a free loopback port; stopped by the test."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        self.port = free_port()
+        env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
+        argv = [sys.executable, "-m", "fermion.functions.inference", "--port", str(self.port), *args]
+        self.log = home / f"inference-{self.port}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        wait_until(self._live, 60, f"the entry point with {args} to answer")
+
+    def _live(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return self.client.get("/v2/health/live").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(GRACE_S + 5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def serve(home: tuple[Path, dict[str, str]]) -> Iterator[type[Served]]:
+    """Start entry points over `home`; every one started is stopped after the test."""
+    started: list[Served] = []
+
+    class Tracked(Served):
+        def __init__(self, *args: str) -> None:
+            super().__init__(home[0], *args)
+            started.append(self)
+
+    yield Tracked  # type: ignore[misc]
+    for s in started:
+        s.stop()
+
+
+def _answers(server: Served, headers: dict[str, str]) -> dict[str, object]:
+    """What a client sees of the readiness routes and one inference request."""
+    live, ready = server.client.get("/v2/health/live"), server.client.get("/v2/health/ready")
+    infer = server.client.post("/v2/models/lin/infer", json=BODY, headers=headers)
+    return {
+        "live": (live.status_code, live.content),
+        "ready": (ready.status_code, ready.content),
+        "infer": (infer.status_code, infer.headers["content-type"], infer.content),
+    }
+
+
+@needs_granian
+def test_uvicorn_and_granian_answer_identically(home: tuple[Path, dict[str, str]], serve: type[Served]) -> None:
+    uvicorn, granian = serve("--server", "uvicorn"), serve("--server", "granian")
+    on_uvicorn, on_granian = _answers(uvicorn, home[1]), _answers(granian, home[1])
+    assert on_uvicorn["infer"][0] == 200 and on_uvicorn["ready"][0] == 200, on_uvicorn  # type: ignore[index]
+    assert on_granian == on_uvicorn
+    unauthorized = granian.client.post("/v2/models/lin/infer", json=BODY)
+    assert unauthorized.status_code == 401 == uvicorn.client.post("/v2/models/lin/infer", json=BODY).status_code
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("server", ["uvicorn", pytest.param("granian", marks=needs_granian)])
+def test_two_workers_share_the_port_and_stop_together(
+    home: tuple[Path, dict[str, str]], serve: type[Served], server: str
+) -> None:
+    served = serve("--server", server, "--workers", "2")
+    workers = _children(served.proc.pid)
+    assert len(workers) == 2
+    for _ in range(20):  # a new connection each time: the kernel hands them to either worker
+        with httpx.Client(base_url=f"http://127.0.0.1:{served.port}") as fresh:
+            r = fresh.post("/v2/models/lin/infer", json=BODY, headers=home[1])
+            assert r.status_code == 200 and r.json()["outputs"][0]["shape"] == [2, 3]
+    wait_until(lambda: all(Path(f"/proc/{w}/maps").exists() for w in workers), 1, "both workers alive")
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(GRACE_S + 5) == 0
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "a worker outlived its parent"
+
+
+@needs_granian
+def test_sigterm_ends_granian_within_its_grace_period(serve: type[Served]) -> None:
+    served = serve("--server", "granian", "--log-level", "info")
+    assert served.client.get("/v2/health/ready").status_code == 200
+    started = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(GRACE_S + 5) == 0
+    assert time.monotonic() - started < GRACE_S
+    out = served.log.read_text()
+    assert "Traceback" not in out, out
+    assert '"logger": "_granian"' in out, out  # granian's lines through Fermion's handler, as JSON
+
+
+def test_granian_not_installed_is_a_one_line_error() -> None:
+    port = free_port()
+    hide = "import sys; sys.modules['granian'] = None"  # what an image without the extra looks like to imports
+    run = f"from fermion.functions.inference.__main__ import main; main(['--server', 'granian', '--port', '{port}'])"
+    done = subprocess.run([sys.executable, "-c", f"{hide}; {run}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "--server granian needs the granian package: pip install 'fermion[granian]'"
+
+
+def test_workers_must_be_a_positive_count() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fermion.functions.inference", "--port", str(free_port()), "--workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "not a count of at least 1: '0'" in done.stderr
+
+
+def test_a_worker_that_dies_stops_the_others(serve: type[Served]) -> None:
+    served = serve("--workers", "2")
+    dead, other = _children(served.proc.pid)
+    os.kill(dead, signal.SIGKILL)
+    assert served.proc.wait(GRACE_S + 5) == 1  # the orchestrator sees the unit fail and restarts it whole
+    wait_until(lambda: not Path(f"/proc/{other}").exists(), 5, "the other worker to end")
+    assert "ended (exit code -9): stopping the others" in served.log.read_text()
