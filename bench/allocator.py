@@ -1,7 +1,7 @@
 """What fixing glibc's mmap threshold (training/memory.py) costs in training speed, and saves in peak RSS.
 
 Interleaved rounds on one generated table (bench/tables_memory.py's columns): in each round a fresh
-process trains with glibc's default (dynamic) threshold, another with the trainer's fixed 1 MiB one;
+process trains with glibc's default (dynamic) threshold, another with the trainer's fixed one (8 MiB);
 each loads the table, trains EPOCHS epochs and prints its training time and peak RSS. Medians over the
 rounds, and the ratio fixed / default.
 Usage: python bench/allocator.py [ROWS] [ROUNDS]
@@ -53,7 +53,7 @@ def main() -> None:
                 out = subprocess.run(argv, check=True, capture_output=True, text=True)
                 results[batch, name].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1}/{rounds} batch {batch} {name}: {results[batch, name][-1]}", file=sys.stderr)
-    print(f"{rows:,} rows, {EPOCHS} epochs, {rounds} interleaved rounds (medians, min..max); fixed = 1 MiB threshold")
+    print(f"{rows:,} rows, {EPOCHS} epochs, {rounds} interleaved rounds (medians, min..max); fixed = training/memory.py's threshold")
     med = {}
     for (batch, name), got in results.items():
         t, m = [x["train_s"] for x in got], [x["peak_mib"] for x in got]
