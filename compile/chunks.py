@@ -18,15 +18,12 @@ CHUNK_ROWS = 16_384
 def torch_outputs(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     """The module's output (evaluation mode, no gradients) on every row of `x`."""
     module.eval()
-    with torch.no_grad():
-        parts = [module(torch.from_numpy(x[i : i + CHUNK_ROWS])).numpy() for i in range(0, len(x), CHUNK_ROWS)]
-    if parts:
-        return np.concatenate(parts)
-    with torch.no_grad():  # no rows: the output's shape from an empty batch
-        return module(torch.from_numpy(x)).numpy()
+    with torch.no_grad():  # no rows: one empty batch, for the output's shape
+        parts = [module(torch.from_numpy(x[i : i + CHUNK_ROWS])).numpy() for i in range(0, max(len(x), 1), CHUNK_ROWS)]
+    return np.concatenate(parts)
 
 
 def session_outputs(session: ort.InferenceSession, name: str, x: np.ndarray) -> np.ndarray:
     """The session's first output on every row of `x`, fed as input `name`."""
-    parts = [session.run(None, {name: x[i : i + CHUNK_ROWS]})[0] for i in range(0, len(x), CHUNK_ROWS)]
-    return np.concatenate(parts) if parts else session.run(None, {name: x})[0]
+    parts = [session.run(None, {name: x[i : i + CHUNK_ROWS]})[0] for i in range(0, max(len(x), 1), CHUNK_ROWS)]
+    return np.concatenate(parts)

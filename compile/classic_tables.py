@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, compose, helper
+from onnx import TensorProto, helper
 
-from .classic import INPUT_NAME, PREDICTION
+from .classic import PREDICTION
 from .errors import ExportError, ParityError
-from .preprocessing import FEATURES, LOGITS, ML_DOMAIN, PROBABILITIES, preprocessing_graph
+from .preprocessing import LOGITS, ML_DOMAIN, PROBABILITIES, joined
 
 LABEL = "label"
 ML_STRINGS = 2
@@ -57,13 +57,7 @@ def on_table(estimator_graph: bytes, schema: Any) -> bytes:
     ml = max(next((o.version for o in net.opset_import if o.domain == ML_DOMAIN), 0), ML_STRINGS)
     del net.opset_import[:]
     net.opset_import.extend([helper.make_opsetid("", opset), helper.make_opsetid(ML_DOMAIN, ml)])
-    pre = preprocessing_graph(schema, opset, net.ir_version, ml)
-    del pre.opset_import[:]
-    pre.opset_import.extend(net.opset_import)
-    try:
-        model = compose.merge_models(pre, net, io_map=[(FEATURES, INPUT_NAME)], prefix2=EST)
-    except Exception as exc:  # onnx.compose raises ValueError and checker errors alike
-        raise ExportError(f"could not join the table's preparation to the estimator: {exc}") from exc
+    model = joined(schema, net, opset, ml, EST, "estimator")
     graph = model.graph
     del graph.output[:]
     if schema.task == "regression":

@@ -123,6 +123,19 @@ def preparation(schema: Any, net_bytes: bytes) -> bytes:
     return preprocessing_graph(schema, opset, net.ir_version, ml).SerializeToString()
 
 
+def joined(schema: Any, net: onnx.ModelProto, opset: int, ml: int, prefix: str, what: str) -> onnx.ModelProto:
+    """The table's preparation merged in front of `net` (FEATURES feeding its input), `net`'s names prefixed.
+
+    `what` names the model in the error (the network, the estimator)."""
+    pre = preprocessing_graph(schema, opset, net.ir_version, ml)
+    del pre.opset_import[:]  # merge_models wants one version per domain: the model's (ORT adds its own)
+    pre.opset_import.extend(net.opset_import)
+    try:
+        return compose.merge_models(pre, net, io_map=[(FEATURES, INPUT_NAME)], prefix2=prefix)
+    except Exception as exc:  # onnx.compose raises ValueError and checker errors alike
+        raise ExportError(f"could not join the table's preparation to the {what}: {exc}") from exc
+
+
 def attach(net_bytes: bytes, schema: Any) -> bytes:
     """The network's graph (input `input`, output `logits`) inside the table's preparation and answers."""
     net = onnx.load_from_string(net_bytes)
@@ -131,13 +144,7 @@ def attach(net_bytes: bytes, schema: Any) -> bytes:
     ml = next((o.version for o in net.opset_import if o.domain == ML_DOMAIN), None)
     if ml is None:
         net.opset_import.append(helper.make_opsetid(ML_DOMAIN, ML_OPSET))
-    pre = preprocessing_graph(schema, opset, net.ir_version, ml or ML_OPSET)
-    del pre.opset_import[:]  # merge_models wants one version per domain: the network's (ORT adds its own)
-    pre.opset_import.extend(net.opset_import)
-    try:
-        model = compose.merge_models(pre, net, io_map=[(FEATURES, INPUT_NAME)], prefix2=NET)
-    except Exception as exc:  # onnx.compose raises ValueError and checker errors alike
-        raise ExportError(f"could not join the table's preparation to the network: {exc}") from exc
+    model = joined(schema, net, opset, ml or ML_OPSET, NET, "network")
     graph = model.graph
     raw = NET + OUTPUT_NAME
     del graph.output[:]

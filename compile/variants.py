@@ -67,8 +67,8 @@ def compile_variants(
     x = np.ascontiguousarray(x_holdout, dtype=np.float32)
     exported: Exported = export_onnx(module, torch.from_numpy(x[:2]))
     fp32 = optimize_fp32(exported.onnx_bytes)
-    parity = check_parity(module, fp32, x, atol=atol, rtol=rtol)  # fp32 must match: ParityError otherwise
-    expected = torch_outputs(module, x)  # once, for every variant's judgement
+    expected = torch_outputs(module, x)  # once, for the parity check and every variant's judgement
+    parity = check_parity(module, fp32, x, atol=atol, rtol=rtol, expected=expected)  # ParityError otherwise
     torch_acc = _accuracy(expected, y_holdout)
     n_features = tuple(x.shape[1:])
     report: dict[str, Any] = {

@@ -87,7 +87,7 @@ def epoch_order(n: int, world: int, rank: int, seed: int, epoch: int) -> torch.T
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
     total = -(-n // world) * world
     if total > n:  # pad by repeating from the start, evenly divisible across ranks
-        perm = torch.cat([perm] * (total // n) + [perm[: total % n]]) if n else perm
+        perm = torch.cat([perm] * (total // n) + [perm[: total % n]])
     return perm[rank:total:world]
 
 
