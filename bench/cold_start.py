@@ -11,6 +11,8 @@ registry. Then, N times each, times spawn → first correct answer to one OIP v2
 - the references in `common.py`: the bare-ORT floor, a hand-written FastAPI server loading the file
   from local disk, and KServe's model server (its own venv, installed on first use).
 
+The last lines are the goals (against the bare ASGI app, and the bare Lambda handler), PASS or FAIL.
+
     .venv/bin/python bench/cold_start.py [--runs 7]
 """
 
@@ -204,6 +206,26 @@ def main() -> None:
         f"Lambda: fermion's handler {medians[lambda_title] / medians[bare_lambda]:.2f}x the bare handler "
         "(init + first invocation, each with its own file: fermion's fetched from the registry and verified)"
     )
+    for figure, ours, theirs, goal in GOALS:
+        ratio = medians[ours] / medians[theirs]
+        print(f"GOAL {figure}: {ratio:.2f}x (goal <= {goal}x): {'PASS' if ratio <= goal else 'FAIL'}")
+
+
+# (figure, fermion's row, the reference's row, the most fermion may take as a multiple of it)
+GOALS = [
+    (
+        "cold start, spawn -> first answer, vs the bare ASGI app on uvicorn",
+        "fermion (registry fetch + sha256 on 1st request)",
+        "bare ASGI (no framework, file from local disk)",
+        1.2,
+    ),
+    (
+        "Lambda init + first invocation, vs a bare Lambda handler",
+        "Lambda handler: init + first invocation (no HTTP)",
+        "bare Lambda handler (no framework, file from local disk)",
+        1.3,
+    ),
+]
 
 
 if __name__ == "__main__":

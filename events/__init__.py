@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from . import streams, subjects
     from .audit import AuditEvent, AuditRecord
     from .bus import TENANT_HEADER, Bus
+    from .config import BusConfig
     from .deliveries import ConsumerState, Delivery, JobQueue, StoredMessage
     from .envelope import Event, derive_id, new_id, upload_id
     from .errors import BusError, BusUnavailable, PublishRejected, PublishUnconfirmed
@@ -82,6 +83,7 @@ _EXPORTS = {
     "Bus": "bus",
     "Distillation": "training",
     "BusError": "errors",
+    "BusConfig": "config",
     "BusSettings": "settings",
     "BusUnavailable": "errors",
     "CancelRequest": "training",
@@ -136,6 +138,7 @@ __all__ = [
     "AuditRecord",
     "Augmentation",
     "Bus",
+    "BusConfig",
     "BusError",
     "BusSettings",
     "BusUnavailable",

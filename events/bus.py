@@ -21,11 +21,11 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from . import cloudevent, streams, subjects
+from .config import BusConfig
 from .connection import nats_options, open_connection
 from .deliveries import ConsumerState, JobQueue, StoredMessage
 from .envelope import Event
 from .errors import BusError, BusUnavailable, PublishRejected, PublishUnconfirmed
-from .settings import BusSettings
 
 TENANT_HEADER = "Fermion-Tenant"
 
@@ -59,7 +59,7 @@ class Bus:
         """Headers every publish carries from its context (W3C `traceparent`): a function's tracing hook."""
 
     @classmethod
-    async def from_settings(cls, settings: BusSettings, *, name: str, timeout_s: float = 5.0) -> Bus:
+    async def from_settings(cls, settings: BusConfig, *, name: str, timeout_s: float = 5.0) -> Bus:
         """Connect as the identity (credentials file, nkey, or user and password) and TLS the settings give."""
         return await cls.connect(
             settings.nats_url,
@@ -122,7 +122,7 @@ class Bus:
             raise BusError(f"provisioning JetStream failed: {exc}") from exc
 
     async def prepare(
-        self, settings: BusSettings, durables: list[tuple[str, str]], policy: streams.ConsumerPolicy | None = None
+        self, settings: BusConfig, durables: list[tuple[str, str]], policy: streams.ConsumerPolicy | None = None
     ) -> None:
         """Make ready what a unit consumes: provision it where the settings say so, else check it exists."""
         if settings.provision:

@@ -16,9 +16,9 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
+from .config import BusConfig
 from .errors import BusUnavailable
 from .secrets import secret_password
-from .settings import BusSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def redact_text(text: str, urls: list[str]) -> str:
     return text
 
 
-def nats_options(settings: BusSettings) -> dict[str, Any]:
+def nats_options(settings: BusConfig) -> dict[str, Any]:
     """nats-py's options for the identity (credentials file, nkey, or user and password) and TLS the settings give."""
     options: dict[str, Any] = {}
     if settings.nats_creds:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .aliases import Alias, Bounds, Rollout
     from .backends import LocalDirStore, ObjectStore, open_store
     from .checkpoints import Checkpoint, CheckpointStore
+    from .config import StoreConfig
     from .conformance import StoreNotConformant, check_conditional_writes
     from .datasets import (
         AmbiguousDataset,
@@ -117,6 +118,7 @@ _EXPORTS = {
     "Signature": "manifest",
     "StoreError": "errors",
     "StoreNotConformant": "conformance",
+    "StoreConfig": "config",
     "StoreSettings": "settings",
     "StoreFull": "errors",
     "StoreUnavailable": "errors",
@@ -182,6 +184,7 @@ __all__ = [
     "Signature",
     "SignatureError",
     "Signer",
+    "StoreConfig",
     "StoreError",
     "StoreFull",
     "StoreNotConformant",

@@ -20,6 +20,7 @@ from pathlib import Path
 from .aliases import Alias, moved
 from .backends import ObjectStore, open_store
 from .claims import EventClaims
+from .config import StoreConfig
 from .conformance import check_conditional_writes
 from .errors import (
     AliasConflict,
@@ -34,7 +35,6 @@ from .errors import (
 from .manifest import MANIFEST, MODEL_FILE, Draft, Manifest, content_sha256, file_entry
 from .names import LATEST, SERVED
 from .reader import RegistryReader
-from .settings import StoreSettings
 from .signing import SIGNATURE_FILE, Signer, Verifier
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ def _placed(claimed: Manifest, tenant: str, name: str, event_id: str) -> Manifes
     return claimed
 
 
-def open_registry(settings: StoreSettings, *, signs: bool = True) -> Registry:
+def open_registry(settings: StoreConfig, *, signs: bool = True) -> Registry:
     """The registry the settings describe.
 
     `signs=False` for a process that only reads (inference): it never loads the private signing key

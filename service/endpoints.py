@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, TypeVar
 from prometheus_client import CollectorRegistry
 
 from .observability.access import AccessMiddleware, HttpMetrics
+from .observability.config import TelemetryConfig
 from .observability.exposition import render
-from .observability.settings import TelemetrySettings
 
 if TYPE_CHECKING:  # the framework loads with the app that installs these (inference: not before its first answer)
     from fastapi import FastAPI
@@ -25,14 +25,14 @@ M = TypeVar("M")
 _HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
 
 
-def metrics_of(settings: TelemetrySettings, build: Callable[[CollectorRegistry], M]) -> M | None:
+def metrics_of(settings: TelemetryConfig, build: Callable[[CollectorRegistry], M]) -> M | None:
     """The function's metrics on a registry of its own, or None when metrics are off."""
     return build(CollectorRegistry(auto_describe=True)) if settings.metrics else None
 
 
 def install(
     app: FastAPI,
-    settings: TelemetrySettings,
+    settings: TelemetryConfig,
     registry: CollectorRegistry | None,
     *,
     function: str,

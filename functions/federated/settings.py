@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
@@ -14,6 +15,8 @@ from fermion.model_store import StoreSettings
 class CoordinatorSettings(StoreSettings, BusSettings):
     """One coordinator replica; replicas share the durable consumer of federation requests."""
 
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
+
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
     retry_delay_s: float = Field(default=5.0, ge=0)
@@ -21,6 +24,8 @@ class CoordinatorSettings(StoreSettings, BusSettings):
 
 class ParticipantSettings(StoreSettings, BusSettings):
     """A participant: who it is, the key it signs with, and its local data (never uploaded)."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
 
     participant_id: str = Field(min_length=1)
     participant_key: Path

@@ -1,4 +1,8 @@
-"""The inference function's settings, from the environment (FERMION_ prefix)."""
+"""The inference function's settings, from the environment (FERMION_ prefix).
+
+Read with `fermion.service.environment`, not pydantic-settings: importing that is a fifth of this
+function's cold start (see that module); the fields and their checks are the ones every unit shares.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from fermion.events import BusSettings
-from fermion.model_store import StoreSettings
-from fermion.service.auth import SecuritySettings
-from fermion.service.observability.settings import TelemetrySettings
+from fermion.events import BusConfig
+from fermion.model_store import StoreConfig
+from fermion.service.auth import SecurityConfig
+from fermion.service.environment import EnvSettings
+from fermion.service.observability.config import TelemetryConfig
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _NVIDIA_DEVICES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")
@@ -22,7 +27,7 @@ def gpu_present() -> bool:
     return any(Path(p).exists() for p in _NVIDIA_DEVICES)
 
 
-class InferenceSettings(StoreSettings, SecuritySettings, BusSettings, TelemetrySettings):
+class InferenceSettings(StoreConfig, SecurityConfig, BusConfig, TelemetryConfig, EnvSettings):
     """One inference function: which models, on which execution providers.
 
     It serves only versions a trusted key signed (`verify_signatures`, on by default here), and a

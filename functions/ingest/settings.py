@@ -5,15 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
-from fermion.service.auth import SecuritySettings
+from fermion.service.auth.settings import SecuritySettings
 from fermion.service.observability.settings import TelemetrySettings
 
 
 class IngestSettings(StoreSettings, BusSettings, SecuritySettings, TelemetrySettings):
     """Dataset uploads, training requests, the registry's control plane, API keys."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
 
     verify_signatures: bool = Field(
         default=True, description="show and move aliases to only versions a trusted key signed, where they were signed"

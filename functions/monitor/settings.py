@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
@@ -12,6 +13,8 @@ from fermion.model_store import StoreSettings
 
 class MonitorSettings(StoreSettings, BusSettings):
     """One monitor replica (samples and stats are shared among replicas through a queue group)."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
 
     window_rows: int = Field(default=500, ge=20, description="sampled rows per drift window")
     psi_threshold: float = Field(default=0.2, gt=0)

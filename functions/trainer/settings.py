@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from fermion.events import BusSettings
 from fermion.model_store import StoreSettings
@@ -14,6 +15,8 @@ from fermion.training.settings import TrainingSettings
 
 class TrainerSettings(StoreSettings, BusSettings, TelemetrySettings, TrainingSettings):
     """One trainer replica; every replica shares the same durable consumer."""
+
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
 
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)

@@ -5,8 +5,8 @@ Shared by the HTTP functions (ingest and inference); domain code below never see
 
 from .audit import Auditor
 from .authenticator import LOCAL, Authenticator, Principal
+from .config import SecurityConfig
 from .errors import Forbidden, QuotaExceeded, Unauthorized
-from .settings import SecuritySettings
 
 __all__ = [
     "LOCAL",
@@ -15,6 +15,6 @@ __all__ = [
     "Forbidden",
     "Principal",
     "QuotaExceeded",
-    "SecuritySettings",
+    "SecurityConfig",
     "Unauthorized",
 ]

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from fermion.model_store import SCOPES, KeyNotFound, KeyRecord, KeyStore, MalformedKey, Scope, key_id_of
 
+from .config import SecurityConfig
 from .errors import Forbidden, Unauthorized
-from .settings import SecuritySettings
 
 log = logging.getLogger("fermion.security")
 
@@ -64,7 +64,7 @@ LOCAL = Principal(tenant="default", key_id="local", scopes=frozenset(SCOPES), na
 class Authenticator:
     """Turns an `Authorization` header into a Principal, or a 401 saying why not."""
 
-    def __init__(self, keys: Callable[[], KeyStore], settings: SecuritySettings, *, tenant: str = "default") -> None:
+    def __init__(self, keys: Callable[[], KeyStore], settings: SecurityConfig, *, tenant: str = "default") -> None:
         self._keys = keys
         self._settings = settings
         self._local = LOCAL if tenant == LOCAL.tenant else Principal(tenant, "local", LOCAL.scopes, LOCAL.name)

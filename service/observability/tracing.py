@@ -18,8 +18,9 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
+from ..environment import from_environment
 from . import logs
-from .settings import TelemetrySettings
+from .config import TelemetryConfig
 
 _OFF = contextlib.nullcontext()
 
@@ -27,7 +28,7 @@ _OFF = contextlib.nullcontext()
 class Tracing:
     """One per process: the tracer, or nothing."""
 
-    def __init__(self, settings: TelemetrySettings, function: str) -> None:
+    def __init__(self, settings: TelemetryConfig, function: str) -> None:
         self.enabled = bool(settings.otel_endpoint) and not settings.otel_sdk_disabled
         self._tracer: Any = None
         self._provider: Any = None
@@ -87,4 +88,4 @@ class Tracing:
 @lru_cache(maxsize=4)
 def tracing(function: str) -> Tracing:
     """The process's tracing for `function` (settings read once)."""
-    return Tracing(TelemetrySettings(), function)
+    return Tracing(from_environment(TelemetryConfig), function)
