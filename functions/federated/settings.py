@@ -15,7 +15,7 @@ from fermion.model_store import StoreSettings
 class CoordinatorSettings(StoreSettings, BusSettings):
     """One coordinator replica; replicas share the durable consumer of federation requests."""
 
-    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # both bases' (for mypy)
 
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
@@ -25,7 +25,7 @@ class CoordinatorSettings(StoreSettings, BusSettings):
 class ParticipantSettings(StoreSettings, BusSettings):
     """A participant: who it is, the key it signs with, and its local data (never uploaded)."""
 
-    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # both bases' (for mypy)
 
     participant_id: str = Field(min_length=1)
     participant_key: Path

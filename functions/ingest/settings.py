@@ -16,7 +16,7 @@ from fermion.service.observability.settings import TelemetrySettings
 class IngestSettings(StoreSettings, BusSettings, SecuritySettings, TelemetrySettings):
     """Dataset uploads, training requests, the registry's control plane, API keys."""
 
-    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # both bases' (for mypy)
 
     verify_signatures: bool = Field(
         default=True, description="show and move aliases to only versions a trusted key signed, where they were signed"

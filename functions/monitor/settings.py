@@ -14,7 +14,7 @@ from fermion.model_store import StoreSettings
 class MonitorSettings(StoreSettings, BusSettings):
     """One monitor replica (samples and stats are shared among replicas through a queue group)."""
 
-    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # both bases' (for mypy)
 
     window_rows: int = Field(default=500, ge=20, description="sampled rows per drift window")
     psi_threshold: float = Field(default=0.2, gt=0)

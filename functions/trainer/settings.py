@@ -16,7 +16,7 @@ from fermion.training.settings import TrainingSettings
 class TrainerSettings(StoreSettings, BusSettings, TelemetrySettings, TrainingSettings):
     """One trainer replica; every replica shares the same durable consumer."""
 
-    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # the readers over the fields (mypy asks for it said)
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")  # both bases' (for mypy)
 
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
