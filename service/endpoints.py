@@ -12,14 +12,13 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import CollectorRegistry
-
 from .observability.access import AccessMiddleware, HttpMetrics
 from .observability.config import TelemetryConfig
 from .observability.exposition import render
 
 if TYPE_CHECKING:  # the framework loads with the app that installs these (inference: not before its first answer)
     from fastapi import FastAPI
+    from prometheus_client import CollectorRegistry
 
 M = TypeVar("M")
 _HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
@@ -27,7 +26,14 @@ _HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakK
 
 def metrics_of(settings: TelemetryConfig, build: Callable[[CollectorRegistry], M]) -> M | None:
     """The function's metrics on a registry of its own, or None when metrics are off."""
-    return build(CollectorRegistry(auto_describe=True)) if settings.metrics else None
+    return build(own_registry()) if settings.metrics else None
+
+
+def own_registry() -> CollectorRegistry:
+    """A registry for one function's metrics (prometheus-client loads with the first one)."""
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry(auto_describe=True)
 
 
 def install(

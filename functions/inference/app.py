@@ -32,13 +32,13 @@ from pydantic_core import to_json
 from fermion.model_store import KeyStore, StoreError
 from fermion.service.auth import Auditor, Authenticator
 from fermion.service.auth.state import SecurityState
-from fermion.service.endpoints import metrics_of
+from fermion.service.endpoints import own_registry
 from fermion.service.observability.access import AccessMiddleware
 from fermion.service.observability.emf import Emf
-from fermion.service.observability.inference import InferenceMetrics
 from fermion.service.observability.readiness import Readiness, store_check
 from fermion.service.responses import error_answer
 
+from .counting import AfterFirstAnswer, Counts, EmfCounts
 from .errors import TRANSLATIONS, BadRequest, ModelUnavailable
 from .pipeline import Answer, Call, Pipeline
 from .protocol import HEADER_LENGTH, INFER_PATHS, InferenceRequest, encode_response, parse_request, to_array
@@ -51,6 +51,8 @@ from .settings import InferenceSettings, get_settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.types import Receive, Scope, Send
+
+    from fermion.service.observability.inference import InferenceMetrics
 
 log = logging.getLogger("fermion.inference")
 VARIANTS = ("auto", "fp32", "int8", "fp16")
@@ -86,27 +88,23 @@ class InferenceApp:
         self, runtime: Callable[[], ModelRuntime], settings: Callable[[], InferenceSettings], *, batching: bool
     ) -> None:
         emf = Emf("inference") if settings().lambda_function else None
-        metrics = metrics_of(settings(), lambda registry: InferenceMetrics(registry, lambda: runtime().loaded, emf))
-        scheduler = Scheduler(
-            settings, lambda: runtime().loaded, batching=batching, on_run=metrics.ran if metrics is not None else None
-        )
+        self._unbuilt: AfterFirstAnswer | None = None  # the metrics, until the first answer is out
+        metrics: Counts | None = None
+        if settings().metrics and emf is not None:
+            metrics = EmfCounts(emf)
+        elif settings().metrics:
+            metrics = self._unbuilt = AfterFirstAnswer(lambda: _inference_metrics(runtime))
+        # `metrics.ran` looked up per run: once the metrics are built it is theirs (counting.py).
+        on_run = None if metrics is None else lambda *run: metrics.ran(*run)
+        scheduler = Scheduler(settings, lambda: runtime().loaded, batching=batching, on_run=on_run)
         services = Services(runtime, settings, scheduler, Traffic(runtime, settings), metrics, preloading)
         security = SecurityState(
             Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
             Auditor(AuditBus(settings).get),
         )
         self.pipeline = Pipeline(services, security)
-        self.state = SimpleNamespace(
-            services=services,
-            security=security,
-            pipeline=self.pipeline,
-            readiness=Readiness(
-                "inference",
-                {"store": store_check(lambda: runtime().registry.store)},
-                (StoreError, ModelUnavailable),
-                metrics.registry if metrics else None,
-            ),
-        )
+        self.state = SimpleNamespace(services=services, security=security, pipeline=self.pipeline)
+        self._store_check = store_check(lambda: runtime().registry.store)
         # The access log and the trace span, as every other route gets them (each costs nothing when off).
         self.infer = AccessMiddleware(
             self._serve_infer, function="inference", metrics=None, log=settings().access_log, emf=emf is not None
@@ -131,6 +129,13 @@ class InferenceApp:
         if self._control is None:
             from .control import create_control_app  # control imports nothing of this module
 
+            metrics = self.state.services.metrics  # its registry: /metrics, and the readiness gauge
+            self.state.readiness = Readiness(
+                "inference",
+                {"store": self._store_check},
+                (StoreError, ModelUnavailable),
+                metrics.registry if metrics is not None else None,
+            )
             self._control = create_control_app(self.state, self.infer)
         return self._control
 
@@ -155,8 +160,11 @@ class InferenceApp:
         except Exception as exc:
             status, body, error_headers = error_answer(exc, TRANSLATIONS, log, f"POST {scope['path']}")
             await _answer(send, status, to_json(body), b"application/json", error_headers)
-            return
-        await _answer(send, 200, answer.content, answer.media_type, answer.headers)
+        else:
+            await _answer(send, 200, answer.content, answer.media_type, answer.headers)
+        if self._unbuilt is not None:  # the first answer is out: now the metrics (counting.py)
+            self._unbuilt.build()
+            self._unbuilt = None
 
 
 class OipRequest:
@@ -207,6 +215,13 @@ class OipRequest:
         if payload.outputs:
             return {o.name for o in payload.outputs if (o.parameters or {}).get("binary_data")}
         return set(results) if (payload.parameters or {}).get("binary_data_output") else set()
+
+
+def _inference_metrics(runtime: Callable[[], ModelRuntime]) -> InferenceMetrics:
+    """The function's Prometheus metrics (prometheus-client loads here)."""
+    from fermion.service.observability.inference import InferenceMetrics
+
+    return InferenceMetrics(own_registry(), lambda: runtime().loaded)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

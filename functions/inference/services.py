@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from fermion.model_store import IntegrityError, StoreUnavailable
 from fermion.service.auth import Principal
-from fermion.service.observability.inference import InferenceMetrics
 
+from .counting import Counts
 from .errors import ModelUnavailable, PayloadTooLarge
 from .routing import Traffic
 from .runtime import LoadedModel, ModelRef, ModelRuntime
@@ -38,7 +38,7 @@ class Services:
     settings: Callable[[], InferenceSettings]
     scheduler: Scheduler
     traffic: Traffic  # weighted aliases, per-version telemetry, shadow
-    metrics: InferenceMetrics | None = None
+    metrics: Counts | None = None
     preloading: threading.Thread | None = None  # FERMION_PRELOAD's load: not ready until it serves
 
 

@@ -13,14 +13,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-
 from . import logs
 from .emf import Emf
 from .exposition import LATENCY_BUCKETS
 from .tracing import tracing
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("fermion.access")
@@ -30,6 +29,8 @@ class HttpMetrics:
     """Requests by route template, method and status, and their duration."""
 
     def __init__(self, function: str, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter, Histogram  # loads with the first metrics built
+
         self.requests = Counter(
             "fermion_http_requests",
             "HTTP requests answered, by function, route template, method and status.",

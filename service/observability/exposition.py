@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+if TYPE_CHECKING:  # prometheus-client loads with the first metrics built (inference: after its first answer)
+    from prometheus_client import CollectorRegistry
 
 # Latency buckets in seconds, from a warm tiny model (100 µs) to a cold load (tens of seconds).
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -21,6 +23,8 @@ ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 def render(registry: CollectorRegistry, multiproc_dir: Path | None = None) -> tuple[bytes, str]:
     """The body and content type of a scrape (every worker's, summed, with `multiproc_dir`)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
     if multiproc_dir is not None:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=str(multiproc_dir))

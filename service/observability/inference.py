@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .emf import Emf
 from .exposition import LATENCY_BUCKETS, ROWS_BUCKETS, SLOW_BUCKETS, process_started
 
 
@@ -41,10 +40,8 @@ class InferenceMetrics:
         self,
         registry: CollectorRegistry,
         loaded: Callable[[], Iterable[Session]] | None = None,
-        emf: Emf | None = None,
     ) -> None:
         self.registry = registry
-        self.emf = emf  # under Lambda: each request also as a CloudWatch EMF line
         self.requests = Counter(
             "fermion_inference_requests",
             "Inference requests (infer, :predict) answered, by model, version, alias asked for and HTTP status.",
@@ -122,8 +119,6 @@ class InferenceMetrics:
         seconds = time.perf_counter() - started
         children[0].inc()
         children[1].observe(seconds)
-        if self.emf is not None:
-            self.emf.emit({"Model": model}, {"Requests": (1, "Count"), "Latency": (seconds * 1000, "Milliseconds")})
         if self._first:
             self._first = False
             self.cold_start.set(time.time() - process_started())
@@ -131,8 +126,6 @@ class InferenceMetrics:
     def refused_request(self, reason: str, status: int, model: str = "", version: int | None = None) -> None:
         """A request answered with an error: by reason, and in the request count with its status."""
         self.refused.labels(reason, str(status)).inc()
-        if self.emf is not None:
-            self.emf.emit({"Reason": reason}, {"Refused": (1, "Count")})
         self.requests.labels(model, "" if version is None else str(version), "", str(status)).inc()
 
     def ran(self, model: str, rows: int, compute_s: float, waits: Iterable[float] = (0.0,)) -> None:

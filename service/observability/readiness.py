@@ -13,16 +13,20 @@ import contextlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-
-from prometheus_client import CollectorRegistry, Gauge
+from typing import TYPE_CHECKING
 
 from fermion.model_store import ObjectNotFound, ObjectStore
+
+if TYPE_CHECKING:  # prometheus-client loads with the first metrics built (inference: after its first answer)
+    from prometheus_client import CollectorRegistry, Gauge
 
 Check = Callable[[], Awaitable[None]]
 _GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKeyDictionary()
 
 
 def _gauge(registry: CollectorRegistry) -> Gauge:
+    from prometheus_client import Gauge
+
     gauge = _GAUGES.get(registry)
     if gauge is None:
         gauge = _GAUGES[registry] = Gauge(
