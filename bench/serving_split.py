@@ -124,10 +124,7 @@ def main() -> None:
             "bare ASGI app, uvicorn CLI": (lambda port: uvicorn_argv("bare:app", port), local),
             "bare ASGI app, ORT on one thread": (lambda port: uvicorn_argv("bare1:app", port), local),
             "fermion, as deployed": (fermion_argv, {}),
-            "fermion, auth, metrics and sampling off": (
-                lambda port: [*fermion_argv(port), "--log-level", "error"],
-                off,
-            ),
+            "fermion, auth, metrics and sampling off": (fermion_argv, off),
             "fermion, pipeline answered from a kept answer": (lambda port: uvicorn_argv("canned:app", port), local),
         }
         p50s: dict[str, list[float]] = {title: [] for title in servers}

@@ -9,8 +9,7 @@ every tenant's models are in them, so give Prometheus a key of its own (an opera
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from .observability.access import AccessMiddleware, HttpMetrics
 from .observability.config import TelemetryConfig
@@ -20,13 +19,7 @@ if TYPE_CHECKING:  # the framework loads with the app that installs these (infer
     from fastapi import FastAPI
     from prometheus_client import CollectorRegistry
 
-M = TypeVar("M")
 _HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
-
-
-def metrics_of(settings: TelemetryConfig, build: Callable[[CollectorRegistry], M]) -> M | None:
-    """The function's metrics on a registry of its own, or None when metrics are off."""
-    return build(own_registry()) if settings.metrics else None
 
 
 def own_registry() -> CollectorRegistry:

@@ -9,7 +9,8 @@ reads them here, as pydantic-settings' environment source does for our configura
 
 - a field is set by `FERMION_<NAME>`, or by its `validation_alias` (each of `AliasChoices`, in order,
   without the prefix); names are matched case-insensitively;
-- a list, set, tuple, dict or model field (or an optional one) takes JSON;
+- a list, set, tuple, dict or model field (or an optional one) takes JSON; a union that also
+  admits a string takes the text as it is when it is not JSON;
 - values given to the constructor win over the environment.
 
 tests/unit/test_environment.py holds this to pydantic-settings' own `EnvSettingsSource`, field by
@@ -57,7 +58,9 @@ def environment_values(model: type[BaseModel]) -> dict[str, Any]:
                 try:
                     values[key] = json.loads(raw)
                 except ValueError as exc:
-                    raise ValueError(f"{variable}: {name} takes JSON, and {raw!r} is not JSON ({exc})") from None
+                    if not _admits_str(field.annotation):
+                        raise ValueError(f"{variable}: {name} takes JSON, and {raw!r} is not JSON ({exc})") from None
+                    values[key] = raw
             else:
                 values[key] = raw
             break
@@ -72,6 +75,16 @@ def _variables(name: str, field: FieldInfo) -> list[tuple[str, str]]:
     if isinstance(alias, str):
         return [(alias, alias)]
     return [(f"{PREFIX}{name.upper()}", name)]
+
+
+def _admits_str(annotation: Any) -> bool:
+    """Whether a value of this type may be a plain string."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _admits_str(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(_admits_str(arg) for arg in get_args(annotation))
+    return annotation is str
 
 
 def _takes_json(annotation: Any) -> bool:

@@ -117,6 +117,8 @@ class InferenceApp:
             scope["path_params"] = {"name": match["name"]} if version is None else match.groupdict()
             scope["route"] = ROUTES[version is not None]
             await self.infer(scope, receive, send)
+            if self._unbuilt is not None:  # the first answer is out: now the metrics (counting.py)
+                self._build_metrics()
             return
         if scope["type"] == "lifespan":  # nothing starts or stops with the app (see the module's docstring)
             await _lifespan(receive, send)
@@ -162,9 +164,11 @@ class InferenceApp:
             await _answer(send, status, to_json(body), b"application/json", error_headers)
         else:
             await _answer(send, 200, answer.content, answer.media_type, answer.headers)
-        if self._unbuilt is not None:  # the first answer is out: now the metrics (counting.py)
-            self._unbuilt.build()
-            self._unbuilt = None
+
+    def _build_metrics(self) -> None:
+        unbuilt, self._unbuilt = self._unbuilt, None
+        if unbuilt is not None:
+            unbuilt.build()
 
 
 class OipRequest:

@@ -4,8 +4,8 @@
 - In a container: `InferenceMetrics` on a Prometheus registry, built once the first answer has gone
   out (`AfterFirstAnswer`). Building them imports prometheus-client, ~13 ms of a cold start that the
   first answer does not need (bench/cold_imports.py); until then each count is held, and replayed
-  into the metrics when they are built, with the time it measured. A scrape or a readiness probe
-  that comes first builds them then.
+  into the metrics when they are built, with the time it measured. Any other request that comes
+  first (a probe, a scrape, metadata) builds them then, with the framework that serves it.
 - Under Lambda (`AWS_LAMBDA_FUNCTION_NAME`): each answer and refusal as a CloudWatch EMF line on
   stdout (`EmfCounts`), and no Prometheus registry: nothing scrapes a Lambda, and its init phase
   would pay for the import.
@@ -15,6 +15,7 @@ The pipeline, the scheduler and the model loads call the same five methods (`Cou
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -44,6 +45,7 @@ class Counts(Protocol):
         ...
 
 
+log = logging.getLogger("fermion.inference")
 _METHODS = ("answered", "refused_request", "ran", "loaded", "load_failed")
 
 
@@ -55,34 +57,44 @@ class AfterFirstAnswer:
         self._metrics: InferenceMetrics | None = None
         self._held: list[tuple[str, tuple[Any, ...]]] = []
         self._first_answer: float | None = None  # Unix time of the first answer, for the cold-start gauge
+        self._failed = False
         self._lock = threading.Lock()  # batched runs count from worker threads
 
-    def build(self) -> InferenceMetrics:
-        """The metrics, built now if they are not yet, with every held count replayed into them."""
+    def build(self) -> InferenceMetrics | None:
+        """The metrics, built now if they are not yet, with every held count replayed into them.
+
+        None if they could not be built: that is logged once, and nothing is counted from then on
+        (the function goes on answering; its `/metrics` and readiness gauge are absent)."""
         with self._lock:
-            if self._metrics is None:
-                metrics = self._make()
-                for name, args in self._held:
-                    if name == "answered":  # held with the time it took, not when it began
-                        model, version, alias, took = args
-                        metrics.answered(model, version, alias, time.perf_counter() - took)
-                    else:
-                        getattr(metrics, name)(*args)
-                if self._first_answer is not None:  # the replay set it a moment late
-                    metrics.cold_start.set(self._first_answer - process_started())
-                self._held.clear()
+            if self._metrics is None and not self._failed:
+                try:
+                    metrics = self._make()
+                    self._replay(metrics)
+                except Exception:
+                    log.exception("the inference metrics could not be built: nothing is counted from now on")
+                    self._failed = True
+                    self._held.clear()
+                    return None
                 for name in _METHODS:  # from now on each call goes straight to the metrics
                     setattr(self, name, getattr(metrics, name))
                 self._metrics = metrics
             return self._metrics
 
-    @property
-    def built(self) -> bool:
-        return self._metrics is not None
+    def _replay(self, metrics: InferenceMetrics) -> None:
+        for name, args in self._held:
+            if name == "answered":  # held with the time it took, not when it began
+                model, version, alias, took = args
+                metrics.answered(model, version, alias, time.perf_counter() - took)
+            else:
+                getattr(metrics, name)(*args)
+        if self._first_answer is not None:  # the replay set it a moment late
+            metrics.cold_start.set(self._first_answer - process_started())
+        self._held.clear()
 
     @property
-    def registry(self) -> CollectorRegistry:
-        return self.build().registry
+    def registry(self) -> CollectorRegistry | None:
+        metrics = self.build()
+        return metrics.registry if metrics is not None else None
 
     def answered(self, model: str, version: int, alias: str, started: float) -> None:
         took = time.perf_counter() - started
@@ -105,6 +117,8 @@ class AfterFirstAnswer:
     def _hold(self, name: str, args: tuple[Any, ...]) -> None:
         if self._metrics is None:
             with self._lock:
+                if self._failed:
+                    return
                 if self._metrics is None:
                     self._held.append((name, args))
                     return

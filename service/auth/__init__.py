@@ -3,6 +3,8 @@
 Shared by the HTTP functions (ingest and inference); domain code below never sees a header.
 """
 
+from typing import Any
+
 from .audit import Auditor
 from .authenticator import LOCAL, Authenticator, Principal
 from .config import SecurityConfig
@@ -16,5 +18,15 @@ __all__ = [
     "Principal",
     "QuotaExceeded",
     "SecurityConfig",
+    "SecuritySettings",
     "Unauthorized",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # SecuritySettings brings pydantic-settings with it, which the inference function never imports.
+    if name == "SecuritySettings":
+        from .settings import SecuritySettings
+
+        return SecuritySettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -99,6 +99,7 @@ def test_held_counts_are_replayed_with_the_time_they_measured() -> None:
     counts.refused_request("BadRequest", 400, "m", 1)
     time.sleep(0.05)  # the metrics are built later: the latency must not grow with the wait
     metrics = counts.build()
+    assert metrics is not None
     samples = _samples_of(metrics.registry)
     latency = (("model", "m"), ("version", "1"))
     assert samples[("fermion_inference_request_duration_seconds_count", latency)] == 1
@@ -140,3 +141,49 @@ def test_under_lambda_nothing_is_kept_for_a_scrape(
     )
     assert isinstance(app.state.services.metrics, EmfCounts)
     assert client.get("/metrics", headers=bearer(api_key(registry, "read"))).status_code == 404
+
+
+def test_metrics_that_cannot_be_built_stop_counting_and_the_answers_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> InferenceMetrics:
+        raise RuntimeError("no registry today")
+
+    counts = AfterFirstAnswer(broken)
+    counts.answered("m", 1, "production", time.perf_counter())
+    assert counts.build() is None
+    assert "could not be built" in caplog.text
+    caplog.clear()
+    counts.answered("m", 1, "production", time.perf_counter())  # dropped, not held without bound
+    counts.ran("m", 1, 0.001, (0.0,))
+    assert counts._held == [] and counts.registry is None and counts.build() is None
+    assert "could not be built" not in caplog.text  # said once
+
+
+def test_counts_from_worker_threads_during_the_build_are_each_counted_once() -> None:
+    """Batched runs count from worker threads: none is lost or doubled while the metrics are built."""
+    import threading
+
+    started = threading.Event()
+
+    def slow() -> InferenceMetrics:
+        started.set()
+        time.sleep(0.05)  # threads keep counting while this runs
+        return InferenceMetrics(CollectorRegistry())
+
+    counts = AfterFirstAnswer(slow)
+    per_thread, threads = 500, 4
+
+    def count() -> None:
+        for _ in range(per_thread):
+            counts.ran("m", 1, 0.0001, (0.0,))
+
+    workers = [threading.Thread(target=count) for _ in range(threads)]
+    builder = threading.Thread(target=counts.build)
+    builder.start()
+    started.wait(5)
+    for w in workers:
+        w.start()
+    for w in [builder, *workers]:
+        w.join(10)
+    metrics = counts.build()
+    assert metrics is not None
+    assert _samples_of(metrics.registry)[("fermion_inference_rows_total", (("model", "m"),))] == per_thread * threads

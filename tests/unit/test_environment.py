@@ -2,8 +2,8 @@
 
 `fermion.service.environment` replaces pydantic-settings on the inference path only (its import is a
 fifth of a cold start). Each case sets an environment, then reads `InferenceSettings` both ways: with
-our reader, and with pydantic-settings' own `EnvSettingsSource` over the same fields. The models must
-be equal, and a value one refuses the other refuses too.
+our reader, and with pydantic-settings itself (`Reference`: the same fields on a `BaseSettings`, with
+its configuration). The values must be equal, and a value one refuses the other refuses too.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from pydantic_settings import EnvSettingsSource, SettingsError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from fermion.functions.inference.settings import InferenceSettings
-from fermion.service.environment import environment_values
+from fermion.service.environment import EnvSettings, environment_values
 
 CASES: dict[str, dict[str, str]] = {
     "nothing set": {},
@@ -89,25 +90,28 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Environment:
     return Environment(monkeypatch, str(tmp_path))
 
 
-def pydantic_settings_read(environment: Environment) -> InferenceSettings:
-    """InferenceSettings as pydantic-settings reads them (its default environment source, our prefix).
+class Reference(InferenceSettings, BaseSettings):  # type: ignore[misc]
+    """InferenceSettings' fields, read by pydantic-settings as every other unit reads its settings."""
 
-    The environment is cleared before validating: InferenceSettings' constructor reads it too, and
-    the comparison must hold pydantic-settings' values alone.
-    """
-    source = EnvSettingsSource(InferenceSettings, case_sensitive=False, env_prefix="FERMION_")  # type: ignore[arg-type]
-    values = source()
-    environment.clear()
-    return InferenceSettings.model_validate(values)
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        BaseSettings.__init__(self, **values)  # pydantic-settings alone reads the environment
+
+
+def pydantic_settings_read(environment: Environment) -> dict[str, Any]:
+    """The values pydantic-settings reads for InferenceSettings' fields."""
+    return Reference().model_dump()
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_reads_what_pydantic_settings_reads(environment: Environment, tmp_path, case: str) -> None:
     environment(CASES[case])
     ours = InferenceSettings()
-    assert ours == pydantic_settings_read(environment)
+    assert ours.model_dump() == pydantic_settings_read(environment)
     if CASES[case]:  # and the case did change something: no vacuous equality of two sets of defaults
-        assert ours != InferenceSettings.model_validate({"home": tmp_path})
+        environment.clear()
+        assert ours != InferenceSettings(home=tmp_path)
 
 
 @pytest.mark.parametrize("case", REFUSED)
@@ -147,3 +151,18 @@ def test_the_inference_path_imports_neither_pydantic_settings_nor_its_sources(tm
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"FERMION_HOME": str(tmp_path)}
     )
     assert out.stdout.strip() == "[]"
+
+
+class _Union(EnvSettings):
+    value: list[str] | str = "unset"
+
+
+class _UnionReference(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FERMION_", frozen=True, extra="ignore")
+    value: list[str] | str = "unset"
+
+
+@pytest.mark.parametrize("raw", ["plain text", '["a", "b"]'])
+def test_a_union_with_a_string_takes_text_that_is_not_json(environment: Environment, raw: str) -> None:
+    environment({"FERMION_VALUE": raw})
+    assert _Union().value == _UnionReference().value
