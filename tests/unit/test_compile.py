@@ -52,3 +52,40 @@ def test_an_export_both_exporters_refuse_names_the_operator() -> None:
     with pytest.raises(ExportError, match=r"unsupported operator\(s\) .*linalg_svd") as info:
         export_onnx(_SVD(), torch.randn(2, 4))
     assert "torchscript:" in str(info.value) and "dynamo:" in str(info.value)
+
+
+def _large_logits(x0: np.ndarray) -> torch.nn.Module:
+    """Logits in the thousands, the first one cancelling to near zero on `x0` (as noisy DP weights give)."""
+    torch.manual_seed(1)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3)).eval()
+    with torch.no_grad():
+        for layer in (module[0], module[2]):
+            layer.weight.mul_(40.0)
+        module[2].bias[0] -= module(torch.from_numpy(x0[None]))[0, 0]
+    return module
+
+
+def _nudged(module: torch.nn.Module, relative: float) -> torch.nn.Module:
+    """The same module with every weight moved by `relative` of itself: the graph a torch model rounds to."""
+    import copy
+
+    other = copy.deepcopy(module)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1 + relative)
+    return other
+
+
+def test_parity_is_judged_against_the_scale_of_each_output_row() -> None:
+    x = np.random.default_rng(3).normal(size=(200, 8)).astype(np.float32)
+    module = _large_logits(x[0])
+    graph = export_onnx(module, torch.zeros(2, 8)).onnx_bytes
+    rounded = _nudged(module, 1e-6)  # differences the size of float32 rounding at this scale
+    with torch.no_grad():
+        out, near = module(torch.from_numpy(x)).numpy(), rounded(torch.from_numpy(x)).numpy()
+    assert np.abs(out[0, 0]) < 0.01 and np.abs(out[0]).max() > 100  # a logit near zero in a large row
+    assert abs(near[0, 0] - out[0, 0]) > 1e-4 + 1e-3 * abs(out[0, 0])  # which an element-wise rule refuses
+    report = check_parity(rounded, graph, x)
+    assert report.max_abs_diff > 1e-4
+    with pytest.raises(ParityError):  # a real difference (0.5% of every weight) does not
+        check_parity(_nudged(module, 5e-3), graph, x)
