@@ -22,13 +22,6 @@ if TYPE_CHECKING:  # the framework loads with the app that installs these (infer
 _HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
 
 
-def own_registry() -> CollectorRegistry:
-    """A registry for one function's metrics (prometheus-client loads with the first one)."""
-    from prometheus_client import CollectorRegistry
-
-    return CollectorRegistry(auto_describe=True)
-
-
 def install(
     app: FastAPI,
     settings: TelemetryConfig,

@@ -1,11 +1,12 @@
 """Settings read from the environment without pydantic-settings: the inference function's cold start.
 
 Every other unit reads its settings with pydantic-settings (`BaseSettings`, FERMION_ prefix).
-Importing it costs ~50 ms and its sources another ~30 (dotenv, importlib.metadata, the cloud
-providers' sources), a fifth of an inference function's spawn → first answer; the bare ASGI app it
-is measured against (bench/cold_start.py) pays neither. So the inference path declares its fields
-on plain pydantic models (`StoreConfig`, `BusConfig`, `SecurityConfig`, `TelemetryConfig`) and
-reads them here, as pydantic-settings' environment source does for our configuration:
+With its own imports (dotenv, importlib.metadata, the cloud providers' sources) and the settings
+classes built on it, it was ~40 ms of the inference function's spawn → first answer (316 → 276 ms
+without it, bench/cold_start.py); the bare ASGI app that bench compares with pays none of it. So
+the inference path declares its fields on plain pydantic models (`StoreConfig`, `BusConfig`,
+`SecurityConfig`, `TelemetryConfig`) and reads them here, as pydantic-settings' environment source
+does for our configuration:
 
 - a field is set by `FERMION_<NAME>`, or by its `validation_alias` (each of `AliasChoices`, in order,
   without the prefix); names are matched case-insensitively;
@@ -13,8 +14,8 @@ reads them here, as pydantic-settings' environment source does for our configura
   admits a string takes the text as it is when it is not JSON;
 - values given to the constructor win over the environment.
 
-tests/unit/test_environment.py holds this to pydantic-settings' own `EnvSettingsSource`, field by
-field, for every field of `InferenceSettings`.
+tests/unit/test_environment.py holds this to pydantic-settings itself (the same fields on a
+`BaseSettings`), value by value, for every field of `InferenceSettings`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ from pydantic_core import to_json
 from fermion.model_store import KeyStore, StoreError
 from fermion.service.auth import Auditor, Authenticator
 from fermion.service.auth.state import SecurityState
-from fermion.service.endpoints import own_registry
 from fermion.service.observability.access import AccessMiddleware
 from fermion.service.observability.emf import Emf
 from fermion.service.observability.readiness import Readiness, store_check
@@ -118,7 +117,8 @@ class InferenceApp:
             scope["route"] = ROUTES[version is not None]
             await self.infer(scope, receive, send)
             if self._unbuilt is not None:  # the first answer is out: now the metrics (counting.py)
-                self._build_metrics()
+                self._unbuilt.build()
+                self._unbuilt = None
             return
         if scope["type"] == "lifespan":  # nothing starts or stops with the app (see the module's docstring)
             await _lifespan(receive, send)
@@ -164,11 +164,6 @@ class InferenceApp:
             await _answer(send, status, to_json(body), b"application/json", error_headers)
         else:
             await _answer(send, 200, answer.content, answer.media_type, answer.headers)
-
-    def _build_metrics(self) -> None:
-        unbuilt, self._unbuilt = self._unbuilt, None
-        if unbuilt is not None:
-            unbuilt.build()
 
 
 class OipRequest:
@@ -223,9 +218,9 @@ class OipRequest:
 
 def _inference_metrics(runtime: Callable[[], ModelRuntime]) -> InferenceMetrics:
     """The function's Prometheus metrics (prometheus-client loads here)."""
-    from fermion.service.observability.inference import InferenceMetrics
+    from fermion.service.observability.inference import inference_metrics
 
-    return InferenceMetrics(own_registry(), lambda: runtime().loaded)
+    return inference_metrics(lambda: runtime().loaded)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -82,11 +82,7 @@ class AfterFirstAnswer:
 
     def _replay(self, metrics: InferenceMetrics) -> None:
         for name, args in self._held:
-            if name == "answered":  # held with the time it took, not when it began
-                model, version, alias, took = args
-                metrics.answered(model, version, alias, time.perf_counter() - took)
-            else:
-                getattr(metrics, name)(*args)
+            _count(metrics, name, args)
         if self._first_answer is not None:  # the replay set it a moment late
             metrics.cold_start.set(self._first_answer - process_started())
         self._held.clear()
@@ -122,11 +118,16 @@ class AfterFirstAnswer:
                 if self._metrics is None:
                     self._held.append((name, args))
                     return
-        if name == "answered":  # built since this call began (a caller that kept the bound method)
-            model, version, alias, took = args
-            self._metrics.answered(model, version, alias, time.perf_counter() - took)
-        else:
-            getattr(self._metrics, name)(*args)
+        _count(self._metrics, name, args)  # built since this call began (a caller kept the bound method)
+
+
+def _count(metrics: InferenceMetrics, name: str, args: tuple[Any, ...]) -> None:
+    """One held count into the metrics; an answer is held with the time it took, not when it began."""
+    if name == "answered":
+        model, version, alias, took = args
+        metrics.answered(model, version, alias, time.perf_counter() - took)
+    else:
+        getattr(metrics, name)(*args)
 
 
 class EmfCounts:

@@ -190,3 +190,8 @@ class LoadedModelsCollector(Collector):
             fallback.add_metric([m.name, str(m.version), m.variant], float(m.gpu_fallback))
         yield providers
         yield fallback
+
+
+def inference_metrics(loaded: Callable[[], Iterable[Session]]) -> InferenceMetrics:
+    """An inference app's metrics, on a registry of their own."""
+    return InferenceMetrics(CollectorRegistry(auto_describe=True), loaded)
