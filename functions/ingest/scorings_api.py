@@ -19,7 +19,7 @@ from fermion.events import Bus, ScoringRequest, ScoringRequested
 from fermion.events.envelope import Name
 from fermion.events.scoring import ScoresFormat
 from fermion.events.training import TEACHER_REF
-from fermion.model_store import DatasetStore, Registry, dataset_key
+from fermion.model_store import DatasetStore, ObjectNotFound, Registry, dataset_key
 from fermion.model_store.tables import TABLE_FORMATS, DatasetProfile
 from fermion.service.auth import Principal
 from fermion.service.auth.http import needs, tenant_of
@@ -143,7 +143,10 @@ async def job_output(
 ) -> Response:
     """A finished scoring job's predictions (Parquet or CSV), by its id or a unique prefix."""
     key = await _output(bus, tenant_of(request, caller, tenant), job)
-    data, _ = await asyncio.to_thread(registry.store.get, key)
+    try:
+        data, _ = await asyncio.to_thread(registry.store.get, key)
+    except ObjectNotFound as exc:  # the job's event outlived its file (deleted, or another store's)
+        raise NotFound(f"job {job}'s predictions are no longer in the store ({key})") from exc
     filename = key.rsplit("/", 1)[-1]
     return Response(
         data,

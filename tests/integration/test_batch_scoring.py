@@ -180,6 +180,9 @@ async def test_a_table_model_scores_an_uploaded_csv_by_column_name(
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert scores["prediction"].to_pylist() == [SCHEMA.classes[i] for i in expected.argmax(axis=1)]
     assert (await ingest.get(f"/v1/jobs/{job}/output-url")).status_code == 409  # a local directory cannot sign
+    registry.store.delete(state["output"])  # the event outlives its file: a 404 that says so, not a 503
+    gone = await ingest.get(f"/v1/jobs/{job}/output")
+    assert gone.status_code == 404 and "no longer in the store" in gone.json()["error"], gone.text
 
 
 async def test_an_older_single_input_model_scores_a_csv_drop_under_score(
