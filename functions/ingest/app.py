@@ -11,8 +11,9 @@ handler. Nothing reads settings at import.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -64,7 +65,7 @@ from .console.routes import router as console_router
 from .datasets import UploadedDataset, check_table, shown, upload_limits, validate_dataset
 from .datasets_api import DatasetSelector, find_dataset
 from .datasets_api import router as datasets_router
-from .deps import BusDep, Datasets, RegistryDep, Settings, get_bus, get_keys, get_registry
+from .deps import BusDep, Datasets, RegistryDep, Settings, close_bus, get_bus, get_keys, get_registry
 from .drift_api import router as drift_router
 from .edge_api import router as edge_router
 from .errors import (
@@ -124,9 +125,16 @@ class Accepted(BaseModel):
     label_column: str
 
 
+@contextlib.asynccontextmanager
+async def _closing_bus(app: FastAPI) -> AsyncIterator[None]:
+    """At shutdown (a server's stop, a test client's exit), close the bus connection the routes made."""
+    yield
+    await close_bus()
+
+
 def create_app(settings: Callable[[], IngestSettings] = get_settings) -> FastAPI:
     """The ingest app over `settings()` (read here once, for the upload route's body limit)."""
-    app = FastAPI(title="Fermion ingest")
+    app = FastAPI(title="Fermion ingest", lifespan=_closing_bus)
     if settings is not get_settings:
         app.dependency_overrides[get_settings] = settings
 

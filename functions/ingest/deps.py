@@ -66,6 +66,14 @@ async def get_bus(settings: Annotated[IngestSettings, Depends(get_settings)]) ->
     return _BusHolder.bus
 
 
+async def close_bus() -> None:
+    """Close the process's bus connection at shutdown, if this event loop made it (another loop's is not ours)."""
+    bus = _BusHolder.bus
+    if bus is not None and _BusHolder.loop is asyncio.get_running_loop():
+        _BusHolder.bus = _BusHolder.loop = None
+        await bus.close()
+
+
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 BusDep = Annotated[Bus, Depends(get_bus)]
 Datasets = Annotated[DatasetStore, Depends(get_datasets)]

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from fermion.functions.inference.app import create_app as inference_app
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.settings import InferenceSettings
+from fermion.functions.ingest import deps as ingest_deps
 from fermion.functions.ingest.app import create_app as ingest_app
 from fermion.functions.ingest.deps import get_keys, get_registry
 from fermion.functions.ingest.settings import IngestSettings
@@ -52,6 +53,8 @@ def test_ingest_is_not_ready_without_nats_and_recovers_when_it_returns(tmp_path:
             server = NatsServer(tmp_path / "nats", port=port).start()  # the same server comes back
             wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ready again")
             assert _up(client, key, "nats") == 1
+            bus = ingest_deps._BusHolder.bus  # the connection the routes made
+        assert bus is not None and bus.closed  # closed at shutdown, not left to the garbage collector
     finally:
         server.stop()
 
