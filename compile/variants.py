@@ -23,6 +23,7 @@ from .optimize import convert_fp16, optimize_fp32, quantize_int8
 from .verify import check_parity
 
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+"""The registry reads these names too (model_store.manifest.VARIANT_FILES, held equal by a test)."""
 DEFAULT_BUDGET = 0.01  # one accuracy point
 
 

@@ -4,7 +4,8 @@ Entries are written to a temporary name and renamed into place only after their 
 matched, so a reader never sees a partial file; a corrupted entry is detected and refetched.
 Beside them, `VersionFolders` holds a version's files together under their own names (a model
 with external data), checked before each reuse the same way.
-Directories are 0700 and entries 0600: the cache holds the models' bytes.
+Directories are 0700 and entries 0600: the cache holds the models' bytes. `names/` remembers which
+entry each object filled, so a reader can tell, before a manifest says, whether a download is needed.
 """
 
 from __future__ import annotations
@@ -42,21 +43,39 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _hashed(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
 class FileCache:
     """Verified files under `root/sha256/<digest>`, least recently used evicted past `max_bytes`."""
 
     def __init__(self, root: Path, *, max_bytes: int = 2 << 30) -> None:
         self.root = root / "sha256"
+        self.names = root / "names"
         private_dir(self.root)
+        private_dir(self.names)
         self.max_bytes = max_bytes
 
-    def get(self, entry: FileEntry, fill: Callable[[Path], None], *, what: str) -> Path:
-        """The verified local path of `entry`, calling `fill(tmp_path)` to fetch it on a miss."""
+    def holds(self, name: str) -> bool:
+        """Whether the entry last filled from `name` (an object's URI) is still here: a hint, not a check."""
+        try:
+            digest = (self.names / _hashed(name)).read_text()
+        except OSError:
+            return False
+        return len(digest) == 64 and (self.root / digest).exists()
+
+    def get(self, entry: FileEntry, fill: Callable[[Path], None], *, what: str, name: str | None = None) -> Path:
+        """The verified local path of `entry`, calling `fill(tmp_path)` to fetch it on a miss.
+
+        `name` (the URI `fill` reads) is remembered for `holds`.
+        """
         path = self.root / entry.sha256
         if path.exists():
             if path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
                 with contextlib.suppress(FileNotFoundError):
                     os.utime(path)  # mtime is our recency: a hit keeps the entry
+                self._remember(name, entry.sha256)
                 return path
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -77,7 +96,18 @@ class FileCache:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         self._evict(keep=path)
+        self._remember(name, entry.sha256)
         return path
+
+    def _remember(self, name: str | None, digest: str) -> None:
+        if name is None:
+            return
+        hint = self.names / _hashed(name)
+        with contextlib.suppress(OSError):
+            if hint.read_text() == digest:
+                return
+        with contextlib.suppress(OSError):  # only a hint: without it, the next cold load downloads early
+            hint.write_text(digest)
 
     def _evict(self, keep: Path) -> None:
         entries = []

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
+VARIANT_FILES = {"fp32": MODEL_FILE, "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+"""Where a compiled variant lies in a version (compile/variants.py writes them; compile sits below
+model_store, so it repeats these names, and tests/unit/test_variants.py holds the two equal)."""
 
 
 class FileEntry(BaseModel):

@@ -5,9 +5,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from pydantic import ValidationError
 
@@ -18,6 +24,41 @@ from .errors import AliasNotFound, IntegrityError, InvalidName, ModelNotFound, O
 from .manifest import MANIFEST, MODEL_FILE, Manifest
 from .names import LATEST, check_name
 from .signing import SIGNATURE_FILE, Verifier
+
+T = TypeVar("T")
+
+
+def beside(call: Callable[[], T]) -> Future[T]:
+    """Start `call` in a thread of its own; its result, or what it raised, comes in the future."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="fermion-store-read", daemon=True).start()
+    return future
+
+
+class EarlyFetch:
+    """A version's file downloading before its manifest has been read; `fetch` claims it or it is deleted."""
+
+    def __init__(self, store: ObjectStore, key: str, directory: Path) -> None:
+        fd, name = tempfile.mkstemp(prefix=".tmp-early-", dir=directory)  # the cache's own temporaries
+        os.close(fd)
+        self.key, self.path = key, Path(name)
+        self.done = beside(lambda: store.download(key, self.path))
+
+    def claim(self, dest: Path) -> None:
+        """Wait for the download and move it to `dest`; raises what the download raised."""
+        self.done.result()
+        os.replace(self.path, dest)
+
+    def drop(self) -> None:
+        """Delete the download (once it ends) unless it was claimed."""
+        self.done.add_done_callback(lambda _: self.path.unlink(missing_ok=True))
 
 
 class ModelSummary(TypedDict):
@@ -104,15 +145,17 @@ class RegistryReader:
         IntegrityError unless the manifest names the tenant, model and version it was read for.
         """
         prefix = self._version_prefix(tenant, name, version)
+        # The signature is read beside the manifest: one round trip to the store, not two.
+        sealed = beside(lambda: self.store.get(prefix + SIGNATURE_FILE)[0]) if self.verifier is not None else None
         try:
             raw, _ = self.store.get(prefix + MANIFEST)
         except ObjectNotFound:
             if not self.store.children(self._model_prefix(tenant, name)):
                 raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
             raise VersionNotFound(f"model {name!r} has no version {version}") from None
-        if self.verifier is not None:
+        if self.verifier is not None and sealed is not None:
             try:
-                seal: bytes | None = self.store.get(prefix + SIGNATURE_FILE)[0]
+                seal: bytes | None = sealed.result()
             except ObjectNotFound:
                 seal = None
             self.verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
@@ -130,8 +173,30 @@ class RegistryReader:
             )
         return manifest
 
-    def fetch(self, manifest: Manifest, filename: str = MODEL_FILE) -> Path:
-        """A local path to a version's file, verified against the manifest's sha256 and size."""
+    @contextlib.contextmanager
+    def fetching_early(self, tenant: str, name: str, version: int, filename: str) -> Iterator[EarlyFetch | None]:
+        """Download a version's file beside the reads of its manifest and signature, for `fetch(early=)`.
+
+        On a cold load the file's GET then overlaps the manifest's instead of following it. Its bytes
+        are trusted only once `fetch` has checked them against the manifest, as any download's.
+        Nothing starts when the cache still holds what it last fetched from that object; a download
+        no fetch claimed is deleted on the way out.
+        """
+        key = self._version_prefix(tenant, name, version) + filename
+        if self.cache.holds(f"{self.store.url}/{key}"):
+            yield None
+            return
+        early = EarlyFetch(self.store, key, self.cache.root)
+        try:
+            yield early
+        finally:
+            early.drop()
+
+    def fetch(self, manifest: Manifest, filename: str = MODEL_FILE, *, early: EarlyFetch | None = None) -> Path:
+        """A local path to a version's file, verified against the manifest's sha256 and size.
+
+        `early` (from `fetching_early`) is used where it is this file's download.
+        """
         entry = manifest.files.get(filename)
         if entry is None:
             raise IntegrityError(f"{manifest.name} version {manifest.version} has no file {filename!r}")
@@ -139,11 +204,14 @@ class RegistryReader:
 
         def fill(tmp: Path) -> None:
             try:
-                self.store.download(key, tmp)
+                if early is not None and early.key == key:
+                    early.claim(tmp)
+                else:
+                    self.store.download(key, tmp)
             except ObjectNotFound as exc:
                 raise IntegrityError(f"{key} is listed in the manifest but missing from the store") from exc
 
-        return self.cache.get(entry, fill, what=key)
+        return self.cache.get(entry, fill, what=key, name=f"{self.store.url}/{key}")
 
     def fetch_all(self, manifest: Manifest) -> Path:
         """A directory with every file of a version under its own name (an ONNX model with external data).

@@ -40,6 +40,26 @@ def datatype_of(dtype: np.dtype) -> str:
     return _DATATYPE_OF.get(np.dtype(dtype), "BYTES")
 
 
+def onnx_dtype(type_name: str) -> np.dtype:
+    """The numpy dtype of an ONNX Runtime input or output type ('tensor(float)'); float32 if unknown."""
+    table = {
+        "float": np.float32,
+        "double": np.float64,
+        "float16": np.float16,
+        "int64": np.int64,
+        "int32": np.int32,
+        "int16": np.int16,
+        "int8": np.int8,
+        "uint8": np.uint8,
+        "uint16": np.uint16,
+        "uint32": np.uint32,
+        "uint64": np.uint64,
+        "bool": np.bool_,
+        "string": object,  # BYTES: a table model's category columns
+    }
+    return np.dtype(table.get(type_name.removeprefix("tensor(").removesuffix(")"), np.float32))
+
+
 def datatype_name(dtype: np.dtype) -> str:
     """The protocol's name for `dtype` where it has one, else numpy's (for error messages)."""
     return _DATATYPE_OF.get(np.dtype(dtype), str(dtype))

@@ -23,9 +23,11 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from fermion.model_store import MODEL_FILE, Manifest, Registry, open_registry
+from fermion.model_store.manifest import VARIANT_FILES
+from fermion.model_store.reader import EarlyFetch
 
 from .errors import BadRequest, ModelUnavailable
-from .protocol import datatype_name
+from .protocol import datatype_name, onnx_dtype
 from .settings import GPU_PROVIDERS, InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
@@ -155,7 +157,7 @@ def _cheap(session: ort.InferenceSession) -> bool:
         return False
     try:
         feeds = {
-            i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape], _onnx_dtype(i.type))
+            i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape], onnx_dtype(i.type))
             for i in session.get_inputs()
         }
         if sum(a.size for a in feeds.values()) > INLINE_ELEMENTS:
@@ -177,26 +179,6 @@ def _shrinking(providers: list[str]) -> ort.RunOptions:
     devices = "cpu:0;gpu:0" if any(p in GPU_PROVIDERS for p in providers) else "cpu:0"
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", devices)
     return options
-
-
-def _onnx_dtype(type_name: str) -> np.dtype:
-    # ORT reports 'tensor(float)'; map to numpy.
-    table = {
-        "float": np.float32,
-        "double": np.float64,
-        "float16": np.float16,
-        "int64": np.int64,
-        "int32": np.int32,
-        "int16": np.int16,
-        "int8": np.int8,
-        "uint8": np.uint8,
-        "uint16": np.uint16,
-        "uint32": np.uint32,
-        "uint64": np.uint64,
-        "bool": np.bool_,
-        "string": object,  # BYTES: a table model's category columns
-    }
-    return np.dtype(table.get(type_name.removeprefix("tensor(").removesuffix(")"), np.float32))
 
 
 def cpu_quota() -> int:
@@ -254,12 +236,23 @@ class ModelRuntime:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:  # a request arriving while the model loads waits for that load
             if (model := self._models.get(key)) is None:
-                manifest = self.registry.manifest(tenant, ref.name, version)
-                model = self._models[key] = self._load_variant(manifest, wanted)
+                with self._fetching_early(tenant, ref.name, version, wanted) as early:
+                    manifest = self.registry.manifest(tenant, ref.name, version)
+                    model = self._models[key] = self._load_variant(manifest, wanted, early)
                 self._evict()
         return model
 
-    def _load_variant(self, manifest: Manifest, wanted: str) -> LoadedModel:
+    def _fetching_early(
+        self, tenant: str, name: str, version: int, wanted: str
+    ) -> contextlib.AbstractContextManager[EarlyFetch | None]:
+        """The file `wanted` most likely loads, downloading beside the manifest's read (`early_fetch`)."""
+        if not self.settings.early_fetch:
+            return contextlib.nullcontext()
+        if wanted == "auto":
+            wanted = "fp16" if any(p in GPU_PROVIDERS for p in self._providers()) else self.settings.cpu_variant
+        return self.registry.fetching_early(tenant, name, version, VARIANT_FILES[wanted])
+
+    def _load_variant(self, manifest: Manifest, wanted: str, early: EarlyFetch | None = None) -> LoadedModel:
         """Load the asked-for variant; "auto" is fp16 where a GPU provider is in play, else the CPU choice."""
         available = manifest.variants or {"fp32": MODEL_FILE}
         if wanted != "auto":
@@ -267,11 +260,11 @@ class ModelRuntime:
                 raise BadRequest(
                     f"{manifest.name} version {manifest.version} has no {wanted!r} variant; it has {sorted(available)}"
                 )
-            return self._load(manifest, wanted, available[wanted])
+            return self._load(manifest, wanted, available[wanted], early)
         cpu_choice = self.settings.cpu_variant if self.settings.cpu_variant in available else "fp32"
         gpu = any(p in GPU_PROVIDERS for p in self._providers())
         if gpu and "fp16" in available:
-            model = self._load(manifest, "fp16", available["fp16"])
+            model = self._load(manifest, "fp16", available["fp16"], early)
             if not model.gpu_fallback:
                 return model
             log.warning(
@@ -279,7 +272,7 @@ class ModelRuntime:
                 manifest.name,
                 cpu_choice,
             )
-        return self._load(manifest, cpu_choice, available.get(cpu_choice, MODEL_FILE))
+        return self._load(manifest, cpu_choice, available.get(cpu_choice, MODEL_FILE), early)
 
     def cached(self, ref: ModelRef, variant: str | None = None, tenant: str | None = None) -> LoadedModel | None:
         """The loaded model for `ref` if answering needs no I/O (loaded, alias fresh); else None."""
@@ -312,11 +305,14 @@ class ModelRuntime:
         self._aliases[key] = (version, now)
         return version
 
-    def _load(self, manifest: Manifest, variant: str, filename: str) -> LoadedModel:
+    def _load(self, manifest: Manifest, variant: str, filename: str, early: EarlyFetch | None = None) -> LoadedModel:
         started = time.perf_counter()
         external = bool(set(manifest.files) - {filename, *manifest.variants.values()})
         # External data must sit beside the model: fetch every file then.
-        path = self.registry.fetch_all(manifest) / filename if external else self.registry.fetch(manifest, filename)
+        if external:
+            path = self.registry.fetch_all(manifest) / filename
+        else:
+            path = self.registry.fetch(manifest, filename, early=early)
         pool = self.settings.intra_op_threads or cpu_quota()
         # Probe only what could be cheap: a large model gets the pool at once (its session never made twice).
         small = not external and path.stat().st_size <= PROBE_MAX_BYTES
@@ -342,7 +338,7 @@ class ModelRuntime:
                 f"({wanted_gpu}) but the session got {got}"
             )
         inputs = {
-            i.name: (_onnx_dtype(i.type), [d if isinstance(d, int) else None for d in i.shape])
+            i.name: (onnx_dtype(i.type), [d if isinstance(d, int) else None for d in i.shape])
             for i in session.get_inputs()
         }
         seconds = time.perf_counter() - started

@@ -48,6 +48,11 @@ class InferenceSettings(StoreConfig, SecurityConfig, BusConfig, TelemetryConfig,
     verify_signatures: bool = Field(default=True, description="refuse versions no trusted key signed")
     alias_ttl_s: float = Field(default=5.0, ge=0)
     preload: str | None = Field(default=None, description="A model reference to load at import.")
+    early_fetch: bool = Field(
+        default=True,
+        description="on a cold load, download the model file beside its manifest and signature (one round "
+        "trip, not two); off where a download the manifest then does not need costs more than a round trip",
+    )
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_rows_per_request: int = Field(default=65_536, ge=1, description="rows one request may carry (413 beyond)")
     max_rows_per_run: int = Field(

@@ -27,6 +27,13 @@ def tabular_mlp():  # type: ignore[no-untyped-def]
     return train(ds, Recipe(architecture="mlp", epochs=30, learning_rate=3e-3))
 
 
+def test_the_registry_knows_the_variants_by_the_names_compile_gives_them() -> None:
+    # The inference function fetches a variant's file before the manifest that lists it has arrived.
+    from fermion.model_store import manifest
+
+    assert manifest.VARIANT_FILES == VARIANT_FILES
+
+
 @pytest.mark.parametrize("model", ["digits_cnn", "tabular_mlp"])
 def test_every_variant_is_registered_with_its_parity_report(model: str, request: pytest.FixtureRequest) -> None:
     trained = request.getfixturevalue(model)

@@ -1,0 +1,135 @@
+"""A cold load's store reads overlap: the model file downloads beside its manifest and signature.
+
+The store is a real local directory whose every read first waits `DELAY`, as a remote store's round
+trip does, and which logs when each read began and ended (bench/first_request.py measures the same
+on LocalStack's S3 API).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pytest
+
+from fermion.functions.inference.errors import BadRequest
+from fermion.functions.inference.runtime import ModelRef, ModelRuntime
+from fermion.functions.inference.settings import InferenceSettings
+from fermion.model_store import (
+    IntegrityError,
+    LocalDirStore,
+    Registry,
+    Signer,
+    VersionNotFound,
+    generate_key_pair,
+)
+from fermion.model_store.signing import Verifier
+from tests.helpers import linear_draft, linear_onnx
+
+DELAY = 0.15
+T = TypeVar("T")
+
+
+class SlowStore(LocalDirStore):
+    """A local store whose reads each take `DELAY` more, logged as (what, object name, start, end) as they end."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[tuple[str, str, float, float]] = []
+        self.begun: list[tuple[str, str]] = []  # as each read starts (one in a thread may end after its caller)
+
+    def _slow(self, what: str, key: str, call: Callable[[], T]) -> T:
+        started = time.monotonic()
+        self.begun.append((what, key.rsplit("/", 1)[-1]))
+        time.sleep(DELAY)
+        try:
+            return call()
+        finally:
+            self.reads.append((what, key.rsplit("/", 1)[-1], started, time.monotonic()))
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        return self._slow("get", key, lambda: LocalDirStore.get(self, key))
+
+    def download(self, key: str, dest: Path) -> None:
+        self._slow("download", key, lambda: LocalDirStore.download(self, key, dest))
+
+    def read(self, what: str, name: str) -> tuple[float, float]:
+        """When the one read of `name` by `what` began and ended."""
+        (interval,) = [(s, e) for w, n, s, e in self.reads if (w, n) == (what, name)]
+        return interval
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SlowStore:
+    private, public = generate_key_pair(tmp_path / "keys")
+    writer = Registry(LocalDirStore(tmp_path / "store"), tmp_path / "writer-cache", signer=Signer.from_file(private))
+    writer.register("default", "lin", {"model.onnx": linear_onnx()}, linear_draft())
+    (tmp_path / "public").write_text(public.read_text())
+    return SlowStore(tmp_path / "store")
+
+
+def runtime(store: SlowStore, tmp_path: Path, cache: str = "cache", **settings: object) -> ModelRuntime:
+    """A fresh inference runtime over `store`, verifying signatures, its file cache under `cache`."""
+    verifier = Verifier.from_texts([(tmp_path / "public").read_text().strip()])
+    registry = Registry(store, tmp_path / cache, verifier=verifier)
+    return ModelRuntime(registry, InferenceSettings(home=tmp_path, providers=["CPUExecutionProvider"], **settings))
+
+
+def leftovers(tmp_path: Path, cache: str = "cache") -> list[str]:
+    """Temporary files left in the cache (an early download nobody claimed must not stay)."""
+    return sorted(p.name for p in (tmp_path / cache / "sha256").iterdir() if p.name.startswith(".tmp-"))
+
+
+def test_the_model_file_downloads_beside_the_manifest_and_its_signature(store: SlowStore, tmp_path: Path) -> None:
+    model = runtime(store, tmp_path).get(ModelRef("lin", version=1))
+
+    manifest = store.read("get", "manifest.json")
+    signature = store.read("get", "signature.json")
+    file = store.read("download", "model.onnx")
+    assert signature[0] < manifest[1] and file[0] < manifest[1], store.reads  # all three in flight at once
+    assert model.version == 1 and model.run({"input": np.ones((2, 4), np.float32)})["logits"].shape == (2, 3)
+    assert leftovers(tmp_path) == []
+
+
+def test_without_early_fetch_the_file_waits_for_the_manifest(store: SlowStore, tmp_path: Path) -> None:
+    runtime(store, tmp_path, early_fetch=False).get(ModelRef("lin", version=1))
+
+    assert store.read("download", "model.onnx")[0] >= store.read("get", "manifest.json")[1], store.reads
+    assert store.read("get", "signature.json")[0] < store.read("get", "manifest.json")[1]  # that overlap stays
+
+
+def test_a_file_already_in_the_cache_is_not_downloaded_again(store: SlowStore, tmp_path: Path) -> None:
+    runtime(store, tmp_path).get(ModelRef("lin", version=1))
+    store.begun.clear()
+
+    runtime(store, tmp_path).get(ModelRef("lin", version=1))  # a restarted process on the same disk cache
+
+    assert ("download", "model.onnx") not in store.begun and ("get", "manifest.json") in store.begun
+
+
+def test_an_early_download_is_checked_against_the_manifest_like_any_other(store: SlowStore, tmp_path: Path) -> None:
+    # Bytes swapped under a signed manifest: fetched early, they are refused all the same, and not cached.
+    (tmp_path / "store" / "models/default/lin/versions/1/model.onnx").write_bytes(linear_onnx(seed=1))
+
+    with pytest.raises(IntegrityError, match="expected sha256"):
+        runtime(store, tmp_path).get(ModelRef("lin", version=1))
+
+    assert [p.name for p in (tmp_path / "cache" / "sha256").iterdir()] == []
+
+
+def test_a_guess_the_manifest_does_not_bear_out_is_dropped(store: SlowStore, tmp_path: Path) -> None:
+    # On CPU with cpu_variant int8 the guess is model.int8.onnx; this version has only fp32, which serves.
+    model = runtime(store, tmp_path, cpu_variant="int8").get(ModelRef("lin", version=1))
+    assert model.variant == "fp32"
+    # Asked for a variant the version lacks: refused by name, the early download of it dropped.
+    with pytest.raises(BadRequest, match="no 'fp16' variant"):
+        runtime(store, tmp_path, "other-cache", variant="fp16").get(ModelRef("lin", version=1))
+    # A version that does not exist: its early download fails beside the manifest's read, which says so.
+    with pytest.raises(VersionNotFound):
+        runtime(store, tmp_path).get(ModelRef("lin", version=9))
+
+    time.sleep(2 * DELAY)  # a dropped download is deleted once it ends
+    assert leftovers(tmp_path) == [] and leftovers(tmp_path, "other-cache") == []
