@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,6 +27,8 @@ from .errors import IntegrityError
 from .manifest import FileEntry
 
 _CHUNK = 1 << 20
+STALE_S = 3600.0
+"""A temporary file (`.tmp-*`) unwritten for this long belongs to no live download: it is removed."""
 _FOLDER_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,15 @@ class FileCache:
         private_dir(self.root)
         private_dir(self.names)
         self.max_bytes = max_bytes
+        self._remove_stale()
+
+    def _remove_stale(self) -> None:
+        """Delete temporaries nothing has written to for `STALE_S`: a process died mid-download."""
+        cutoff = time.time() - STALE_S
+        for p in self.root.glob(".tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
 
     def holds(self, name: str) -> bool:
         """Whether the entry last filled from `name` (an object's URI) is still here: a hint, not a check."""

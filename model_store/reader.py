@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
@@ -20,7 +21,15 @@ from pydantic import ValidationError
 from .aliases import Alias
 from .backends import ObjectStore
 from .cache import FileCache, VersionFolders
-from .errors import AliasNotFound, IntegrityError, InvalidName, ModelNotFound, ObjectNotFound, VersionNotFound
+from .errors import (
+    AliasNotFound,
+    IntegrityError,
+    InvalidName,
+    ModelNotFound,
+    ObjectNotFound,
+    StoreError,
+    VersionNotFound,
+)
 from .manifest import MANIFEST, MODEL_FILE, Manifest
 from .names import LATEST, check_name
 from .signing import SIGNATURE_FILE, Verifier
@@ -29,7 +38,11 @@ T = TypeVar("T")
 
 
 def beside(call: Callable[[], T]) -> Future[T]:
-    """Start `call` in a thread of its own; its result, or what it raised, comes in the future."""
+    """Start `call` in a thread of its own (in this context: the trace and log fields go with it).
+
+    Its result, or what it raised, comes in the future. A daemon thread, not a pool's: a download
+    still running never holds up the interpreter's exit.
+    """
     future: Future[T] = Future()
 
     def run() -> None:
@@ -38,7 +51,8 @@ def beside(call: Callable[[], T]) -> Future[T]:
         except BaseException as exc:  # handed to whoever asks for the result
             future.set_exception(exc)
 
-    threading.Thread(target=run, name="fermion-store-read", daemon=True).start()
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(run,), name="fermion-store-read", daemon=True).start()
     return future
 
 
@@ -51,13 +65,21 @@ class EarlyFetch:
         self.key, self.path = key, Path(name)
         self.done = beside(lambda: store.download(key, self.path))
 
-    def claim(self, dest: Path) -> None:
-        """Wait for the download and move it to `dest`; raises what the download raised."""
-        self.done.result()
+    def claim(self, dest: Path) -> bool:
+        """Wait for the download and move it to `dest`; False if it failed (the caller downloads again).
+
+        It may have failed where a download now would not: a store that did not answer, or a version
+        whose files were still being written when the early read went out.
+        """
+        try:
+            self.done.result()
+        except StoreError:
+            return False
         os.replace(self.path, dest)
+        return True
 
     def drop(self) -> None:
-        """Delete the download (once it ends) unless it was claimed."""
+        """Delete the download (once it ends: a running one is not interrupted) unless it was claimed."""
         self.done.add_done_callback(lambda _: self.path.unlink(missing_ok=True))
 
 
@@ -79,6 +101,8 @@ class RegistryReader:
         self.cache = FileCache(cache_dir, max_bytes=cache_max_bytes)
         self.folders = VersionFolders(cache_dir / "versions")
         self.verifier = verifier  # refuses a manifest no trusted key signed
+        self._fetched_early: set[str] = set()  # objects downloaded early in this process (once each)
+        self._early_guard = threading.Lock()
 
     # --- keys -----------------------------------------------------------------------------------
 
@@ -146,19 +170,23 @@ class RegistryReader:
         """
         prefix = self._version_prefix(tenant, name, version)
         # The signature is read beside the manifest: one round trip to the store, not two.
-        sealed = beside(lambda: self.store.get(prefix + SIGNATURE_FILE)[0]) if self.verifier is not None else None
+        verifier = self.verifier
+        sealed = beside(lambda: self.store.get(prefix + SIGNATURE_FILE)[0]) if verifier is not None else None
         try:
             raw, _ = self.store.get(prefix + MANIFEST)
         except ObjectNotFound:
             if not self.store.children(self._model_prefix(tenant, name)):
                 raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
             raise VersionNotFound(f"model {name!r} has no version {version}") from None
-        if self.verifier is not None and sealed is not None:
+        if verifier is not None and sealed is not None:
             try:
                 seal: bytes | None = sealed.result()
-            except ObjectNotFound:
-                seal = None
-            self.verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
+            except ObjectNotFound:  # read before the manifest was: a version being published then? Once more.
+                try:
+                    seal = self.store.get(prefix + SIGNATURE_FILE)[0]
+                except ObjectNotFound:
+                    seal = None
+            verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
         try:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
@@ -179,11 +207,18 @@ class RegistryReader:
 
         On a cold load the file's GET then overlaps the manifest's instead of following it. Its bytes
         are trusted only once `fetch` has checked them against the manifest, as any download's.
-        Nothing starts when the cache still holds what it last fetched from that object; a download
-        no fetch claimed is deleted on the way out.
+        Nothing starts when the cache still holds what it last fetched from that object, or when that
+        object was downloaded early before in this process: a load that failed (a refused signature,
+        a variant the version lacks) is retried without one, so retries cannot pile up downloads. An
+        early download no fetch claimed is deleted once it ends.
         """
         key = self._version_prefix(tenant, name, version) + filename
-        if self.cache.holds(f"{self.store.url}/{key}"):
+        with self._early_guard:
+            first = key not in self._fetched_early
+            if len(self._fetched_early) >= 10_000:  # made-up version numbers must not grow it without bound
+                self._fetched_early.clear()
+            self._fetched_early.add(key)
+        if not first or self.cache.holds(f"{self.store.url}/{key}"):
             yield None
             return
         early = EarlyFetch(self.store, key, self.cache.root)
@@ -204,16 +239,14 @@ class RegistryReader:
 
         def fill(tmp: Path) -> None:
             try:
-                if early is not None and early.key == key:
-                    early.claim(tmp)
-                else:
+                if early is None or early.key != key or not early.claim(tmp):
                     self.store.download(key, tmp)
             except ObjectNotFound as exc:
                 raise IntegrityError(f"{key} is listed in the manifest but missing from the store") from exc
 
         return self.cache.get(entry, fill, what=key, name=f"{self.store.url}/{key}")
 
-    def fetch_all(self, manifest: Manifest) -> Path:
+    def fetch_all(self, manifest: Manifest, *, early: EarlyFetch | None = None) -> Path:
         """A directory with every file of a version under its own name (an ONNX model with external data).
 
         Files are hard links to verified cache entries; the directory appears whole or not at all, and
@@ -221,7 +254,7 @@ class RegistryReader:
         """
 
         def fill() -> dict[str, Path]:
-            return {filename: self.fetch(manifest, filename) for filename in manifest.files}
+            return {filename: self.fetch(manifest, filename, early=early) for filename in manifest.files}
 
         what = f"{manifest.tenant}/{manifest.name} version {manifest.version}"  # no local paths in answers
         return self.folders.get(manifest.content_sha256, manifest.files, fill, what=what)

@@ -250,7 +250,12 @@ class ModelRuntime:
             return contextlib.nullcontext()
         if wanted == "auto":
             wanted = "fp16" if any(p in GPU_PROVIDERS for p in self._providers()) else self.settings.cpu_variant
-        return self.registry.fetching_early(tenant, name, version, VARIANT_FILES[wanted])
+        filename = VARIANT_FILES.get(wanted)
+        return (
+            contextlib.nullcontext()
+            if filename is None
+            else self.registry.fetching_early(tenant, name, version, filename)
+        )
 
     def _load_variant(self, manifest: Manifest, wanted: str, early: EarlyFetch | None = None) -> LoadedModel:
         """Load the asked-for variant; "auto" is fp16 where a GPU provider is in play, else the CPU choice."""
@@ -310,7 +315,7 @@ class ModelRuntime:
         external = bool(set(manifest.files) - {filename, *manifest.variants.values()})
         # External data must sit beside the model: fetch every file then.
         if external:
-            path = self.registry.fetch_all(manifest) / filename
+            path = self.registry.fetch_all(manifest, early=early) / filename
         else:
             path = self.registry.fetch(manifest, filename, early=early)
         pool = self.settings.intra_op_threads or cpu_quota()

@@ -127,8 +127,9 @@ class Accepted(BaseModel):
 
 @contextlib.asynccontextmanager
 async def _closing_bus(app: FastAPI) -> AsyncIterator[None]:
-    """At shutdown (a server's stop, a test client's exit), close the bus connection the routes made."""
+    """At shutdown (a server's stop, a client's exit) the audit records still going out, then the bus closes."""
     yield
+    await app.state.security.auditor.drain()
     await close_bus()
 
 

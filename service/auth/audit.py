@@ -45,6 +45,11 @@ class Auditor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait, at most `timeout_s`, for the records still being published (at shutdown, before the bus closes)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
     async def _publish(self, event: AuditEvent) -> None:
         from fermion.events import BusError
 

@@ -7,12 +7,14 @@ on LocalStack's S3 API).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import onnx
 import pytest
 
 from fermion.functions.inference.errors import BadRequest
@@ -21,13 +23,16 @@ from fermion.functions.inference.settings import InferenceSettings
 from fermion.model_store import (
     IntegrityError,
     LocalDirStore,
+    ObjectNotFound,
     Registry,
     Signer,
+    StoreUnavailable,
     VersionNotFound,
     generate_key_pair,
 )
-from fermion.model_store.signing import Verifier
-from tests.helpers import linear_draft, linear_onnx
+from fermion.model_store.cache import STALE_S, FileCache
+from fermion.model_store.signing import SignatureError, Verifier
+from tests.helpers import linear_draft, linear_onnx, wait_until
 
 DELAY = 0.15
 T = TypeVar("T")
@@ -40,6 +45,7 @@ class SlowStore(LocalDirStore):
         super().__init__(root)
         self.reads: list[tuple[str, str, float, float]] = []
         self.begun: list[tuple[str, str]] = []  # as each read starts (one in a thread may end after its caller)
+        self.failing: dict[str, Exception] = {}  # object name -> what its next read raises
 
     def _slow(self, what: str, key: str, call: Callable[[], T]) -> T:
         started = time.monotonic()
@@ -51,10 +57,18 @@ class SlowStore(LocalDirStore):
             self.reads.append((what, key.rsplit("/", 1)[-1], started, time.monotonic()))
 
     def get(self, key: str) -> tuple[bytes, str]:
-        return self._slow("get", key, lambda: LocalDirStore.get(self, key))
+        return self._slow("get", key, lambda: self._fail(key) or LocalDirStore.get(self, key))
 
     def download(self, key: str, dest: Path) -> None:
-        self._slow("download", key, lambda: LocalDirStore.download(self, key, dest))
+        self._slow("download", key, lambda: self._fail(key) or LocalDirStore.download(self, key, dest))
+
+    def _fail(self, key: str) -> None:
+        """Raise what `failing` holds for this object's name, once."""
+        if (exc := self.failing.pop(key.rsplit("/", 1)[-1], None)) is not None:
+            raise exc
+
+    def begun_count(self, what: str, name: str) -> int:
+        return self.begun.count((what, name))
 
     def read(self, what: str, name: str) -> tuple[float, float]:
         """When the one read of `name` by `what` began and ended."""
@@ -117,7 +131,65 @@ def test_an_early_download_is_checked_against_the_manifest_like_any_other(store:
     with pytest.raises(IntegrityError, match="expected sha256"):
         runtime(store, tmp_path).get(ModelRef("lin", version=1))
 
+    assert store.begun_count("download", "model.onnx") == 1  # the early download was the one refused
+    assert store.read("download", "model.onnx")[0] < store.read("get", "manifest.json")[1]
     assert [p.name for p in (tmp_path / "cache" / "sha256").iterdir()] == []
+
+
+def test_a_failed_load_is_retried_without_another_early_download(store: SlowStore, tmp_path: Path) -> None:
+    # An unsigned version: every load is refused, and retries must not each start a download.
+    (tmp_path / "store" / "models/default/lin/versions/1/signature.json").unlink()
+    models = runtime(store, tmp_path)
+    for _ in range(3):
+        with pytest.raises(SignatureError):
+            models.get(ModelRef("lin", version=1))
+
+    assert store.begun_count("download", "model.onnx") == 1
+    wait_until(lambda: leftovers(tmp_path) == [], 5, "the unclaimed early download deleted")
+
+
+def test_an_early_download_that_failed_is_made_again_once_the_manifest_is_read(
+    store: SlowStore, tmp_path: Path
+) -> None:
+    store.failing["model.onnx"] = StoreUnavailable("cannot reach the object store: connection reset")
+
+    model = runtime(store, tmp_path).get(ModelRef("lin", version=1))
+
+    assert model.version == 1 and store.begun_count("download", "model.onnx") == 2
+
+
+def test_a_signature_read_before_it_was_written_is_read_again(store: SlowStore, tmp_path: Path) -> None:
+    # The writer puts the signature before the manifest; read beside it, it may have gone out first.
+    store.failing["signature.json"] = ObjectNotFound("models/default/lin/versions/1/signature.json")
+
+    assert runtime(store, tmp_path).get(ModelRef("lin", version=1)).version == 1
+    assert store.begun_count("get", "signature.json") == 2
+
+
+def test_a_model_with_external_data_downloads_each_file_once(store: SlowStore, tmp_path: Path) -> None:
+    model = onnx.load_from_string(linear_onnx())
+    onnx.save_model(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="w.bin", size_threshold=0)
+    files = {"model.onnx": (tmp_path / "ext.onnx").read_bytes(), "w.bin": (tmp_path / "w.bin").read_bytes()}
+    writer = Registry(
+        LocalDirStore(tmp_path / "store"), tmp_path / "w", signer=Signer.from_file(tmp_path / "keys/signing.key")
+    )
+    writer.register("default", "ext", files, linear_draft())
+
+    runtime(store, tmp_path).get(ModelRef("ext", version=1))
+
+    assert store.begun_count("download", "model.onnx") == 1 and store.begun_count("download", "w.bin") == 1
+
+
+def test_temporaries_a_dead_process_left_are_removed(tmp_path: Path) -> None:
+    root = tmp_path / "cache" / "sha256"
+    root.mkdir(parents=True)
+    (root / ".tmp-early-dead").write_bytes(b"half a model")
+    os.utime(root / ".tmp-early-dead", (time.time() - STALE_S - 60,) * 2)
+    (root / ".tmp-early-live").write_bytes(b"a download under way")
+
+    FileCache(tmp_path / "cache")
+
+    assert sorted(p.name for p in root.iterdir()) == [".tmp-early-live"]
 
 
 def test_a_guess_the_manifest_does_not_bear_out_is_dropped(store: SlowStore, tmp_path: Path) -> None:
@@ -131,5 +203,5 @@ def test_a_guess_the_manifest_does_not_bear_out_is_dropped(store: SlowStore, tmp
     with pytest.raises(VersionNotFound):
         runtime(store, tmp_path).get(ModelRef("lin", version=9))
 
-    time.sleep(2 * DELAY)  # a dropped download is deleted once it ends
-    assert leftovers(tmp_path) == [] and leftovers(tmp_path, "other-cache") == []
+    # A dropped download is deleted once it ends.
+    wait_until(lambda: leftovers(tmp_path) == [] and leftovers(tmp_path, "other-cache") == [], 5, "none left")
