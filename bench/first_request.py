@@ -1,17 +1,18 @@
 """A cold function's first request on S3, with and without the early fetch, interleaved in one run.
 
 The first request to a fresh inference function reads, in order: the API key's record, the alias,
-then the version's manifest, its signature and the model file. The signature is always read beside
-the manifest; with `early_fetch` (the default) the model file is downloaded beside them too, before
+then the version's manifest, its signature and the model file. From S3 the signature is always read
+beside the manifest; with `early_fetch` (the default) the model file is downloaded beside them too, before
 the manifest has said what it must hash to. This bench measures what that saves.
 
 LocalStack serves the S3 API on loopback. A proxy in front of it adds a round-trip time to every
 connection and every exchange (half each way, and one for the TCP handshake), as a store in
 another building would: `--rtt-ms 0` is LocalStack direct. The first row is the local directory
-store, where there is no round trip to save. Each run builds a fresh app (a new boto3
-client, an empty model cache, nothing authenticated) and times its first infer request in process:
-key read, alias read, manifest, signature, model file, sha256, signature check, ONNX Runtime session,
-run. Server start and imports are not in it (bench/cold_start.py has those). Medians are printed.
+store, which reads in turn either way (no round trip to save): its ratio is the bench's noise.
+Each run builds a fresh app (a new boto3 client, an empty model cache, nothing authenticated) and
+times its first infer request in process: key read, alias read, manifest, signature, model file,
+sha256, signature check, ONNX Runtime session, run. Server start and imports are not in it
+(bench/cold_start.py has those). Medians are printed.
 
     .venv/bin/python bench/first_request.py [--runs 9] [--rtt-ms 0 10 30]
 """

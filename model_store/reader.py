@@ -169,23 +169,24 @@ class RegistryReader:
         IntegrityError unless the manifest names the tenant, model and version it was read for.
         """
         prefix = self._version_prefix(tenant, name, version)
-        # The signature is read beside the manifest: one round trip to the store, not two.
+        # From a remote store the signature is read beside the manifest: one round trip, not two.
         verifier = self.verifier
-        sealed = beside(lambda: self.store.get(prefix + SIGNATURE_FILE)[0]) if verifier is not None else None
+        remote = verifier is not None and self.store.remote
+        sealed = beside(lambda: self.store.get(prefix + SIGNATURE_FILE)[0]) if remote else None
         try:
             raw, _ = self.store.get(prefix + MANIFEST)
         except ObjectNotFound:
             if not self.store.children(self._model_prefix(tenant, name)):
                 raise ModelNotFound(f"no model {name!r} for tenant {tenant!r}") from None
             raise VersionNotFound(f"model {name!r} has no version {version}") from None
-        if verifier is not None and sealed is not None:
-            try:
-                seal: bytes | None = sealed.result()
-            except ObjectNotFound:  # read before the manifest was: a version being published then? Once more.
-                try:
+        if verifier is not None:
+            seal: bytes | None = None
+            if sealed is not None:
+                with contextlib.suppress(ObjectNotFound):
+                    seal = sealed.result()
+            if seal is None:  # not read yet, or read before the writer put it there (just before the manifest)
+                with contextlib.suppress(ObjectNotFound):
                     seal = self.store.get(prefix + SIGNATURE_FILE)[0]
-                except ObjectNotFound:
-                    seal = None
             verifier.verify(raw, seal, f"{tenant}/{name} version {version}")
         try:
             manifest = Manifest.model_validate_json(raw)
@@ -207,10 +208,11 @@ class RegistryReader:
 
         On a cold load the file's GET then overlaps the manifest's instead of following it. Its bytes
         are trusted only once `fetch` has checked them against the manifest, as any download's.
-        Nothing starts when the cache still holds what it last fetched from that object, or when that
-        object was downloaded early before in this process: a load that failed (a refused signature,
-        a variant the version lacks) is retried without one, so retries cannot pile up downloads. An
-        early download no fetch claimed is deleted once it ends.
+        Nothing starts for a local store (no round trip to save), when the cache still holds what it
+        last fetched from that object, or when that object was downloaded early before in this
+        process: a load that failed (a refused signature, a variant the version lacks) is retried
+        without one, so retries cannot pile up downloads. An early download no fetch claimed is
+        deleted once it ends.
         """
         key = self._version_prefix(tenant, name, version) + filename
         with self._early_guard:
@@ -218,7 +220,7 @@ class RegistryReader:
             if len(self._fetched_early) >= 10_000:  # made-up version numbers must not grow it without bound
                 self._fetched_early.clear()
             self._fetched_early.add(key)
-        if not first or self.cache.holds(f"{self.store.url}/{key}"):
+        if not self.store.remote or not first or self.cache.holds(f"{self.store.url}/{key}"):
             yield None
             return
         early = EarlyFetch(self.store, key, self.cache.root)

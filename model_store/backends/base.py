@@ -12,6 +12,8 @@ class ObjectStore(Protocol):
     """Keys are '/'-separated; writes can be create-only or compare-and-swap on the ETag."""
 
     url: str
+    remote: bool
+    """Whether each read is a round trip over a network (S3), worth overlapping with others (reader.py)."""
 
     def get(self, key: str) -> tuple[bytes, str]:
         """The object's bytes and ETag; raises ObjectNotFound."""

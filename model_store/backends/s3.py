@@ -33,6 +33,8 @@ _FULL_CODES = {"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "QuotaExce
 class S3Store:
     """Objects under `s3://bucket/prefix`."""
 
+    remote = True
+
     def __init__(
         self,
         bucket: str,

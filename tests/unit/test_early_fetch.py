@@ -39,7 +39,12 @@ T = TypeVar("T")
 
 
 class SlowStore(LocalDirStore):
-    """A local store whose reads each take `DELAY` more, logged as (what, object name, start, end) as they end."""
+    """A local store whose reads each take `DELAY` more, logged as (what, object name, start, end) as they end.
+
+    It is remote as far as the reader can tell (a local directory's reads are not overlapped).
+    """
+
+    remote = True
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -113,6 +118,18 @@ def test_without_early_fetch_the_file_waits_for_the_manifest(store: SlowStore, t
 
     assert store.read("download", "model.onnx")[0] >= store.read("get", "manifest.json")[1], store.reads
     assert store.read("get", "signature.json")[0] < store.read("get", "manifest.json")[1]  # that overlap stays
+
+
+def test_a_local_directory_store_is_read_in_turn(tmp_path: Path, store: SlowStore) -> None:
+    class Local(SlowStore):
+        remote = False  # as LocalDirStore: a read is a file read, with no round trip to overlap
+
+    local = Local(tmp_path / "store")
+    runtime(local, tmp_path).get(ModelRef("lin", version=1))
+
+    manifest_read = local.read("get", "manifest.json")
+    assert local.read("get", "signature.json")[0] >= manifest_read[1], local.reads
+    assert local.read("download", "model.onnx")[0] >= manifest_read[1], local.reads
 
 
 def test_a_file_already_in_the_cache_is_not_downloaded_again(store: SlowStore, tmp_path: Path) -> None:
