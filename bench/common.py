@@ -78,7 +78,7 @@ def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
 
     from fermion.compile import check_parity, export_onnx
     from fermion.events import Recipe
-    from fermion.model_store import Draft, Signature, TensorSpec
+    from fermion.model_store import Draft
     from fermion.training.data import Dataset
     from fermion.training.loop import train
 
@@ -88,15 +88,22 @@ def register_digits(home: Path) -> tuple[Path, np.ndarray, int]:
     exported = export_onnx(trained.module, torch.from_numpy(trained.x_test[:2]))
     check_parity(trained.module, exported.onnx_bytes, trained.x_test)
     registry = bench_registry(home)
-    sig = Signature(
-        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
-        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])],
-    )
-    manifest = registry.register("default", "digits", {"model.onnx": exported.onnx_bytes}, Draft(signature=sig))
+    draft = Draft(signature=digits_signature())
+    manifest = registry.register("default", "digits", {"model.onnx": exported.onnx_bytes}, draft)
     sample = trained.x_test[:1]
     with torch.no_grad():
         expected = int(trained.module(torch.from_numpy(sample)).argmax())
     return registry.fetch(manifest), sample, expected
+
+
+def digits_signature() -> Any:
+    """The digits CNN's signature: 64 pixels in, 10 logits out."""
+    from fermion.model_store import Signature, TensorSpec
+
+    return Signature(
+        inputs=[TensorSpec(name="input", datatype="FP32", shape=[-1, 64])],
+        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])],
+    )
 
 
 def bench_registry(home: Path) -> Any:

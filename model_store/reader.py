@@ -117,6 +117,10 @@ class RegistryReader:
         """Where a version's files live, as a URI of the store (for events and logs)."""
         return f"{self.store.url}/{self._version_prefix(tenant, name, version).rstrip('/')}"
 
+    def _where(self, key: str) -> str:
+        """An object's URI: the name the cache remembers it by."""
+        return f"{self.store.url}/{key}"
+
     def _alias_key(self, tenant: str, name: str, alias: str) -> str:
         return f"{self._model_prefix(tenant, name)}aliases/{check_name('alias', alias)}.json"
 
@@ -171,8 +175,8 @@ class RegistryReader:
         prefix = self._version_prefix(tenant, name, version)
         # From a remote store the signature is read beside the manifest: one round trip, not two.
         verifier = self.verifier
-        remote = verifier is not None and self.store.remote
-        sealed = beside(lambda: self.store.get(prefix + SIGNATURE_FILE)[0]) if remote else None
+        overlap = verifier is not None and self.store.remote
+        sealed = beside(lambda: self.store.get(prefix + SIGNATURE_FILE)[0]) if overlap else None
         try:
             raw, _ = self.store.get(prefix + MANIFEST)
         except ObjectNotFound:
@@ -214,13 +218,16 @@ class RegistryReader:
         without one, so retries cannot pile up downloads. An early download no fetch claimed is
         deleted once it ends.
         """
+        if not self.store.remote:
+            yield None
+            return
         key = self._version_prefix(tenant, name, version) + filename
         with self._early_guard:
             first = key not in self._fetched_early
             if len(self._fetched_early) >= 10_000:  # made-up version numbers must not grow it without bound
                 self._fetched_early.clear()
             self._fetched_early.add(key)
-        if not self.store.remote or not first or self.cache.holds(f"{self.store.url}/{key}"):
+        if not first or self.cache.holds(self._where(key)):
             yield None
             return
         early = EarlyFetch(self.store, key, self.cache.root)
@@ -246,7 +253,8 @@ class RegistryReader:
             except ObjectNotFound as exc:
                 raise IntegrityError(f"{key} is listed in the manifest but missing from the store") from exc
 
-        return self.cache.get(entry, fill, what=key, name=f"{self.store.url}/{key}")
+        # Which entry this object filled is remembered only where `fetching_early` asks (remote stores).
+        return self.cache.get(entry, fill, what=key, name=self._where(key) if self.store.remote else None)
 
     def fetch_all(self, manifest: Manifest, *, early: EarlyFetch | None = None) -> Path:
         """A directory with every file of a version under its own name (an ONNX model with external data).

@@ -246,16 +246,12 @@ class ModelRuntime:
         self, tenant: str, name: str, version: int, wanted: str
     ) -> contextlib.AbstractContextManager[EarlyFetch | None]:
         """The file `wanted` most likely loads, downloading beside the manifest's read (`early_fetch`)."""
-        if not self.settings.early_fetch:
-            return contextlib.nullcontext()
         if wanted == "auto":
-            wanted = "fp16" if any(p in GPU_PROVIDERS for p in self._providers()) else self.settings.cpu_variant
+            wanted = "fp16" if self._gpu() else self.settings.cpu_variant
         filename = VARIANT_FILES.get(wanted)
-        return (
-            contextlib.nullcontext()
-            if filename is None
-            else self.registry.fetching_early(tenant, name, version, filename)
-        )
+        if not self.settings.early_fetch or filename is None:
+            return contextlib.nullcontext()
+        return self.registry.fetching_early(tenant, name, version, filename)
 
     def _load_variant(self, manifest: Manifest, wanted: str, early: EarlyFetch | None = None) -> LoadedModel:
         """Load the asked-for variant; "auto" is fp16 where a GPU provider is in play, else the CPU choice."""
@@ -267,8 +263,7 @@ class ModelRuntime:
                 )
             return self._load(manifest, wanted, available[wanted], early)
         cpu_choice = self.settings.cpu_variant if self.settings.cpu_variant in available else "fp32"
-        gpu = any(p in GPU_PROVIDERS for p in self._providers())
-        if gpu and "fp16" in available:
+        if self._gpu() and "fp16" in available:
             model = self._load(manifest, "fp16", available["fp16"], early)
             if not model.gpu_fallback:
                 return model
@@ -321,7 +316,7 @@ class ModelRuntime:
         pool = self.settings.intra_op_threads or cpu_quota()
         # Probe only what could be cheap: a large model gets the pool at once (its session never made twice).
         small = not external and path.stat().st_size <= PROBE_MAX_BYTES
-        cpu_only = not any(p in GPU_PROVIDERS for p in self._providers())  # a GPU session is made once
+        cpu_only = not self._gpu()  # a GPU session is made once
         probe = self.settings.intra_op_threads == 0 and pool > 1 and small and cpu_only
         session = self._session(path, manifest, variant, 1 if probe else pool)
         if probe and not _cheap(session):
@@ -377,6 +372,10 @@ class ModelRuntime:
             }
         }
         return [options.get(p, {}) for p in self._providers()]
+
+    def _gpu(self) -> bool:
+        """Whether a GPU provider is among those a session is asked for."""
+        return any(p in GPU_PROVIDERS for p in self._providers())
 
     def _providers(self) -> list[str]:
         available = set(ort.get_available_providers())

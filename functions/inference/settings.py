@@ -50,8 +50,9 @@ class InferenceSettings(StoreConfig, SecurityConfig, BusConfig, TelemetryConfig,
     preload: str | None = Field(default=None, description="A model reference to load at import.")
     early_fetch: bool = Field(
         default=True,
-        description="on a cold load, download the model file beside its manifest and signature (one round "
-        "trip, not two); off where a download the manifest then does not need costs more than a round trip",
+        description="on a cold load from a remote store (S3), download the model file beside its manifest and "
+        "signature (one round trip, not two); off where a download the manifest then does not need costs more "
+        "than a round trip",
     )
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_rows_per_request: int = Field(default=65_536, ge=1, description="rows one request may carry (413 beyond)")

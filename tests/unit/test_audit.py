@@ -28,13 +28,18 @@ class SlowBus:
         self.published.append(event)
 
 
-async def test_drain_waits_for_the_records_still_being_published() -> None:
-    bus = SlowBus(0.05)
+def auditor_over(bus: SlowBus) -> Auditor:
+    """An auditor whose bus getter hands out `bus`."""
 
     async def get_bus() -> SlowBus:
         return bus
 
-    auditor = Auditor(get_bus)  # type: ignore[arg-type]
+    return Auditor(get_bus)  # type: ignore[arg-type]
+
+
+async def test_drain_waits_for_the_records_still_being_published() -> None:
+    bus = SlowBus(0.05)
+    auditor = auditor_over(bus)
     auditor.record(CALLER, "request.refused", "POST /v1/models/m/aliases/production", outcome="refused", reason="no")
     assert bus.published == []
 
@@ -45,11 +50,7 @@ async def test_drain_waits_for_the_records_still_being_published() -> None:
 
 async def test_drain_gives_up_after_its_timeout() -> None:
     bus = SlowBus(60)
-
-    async def get_bus() -> SlowBus:
-        return bus
-
-    auditor = Auditor(get_bus)  # type: ignore[arg-type]
+    auditor = auditor_over(bus)
     auditor.record(CALLER, "request.refused", "GET /v1/keys", outcome="refused", reason="no")
     started = time.monotonic()
 
