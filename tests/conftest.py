@@ -42,6 +42,27 @@ def _garbage_collected(request: pytest.FixtureRequest) -> Iterator[None]:
         warnings.simplefilter("always", ResourceWarning)
         gc.collect()
     _unclosed.extend(f"{request.node.nodeid}: {w.message}" for w in caught if issubclass(w.category, ResourceWarning))
+    if stranded := _stranded_ingest_bus():
+        _unclosed.append(f"{request.node.nodeid}: {stranded}")
+
+
+_named_buses: set[int] = set()
+
+
+def _stranded_ingest_bus() -> str | None:
+    """Ingest's process-wide NATS connection, if a test left it open on an event loop that has closed.
+
+    Only an app served without its lifespan leaves one (the lifespan closes it). Held by the module,
+    the collector cannot find it until a later test's app replaces it: that test would be named
+    (test_readiness.py was, for three waves), so the one that left it is named here, once.
+    """
+    deps = sys.modules.get("fermion.functions.ingest.deps")
+    holder = getattr(deps, "_BusHolder", None)
+    bus, loop = (holder.bus, holder.loop) if holder is not None else (None, None)
+    if bus is None or loop is None or not loop.is_closed() or id(bus) in _named_buses:
+        return None
+    _named_buses.add(id(bus))
+    return "ingest's NATS connection, left open on a closed event loop (serve the app with its lifespan)"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -47,9 +47,8 @@ def _serve(store: ObjectStore, nats_url: str, home: Path) -> Iterator[tuple[str,
     app.dependency_overrides[get_registry] = lambda: registry
     app.dependency_overrides[get_keys] = lambda: KeyStore(store)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio")
-    )
+    # With its lifespan, as deployed: the app closes the NATS connection its routes made when it stops.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
