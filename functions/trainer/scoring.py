@@ -51,6 +51,7 @@ from fermion.training.errors import PermanentJobError
 
 from . import rules
 from .predictions import score
+from .reaper import SCORINGS, Reaper
 from .settings import TrainerSettings
 
 log = logging.getLogger("fermion.scorer")
@@ -67,15 +68,25 @@ class Scorer:
         self.settings = settings
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; the job in hand is finished first."""
-        await consume(
-            self.bus,
-            streams.SCORER_DURABLE,
-            streams.JOBS_STREAM,
-            self.handle,
-            stop,
-            retry_delay_s=self.settings.retry_delay_s,
-        )
+        """Consume until `stop` is set; the job in hand is finished first.
+
+        Beside it, a reaper: a scoring job that kills its worker on every delivery (a table too large
+        for the memory limit) is dead-lettered and reported failed, not left in the queue for ever.
+        """
+        reaper = asyncio.create_task(Reaper(self.bus, self.settings, SCORINGS).run())
+        try:
+            await consume(
+                self.bus,
+                streams.SCORER_DURABLE,
+                streams.JOBS_STREAM,
+                self.handle,
+                stop,
+                retry_delay_s=self.settings.retry_delay_s,
+            )
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
 
     async def handle(self, delivery: Delivery) -> None:
         """Decide one delivery's fate."""

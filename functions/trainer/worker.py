@@ -61,7 +61,7 @@ from .history import JobRun
 from .job import run_job, run_trial
 from .pipeline import UploadRule
 from .promote import promote_and_announce
-from .reaper import Reaper
+from .reaper import TRAININGS, Reaper
 from .retrain import DriftRule
 from .scoring import Scorer
 from .settings import TrainerSettings, get_settings
@@ -84,7 +84,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
-        reaper = asyncio.create_task(Reaper(self.bus, self.settings, self.metrics).run())
+        exhausted = self.metrics.dead_lettered.labels("exhausted").inc
+        reaper = asyncio.create_task(Reaper(self.bus, self.settings, TRAININGS, exhausted).run())
         try:
             await consume(
                 self.bus,
