@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import os
 import tempfile
 import threading
@@ -89,6 +88,8 @@ class ModelSummary(TypedDict):
     name: str
     versions: list[int]
     aliases: dict[str, int]
+    splits: dict[str, dict[int, int]]
+    """Each alias's live split, version → percent (one version at 100 unless a rollout runs)."""
 
 
 class RegistryReader:
@@ -270,11 +271,16 @@ class RegistryReader:
         return self.folders.get(manifest.content_sha256, manifest.files, fill, what=what)
 
     def describe(self, tenant: str, name: str) -> ModelSummary:
-        """A model's versions and aliases, for listings."""
+        """A model's versions, its aliases and what each alias serves, for listings."""
         prefix = f"{self._model_prefix(tenant, name)}aliases/"
-        aliases: dict[str, int] = {}
-        for fn in self.store.children(prefix):
-            if fn.endswith(".json"):
-                raw, _ = self.store.get(prefix + fn)
-                aliases[fn.removesuffix(".json")] = json.loads(raw)["version"]
-        return ModelSummary(name=name, versions=self.versions(tenant, name), aliases=aliases)
+        records = {
+            fn.removesuffix(".json"): Alias.model_validate_json(self.store.get(prefix + fn)[0])
+            for fn in self.store.children(prefix)
+            if fn.endswith(".json")
+        }
+        return ModelSummary(
+            name=name,
+            versions=self.versions(tenant, name),
+            aliases={alias: record.version for alias, record in records.items()},
+            splits={alias: record.split() for alias, record in records.items()},
+        )

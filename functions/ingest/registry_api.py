@@ -51,7 +51,7 @@ class AliasUpdate(BaseModel):
 async def list_models(
     request: Request, registry: RegistryDep, tenant: Tenant = None, caller: Principal = needs("read")
 ) -> list[dict[str, Any]]:
-    """Every model of the tenant with its versions and aliases."""
+    """Every model of the tenant with its versions, its aliases and each alias's live split (`splits`)."""
     tenant = tenant_of(request, caller, tenant)
     names = await _call(registry.models, tenant)
     return [await _call(registry.describe, tenant, n) for n in names]
@@ -88,8 +88,7 @@ async def model_versions(
                 "refused": None,
             }
         )
-    splits = {a: (await _call(registry.alias, tenant, name, a)).split() for a in info["aliases"]}
-    return {"name": name, "aliases": info["aliases"], "splits": splits, "versions": versions}
+    return {"name": name, "aliases": info["aliases"], "splits": info["splits"], "versions": versions}
 
 
 def _refused(version: int, reason: str) -> dict[str, Any]:

@@ -168,6 +168,9 @@ def test_rollouts_are_visible_live_and_safe_in_the_console(stack: Stack, held: d
             assert serious == [], (where, [(v["id"], v["help"], [n["target"] for n in v["nodes"]]) for v in serious])
             assert errors == [], (where, errors)
 
+        # The models list: what each alias serves, its split included.
+        visit("models")
+        expect(page.locator("#models")).to_contain_text("production → v1 (split: v1 90% · v2 10%)")
         # The model page: the live split of each alias, and per-version serving graphs.
         visit(f"model/{MODEL}")
         expect(page.locator("#splits tr[data-alias='production']")).to_contain_text("v1 90% · v2 10%")

@@ -155,8 +155,13 @@ async def test_the_registry_over_http(ingest: httpx.AsyncClient, registry: Regis
         registry.register("default", "m", {"model.onnx": linear_onnx(seed=i)}, linear_draft())
     listing = (await ingest.get("/v1/models")).json()
     assert listing == [
-        {"name": "m", "versions": [1, 2, 3], "aliases": {"latest": 3, "production": 1}}
-    ]  # the first version bootstraps production
+        {
+            "name": "m",
+            "versions": [1, 2, 3],
+            "aliases": {"latest": 3, "production": 1},  # the first version bootstraps production
+            "splits": {"latest": {"3": 100}, "production": {"1": 100}},
+        }
+    ]
     versions = (await ingest.get("/v1/models/m")).json()["versions"]
     assert [v["version"] for v in versions] == [1, 2, 3] and versions[0]["metrics"] == {"accuracy": 0.5}
     manifest = (await ingest.get("/v1/models/m/versions/2")).json()

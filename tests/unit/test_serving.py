@@ -73,7 +73,10 @@ def test_a_promote_or_rollback_during_a_rollout_is_refused_naming_it_unless_abor
     started = client.post("/v1/models/wine/aliases/production/canary", json={"version": 2, "steps": [10, 50, 100]})
     assert started.status_code == 200, started.text
     assert started.json()["split"] == {"1": 90, "2": 10}
-    assert client.get("/v1/models/wine").json()["splits"] == {"latest": {"3": 100}, "production": {"1": 90, "2": 10}}
+    serving = {"latest": {"3": 100}, "production": {"1": 90, "2": 10}}
+    assert client.get("/v1/models/wine").json()["splits"] == serving
+    (listed,) = client.get("/v1/models").json()  # the list says what each alias serves, as the model's page does
+    assert listed["splits"] == serving and listed["aliases"] == {"latest": 3, "production": 1}
 
     promoted = client.put("/v1/models/wine/aliases/production", json={"version": 3})
     assert promoted.status_code == 409, promoted.text

@@ -6,11 +6,15 @@ import { liveSplit, servingSection, splitText } from "./rollouts.js";
 
 const enc = encodeURIComponent;
 
+// What alias `a` (pointing at version `v`) serves: its version, or its live split while traffic is split.
+const served = (splits, a, v) => (Object.hasOwn(splits, a) && Object.keys(splits[a]).length > 1
+  ? `v${v} (split: ${splitText(splits[a])})` : `v${v}`);
+
 export async function models() {
   const list = await api("/v1/models");
   show(h("h2", {}, "Models"), table({ id: "models" }, ["Model", "Serving", "Versions"], list.map((m) => [
     link(`model/${enc(m.name)}`, m.name),
-    Object.entries(m.aliases).map(([a, v]) => `${a} → v${v}`).join(", "),
+    Object.entries(m.aliases).map(([a, v]) => `${a} → ${served(m.splits || {}, a, v)}`).join(", "),
     m.versions.join(", "),
   ])));
   say(`${list.length} model(s)`);
@@ -36,8 +40,7 @@ export async function model(name) {
     const split = Object.hasOwn(splits, a) ? splits[a] : { [v]: 100 };
     for (const [sv, w] of Object.entries(split)) (serving[sv] ||= []).push(w === 100 ? a : `${a} ${w}%`);
   }
-  const aliasVersion = (a, v) => (Object.hasOwn(splits, a) && Object.keys(splits[a]).length > 1 ? `v${v} (split: ${splitText(splits[a])})` : `v${v}`);
-  const aliases = Object.entries(m.aliases).map(([a, v]) => [a, aliasVersion(a, v), a === "latest" ? "" :
+  const aliases = Object.entries(m.aliases).map(([a, v]) => [a, served(splits, a, v), a === "latest" ? "" :
     confirmed({ "data-rollback": a }, `Roll back ${a}`, `Confirm: roll back ${a}?`, "Rollback refused", async () => {
       const r = await api(`${path}/${enc(a)}/rollback`, { method: "POST" });
       await model(name);
