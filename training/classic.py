@@ -25,7 +25,7 @@ from fermion.model_store.features import Task
 
 from .data import Dataset, split
 from .errors import DatasetError, UnknownArchitecture
-from .metrics import evaluate, evaluate_regression
+from .metrics import confusion, evaluate_regression, evaluation, residuals, scores
 
 INSTALL = "pip install 'fermion[classic]'"
 
@@ -107,6 +107,9 @@ class Fitted:
     labels: list[str]
     duration_s: float
     task: Task = "classification"
+    evaluation: dict[str, Any] | None = None
+    """The held-out evaluation behind `metrics`: a classifier's confusion matrix and per-class scores, a
+    regression's residuals (training/metrics.py), as a torch model's."""
 
 
 def make_estimator(recipe: Recipe, ds: Dataset) -> Any:
@@ -135,6 +138,7 @@ def fit(ds: Dataset, recipe: Recipe, on_done: Callable[[float, dict[str, float]]
     if ds.task == "regression":
         predicted = np.asarray(estimator.predict(x_test), dtype=np.float64)
         metrics = evaluate_regression(predicted, y_test.astype(np.float64))
+        evaluated = residuals(predicted, y_test)
         loss = metrics["mse"]
     else:
         proba = np.asarray(estimator.predict_proba(x_test))
@@ -142,8 +146,9 @@ def fit(ds: Dataset, recipe: Recipe, on_done: Callable[[float, dict[str, float]]
             raise DatasetError(
                 f"the training split holds {proba.shape[1]} of {len(ds.labels)} classes: add rows of the missing ones"
             )
-        metrics = evaluate(proba, y_test, len(ds.labels))
+        cm = confusion(proba, y_test, len(ds.labels))
+        metrics, evaluated = scores(cm), evaluation(cm, ds.labels)
         loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_test)), y_test], 1e-12, None))))
     if on_done is not None:
         on_done(loss, metrics)
-    return Fitted(estimator, metrics, x_test, y_test, ds.labels, duration, ds.task)
+    return Fitted(estimator, metrics, x_test, y_test, ds.labels, duration, ds.task, evaluated)

@@ -73,6 +73,7 @@ def run_classic_job(
         labels=fitted.labels,
         features=ds.schema.model_dump() if ds.schema is not None else None,
         metrics=fitted.metrics,
+        evaluation=fitted.evaluation,
         lineage=Lineage(
             training_event_id=event.id,
             dataset_sha256=dataset.sha256,

@@ -138,6 +138,13 @@ def test_a_classic_classifier_on_a_mixed_table_serves_by_column_name_as_it_was_f
     assert [t.name for t in manifest.signature.outputs] == ["label", "probabilities", "logits"]
     report = manifest.compile_report
     assert report["parity"]["max_abs_diff"] <= 1e-5 and report["table_parity"]["max_abs_diff"] <= 1e-5, report
+    # The held-out evaluation behind the metrics, as a torch model records it (the console draws it).
+    evaluation = manifest.evaluation
+    assert evaluation is not None and evaluation["labels"] == schema.classes
+    cm = np.asarray(evaluation["confusion"])
+    assert cm.shape == (3, 3) and cm.sum() == len(fitted.y_test)
+    assert np.trace(cm) / cm.sum() == pytest.approx(manifest.metrics["accuracy"])
+    assert [c["support"] for c in evaluation["per_class"]] == cm.sum(axis=1).tolist()
     assert manifest.metrics["accuracy"] >= 0.6, manifest.metrics
     assert [f["name"] for f in manifest.profile["features"]] == schema.names()
 
@@ -205,6 +212,13 @@ def test_a_classic_regression_on_diabetes_beats_the_mean_and_answers_in_the_labe
     assert set(manifest.metrics) == {"mse", "mae", "r2"} and manifest.metrics["r2"] > 0.2, manifest.metrics
     assert [t.name for t in manifest.signature.outputs] == ["prediction"]
     assert manifest.compile_report["table_parity"]["max_rel_diff"] <= 1e-5, manifest.compile_report
+    residuals = manifest.evaluation  # actual - predicted on the held-out split, in the label's units
+    assert residuals is not None and residuals["task"] == "regression"
+    assert sum(residuals["residuals"]["counts"]) == len(fitted.y_test)
+    pairs = np.asarray(residuals["pairs"])  # every held-out row, under the 200 pairs kept
+    assert len(pairs) == len(fitted.y_test) and np.mean((pairs[:, 0] - pairs[:, 1]) ** 2) == pytest.approx(
+        manifest.metrics["mse"], rel=1e-6
+    )
 
     held = _held_out(served["tmp"] / "diabetes.parquet", "parquet", "progression")
     rows = held.to_pylist()  # the label left in
