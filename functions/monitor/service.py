@@ -242,7 +242,7 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
         await bus.prepare(settings, [])  # it consumes no durable consumer: ordered reads and core NATS
         metrics = monitor_metrics() if settings.metrics else None
         if metrics is not None and settings.metrics_port:
-            serve_monitor_metrics(settings.metrics_port)
+            serve_monitor_metrics(settings.metrics_port, settings.metrics_host)
         monitor = Monitor(bus, open_registry(settings), settings, metrics)
         unsubscribe = await bus.on(subjects.TELEMETRY, monitor.on_telemetry, queue="monitors")
         tasks = [

@@ -25,7 +25,10 @@ class MonitorSettings(StoreSettings, BusSettings):
         default=30.0, ge=1, le=3600, description="each version's traffic is kept in the store per window this long"
     )
     metrics: bool = Field(default=True, description="Prometheus metrics (drift, online accuracy, rollouts)")
-    metrics_port: int = Field(default=0, ge=0, le=65535, description="serve /metrics on 127.0.0.1 here (0: off)")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="serve /metrics here (0: off)")
+    metrics_host: str = Field(
+        default="127.0.0.1", description="the address /metrics listens on (a pod sets 0.0.0.0 for Prometheus)"
+    )
 
 
 @lru_cache(maxsize=1)

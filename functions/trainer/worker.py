@@ -339,7 +339,7 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
         await bus.prepare(settings, consumed, policy)
         registry = open_registry(settings)
         if settings.metrics and settings.metrics_port:
-            serve_metrics(settings.metrics_port)
+            serve_metrics(settings.metrics_port, settings.metrics_host)
         async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
             consumers = [streams.TRAINER_DURABLE, streams.SWEEP_DURABLE]
             group.create_task(watch_consumer(bus.consumer_state, consumers, stop))

@@ -20,6 +20,10 @@ class TelemetryConfig(BaseModel):
         default=True, description="/metrics needs a key with the `read` scope (off: open, for a trusted network)"
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="trainer: serve /metrics here (0: off)")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="trainer and monitor: the address /metrics listens on (a pod sets 0.0.0.0 for Prometheus)",
+    )
     log_format: Literal["json", "text"] = Field(default="json", description="json: one object per line")
     access_log: bool = Field(default=True, description="one line per HTTP request (method, route, status, time)")
     otel_endpoint: str | None = Field(
