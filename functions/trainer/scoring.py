@@ -47,11 +47,12 @@ from fermion.model_store import (
 from fermion.model_store.tables import DatasetProfile, TableError
 from fermion.service.consumer import consume
 from fermion.service.observability import logs
+from fermion.service.reaper import Reaper
 from fermion.training.errors import PermanentJobError
 
 from . import rules
 from .predictions import score
-from .reaper import SCORINGS, Reaper
+from .reaper import SCORINGS
 from .settings import TrainerSettings
 
 log = logging.getLogger("fermion.scorer")

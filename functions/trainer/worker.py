@@ -51,6 +51,7 @@ from fermion.service.lifecycle import stop_on_signals
 from fermion.service.observability import logs
 from fermion.service.observability.tracing import tracing
 from fermion.service.observability.trainer import serve_metrics, trainer_metrics, watch_consumer
+from fermion.service.reaper import Reaper
 from fermion.training.checkpoints import CheckpointPolicy
 from fermion.training.distributed import DistributedOptions
 from fermion.training.errors import JobCancelled, PermanentJobError
@@ -61,7 +62,7 @@ from .history import JobRun
 from .job import run_job, run_trial
 from .pipeline import UploadRule
 from .promote import promote_and_announce
-from .reaper import TRAININGS, Reaper
+from .reaper import TRAININGS
 from .retrain import DriftRule
 from .scoring import Scorer
 from .settings import TrainerSettings, get_settings

@@ -1,14 +1,16 @@
-"""A batch-scoring job that kills its worker on every delivery is dead-lettered and reported, not kept for ever.
+"""A job that kills its worker on every delivery is dead-lettered and reported, not kept for ever:
+trainings, batch scorings and federations alike (service/reaper.py).
 
-A real nats-server. The dying worker is what JetStream sees of one: a pull from the scorers'
-consumer that is never acknowledged, until the consumer's deliveries run out. The trainers' reaper
-is held to the same by tests/integration/test_faults.py, with real trainer processes killed.
+A real nats-server. The dying worker is what JetStream sees of one: a pull from the job's consumer
+that is never acknowledged, until the consumer's deliveries run out. tests/integration/test_faults.py
+holds the trainers to the same with real trainer processes killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -18,21 +20,73 @@ from fermion.events import (
     Bus,
     ConsumerPolicy,
     DatasetRef,
+    Event,
+    Recipe,
     ScoringFailed,
     ScoringRequest,
     ScoringRequested,
+    TrainingFailed,
+    TrainingRequest,
+    TrainingRequested,
     parse_event,
     streams,
+    subjects,
 )
-from fermion.functions.trainer.reaper import SCORINGS, Reaper
+from fermion.events.federation import FederationFailed, FederationMember, FederationRequested, FederationSpec
+from fermion.functions.federated.coordinator import FEDERATIONS, Coordinator
+from fermion.functions.federated.settings import CoordinatorSettings
+from fermion.functions.trainer.reaper import SCORINGS, TRAININGS
 from fermion.functions.trainer.scoring import Scorer
 from fermion.functions.trainer.settings import TrainerSettings
 from fermion.infra import NatsServer
 from fermion.model_store import LocalDirStore, Registry
+from fermion.service.reaper import Jobs, Reaper
 
 pytestmark = pytest.mark.integration
 
 ACK_WAIT_S, MAX_DELIVER = 1.0, 2
+DATASET = DatasetRef(name="big", sha256="0" * 64, uri="datasets/default/big.csv", format="csv", size=10)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of job: its reaper's `Jobs`, a job of it, and its failure event's subject and job id."""
+
+    jobs: Jobs
+    job: Event
+    failed: str
+
+    def job_id(self, failure: Event) -> str:
+        data = failure.data  # type: ignore[attr-defined]
+        return str(getattr(data, "job_id", None) or getattr(data, "federation_id", ""))
+
+
+KINDS = {
+    "training": Kind(
+        TRAININGS,
+        TrainingRequested(data=TrainingRequest(model_name="churn", dataset=DATASET, recipe=Recipe())),
+        subjects.TRAINING_FAILED,
+    ),
+    "scoring": Kind(
+        SCORINGS,
+        ScoringRequested(data=ScoringRequest(model_name="churn", version=1, dataset=DATASET)),
+        subjects.SCORING_FAILED,
+    ),
+    "federation": Kind(
+        FEDERATIONS,
+        FederationRequested(
+            data=FederationSpec(
+                model_name="churn",
+                labels=["stay", "leave"],
+                n_features=4,
+                participants=[FederationMember(id="site-a", public_key="0" * 64)],
+                holdout=DATASET,
+            )
+        ),
+        subjects.FEDERATED_FAILED,
+    ),
+}
+FAILURES = (TrainingFailed, ScoringFailed, FederationFailed)
 
 
 @pytest.fixture
@@ -53,20 +107,13 @@ def _settings(tmp_path: Path, server: NatsServer) -> TrainerSettings:
     return TrainerSettings(home=tmp_path, nats_url=server.url, ack_wait_s=ACK_WAIT_S, max_deliver=MAX_DELIVER)
 
 
-async def _scoring_job(bus: Bus) -> ScoringRequested:
-    dataset = DatasetRef(name="big", sha256="0" * 64, uri="datasets/default/big.csv", format="csv", size=10)
-    job = ScoringRequested(tenant="default", data=ScoringRequest(model_name="churn", version=1, dataset=dataset))
-    await bus.publish(job)
-    return job
-
-
-async def _die_on_every_delivery(server: NatsServer) -> None:
-    """Take the job from the scorers' consumer and never answer, as a worker killed mid-job, each delivery;
-    then ask for work once more, as the restarted worker does: JetStream finds the job out of deliveries
-    only when it would deliver it again, and sends its advisory then."""
+async def _die_on_every_delivery(server: NatsServer, durable: str) -> None:
+    """Take the job from `durable` and never answer, as a worker killed mid-job, on each delivery; then ask
+    for work once more, as the restarted worker does: JetStream finds the job out of deliveries only when
+    it would deliver it again, and sends its advisory then."""
     nc = await nats.connect(server.url)
     try:
-        pull = await nc.jetstream().pull_subscribe_bind(streams.SCORER_DURABLE, stream=streams.JOBS_STREAM)
+        pull = await nc.jetstream().pull_subscribe_bind(durable, stream=streams.JOBS_STREAM)
         for delivery in range(1, MAX_DELIVER + 1):
             (msg,) = await pull.fetch(1, timeout=10)  # the next one waits out the ack_wait: a redelivery
             assert msg.metadata.num_delivered == delivery
@@ -76,52 +123,56 @@ async def _die_on_every_delivery(server: NatsServer) -> None:
         await nc.close()
 
 
-async def _reported(bus: Bus, job: ScoringRequested) -> ScoringFailed:
-    """The job's scoring.failed event, once it is published."""
+async def _check_reaped(bus: Bus, kind: Kind) -> None:
+    """Reported failed (`MaxDeliveriesExceeded` where the event carries an error), dead-lettered, out of the queue."""
     async with asyncio.timeout(30):
-        while True:
-            for stored in await bus.history("fermion.scoring.failed"):
-                event = parse_event(stored.data)
-                if isinstance(event, ScoringFailed) and event.data.job_id == job.id:
-                    return event
+        while not (failures := [parse_event(m.data) for m in await bus.history(kind.failed)]):
             await asyncio.sleep(0.2)
-
-
-async def _check_reaped(bus: Bus, job: ScoringRequested) -> None:
-    failed = await _reported(bus, job)
-    assert f"ran out of deliveries ({MAX_DELIVER})" in failed.data.reason
-    assert failed.data.error == "MaxDeliveriesExceeded" and failed.data.retryable
+    (failure,) = failures
+    assert isinstance(failure, FAILURES) and kind.job_id(failure) == kind.job.id
+    assert f"ran out of deliveries ({MAX_DELIVER})" in failure.data.reason
+    assert getattr(failure.data, "error", "MaxDeliveriesExceeded") == "MaxDeliveriesExceeded"
     letters = {parse_event(m.data).id: m.headers for m in await bus.history("fermion.dlq.>")}
-    assert "ran out of deliveries" in letters[job.id]["Fermion-Reason"]
-    assert letters[job.id]["Fermion-Deliveries"] == str(MAX_DELIVER)
+    assert "ran out of deliveries" in letters[kind.job.id]["Fermion-Reason"]
+    assert letters[kind.job.id]["Fermion-Deliveries"] == str(MAX_DELIVER)
     assert await bus.queued_jobs() == []  # out of the work queue: nothing is left to strand
 
 
-async def test_the_advisory_of_a_scoring_job_that_kills_its_worker_is_acted_on(
-    tmp_path: Path, server: NatsServer, bus: Bus
+@pytest.mark.parametrize("name", sorted(KINDS))
+async def test_the_advisory_of_a_job_that_kills_its_worker_is_acted_on(
+    name: str, tmp_path: Path, server: NatsServer, bus: Bus
 ) -> None:
-    reaper = asyncio.create_task(Reaper(bus, _settings(tmp_path, server), SCORINGS).run())
+    kind = KINDS[name]
+    reaper = asyncio.create_task(Reaper(bus, _settings(tmp_path, server), kind.jobs).run())
     try:
         await asyncio.sleep(0.3)  # its advisory subscription is live
-        job = await _scoring_job(bus)
-        await _die_on_every_delivery(server)
-        await _check_reaped(bus, job)
+        await bus.publish(kind.job)
+        await _die_on_every_delivery(server, kind.jobs.durable)
+        await _check_reaped(bus, kind)
     finally:
         reaper.cancel()
 
 
-async def test_a_scorer_started_after_its_job_ran_out_of_deliveries_reaps_it(
-    tmp_path: Path, server: NatsServer, bus: Bus
+@pytest.mark.parametrize("name", ["scoring", "federation"])
+async def test_a_consumer_started_after_its_job_ran_out_of_deliveries_reaps_it(
+    name: str, tmp_path: Path, server: NatsServer, bus: Bus
 ) -> None:
-    job = await _scoring_job(bus)
-    await _die_on_every_delivery(server)  # no scorer's reaper listened: the advisory went to no one
-    settings = _settings(tmp_path, server)
+    """The scorer and the federation coordinator each run their reaper (the trainer's: test_faults.py)."""
+    kind = KINDS[name]
+    await bus.publish(kind.job)
+    await _die_on_every_delivery(server, kind.jobs.durable)  # no reaper listened: the advisory went to no one
+    registry = Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache")
     stop = asyncio.Event()
-    scorer = asyncio.create_task(
-        Scorer(bus, Registry(LocalDirStore(tmp_path / "store"), tmp_path / "cache"), settings).run(stop)
-    )
+    if name == "scoring":
+        consumer = Scorer(bus, registry, _settings(tmp_path, server)).run(stop)
+    else:
+        settings = CoordinatorSettings(
+            home=tmp_path, nats_url=server.url, ack_wait_s=ACK_WAIT_S, max_deliver=MAX_DELIVER
+        )
+        consumer = Coordinator(bus, registry, settings).run(stop)
+    running = asyncio.create_task(consumer)
     try:
-        await _check_reaped(bus, job)
+        await _check_reaped(bus, kind)
     finally:
         stop.set()
-        await asyncio.wait_for(scorer, 10)
+        await asyncio.wait_for(running, 10)

@@ -1,0 +1,105 @@
+"""Jobs that ran out of deliveries without a worker seeing their last one: dead-lettered, reported, removed.
+
+One `Reaper` per work-queue consumer whose worker can die of a job (SIGKILL, out of memory): the
+trainers', the batch scorers' (`functions/trainer/reaper.py`) and the federation coordinators'
+(`functions/federated/coordinator.py`). Each is told its consumer, its job subject and how to tell
+the job's submitter that it failed (`Jobs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from fermion.events import Bus, BusError, Event, streams, subjects
+
+log = logging.getLogger("fermion.reaper")
+
+ERROR = "MaxDeliveriesExceeded"
+"""The `error` of the failure event a reaped job is reported with."""
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """A kind of job a reaper watches: its consumer, its subject, and its failure outcome."""
+
+    durable: str
+    subject: str
+    tag: str
+    """The dead letter's id tag, as the consumer's own dead letters use (`dlq.<tag>.<seq>`)."""
+    failed: Callable[[bytes, int, str], Event]
+    """(the job message's bytes, its stream sequence, the reason) → the failure event; ValidationError if malformed."""
+
+
+class Delivering(Protocol):
+    """The consumer policy the reaper reads: how long a delivery may go unanswered, and how many there are."""
+
+    @property
+    def ack_wait_s(self) -> float: ...
+
+    @property
+    def max_deliver(self) -> int: ...
+
+
+class Reaper:
+    """Takes exhausted job messages out of the work queue, dead-lettering each with the reason first."""
+
+    def __init__(self, bus: Bus, settings: Delivering, jobs: Jobs, on_reaped: Callable[[], None] | None = None) -> None:
+        self.bus, self.settings, self.jobs, self.on_reaped = bus, settings, jobs, on_reaped
+
+    async def run(self) -> None:
+        """Dead-letter messages that ran out of deliveries without a worker seeing their last one.
+
+        A job whose worker dies (SIGKILL, OOM) on every delivery never reaches the worker's own
+        failure path. JetStream finds it out of deliveries when a worker next asks for work, leaves
+        it in the stream and says so in an advisory. One replica (a queue group) takes it out,
+        publishes the job's failure and dead-letters it with the reason.
+        """
+        advisory = subjects.max_deliveries_advisory(streams.JOBS_STREAM, self.jobs.durable)
+        stranded = asyncio.create_task(self._reap_stranded())
+        try:
+            async for raw in self.bus.listen(advisory, queue="fermion-reapers"):
+                try:
+                    info = json.loads(raw)
+                    deliveries = int(info.get("deliveries", self.settings.max_deliver))
+                    await self._reap_one(int(info["stream_seq"]), deliveries)
+                except (ValueError, KeyError, BusError) as exc:
+                    log.warning("could not handle a max-deliveries advisory: %s", exc)
+        finally:
+            stranded.cancel()
+
+    async def _reap_stranded(self) -> None:
+        """The advisory is core NATS: sent while no reaper listens (the last worker died of the job), it
+        is lost. So every ack_wait, a queue that holds given-up jobs and nothing in flight is reaped too."""
+        while True:
+            try:
+                for seq in await self.bus.stranded_jobs(self.jobs.durable, self.jobs.subject):
+                    await self._reap_one(seq, self.settings.max_deliver)
+            except BusError as exc:
+                log.warning("could not look for stranded jobs: %s", exc)
+            await asyncio.sleep(self.settings.ack_wait_s)
+
+    async def _reap_one(self, seq: int, deliveries: int) -> None:
+        """Dead-letter and report one exhausted job message, then remove it (in that order: nothing is lost)."""
+        taken = await self.bus.job(seq)
+        if taken is None:
+            return
+        reason = (
+            f"ran out of deliveries ({deliveries}): the worker handling it died or hung every time "
+            f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
+        )
+        msg_id = f"dlq.{self.jobs.tag}.{taken.seq}"  # one dead letter per message, however often it is reaped
+        await self.bus.dead_letter(taken.subject, taken.data, reason, deliveries=deliveries, msg_id=msg_id)
+        log.error("dead-lettered a %s message (%d): %s", taken.subject, taken.seq, reason)
+        if self.on_reaped is not None:
+            self.on_reaped()
+        with contextlib.suppress(ValidationError):  # a malformed job has no one to tell: its dead letter says it
+            await self.bus.publish(self.jobs.failed(taken.data, taken.seq, reason))
+        await self.bus.drop_job(taken.seq)
