@@ -88,6 +88,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.SCORING_PROGRESS,  # batch scoring (functions/trainer/scoring.py)
             subjects.SCORING_COMPLETED,
             subjects.SCORING_FAILED,
+            subjects.FEDERATED_FAILED,  # a federation that killed its coordinator every time (service/reaper.py)
             subjects.MODELS_PUBLISHED,
             subjects.MODELS_PROMOTED,
             f"{subjects.MODELS_ROLLOUT}.started",  # a gate's canary
@@ -96,6 +97,8 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{_JS}.STREAM.INFO.{_JOBS}",
             f"{_JS}.STREAM.MSG.GET.{_JOBS}",  # the reaper reads a dead job by sequence
             f"{_JS}.STREAM.MSG.DELETE.{_JOBS}",  # ... and takes it out once dead-lettered
+            # The trainer reaps the coordinators' jobs too: the coordinator holds no grant on the job queue.
+            f"{_JS}.CONSUMER.INFO.{_JOBS}.{streams.FEDERATION_DURABLE}",
             *_consume(_JOBS, streams.TRAINER_DURABLE),
             *_consume(_JOBS, streams.SWEEP_DURABLE),
             *_consume(_JOBS, streams.SCORER_DURABLE),

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from fermion.events import Bus, BusError, Event, streams, subjects
+from fermion.events import Bus, BusError, Delivery, Event, StoredMessage, streams, subjects
 
 log = logging.getLogger("fermion.reaper")
 
@@ -72,6 +72,9 @@ class Reaper:
                     await self._reap_one(int(info["stream_seq"]), deliveries)
                 except (ValueError, KeyError, BusError) as exc:
                     log.warning("could not handle a max-deliveries advisory: %s", exc)
+        except BusError as exc:  # no advisories (a grant missing, the bus closed): the scan still reaps
+            log.error("%s: not listening for max-deliveries advisories (%s); scanning every ack_wait", advisory, exc)
+            await stranded
         finally:
             stranded.cancel()
 
@@ -95,11 +98,21 @@ class Reaper:
             f"ran out of deliveries ({deliveries}): the worker handling it died or hung every time "
             f"(killed, out of memory, or stuck past ack_wait {self.settings.ack_wait_s:.0f}s)"
         )
-        msg_id = f"dlq.{self.jobs.tag}.{taken.seq}"  # one dead letter per message, however often it is reaped
-        await self.bus.dead_letter(taken.subject, taken.data, reason, deliveries=deliveries, msg_id=msg_id)
-        log.error("dead-lettered a %s message (%d): %s", taken.subject, taken.seq, reason)
+        await dead_letter(self.bus, taken, reason, tag=self.jobs.tag, deliveries=deliveries)
         if self.on_reaped is not None:
             self.on_reaped()
         with contextlib.suppress(ValidationError):  # a malformed job has no one to tell: its dead letter says it
             await self.bus.publish(self.jobs.failed(taken.data, taken.seq, reason))
         await self.bus.drop_job(taken.seq)
+
+
+async def dead_letter(bus: Bus, message: Delivery | StoredMessage, reason: str, *, tag: str, deliveries: int) -> None:
+    """Keep a message's original bytes on `fermion.dlq.<subject>` with the reason and delivery count.
+
+    The trainer process's one way to dead-letter (its worker, scorer, rule runners and reapers): the id
+    `dlq.<tag>.<seq>` keeps one dead letter per message, however often a consumer gets here. A reaper's
+    `Jobs.tag` is its consumer's own tag, so a job its worker dead-lettered is not dead-lettered twice.
+    """
+    msg_id = f"dlq.{tag}.{message.seq}"
+    await bus.dead_letter(message.subject, message.data, reason, deliveries=deliveries, msg_id=msg_id)
+    log.error("dead-lettered a %s message (%d): %s", message.subject, message.seq, reason)

@@ -53,7 +53,6 @@ from fermion.model_store import (
 )
 from fermion.service.consumer import consume
 from fermion.service.lifecycle import stop_on_signals
-from fermion.service.reaper import Jobs, Reaper
 
 from . import accountant
 from .aggregator import Applied, RoundAggregator
@@ -67,17 +66,6 @@ from .weights import State, dumps, loads
 log = logging.getLogger("fermion.federated")
 
 
-def _federation_failed(data: bytes, seq: int, reason: str) -> FederationFailed:
-    """`federated.failed` for a federation whose coordinator died on every delivery (its reaper's report)."""
-    event = parse_event(data, FederationRequested)
-    assert isinstance(event, FederationRequested)
-    failure = FederationFailure(federation_id=event.id, model_name=event.data.model_name, round=0, reason=reason)
-    return FederationFailed(id=derive_id(event.id, "failed"), tenant=event.tenant, data=failure)
-
-
-FEDERATIONS = Jobs(streams.FEDERATION_DURABLE, subjects.FEDERATED_REQUESTED, "jobs", _federation_failed)
-
-
 class Coordinator:
     """Runs federations from the shared `federations` consumer."""
 
@@ -85,23 +73,16 @@ class Coordinator:
         self.bus, self.registry, self.settings = bus, registry, settings
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume federation requests until `stop` is set; beside it, the reaper of federations that
-        killed their coordinator on every delivery (service/reaper.py)."""
+        """Consume federation requests until `stop` is set."""
         log.info("coordinator consuming %s", subjects.FEDERATED_REQUESTED)
-        reaper = asyncio.create_task(Reaper(self.bus, self.settings, FEDERATIONS).run())
-        try:
-            await consume(
-                self.bus,
-                streams.FEDERATION_DURABLE,
-                streams.JOBS_STREAM,
-                self.handle,
-                stop,
-                retry_delay_s=self.settings.retry_delay_s,
-            )
-        finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+        await consume(
+            self.bus,
+            streams.FEDERATION_DURABLE,
+            streams.JOBS_STREAM,
+            self.handle,
+            stop,
+            retry_delay_s=self.settings.retry_delay_s,
+        )
 
     async def handle(self, delivery: Delivery) -> None:
         """Decide one federation message's fate."""

@@ -1,5 +1,7 @@
-"""The trainer process's two kinds of job a worker can die of, for `service/reaper.py`'s reapers:
-trainings (the `trainers` consumer) and batch scorings (`scorers`)."""
+"""The kinds of job a worker can die of, for `service/reaper.py`'s reapers in the trainer process:
+trainings (the `trainers` consumer), batch scorings (`scorers`) and federations (`federations`). The
+trainer reaps the federation coordinators' jobs too: it holds the grants on the job queue that the
+reaper needs (read a message by sequence, delete it), and the coordinator holds none."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from fermion.events import (
     streams,
     subjects,
 )
+from fermion.events.federation import FederationFailed, FederationFailure, FederationRequested
 from fermion.service.reaper import ERROR, Jobs
 
 from . import outcomes
@@ -34,5 +37,14 @@ def _scoring_failed(data: bytes, seq: int, reason: str) -> Event:
     return ScoringFailed(id=derive_id(event.id, "failed", seq), tenant=event.tenant, data=report)
 
 
+def _federation_failed(data: bytes, seq: int, reason: str) -> Event:
+    """As the coordinator's own `federated.failed` (the same id): a federation failure has no `error` field."""
+    event = parse_event(data, FederationRequested)
+    assert isinstance(event, FederationRequested)
+    failure = FederationFailure(federation_id=event.id, model_name=event.data.model_name, round=0, reason=reason)
+    return FederationFailed(id=derive_id(event.id, "failed"), tenant=event.tenant, data=failure)
+
+
 TRAININGS = Jobs(streams.TRAINER_DURABLE, subjects.TRAINING_REQUESTED, "jobs", _training_failed)
 SCORINGS = Jobs(streams.SCORER_DURABLE, subjects.SCORING_REQUESTED, "scores", _scoring_failed)
+FEDERATIONS = Jobs(streams.FEDERATION_DURABLE, subjects.FEDERATED_REQUESTED, "jobs", _federation_failed)

@@ -24,8 +24,9 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from fermion.events import Bus, Delivery, Event, StoredMessage, TrainingRequested, parse_event
+from fermion.events import Bus, Delivery, Event, TrainingRequested, parse_event
 from fermion.service.consumer import consume
+from fermion.service.reaper import dead_letter
 
 log = logging.getLogger("fermion.trainer")
 
@@ -105,14 +106,3 @@ class RuleRunner(Generic[E]):
     async def _refuse(self, delivery: Delivery, reason: str) -> None:
         await dead_letter(self.bus, delivery, reason, tag=self.rule.dlq_tag, deliveries=delivery.num_delivered)
         await delivery.term()
-
-
-async def dead_letter(bus: Bus, message: Delivery | StoredMessage, reason: str, *, tag: str, deliveries: int) -> None:
-    """Keep a message's original bytes on `fermion.dlq.<subject>` with the reason and delivery count.
-
-    The trainer's one way to dead-letter: the rule runner's and the worker's. The id
-    `dlq.<tag>.<seq>` keeps one dead letter per message, however often a consumer gets here.
-    """
-    msg_id = f"dlq.{tag}.{message.seq}"
-    await bus.dead_letter(message.subject, message.data, reason, deliveries=deliveries, msg_id=msg_id)
-    log.error("dead-lettered a %s message (%d): %s", message.subject, message.seq, reason)

@@ -47,10 +47,10 @@ from fermion.model_store import (
 from fermion.model_store.tables import DatasetProfile, TableError
 from fermion.service.consumer import consume
 from fermion.service.observability import logs
-from fermion.service.reaper import Reaper
+from fermion.service.observability.trainer import trainer_metrics
+from fermion.service.reaper import Reaper, dead_letter
 from fermion.training.errors import PermanentJobError
 
-from . import rules
 from .predictions import score
 from .reaper import SCORINGS
 from .settings import TrainerSettings
@@ -74,7 +74,8 @@ class Scorer:
         Beside it, a reaper: a scoring job that kills its worker on every delivery (a table too large
         for the memory limit) is dead-lettered and reported failed, not left in the queue for ever.
         """
-        reaper = asyncio.create_task(Reaper(self.bus, self.settings, SCORINGS).run())
+        exhausted = trainer_metrics().dead_lettered.labels("exhausted").inc  # the trainer process's metrics
+        reaper = asyncio.create_task(Reaper(self.bus, self.settings, SCORINGS, exhausted).run())
         try:
             await consume(
                 self.bus,
@@ -86,8 +87,7 @@ class Scorer:
             )
         finally:
             reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            await asyncio.gather(reaper, return_exceptions=True)
 
     async def handle(self, delivery: Delivery) -> None:
         """Decide one delivery's fate."""
@@ -95,7 +95,7 @@ class Scorer:
             event = parse_event(delivery.data, ScoringRequested)
         except ValidationError as exc:
             reason = f"malformed scoring.requested event: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
-            await rules.dead_letter(self.bus, delivery, reason, tag="scores", deliveries=delivery.num_delivered)
+            await dead_letter(self.bus, delivery, reason, tag="scores", deliveries=delivery.num_delivered)
             await delivery.term()
             return
         assert isinstance(event, ScoringRequested)
@@ -196,6 +196,6 @@ class Scorer:
         await self.bus.publish(
             ScoringFailed(id=derive_id(event.id, "failed", delivery.seq), tenant=event.tenant, data=report)
         )
-        await rules.dead_letter(self.bus, delivery, reason, tag="scores", deliveries=delivery.num_delivered)
+        await dead_letter(self.bus, delivery, reason, tag="scores", deliveries=delivery.num_delivered)
         await delivery.term()
         log.error("scoring %s failed: %s", event.id, reason)

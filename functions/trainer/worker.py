@@ -51,7 +51,7 @@ from fermion.service.lifecycle import stop_on_signals
 from fermion.service.observability import logs
 from fermion.service.observability.tracing import tracing
 from fermion.service.observability.trainer import serve_metrics, trainer_metrics, watch_consumer
-from fermion.service.reaper import Reaper
+from fermion.service.reaper import Reaper, dead_letter
 from fermion.training.checkpoints import CheckpointPolicy
 from fermion.training.distributed import DistributedOptions
 from fermion.training.errors import JobCancelled, PermanentJobError
@@ -62,7 +62,7 @@ from .history import JobRun
 from .job import run_job, run_trial
 from .pipeline import UploadRule
 from .promote import promote_and_announce
-from .reaper import TRAININGS
+from .reaper import FEDERATIONS, TRAININGS
 from .retrain import DriftRule
 from .scoring import Scorer
 from .settings import TrainerSettings, get_settings
@@ -86,7 +86,10 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the job in hand is finished first."""
         exhausted = self.metrics.dead_lettered.labels("exhausted").inc
-        reaper = asyncio.create_task(Reaper(self.bus, self.settings, TRAININGS, exhausted).run())
+        reapers = [
+            asyncio.create_task(Reaper(self.bus, self.settings, jobs, exhausted).run())
+            for jobs in (TRAININGS, FEDERATIONS)  # the coordinators' too (functions/trainer/reaper.py)
+        ]
         try:
             await consume(
                 self.bus,
@@ -97,9 +100,9 @@ class Worker:
                 retry_delay_s=self.settings.retry_delay_s,
             )
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for reaper in reapers:
+                reaper.cancel()
+            await asyncio.gather(*reapers, return_exceptions=True)
 
     async def handle(self, delivery: Delivery) -> None:
         """Decide one delivery's fate: every outcome of an attempt, publishing included, ends here."""
@@ -107,7 +110,7 @@ class Worker:
             event = parse_event(delivery.data, TrainingRequested)
         except ValidationError as exc:
             reason = f"malformed training.requested event: {_brief(exc)}"
-            await rules.dead_letter(self.bus, delivery, reason, tag="jobs", deliveries=delivery.num_delivered)
+            await dead_letter(self.bus, delivery, reason, tag="jobs", deliveries=delivery.num_delivered)
             self.metrics.dead_lettered.labels("malformed").inc()
             await delivery.term()
             return
@@ -126,7 +129,7 @@ class Worker:
         try:
             await self._attempt(delivery, event)
         except JobCancelled as exc:  # a sweep cancels the trials its pruner stops: their runs say "pruned"
-            await self._fail(delivery, event, exc, retryable=False, dead_letter=False, pruned=event.data.trial)
+            await self._fail(delivery, event, exc, retryable=False, keep=False, pruned=event.data.trial)
         except PERMANENT as exc:
             await self._fail(delivery, event, exc, retryable=False)
         except BusError as exc:  # the bus failed under a publish or an ack: the world is briefly wrong
@@ -286,7 +289,7 @@ class Worker:
         exc: Exception,
         *,
         retryable: bool,
-        dead_letter: bool = True,
+        keep: bool = True,  # dead-letter it
         pruned: bool = False,
     ) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -303,8 +306,8 @@ class Worker:
         if (run := self.runs.get(event.id)) is not None:
             await asyncio.to_thread(run.failed, reason, "pruned" if pruned else "failed")
         await self._publish_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
-        if dead_letter:
-            await rules.dead_letter(self.bus, delivery, reason, tag="jobs", deliveries=delivery.num_delivered)
+        if keep:  # a cancelled job is no failure to investigate: no dead letter
+            await dead_letter(self.bus, delivery, reason, tag="jobs", deliveries=delivery.num_delivered)
             self.metrics.dead_lettered.labels("failed").inc()
         await delivery.term()
         log.error("job %s failed: %s", event.id, reason)
