@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
+import logging
 import os
 import tempfile
 import threading
@@ -32,6 +34,8 @@ from .errors import (
 from .manifest import MANIFEST, MODEL_FILE, Manifest
 from .names import LATEST, check_name
 from .signing import SIGNATURE_FILE, Verifier
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -271,16 +275,38 @@ class RegistryReader:
         return self.folders.get(manifest.content_sha256, manifest.files, fill, what=what)
 
     def describe(self, tenant: str, name: str) -> ModelSummary:
-        """A model's versions, its aliases and what each alias serves, for listings."""
+        """A model's versions, its aliases and what each alias serves, for listings.
+
+        A listing shows what it can: an alias deleted while it is read is left out, and a record that
+        does not validate (written by hand) is listed by its `version` alone, serving it all.
+        """
         prefix = f"{self._model_prefix(tenant, name)}aliases/"
-        records = {
-            fn.removesuffix(".json"): Alias.model_validate_json(self.store.get(prefix + fn)[0])
-            for fn in self.store.children(prefix)
-            if fn.endswith(".json")
-        }
-        return ModelSummary(
-            name=name,
-            versions=self.versions(tenant, name),
-            aliases={alias: record.version for alias, record in records.items()},
-            splits={alias: record.split() for alias, record in records.items()},
-        )
+        aliases: dict[str, int] = {}
+        splits: dict[str, dict[int, int]] = {}
+        for fn in self.store.children(prefix):
+            if not fn.endswith(".json"):
+                continue
+            alias = fn.removesuffix(".json")
+            try:
+                raw, _ = self.store.get(prefix + fn)
+            except ObjectNotFound:
+                continue
+            try:
+                record = Alias.model_validate_json(raw)
+                aliases[alias], splits[alias] = record.version, record.split()
+            except ValidationError:
+                version = _bare_version(raw)
+                if version is None:
+                    log.warning("alias %s of %s/%s is unreadable: left out of the listing", alias, tenant, name)
+                    continue
+                aliases[alias], splits[alias] = version, {version: 100}
+        return ModelSummary(name=name, versions=self.versions(tenant, name), aliases=aliases, splits=splits)
+
+
+def _bare_version(raw: bytes) -> int | None:
+    """The `version` of an alias record that is JSON but not a valid record (None: not even that)."""
+    try:
+        version = json.loads(raw).get("version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None

@@ -130,6 +130,19 @@ def test_old_and_new_alias_records_read_each_other(registry: Registry) -> None:
     raw, _ = registry.store.get("models/default/m/aliases/production.json")
     assert OldAlias.model_validate_json(raw).version == 1
     assert registry.describe("default", "m")["aliases"]["production"] == 1
+    assert registry.describe("default", "m")["splits"]["production"] == {1: 90, 2: 10}
+
+
+def test_a_listing_survives_an_alias_record_it_cannot_validate(registry: Registry) -> None:
+    """One hand-written or damaged alias record costs its own row at most, never the model's listing."""
+    for seed in (1, 2):
+        registry.register("default", "m", {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
+    aliases = "models/default/m/aliases/"
+    registry.store.put(aliases + "handmade.json", b'{"version": 2}')  # no updated_at: not a valid record
+    registry.store.put(aliases + "garbage.json", b"not json")
+    listed = registry.describe("default", "m")
+    assert listed["aliases"] == {"latest": 2, "production": 1, "handmade": 2}  # garbage is left out
+    assert listed["splits"] == {"latest": {2: 100}, "production": {1: 100}, "handmade": {2: 100}}
 
 
 def test_shadow_answers_are_compared_and_never_returned(split_alias, registry: Registry) -> None:
