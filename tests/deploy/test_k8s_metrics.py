@@ -55,11 +55,14 @@ def _targets(job: dict[str, Any], objects: Objects) -> set[tuple[str, int]]:
         if workload["metadata"].get("namespace") != "fermion":
             continue
         labels = workload["spec"]["template"].get("metadata", {}).get("labels", {})
+        knative = workload["apiVersion"].startswith("serving.knative.dev")
         for container in pod["containers"]:
             for port in container.get("ports", []):
                 meta = {
                     "__meta_kubernetes_pod_label_app_kubernetes_io_name": labels.get("app.kubernetes.io/name", ""),
-                    "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                    # A Knative Revision's pods name the user container's port `user-port` (knative/serving's
+                    # UserPortName), whatever the Service's template calls it.
+                    "__meta_kubernetes_pod_container_port_name": "user-port" if knative else port.get("name", ""),
                     "__meta_kubernetes_pod_name": workload["metadata"]["name"],
                 }
                 if _relabel(job["relabel_configs"], meta):
@@ -109,6 +112,19 @@ def test_the_trainers_and_the_monitor_serve_metrics_on_the_pods_address_to_prome
     [rule] = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": 9464}]
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
+def test_prometheus_may_list_the_pods_of_fermion_and_nothing_else(objects: Objects) -> None:
+    """Pod discovery in `fermion` needs a grant there: list and watch pods, for kube-prometheus's account."""
+    [role] = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "prometheus-discovery"]
+    assert role["metadata"]["namespace"] == "fermion"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    [binding] = [o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "prometheus-discovery"]
+    assert binding["roleRef"]["name"] == "prometheus-discovery"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}]
+    jobs = _config()["scrape_configs"]
+    assert {sd["role"] for job in jobs for sd in job["kubernetes_sd_configs"]} == {"pod"}
+    assert {n for job in jobs for sd in job["kubernetes_sd_configs"] for n in sd["namespaces"]["names"]} == {"fermion"}
 
 
 def test_the_http_functions_are_scraped_with_a_key_and_the_workers_without(objects: Objects) -> None:
