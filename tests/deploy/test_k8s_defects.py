@@ -50,6 +50,7 @@ REAL_FLAGS = {
 TRAINER_CONSUMERS = {
     (streams.JOBS_STREAM, streams.TRAINER_DURABLE),
     (streams.JOBS_STREAM, streams.SWEEP_DURABLE),
+    (streams.JOBS_STREAM, streams.SCORER_DURABLE),
     (streams.EVENTS_STREAM, streams.PIPELINE_DURABLE),
     (streams.EVENTS_STREAM, streams.RETRAIN_DURABLE),
 }
