@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _garbage_collected(request: pytest.FixtureRequest) -> Iterator[None]:
         _unclosed.append(f"{request.node.nodeid}: {stranded}")
 
 
-_named_buses: set[int] = set()
+_named_buses: weakref.WeakSet[object] = weakref.WeakSet()  # by object: an id may be reused
 
 
 def _stranded_ingest_bus() -> str | None:
@@ -59,9 +60,9 @@ def _stranded_ingest_bus() -> str | None:
     deps = sys.modules.get("fermion.functions.ingest.deps")
     holder = getattr(deps, "_BusHolder", None)
     bus, loop = (holder.bus, holder.loop) if holder is not None else (None, None)
-    if bus is None or loop is None or not loop.is_closed() or id(bus) in _named_buses:
+    if bus is None or loop is None or not loop.is_closed() or bus in _named_buses:
         return None
-    _named_buses.add(id(bus))
+    _named_buses.add(bus)
     return "ingest's NATS connection, left open on a closed event loop (serve the app with its lifespan)"
 
 
