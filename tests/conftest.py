@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 import warnings
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from fermion.infra.localstack import installed as localstack_installed
 from fermion.model_store import LocalDirStore, Registry, generate_key_pair
 from fermion.model_store.backends.s3 import S3Store
 from tests.helpers import REPO, StackOptions, Trainer, free_port, running_stack, s3_client
+from tests.helpers.leaks import stranded_ingest_bus
 from tests.helpers.s3 import close_s3_clients
 
 _unclosed: list[str] = []
@@ -43,27 +43,8 @@ def _garbage_collected(request: pytest.FixtureRequest) -> Iterator[None]:
         warnings.simplefilter("always", ResourceWarning)
         gc.collect()
     _unclosed.extend(f"{request.node.nodeid}: {w.message}" for w in caught if issubclass(w.category, ResourceWarning))
-    if stranded := _stranded_ingest_bus():
+    if stranded := stranded_ingest_bus():
         _unclosed.append(f"{request.node.nodeid}: {stranded}")
-
-
-_named_buses: weakref.WeakSet[object] = weakref.WeakSet()  # by object: an id may be reused
-
-
-def _stranded_ingest_bus() -> str | None:
-    """Ingest's process-wide NATS connection, if a test left it open on an event loop that has closed.
-
-    Only an app served without its lifespan leaves one (the lifespan closes it). Held by the module,
-    the collector cannot find it until a later test's app replaces it: that test would be named
-    (test_readiness.py was, for three waves), so the one that left it is named here, once.
-    """
-    deps = sys.modules.get("fermion.functions.ingest.deps")
-    holder = getattr(deps, "_BusHolder", None)
-    bus, loop = (holder.bus, holder.loop) if holder is not None else (None, None)
-    if bus is None or loop is None or not loop.is_closed() or bus in _named_buses:
-        return None
-    _named_buses.add(bus)
-    return "ingest's NATS connection, left open on a closed event loop (serve the app with its lifespan)"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
