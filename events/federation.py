@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from . import subjects
-from .envelope import Event, Name, Payload, Sha256
+from .envelope import Event, Name, Payload, Sha256, derive_id
 from .training import DatasetRef, Recipe
 
 PublicKeyHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -199,3 +199,12 @@ class FederationFailed(Event):
     subject: ClassVar[str] = subjects.FEDERATED_FAILED
     type: Literal["federated.failed"] = "federated.failed"
     data: FederationFailure
+
+    @classmethod
+    def of(cls, request: FederationRequested, reason: str, round: int = 0) -> FederationFailed:
+        """The federation's failure: one per federation (its id), whoever reports it (the coordinator,
+        or the trainer's reaper when the coordinator died of it every time)."""
+        failure = FederationFailure(
+            federation_id=request.id, model_name=request.data.model_name, round=round, reason=reason
+        )
+        return cls(id=derive_id(request.id, "failed"), tenant=request.tenant, data=failure)

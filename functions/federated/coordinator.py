@@ -29,7 +29,6 @@ from fermion.events import Bus, BusError, ConsumerPolicy, Delivery, derive_id, s
 from fermion.events.federation import (
     FederationCompleted,
     FederationFailed,
-    FederationFailure,
     FederationRequested,
     FederationResult,
     RoundAnnouncement,
@@ -307,15 +306,7 @@ class Coordinator:
 
     async def _fail(self, delivery: Delivery, event: FederationRequested, reason: str) -> None:
         log.error("federation %s failed: %s", event.id, reason)
-        await self.bus.publish(
-            FederationFailed(
-                id=derive_id(event.id, "failed"),
-                tenant=event.tenant,
-                data=FederationFailure(
-                    federation_id=event.id, model_name=event.data.model_name, round=0, reason=reason
-                ),
-            )
-        )
+        await self.bus.publish(FederationFailed.of(event, reason))
         await self._dead_letter(delivery, reason)
         await delivery.term()
 

@@ -10,6 +10,8 @@ from fermion.events import (
     FailureReport,
     ModelPublished,
     ModelVersionRef,
+    ScoringFailed,
+    ScoringRequested,
     TrainingCompleted,
     TrainingFailed,
     TrainingRequested,
@@ -54,6 +56,17 @@ def completed(
 def failed(event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool) -> TrainingFailed:
     """`training.failed`, with the reason and whether a retry could help."""
     return TrainingFailed(
+        id=derive_id(event.id, "failed", seq),
+        tenant=event.tenant,
+        data=FailureReport(
+            job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
+        ),
+    )
+
+
+def scoring_failed(event: ScoringRequested, seq: int, reason: str, error: str, *, retryable: bool) -> ScoringFailed:
+    """`scoring.failed`, as `failed` for a training (the scorer's and the reaper's: one id per delivery)."""
+    return ScoringFailed(
         id=derive_id(event.id, "failed", seq),
         tenant=event.tenant,
         data=FailureReport(

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from fermion.events import (
     Event,
-    FailureReport,
-    ScoringFailed,
     ScoringRequested,
     TrainingRequested,
-    derive_id,
     parse_event,
     streams,
     subjects,
 )
-from fermion.events.federation import FederationFailed, FederationFailure, FederationRequested
+from fermion.events.federation import FederationFailed, FederationRequested
 from fermion.service.reaper import ERROR, Jobs
 
 from . import outcomes
@@ -31,18 +28,13 @@ def _training_failed(data: bytes, seq: int, reason: str) -> Event:
 def _scoring_failed(data: bytes, seq: int, reason: str) -> Event:
     event = parse_event(data, ScoringRequested)
     assert isinstance(event, ScoringRequested)
-    report = FailureReport(
-        job_id=event.id, model_name=event.data.model_name, reason=reason, error=ERROR, retryable=True
-    )
-    return ScoringFailed(id=derive_id(event.id, "failed", seq), tenant=event.tenant, data=report)
+    return outcomes.scoring_failed(event, seq, reason, ERROR, retryable=True)
 
 
 def _federation_failed(data: bytes, seq: int, reason: str) -> Event:
-    """As the coordinator's own `federated.failed` (the same id): a federation failure has no `error` field."""
     event = parse_event(data, FederationRequested)
     assert isinstance(event, FederationRequested)
-    failure = FederationFailure(federation_id=event.id, model_name=event.data.model_name, round=0, reason=reason)
-    return FederationFailed(id=derive_id(event.id, "failed"), tenant=event.tenant, data=failure)
+    return FederationFailed.of(event, reason)  # as the coordinator's own (the same id)
 
 
 TRAININGS = Jobs(streams.TRAINER_DURABLE, subjects.TRAINING_REQUESTED, "jobs", _training_failed)

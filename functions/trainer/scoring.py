@@ -24,9 +24,7 @@ from fermion.events import (
     Bus,
     BusError,
     Delivery,
-    FailureReport,
     ScoringCompleted,
-    ScoringFailed,
     ScoringProgress,
     ScoringReport,
     ScoringRequested,
@@ -51,6 +49,7 @@ from fermion.service.observability.trainer import trainer_metrics
 from fermion.service.reaper import Reaper, dead_letter
 from fermion.training.errors import PermanentJobError
 
+from . import outcomes
 from .predictions import score
 from .reaper import SCORINGS
 from .settings import TrainerSettings
@@ -186,15 +185,8 @@ class Scorer:
             )
             await delivery.nak(delay)
             return
-        report = FailureReport(
-            job_id=event.id,
-            model_name=event.data.model_name,
-            reason=str(exc),
-            error=type(exc).__name__,
-            retryable=retryable,
-        )
         await self.bus.publish(
-            ScoringFailed(id=derive_id(event.id, "failed", delivery.seq), tenant=event.tenant, data=report)
+            outcomes.scoring_failed(event, delivery.seq, str(exc), type(exc).__name__, retryable=retryable)
         )
         await dead_letter(self.bus, delivery, reason, tag="scores", deliveries=delivery.num_delivered)
         await delivery.term()
