@@ -1,8 +1,8 @@
 """Jobs that ran out of deliveries without a worker seeing their last one: dead-lettered, reported, removed.
 
 One `Reaper` per work-queue consumer whose worker can die of a job (SIGKILL, out of memory): the
-trainers', the batch scorers' (`functions/trainer/reaper.py`) and the federation coordinators'
-(`functions/federated/coordinator.py`). Each is told its consumer, its job subject and how to tell
+trainers', the batch scorers' and the federation coordinators', all run in the trainer process
+(`functions/trainer/reaper.py` says why). Each is told its consumer, its job's event and how to tell
 the job's submitter that it failed (`Jobs`).
 """
 
@@ -14,11 +14,11 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from fermion.events import Bus, BusError, Delivery, Event, StoredMessage, streams, subjects
+from fermion.events import Bus, BusError, Delivery, Event, StoredMessage, parse_event, streams, subjects
 
 log = logging.getLogger("fermion.reaper")
 
@@ -28,14 +28,15 @@ ERROR = "MaxDeliveriesExceeded"
 
 @dataclass(frozen=True)
 class Jobs:
-    """A kind of job a reaper watches: its consumer, its subject, and its failure outcome."""
+    """A kind of job a reaper watches: its consumer, its request event, and its failure outcome."""
 
     durable: str
-    subject: str
+    request: type[Event]
+    """The job's event class (its subject is the one the consumer's stranded messages are looked for on)."""
     tag: str
     """The dead letter's id tag, as the consumer's own dead letters use (`dlq.<tag>.<seq>`)."""
-    failed: Callable[[bytes, int, str], Event]
-    """(the job message's bytes, its stream sequence, the reason) → the failure event; ValidationError if malformed."""
+    failed: Callable[[Any, int, str], Event]
+    """(the job's request event, its stream sequence, the reason) → the failure event, as the unit's own."""
 
 
 class Delivering(Protocol):
@@ -83,7 +84,7 @@ class Reaper:
         is lost. So every ack_wait, a queue that holds given-up jobs and nothing in flight is reaped too."""
         while True:
             try:
-                for seq in await self.bus.stranded_jobs(self.jobs.durable, self.jobs.subject):
+                for seq in await self.bus.stranded_jobs(self.jobs.durable, self.jobs.request.subject):
                     await self._reap_one(seq, self.settings.max_deliver)
             except BusError as exc:
                 log.warning("could not look for stranded jobs: %s", exc)
@@ -102,7 +103,8 @@ class Reaper:
         if self.on_reaped is not None:
             self.on_reaped()
         with contextlib.suppress(ValidationError):  # a malformed job has no one to tell: its dead letter says it
-            await self.bus.publish(self.jobs.failed(taken.data, taken.seq, reason))
+            request = parse_event(taken.data, self.jobs.request)
+            await self.bus.publish(self.jobs.failed(request, taken.seq, reason))
         await self.bus.drop_job(taken.seq)
 
 

@@ -6,6 +6,8 @@ delivery is de-duplicated by JetStream.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fermion.events import (
     FailureReport,
     ModelPublished,
@@ -55,21 +57,19 @@ def completed(
 
 def failed(event: TrainingRequested, seq: int, reason: str, error: str, *, retryable: bool) -> TrainingFailed:
     """`training.failed`, with the reason and whether a retry could help."""
-    return TrainingFailed(
-        id=derive_id(event.id, "failed", seq),
-        tenant=event.tenant,
-        data=FailureReport(
-            job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
-        ),
-    )
+    return TrainingFailed(**_failure(event, seq, reason, error, retryable))
 
 
 def scoring_failed(event: ScoringRequested, seq: int, reason: str, error: str, *, retryable: bool) -> ScoringFailed:
     """`scoring.failed`, as `failed` for a training (the scorer's and the reaper's: one id per delivery)."""
-    return ScoringFailed(
-        id=derive_id(event.id, "failed", seq),
-        tenant=event.tenant,
-        data=FailureReport(
-            job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
-        ),
+    return ScoringFailed(**_failure(event, seq, reason, error, retryable))
+
+
+def _failure(
+    event: TrainingRequested | ScoringRequested, seq: int, reason: str, error: str, retryable: bool
+) -> dict[str, Any]:
+    """A job's failure event's fields: its id (one per delivery), its tenant and its report."""
+    report = FailureReport(
+        job_id=event.id, model_name=event.data.model_name, reason=reason, error=error, retryable=retryable
     )
+    return {"id": derive_id(event.id, "failed", seq), "tenant": event.tenant, "data": report}

@@ -5,38 +5,24 @@ reaper needs (read a message by sequence, delete it), and the coordinator holds 
 
 from __future__ import annotations
 
-from fermion.events import (
-    Event,
-    ScoringRequested,
-    TrainingRequested,
-    parse_event,
-    streams,
-    subjects,
-)
+from functools import partial
+
+from fermion.events import ScoringRequested, TrainingRequested, streams
 from fermion.events.federation import FederationFailed, FederationRequested
 from fermion.service.reaper import ERROR, Jobs
 
 from . import outcomes
 
-
-def _training_failed(data: bytes, seq: int, reason: str) -> Event:
-    event = parse_event(data, TrainingRequested)
-    assert isinstance(event, TrainingRequested)
-    return outcomes.failed(event, seq, reason, ERROR, retryable=True)
-
-
-def _scoring_failed(data: bytes, seq: int, reason: str) -> Event:
-    event = parse_event(data, ScoringRequested)
-    assert isinstance(event, ScoringRequested)
-    return outcomes.scoring_failed(event, seq, reason, ERROR, retryable=True)
-
-
-def _federation_failed(data: bytes, seq: int, reason: str) -> Event:
-    event = parse_event(data, FederationRequested)
-    assert isinstance(event, FederationRequested)
-    return FederationFailed.of(event, reason)  # as the coordinator's own (the same id)
-
-
-TRAININGS = Jobs(streams.TRAINER_DURABLE, subjects.TRAINING_REQUESTED, "jobs", _training_failed)
-SCORINGS = Jobs(streams.SCORER_DURABLE, subjects.SCORING_REQUESTED, "scores", _scoring_failed)
-FEDERATIONS = Jobs(streams.FEDERATION_DURABLE, subjects.FEDERATED_REQUESTED, "jobs", _federation_failed)
+# Each reported as the unit's own failure path reports it (the same builder, so the same event id).
+TRAININGS = Jobs(
+    streams.TRAINER_DURABLE, TrainingRequested, "jobs", partial(outcomes.failed, error=ERROR, retryable=True)
+)
+SCORINGS = Jobs(
+    streams.SCORER_DURABLE, ScoringRequested, "scores", partial(outcomes.scoring_failed, error=ERROR, retryable=True)
+)
+FEDERATIONS = Jobs(
+    streams.FEDERATION_DURABLE,
+    FederationRequested,
+    "jobs",
+    lambda request, seq, reason: FederationFailed.of(request, reason),
+)
