@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,8 @@ def compile_bytecode(*extra: Path) -> None:
     An editable checkout under PYTHONDONTWRITEBYTECODE would recompile every module from source on
     every start, which is a property of the checkout, not of the server being measured.
     """
-    for package in ("fermion", "fermion.events", "fermion.functions", "fermion.model_store", "fermion.compile"):
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    for package in pyproject["tool"]["setuptools"]["package-dir"]:  # every root, service/ included
         spec = importlib.util.find_spec(package)
         assert spec and spec.submodule_search_locations
         compileall.compile_dir(spec.submodule_search_locations[0], quiet=1)
