@@ -3,7 +3,9 @@
 Each run is a new interpreter that first imports what the bare app of `common.py` needs (numpy,
 ONNX Runtime, pydantic_core, uvicorn's server on asyncio), then, one at a time, what Fermion's
 inference function adds, and last the function itself (its import and `create_app()`): each
-step's time is what that step adds to the ones before it. The garbage collector is off, as it is
+step's time is what that step adds to the ones before it. A second sequence does the same for the
+Lambda handler, after what cold_start.py's bare Lambda handler imports (no uvicorn, no asyncio): its
+asyncio, Mangum, pydantic, cryptography, then the handler. The garbage collector is off, as it is
 while the entry point and the Lambda handler import. Medians over runs, in milliseconds.
 The pydantic step includes building one model, since the first model class built pays for
 pydantic's schema machinery, whichever class it is.
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-STEPS = [
+SERVER = [
     ("the bare app's: numpy, onnxruntime, pydantic_core", "import numpy, onnxruntime, pydantic_core"),
     (
         "the bare app's: uvicorn's server and asyncio",
@@ -36,6 +38,21 @@ STEPS = [
         "from fermion.functions.inference.app import create_app\ncreate_app()",
     ),
     ("pydantic-settings, had the function imported it", "import pydantic_settings"),
+]
+
+# The Lambda path, after what the bare Lambda handler of cold_start.py imports: it has no event loop,
+# and Mangum runs the ASGI app on one, so asyncio is the handler's before any of Fermion's code.
+LAMBDA = [
+    ("the bare Lambda handler's: numpy, onnxruntime, pydantic_core", "import json, numpy, onnxruntime, pydantic_core"),
+    ("asyncio (Mangum runs the app on an event loop)", "import asyncio"),
+    ("mangum", "import mangum"),
+    ("pydantic models (import + the first model built)", SERVER[2][1]),
+    ("cryptography (Ed25519 signatures)", SERVER[4][1]),
+    (
+        "the handler: the function's modules + create_app()",
+        "import os\nos.environ['AWS_LAMBDA_FUNCTION_NAME'] = 'fermion-inference'\n"
+        "from fermion.functions.inference.handler import handler",
+    ),
 ]
 
 CHILD = """
@@ -55,21 +72,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    codes = json.dumps([code for _, code in STEPS])
+    for title, steps in (("a cold start's imports", SERVER), ("the Lambda handler's init", LAMBDA)):
+        report(title, steps, args.runs)
+
+
+def report(title: str, steps: list[tuple[str, str]], count: int) -> None:
+    codes = json.dumps([code for _, code in steps])
     runs: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="fermion-bench-") as home:
         env = {**os.environ, "FERMION_HOME": home, "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
-        for _ in range(args.runs):
+        for _ in range(count):
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, codes], env=env, capture_output=True, text=True, check=True
             )
             runs.append(json.loads(out.stdout))
-    print(
-        f"a cold start's imports, each step after those above it, {args.runs} fresh interpreters, medians (min..max):"
-    )
-    for i, (title, _) in enumerate(STEPS):
+    print(f"{title}, each step after those above it, {count} fresh interpreters, medians (min..max):")
+    for i, (step, _) in enumerate(steps):
         xs = [run[i] for run in runs]
-        print(f"  {title:56s} {statistics.median(xs):6.1f} ms ({min(xs):.1f}..{max(xs):.1f})")
+        print(f"  {step:56s} {statistics.median(xs):6.1f} ms ({min(xs):.1f}..{max(xs):.1f})")
 
 
 if __name__ == "__main__":
