@@ -11,7 +11,9 @@ against a bare ASGI app.
 
 `app` (built on first use) is the process's, for uvicorn and the Lambda handler. Under Mangum the
 ASGI lifespan runs on every invocation, so nothing is loaded in one: the runtime comes from a
-cached getter, and `FERMION_PRELOAD` warms a model at import.
+cached getter, and `FERMION_PRELOAD` warms a model at import. What the app holds open (the audit
+records' NATS connection) closes in `aclose()`: at lifespan shutdown, or when the entry point's
+server has stopped (it runs without the lifespan).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ preloading = preload.start()  # before the heavy imports below, so the model loa
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -97,9 +99,10 @@ class InferenceApp:
         on_run = None if metrics is None else lambda *run: metrics.ran(*run)
         scheduler = Scheduler(settings, lambda: runtime().loaded, batching=batching, on_run=on_run)
         services = Services(runtime, settings, scheduler, Traffic(runtime, settings), metrics, preloading)
+        self.audit = AuditBus(settings)
         security = SecurityState(
             Authenticator(lambda: KeyStore(runtime().registry.store), settings(), tenant=settings().tenant),
-            Auditor(AuditBus(settings).get),
+            Auditor(self.audit.get),
         )
         self.pipeline = Pipeline(services, security)
         self.state = SimpleNamespace(services=services, security=security, pipeline=self.pipeline)
@@ -120,10 +123,15 @@ class InferenceApp:
                 self._unbuilt.build()
                 self._unbuilt = None
             return
-        if scope["type"] == "lifespan":  # nothing starts or stops with the app (see the module's docstring)
-            await _lifespan(receive, send)
+        if scope["type"] == "lifespan":  # nothing starts with the app; aclose() at its stop
+            await _lifespan(receive, send, self.aclose)
             return
         await self.control(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """At shutdown: the audit records still going out, then their connection closes."""
+        await self.state.security.auditor.drain()
+        await self.audit.close()
 
     @property
     def control(self) -> FastAPI:
@@ -223,13 +231,14 @@ def _inference_metrics(runtime: Callable[[], ModelRuntime]) -> InferenceMetrics:
     return inference_metrics(lambda: runtime().loaded)
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send, shutdown: Callable[[], Awaitable[None]]) -> None:
     """The ASGI lifespan protocol, answered without building the framework for it."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 SERVERS = ("uvicorn", "granian")
 GRACE_S = 10  # in-flight requests finish within this after SIGTERM (uvicorn's timeout_graceful_shutdown too)
@@ -79,7 +79,15 @@ def _end_with_parent(parent: int) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_uvicorn(app: Any, sock: socket.socket, log_level: str, ready: Callable[[], None]) -> None:
+class App(Protocol):
+    """What the servers run: an ASGI app that closes what it holds open once they have stopped."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def run_uvicorn(app: App, sock: socket.socket, log_level: str, ready: Callable[[], None]) -> None:
     """Serve `app` on `sock` with uvicorn: no WebSockets, no lifespan, no proxy-header rewriting."""
     import uvicorn
 
@@ -94,12 +102,18 @@ def run_uvicorn(app: Any, sock: socket.socket, log_level: str, ready: Callable[[
         timeout_graceful_shutdown=GRACE_S,
     )
     config.load()  # imports the HTTP protocol implementation now, with the collector still off
-    server = uvicorn.Server(config)
+
+    class Closing(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)  # the requests in flight are answered
+            await app.aclose()  # before the stop signal is raised again, with its default action
+
+    server = Closing(config)
     ready()
     server.run(sockets=[sock])
 
 
-def run_granian(app: Any, sock: socket.socket, log_level: str, ready: Callable[[], None]) -> None:
+def run_granian(app: App, sock: socket.socket, log_level: str, ready: Callable[[], None]) -> None:
     """Serve `app` on `sock` with granian's embedded server on this process's event loop (uvloop if installed)."""
     try:
         import uvloop
@@ -111,11 +125,12 @@ def run_granian(app: Any, sock: socket.socket, log_level: str, ready: Callable[[
     ready()
     try:
         loop.run_until_complete(_serve_granian(server, loop))
+        loop.run_until_complete(app.aclose())
     finally:
         loop.close()
 
 
-def _granian_server(app: Any, sock: socket.socket, log_level: str) -> Any:
+def _granian_server(app: App, sock: socket.socket, log_level: str) -> Any:
     """granian's embedded ASGI server over the pre-bound `sock`, its logs through Fermion's handlers."""
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels

@@ -75,6 +75,16 @@ class AuditBus:
             self._bus = await Bus.from_settings(settings, name="fermion-inference", timeout_s=3.0)
         return self._bus
 
+    @property
+    def connected(self) -> bool:
+        return self._bus is not None and self._bus.connected
+
+    async def close(self) -> None:
+        """Close the connection, if one was made (at shutdown, once the records are out)."""
+        if self._bus is not None:
+            bus, self._bus = self._bus, None
+            await bus.close()
+
 
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The body, refused with a 413 as soon as it is known to be over `limit` (never buffered whole)."""

@@ -1,9 +1,11 @@
 """The entry point on either HTTP server and with several workers: real processes on loopback over a
-registry with a signed model `lin`, answering the same as each other; SIGTERM ends them; a server that is
-not installed is a one-line error."""
+registry with a signed model `lin`, answering the same as each other; SIGTERM ends them, after the audit
+records of their last requests are out on a real nats-server (so too at an in-process app's lifespan
+end); a server that is not installed is a one-line error."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import signal
@@ -16,8 +18,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from fermion.events import Bus, parse_event
+from fermion.functions.inference.app import create_app
+from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.servers import GRACE_S
+from fermion.functions.inference.settings import InferenceSettings
+from fermion.infra.nats import NatsServer
 from fermion.model_store import StoreSettings, generate_key_pair, open_registry
 from tests.helpers import api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
 
@@ -42,9 +50,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 class Served:
     """`python -m fermion.functions.inference *args` on a free loopback port; stopped by the test."""
 
-    def __init__(self, home: Path, *args: str) -> None:
+    def __init__(self, home: Path, *args: str, **extra_env: str) -> None:
         self.port = free_port()
-        env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
+        env = {**os.environ, "FERMION_HOME": str(home), "FERMION_PROVIDERS": '["CPUExecutionProvider"]', **extra_env}
         argv = [sys.executable, "-m", "fermion.functions.inference", "--port", str(self.port), *args]
         self.log = home / f"inference-{self.port}.log"
         with open(self.log, "wb") as out:
@@ -76,8 +84,8 @@ def serve(home: tuple[Path, dict[str, str]]) -> Iterator[type[Served]]:
     started: list[Served] = []
 
     class Tracked(Served):
-        def __init__(self, *args: str) -> None:
-            super().__init__(home[0], *args)
+        def __init__(self, *args: str, **extra_env: str) -> None:
+            super().__init__(home[0], *args, **extra_env)
             started.append(self)
 
     yield Tracked  # type: ignore[misc]
@@ -166,3 +174,64 @@ def test_a_worker_that_dies_stops_the_others(serve: type[Served]) -> None:
     assert served.proc.wait(GRACE_S + 5) == 1  # the orchestrator sees the unit fail and restarts it whole
     wait_until(lambda: not Path(f"/proc/{other}").exists(), 5, "the other worker to end")
     assert "ended (exit code -9): stopping the others" in served.log.read_text()
+
+
+@pytest.fixture
+def nats(nats_server: NatsServer) -> NatsServer:
+    """The session's nats-server with Fermion's streams (the audit records' among them)."""
+
+    async def provision() -> None:
+        bus = await Bus.connect(nats_server.url)
+        try:
+            await bus.provision()
+        finally:
+            await bus.close()
+
+    asyncio.run(provision())
+    return nats_server
+
+
+def _refusals(nats: NatsServer, key: str) -> list[str]:
+    """The `request.refused` audit records on the bus that name `key`: their targets."""
+
+    async def read() -> list[str]:
+        bus = await Bus.connect(nats.url)
+        try:
+            records = [parse_event(m.data) for m in await bus.history("fermion.audit.>")]
+        finally:
+            await bus.close()
+        key_id = key.split("_")[1]
+        audits = [r.data for r in records]
+        return [a.target for a in audits if a.principal == key_id and a.action == "request.refused"]  # type: ignore[attr-defined]
+
+    return asyncio.run(read())
+
+
+def _read_only_key(home: Path) -> str:
+    """A key that may read but not infer: an infer request with it is refused, and audited."""
+    return api_key(open_registry(StoreSettings(home=home)), "read")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", pytest.param("granian", marks=needs_granian)])
+def test_sigterm_waits_for_the_audit_records_of_the_last_requests(
+    home: tuple[Path, dict[str, str]], serve: type[Served], nats: NatsServer, server: str
+) -> None:
+    key = _read_only_key(home[0])
+    served = serve("--server", server, FERMION_NATS_URL=nats.url)
+    assert served.client.post("/v2/models/lin/infer", json=BODY, headers=bearer(key)).status_code == 403
+    # At once: the record is still going out (its connection too). granian stops at the signal, so
+    # there only aclose() saves it; uvicorn notices signals on a 0.1 s tick, which it mostly outruns.
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(GRACE_S + 5) in (0, -signal.SIGTERM)  # uvicorn raises the signal again at its end
+    assert _refusals(nats, key) == ["POST /v2/models/lin/infer"], served.log.read_text()
+
+
+def test_the_lifespan_end_closes_the_audit_connection(home: tuple[Path, dict[str, str]], nats: NatsServer) -> None:
+    key = _read_only_key(home[0])
+    settings = InferenceSettings(home=home[0], providers=["CPUExecutionProvider"], nats_url=nats.url)
+    runtime = ModelRuntime(open_registry(StoreSettings(home=home[0])), settings)
+    app = create_app(lambda: runtime, lambda: settings)
+    with TestClient(app) as client:
+        assert client.post("/v2/models/lin/infer", json=BODY, headers=bearer(key)).status_code == 403
+    assert not app.audit.connected
+    assert _refusals(nats, key) == ["POST /v2/models/lin/infer"]
