@@ -23,6 +23,15 @@ SWEEP_DURABLE = "sweeps"
 RETRAIN_DURABLE = "retrains"
 FEDERATION_DURABLE = "federations"
 SCORER_DURABLE = "scorers"
+# Every durable consumer the trainer replicas serve, (stream, durable): what scales them from zero
+# (KEDA, infra/jetstream_lag.py) and what the monitor watches for work waiting with no trainer.
+TRAINER_CONSUMERS: tuple[tuple[str, str], ...] = (
+    (JOBS_STREAM, TRAINER_DURABLE),
+    (JOBS_STREAM, SWEEP_DURABLE),
+    (JOBS_STREAM, SCORER_DURABLE),
+    (EVENTS_STREAM, PIPELINE_DURABLE),
+    (EVENTS_STREAM, RETRAIN_DURABLE),
+)
 
 
 @dataclass(frozen=True)

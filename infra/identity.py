@@ -122,6 +122,8 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             subjects.MODELS_DRIFT_DETECTED,
             subjects.MODELS_DRIFT_JUDGED,  # every window, for GET /v1/models/{name}/drift
             *_read_event_log(),  # labels and rollout starts
+            # The trainers' backlog for its metrics: each consumer's info, not its messages.
+            *(f"{_JS}.CONSUMER.INFO.{stream}.{durable}" for stream, durable in streams.TRAINER_CONSUMERS),
         ],
         "subscribe": ["_INBOX.monitor.>", subjects.TELEMETRY],
     },

@@ -21,13 +21,7 @@ from fermion.events import streams
 
 log = logging.getLogger("fermion.jetstream_lag")
 
-TRAINER_CONSUMERS = {
-    (streams.JOBS_STREAM, streams.TRAINER_DURABLE),
-    (streams.JOBS_STREAM, streams.SWEEP_DURABLE),
-    (streams.JOBS_STREAM, streams.SCORER_DURABLE),
-    (streams.EVENTS_STREAM, streams.PIPELINE_DURABLE),
-    (streams.EVENTS_STREAM, streams.RETRAIN_DURABLE),
-}
+TRAINER_CONSUMERS = set(streams.TRAINER_CONSUMERS)
 
 
 def backlog(jsz: dict[str, Any]) -> dict[str, int]:

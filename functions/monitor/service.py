@@ -7,7 +7,8 @@ judges drift per model version window by window (`drift.py`), publishes every wi
 that moved, runs the rollout controller
 (`controller.py`) every `tick_s`, keeps each version's serving windows in the store every
 `serving_window_s` (`traffic.py`, `model_store/serving.py`), and serves its metrics on
-`FERMION_METRICS_PORT` (`service/observability/monitor.py`).
+`FERMION_METRICS_PORT` (`service/observability/monitor.py`), among them the work waiting for the
+trainers, read from each consumer they serve every 5 s.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from fermion.events import (
     LabelsSubmitted,
     ModelRollout,
     parse_event,
+    streams,
     subjects,
 )
 from fermion.events.traffic import Sample, TelemetryBatch
 from fermion.model_store import Manifest, Registry, RegistryError, ServingLog, open_registry
 from fermion.model_store.profiles import Profile
 from fermion.service.lifecycle import stop_on_signals
+from fermion.service.observability.backlog import poll_backlogs
 from fermion.service.observability.monitor import MonitorMetrics, monitor_metrics, serve_monitor_metrics
 
 from .controller import Controller
@@ -253,6 +256,11 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
             asyncio.create_task(_ticks(monitor, settings.tick_s)),
             asyncio.create_task(_windows(monitor, settings.serving_window_s)),
         ]
+        if metrics is not None:  # the trainers' backlog, seen also when no trainer runs
+            backlog = poll_backlogs(
+                bus.consumer_state, streams.TRAINER_CONSUMERS, stop, metrics.backlog, metrics.backlog_read
+            )
+            tasks.append(asyncio.create_task(backlog))
         log.info("monitor: consuming telemetry on %s", subjects.TELEMETRY)
         await stop.wait()
         await unsubscribe()

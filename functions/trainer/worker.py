@@ -332,20 +332,13 @@ async def serve(settings: TrainerSettings | None = None, stop: asyncio.Event | N
     if trace.enabled:
         bus.context_headers = trace.inject
     try:
-        consumed = [
-            (streams.JOBS_STREAM, streams.TRAINER_DURABLE),
-            (streams.JOBS_STREAM, streams.SWEEP_DURABLE),
-            (streams.JOBS_STREAM, streams.SCORER_DURABLE),
-            (streams.EVENTS_STREAM, streams.PIPELINE_DURABLE),
-            (streams.EVENTS_STREAM, streams.RETRAIN_DURABLE),
-        ]
         policy = ConsumerPolicy(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
-        await bus.prepare(settings, consumed, policy)
+        await bus.prepare(settings, list(streams.TRAINER_CONSUMERS), policy)
         registry = open_registry(settings)
         if settings.metrics and settings.metrics_port:
             serve_metrics(settings.metrics_port, settings.metrics_host)
         async with asyncio.TaskGroup() as group:  # if one fails, the other stops too
-            consumers = [streams.TRAINER_DURABLE, streams.SWEEP_DURABLE]
+            consumers = [(streams.JOBS_STREAM, streams.TRAINER_DURABLE), (streams.JOBS_STREAM, streams.SWEEP_DURABLE)]
             group.create_task(watch_consumer(bus.consumer_state, consumers, stop))
             group.create_task(Worker(bus, registry, settings).run(stop))
             group.create_task(Scorer(bus, registry, settings).run(stop))  # issue 26: batch scoring

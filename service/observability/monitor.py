@@ -2,7 +2,9 @@
 
 Drift per version as each window is judged, online accuracy as labels arrive, and each rollout's
 latest comparison of canary and incumbent as the controller judges it. A finished rollout's
-gauges are removed, so a dashboard never shows a comparison that is no longer running.
+gauges are removed, so a dashboard never shows a comparison that is no longer running. And the
+work waiting for the trainers, read by the monitor because the trainers' own gauges go with them
+when they are scaled to zero (`FermionJobsWaitingWithoutTrainers`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import logging
 from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from fermion.events import ConsumerState
 
 log = logging.getLogger("fermion.monitor")
 ROLES = ("canary", "incumbent")
@@ -90,7 +94,22 @@ class MonitorMetrics:
             [*alias, "action"],
             registry=registry,
         )
+        self.jobs_pending = Gauge(
+            "fermion_monitor_jobs_pending_messages",
+            "Messages waiting for a trainer, by consumer: not yet delivered (absent while unreadable).",
+            ["consumer"],
+            registry=registry,
+        )
         self._rolling: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def backlog(self, consumer: str, state: ConsumerState) -> None:
+        """A consumer the trainers serve, as just read."""
+        self.jobs_pending.labels(consumer).set(state.pending)
+
+    def backlog_read(self, ok: bool) -> None:
+        """After a read: a failed one leaves no figure, so no alert fires on a stale count."""
+        if not ok:
+            self.jobs_pending.clear()
 
     def judged_window(
         self,

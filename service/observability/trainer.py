@@ -7,15 +7,14 @@ waiting for an ack, redelivered) is read from JetStream every few seconds by `wa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from fermion.events import BusError, ConsumerState
+from fermion.events import ConsumerState
 
+from .backlog import State, poll_backlogs
 from .exposition import SLOW_BUCKETS
 
 log = logging.getLogger("fermion.trainer")
@@ -98,20 +97,14 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> bool:
 
 
 async def watch_consumer(
-    state: Callable[[str], Awaitable[ConsumerState]], consumers: list[str], stop: asyncio.Event, every_s: float = 5.0
+    state: State, consumers: list[tuple[str, str]], stop: asyncio.Event, every_s: float = 5.0
 ) -> None:
     """Copy each consumer's pending, ack-pending and redelivered counts into the gauges until `stop`."""
     metrics = trainer_metrics()
-    while not stop.is_set():
-        try:
-            for name in consumers:
-                info = await state(name)
-                metrics.pending.labels(name).set(info.pending)
-                metrics.ack_pending.labels(name).set(info.unacked)
-                metrics.consumer_redelivered.labels(name).set(info.redelivered)
-            metrics.bus_up.set(1)
-        except BusError as exc:
-            log.warning("consumer state unavailable: %s", exc)
-            metrics.bus_up.set(0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+
+    def record(name: str, info: ConsumerState) -> None:
+        metrics.pending.labels(name).set(info.pending)
+        metrics.ack_pending.labels(name).set(info.unacked)
+        metrics.consumer_redelivered.labels(name).set(info.redelivered)
+
+    await poll_backlogs(state, consumers, stop, record, lambda ok: metrics.bus_up.set(int(ok)), every_s)

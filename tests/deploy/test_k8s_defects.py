@@ -47,13 +47,7 @@ REAL_FLAGS = {
     "kubernetes.podspec-hostpid",
     "kubernetes.podspec-shareprocessnamespace",
 }
-TRAINER_CONSUMERS = {
-    (streams.JOBS_STREAM, streams.TRAINER_DURABLE),
-    (streams.JOBS_STREAM, streams.SWEEP_DURABLE),
-    (streams.JOBS_STREAM, streams.SCORER_DURABLE),
-    (streams.EVENTS_STREAM, streams.PIPELINE_DURABLE),
-    (streams.EVENTS_STREAM, streams.RETRAIN_DURABLE),
-}
+TRAINER_CONSUMERS = set(streams.TRAINER_CONSUMERS)  # what the trainer prepares and serves (worker.py)
 
 
 @pytest.fixture(scope="module", params=sorted(ROOTS))

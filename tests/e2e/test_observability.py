@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.parser import text_string_to_metric_families
 
 from fermion.client import Client, FermionError, JobFailed
+from fermion.events import streams
 from fermion.infra import Stack
 from tests.helpers import StackOptions, wait_until
 
@@ -145,6 +146,15 @@ def test_metrics_and_logs_move_with_the_work(stack: Stack, tmp_path: Path) -> No
     assert _total(trainer, "fermion_trainer_job_duration_seconds_count") >= 1
     assert _total(trainer, "fermion_trainer_jobs_in_flight") == 0
     wait_until(lambda: ("fermion_trainer_bus_up", frozenset()) in _scrape(trainer_url, None), 15, "consumer gauges")
+    # The monitor reads the trainers' backlog itself, as the monitor role (its grants), every 5 s.
+    monitor_url = f"http://127.0.0.1:{s.monitor_metrics_port}/metrics"
+    waiting = "fermion_monitor_jobs_pending_messages"
+
+    def backlog() -> set[str]:
+        return {dict(labels)["consumer"] for name, labels in _scrape(monitor_url, None) if name == waiting}
+
+    wait_until(lambda: backlog() == {d for _, d in streams.TRAINER_CONSUMERS}, 15, "the monitor's backlog gauges")
+    assert _total(_scrape(monitor_url, None), waiting) == 0  # every job taken up
 
     access = [json.loads(line) for line in (stack.logs / "inference.log").read_text().splitlines() if '"route"' in line]
     assert any(a["route"] == "/v2/models/{name}/infer" and a["status"] == 200 and a["request_id"] for a in access)
