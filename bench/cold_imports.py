@@ -23,15 +23,17 @@ import subprocess
 import sys
 import tempfile
 
+PYDANTIC = "import pydantic\nclass _First(pydantic.BaseModel):\n x: int"
+CRYPTOGRAPHY = "import cryptography.hazmat.primitives.asymmetric.ed25519"
 SERVER = [
     ("the bare app's: numpy, onnxruntime, pydantic_core", "import numpy, onnxruntime, pydantic_core"),
     (
         "the bare app's: uvicorn's server and asyncio",
         "import asyncio, uvicorn.server, uvicorn.protocols.http.httptools_impl",
     ),
-    ("pydantic models (import + the first model built)", "import pydantic\nclass _First(pydantic.BaseModel):\n x: int"),
+    ("pydantic models (import + the first model built)", PYDANTIC),
     ("prometheus-client", "import prometheus_client"),
-    ("cryptography (Ed25519 signatures)", "import cryptography.hazmat.primitives.asymmetric.ed25519"),
+    ("cryptography (Ed25519 signatures)", CRYPTOGRAPHY),
     ("mangum (the Lambda handler only)", "import mangum"),
     (
         "the function: its modules + create_app()",
@@ -46,8 +48,8 @@ LAMBDA = [
     ("the bare Lambda handler's: numpy, onnxruntime, pydantic_core", "import json, numpy, onnxruntime, pydantic_core"),
     ("asyncio (Mangum runs the app on an event loop)", "import asyncio"),
     ("mangum", "import mangum"),
-    ("pydantic models (import + the first model built)", SERVER[2][1]),
-    ("cryptography (Ed25519 signatures)", SERVER[4][1]),
+    ("pydantic models (import + the first model built)", PYDANTIC),
+    ("cryptography (Ed25519 signatures)", CRYPTOGRAPHY),
     (
         "the handler: the function's modules + create_app()",
         "import os\nos.environ['AWS_LAMBDA_FUNCTION_NAME'] = 'fermion-inference'\n"

@@ -3,8 +3,9 @@
 `python -m fermion.infra.jetstream_lag --monitor-url http://127.0.0.1:8222 --namespace Fermion/prod`
 runs beside nats-server (a sidecar in its task: the monitoring port never leaves the task) and every
 `--every-s` seconds puts `Backlog` = messages waiting plus messages delivered but not yet acknowledged,
-summed over every durable consumer the trainers serve (trainings, sweeps, pipelines, retrains). Scaling
-on all four matters: a sweep or a pipeline waits forever at zero trainers if only trainings count.
+summed over every durable consumer the trainers serve (`streams.TRAINER_CONSUMERS`: trainings, sweeps,
+scorings, pipelines, retrains). Scaling on all of them matters: a sweep or a pipeline waits forever at
+zero trainers if only trainings count.
 """
 
 from __future__ import annotations

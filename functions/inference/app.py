@@ -11,9 +11,9 @@ against a bare ASGI app.
 
 `app` (built on first use) is the process's, for uvicorn and the Lambda handler. Under Mangum the
 ASGI lifespan runs on every invocation, so nothing is loaded in one: the runtime comes from a
-cached getter, and `FERMION_PRELOAD` warms a model at import. What the app holds open (the audit
-records' NATS connection) closes in `aclose()`: at lifespan shutdown, or when the entry point's
-server has stopped (it runs without the lifespan).
+cached getter, and `FERMION_PRELOAD` warms a model at import. What the app holds open (the NATS
+connections of audit records and of telemetry) is flushed and closed in `aclose()`: at lifespan
+shutdown, or when the entry point's server has stopped (it runs without the lifespan).
 """
 
 from __future__ import annotations
@@ -129,9 +129,17 @@ class InferenceApp:
         await self.control(scope, receive, send)
 
     async def aclose(self) -> None:
-        """At shutdown: the audit records still going out, then their connection closes."""
-        await self.state.security.auditor.drain()
-        await self.audit.close()
+        """At shutdown: the audit records still going out and the telemetry since its last interval, then
+        their NATS connections close. Never raises: what fails is logged, and the stop goes on."""
+        try:
+            await self.state.security.auditor.drain()
+            await self.audit.close()
+        except Exception:
+            log.exception("audit records: not closed cleanly at shutdown")
+        try:
+            await self.state.services.traffic.telemetry.close()
+        except Exception:
+            log.exception("telemetry: not flushed at shutdown")
 
     @property
     def control(self) -> FastAPI:

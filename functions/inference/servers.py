@@ -125,9 +125,11 @@ def run_granian(app: App, sock: socket.socket, log_level: str, ready: Callable[[
     ready()
     try:
         loop.run_until_complete(_serve_granian(server, loop))
-        loop.run_until_complete(app.aclose())
     finally:
-        loop.close()
+        try:
+            loop.run_until_complete(app.aclose())  # however serving ended
+        finally:
+            loop.close()
 
 
 def _granian_server(app: App, sock: socket.socket, log_level: str) -> Any:

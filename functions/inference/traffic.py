@@ -10,6 +10,7 @@ task, never before a request is answered. Without `FERMION_NATS_URL` nothing is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -161,25 +162,43 @@ class Telemetry:
                 counter.shadow_ms.append(shadow_s * 1000)
 
     async def _run(self, settings: InferenceSettings) -> None:
-        """Every interval: swap the buffers out, build the batch in a thread, send it."""
-        source = f"{socket.gethostname()}:{os.getpid()}"
+        """Every interval: the buffers out onto NATS."""
         while True:
             await asyncio.sleep(settings.telemetry_interval_s)
-            stats, self._stats = self._stats, {}
-            with self._shadow_lock:
-                shadows, self._shadows = self._shadows, {}
-            samples, self._samples, self._sampled_rows = self._samples, deque(), 0
-            predictions = list(self._predictions)
-            self._predictions.clear()
-            if not (stats or shadows or samples or predictions):
-                continue
-            try:
-                messages = await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions)
-            except ValueError as exc:  # a batch that cannot be encoded is dropped, never the task
-                log.warning("telemetry batch dropped: %s", exc)
-                continue
-            for data in messages:
-                await self._send(settings, data)
+            await self._flush(settings)
+
+    async def close(self) -> None:
+        """At shutdown: the flushing task stops, what the buffers hold since its last interval goes out,
+        then the connection closes."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        await self._flush(self._settings())
+        if self._bus is not None:
+            bus, self._bus = self._bus, None
+            await bus.close()
+
+    async def _flush(self, settings: InferenceSettings) -> None:
+        """Swap the buffers out, build the batch in a thread, send it."""
+        stats, self._stats = self._stats, {}
+        with self._shadow_lock:
+            shadows, self._shadows = self._shadows, {}
+        samples, self._samples, self._sampled_rows = self._samples, deque(), 0
+        predictions = list(self._predictions)
+        self._predictions.clear()
+        if not (stats or shadows or samples or predictions):
+            return
+        source = f"{socket.gethostname()}:{os.getpid()}"
+        try:
+            messages = await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions)
+        except ValueError as exc:  # a batch that cannot be encoded is dropped, never the task
+            log.warning("telemetry batch dropped: %s", exc)
+            return
+        for data in messages:
+            await self._send(settings, data)
 
     async def _send(self, settings: InferenceSettings, data: bytes) -> None:
         from fermion.events import Bus, BusError, subjects  # here, not at import: nats-py stays off cold start

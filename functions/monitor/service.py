@@ -235,6 +235,14 @@ async def _windows(monitor: Monitor, every_s: float) -> None:
         await monitor.keep_traffic()
 
 
+def _ended(task: asyncio.Task[None], then: Callable[[], None] | None = None) -> None:
+    """A task that ended with an error before the stop: said at once (not only at the stop), then `then`."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("monitor: %s failed and is not running any more", task.get_name(), exc_info=exc)
+        if then is not None:
+            then()
+
+
 async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run one monitor replica until SIGINT/SIGTERM (or `stop`)."""
     settings = settings or get_settings()
@@ -249,18 +257,25 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
         monitor = Monitor(bus, open_registry(settings), settings, metrics)
         unsubscribe = await bus.on(subjects.TELEMETRY, monitor.on_telemetry, queue="monitors")
         tasks = [
-            asyncio.create_task(_pump(bus.watch(subjects.MODELS_LABELS, since=started), monitor.on_labels)),
             asyncio.create_task(
-                _pump(bus.watch(f"{subjects.MODELS_ROLLOUT}.started", since=started), monitor.on_rollout)
+                _pump(bus.watch(subjects.MODELS_LABELS, since=started), monitor.on_labels), name="the labels"
             ),
-            asyncio.create_task(_ticks(monitor, settings.tick_s)),
-            asyncio.create_task(_windows(monitor, settings.serving_window_s)),
+            asyncio.create_task(
+                _pump(bus.watch(f"{subjects.MODELS_ROLLOUT}.started", since=started), monitor.on_rollout),
+                name="the rollout starts",
+            ),
+            asyncio.create_task(_ticks(monitor, settings.tick_s), name="the rollout ticks"),
+            asyncio.create_task(_windows(monitor, settings.serving_window_s), name="the serving windows"),
         ]
+        for task in tasks:
+            task.add_done_callback(_ended)
         if metrics is not None:  # the trainers' backlog, seen also when no trainer runs
             backlog = poll_backlogs(
                 bus.consumer_state, streams.TRAINER_CONSUMERS, stop, metrics.backlog, metrics.backlog_read
             )
-            tasks.append(asyncio.create_task(backlog))
+            tasks.append(asyncio.create_task(backlog, name="the trainers' backlog reads"))
+            # Dead, it would leave its last figures up: reported unreadable instead (FermionTrainerBacklogUnreadable).
+            tasks[-1].add_done_callback(lambda done: _ended(done, lambda: metrics.backlog_read(False)))
         log.info("monitor: consuming telemetry on %s", subjects.TELEMETRY)
         await stop.wait()
         await unsubscribe()

@@ -3,8 +3,8 @@
 Drift per version as each window is judged, online accuracy as labels arrive, and each rollout's
 latest comparison of canary and incumbent as the controller judges it. A finished rollout's
 gauges are removed, so a dashboard never shows a comparison that is no longer running. And the
-work waiting for the trainers, read by the monitor because the trainers' own gauges go with them
-when they are scaled to zero (`FermionJobsWaitingWithoutTrainers`).
+trainers' backlog, read by the monitor because the trainers' own gauges go with them when they are
+scaled to zero (`FermionJobsWaitingWithoutTrainers`).
 """
 
 from __future__ import annotations
@@ -94,22 +94,18 @@ class MonitorMetrics:
             [*alias, "action"],
             registry=registry,
         )
-        self.jobs_pending = Gauge(
-            "fermion_monitor_jobs_pending_messages",
-            "Messages waiting for a trainer, by consumer: not yet delivered (absent while unreadable).",
-            ["consumer"],
-            registry=registry,
-        )
+        self.backlog_messages, self.backlog_up = _backlog_gauges(registry)
         self._rolling: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def backlog(self, consumer: str, state: ConsumerState) -> None:
-        """A consumer the trainers serve, as just read."""
-        self.jobs_pending.labels(consumer).set(state.pending)
+        """A consumer the trainers serve, as just read: a job held by a trainer that died is still to do."""
+        self.backlog_messages.labels(consumer).set(state.pending + state.unacked)
 
     def backlog_read(self, ok: bool) -> None:
         """After a read: a failed one leaves no figure, so no alert fires on a stale count."""
+        self.backlog_up.set(int(ok))
         if not ok:
-            self.jobs_pending.clear()
+            self.backlog_messages.clear()
 
     def judged_window(
         self,
@@ -164,6 +160,22 @@ class MonitorMetrics:
     def acted(self, key: tuple[str, str, str], action: str) -> None:
         """The controller moved the alias (or announced it waits)."""
         self.actions.labels(*key, action).inc()
+
+
+def _backlog_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge]:
+    messages = Gauge(
+        "fermion_monitor_trainer_backlog_messages",
+        "Messages the trainers have to do, by consumer: not yet delivered, or delivered and not acknowledged "
+        "(absent while unreadable).",
+        ["consumer"],
+        registry=registry,
+    )
+    up = Gauge(
+        "fermion_monitor_trainer_backlog_up",
+        "1 when the last read of the trainers' backlog succeeded.",
+        registry=registry,
+    )
+    return messages, up
 
 
 @lru_cache(maxsize=1)

@@ -148,13 +148,15 @@ def test_metrics_and_logs_move_with_the_work(stack: Stack, tmp_path: Path) -> No
     wait_until(lambda: ("fermion_trainer_bus_up", frozenset()) in _scrape(trainer_url, None), 15, "consumer gauges")
     # The monitor reads the trainers' backlog itself, as the monitor role (its grants), every 5 s.
     monitor_url = f"http://127.0.0.1:{s.monitor_metrics_port}/metrics"
-    waiting = "fermion_monitor_jobs_pending_messages"
+    backlog = "fermion_monitor_trainer_backlog_messages"
 
-    def backlog() -> set[str]:
-        return {dict(labels)["consumer"] for name, labels in _scrape(monitor_url, None) if name == waiting}
+    def all_done() -> bool:  # every consumer the trainers serve is read, and every job is done
+        samples = _scrape(monitor_url, None)
+        consumers = {dict(labels)["consumer"] for name, labels in samples if name == backlog}
+        read = _total(samples, "fermion_monitor_trainer_backlog_up") == 1
+        return read and consumers == {d for _, d in streams.TRAINER_CONSUMERS} and _total(samples, backlog) == 0
 
-    wait_until(lambda: backlog() == {d for _, d in streams.TRAINER_CONSUMERS}, 15, "the monitor's backlog gauges")
-    assert _total(_scrape(monitor_url, None), waiting) == 0  # every job taken up
+    wait_until(all_done, 15, "the monitor's backlog gauges")
 
     access = [json.loads(line) for line in (stack.logs / "inference.log").read_text().splitlines() if '"route"' in line]
     assert any(a["route"] == "/v2/models/{name}/infer" and a["status"] == 200 and a["request_id"] for a in access)

@@ -3,6 +3,7 @@
 Fixtures live in tests/conftest.py and use these; tests import from here, never from conftest.
 """
 
+from tests.helpers.faults import Frozen
 from tests.helpers.keys import api_key, bearer
 from tests.helpers.models import linear_draft, linear_onnx
 from tests.helpers.paths import REPO
@@ -14,6 +15,7 @@ from tests.helpers.waiting import wait_for_model, wait_until
 
 __all__ = [
     "REPO",
+    "Frozen",
     "FunctionProcess",
     "StackOptions",
     "Trainer",

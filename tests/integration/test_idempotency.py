@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,24 +28,10 @@ from fermion.events import Bus, ConsumerPolicy, DatasetUploaded, TrainingComplet
 from fermion.infra import NatsServer
 from fermion.model_store import StoreSettings, generate_key_pair, open_registry
 from fermion.retry import Retry
-from tests.helpers import Trainer, api_key, bearer, free_port, wait_until
+from tests.helpers import Frozen, Trainer, api_key, bearer, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 INGEST_APP = "fermion.functions.ingest.app:app"
-
-
-class Frozen:
-    """nats-server stopped with SIGSTOP until resumed: connections stay open, nothing is answered."""
-
-    def __init__(self, server: NatsServer) -> None:
-        self.pid = server.pid
-
-    def __enter__(self) -> Frozen:
-        os.kill(self.pid, signal.SIGSTOP)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.kill(self.pid, signal.SIGCONT)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""The monitor sees the work waiting for the trainers, with no trainer running (the trainers' own gauges
-go with them when they are scaled to zero): `fermion_monitor_jobs_pending_messages`, read as the monitor
-role of `fermion up` on a real nats-server, which grants it each consumer's info and nothing more."""
+"""The monitor sees the trainers' backlog with no trainer running (the trainers' own gauges go with them
+when they are scaled to zero): `fermion_monitor_trainer_backlog_messages`, read as the monitor role of
+`fermion up` on a real nats-server, which grants it each consumer's info and nothing more. A job taken by
+a trainer that then died (delivered, never acknowledged) is still work to do."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats
 import pytest
 from prometheus_client import CollectorRegistry
 
 from fermion.events import Bus, DatasetRef, Recipe, TrainingRequest, TrainingRequested, streams
+from fermion.events.connection import nats_options
 from fermion.infra import NatsServer
 from fermion.infra.identity import LocalIdentity
 from fermion.model_store import LocalDirStore
@@ -36,6 +39,13 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[NatsServer, LocalIdentity
                 )
         finally:
             await admin.close()
+        # A trainer takes the first and dies with it: delivered, never acknowledged.
+        nc = await nats.connect(server.url, **nats_options(identity.bus_settings("admin", server.url)))
+        try:
+            pull = await nc.jetstream().pull_subscribe_bind(streams.TRAINER_DURABLE, stream=streams.JOBS_STREAM)
+            assert len(await pull.fetch(1, timeout=10)) == 1
+        finally:
+            await nc.close()
         yield server, identity
 
 
@@ -64,13 +74,13 @@ async def _backlog_as(
     return {
         durable: value
         for _, durable in streams.TRAINER_CONSUMERS
-        if (value := samples("fermion_monitor_jobs_pending_messages", {"consumer": durable})) is not None
+        if (value := samples("fermion_monitor_trainer_backlog_messages", {"consumer": durable})) is not None
     }
 
 
 async def test_the_monitor_role_reads_every_trainer_consumers_backlog(world: tuple[NatsServer, LocalIdentity]) -> None:
     assert await _backlog_as(world, "monitor") == {
-        streams.TRAINER_DURABLE: 2,
+        streams.TRAINER_DURABLE: 2,  # one waiting, one held by the trainer that died
         streams.SWEEP_DURABLE: 0,
         streams.SCORER_DURABLE: 0,
         streams.PIPELINE_DURABLE: 0,
@@ -81,5 +91,8 @@ async def test_the_monitor_role_reads_every_trainer_consumers_backlog(world: tup
 async def test_a_read_refused_leaves_no_stale_figure(world: tuple[NatsServer, LocalIdentity]) -> None:
     metrics = MonitorMetrics(CollectorRegistry())
     assert (await _backlog_as(world, "monitor", metrics))[streams.TRAINER_DURABLE] == 2
-    # A role without the grant is refused: the counts go, so no alert fires on what was last read.
+    assert metrics.registry.get_sample_value("fermion_monitor_trainer_backlog_up") == 1
+    # A role without the grant is refused: the counts go, so no alert fires on what was last read, and
+    # the failed read is what FermionTrainerBacklogUnreadable sees.
     assert await _backlog_as(world, "inference", metrics) == {}
+    assert metrics.registry.get_sample_value("fermion_monitor_trainer_backlog_up") == 0

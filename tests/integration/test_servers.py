@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from fermion.events import Bus, parse_event
+from fermion.events import Bus, parse_event, subjects
+from fermion.events.traffic import TelemetryBatch
 from fermion.functions.inference.app import create_app
 from fermion.functions.inference.runtime import ModelRuntime
 from fermion.functions.inference.servers import GRACE_S
 from fermion.functions.inference.settings import InferenceSettings
 from fermion.infra.nats import NatsServer
 from fermion.model_store import StoreSettings, generate_key_pair, open_registry
-from tests.helpers import api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
+from tests.helpers import Frozen, api_key, bearer, free_port, linear_draft, linear_onnx, wait_until
 
 pytestmark = pytest.mark.integration
 needs_granian = pytest.mark.skipif(
@@ -177,18 +178,19 @@ def test_a_worker_that_dies_stops_the_others(serve: type[Served]) -> None:
 
 
 @pytest.fixture
-def nats(nats_server: NatsServer) -> NatsServer:
-    """The session's nats-server with Fermion's streams (the audit records' among them)."""
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of the test's own (it may be frozen) with Fermion's streams (the audit records' among them)."""
 
-    async def provision() -> None:
-        bus = await Bus.connect(nats_server.url)
+    async def provision(server: NatsServer) -> None:
+        bus = await Bus.connect(server.url)
         try:
             await bus.provision()
         finally:
             await bus.close()
 
-    asyncio.run(provision())
-    return nats_server
+    with NatsServer(tmp_path / "nats") as server:
+        asyncio.run(provision(server))
+        yield server
 
 
 def _refusals(nats: NatsServer, key: str) -> list[str]:
@@ -212,18 +214,52 @@ def _read_only_key(home: Path) -> str:
     return api_key(open_registry(StoreSettings(home=home)), "read")
 
 
+STOPPED_BY = {"uvicorn": -signal.SIGTERM, "granian": 0}  # uvicorn raises the signal again once it has stopped
+
+
 @pytest.mark.parametrize("server", ["uvicorn", pytest.param("granian", marks=needs_granian)])
 def test_sigterm_waits_for_the_audit_records_of_the_last_requests(
     home: tuple[Path, dict[str, str]], serve: type[Served], nats: NatsServer, server: str
 ) -> None:
     key = _read_only_key(home[0])
     served = serve("--server", server, FERMION_NATS_URL=nats.url)
-    assert served.client.post("/v2/models/lin/infer", json=BODY, headers=bearer(key)).status_code == 403
-    # At once: the record is still going out (its connection too). granian stops at the signal, so
-    # there only aclose() saves it; uvicorn notices signals on a 0.1 s tick, which it mostly outruns.
-    served.proc.send_signal(signal.SIGTERM)
-    assert served.proc.wait(GRACE_S + 5) in (0, -signal.SIGTERM)  # uvicorn raises the signal again at its end
+    with Frozen(nats):  # the refusal's record cannot go out (nor its connection be made) until NATS resumes
+        assert served.client.post("/v2/models/lin/infer", json=BODY, headers=bearer(key)).status_code == 403
+        served.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # the server has stopped serving by now (uvicorn notices a signal within 0.1 s)
+        assert served.proc.poll() is None, "exited with an audit record still going out"
+    assert served.proc.wait(GRACE_S + 5) == STOPPED_BY[server]
     assert _refusals(nats, key) == ["POST /v2/models/lin/infer"], served.log.read_text()
+
+
+def test_sigterm_sends_the_telemetry_of_the_last_interval(
+    home: tuple[Path, dict[str, str]], serve: type[Served], nats: NatsServer
+) -> None:
+    async def scenario() -> list[TelemetryBatch]:
+        bus = await Bus.connect(nats.url)
+        batches: list[TelemetryBatch] = []
+
+        async def received(data: bytes) -> None:
+            batches.append(TelemetryBatch.model_validate_json(data))
+
+        unsubscribe = await bus.on(subjects.TELEMETRY, received)
+        try:
+            # An interval far longer than the test: only the stop can send what the request left.
+            served = serve(FERMION_NATS_URL=nats.url, FERMION_TELEMETRY_INTERVAL_S="300")
+            r = await asyncio.to_thread(served.client.post, "/v2/models/lin/infer", json=BODY, headers=home[1])
+            assert r.status_code == 200
+            served.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(served.proc.wait, GRACE_S + 5) == STOPPED_BY["uvicorn"]
+            async with asyncio.timeout(5):
+                while not batches:
+                    await asyncio.sleep(0.05)
+        finally:
+            await unsubscribe()
+            await bus.close()
+        return batches
+
+    (batch,) = asyncio.run(scenario())
+    assert [(v.name, v.version, v.requests) for v in batch.stats] == [("lin", 1, 1)]
 
 
 def test_the_lifespan_end_closes_the_audit_connection(home: tuple[Path, dict[str, str]], nats: NatsServer) -> None:

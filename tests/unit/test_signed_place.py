@@ -103,21 +103,21 @@ def test_ingest_refuses_to_show_a_tampered_relocated_or_unsigned_manifest(tmp_pa
         registry.register("default", "lin", {"model.onnx": linear_onnx(seed=seed)}, linear_draft())
     prefix = "models/default/lin/versions"
     raw, _ = registry.store.get(f"{prefix}/1/manifest.json")
-    registry.store.put(f"{prefix}/1/manifest.json", raw.replace(b'"accuracy": 0.5', b'"accuracy": 0.99'))
+    registry.store.put(f"{prefix}/1/manifest.json", raw.replace(b'"accuracy": 0.5', b'"accuracy": 0.987654321'))
     _copy_version(registry, "default/lin/versions/2", "default/lin/versions/5")
     registry.store.delete(f"{prefix}/3/signature.json")
 
     for version, reason in ((1, "does not match its signature"), (5, "holds the manifest of"), (3, "is not signed")):
         r = client.get(f"/v1/models/lin/versions/{version}")
         assert r.status_code == 503, (version, r.text)
-        assert reason in r.json()["error"] and "0.99" not in r.text
+        assert reason in r.json()["error"] and "0.987654321" not in r.text  # more digits than a timestamp's
     assert client.get("/v1/models/lin/versions/4").json()["metrics"] == {"accuracy": 0.5}
 
     listing = client.get("/v1/models/lin")
     assert listing.status_code == 200, listing.text
     versions = {v["version"]: v for v in listing.json()["versions"]}
     assert sorted(versions) == [1, 2, 3, 4, 5]  # listed, but what a refused one says is not shown
-    assert "0.99" not in listing.text
+    assert "0.987654321" not in listing.text
     assert "does not match its signature" in versions[1]["refused"] and versions[1]["metrics"] == {}
     assert "is not signed" in versions[3]["refused"]
     assert versions[4]["metrics"] == {"accuracy": 0.5} and versions[4]["refused"] is None
