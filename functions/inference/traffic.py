@@ -95,6 +95,7 @@ class Telemetry:
         self._task: asyncio.Task[None] | None = None
         self._bus: Bus | None = None
         self._started = False
+        self._source = ""
         self.enabled = False
         self.sent = 0
         """Batches sent so far (tests and the health route read it)."""
@@ -104,6 +105,7 @@ class Telemetry:
         if self._started:
             return
         self._started = True
+        self._source = f"{socket.gethostname()}:{os.getpid()}"  # this replica, in every batch it sends
         settings = self._settings()
         self.enabled = settings.nats_url is not None
         if self.enabled:
@@ -191,9 +193,8 @@ class Telemetry:
         self._predictions.clear()
         if not (stats or shadows or samples or predictions):
             return
-        source = f"{socket.gethostname()}:{os.getpid()}"
         try:
-            messages = await asyncio.to_thread(_encode, source, stats, shadows, samples, predictions)
+            messages = await asyncio.to_thread(_encode, self._source, stats, shadows, samples, predictions)
         except ValueError as exc:  # a batch that cannot be encoded is dropped, never the task
             log.warning("telemetry batch dropped: %s", exc)
             return

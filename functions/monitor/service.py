@@ -38,7 +38,7 @@ from fermion.events.traffic import Sample, TelemetryBatch
 from fermion.model_store import Manifest, Registry, RegistryError, ServingLog, open_registry
 from fermion.model_store.profiles import Profile
 from fermion.service.lifecycle import stop_on_signals
-from fermion.service.observability.backlog import poll_backlogs
+from fermion.service.observability.backlog import State, poll_backlogs
 from fermion.service.observability.monitor import MonitorMetrics, monitor_metrics, serve_monitor_metrics
 
 from .controller import Controller
@@ -243,6 +243,15 @@ def _ended(task: asyncio.Task[None], then: Callable[[], None] | None = None) -> 
             then()
 
 
+def _backlog_reads(state: State, metrics: MonitorMetrics, stop: asyncio.Event) -> asyncio.Task[None]:
+    """The trainers' backlog into the metrics every 5 s, until `stop`. Dead, the task would leave its
+    last figures up: it is reported unreadable instead (FermionTrainerBacklogUnreadable)."""
+    reads = poll_backlogs(state, streams.TRAINER_CONSUMERS, stop, metrics.backlog, metrics.backlog_read)
+    task = asyncio.create_task(reads, name="the trainers' backlog reads")
+    task.add_done_callback(lambda done: _ended(done, lambda: metrics.backlog_read(False)))
+    return task
+
+
 async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run one monitor replica until SIGINT/SIGTERM (or `stop`)."""
     settings = settings or get_settings()
@@ -270,12 +279,7 @@ async def serve(settings: MonitorSettings | None = None, stop: asyncio.Event | N
         for task in tasks:
             task.add_done_callback(_ended)
         if metrics is not None:  # the trainers' backlog, seen also when no trainer runs
-            backlog = poll_backlogs(
-                bus.consumer_state, streams.TRAINER_CONSUMERS, stop, metrics.backlog, metrics.backlog_read
-            )
-            tasks.append(asyncio.create_task(backlog, name="the trainers' backlog reads"))
-            # Dead, it would leave its last figures up: reported unreadable instead (FermionTrainerBacklogUnreadable).
-            tasks[-1].add_done_callback(lambda done: _ended(done, lambda: metrics.backlog_read(False)))
+            tasks.append(_backlog_reads(bus.consumer_state, metrics, stop))
         log.info("monitor: consuming telemetry on %s", subjects.TELEMETRY)
         await stop.wait()
         await unsubscribe()

@@ -1,5 +1,5 @@
 """A monitor task that dies says so at once; the backlog reads, dying, leave no figure behind
-(functions/monitor/service.py: `_ended`)."""
+(functions/monitor/service.py: `_ended`, `_backlog_reads`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fermion.events import ConsumerState
-from fermion.functions.monitor.service import _ended
+from fermion.functions.monitor.service import _backlog_reads, _ended
 from fermion.service.observability.monitor import MonitorMetrics
 
 
@@ -19,11 +19,10 @@ async def test_dead_backlog_reads_are_reported_unreadable(caplog: pytest.LogCapt
     metrics.backlog("trainers", ConsumerState(pending=3, unacked=1))
     metrics.backlog_read(True)
 
-    async def reads() -> None:
-        raise RuntimeError("a bug in the loop")
+    async def state(durable: str, stream: str) -> ConsumerState:
+        raise RuntimeError("a bug in the loop")  # not the bus refusing (BusError): the loop dies
 
-    task = asyncio.create_task(reads(), name="the trainers' backlog reads")
-    task.add_done_callback(lambda done: _ended(done, lambda: metrics.backlog_read(False)))
+    task = _backlog_reads(state, metrics, asyncio.Event())
     with caplog.at_level(logging.ERROR), pytest.raises(RuntimeError):
         await task
     await asyncio.sleep(0)  # the done callbacks run on the next turn of the loop
