@@ -11,7 +11,8 @@ registry. Then, N times each, times spawn → first correct answer to one OIP v2
 - the references in `common.py`: the bare-ORT floor, a hand-written FastAPI server loading the file
   from local disk, and KServe's model server (its own venv, installed on first use).
 
-The last lines are the goals (against the bare ASGI app, and the bare Lambda handler), PASS or FAIL.
+The last lines are the goals (against the bare ASGI app, and the bare Lambda handler), PASS or FAIL:
+the ratio of the medians, and the median of the runs' own ratios beside its quartiles (a PASS needs both).
 
     .venv/bin/python bench/cold_start.py [--runs 7]
 """
@@ -215,8 +216,16 @@ def main() -> None:
         "(init + first invocation, each with its own file: fermion's fetched from the registry and verified)"
     )
     for figure, ours, theirs, goal in GOALS:
+        # The ratio of the medians, and run by run (each run's pair started back to back): on a noisy
+        # machine one lucky median can pass alone, so a PASS needs both.
         ratio = medians[ours] / medians[theirs]
-        print(f"GOAL {figure}: {ratio:.2f}x (goal <= {goal}x): {'PASS' if ratio <= goal else 'FAIL'}")
+        paired = [a / b for a, b in zip(runs[ours], runs[theirs], strict=True)]
+        low, middle, high = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+        verdict = "PASS" if max(ratio, middle) <= goal else "FAIL"
+        print(
+            f"GOAL {figure}: {ratio:.2f}x (goal <= {goal}x): {verdict}  "
+            f"[run by run: median {middle:.2f}x, quartiles {low:.2f}..{high:.2f}x]"
+        )
 
 
 # (figure, fermion's row, the reference's row, the most fermion may take as a multiple of it)

@@ -10,7 +10,8 @@ on the one port (`servers.py`). Its order is the cold start:
 2. The cyclic garbage collector is off while the imports run: they allocate a great many objects
    that live for the whole process, and collecting them repeatedly is wasted start-up time. After
    start-up they are moved to the permanent generation (`gc.freeze`) so later collections, on the
-   warm path, never walk them; then collection is switched back on.
+   warm path, never walk them; then collection is switched back on. Nor does pydantic search every
+   installed distribution for its plugins (`skip_pydantic_plugin_scan`).
 3. With several workers, they are forked from this process once the socket is bound and the
    settings read, before the app is imported: each worker imports the app, loads its models and
    runs its own server (steps 2, 4 and 5 happen in every worker), and all accept on the one socket.
@@ -31,10 +32,13 @@ import socket
 import sys
 from argparse import ArgumentParser, ArgumentTypeError
 
+from . import skip_pydantic_plugin_scan
+
 
 def main(argv: list[str] | None = None) -> None:
     """Bind, import, serve."""
     gc.disable()
+    skip_pydantic_plugin_scan()
     parser = ArgumentParser(prog="python -m fermion.functions.inference", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
