@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BARE_ASGI, bench_key, oip_body, register_digits
 
 ROUNDS = 5
+CONTEXT_ROUNDS = 15  # each a pair of short runs, in alternating order
 
 
-async def per_call(fn: Callable[[], Awaitable[Any]], calls: int) -> float:
+async def per_call(fn: Callable[[], Awaitable[Any]], calls: int, rounds: int = ROUNDS) -> float:
     """Median over rounds of microseconds per call of `fn` (after a warm-up)."""
     for _ in range(200):
         await fn()
-    rounds = []
-    for _ in range(ROUNDS):
+    times = []
+    for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(calls):
             await fn()
-        rounds.append((time.perf_counter() - started) / calls * 1e6)
-    return statistics.median(rounds)
+        times.append((time.perf_counter() - started) / calls * 1e6)
+    return statistics.median(times)
 
 
 def asgi_call(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> Callable[[], Awaitable[None]]:
@@ -149,6 +151,80 @@ async def measure(home: Path, model: Path, body: bytes, auth: dict[str, str], ca
         mine = await per_call(ours, calls)
         theirs = f"   bare {await per_call(bare, calls):8.2f}" if bare is not None else ""
         print(f"  {label:34} {mine:8.2f}{theirs}")
+    steps_left_out = leave_outs(app, body, headers, (caller, route, model_, results))
+    await in_context(asgi_call(app, body, raw), steps_left_out, calls)
+
+
+def leave_outs(app: Any, body: bytes, headers: dict[str, str], kept: tuple[Any, ...]) -> list[tuple[str, list[Any]]]:
+    """Each step of the request, as the patches that leave it out: its result kept from a real run
+    (`kept`: the caller, the route, the model and its results)."""
+    from unittest.mock import patch
+
+    from fermion.functions.inference.app import OipRequest
+    from fermion.functions.inference.runtime import LoadedModel
+
+    services, security = app.state.services, app.state.security
+    caller, route, model, results = kept
+    parsed = OipRequest.parse(body, headers, services.settings())
+    answer = parsed.encode(model, results, {})
+
+    async def authorized(*_: Any) -> Any:
+        return caller
+
+    async def routed(*_: Any) -> Any:
+        return route
+
+    async def ran(model: Any, feeds: dict[str, np.ndarray], wanted: Any) -> dict[str, np.ndarray]:
+        return dict(zip(model.output_names, model.session.run(None, feeds), strict=True))
+
+    def nothing(*_: Any, **__: Any) -> None:
+        return None
+
+    return [
+        ("authentication (the key verified)", [patch.object(type(security), "authorize", authorized)]),
+        ("parse (protocol models, arrays)", [patch.object(OipRequest, "parse", lambda *_: parsed)]),
+        ("route to a version", [patch.object(services.traffic, "route", routed)]),
+        ("input checks (dtype, shape, NaN)", [patch.object(LoadedModel, "check", nothing)]),
+        ("scheduler + checks (session.run alone)", [patch.object(services.scheduler, "run", ran)]),
+        (
+            "per-version telemetry and sampling",
+            [
+                patch.object(type(route), "observed", lambda _: nullcontext()),
+                patch.object(type(route), "answered", lambda *_: {}),
+            ],
+        ),
+        ("encode the answer", [patch.object(OipRequest, "encode", lambda *_: answer)]),
+        ("metrics (the run, the answer)", [patch.object(services.metrics, n, nothing) for n in ("ran", "answered")]),
+        ("access log middleware", [patch.object(app, "infer", app._serve_infer)]),
+    ]
+
+
+async def in_context(whole: Callable[[], Awaitable[None]], steps: list[tuple[str, list[Any]]], calls: int) -> None:
+    """What leaving each step out saves of the whole request, each such run beside a whole one.
+
+    A step timed alone runs hot in the caches; in the request it shares them with every other step,
+    so the steps above add up to less than the whole. Here each is measured where it runs: per round,
+    the fastest of a few short runs with the step and without it (a noisy machine only ever adds time).
+    """
+    saved: dict[str, list[float]] = {label: [] for label, _ in steps}
+    for round_ in range(CONTEXT_ROUNDS):
+        for label, patches in steps:
+            times = {}
+            for left_out in (False, True) if round_ % 2 else (True, False):  # drift hits both alike
+                with ExitStack() as stack:
+                    for p in patches if left_out else ():
+                        stack.enter_context(p)
+                    times[left_out] = min([await per_call(whole, max(calls // 20, 10), rounds=1) for _ in range(5)])
+            saved[label].append(times[False] - times[True])
+    print(
+        f"in context: the whole request with one step left out, beside the whole; per round the fastest of 5 "
+        f"short runs each, medians of {CONTEXT_ROUNDS} rounds (quartiles)"
+    )
+    for label, xs in saved.items():
+        low, middle, high = statistics.quantiles(xs, n=4)
+        print(f"  {label:38} saves {middle:7.2f}   ({low:.1f}..{high:.1f})")
+    total = sum(statistics.median(xs) for xs in saved.values())
+    print(f"  {'sum of the savings':38}       {total:7.2f}   (they overlap: the scheduler's includes the checks)")
 
 
 async def _now(value: Any) -> Any:

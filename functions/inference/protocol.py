@@ -139,6 +139,24 @@ def to_array(tensor: RequestInput, binary: dict[str, np.ndarray] | None = None) 
     return array.reshape(tensor.shape)
 
 
+SUMMED_ELEMENTS = 256
+"""Up to this many elements, `all_finite` adds the values up in Python instead of asking numpy."""
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """Whether a float array holds no NaN and no infinity.
+
+    A small one is checked by its sum: any NaN or infinity makes the sum NaN or infinite. In a
+    request's context a numpy reduction (`isfinite(...).all()`) cost ~18 µs on one 64-value row, the
+    Python sum of its values ~1 (bench/warm_path.py, "in context"), though alone each takes 1-2 µs.
+    A sum can also overflow (float64 values near their maximum): numpy then decides, as it does for
+    a large array.
+    """
+    if array.size <= SUMMED_ELEMENTS and math.isfinite(sum(array.ravel().tolist())):
+        return True
+    return bool(np.isfinite(array).all())
+
+
 def _dtype(tensor: RequestInput) -> np.dtype:
     """The tensor's numpy dtype, once its datatype and shape are known to be valid."""
     dtype = DATATYPES.get(tensor.datatype)

@@ -27,7 +27,7 @@ from fermion.model_store.manifest import VARIANT_FILES
 from fermion.model_store.reader import EarlyFetch
 
 from .errors import BadRequest, ModelUnavailable
-from .protocol import datatype_name, onnx_dtype
+from .protocol import all_finite, datatype_name, onnx_dtype
 from .settings import GPU_PROVIDERS, InferenceSettings, get_settings
 
 log = logging.getLogger("fermion.inference")
@@ -103,11 +103,7 @@ class LoadedModel:
             want = [d if d is not None else -1 for d in shape]
             raise BadRequest(f"input {name!r} must have shape {want} (-1: any), got {list(array.shape)}")
         # A table model imputes blanks (NaN) inside its graph (model_store/features.py); infinity is never a value.
-        if (
-            array.dtype.kind == "f"
-            and not np.isfinite(array).all()
-            and (not self.manifest.features or np.isinf(array).any())
-        ):
+        if array.dtype.kind == "f" and not all_finite(array) and (not self.manifest.features or np.isinf(array).any()):
             raise BadRequest(f"input {name!r} contains NaN or infinity")
 
     def run(

@@ -125,6 +125,25 @@ def test_a_gpu_request_that_lands_on_cpu_is_flagged_or_refused(registry: Registr
         ),
         ({"inputs": []}, 400, "inputs"),
         ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, "NaN", 3, 4]}]}, 400, "NaN"),
+        (
+            {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "-Infinity", 4]}]},
+            400,
+            "NaN",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ["Infinity", 2, "-Infinity", 4]}
+                ]
+            },
+            400,
+            "NaN or infinity",
+        ),
+        (  # more values than all_finite adds up itself: numpy checks them
+            {"inputs": [{"name": "input", "shape": [100, 4], "datatype": "FP32", "data": [1.0] * 399 + ["NaN"]}]},
+            400,
+            "NaN or infinity",
+        ),
         (_body(np.ones((3000, 4), np.float32)), 413, "limit is 20000"),
     ],
 )
