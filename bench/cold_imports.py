@@ -8,7 +8,8 @@ Lambda handler, after what cold_start.py's bare Lambda handler imports (no uvico
 asyncio, Mangum, pydantic, cryptography, then the handler. The garbage collector is off, as it is
 while the entry point and the Lambda handler import. Medians over runs, in milliseconds.
 The pydantic step includes building one model, since the first model class built pays for
-pydantic's schema machinery, whichever class it is.
+pydantic's schema machinery, whichever class it is; like the function, it searches for no plugins
+(PYDANTIC_DISABLE_PLUGINS, functions/inference/__init__.py).
 
     .venv/bin/python bench/cold_imports.py [--runs 7]
 """
@@ -82,7 +83,9 @@ def report(title: str, steps: list[tuple[str, str]], count: int) -> None:
     codes = json.dumps([code for _, code in steps])
     runs: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="fermion-bench-") as home:
+        # As the entry point and the Lambda handler start: pydantic searches no distribution for plugins.
         env = {**os.environ, "FERMION_HOME": home, "FERMION_PROVIDERS": '["CPUExecutionProvider"]'}
+        env["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
         for _ in range(count):
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, codes], env=env, capture_output=True, text=True, check=True

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,12 @@ ROUNDS = 5
 CONTEXT_ROUNDS = 15  # each a pair of short runs, in alternating order
 
 
-async def per_call(fn: Callable[[], Awaitable[Any]], calls: int, rounds: int = ROUNDS) -> float:
-    """Median over rounds of microseconds per call of `fn` (after a warm-up)."""
-    for _ in range(200):
+async def per_call(fn: Callable[[], Awaitable[Any]], calls: int, rounds: int = ROUNDS, warm: int = 200) -> float:
+    """Median over rounds of microseconds per call of `fn` (after `warm` calls; no rounds: only those)."""
+    for _ in range(warm):
         await fn()
+    if not rounds:
+        return 0.0
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -65,8 +68,11 @@ def asgi_call(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> Call
 
 
 async def measure(home: Path, model: Path, body: bytes, auth: dict[str, str], calls: int) -> None:
+    from unittest.mock import patch
+
     from pydantic_core import from_json, to_json
 
+    import fermion.functions.inference.runtime as runtime
     from fermion.functions.inference.app import app
     from fermion.functions.inference.protocol import encode_response, parse_request, to_array
     from fermion.functions.inference.runtime import ModelRef
@@ -153,6 +159,10 @@ async def measure(home: Path, model: Path, body: bytes, auth: dict[str, str], ca
         print(f"  {label:34} {mine:8.2f}{theirs}")
     steps_left_out = leave_outs(app, body, headers, (caller, route, model_, results))
     await in_context(asgi_call(app, body, raw), steps_left_out, calls)
+    # The input checks' NaN test as it was before all_finite: a numpy reduction on every request.
+    before = patch.object(runtime, "all_finite", lambda array: bool(np.isfinite(array).all()))
+    cost = await paired(asgi_call(app, body, raw), before, calls)
+    print(f"  the checks' NaN test by numpy's isfinite(...).all(), as before all_finite: {cost:+.2f} us")
 
 
 def leave_outs(app: Any, body: bytes, headers: dict[str, str], kept: tuple[Any, ...]) -> list[tuple[str, list[Any]]]:
@@ -161,28 +171,33 @@ def leave_outs(app: Any, body: bytes, headers: dict[str, str], kept: tuple[Any, 
     from unittest.mock import patch
 
     from fermion.functions.inference.app import OipRequest
+    from fermion.functions.inference.routing import VERSION_HEADER
     from fermion.functions.inference.runtime import LoadedModel
 
     services, security = app.state.services, app.state.security
     caller, route, model, results = kept
     parsed = OipRequest.parse(body, headers, services.settings())
-    answer = parsed.encode(model, results, {})
+    version = {VERSION_HEADER: str(model.version)}  # the answer's headers, as `route.answered` gives them
+    answer = parsed.encode(model, results, dict(version))
 
     async def authorized(*_: Any) -> Any:
         return caller
 
     async def routed(*_: Any) -> Any:
-        return route
+        return replace(route, started=time.perf_counter())  # a route times its own request
 
     async def ran(model: Any, feeds: dict[str, np.ndarray], wanted: Any) -> dict[str, np.ndarray]:
-        return dict(zip(model.output_names, model.session.run(None, feeds), strict=True))
+        started = time.perf_counter()
+        out = dict(zip(model.output_names, model.session.run(None, feeds), strict=True))
+        services.metrics.ran(model.name, 1, time.perf_counter() - started, (0.0,))  # the metrics step's, kept
+        return out
 
     def nothing(*_: Any, **__: Any) -> None:
         return None
 
     return [
         ("authentication (the key verified)", [patch.object(type(security), "authorize", authorized)]),
-        ("parse (protocol models, arrays)", [patch.object(OipRequest, "parse", lambda *_: parsed)]),
+        ("parse (protocol models)", [patch.object(OipRequest, "parse", lambda *_: parsed)]),
         ("route to a version", [patch.object(services.traffic, "route", routed)]),
         ("input checks (dtype, shape, NaN)", [patch.object(LoadedModel, "check", nothing)]),
         ("scheduler + checks (session.run alone)", [patch.object(services.scheduler, "run", ran)]),
@@ -190,7 +205,7 @@ def leave_outs(app: Any, body: bytes, headers: dict[str, str], kept: tuple[Any, 
             "per-version telemetry and sampling",
             [
                 patch.object(type(route), "observed", lambda _: nullcontext()),
-                patch.object(type(route), "answered", lambda *_: {}),
+                patch.object(type(route), "answered", lambda *_: dict(version)),
             ],
         ),
         ("encode the answer", [patch.object(OipRequest, "encode", lambda *_: answer)]),
@@ -214,7 +229,8 @@ async def in_context(whole: Callable[[], Awaitable[None]], steps: list[tuple[str
                 with ExitStack() as stack:
                     for p in patches if left_out else ():
                         stack.enter_context(p)
-                    times[left_out] = min([await per_call(whole, max(calls // 20, 10), rounds=1) for _ in range(5)])
+                    await per_call(whole, 0, rounds=0)  # the warm-up, once per side
+                    times[left_out] = min([await per_call(whole, max(calls // 20, 10), 1, 0) for _ in range(5)])
             saved[label].append(times[False] - times[True])
     print(
         f"in context: the whole request with one step left out, beside the whole; per round the fastest of 5 "
@@ -225,6 +241,19 @@ async def in_context(whole: Callable[[], Awaitable[None]], steps: list[tuple[str
         print(f"  {label:38} saves {middle:7.2f}   ({low:.1f}..{high:.1f})")
     total = sum(statistics.median(xs) for xs in saved.values())
     print(f"  {'sum of the savings':38}       {total:7.2f}   (they overlap: the scheduler's includes the checks)")
+
+
+async def paired(whole: Callable[[], Awaitable[None]], patched: Any, calls: int) -> float:
+    """Median over rounds of the whole request's time with `patched` minus without (the fastest of 5 each)."""
+    deltas = []
+    for round_ in range(CONTEXT_ROUNDS):
+        times = {}
+        for on in (False, True) if round_ % 2 else (True, False):
+            with patched if on else nullcontext():
+                await per_call(whole, 0, rounds=0)
+                times[on] = min([await per_call(whole, max(calls // 20, 10), 1, 0) for _ in range(5)])
+        deltas.append(times[True] - times[False])
+    return statistics.median(deltas)
 
 
 async def _now(value: Any) -> Any:

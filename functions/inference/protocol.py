@@ -152,7 +152,8 @@ def all_finite(array: np.ndarray) -> bool:
     A sum can also overflow (float64 values near their maximum): numpy then decides, as it does for
     a large array.
     """
-    if array.size <= SUMMED_ELEMENTS and math.isfinite(sum(array.ravel().tolist())):
+    small = array.size <= SUMMED_ELEMENTS and array.dtype.itemsize <= 8  # Python floats: float16 to float64
+    if small and math.isfinite(sum(array.ravel().tolist())):
         return True
     return bool(np.isfinite(array).all())
 

@@ -320,7 +320,9 @@ def _alb(method: str, path: str, body: dict | None = None) -> dict:
     [_api_gateway_v1, _api_gateway_v2, _function_url, _alb],
     ids=["api-gateway-v1", "http-api-v2", "function-url", "alb"],
 )
-def test_mangum_handler_answers_every_event_shape(served, lambda_loop, shape) -> None:  # type: ignore[no-untyped-def]
+def test_mangum_handler_answers_every_event_shape(served, lambda_loop, shape, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Importing the handler sets PYDANTIC_DISABLE_PLUGINS for its process: here, only for this test.
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from fermion.functions.inference.handler import make_handler  # Mangum binds the current loop
 
     client, _ = served

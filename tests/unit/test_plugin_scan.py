@@ -32,7 +32,7 @@ ENTRY_POINT = (
 REPORT = (
     "import os, sys\n"
     "from fermion.functions.inference.settings import get_settings\n"
-    "get_settings()  # a model built, in case the start-up built none\n"
+    "get_settings()  # the settings read, in case the start-up had not: their import builds its models\n"
     "print('searched' if 'probe_plugin' in sys.modules else 'skipped', os.environ.get('PYDANTIC_DISABLE_PLUGINS'))\n"
 )
 
