@@ -161,7 +161,7 @@ async def measure(home: Path, model: Path, body: bytes, auth: dict[str, str], ca
     await in_context(asgi_call(app, body, raw), steps_left_out, calls)
     # The input checks' NaN test as it was before all_finite: a numpy reduction on every request.
     before = patch.object(runtime, "all_finite", lambda array: bool(np.isfinite(array).all()))
-    cost = await paired(asgi_call(app, body, raw), before, calls)
+    cost = await paired(asgi_call(app, body, raw), [before], calls)
     print(f"  the checks' NaN test by numpy's isfinite(...).all(), as before all_finite: {cost:+.2f} us")
 
 
@@ -224,14 +224,7 @@ async def in_context(whole: Callable[[], Awaitable[None]], steps: list[tuple[str
     saved: dict[str, list[float]] = {label: [] for label, _ in steps}
     for round_ in range(CONTEXT_ROUNDS):
         for label, patches in steps:
-            times = {}
-            for left_out in (False, True) if round_ % 2 else (True, False):  # drift hits both alike
-                with ExitStack() as stack:
-                    for p in patches if left_out else ():
-                        stack.enter_context(p)
-                    await per_call(whole, 0, rounds=0)  # the warm-up, once per side
-                    times[left_out] = min([await per_call(whole, max(calls // 20, 10), 1, 0) for _ in range(5)])
-            saved[label].append(times[False] - times[True])
+            saved[label].append(-await _difference(whole, patches, round_, calls))
     print(
         f"in context: the whole request with one step left out, beside the whole; per round the fastest of 5 "
         f"short runs each, medians of {CONTEXT_ROUNDS} rounds (quartiles)"
@@ -243,17 +236,21 @@ async def in_context(whole: Callable[[], Awaitable[None]], steps: list[tuple[str
     print(f"  {'sum of the savings':38}       {total:7.2f}   (they overlap: the scheduler's includes the checks)")
 
 
-async def paired(whole: Callable[[], Awaitable[None]], patched: Any, calls: int) -> float:
-    """Median over rounds of the whole request's time with `patched` minus without (the fastest of 5 each)."""
-    deltas = []
-    for round_ in range(CONTEXT_ROUNDS):
-        times = {}
-        for on in (False, True) if round_ % 2 else (True, False):
-            with patched if on else nullcontext():
-                await per_call(whole, 0, rounds=0)
-                times[on] = min([await per_call(whole, max(calls // 20, 10), 1, 0) for _ in range(5)])
-        deltas.append(times[True] - times[False])
-    return statistics.median(deltas)
+async def paired(whole: Callable[[], Awaitable[None]], patches: list[Any], calls: int) -> float:
+    """Median over rounds of the whole request's time with `patches` minus without (the fastest of 5 each)."""
+    return statistics.median([await _difference(whole, patches, r, calls) for r in range(CONTEXT_ROUNDS)])
+
+
+async def _difference(whole: Callable[[], Awaitable[None]], patches: list[Any], round_: int, calls: int) -> float:
+    """One round: µs per request with `patches` applied minus without, in an order alternating by round."""
+    times = {}
+    for on in (False, True) if round_ % 2 else (True, False):  # drift hits both alike
+        with ExitStack() as stack:
+            for p in patches if on else ():
+                stack.enter_context(p)
+            await per_call(whole, 0, rounds=0)  # the warm-up, once per side
+            times[on] = min([await per_call(whole, max(calls // 20, 10), 1, 0) for _ in range(5)])
+    return times[True] - times[False]
 
 
 async def _now(value: Any) -> Any:

@@ -37,6 +37,9 @@ def test_any_shape_is_read_whole(shape: tuple[int, ...]) -> None:
     if array.size:
         array.flat[-1] = np.nan
         assert all_finite(array) is False
+
+
+def test_a_strided_view_is_read_as_viewed() -> None:
     strided = np.ones((4, 3), np.float32)
     strided[0, 1] = np.nan  # a column the view below skips
     assert all_finite(strided[:, ::2]) is True
