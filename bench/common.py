@@ -168,11 +168,13 @@ def fermion_argv(port: int, *options: str) -> list[str]:
     return [sys.executable, "-m", "fermion.functions.inference", "--port", str(port), *options]
 
 
-def uvicorn_argv(app: str, port: int) -> list[str]:
-    """A server started the plain way: the uvicorn command line."""
+def uvicorn_argv(app: str, port: int, one_write: bool = False) -> list[str]:
+    """A server started the plain way: the uvicorn command line (`one_write`: with the inference
+    function's HTTP protocol, each response's head and body in one write)."""
+    protocol = ("--http", "fermion.functions.inference.coalescing:OneWriteProtocol") if one_write else ()
     return [
         sys.executable,
-        *("-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
+        *("-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *protocol),
         *("--log-level", "warning", "--no-access-log", app),
     ]
 

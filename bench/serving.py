@@ -5,8 +5,9 @@ concurrent connections and stops it, so drift in the machine's load hits every s
 report gives medians over the rounds with their spread (min..max). Servers, all over one ONNX file:
 Fermion's inference function (batching on and off, auth off, metrics off; on uvicorn and on granian,
 one worker and two), the bare ASGI app (the practical limit of conventional Python serving) on
-uvicorn and on granian, the hand-written FastAPI server and KServe. The goal lines at the end
-(issue 28) compare Fermion as deployed, on uvicorn and on granian, with the bare ASGI app on uvicorn.
+uvicorn, on uvicorn with Fermion's one-write protocol and on granian, the hand-written FastAPI
+server and KServe. The goal lines at the end (issue 28) compare Fermion as deployed, on uvicorn and
+on granian, with the bare ASGI app on uvicorn.
 
     apt-get install wrk   # once
     .venv/bin/python bench/serving.py [--rounds 3] [--seconds 5] [--without-kserve]
@@ -107,6 +108,8 @@ def _servers(
         # The cost of metrics on the warm path (bench/metrics_cost.py measures it alone, in rounds).
         "fermion, metrics off": lambda port: (fermion_argv(port), {**env, "FERMION_METRICS": "false"}),
         BARE: lambda port: (uvicorn_argv("bare:app", port), bare_env),
+        # The same bare app with Fermion's uvicorn protocol (coalescing.py): each response in one write.
+        "bare ASGI, uvicorn, one write": lambda port: (uvicorn_argv("bare:app", port, one_write=True), bare_env),
         "hand-written FastAPI": lambda port: (uvicorn_argv("hand:app", port), bare_env),
     }
     # Several workers on the one port: throughput where the machine has the cores for them.

@@ -88,11 +88,19 @@ class App(Protocol):
 
 
 def run_uvicorn(app: App, sock: socket.socket, log_level: str, ready: Callable[[], None]) -> None:
-    """Serve `app` on `sock` with uvicorn: no WebSockets, no lifespan, no proxy-header rewriting."""
+    """Serve `app` on `sock` with uvicorn: no WebSockets, no lifespan, no proxy-header rewriting, and
+    each response's head and body in one write (`coalescing.py`)."""
     import uvicorn
 
+    try:
+        from .coalescing import OneWriteProtocol
+
+        http: Any = OneWriteProtocol  # each response in one write (one system call), not two
+    except ImportError:  # no httptools (uvicorn without its `standard` extra): its h11 protocol
+        http = "auto"
     config = uvicorn.Config(
         app,
+        http=http,
         ws="none",
         lifespan="off",
         log_level=log_level,
