@@ -280,6 +280,19 @@ def wrk(
         return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     assert not errors, out
-    return {"p50": ms("50"), "p99": ms("99"), "rps": rps}
+    return {"p50": ms("50"), "p99": ms("99"), "rps": rps, "requests": requests}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) `pid` and its descendants have used so far: a server with its workers
+    and its ONNX Runtime threads (Linux's /proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children")).split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return own + sum(cpu_seconds(int(child)) for child in children)

@@ -2,7 +2,8 @@
 
 Each round starts every server in turn (A, B, C, ... then again), measures it at 1, 8 and 32
 concurrent connections and stops it, so drift in the machine's load hits every server alike; the
-report gives medians over the rounds with their spread (min..max). Servers, all over one ONNX file:
+report gives medians over the rounds with their spread (min..max), and the CPU time the server
+(its workers and threads included) spent per answer. Servers, all over one ONNX file:
 Fermion's inference function (batching on and off, auth off, metrics off; on uvicorn and on granian,
 one worker and two), the bare ASGI app (the practical limit of conventional Python serving) on
 uvicorn, on uvicorn with Fermion's one-write protocol and on granian, the hand-written FastAPI
@@ -31,6 +32,7 @@ from common import (
     HAND_WRITTEN,
     bench_key,
     compile_bytecode,
+    cpu_seconds,
     fermion_argv,
     free_port,
     granian_argv,
@@ -89,7 +91,11 @@ def main() -> None:
                 try:
                     wrk(url, body, 8, 1, headers=headers)  # warm-up: allocators, caches, the batcher's first batches
                     for c in CONNECTIONS:
-                        results[name][c].append(wrk(url, body, c, args.seconds, headers=headers))
+                        before = cpu_seconds(proc.pid)
+                        point = wrk(url, body, c, args.seconds, headers=headers)
+                        # The server's CPU per answer: what a request costs where cores are billed or shared.
+                        point["cpu"] = (cpu_seconds(proc.pid) - before) / max(point["requests"], 1) * 1e6
+                        results[name][c].append(point)
                 finally:
                     stop(proc)
     _report(results, args.rounds, args.seconds)
@@ -129,12 +135,12 @@ def _servers(
 def _report(results: dict[str, dict[int, list[Point]]], rounds: int, seconds: int) -> None:
     """Medians over the rounds with their spread, ratios to the bare app, and the goals' pass/fail lines."""
     med = {
-        n: {c: {k: statistics.median(p[k] for p in pts) for k in ("p50", "p99", "rps")} for c, pts in by.items()}
+        n: {c: {k: statistics.median(p[k] for p in pts) for k in ("p50", "p99", "rps", "cpu")} for c, pts in by.items()}
         for n, by in results.items()
     }
     print(f"digits CNN, one OIP v2 JSON row per request, {rounds} interleaved rounds, wrk {seconds}s per point")
     print(f"medians (min..max over rounds); ratios against {BARE!r} in the same round set")
-    print(f"{'server':34} {'conns':>5} {'p50 ms':>20} {'p99 ms':>22} {'req/s':>20}")
+    print(f"{'server':34} {'conns':>5} {'p50 ms':>20} {'p99 ms':>22} {'req/s':>20} {'server CPU us/req':>18}")
     for name, by_conns in results.items():
         for c, pts in by_conns.items():
             m = med[name][c]
@@ -144,7 +150,7 @@ def _report(results: dict[str, dict[int, list[Point]]], rounds: int, seconds: in
                 else f"{m[k]:.0f} ({min(p[k] for p in pts):.0f}..{max(p[k] for p in pts):.0f})"
                 for k in ("p50", "p99", "rps")
             ]
-            print(f"{name:34} {c:5d} {cells[0]:>20} {cells[1]:>22} {cells[2]:>20}")
+            print(f"{name:34} {c:5d} {cells[0]:>20} {cells[1]:>22} {cells[2]:>20} {m['cpu']:18.0f}")
     if BARE not in med:
         return
     bare = med[BARE]
@@ -154,7 +160,8 @@ def _report(results: dict[str, dict[int, list[Point]]], rounds: int, seconds: in
         f = med[name]
         print(
             f"{name} vs {BARE}: p50 @1 {f[1]['p50'] / bare[1]['p50']:.2f}x, "
-            f"req/s @32 {f[32]['rps'] / bare[32]['rps']:.2f}x, p99 @32 {f[32]['p99'] / bare[32]['p99']:.2f}x"
+            f"req/s @32 {f[32]['rps'] / bare[32]['rps']:.2f}x, p99 @32 {f[32]['p99'] / bare[32]['p99']:.2f}x, "
+            f"server CPU per request @1 {f[1]['cpu'] / bare[1]['cpu']:.2f}x, @32 {f[32]['cpu'] / bare[32]['cpu']:.2f}x"
         )
     for variant in (FERMION, FERMION_GRANIAN):
         if variant not in med:
