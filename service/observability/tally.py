@@ -18,6 +18,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -81,7 +82,10 @@ class HistogramSeries:
             return list(self.counts), self.total
 
 
-class _Family(Collector):
+S = TypeVar("S", CounterSeries, HistogramSeries)
+
+
+class _Family(Collector, Generic[S]):
     """A family of series by label values, registered on `registry` as a collector."""
 
     def __init__(
@@ -89,10 +93,11 @@ class _Family(Collector):
     ) -> None:
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, ...], CounterSeries | HistogramSeries] = {}
+        self._series: dict[tuple[str, ...], S] = {}
         registry.register(self)
 
-    def _labelled(self, values: tuple[object, ...]) -> CounterSeries | HistogramSeries:
+    def labels(self, *values: object) -> S:
+        """The series of these label values (made on first use)."""
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected, got {len(values)}")
         key = tuple(str(v) for v in values)
@@ -102,7 +107,7 @@ class _Family(Collector):
                 series = self._series.setdefault(key, self._new())
         return series
 
-    def _new(self) -> CounterSeries | HistogramSeries:
+    def _new(self) -> S:
         raise NotImplementedError
 
     def _family(self) -> Metric:
@@ -111,18 +116,13 @@ class _Family(Collector):
     def describe(self) -> list[Metric]:
         return [self._family()]  # the names the registry checks for duplicates, no samples
 
-    def _all(self) -> list[tuple[tuple[str, ...], CounterSeries | HistogramSeries]]:
+    def _all(self) -> list[tuple[tuple[str, ...], S]]:
         with self._lock:
             return list(self._series.items())
 
 
-class Counting(_Family):
+class Counting(_Family[CounterSeries]):
     """prometheus-client's `Counter`, for the warm path."""
-
-    def labels(self, *values: object) -> CounterSeries:
-        series = self._labelled(values)
-        assert isinstance(series, CounterSeries)
-        return series
 
     def _new(self) -> CounterSeries:
         return CounterSeries()
@@ -133,12 +133,11 @@ class Counting(_Family):
     def collect(self) -> Iterator[Metric]:
         family = self._family()
         for labels, series in self._all():
-            assert isinstance(series, CounterSeries)
             family.add_metric(labels, series.value, created=series.created if CREATED else None)
         yield family
 
 
-class Histogramming(_Family):
+class Histogramming(_Family[HistogramSeries]):
     """prometheus-client's `Histogram`, for the warm path."""
 
     def __init__(
@@ -156,11 +155,6 @@ class Histogramming(_Family):
         self.bounds = bounds if bounds and math.isinf(bounds[-1]) else (*bounds, math.inf)
         super().__init__(name, documentation, labelnames, registry=registry)
 
-    def labels(self, *values: object) -> HistogramSeries:
-        series = self._labelled(values)
-        assert isinstance(series, HistogramSeries)
-        return series
-
     def _new(self) -> HistogramSeries:
         return HistogramSeries(self.bounds)
 
@@ -170,7 +164,6 @@ class Histogramming(_Family):
     def collect(self) -> Iterator[Metric]:
         family = self._family()
         for labels, series in self._all():
-            assert isinstance(series, HistogramSeries)
             counts, total = series.reading()
             cumulative, buckets = 0, []
             for bound, count in zip(self.bounds, counts, strict=True):
