@@ -98,8 +98,8 @@ def update_us(n: int = 200_000) -> dict[str, float]:
     registry = CollectorRegistry()
     theirs_h = Histogram("h", "h", ["model"], buckets=LATENCY_BUCKETS, registry=registry).labels("digits")
     theirs_c = Counter("c", "c", ["model"], registry=registry).labels("digits")
-    ours_h = Histogramming("oh", "h", ["model"], LATENCY_BUCKETS, registry).labels("digits")
-    ours_c = Counting("oc", "c", ["model"], registry).labels("digits")
+    ours_h = Histogramming("oh", "h", ["model"], buckets=LATENCY_BUCKETS, registry=registry).labels("digits")
+    ours_c = Counting("oc", "c", ["model"], registry=registry).labels("digits")
     cases = {
         "prometheus-client Histogram.observe": lambda: theirs_h.observe(0.0004),
         "tally's observe": lambda: ours_h.observe(0.0004),

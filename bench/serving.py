@@ -160,8 +160,13 @@ def _report(results: dict[str, dict[int, list[Point]]], rounds: int, seconds: in
         f = med[name]
         print(
             f"{name} vs {BARE}: p50 @1 {f[1]['p50'] / bare[1]['p50']:.2f}x, "
-            f"req/s @32 {f[32]['rps'] / bare[32]['rps']:.2f}x, p99 @32 {f[32]['p99'] / bare[32]['p99']:.2f}x, "
-            f"server CPU per request @1 {f[1]['cpu'] / bare[1]['cpu']:.2f}x, @32 {f[32]['cpu'] / bare[32]['cpu']:.2f}x"
+            f"req/s @32 {f[32]['rps'] / bare[32]['rps']:.2f}x, p99 @32 {f[32]['p99'] / bare[32]['p99']:.2f}x"
+            + (  # no CPU figure where there is no /proc
+                f", server CPU per request @1 {f[1]['cpu'] / bare[1]['cpu']:.2f}x, "
+                f"@32 {f[32]['cpu'] / bare[32]['cpu']:.2f}x"
+                if bare[1]["cpu"] and bare[32]["cpu"]
+                else ""
+            )
         )
     for variant in (FERMION, FERMION_GRANIAN):
         if variant not in med:

@@ -16,6 +16,7 @@ held, so a streamed response is never buffered here beyond its latest chunk, and
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -43,12 +44,20 @@ class HeldWrite:
         self.held = None
         self._transport.writelines((held, data))  # one system call (uvloop: writev)
 
+    def writelines(self, list_of_data: Iterable[bytes]) -> None:
+        self.write(b"".join(list_of_data))
+
     def flush(self) -> None:
-        """Send the write held back, if any."""
+        """Send the write held back, if any (dropped if the connection is gone: as uvicorn's own would be)."""
         held = self.held
         if held is not None:
             self.held = None
-            self._transport.write(held)
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def drop(self) -> None:
+        """Forget the write held back: the connection was lost."""
+        self.held = None
 
     def _turn_ended(self) -> None:
         self._scheduled = False
@@ -58,10 +67,18 @@ class HeldWrite:
         self.flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self.drop()
+        self._transport.abort()
+
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
-    def __getattr__(self, name: str) -> Any:  # get_extra_info, set_protocol, pause_reading, ...
+    def __getattr__(self, name: str) -> Any:  # get_extra_info, pause_reading, ...: nothing that sends
         return getattr(self._transport, name)
 
 
@@ -71,6 +88,10 @@ class OneWriteProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # reads the addresses, makes the flow control on the real one
         self.transport = HeldWrite(transport, self.loop)  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport.drop()  # type: ignore[attr-defined]  # a reset connection: nothing more is sent
+        super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
         self.transport.flush()  # type: ignore[attr-defined]  # the last write, now: not a loop turn later

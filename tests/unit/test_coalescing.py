@@ -26,13 +26,14 @@ class Recorder(asyncio.Transport):
         super().__init__()
         self.calls: list[bytes] = []
         self.closes: list[int] = []  # the writes made by each close
+        self.late: list[bytes] = []  # writes after the close
         self.closed = False
 
     def write(self, data: Any) -> None:
-        self.calls.append(bytes(data))
+        (self.late if self.closed else self.calls).append(bytes(data))  # uvloop raises on a closed one
 
     def writelines(self, list_of_data: Any) -> None:
-        self.calls.append(b"".join(list_of_data))
+        (self.late if self.closed else self.calls).append(b"".join(list_of_data))
 
     def close(self) -> None:
         self.closes.append(len(self.calls))
@@ -129,6 +130,26 @@ async def test_a_response_is_sent_when_it_completes() -> None:
     assert transport.calls[0].endswith(b"content-length: 0\r\n\r\n")
 
 
+async def test_a_write_held_when_the_connection_is_lost_is_dropped() -> None:
+    go_on = asyncio.Event()
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await go_on.wait()
+
+    protocol, transport = _connected(stream)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0)  # the app has sent its head, held until the end of this loop turn
+    held = protocol.transport
+    assert isinstance(held, HeldWrite) and held.held is not None
+    transport.closed = True  # the client reset the connection: the loop closed the transport
+    protocol.connection_lost(ConnectionResetError())
+    assert held.held is None
+    go_on.set()
+    await _turns()
+    assert transport.calls == [] and transport.late == []  # nothing sent into the closed transport
+
+
 async def test_held_write_holds_at_most_one_write() -> None:
     transport = Recorder()
     held = HeldWrite(transport, asyncio.get_running_loop())
@@ -142,6 +163,20 @@ async def test_held_write_holds_at_most_one_write() -> None:
     held.write(b"d")
     held.close()
     assert transport.calls == [b"ab", b"c", b"d"] and transport.closed
+
+
+async def test_held_write_keeps_order_through_its_other_sending_methods() -> None:
+    transport = Recorder()
+    held = HeldWrite(transport, asyncio.get_running_loop())
+    held.write(b"a")
+    held.writelines([b"b", b"c"])  # after the held write, in one call
+    assert transport.calls == [b"abc"]
+    held.write(b"d")
+    transport.abort = lambda: setattr(transport, "closed", True)  # type: ignore[method-assign]
+    held.abort()  # drops the held write at once, as a reset connection does
+    assert held.held is None and transport.closed
+    await _turns(1)
+    assert transport.calls == [b"abc"] and transport.late == []
 
 
 @pytest.mark.parametrize("http", ["httptools", OneWriteProtocol])
